@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Provide the Pulumi engine in .engine/bin: the `pulumi` CLI and the Python language host, built
+# from the Go module proxy through the wrapper modules in tools/engine (they pin the versions),
+# plus the launcher dynamic providers need. Idempotent: cached binaries are never rebuilt.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin="$root/.engine/bin"
+# Versions: keep in step with tools/engine/go.mod and tools/engine/langhost/go.mod.
+CLI_VERSION=v3.274.1
+LANGHOST_VERSION=v3.67.1
+# A machine-wide copy, so that a fresh clone on the same machine (CI) does not rebuild.
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/vlaninfra/engine-$CLI_VERSION-$LANGHOST_VERSION"
+mkdir -p "$bin"
+
+have() { [ -x "$1" ] && "$1" version >/dev/null 2>&1; }
+
+if [ -n "${VLANINFRA_PULUMI:-}" ] || { p=$(command -v pulumi 2>/dev/null) && [ "$p" != "$bin/pulumi" ]; }; then
+  # A pulumi already on PATH (a user's workstation) is used as it is.
+  echo "engine: using $(command -v pulumi) ($(pulumi version))"
+  ln -sf "$(command -v pulumi)" "$bin/pulumi"
+elif ! have "$bin/pulumi" || [ ! -x "$bin/pulumi-language-python" ]; then
+  if [ -x "$cache/pulumi" ] && [ -x "$cache/pulumi-language-python" ]; then
+    cp "$cache/pulumi" "$cache/pulumi-language-python" "$cache/pulumi-language-python-exec" "$bin/"
+    echo "engine: copied from $cache"
+  else
+    command -v go >/dev/null || { echo "engine: Go >= 1.21 is needed to build the Pulumi engine (apt-get install golang or see README)" >&2; exit 1; }
+    export GOTOOLCHAIN=${GOTOOLCHAIN:-auto} GOFLAGS=${GOFLAGS:--buildvcs=false}
+    start=$(date +%s)
+    ldv="-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version"
+    (cd "$root/tools/engine" && go build -trimpath -ldflags "-s -w $ldv=$CLI_VERSION" \
+        -o "$bin/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
+    (cd "$root/tools/engine/langhost" && go build -trimpath -ldflags "-s -w $ldv=$LANGHOST_VERSION" \
+        -o "$bin/pulumi-language-python" github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python)
+    # The program runner script ships in the sdk/v3 module of the same release as the CLI.
+    sdkdir=$(cd "$root/tools/engine" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
+    install -m 0755 "$sdkdir/python/cmd/pulumi-language-python-exec" "$bin/"
+    echo "engine: built in $(( $(date +%s) - start ))s"
+    mkdir -p "$cache" && cp "$bin/pulumi" "$bin/pulumi-language-python" "$bin/pulumi-language-python-exec" "$cache/"
+  fi
+fi
+
+# Dynamic providers run as the plugin `pulumi-resource-pulumi-python`: python -m pulumi.dynamic,
+# in the project's virtualenv.
+cat > "$bin/pulumi-resource-pulumi-python.new" <<EOS
+#!/bin/sh
+exec "$root/.venv/bin/python" -u -m pulumi.dynamic "\$@"
+EOS
+chmod 0755 "$bin/pulumi-resource-pulumi-python.new"
+mv -f "$bin/pulumi-resource-pulumi-python.new" "$bin/pulumi-resource-pulumi-python"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One-time, idempotent set-up on a Debian machine, as root: system packages, the virtualenv with
+# vlaninfra installed editable, and the Pulumi engine. A second run reuses what the first built.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+# System packages: the lab's daemons and tools, QEMU for VM lab hosts, Python's venv.
+pkgs=(docker.io openssh-server openssh-client iproute2 busybox-static iputils-ping procps psmisc
+      python3 python3-venv curl qemu-system-x86 qemu-utils debootstrap cpio kmod e2fsprogs)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The virtualenv, from Debian's python3; reinstalled only when pyproject.toml changes.
+py=/usr/bin/python3
+[ -x .venv/bin/python ] || "$py" -m venv .venv
+stamp=.venv/.vlaninfra-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  echo "$want" > "$stamp"
+fi
+
+tools/build-engine.sh

@@ -1,0 +1,27 @@
+"""The `vlaninfra` command: `vlaninfra lab up|down|status`, `vlaninfra plan`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code.
+
+    Example: ``vlaninfra plan --stack lab``
+    """
+    from vlaninfra import cli_plan
+    from vlaninfra.lab import cli as lab_cli
+
+    parser = argparse.ArgumentParser(prog="vlaninfra", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    lab_cli.add_parser(sub)
+    cli_plan.add_parser(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Run the Pulumi CLI the way `tools/pulumi` does: for the demo, the tests and benchmarks.
+
+Example::
+
+    result = Engine(project_root()).run("lab", "up", "--yes")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vlaninfra.errors import VlanInfraError
+
+__all__ = ["Engine", "EngineError", "project_root"]
+
+
+class EngineError(VlanInfraError, RuntimeError):
+    """A pulumi command failed; `.output` holds what it printed."""
+
+    def __init__(self, args: Sequence[str], code: int, output: str) -> None:
+        super().__init__(f"pulumi {' '.join(args)} exited {code}:\n{output[-4000:]}")
+        self.args_ = tuple(args)
+        self.code = code
+        self.output = output
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The directory holding Pulumi.yaml, from `start` (default: this package's checkout) upwards.
+
+    Example: ``project_root() / "stacks"``
+    """
+    here = (start or Path(__file__)).resolve()
+    for d in (here, *here.parents):
+        if (d / "Pulumi.yaml").is_file():
+            return d
+    raise VlanInfraError(f"no Pulumi.yaml above {here}")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The pulumi CLI of this checkout (`.engine/bin`), on the local file backend by default.
+
+    Example: ``Engine(root, backend=tmp_path).run("lab", "preview")``
+    """
+
+    root: Path
+    backend: Path | None = None
+    passphrase: str = "vlaninfra-lab"
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PATH"] = os.pathsep.join(
+            [str(self.root / ".engine" / "bin"), str(self.root / ".venv" / "bin"), env["PATH"]]
+        )
+        backend = self.backend or self.root / ".pulumi-state" / "backend"
+        backend.mkdir(parents=True, exist_ok=True)
+        env.setdefault("PULUMI_BACKEND_URL", f"file://{backend}")
+        env.setdefault("PULUMI_HOME", str(backend.parent / "home"))
+        env.setdefault("PULUMI_CONFIG_PASSPHRASE", self.passphrase)
+        env["PULUMI_SKIP_UPDATE_CHECK"] = "1"
+        env["PULUMI_DIY_BACKEND_NO_LEGACY_WARNING"] = "1"
+        env.update(self.extra_env)
+        return env
+
+    def run(self, stack: str | None, *args: str, check: bool = True, cwd: Path | None = None) -> str:
+        """Runs `pulumi ARGS --stack STACK --non-interactive`; returns stdout+stderr."""
+        full = [*args, "--non-interactive"]
+        if stack is not None:
+            full += ["--stack", stack]
+        proc = subprocess.run(
+            ["pulumi", *full],
+            cwd=cwd or self.root,
+            env=self.env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise EngineError(full, proc.returncode, proc.stdout + proc.stderr)
+        return proc.stdout
+
+    def ensure_stack(self, stack: str, cwd: Path | None = None) -> None:
+        """Selects `stack`, creating it on the backend the first time."""
+        self.run(stack, "stack", "select", "--create", cwd=cwd)
+
+    def changes(self, stack: str, *args: str, cwd: Path | None = None) -> dict[str, int]:
+        """Runs `pulumi ARGS --json` (up, preview, destroy, refresh) and returns its change summary.
+
+        Example: ``engine.changes("lab", "up", "--yes")`` → ``{"same": 12}``
+        """
+        out = self.run(stack, *args, "--json", cwd=cwd)
+        return summary_of(out)
+
+
+def summary_of(output: str) -> dict[str, int]:
+    """The `changeSummary` of a `--json` run: its first JSON document (engine events follow it)."""
+    start = output.find("{")
+    doc: Any = json.JSONDecoder().raw_decode(output, start)[0] if start >= 0 else {}
+    summary = doc.get("changeSummary") or {}
+    return {str(k): int(v) for k, v in summary.items()}

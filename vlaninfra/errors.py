@@ -1,0 +1,5 @@
+"""The one root of every vlaninfra exception."""
+
+
+class VlanInfraError(Exception):
+    """Base class of every error vlaninfra raises."""
