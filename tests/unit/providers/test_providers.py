@@ -1,0 +1,253 @@
+"""Provider logic without a host: diffs, checks, reads and the dill round-trip into state."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import dill
+import pytest
+from pulumi.dynamic.dynamic import serialize_provider
+
+from vlaninfra.providers import (
+    ContainerProvider,
+    DockerHost,
+    NetworkProvider,
+    ProviderError,
+    ShimProvider,
+)
+from vlaninfra.providers import _base
+
+H1 = DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAAtest", key_path="/nonexistent/key")
+
+
+class FakeAgent:
+    """Answers agent calls from a table; records them."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def call(self, op: str, **args: Any) -> Any:
+        self.calls.append((op, args))
+        answer = self.answers[op]
+        return answer(**args) if callable(answer) else answer
+
+
+@pytest.fixture
+def agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAgent]:
+    fake = FakeAgent({})
+    monkeypatch.setattr(_base.HostProvider, "agent", lambda self, props: fake)
+    yield fake
+
+
+def network(**over: Any) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "host": "h1",
+        "connection": H1.connection(),
+        "config_path": "sites.a.networks[0]",
+        "name": "lan",
+        "driver": "macvlan",
+        "parent": "eth0",
+        "mode": None,
+        "flag": None,
+        "ipam": [
+            {"subnet": "192.0.2.0/24", "gateway": "192.0.2.1", "ip_range": "192.0.2.128/26"},
+            {"subnet": "198.51.100.0/24"},
+        ],
+        "internal": False,
+        "enable_ipv6": False,
+        "labels": {},
+    }
+    props.update(over)
+    return props
+
+
+def container(**over: Any) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "host": "h1",
+        "connection": H1.connection(),
+        "config_path": "sites.a.containers[0]",
+        "name": "web1",
+        "image": "vlaninfra/busybox:lab",
+        "command": None,
+        "hostname": None,
+        "labels": {},
+        "network": "lan",
+        "network_id": "n1",
+        "ipv4": "192.0.2.130",
+        "ipv6": None,
+        "mac": "02:42:c0:00:02:82",
+        "restart_policy": "unless-stopped",
+        "running": True,
+    }
+    props.update(over)
+    return props
+
+
+def shim(**over: Any) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "host": "h1",
+        "connection": H1.connection(),
+        "config_path": "sites.a.networks[0].shim",
+        "name": "vshim0",
+        "parent": "eth0",
+        "kind": "macvlan",
+        "mode": None,
+        "address": "192.0.2.250/32",
+        "routes": ["192.0.2.130/32", "192.0.2.131"],
+    }
+    props.update(over)
+    return props
+
+
+@pytest.mark.parametrize("provider", [NetworkProvider(), ContainerProvider(), ShimProvider()])
+def test_providers_survive_the_dill_round_trip_into_state(provider: Any) -> None:
+    blob = serialize_provider(provider)
+    back = dill.loads(base64.b64decode(blob))
+    assert type(back) is type(provider)
+    # Pickled by reference: the class path is public API, the pickle holds no code.
+    assert type(provider).__module__.encode() in base64.b64decode(blob)
+    assert back.REPLACE_KEYS == provider.REPLACE_KEYS
+
+
+def test_network_ipam_order_and_spelling_make_no_diff() -> None:
+    olds = network()
+    news = network(ipam=list(reversed(olds["ipam"])), mode="bridge")
+    result = NetworkProvider().diff("id", olds, news)
+    assert result.changes is False
+    assert result.replaces == []
+
+
+def test_network_change_replaces_with_delete_first() -> None:
+    result = NetworkProvider().diff("id", network(), network(mode="private"))
+    assert result.changes is True
+    assert result.replaces == ["mode"]
+    assert result.delete_before_replace is True
+
+
+def test_network_connection_change_is_an_update_not_a_replacement() -> None:
+    moved = DockerHost("h1", "203.0.113.6", host_key="ssh-ed25519 AAAAtest", key_path="/k")
+    result = NetworkProvider().diff("id", network(), network(connection=moved.connection()))
+    assert result.changes is True
+    assert result.replaces == []
+
+
+def test_network_read_ignores_the_gateway_the_daemon_chose(agent: FakeAgent) -> None:
+    wanted = network(ipam=[{"subnet": "192.0.2.0/24", "ip_range": "192.0.2.128/26"}])
+    agent.answers["docker.network.inspect"] = {
+        "id": "n1",
+        "name": "lan",
+        "driver": "macvlan",
+        "options": {"parent": "eth0", "macvlan_mode": "bridge"},
+        "ipam": [{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1", "ip_range": "192.0.2.128/26"}],
+        "internal": False,
+        "enable_ipv6": False,
+        "labels": {},
+    }
+    read = NetworkProvider().read("n1", wanted)
+    assert read.id == "n1"
+    assert read.inputs is not None
+    assert NetworkProvider().diff("n1", read.inputs, wanted).changes is False
+
+
+def test_network_read_of_a_removed_network_reports_it_gone(agent: FakeAgent) -> None:
+    agent.answers["docker.network.inspect"] = None
+    assert NetworkProvider().read("n1", network()).id == ""
+
+
+def test_check_asks_the_host_only_about_new_or_changed_objects(agent: FakeAgent) -> None:
+    agent.answers["link.exists"] = False
+    unchanged = NetworkProvider().check(network(), network())
+    assert unchanged.failures == [] and agent.calls == []
+    created = NetworkProvider().check({}, network(parent="eth9"))
+    assert [f.reason for f in created.failures] == [
+        "sites.a.networks[0].parent: interface 'eth9' does not exist on host h1; "
+        "name an existing NIC of that host"
+    ]
+
+
+def test_check_rejects_unknown_modes_without_asking_the_host(agent: FakeAgent) -> None:
+    result = NetworkProvider().check({}, network(mode="l3"))
+    assert [f.reason for f in result.failures] == [
+        "sites.a.networks[0].mode: 'l3' is not one of bridge, private, vepa, passthru"
+    ]
+    assert agent.calls == []
+
+
+def test_container_new_address_replaces_only_the_container() -> None:
+    result = ContainerProvider().diff("c", container(), container(ipv4="192.0.2.140"))
+    assert result.replaces == ["ipv4"]
+
+
+def test_container_restart_policy_is_updated_in_place() -> None:
+    result = ContainerProvider().diff("c", container(), container(restart_policy="always"))
+    assert result.changes is True and result.replaces == []
+
+
+def test_container_move_to_another_network_is_connect_disconnect(agent: FakeAgent) -> None:
+    news = container(network="lan2", network_id="n2", ipv4="198.51.100.130")
+    assert ContainerProvider().diff("c", container(), news).replaces == []
+    agent.answers.update(
+        {
+            "docker.network.disconnect": {},
+            "docker.network.connect": {},
+            "docker.container.inspect": {
+                "id": "c",
+                "networks": {"lan2": {"ipv4": "198.51.100.130", "mac": "02:42:c0:00:02:82"}},
+            },
+        }
+    )
+    out = ContainerProvider().update("c", container(), news).outs
+    assert [op for op, _ in agent.calls] == [
+        "docker.network.disconnect",
+        "docker.network.connect",
+        "docker.container.inspect",
+    ]
+    assert out is not None and out["ipv4_address"] == "198.51.100.130"
+
+
+def test_container_stopped_by_hand_is_started_by_the_next_up(agent: FakeAgent) -> None:
+    agent.answers["docker.container.inspect"] = {
+        "id": "c",
+        "name": "web1",
+        "image": "vlaninfra/busybox:lab",
+        "command": None,
+        "running": False,
+        "restart_policy": "unless-stopped",
+        "labels": {"from-image": "x"},
+        "networks": {"lan": {"ipv4": "192.0.2.130", "mac": "02:42:c0:00:02:82"}},
+    }
+    read = ContainerProvider().read("c", container())
+    assert read.inputs is not None
+    diff = ContainerProvider().diff("c", read.inputs, container())
+    assert diff.changes is True and diff.replaces == []
+    agent.answers["docker.container.start"] = {}
+    ContainerProvider().update("c", read.inputs, container())
+    assert ("docker.container.start", {"name": "web1"}) in agent.calls
+
+
+def test_shim_routes_are_compared_as_a_set_and_updated_in_place() -> None:
+    same = ShimProvider().diff("s", shim(), shim(routes=["192.0.2.131/32", "192.0.2.130/32"]))
+    assert same.changes is False
+    moved = ShimProvider().diff("s", shim(), shim(address="192.0.2.251/32"))
+    assert moved.changes is True and moved.replaces == []
+    assert ShimProvider().diff("s", shim(), shim(name="vshim1")).replaces == ["name"]
+
+
+def test_no_secret_in_properties_and_key_errors_name_the_file_not_the_key() -> None:
+    conn = H1.connection()
+    assert "private_key" not in str(conn).replace("key_path", "")
+    with pytest.raises(ProviderError, match="cannot read the SSH private key file /nonexistent/key"):
+        _base.target_of({"connection": conn})
+
+
+def test_key_from_secret_config(tmp_path: Any) -> None:
+    h = DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAAtest", key_config="sshKey")
+    config = {"vlaninfra:sshKey": "PEM"}
+    target = _base.target_of({"connection": h.connection()}, config.get)
+    assert getattr(target, "private_key") == "PEM"
+    assert "PEM" not in repr(target)
+    with pytest.raises(ProviderError, match=r"pulumi config set --secret sshKey < KEYFILE"):
+        _base.target_of({"connection": h.connection()}, lambda _key: None)

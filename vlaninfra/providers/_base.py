@@ -1,0 +1,262 @@
+"""What every vlaninfra dynamic provider shares: the host connection carried in each resource's
+properties, the one agent per host, and diffs driven by one declared set of replace-keys.
+
+Providers hold no state of their own (they are pickled into Pulumi state by dill): every call
+rebuilds the transport target from the resource's properties and takes the host's agent from the
+transport's process-wide cache, so a provider process opens one connection per host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    ConfigureRequest,
+    DiffResult,
+    ResourceProvider,
+)
+
+from vlaninfra.errors import VlanInfraError
+from vlaninfra.transport import Agent, LocalTarget, SshTarget, Target, agent_for
+
+__all__ = [
+    "CONNECTION",
+    "DockerHost",
+    "HostProvider",
+    "ProviderError",
+    "target_of",
+]
+
+CONNECTION = "connection"
+"""Property holding how to reach the host: kind, address, port, user, host_key, and where the
+private key comes from (`key_path`, a file on the machine running Pulumi, or `key_config`, the
+name of a secret stack config key). Never the key itself: no secret is ever in resource state."""
+HOST = "host"
+"""Property naming the host (the layout's host name): a different host is a different object."""
+CONFIG_PATH = "config_path"
+"""Property naming the config key a resource came from, so errors say what to change."""
+
+# Properties that describe how to reach a host, not the object on it: never a reason to touch it.
+_TRANSPORT_KEYS = frozenset({CONNECTION, CONFIG_PATH})
+
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+"""How the dynamic-provider protocol spells a value not known during preview."""
+
+
+class ProviderError(VlanInfraError, RuntimeError):
+    """A provider operation failed on a host; the message names host, object and what failed."""
+
+
+@dataclass(frozen=True)
+class DockerHost:
+    """How to reach one Docker host: over SSH (`address` set) or on this machine (`address` None).
+
+    The private key never travels in resource properties: `key_path` names a key file on the
+    machine running Pulumi, or `key_config` a secret stack config key holding it
+    (`pulumi config set --secret vlaninfra:sshPrivateKey < ~/.ssh/id_ed25519`).
+
+    Example: ``DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAA...", key_path=p)``
+    """
+
+    name: str
+    address: str | None = None
+    host_key: str | None = None
+    port: int = 22
+    user: str = "root"
+    key_path: str | None = None
+    key_config: str | None = None
+    passphrase_config: str | None = None
+    sudo: bool = False
+    python: str = "python3"
+    docker_socket: str = "/var/run/docker.sock"
+    netns: str | None = None
+
+    def connection(self) -> dict[str, Any]:
+        """The resource property describing this host (no secrets)."""
+        if self.address is None:
+            return {
+                "kind": "local",
+                "netns": self.netns,
+                "python": self.python,
+                "docker_socket": self.docker_socket,
+                "sudo": self.sudo,
+            }
+        if not self.host_key:
+            raise ValueError(f"host {self.name}: an SSH host needs its pinned host_key")
+        if (self.key_path is None) == (self.key_config is None):
+            raise ValueError(f"host {self.name}: give exactly one of key_path and key_config")
+        return {
+            "kind": "ssh",
+            "address": self.address,
+            "port": self.port,
+            "user": self.user,
+            "host_key": self.host_key,
+            "sudo": self.sudo,
+            "python": self.python,
+            "docker_socket": self.docker_socket,
+            "key_path": self.key_path,
+            "key_config": self.key_config,
+            "passphrase_config": self.passphrase_config,
+        }
+
+
+def target_of(props: Mapping[str, Any], config: ConfigLookup | None = None) -> Target:
+    """Rebuilds the transport target from a resource's properties (inputs or outputs), taking the
+    private key from its file or from the stack's secret config (`config`, as the provider got
+    it)."""
+    conn = props[CONNECTION]
+    if conn["kind"] != "ssh":
+        return LocalTarget(
+            netns=conn.get("netns"),
+            python=conn["python"],
+            docker_socket=conn["docker_socket"],
+            sudo=bool(conn.get("sudo", False)),
+        )
+    return SshTarget(
+        host=conn["address"],
+        port=int(conn["port"]),
+        user=conn["user"],
+        host_key=conn["host_key"],
+        private_key=_private_key(conn, config or _no_config),
+        passphrase=_config_value(config or _no_config, conn.get("passphrase_config")),
+        sudo=bool(conn["sudo"]),
+        python=conn["python"],
+        docker_socket=conn["docker_socket"],
+    )
+
+
+ConfigLookup = Callable[[str], Any]
+"""Looks up a stack config value by its full key (`vlaninfra:sshPrivateKey`); None if unset."""
+
+
+def _no_config(_key: str) -> None:
+    return None
+
+
+def _config_value(config: ConfigLookup, key: str | None) -> str | None:
+    if not key:
+        return None
+    value = config(key if ":" in key else f"vlaninfra:{key}")
+    return None if value is None else str(value)
+
+
+def _private_key(conn: Mapping[str, Any], config: ConfigLookup) -> str:
+    if conn.get("key_path"):
+        try:
+            with open(conn["key_path"], encoding="utf-8") as f:
+                return f.read()
+        except OSError as err:
+            raise ProviderError(
+                f"cannot read the SSH private key file {conn['key_path']}: {err.strerror}"
+            ) from None
+    key = _config_value(config, conn.get("key_config"))
+    if key is None:
+        name = conn.get("key_config")
+        raise ProviderError(
+            f"the secret config key {name!r} holding the SSH private key is not set: "
+            f"run `pulumi config set --secret {name} < KEYFILE`"
+        )
+    return key
+
+
+def host_label(props: Mapping[str, Any]) -> str:
+    """`h1 (203.0.113.2)`: how errors name a host."""
+    conn = props[CONNECTION]
+    where = conn.get("address") or conn.get("netns") or "local"
+    return f"{props.get(HOST, '?')} ({where})"
+
+
+def _differs(old: Any, new: Any) -> bool:
+    return bool(new == UNKNOWN or old != new)
+
+
+class HostProvider(ResourceProvider):
+    """Base of the providers: subclasses declare their keys and implement the operations.
+
+    `REPLACE_KEYS` are properties whose change needs a new object on the host; every other input
+    property (but the transport ones) is updated in place. `normalize` brings inputs into the one
+    form that is compared, so that order and spelling never make a diff.
+    """
+
+    KIND = "object"
+    REPLACE_KEYS: frozenset[str] = frozenset()
+    INPUT_KEYS: frozenset[str] = frozenset()
+
+    # -- hooks -------------------------------------------------------------------------------
+    def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        """The comparable form of the input properties (subclasses sort, default, canonicalize)."""
+        return {k: props.get(k) for k in self.INPUT_KEYS}
+
+    def validate(self, news: Mapping[str, Any]) -> list[CheckFailure]:
+        """Static checks of new inputs (no I/O)."""
+        return []
+
+    def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
+        """Checks that need the host (a parent NIC exists, the image is there, ...)."""
+        return []
+
+    # -- shared machinery --------------------------------------------------------------------
+    def configure(self, req: ConfigureRequest) -> None:
+        # The stack's config (secrets decrypted) reaches the provider process here, never state.
+        self._stack_config = req.config
+
+    def agent(self, props: Mapping[str, Any]) -> Agent:
+        config = getattr(self, "_stack_config", None)
+        return agent_for(target_of(props, config.get if config is not None else None))
+
+    def fail(self, props: Mapping[str, Any], what: str, err: BaseException) -> ProviderError:
+        """An error naming the host, the object and the failed step; never the private key."""
+        name = props.get("name", "?")
+        return ProviderError(f"{self.KIND} {name!r} on host {host_label(props)}: {what}: {err}")
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = self.validate(news)
+        # The host is asked only about objects that are new or changed: a run that changes
+        # nothing contacts no host (drift is what refresh is for).
+        changed = _olds == {} or self._changed_keys(_olds, news)
+        if not failures and changed and not _has_unknowns(news):
+            try:
+                failures += self.validate_on_host(self.agent(news), news)
+            except VlanInfraError as err:
+                failures.append(CheckFailure(CONNECTION, f"host {host_label(news)}: {err}"))
+        return CheckResult(news, failures)
+
+    def _changed_keys(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+        old_n, new_n = self.normalize(olds), self.normalize(news)
+        keys = set(self.INPUT_KEYS) | {HOST}
+        return sorted(
+            k for k in keys if _differs(old_n.get(k, olds.get(k)), new_n.get(k, news.get(k)))
+        )
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = self._changed_keys(olds, news)
+        replaces = [k for k in changed if k in self.REPLACE_KEYS or k == HOST]
+        return DiffResult(
+            changes=bool(changed) or _transport_changed(olds, news),
+            replaces=replaces,
+            # Names are fixed on the host: the old object must go before the new one can exist.
+            delete_before_replace=True,
+        )
+
+
+def _transport_changed(olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
+    return any(olds.get(k) != news.get(k) for k in _TRANSPORT_KEYS)
+
+
+def _has_unknowns(value: Any) -> bool:
+    if value == UNKNOWN:
+        return True
+    if isinstance(value, Mapping):
+        return any(_has_unknowns(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_unknowns(v) for v in value)
+    return False
+
+
+def keep(props: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """The subset of `props` under `keys` (those present)."""
+    return {k: props[k] for k in keys if k in props}

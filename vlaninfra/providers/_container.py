@@ -1,0 +1,188 @@
+"""Containers with fixed addresses on a macvlan/ipvlan network: one container on one host."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
+
+from vlaninfra.errors import VlanInfraError
+from vlaninfra.transport import Agent
+
+from ._base import CONFIG_PATH, HostProvider
+
+__all__ = ["ContainerProvider"]
+
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+
+
+def _addr(value: Any) -> str | None:
+    return str(ipaddress.ip_address(str(value).split("/")[0])) if value else None
+
+
+def _mac(value: Any) -> str | None:
+    return str(value).lower() if value else None
+
+
+class ContainerProvider(HostProvider):
+    """Creates, reads, updates and removes one container attached to one network.
+
+    What Docker can change on a live container is updated in place: the restart policy, the
+    running state, and the network it is attached to (disconnect + connect, keeping the
+    container). A new address or MAC on the same network, or a new image, command or hostname,
+    replaces the container; so does the re-creation of its network (`network_id`).
+    """
+
+    KIND = "container"
+    REPLACE_KEYS = frozenset(
+        {"name", "image", "command", "hostname", "labels", "ipv4", "ipv6", "mac", "network_id"}
+    )
+    INPUT_KEYS = REPLACE_KEYS | {"network", "restart_policy", "running"}
+
+    def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        command = props.get("command")
+        return {
+            "name": props.get("name"),
+            "image": props.get("image"),
+            "command": list(command) if command else None,
+            "hostname": props.get("hostname") or None,
+            "labels": dict(sorted((props.get("labels") or {}).items())),
+            "network": props.get("network"),
+            "network_id": props.get("network_id"),
+            "ipv4": _addr(props.get("ipv4")),
+            "ipv6": _addr(props.get("ipv6")),
+            "mac": _mac(props.get("mac")),
+            "restart_policy": props.get("restart_policy") or "unless-stopped",
+            "running": props.get("running", True) is not False,
+        }
+
+    def _changed_keys(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+        changed = super()._changed_keys(olds, news)
+        if "network" in changed:
+            # Moving to another network is a disconnect + connect: the new network's id and the
+            # container's new address on it come with the move and are no reason to replace.
+            changed = [k for k in changed if k not in ("network_id", "ipv4", "ipv6", "mac")] + [
+                "move"
+            ]
+        return changed
+
+    def validate(self, news: Mapping[str, Any]) -> list[CheckFailure]:
+        where = news.get(CONFIG_PATH) or "container"
+        policy = news.get("restart_policy") or "unless-stopped"
+        if policy not in RESTART_POLICIES:
+            return [
+                CheckFailure(
+                    "restart_policy",
+                    f"{where}.restart_policy: {policy!r} is not one of "
+                    + ", ".join(RESTART_POLICIES),
+                )
+            ]
+        return []
+
+    def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
+        if agent.call("docker.image.exists", name=news["image"]):
+            return []
+        where = news.get(CONFIG_PATH) or "container"
+        return [
+            CheckFailure(
+                "image",
+                f"{where}.image: image {news['image']!r} is not on host {news.get('host')}; "
+                "vlaninfra never pulls: load it onto the host first, or name one that is there",
+            )
+        ]
+
+    def _outs(self, props: Mapping[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
+        attached = (found.get("networks") or {}).get(props["network"]) or {}
+        return {
+            **props,
+            "container_id": found["id"],
+            "ipv4_address": attached.get("ipv4"),
+            "mac_address": attached.get("mac"),
+        }
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        n = self.normalize(props)
+        try:
+            found = self.agent(props).call(
+                "docker.container.create",
+                name=n["name"],
+                image=n["image"],
+                command=n["command"],
+                network=n["network"],
+                ipv4=n["ipv4"],
+                ipv6=n["ipv6"],
+                mac=n["mac"],
+                restart_policy=n["restart_policy"],
+                labels=n["labels"],
+                hostname=n["hostname"],
+            )
+        except VlanInfraError as err:
+            raise self.fail(props, "create failed, nothing was left on the host", err) from err
+        return CreateResult(id_=found["id"], outs=self._outs(props, found))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        found = self.agent(props).call("docker.container.inspect", name=props["name"])
+        if found is None:
+            return ReadResult(id_="", outs={})
+        networks = found.get("networks") or {}
+        network = props["network"] if props["network"] in networks else next(iter(networks), None)
+        attached = networks.get(network) or {}
+        wanted_labels = props.get("labels") or {}
+        actual = {
+            **props,
+            **self.normalize(
+                {
+                    "name": found["name"],
+                    "image": found["image"],
+                    "command": found.get("command"),
+                    "hostname": found.get("hostname") if props.get("hostname") else None,
+                    # Images add labels of their own: only the ones vlaninfra set are compared.
+                    "labels": {
+                        k: v for k, v in (found.get("labels") or {}).items() if k in wanted_labels
+                    },
+                    "network": network,
+                    "network_id": props.get("network_id") if network == props["network"] else None,
+                    "ipv4": attached.get("ipv4"),
+                    "ipv6": attached.get("ipv6"),
+                    "mac": attached.get("mac"),
+                    "restart_policy": found.get("restart_policy"),
+                    "running": bool(found.get("running")),
+                }
+            ),
+        }
+        return ReadResult(id_=found["id"], outs=self._outs(actual, found), inputs=actual)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        old, new = self.normalize(olds), self.normalize(news)
+        agent = self.agent(news)
+        name = new["name"]
+        try:
+            if old["network"] != new["network"]:
+                if old["network"]:
+                    agent.call("docker.network.disconnect", network=old["network"], container=name)
+                agent.call(
+                    "docker.network.connect",
+                    network=new["network"],
+                    container=name,
+                    ipv4=new["ipv4"],
+                    ipv6=new["ipv6"],
+                    mac=new["mac"],
+                )
+            if old["restart_policy"] != new["restart_policy"]:
+                agent.call(
+                    "docker.container.update", name=name, restart_policy=new["restart_policy"]
+                )
+            if new["running"] and not old["running"]:
+                agent.call("docker.container.start", name=name)
+            found = agent.call("docker.container.inspect", name=name)
+        except VlanInfraError as err:
+            raise self.fail(news, "update failed", err) from err
+        return UpdateResult(outs=self._outs(news, found))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        try:
+            self.agent(props).call("docker.container.remove", name=props["name"])
+        except VlanInfraError as err:
+            raise self.fail(props, "remove failed", err) from err

@@ -1,0 +1,191 @@
+"""Docker macvlan/ipvlan networks: one network object in one host's daemon."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
+
+from vlaninfra.errors import VlanInfraError
+from vlaninfra.transport import Agent
+
+from ._base import CONFIG_PATH, HostProvider
+
+__all__ = ["NetworkProvider", "network_options", "normalize_ipam"]
+
+MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")
+IPVLAN_MODES = ("l2", "l3", "l3s")
+IPVLAN_FLAGS = ("bridge", "private", "vepa")
+
+
+def normalize_ipam(pools: Any) -> list[dict[str, Any]]:
+    """IPAM pools in one canonical, order-free form: sorted by subnet, absent values as None.
+
+    Example: ``normalize_ipam([{"subnet": "192.0.2.0/24"}])`` →
+    ``[{"subnet": "192.0.2.0/24", "gateway": None, "ip_range": None, "aux_addresses": {}}]``
+    """
+    out = []
+    for pool in pools or []:
+        aux = pool.get("aux_addresses") or {}
+        out.append(
+            {
+                "subnet": str(ipaddress.ip_network(pool["subnet"], strict=False)),
+                "gateway": pool.get("gateway") or None,
+                "ip_range": pool.get("ip_range") or None,
+                "aux_addresses": {str(k): str(aux[k]) for k in sorted(aux)},
+            }
+        )
+    return sorted(out, key=lambda p: p["subnet"])
+
+
+def network_options(props: Mapping[str, Any]) -> dict[str, str]:
+    """The driver options Docker is given: typed inputs in, Docker's option names out."""
+    opts = {"parent": str(props["parent"])}
+    if props["driver"] == "macvlan":
+        opts["macvlan_mode"] = str(props.get("mode") or "bridge")
+    else:
+        opts["ipvlan_mode"] = str(props.get("mode") or "l2")
+        if props.get("flag"):
+            opts["ipvlan_flag"] = str(props["flag"])
+    return opts
+
+
+def _without_daemon_fill(actual: list[dict[str, Any]], wanted: list[dict[str, Any]]) -> list[Any]:
+    """Actual pools with the values the daemon chose itself (a gateway nobody asked for) removed,
+    so a refresh never reports them as drift."""
+    asked = {p["subnet"]: p for p in wanted}
+    out = []
+    for pool in actual:
+        mine = asked.get(pool["subnet"])
+        if mine is not None and mine["gateway"] is None:
+            pool = {**pool, "gateway": None}
+        out.append(pool)
+    return out
+
+
+class NetworkProvider(HostProvider):
+    """Creates, reads, replaces and removes one Docker macvlan or ipvlan network on one host.
+
+    Docker has no network update API: every property of the network itself is a replace-key
+    (the engine deletes and re-creates it, and the containers on it with it); labels included.
+    """
+
+    KIND = "network"
+    REPLACE_KEYS = frozenset(
+        {"name", "driver", "parent", "mode", "flag", "ipam", "internal", "enable_ipv6", "labels"}
+    )
+    INPUT_KEYS = REPLACE_KEYS
+
+    def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        driver = props.get("driver")
+        default_mode = "bridge" if driver == "macvlan" else "l2"
+        return {
+            "name": props.get("name"),
+            "driver": driver,
+            "parent": props.get("parent"),
+            "mode": props.get("mode") or default_mode,
+            "flag": props.get("flag") or None,
+            "ipam": normalize_ipam(props.get("ipam")),
+            "internal": bool(props.get("internal", False)),
+            "enable_ipv6": bool(props.get("enable_ipv6", False)),
+            "labels": dict(sorted((props.get("labels") or {}).items())),
+        }
+
+    def validate(self, news: Mapping[str, Any]) -> list[CheckFailure]:
+        where = news.get(CONFIG_PATH) or "network"
+        failures = []
+        if news.get("driver") not in ("macvlan", "ipvlan"):
+            failures.append(
+                CheckFailure(
+                    "driver", f"{where}.driver: {news.get('driver')!r} is not macvlan or ipvlan"
+                )
+            )
+        modes = MACVLAN_MODES if news.get("driver") == "macvlan" else IPVLAN_MODES
+        if news.get("mode") and news["mode"] not in modes:
+            failures.append(
+                CheckFailure(
+                    "mode", f"{where}.mode: {news['mode']!r} is not one of {', '.join(modes)}"
+                )
+            )
+        if news.get("flag") and (
+            news.get("driver") != "ipvlan" or news["flag"] not in IPVLAN_FLAGS
+        ):
+            failures.append(
+                CheckFailure(
+                    "flag",
+                    f"{where}.flag: {news['flag']!r} needs driver ipvlan and one of "
+                    f"{', '.join(IPVLAN_FLAGS)}",
+                )
+            )
+        return failures
+
+    def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
+        parent = str(news["parent"])
+        trunk = parent.split(".", 1)[0]  # Docker creates an 802.1Q parent itself, not its trunk
+        if agent.call("link.exists", name=trunk):
+            return []
+        where = news.get(CONFIG_PATH) or "network"
+        return [
+            CheckFailure(
+                "parent",
+                f"{where}.parent: interface {trunk!r} does not exist on host {news.get('host')}; "
+                "name an existing NIC of that host",
+            )
+        ]
+
+    def _outs(self, props: Mapping[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
+        return {**props, "network_id": found["id"]}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        n = self.normalize(props)
+        try:
+            found = self.agent(props).call(
+                "docker.network.create",
+                name=n["name"],
+                driver=n["driver"],
+                options=network_options(n),
+                ipam=n["ipam"],
+                internal=n["internal"],
+                enable_ipv6=n["enable_ipv6"],
+                labels=n["labels"],
+            )
+        except VlanInfraError as err:
+            raise self.fail(props, "create failed, nothing was left on the host", err) from err
+        return CreateResult(id_=found["id"], outs=self._outs(props, found))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        found = self.agent(props).call("docker.network.inspect", name=props["name"])
+        if found is None or found["id"] != id_:
+            return ReadResult(id_="", outs={})
+        wanted = self.normalize(props)
+        opts = found.get("options") or {}
+        # Same canonical form as the desired inputs, so that only real drift makes a diff.
+        actual = {
+            **props,
+            **self.normalize(
+                {
+                    "name": found["name"],
+                    "driver": found["driver"],
+                    "parent": opts.get("parent"),
+                    "mode": opts.get("macvlan_mode") or opts.get("ipvlan_mode"),
+                    "flag": opts.get("ipvlan_flag"),
+                    "ipam": _without_daemon_fill(normalize_ipam(found["ipam"]), wanted["ipam"]),
+                    "internal": found.get("internal"),
+                    "enable_ipv6": found.get("enable_ipv6"),
+                    "labels": found.get("labels"),
+                }
+            ),
+        }
+        return ReadResult(id_=id_, outs=self._outs(actual, found), inputs=actual)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        # Only the transport properties (how to reach the host) can change without replacement.
+        return UpdateResult(outs={**_olds, **news})
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        try:
+            self.agent(props).call("docker.network.remove", name=props["name"])
+        except VlanInfraError as err:
+            raise self.fail(props, "remove failed", err) from err

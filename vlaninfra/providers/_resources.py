@@ -1,0 +1,166 @@
+"""The Pulumi resources users declare: one Docker network, container or host shim on one host.
+
+Their type tokens (`pulumi-python:dynamic/vlaninfra:<Name>`) and the provider classes' module paths
+end up in every URN and in state: they never move without Pulumi aliases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import Resource
+
+from ._base import CONFIG_PATH, CONNECTION, HOST, DockerHost
+from ._container import ContainerProvider
+from ._network import NetworkProvider
+from ._shim import ShimProvider
+
+__all__ = ["Container", "DockerNetwork", "HostShim", "IpamPool"]
+
+IpamPool = Mapping[str, Any]
+"""One IPAM pool: ``{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1", "ip_range": "192.0.2.128/26",
+"aux_addresses": {"shim-h1": "192.0.2.250"}}``."""
+
+
+def _host_props(host: DockerHost, config_path: str | None) -> dict[str, Any]:
+    return {HOST: host.name, CONNECTION: host.connection(), CONFIG_PATH: config_path}
+
+
+class DockerNetwork(Resource, module="vlaninfra", name="DockerNetwork"):
+    """A Docker macvlan or ipvlan network on one host.
+
+    Example::
+
+        DockerNetwork("pub-h1", host=h1, network_name="pub_net", driver="macvlan", parent="eth0",
+                      ipam=[{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1"}])
+    """
+
+    network_id: pulumi.Output[str]
+    """The daemon's id of the network."""
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        host: DockerHost,
+        network_name: pulumi.Input[str],
+        driver: str,
+        parent: pulumi.Input[str],
+        ipam: Sequence[IpamPool],
+        mode: str | None = None,
+        flag: str | None = None,
+        internal: bool = False,
+        enable_ipv6: bool = False,
+        labels: Mapping[str, str] | None = None,
+        config_path: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            **_host_props(host, config_path),
+            "name": network_name,
+            "driver": driver,
+            "parent": parent,
+            "mode": mode,
+            "flag": flag,
+            "ipam": [dict(p) for p in ipam],
+            "internal": internal,
+            "enable_ipv6": enable_ipv6,
+            "labels": dict(labels or {}),
+            "network_id": None,
+        }
+        super().__init__(NetworkProvider(), resource_name, props, opts)
+
+
+class Container(Resource, module="vlaninfra", name="Container"):
+    """A container attached to one macvlan/ipvlan network with a fixed address and MAC.
+
+    Example::
+
+        Container("web-h1", host=h1, container_name="web", image="vlaninfra/busybox:lab",
+                  network=net.name, network_id=net.network_id, ipv4="192.0.2.130")
+    """
+
+    container_id: pulumi.Output[str]
+    ipv4_address: pulumi.Output[str]
+    mac_address: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        host: DockerHost,
+        container_name: str,
+        image: str,
+        network: pulumi.Input[str],
+        network_id: pulumi.Input[str] | None = None,
+        ipv4: str | None = None,
+        ipv6: str | None = None,
+        mac: str | None = None,
+        command: Sequence[str] | None = None,
+        hostname: str | None = None,
+        restart_policy: str = "unless-stopped",
+        labels: Mapping[str, str] | None = None,
+        config_path: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            **_host_props(host, config_path),
+            "name": container_name,
+            "image": image,
+            "command": list(command) if command else None,
+            "hostname": hostname,
+            "labels": dict(labels or {}),
+            "network": network,
+            "network_id": network_id,
+            "ipv4": ipv4,
+            "ipv6": ipv6,
+            "mac": mac,
+            "restart_policy": restart_policy,
+            "running": True,
+            "container_id": None,
+            "ipv4_address": None,
+            "mac_address": None,
+        }
+        super().__init__(ContainerProvider(), resource_name, props, opts)
+
+
+class HostShim(Resource, module="vlaninfra", name="HostShim"):
+    """The host's own macvlan/ipvlan interface on a parent NIC, with an address and routes, so
+    the host reaches its containers (the seed's `macvlan-shim`).
+
+    Example::
+
+        HostShim("shim-h1", host=h1, shim_name="vshim0", parent="eth0",
+                 address="192.0.2.250/32", routes=["192.0.2.128/26"])
+    """
+
+    mac_address: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        host: DockerHost,
+        shim_name: str,
+        parent: str,
+        address: str,
+        routes: Sequence[str] = (),
+        kind: str = "macvlan",
+        mode: str | None = None,
+        config_path: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            **_host_props(host, config_path),
+            "name": shim_name,
+            "parent": parent,
+            "kind": kind,
+            "mode": mode,
+            "address": address,
+            "routes": list(routes),
+            "mac_address": None,
+            "ifindex": None,
+        }
+        super().__init__(ShimProvider(), resource_name, props, opts)

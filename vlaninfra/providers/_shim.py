@@ -1,0 +1,114 @@
+"""Host shims: the macvlan (or ipvlan) interface on the host itself, with its address and
+routes, through which the host reaches its own containers (the kernel isolates a parent from its
+children)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
+
+from vlaninfra.errors import VlanInfraError
+from vlaninfra.transport import Agent
+
+from ._base import CONFIG_PATH, HostProvider
+
+__all__ = ["ShimProvider"]
+
+
+def _routes(routes: Any) -> list[str]:
+    return sorted({str(ipaddress.ip_network(r, strict=False)) for r in routes or []})
+
+
+class ShimProvider(HostProvider):
+    """Creates, reads, converges and removes one shim link on one host.
+
+    The link's name is its identity (a replace-key); parent, kind, mode, address and routes are
+    converged in place by the host agent (it re-creates the link itself when kind or parent change).
+    """
+
+    KIND = "shim"
+    REPLACE_KEYS = frozenset({"name"})
+    INPUT_KEYS = frozenset({"name", "parent", "kind", "mode", "address", "routes"})
+
+    def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        address = props.get("address")
+        return {
+            "name": props.get("name"),
+            "parent": props.get("parent"),
+            "kind": props.get("kind") or "macvlan",
+            "mode": props.get("mode")
+            or ("bridge" if props.get("kind", "macvlan") == "macvlan" else "l2"),
+            "address": str(ipaddress.ip_interface(address)) if address else None,
+            "routes": _routes(props.get("routes")),
+        }
+
+    def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
+        if agent.call("link.exists", name=news["parent"]):
+            return []
+        where = news.get(CONFIG_PATH) or "shim"
+        return [
+            CheckFailure(
+                "parent",
+                f"{where}.parent: interface {news['parent']!r} does not exist on host "
+                f"{news.get('host')}; name an existing NIC of that host",
+            )
+        ]
+
+    def _ensure(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        n = self.normalize(props)
+        found: dict[str, Any] = self.agent(props).call(
+            "shim.ensure",
+            name=n["name"],
+            parent=n["parent"],
+            kind=n["kind"],
+            mode=n["mode"],
+            address=n["address"],
+            routes=n["routes"],
+        )
+        return {**props, "mac_address": found.get("mac"), "ifindex": found.get("index")}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        try:
+            outs = self._ensure(props)
+        except VlanInfraError as err:
+            raise self.fail(props, "create failed, nothing was left on the host", err) from err
+        return CreateResult(id_=f"{props['host']}/{props['name']}", outs=outs)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        found = self.agent(props).call("shim.read", name=props["name"])
+        if found is None:
+            return ReadResult(id_="", outs={})
+        addresses = sorted(found.get("addresses") or [])
+        actual = {
+            **props,
+            **self.normalize(
+                {
+                    "name": found["name"],
+                    "parent": found.get("parent"),
+                    "kind": found.get("kind"),
+                    "mode": found.get("mode"),
+                    "address": addresses[0] if len(addresses) == 1 else None,
+                    "routes": [r["dst"] for r in found.get("routes") or []],
+                }
+            ),
+        }
+        if len(addresses) != 1:
+            # Several (or no) addresses is drift the next `up` repairs; show what is there.
+            actual["address"] = ",".join(addresses) or None
+        outs = {**actual, "mac_address": found.get("mac"), "ifindex": found.get("index")}
+        return ReadResult(id_=id_, outs=outs, inputs=actual)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        try:
+            return UpdateResult(outs=self._ensure(news))
+        except VlanInfraError as err:
+            raise self.fail(news, "update failed", err) from err
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        try:
+            self.agent(props).call("shim.delete", name=props["name"])
+        except VlanInfraError as err:
+            raise self.fail(props, "remove failed", err) from err
