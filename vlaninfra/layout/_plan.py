@@ -1,0 +1,309 @@
+"""The derived plan: per host its networks, shims, routes and containers; per site the
+static routes the upstream router needs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv6Address,
+    ip_network,
+)
+from typing import Literal
+
+from vlaninfra.errors import LayoutError, Problem
+
+from ._ledger import Assigned, Ledger, Previous, allocate
+from ._model import (
+    IPAddress,
+    IPNetwork,
+    IpvlanNetwork,
+    Lan,
+    Layout,
+    MacvlanNetwork,
+    Network,
+    RestartPolicy,
+    Router,
+    Site,
+    SshTarget,
+)
+from ._validate import Facts, Pool, analyse, shim_name
+
+__all__ = [
+    "ContainerPlan",
+    "HostPlan",
+    "HostRoute",
+    "NetworkPlan",
+    "Plan",
+    "ShimPlan",
+    "SitePlan",
+    "SubnetPlan",
+    "UpstreamRoute",
+    "VlanParentPlan",
+    "plan",
+    "validate",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SubnetPlan:
+    """One IPAM pool as Docker gets it, e.g. ``SubnetPlan(IPv4Network("192.0.2.0/24"), ...)``."""
+
+    subnet: IPNetwork
+    gateway: IPAddress
+    """Always explicit (Docker's default is the first address) so the daemon fills nothing in."""
+    ip_range: IPNetwork | None
+    aux_addresses: Mapping[str, IPAddress]
+    """Shims, host LAN addresses and routers inside the subnet, plus the user's aux addresses."""
+    usable: int
+    """Addresses containers may be allocated from, e.g. 62 for ip_range 192.168.1.128/26."""
+    free: int
+    """Usable addresses nobody holds yet."""
+    tenant: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkPlan:
+    """A Docker network on one host, e.g. ``NetworkPlan(name="pub_net", driver="macvlan", ...)``."""
+
+    name: str
+    driver: Literal["macvlan", "ipvlan"]
+    parent: str
+    macvlan_mode: str | None
+    ipvlan_mode: str | None
+    ipvlan_flag: str | None
+    subnets: tuple[SubnetPlan, ...]
+    internal: bool
+    enable_ipv6: bool
+    notes: tuple[str, ...] = ()
+    """Why the plan looks this way, e.g. two tenants sharing one network on Docker 20.10."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShimPlan:
+    """A host-side interface, e.g. ``ShimPlan(name="macvlan-shim", parent="eth0", ...)``."""
+
+    name: str
+    parent: str
+    kind: Literal["macvlan", "ipvlan"]
+    mode: str
+    address: IPv4Interface
+    routes: tuple[IPNetwork, ...]
+    network: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostRoute:
+    """A route on the host, e.g. ``HostRoute(IPv4Network("192.0.2.100/32"), "macvlan-shim")``."""
+
+    destination: IPNetwork
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
+class VlanParentPlan:
+    """An 802.1Q parent to create, e.g. ``VlanParentPlan("eth0.50", "eth0", 50)``."""
+
+    name: str
+    trunk: str
+    vlan_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerPlan:
+    """A container with its final addresses, e.g. ``ContainerPlan(name="web", ...)``."""
+
+    name: str
+    image: str
+    command: tuple[str, ...] | None
+    network: str
+    ipv4: IPv4Address | None
+    ipv6: IPv6Address | None
+    mac: str | None
+    """None on ipvlan: the container shares the parent's MAC."""
+    restart_policy: RestartPolicy
+    key: str
+    """Ledger identity ``site/host/network/name``."""
+    allocated: bool
+    """True when vlaninfra chose an address (no fixed ipv4/ipv6)."""
+    hostname: str | None = None
+    tenant: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HostPlan:
+    """What one host needs, e.g. ``HostPlan(name="h1", ssh=None, ...)``."""
+
+    name: str
+    ssh: SshTarget | None
+    """None when the site's inventory (the lab) supplies it at run time."""
+    lan_address: IPv4Address | None
+    docker_version: str | None
+    vlan_parents: tuple[VlanParentPlan, ...]
+    networks: tuple[NetworkPlan, ...]
+    shims: tuple[ShimPlan, ...]
+    routes: tuple[HostRoute, ...]
+    containers: tuple[ContainerPlan, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRoute:
+    """A static route the site's router needs, e.g. ``10.1.0.0/24 via 192.168.1.10``."""
+
+    prefix: IPNetwork
+    via: IPAddress
+    tenant: str | None
+    host: str
+    network: str
+
+
+@dataclass(frozen=True, slots=True)
+class SitePlan:
+    """One site's plan, e.g. ``SitePlan(name="paris", ...)``."""
+
+    name: str
+    lan: Lan
+    inventory: str | None
+    routers: tuple[Router, ...]
+    """Where upstream_routes go; applied by vlaninfra only to ``managed`` ones."""
+    upstream_routes: tuple[UpstreamRoute, ...]
+    hosts: tuple[HostPlan, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The whole plan, e.g. ``plan(layout).sites[0].hosts[0].networks``."""
+
+    sites: tuple[SitePlan, ...]
+    warnings: tuple[Problem, ...]
+    allocations: Mapping[str, tuple[IPAddress, ...]] = field(default_factory=dict)
+    """Pool-allocated addresses by container key: pass as ``previous`` to pin them."""
+
+
+def plan(layout: Layout, *,
+         previous: Previous | None = None) -> Plan:
+    """Validates ``layout``, allocates addresses and derives the plan.
+
+    Raises LayoutError listing every error (warnings included for context). ``previous``
+    (an earlier ``Plan.allocations``, addresses as objects or strings) pins earlier
+    allocations. Example: ``plan(layout, previous=json.load(f))``
+    """
+    problems, facts = analyse(layout)
+    ledger, assigned, allocations = allocate(layout, facts, previous)
+    problems += ledger.problems
+    if any(p.severity == "error" for p in problems):
+        raise LayoutError(tuple(problems))
+    sites = tuple(_site(site, facts, ledger, assigned) for site in layout.sites)
+    return Plan(sites, tuple(problems), allocations)
+
+
+def validate(layout: Layout) -> tuple[Problem, ...]:
+    """Every error and warning of ``layout``, without raising.
+
+    Example: ``[p for p in validate(layout) if p.severity == "error"]``
+    """
+    problems, facts = analyse(layout)
+    ledger = allocate(layout, facts)[0]
+    return (*problems, *ledger.problems)
+
+
+def _aux(pool: Pool, site: Site) -> dict[str, IPAddress]:
+    """Everything in the subnet Docker must never hand out, beyond its gateway."""
+    aux: dict[str, IPAddress] = dict(pool.subnet.aux_addresses)
+    sub = pool.subnet.subnet
+    shim = pool.network.shim
+    if shim is not None:
+        for host, shim_address in shim.address_per_host.items():
+            aux[f"shim-{host}"] = shim_address
+    for h in site.hosts:
+        for address in (h.lan_address, h.lan_address6):
+            if address is not None and address in sub:
+                aux[f"host-{h.name}"] = address
+    for router in site.routers:
+        if router.address in sub and router.address != pool.gateway:
+            aux[f"router-{router.name}"] = router.address
+    return dict(sorted(aux.items()))
+
+
+def _subnet_plan(pool: Pool, site: Site, ledger: Ledger) -> SubnetPlan:
+    free = pool.size - ledger.taken(pool.subnet.subnet.version, pool.first, pool.last)
+    return SubnetPlan(pool.subnet.subnet, pool.gateway, pool.subnet.ip_range, _aux(pool, site),
+                      max(pool.size, 0), max(free, 0), pool.tenant)
+
+
+def _network_plan(net: Network, host: str, pools: list[Pool], site: Site, ledger: Ledger,
+                  notes: list[str]) -> NetworkPlan:
+    subnets = tuple(_subnet_plan(p, site, ledger) for p in pools)
+    macvlan = isinstance(net, MacvlanNetwork)
+    return NetworkPlan(
+        name=net.name, driver=net.driver, parent=net.parent_on(host),
+        macvlan_mode=net.mode if macvlan else None,
+        ipvlan_mode=net.mode if isinstance(net, IpvlanNetwork) else None,
+        ipvlan_flag=net.flag if isinstance(net, IpvlanNetwork) else None,
+        subnets=subnets, internal=net.internal,
+        enable_ipv6=any(s.subnet.version == 6 for s in subnets), notes=tuple(notes))
+
+
+def _shim_plan(net: Network, host: str, pools: list[Pool],
+               containers: list[ContainerPlan]) -> ShimPlan | None:
+    shim = net.shim
+    if shim is None or host not in shim.address_per_host:
+        return None
+    address = shim.address_per_host[host]
+    v4 = [p for p in pools if p.subnet.subnet.version == 4]
+    prefix = next(p.subnet.subnet.prefixlen for p in v4 if address in p.subnet.subnet)
+    routes: tuple[IPNetwork, ...]
+    if shim.routes == "ip-range":
+        routes = tuple(p.subnet.ip_range for p in v4 if p.subnet.ip_range is not None)
+    else:
+        routes = tuple(ip_network(c.ipv4) for c in containers
+                       if c.network == net.name and c.ipv4 is not None)
+    mode = "bridge" if isinstance(net, MacvlanNetwork) else net.mode
+    return ShimPlan(shim_name(net), net.parent_on(host), net.driver, mode,
+                    IPv4Interface((address, prefix)), routes, net.name)
+
+
+def _site(site: Site, facts: Facts, ledger: Ledger, assigned: Mapping[str, Assigned]) -> SitePlan:
+    by_host: dict[str, list[ContainerPlan]] = {}
+    for r in facts.containers:
+        if r.site is not site:
+            continue
+        c, a = r.container, assigned[r.key]
+        tenant = next((p.tenant for p in (r.pool4, r.pool6) if p is not None), None)
+        by_host.setdefault(c.host, []).append(ContainerPlan(
+            c.name, c.image, c.command, c.network, a.ipv4, a.ipv6, a.mac, c.restart_policy,
+            r.key, c.ipv4 is None and c.ipv6 is None, c.hostname, tenant))
+    hosts = []
+    upstream: list[UpstreamRoute] = []
+    for host in site.hosts:
+        containers = by_host.get(host.name, [])
+        networks, shims = [], []
+        for net in site.networks:
+            if host.name not in net.hosts:
+                continue
+            pools = facts.by_net_host.get((site.name, net.name, host.name), [])
+            notes = facts.notes.get((site.name, host.name, net.name), [])
+            networks.append(_network_plan(net, host.name, pools, site, ledger, notes))
+            shim = _shim_plan(net, host.name, pools, containers)
+            if shim is not None:
+                shims.append(shim)
+            if isinstance(net, IpvlanNetwork) and net.mode in ("l3", "l3s"):
+                for p in pools:
+                    via = host.lan_address if p.subnet.subnet.version == 4 else host.lan_address6
+                    assert via is not None
+                    upstream.append(UpstreamRoute(p.subnet.subnet, via, p.tenant, host.name,
+                                                  net.name))
+        vlans = facts.vlans.get((site.name, host.name), {})
+        hosts.append(HostPlan(
+            name=host.name, ssh=host.ssh, lan_address=host.lan_address,
+            docker_version=host.docker_version,
+            vlan_parents=tuple(VlanParentPlan(n, t, v) for n, (t, v) in sorted(vlans.items())),
+            networks=tuple(networks), shims=tuple(shims),
+            routes=tuple(HostRoute(r, s.name) for s in shims for r in s.routes),
+            containers=tuple(containers)))
+    return SitePlan(site.name, site.lan, site.inventory, site.routers,
+                    tuple(upstream), tuple(hosts))
+
+
