@@ -1,0 +1,157 @@
+"""Docker ops through a real agent against a throw-away dockerd in a throw-away namespace."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.lab._agent_fixtures import Dockerd, dockerd, netns, root_only
+from vlaninfra.transport import Agent, HostError, LocalTarget, agent_for, close_all
+
+pytestmark = [pytest.mark.lab, root_only]
+
+IPAM = [{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1", "ip_range": "192.0.2.128/26",
+         "aux_addresses": {"shim": "192.0.2.250"}}]
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[tuple[str, Dockerd]]:
+    with netns("dk") as ns, dockerd(ns) as d:
+        try:
+            yield ns, d
+        finally:
+            close_all()
+
+
+@pytest.fixture
+def agent(daemon: tuple[str, Dockerd]) -> Iterator[Agent]:
+    ns, d = daemon
+    a = agent_for(LocalTarget(netns=ns, docker_socket=d.socket))
+    yield a
+    for c in ("web", "web2", "orphan"):
+        a.call("docker.container.remove", name=c)
+    a.call("docker.network.remove", name="lan", force=True)
+
+
+def _lan(agent: Agent) -> dict[str, Any]:
+    out: dict[str, Any] = agent.call(
+        "docker.network.create", name="lan", driver="macvlan",
+        options={"parent": "eth0", "macvlan_mode": "bridge"}, ipam=IPAM,
+        labels={"vlaninfra.test": "1"})
+    return out
+
+
+def test_version_and_image(agent: Agent, daemon: tuple[str, Dockerd]) -> None:
+    v = agent.call("docker.version")
+    assert v["version"].startswith("20.10") or v["api_version"]
+    assert agent.call("docker.image.exists", name=daemon[1].image) is True
+    assert agent.call("docker.image.exists", name="vxa-nope:lab") is False
+
+
+def test_network_create_inspect_remove(agent: Agent) -> None:
+    before = agent.call("host.snapshot")
+    net = _lan(agent)
+    assert net["driver"] == "macvlan" and net["parent_preexisted"] is True
+    assert net["options"] == {"parent": "eth0", "macvlan_mode": "bridge"}
+    assert net["ipam"] == IPAM
+    assert net["labels"] == {"vlaninfra.test": "1"}
+    assert (net["internal"], net["enable_ipv6"], net["containers"]) == (False, False, {})
+    again = agent.call("docker.network.inspect", name="lan")
+    assert again == {k: v for k, v in net.items() if k != "parent_preexisted"}
+    assert agent.call("docker.network.inspect", name=net["id"][:6]) is None  # names only
+    with pytest.raises(HostError) as info:
+        _lan(agent)
+    assert info.value.errno == errno.EEXIST and info.value.details["id"] == net["id"]
+    assert agent.call("docker.network.remove", name="lan") == {"removed": True,
+                                                               "disconnected": []}
+    assert agent.call("docker.network.remove", name="lan") == {"removed": False}
+    assert agent.call("docker.network.inspect", name="lan") is None
+    assert agent.call("host.snapshot") == before
+
+
+def test_network_create_rejected_by_docker_leaves_nothing(agent: Agent) -> None:
+    before = agent.call("host.snapshot")
+    with pytest.raises(HostError) as info:
+        agent.call("docker.network.create", name="lan", driver="macvlan",
+                   options={"parent": "eth0"},
+                   ipam=[{"subnet": "192.0.2.0/24", "gateway": "198.51.100.1"}])
+    assert info.value.errno is not None and info.value.details.get("http_status")
+    assert agent.call("host.snapshot") == before
+
+
+def test_container_lifecycle(agent: Agent, daemon: tuple[str, Dockerd]) -> None:
+    _lan(agent)
+    c = agent.call("docker.container.create", name="web", image=daemon[1].image,
+                   command=["/bin/sleep", "3600"], network="lan", ipv4="192.0.2.130",
+                   mac="02:42:c0:00:02:82", labels={"vlaninfra.test": "1"}, hostname="web")
+    assert c["running"] is True and c["restart_policy"] == "unless-stopped"
+    assert c["networks"]["lan"]["ipv4"] == "192.0.2.130"
+    assert c["networks"]["lan"]["mac"] == "02:42:c0:00:02:82"
+    assert (c["image"], c["command"], c["labels"], c["hostname"]) == (
+        daemon[1].image, ["/bin/sleep", "3600"], {"vlaninfra.test": "1"}, "web")
+    net = agent.call("docker.network.inspect", name="lan")
+    assert net["containers"]["web"]["ipv4"] == "192.0.2.130"
+    with pytest.raises(HostError) as info:
+        agent.call("docker.network.remove", name="lan")
+    assert info.value.errno == errno.EBUSY and info.value.details["containers"] == ["web"]
+    with pytest.raises(HostError) as info:
+        agent.call("docker.container.create", name="web", image=daemon[1].image)
+    assert info.value.errno == errno.EEXIST
+    upd = agent.call("docker.container.update", name="web", restart_policy="always")
+    assert upd["restart_policy"] == "always" and upd["id"] == c["id"]
+    upd = agent.call("docker.container.update", name="web", restart_policy="on-failure:3")
+    assert upd["restart_policy"] == "on-failure:3"
+    assert agent.call("docker.container.remove", name="web") == {"removed": True}
+    assert agent.call("docker.container.remove", name="web") == {"removed": False}
+    assert agent.call("docker.container.inspect", name="web") is None
+
+
+def test_connect_and_disconnect_are_idempotent(agent: Agent,
+                                               daemon: tuple[str, Dockerd]) -> None:
+    _lan(agent)
+    c = agent.call("docker.container.create", name="web", image=daemon[1].image,
+                   command=["/bin/sleep", "3600"], network=None)
+    assert c["networks"] == {"none": c["networks"]["none"]}
+    agent.call("docker.network.disconnect", network="none", container="web")
+    c = agent.call("docker.network.connect", network="lan", container="web",
+                   ipv4="192.0.2.131")
+    assert c["networks"]["lan"]["ipv4"] == "192.0.2.131"
+    again = agent.call("docker.network.connect", network="lan", container="web",
+                       ipv4="192.0.2.131")
+    assert again["networks"]["lan"] == c["networks"]["lan"]
+    c = agent.call("docker.network.disconnect", network="lan", container="web")
+    assert "lan" not in c["networks"]
+    assert agent.call("docker.network.disconnect", network="lan", container="web") == c
+    assert agent.call("docker.network.disconnect", network="lan", container="nope") is None
+
+
+def test_container_create_is_transactional(agent: Agent, daemon: tuple[str, Dockerd]) -> None:
+    image = daemon[1].image
+    api: Any = daemon[1].api()
+    before = agent.call("host.snapshot")
+    # missing network: refused before anything is created
+    with pytest.raises(HostError) as info:
+        agent.call("docker.container.create", name="orphan", image=image,
+                   command=["/bin/sleep", "1"], network="nonet")
+    assert info.value.errno == errno.ENOENT and "nonet" in info.value.message
+    # missing image: never pulled
+    with pytest.raises(HostError) as info:
+        agent.call("docker.container.create", name="orphan", image="vxa-nope:lab",
+                   network=None)
+    assert info.value.errno == errno.ENOENT and "vxa-nope:lab" in info.value.message
+    assert agent.call("host.snapshot") == before
+    # docker creates the container, then starting it fails (address taken): rolled back
+    _lan(agent)
+    agent.call("docker.container.create", name="web", image=image,
+               command=["/bin/sleep", "3600"], network="lan", ipv4="192.0.2.130")
+    with pytest.raises(HostError):
+        agent.call("docker.container.create", name="web2", image=image,
+                   command=["/bin/sleep", "3600"], network="lan", ipv4="192.0.2.130")
+    names = sorted(c["Names"][0] for c in api.containers(all=True))
+    assert names == ["/web"]
+    # force removal disconnects the containers first
+    out = agent.call("docker.network.remove", name="lan", force=True)
+    assert out == {"removed": True, "disconnected": ["web"]}

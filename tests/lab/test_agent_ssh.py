@@ -1,0 +1,190 @@
+"""The SSH transport against a throw-away sshd (and dockerd) in a throw-away namespace."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from tests.lab._agent_fixtures import (
+    Dockerd,
+    Sshd,
+    dockerd,
+    keygen,
+    mgmt_link,
+    netns,
+    root_only,
+    sshd,
+)
+from vlaninfra.transport import (
+    AgentExitedError,
+    AuthenticationError,
+    HostError,
+    HostKeyError,
+    SshTarget,
+    TransportError,
+    agent_for,
+    close_all,
+    reset_stats,
+    stats,
+)
+
+pytestmark = [pytest.mark.lab, root_only]
+
+
+@dataclass
+class Host:
+    ns: str
+    sshd: Sshd
+    docker: Dockerd
+
+    def target(self, **kw: object) -> SshTarget:
+        base = SshTarget(self.sshd.host, port=self.sshd.port, user="root",
+                         private_key=self.sshd.client_key, host_key=self.sshd.host_key,
+                         docker_socket=self.docker.socket)
+        return replace(base, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[Host]:
+    with netns("ssh") as ns, mgmt_link(ns) as addr, sshd(ns, addr) as s, dockerd(ns) as d:
+        try:
+            yield Host(ns, s, d)
+        finally:
+            close_all()
+
+
+@pytest.fixture(autouse=True)
+def fresh() -> Iterator[None]:
+    close_all()
+    reset_stats()
+    yield
+    close_all()
+
+
+def test_upload_once_then_reuse_and_one_connection_for_many_threads(host: Host) -> None:
+    accepted = host.sshd.accepted()
+    agent = agent_for(host.target())
+    began = time.monotonic()
+    info = agent.start()
+    first = time.monotonic() - began
+    assert info["uid"] == 0 and first < 30
+    assert stats() == {"ssh_connections": 1, "agent_starts": 1, "uploads": 1, "calls": 0}
+
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(25):
+                assert agent_for(host.target()).call("link.get", name="eth0")["up"] is True
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert stats() == {"ssh_connections": 1, "agent_starts": 1, "uploads": 1, "calls": 200}
+    time.sleep(0.2)
+    assert host.sshd.accepted() - accepted == 1
+
+    # a new provider process: new connection and agent, archive already there
+    close_all()
+    reset_stats()
+    agent_for(host.target()).call("ping")
+    assert stats() == {"ssh_connections": 1, "agent_starts": 1, "uploads": 0, "calls": 1}
+    archives = list((host.sshd.dir / "home" / ".cache" / "vlaninfra").glob("agent-*.pyz"))
+    assert len(archives) == 1 and oct(archives[0].parent.stat().st_mode)[-3:] == "700"
+
+
+def test_corrupt_archive_is_uploaded_again(host: Host) -> None:
+    agent_for(host.target()).call("ping")
+    close_all()
+    archive = next((host.sshd.dir / "home" / ".cache" / "vlaninfra").glob("agent-*.pyz"))
+    data = bytearray(archive.read_bytes())
+    data[-200] ^= 0xFF  # same size, different bytes (in the zip directory comment area)
+    archive.write_bytes(bytes(data))
+    reset_stats()
+    assert agent_for(host.target()).call("ping")["uid"] == 0  # re-uploaded, then started
+    assert stats()["uploads"] == 1 and stats()["agent_starts"] == 2
+
+
+def test_wrong_or_unknown_host_key_is_refused(host: Host, tmp_path: Path) -> None:
+    accepted = host.sshd.accepted()
+    _, other_ed25519 = keygen(tmp_path / "other")
+    _, other_rsa = keygen(tmp_path / "other_rsa", "rsa")
+    for pinned in (other_ed25519, other_rsa):
+        with pytest.raises(HostKeyError) as info:
+            agent_for(host.target(host_key=pinned)).call("ping")
+        msg = str(info.value)
+        assert host.sshd.host in msg and "host_key" in msg
+        assert "PRIVATE" not in msg and host.sshd.client_key.split("\n")[1] not in msg
+    assert stats()["ssh_connections"] == 0
+    assert host.sshd.accepted() == accepted
+
+
+def test_bad_client_key_is_an_authentication_error(host: Host, tmp_path: Path) -> None:
+    stranger, _ = keygen(tmp_path / "stranger")
+    with pytest.raises(AuthenticationError) as info:
+        agent_for(host.target(private_key=stranger)).call("ping")
+    assert "authorized_keys" in str(info.value) and "PRIVATE" not in str(info.value)
+    with pytest.raises(AuthenticationError):
+        agent_for(host.target(private_key="not a key")).call("ping")
+
+
+def test_unreachable_host_is_a_transport_error(host: Host) -> None:
+    began = time.monotonic()
+    with pytest.raises(TransportError) as info:
+        agent_for(host.target(port=2)).call("ping")
+    assert f"{host.sshd.host}:2" in str(info.value)
+    assert time.monotonic() - began < 20
+
+
+def test_missing_python_is_reported(host: Host) -> None:
+    with pytest.raises(AgentExitedError) as info:
+        agent_for(host.target(python="/nonexistent/python3")).call("ping")
+    assert "/nonexistent/python3" in str(info.value)
+
+
+def test_agent_death_mid_call_then_restart_on_same_connection(host: Host) -> None:
+    agent = agent_for(host.target())
+    pid = agent.call("ping")["pid"]
+    errors: list[BaseException] = []
+
+    def slow() -> None:
+        try:
+            agent.call("debug.sleep", seconds=20)
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGKILL)  # same pid namespace: the sshd runs on this machine
+    t.join(10)
+    assert not t.is_alive() and len(errors) == 1
+    assert isinstance(errors[0], AgentExitedError)
+    assert agent.call("ping")["pid"] != pid
+    assert stats()["ssh_connections"] == 1 and stats()["agent_starts"] == 2
+
+
+def test_docker_and_netlink_over_ssh(host: Host) -> None:
+    agent = agent_for(host.target())
+    assert agent.call("docker.image.exists", name=host.docker.image) is True
+    assert agent.call("docker.network.inspect", name="lan") is None
+    with pytest.raises(HostError) as info:
+        agent.call("docker.network.remove", name="lan", bogus=True)
+    assert info.value.errno == errno.EINVAL and info.value.host.endswith(":22")
+    shim = agent.call("shim.ensure", name="shim0", parent="eth0",
+                      address="192.0.2.250/32", routes=["192.0.2.128/26"])
+    assert shim["routes"] == ["192.0.2.128/26"]
+    assert agent.call("shim.delete", name="shim0") == {"deleted": True}

@@ -1,0 +1,234 @@
+"""Netlink op logic against an in-memory fake IPRoute (no privileges, any kernel).
+
+The fake models just enough of rtnetlink: links with kind/parent/mode/vlan id, addresses,
+main-table routes, and errno-coded failures, so the converge/rollback logic (including
+802.1Q, which this machine's kernel lacks) is testable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from vlaninfra.host import facts, ops
+from vlaninfra.host.errors import OpError
+
+
+class NetlinkError(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class FakeIPRoute:
+    def __init__(self) -> None:
+        self.links: dict[int, dict[str, Any]] = {}
+        self.addrs: list[tuple[int, str, int]] = []
+        self.routes: list[dict[str, Any]] = []
+        self.fail_route_add: set[str] = set()
+        self.next_index = 1
+        self.add_link("lo", None)
+        self.add_link("eth0", "veth")
+
+    def add_link(self, name: str, kind: str | None, **info: Any) -> int:
+        index = self.next_index
+        self.next_index += 1
+        self.links[index] = {"name": name, "kind": kind, "flags": 0, **info}
+        return index
+
+    def _msg(self, index: int) -> dict[str, Any]:
+        link = self.links[index]
+        data: dict[str, Any] = {}
+        if link["kind"] == "macvlan":
+            data["IFLA_MACVLAN_MODE"] = link["mode"]
+        if link["kind"] == "vlan":
+            data["IFLA_VLAN_ID"] = link["vlan_id"]
+        return {"index": index, "flags": link["flags"], "IFLA_IFNAME": link["name"],
+                "IFLA_LINK": link.get("parent"), "IFLA_ADDRESS": "02:00:00:00:00:01",
+                "IFLA_MTU": 1500,
+                "IFLA_LINKINFO": {"IFLA_INFO_KIND": link["kind"], "IFLA_INFO_DATA": data}}
+
+    def _by_name(self, name: str) -> int:
+        for index, link in self.links.items():
+            if link["name"] == name:
+                return index
+        raise NetlinkError(errno.ENODEV)
+
+    def link(self, cmd: str, **kw: Any) -> list[dict[str, Any]]:
+        if cmd == "get":
+            index = kw["index"] if "index" in kw else self._by_name(kw["ifname"])
+            if index not in self.links:
+                raise NetlinkError(errno.ENODEV)
+            return [self._msg(index)]
+        if cmd == "add":
+            with contextlib.suppress(NetlinkError):
+                self._by_name(kw["ifname"])
+                raise NetlinkError(errno.EEXIST)
+            if kw["kind"] == "vlan" and getattr(self, "no_8021q", False):
+                raise NetlinkError(errno.EOPNOTSUPP)
+            self.add_link(kw["ifname"], kw["kind"], parent=kw["link"],
+                          mode=kw.get("macvlan_mode"), vlan_id=kw.get("vlan_id"))
+            return []
+        if cmd == "set":
+            self.links[kw["index"]]["flags"] |= facts.IFF_UP
+            return []
+        if cmd == "del":
+            index = self._by_name(kw["ifname"])
+            del self.links[index]
+            self.addrs = [a for a in self.addrs if a[0] != index]
+            self.routes = [r for r in self.routes if r["oif"] != index]
+            return []
+        raise AssertionError(cmd)
+
+    def get_links(self) -> list[dict[str, Any]]:
+        return [self._msg(i) for i in self.links]
+
+    def get_addr(self, index: int) -> list[dict[str, Any]]:
+        return [{"index": i, "IFA_ADDRESS": a, "prefixlen": p} for i, a, p in self.addrs
+                if i == index]
+
+    def addr(self, cmd: str, index: int, address: str, prefixlen: int) -> None:
+        key = (index, address, prefixlen)
+        if cmd == "add":
+            if key in self.addrs:
+                raise NetlinkError(errno.EEXIST)
+            self.addrs.append(key)
+        else:
+            if key not in self.addrs:
+                raise NetlinkError(errno.EADDRNOTAVAIL)
+            self.addrs.remove(key)
+
+    def route(self, cmd: str, **kw: Any) -> list[dict[str, Any]]:
+        if cmd == "dump":
+            return [{"family": r["family"], "RTA_TABLE": 254, "RTA_DST": r["dst"],
+                     "dst_len": r["dst_len"], "RTA_OIF": r["oif"], "proto": r["proto"],
+                     "scope": r["scope"]} for r in self.routes if r["family"] == kw["family"]]
+        key = {k: kw[k] for k in ("dst", "dst_len", "oif")}
+        match = [r for r in self.routes if {k: r[k] for k in key} == key]
+        if cmd == "add":
+            if f"{kw['dst']}/{kw['dst_len']}" in self.fail_route_add:
+                raise NetlinkError(errno.ENETDOWN)
+            if match:
+                raise NetlinkError(errno.EEXIST)
+            self.routes.append({**key, "family": kw["family"], "proto": kw["proto"],
+                                "scope": kw["scope"]})
+            return []
+        if not match or match[0]["scope"] != kw.get("scope"):
+            raise NetlinkError(errno.ESRCH)
+        self.routes.remove(match[0])
+        return []
+
+
+class FakeContext:
+    def __init__(self) -> None:
+        self.ipr = FakeIPRoute()
+        self.docker_socket = "/nonexistent"
+
+    @contextlib.contextmanager
+    def netlink(self) -> Iterator[FakeIPRoute]:
+        yield self.ipr
+
+
+@pytest.fixture
+def ctx() -> FakeContext:
+    return FakeContext()
+
+
+def test_vlan_ensure_creates_then_is_a_noop(ctx: Any) -> None:
+    out = ops.vlan_ensure(ctx, "eth0", 50, "eth0.50")
+    assert (out["created"], out["kind"], out["parent"], out["vlan_id"], out["up"]) == (
+        True, "vlan", "eth0", 50, True)
+    again = ops.vlan_ensure(ctx, "eth0", 50, "eth0.50")
+    assert again["created"] is False and again["index"] == out["index"]
+    assert ops.vlan_delete(ctx, "eth0.50") == {"deleted": True}
+    assert ops.vlan_delete(ctx, "eth0.50") == {"deleted": False}
+
+
+def test_vlan_ensure_refuses_someone_elses_link(ctx: Any) -> None:
+    ops.vlan_ensure(ctx, "eth0", 50, "eth0.50")
+    with pytest.raises(OpError) as info:
+        ops.vlan_ensure(ctx, "eth0", 51, "eth0.50")
+    assert info.value.code == errno.EEXIST and info.value.details["link"]["vlan_id"] == 50
+
+
+@pytest.mark.parametrize("vid", [0, 4095, True, "50"])
+def test_vlan_ensure_validates_the_id(ctx: Any, vid: Any) -> None:
+    with pytest.raises(OpError) as info:
+        ops.vlan_ensure(ctx, "eth0", vid, "eth0.50")
+    assert info.value.code == errno.EINVAL
+
+
+def test_vlan_ensure_without_8021q_is_the_kernels_errno(ctx: Any) -> None:
+    ctx.ipr.no_8021q = True
+    with pytest.raises(NetlinkError) as info:
+        ops.vlan_ensure(ctx, "eth0", 50, "eth0.50")
+    assert info.value.code == errno.EOPNOTSUPP
+
+
+def test_shim_ensure_converges_and_keeps_kernel_routes(ctx: Any) -> None:
+    out = ops.shim_ensure(ctx, "shim0", "eth0", address="192.0.2.250/32",
+                          routes=["192.0.2.128/26"])
+    assert out["created"] is True and out["routes"] == ["192.0.2.128/26"]
+    index = out["index"]
+    ctx.ipr.routes.append({"dst": "192.0.2.0", "dst_len": 24, "oif": index,
+                           "family": socket.AF_INET, "proto": 2, "scope": 253})
+    ctx.ipr.routes.append({"dst": "198.18.9.0", "dst_len": 24, "oif": index,
+                           "family": socket.AF_INET, "proto": 3, "scope": 253})
+    out = ops.shim_ensure(ctx, "shim0", "eth0", address="192.0.2.251/24",
+                          routes=["198.18.0.0/24"])
+    assert out["created"] is False
+    assert out["addresses"] == ["192.0.2.251/24"]
+    assert out["routes"] == ["198.18.0.0/24"]
+    assert any(r["proto"] == 2 for r in ctx.ipr.routes)  # the kernel's route stays
+
+
+def test_shim_ensure_rolls_back_a_link_it_created(ctx: Any) -> None:
+    ctx.ipr.fail_route_add.add("198.18.0.0/24")
+    with pytest.raises(NetlinkError):
+        ops.shim_ensure(ctx, "shim0", "eth0", address="192.0.2.250/32",
+                        routes=["192.0.2.128/26", "198.18.0.0/24"])
+    assert [link["name"] for link in ctx.ipr.links.values()] == ["lo", "eth0"]
+    assert ctx.ipr.routes == [] and ctx.ipr.addrs == []
+
+
+def test_shim_ensure_keeps_a_preexisting_link_on_failure(ctx: Any) -> None:
+    ops.shim_ensure(ctx, "shim0", "eth0", address="192.0.2.250/32")
+    ctx.ipr.fail_route_add.add("198.18.0.0/24")
+    with pytest.raises(NetlinkError):
+        ops.shim_ensure(ctx, "shim0", "eth0", address="192.0.2.250/32",
+                        routes=["198.18.0.0/24"])
+    assert ops.shim_read(ctx, "shim0") is not None
+
+
+def test_shim_ensure_recreates_on_mode_change(ctx: Any) -> None:
+    first = ops.shim_ensure(ctx, "shim0", "eth0", mode="bridge")
+    second = ops.shim_ensure(ctx, "shim0", "eth0", mode="vepa")
+    assert second["created"] is True and second["index"] != first["index"]
+    assert second["mode"] == "vepa"
+
+
+@pytest.mark.parametrize("kw", [
+    {"name": "shim0", "parent": "shim0"},
+    {"name": "a/b", "parent": "eth0"},
+    {"name": "shim0", "parent": "eth0", "kind": "vlan"},
+    {"name": "shim0", "parent": "eth0", "kind": "ipvlan", "mode": "bridge"},
+    {"name": "shim0", "parent": "eth0", "kind": "ipvlan", "flag": "nope"},
+    {"name": "shim0", "parent": "eth0", "flag": "bridge"},
+    {"name": "shim0", "parent": "eth0", "address": "192.0.2.999/24"},
+])
+def test_shim_ensure_validates_before_touching_anything(ctx: Any, kw: dict[str, Any]) -> None:
+    with pytest.raises(OpError) as info:
+        ops.shim_ensure(ctx, **kw)
+    assert info.value.code == errno.EINVAL
+    assert len(ctx.ipr.links) == 2
+
+
+def test_shim_ensure_missing_parent_is_enodev(ctx: Any) -> None:
+    with pytest.raises(OpError) as info:
+        ops.shim_ensure(ctx, "shim0", "eth9")
+    assert info.value.code == errno.ENODEV and "eth9" in info.value.message

@@ -1,0 +1,146 @@
+"""Protocol framing and the agent loop, without privileges or a host."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+from typing import Any
+
+import pytest
+
+from vlaninfra.host import agent, protocol
+from vlaninfra.host.context import Context
+from vlaninfra.host.errors import OpError
+
+
+def test_encode_decode_roundtrip_is_one_ascii_line() -> None:
+    msg = protocol.request(7, "link.get", {"name": "shim0\nx", "note": "é"})
+    line = protocol.encode(msg)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    line.decode("ascii")
+    assert protocol.decode(line) == msg
+
+
+@pytest.mark.parametrize("bad", [b"not json", b"[1,2]", b'{"op":"x"}', b'{"id":"1"}',
+                                 b"\xff\xfe"])
+def test_decode_rejects_non_messages(bad: bytes) -> None:
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode(bad)
+
+
+def test_encode_refuses_nan() -> None:
+    with pytest.raises(ValueError):
+        protocol.encode({"id": 1, "x": float("nan")})
+
+
+def test_line_buffer_reassembles_chunks() -> None:
+    buf = protocol.LineBuffer()
+    data = protocol.encode({"id": 1}) + protocol.encode({"id": 2}) + b'{"id":'
+    out: list[bytes] = []
+    for i in range(len(data)):
+        out += buf.feed(data[i:i + 1])
+    assert [protocol.decode(x)["id"] for x in out] == [1, 2]
+    assert buf.pending == b'{"id":'
+    assert buf.feed(b"3}\n\n") == [b'{"id":3}']
+
+
+def test_line_buffer_limits_line_length() -> None:
+    buf = protocol.LineBuffer(max_line=10)
+    with pytest.raises(protocol.ProtocolError):
+        buf.feed(b"x" * 11)
+
+
+class NetlinkError(Exception):
+    """Looks like pyroute2's (the agent matches it by name and ``code``)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code, "msg")
+        self.code = code
+
+
+def test_describe_error_maps_errnos() -> None:
+    import docker.errors
+
+    d = agent.describe_error(OpError(errno.EBUSY, "busy", containers=["a"]))
+    assert (d["errno"], d["errname"], d["message"], d["details"]) == (
+        errno.EBUSY, "EBUSY", "busy", {"containers": ["a"]})
+    assert agent.describe_error(NetlinkError(errno.EEXIST))["errno"] == errno.EEXIST
+    resp = type("R", (), {"status_code": 409, "reason": "Conflict", "url": "u"})()
+    conflict = docker.errors.APIError("conflict", response=resp, explanation="in use")
+    d = agent.describe_error(conflict)
+    assert d["errno"] == errno.EEXIST and d["details"] == {"http_status": 409}
+    assert "in use" in d["message"]
+    notfound = docker.errors.NotFound("nf", response=type(
+        "R", (), {"status_code": 404, "reason": "NF", "url": "u"})(), explanation="no such")
+    assert agent.describe_error(notfound)["errno"] == errno.ENOENT
+    assert agent.describe_error(FileNotFoundError(errno.ENOENT, "x"))["errno"] == errno.ENOENT
+    d = agent.describe_error(RuntimeError("boom"))
+    assert d["errno"] == errno.EIO and "RuntimeError" in d["message"]
+
+
+def _serve(lines: list[dict[str, Any] | bytes], ctx: Context | None = None) -> list[Any]:
+    raw = b"".join(x if isinstance(x, bytes) else protocol.encode(x) for x in lines)
+    out = io.BytesIO()
+    agent.serve(ctx or Context(docker_socket="/nonexistent.sock"), io.BytesIO(raw), out,
+                workers=4)
+    return [json.loads(x) for x in out.getvalue().splitlines()]
+
+
+def test_serve_banner_then_responses_by_id() -> None:
+    out = _serve([
+        protocol.request(1, "ping", {}),
+        b"garbage line\n",
+        protocol.request(2, "no.such.op", {}),
+        protocol.request(3, "ping", {"extra": 1}),
+        protocol.request(4, "debug.sleep", {"seconds": 0.01}),
+        protocol.request(5, "ping", []),  # type: ignore[arg-type]
+    ])
+    assert out[0]["id"] == 0 and out[0]["result"]["ready"] is True
+    assert out[0]["result"]["protocol"] == protocol.PROTOCOL_VERSION
+    by_id = {m["id"]: m for m in out[1:]}
+    assert sorted(by_id) == [1, 2, 3, 4, 5]
+    assert by_id[1]["ok"] is True and {"pid", "python", "kernel", "hostname"} <= set(
+        by_id[1]["result"])
+    assert by_id[2]["error"]["errno"] == errno.EOPNOTSUPP
+    assert by_id[3]["error"]["errno"] == errno.EINVAL
+    assert by_id[4]["result"] == 0.01
+    assert by_id[5]["error"]["errno"] == errno.EINVAL
+
+
+def test_hello_sets_docker_socket_and_checks_it() -> None:
+    ctx = Context()
+    out = _serve([protocol.request(1, "hello", {"docker_socket": "/run/x/docker.sock"}),
+                  protocol.request(2, "hello", {"docker_socket": "relative"})], ctx)
+    by_id = {m["id"]: m for m in out[1:]}
+    assert by_id[1]["result"]["protocol"] == protocol.PROTOCOL_VERSION
+    assert ctx.docker_socket == "/run/x/docker.sock"
+    assert by_id[2]["error"]["errno"] == errno.EINVAL
+
+
+def test_batch_runs_each_entry_and_reports_errors_inline() -> None:
+    ctx = Context(docker_socket="/nonexistent.sock")
+    out = agent.batch(ctx, [{"op": "ping", "args": {}}, {"op": "nope"},
+                            {"op": "batch", "args": {"calls": []}}, "x"])  # type: ignore[list-item]
+    assert out[0]["ok"] is True
+    assert [o["error"]["errno"] for o in out[1:]] == [errno.EOPNOTSUPP, errno.EINVAL,
+                                                      errno.EINVAL]
+
+
+def test_unserialisable_result_becomes_an_error() -> None:
+    agent.OPS["test.weird"] = lambda ctx: {1, 2}
+    try:
+        out = _serve([protocol.request(1, "test.weird", {})])
+    finally:
+        del agent.OPS["test.weird"]
+    assert out[1]["error"]["errno"] == errno.EIO
+
+
+def test_ops_registry_has_the_documented_names() -> None:
+    assert set(agent.OPS) == {
+        "ping", "hello", "batch", "debug.sleep", "link.get", "link.exists", "route.list",
+        "host.snapshot", "shim.ensure", "shim.read", "shim.delete", "vlan.ensure",
+        "vlan.delete", "docker.version", "docker.image.exists", "docker.network.inspect",
+        "docker.network.create", "docker.network.remove", "docker.network.connect",
+        "docker.network.disconnect", "docker.container.inspect", "docker.container.create",
+        "docker.container.remove", "docker.container.update", "docker.container.start"}

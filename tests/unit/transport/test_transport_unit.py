@@ -1,0 +1,294 @@
+"""Transport without a host: targets, errors, sessions over fake channels, the zipapp."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import pickle
+import queue
+import subprocess
+import threading
+import time
+import zipfile
+from typing import Any
+
+import pytest
+
+import vlaninfra.transport as transport
+from vlaninfra.errors import VlanInfraError
+from vlaninfra.host import protocol
+from vlaninfra.transport import (
+    AgentExitedError,
+    HostError,
+    LocalTarget,
+    SshTarget,
+    TransportError,
+    agent_for,
+    build_bundle,
+)
+from vlaninfra.transport._session import Session
+from vlaninfra.transport._ssh import remote_command
+
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+SECRET = "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END"
+
+
+def target(**kw: Any) -> SshTarget:
+    base: dict[str, Any] = {"private_key": SECRET, "host_key": HOST_KEY}
+    return SshTarget("192.0.2.10", **{**base, **kw})
+
+
+def test_public_names() -> None:
+    assert set(transport.__all__) == {
+        "Agent", "AgentExitedError", "AuthenticationError", "Bundle", "HostError",
+        "HostKeyError", "LocalTarget", "SshTarget", "Target", "TransportError", "agent_for",
+        "build_bundle", "close_all", "reset_stats", "stats"}
+    assert set(transport.stats()) == {"ssh_connections", "agent_starts", "uploads", "calls"}
+
+
+def test_ssh_target_hides_secrets_and_pickles() -> None:
+    t = target(passphrase="hunter2")
+    assert "c2VjcmV0" not in repr(t) and "hunter2" not in repr(t)
+    assert t.label == "root@192.0.2.10:22"
+    assert pickle.loads(pickle.dumps(t)) == t
+    assert SshTarget("2001:db8::1", private_key=SECRET, host_key=HOST_KEY).label == (
+        "root@[2001:db8::1]:22")
+
+
+@pytest.mark.parametrize("kw", [{"port": 0}, {"user": "a b"}, {"host_key": "ssh-ed25519"},
+                                {"host_key": "ssh-ed25519 !!!"}, {"python": ""}])
+def test_ssh_target_validation(kw: dict[str, Any]) -> None:
+    with pytest.raises(ValueError) as info:
+        target(**kw)
+    assert "c2VjcmV0" not in str(info.value)
+
+
+def test_local_target_validation() -> None:
+    assert LocalTarget(netns="vx-h1").label == "local netns vx-h1"
+    with pytest.raises(ValueError):
+        LocalTarget(netns="../etc")
+
+
+def test_remote_command_is_fixed_words_and_quoted() -> None:
+    bundle = build_bundle()
+    assert remote_command(target(), bundle) == (
+        f"python3 -I .cache/vlaninfra/{bundle.name}")
+    cmd = remote_command(target(sudo=True, python="/opt/my python/bin/python3; rm -rf /"),
+                         bundle)
+    assert cmd == (f"sudo -n '/opt/my python/bin/python3; rm -rf /' -I "
+                   f".cache/vlaninfra/{bundle.name}")
+
+
+def test_agent_for_caches_by_identity_without_connecting() -> None:
+    a = agent_for(target())
+    assert agent_for(target()) is a
+    assert agent_for(target(port=2222)) is not a
+    assert agent_for(target(private_key=SECRET + "x")) is a  # the key is not identity
+    assert agent_for(LocalTarget(netns="x1")) is agent_for(LocalTarget(netns="x1"))
+    transport.close_all()
+    assert agent_for(target()) is not a
+
+
+def test_errors_are_structured_and_catchable_as_builtins() -> None:
+    e = HostError("network 'lan' already exists", op="docker.network.create",
+                  host="root@192.0.2.10:22", errno=errno.EEXIST, details={"id": "abc"})
+    assert isinstance(e, VlanInfraError) and isinstance(e, OSError)
+    assert (e.errno, e.errname, e.op, e.details) == (errno.EEXIST, "EEXIST",
+                                                      "docker.network.create", {"id": "abc"})
+    assert str(e) == ("docker.network.create on root@192.0.2.10:22 failed: [EEXIST] "
+                      "network 'lan' already exists")
+    back = pickle.loads(pickle.dumps(e))
+    assert (back.errno, back.op, back.host, back.details) == (e.errno, e.op, e.host, e.details)
+    t = AgentExitedError("gone", host="h")
+    assert isinstance(t, TransportError) and isinstance(t, ConnectionError)
+    assert isinstance(pickle.loads(pickle.dumps(t)), AgentExitedError)
+
+
+class FakeChannel:
+    """In-memory channel; a scripted 'agent' thread answers requests."""
+
+    def __init__(self, answer: Any = None, banner: dict[str, Any] | None = None) -> None:
+        self.to_agent: queue.Queue[bytes | None] = queue.Queue()
+        self.out: queue.Queue[bytes] = queue.Queue()
+        self.err: queue.Queue[bytes] = queue.Queue()
+        self.closed = False
+        self.out.put(protocol.encode(protocol.success(0, banner or {
+            "ready": True, "protocol": protocol.PROTOCOL_VERSION})))
+        if answer is not None:
+            threading.Thread(target=answer, args=(self,), daemon=True).start()
+
+    def requests(self) -> Any:
+        buf = protocol.LineBuffer()
+        while (chunk := self.to_agent.get()) is not None:
+            for line in buf.feed(chunk):
+                yield protocol.decode(line)
+
+    def send(self, data: bytes) -> None:
+        if self.closed:
+            raise OSError("closed")
+        self.to_agent.put(data)
+
+    def recv(self) -> bytes:
+        return self.out.get()
+
+    def recv_stderr(self) -> bytes:
+        return self.err.get()
+
+    def exit_status(self) -> int | None:
+        return 3
+
+    def die(self, stderr: bytes = b"") -> None:
+        self.err.put(stderr)
+        self.err.put(b"")
+        self.out.put(b"")
+
+    def close(self) -> None:
+        self.closed = True
+        self.to_agent.put(None)
+        self.out.put(b"")
+        self.err.put(b"")
+
+
+def test_session_matches_out_of_order_responses_by_id() -> None:
+    def answer(ch: FakeChannel) -> None:
+        held = []
+        for req in ch.requests():
+            held.append(req)
+            if len(held) == 3:
+                for r in reversed(held):  # answer in reverse order, in one chunk
+                    ch.out.put(protocol.encode(protocol.success(r["id"], r["args"]["n"])))
+                held = []
+
+    ch = FakeChannel(answer)
+    s = Session(ch, "fake")
+    s.wait_ready(5)
+    results: dict[int, Any] = {}
+    threads = [threading.Thread(target=lambda n=n: results.__setitem__(
+        n, s.call("echo", {"n": n}, 5))) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {n: n for n in range(6)}
+    s.close()
+
+
+def test_session_maps_error_responses_to_host_error() -> None:
+    def answer(ch: FakeChannel) -> None:
+        for req in ch.requests():
+            ch.out.put(protocol.encode(protocol.failure(
+                req["id"], errno.EBUSY, "EBUSY", "network 'lan' has containers attached: web",
+                "OpError", {"containers": ["web"]})))
+
+    s = Session(FakeChannel(answer), "root@192.0.2.10:22")
+    s.wait_ready(5)
+    with pytest.raises(HostError) as info:
+        s.call("docker.network.remove", {"name": "lan"}, 5)
+    e = info.value
+    assert (e.errno, e.op, e.host, e.details) == (
+        errno.EBUSY, "docker.network.remove", "root@192.0.2.10:22", {"containers": ["web"]})
+    s.close()
+
+
+def test_session_fails_pending_calls_when_the_agent_dies() -> None:
+    ch = FakeChannel(lambda ch: None)
+    s = Session(ch, "fake")
+    s.wait_ready(5)
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            s.call("slow", {}, 30)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    began = time.monotonic()
+    ch.die(b"Traceback...\nMemoryError: boom\n")
+    for t in threads:
+        t.join(5)
+    assert time.monotonic() - began < 5
+    assert len(errors) == 3 and all(isinstance(e, AgentExitedError) for e in errors)
+    assert "status 3" in str(errors[0]) and "MemoryError: boom" in str(errors[0])
+    assert not s.alive
+    with pytest.raises(AgentExitedError):
+        s.call("ping", {}, 1)
+
+
+def test_session_timeout_and_protocol_mismatch() -> None:
+    s = Session(FakeChannel(lambda ch: None), "fake")
+    s.wait_ready(5)
+    with pytest.raises(TransportError, match="no answer within"):
+        s.call("slow", {}, 0.2)
+    s.close()
+    bad = Session(FakeChannel(None, banner={"ready": True, "protocol": 99}), "fake")
+    with pytest.raises(TransportError, match="protocol 99"):
+        bad.wait_ready(5)
+
+
+def test_session_rejects_unserialisable_args() -> None:
+    s = Session(FakeChannel(lambda ch: None), "fake")
+    s.wait_ready(5)
+    with pytest.raises(TypeError):
+        s.call("x", {"a": object()}, 1)
+    s.close()
+
+
+def test_zipapp_contents_and_determinism() -> None:
+    bundle = build_bundle()
+    build_bundle.cache_clear()
+    again = build_bundle()
+    assert again.sha256 == bundle.sha256 and again.data == bundle.data
+    assert bundle.name == f"agent-{bundle.sha256[:12]}.pyz"
+    names = zipfile.ZipFile(io.BytesIO(bundle.data)).namelist()
+    for required in ("__main__.py", "vlaninfra/__init__.py", "vlaninfra/host/agent.py",
+                     "vlaninfra/host/protocol.py", "pyroute2/__init__.py",
+                     "docker/__init__.py", "requests/__init__.py", "urllib3/__init__.py",
+                     "idna/__init__.py", "certifi/cacert.pem", "charset_normalizer/md.py",
+                     "vlaninfra_agent_manifest.json"):
+        assert required in names
+    assert not [n for n in names if n.endswith((".so", ".pyc")) or "__pycache__" in n]
+    assert not [n for n in names if n.startswith(("vlaninfra/transport", "paramiko",
+                                                  "pulumi"))]
+    assert len(bundle.data) < 3_000_000
+
+
+def test_zipapp_runs_on_the_system_python_outside_the_venv(tmp_path: Any) -> None:
+    bundle = build_bundle()
+    path = tmp_path / bundle.name
+    path.write_bytes(bundle.data)
+    requests = b"".join(protocol.encode(protocol.request(i, op, args)) for i, op, args in [
+        (1, "hello", {"docker_socket": "/nonexistent/docker.sock"}),
+        (2, "link.get", {"name": "lo"}),
+        (3, "docker.image.exists", {"name": "busybox"}),  # imports docker/requests/urllib3
+    ])
+    proc = subprocess.run(["/usr/bin/python3", "-I", str(path)], input=requests,
+                          capture_output=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = {m["id"]: m for m in map(json.loads, proc.stdout.splitlines())}
+    assert out[1]["result"]["archive_sha256"] == bundle.sha256
+    assert out[2]["result"]["name"] == "lo" and "127.0.0.1/8" in out[2]["result"]["addresses"]
+    assert out[3]["error"]["errno"] == errno.ECONNREFUSED  # docker SDK imported and ran
+    assert b"Traceback" not in proc.stderr
+
+
+def test_local_agent_end_to_end_with_the_system_python() -> None:
+    transport.reset_stats()
+    agent = agent_for(LocalTarget(python="/usr/bin/python3"))
+    try:
+        assert agent.call("link.exists", name="lo") is True
+        began = time.monotonic()
+        threads = [threading.Thread(target=agent.call, args=("debug.sleep",),
+                                    kwargs={"seconds": 0.5}) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert time.monotonic() - began < 2.5  # concurrent on the agent's thread pool
+        assert transport.stats()["agent_starts"] == 1
+    finally:
+        transport.close_all()

@@ -1,0 +1,263 @@
+"""The agent process: reads requests from stdin, runs ops, writes responses to stdout.
+
+Started by the transport as ``python3 vlaninfra-agent-<sha12>.pyz`` (over SSH or locally).
+Requests run concurrently on a thread pool (Docker container creation is slow, and many
+provider threads call at once); responses carry the request id and are written whole, one
+line each, under a lock. stdout carries only protocol lines: the real stdout is kept for the
+protocol and fd 1 is pointed at stderr, so a stray ``print`` or a child process cannot
+corrupt the stream. stderr carries logs. The agent exits when stdin closes, after the ops
+in flight have finished (an op is never cut in half).
+
+Example: ``printf '{"id":1,"op":"ping","args":{}}\\n' | python3 agent.pyz``
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import hashlib
+import inspect
+import logging
+import os
+import platform
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, BinaryIO
+
+from vlaninfra.host import docker_facts, docker_ops, facts, ops, protocol
+from vlaninfra.host.context import Context
+from vlaninfra.host.errors import OpError
+
+__all__ = ["OPS", "describe_error", "handle", "main", "run_request"]
+
+log = logging.getLogger("vlaninfra.host.agent")
+MAX_WORKERS = 16
+
+
+def ping(ctx: Context) -> dict[str, Any]:
+    """Who and where the agent is: ``{pid, python, kernel, hostname, uid}``."""
+    return {
+        "pid": os.getpid(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "hostname": socket.gethostname(),
+        "uid": os.getuid(),
+    }
+
+
+def _archive_sha256() -> str | None:
+    path = sys.argv[0] if sys.argv else ""
+    if not path.endswith(".pyz") or not os.path.isfile(path):
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hello(ctx: Context, docker_socket: str | None = None) -> dict[str, Any]:
+    """First call of every session: configure the agent, report ping facts plus the
+    protocol version and the sha256 of the archive it runs from (the transport checks it)."""
+    if docker_socket is not None:
+        if not isinstance(docker_socket, str) or not docker_socket.startswith("/"):
+            raise OpError(_errno.EINVAL, "docker_socket must be an absolute path")
+        ctx.docker_socket = docker_socket
+    return {**ping(ctx), "protocol": protocol.PROTOCOL_VERSION,
+            "archive_sha256": _archive_sha256()}
+
+
+def host_snapshot(ctx: Context) -> dict[str, Any]:
+    """Links, main-table routes, Docker networks and containers, for before/after diffs.
+
+    ``docker_networks``/``containers`` are None when the Docker socket does not exist.
+    """
+    with ctx.netlink() as ipr:
+        links = facts.read_links(ipr)
+        routes = facts.read_routes(ipr)
+    docker_available = ctx.docker_available()
+    return {
+        "links": links,
+        "routes": routes,
+        "docker_networks": docker_facts.network_list(ctx) if docker_available else None,
+        "containers": docker_facts.container_list(ctx) if docker_available else None,
+    }
+
+
+def debug_sleep(ctx: Context, seconds: float) -> float:
+    """Sleep up to 30 s and return the seconds slept (timeouts, concurrency, death tests)."""
+    if not isinstance(seconds, (int, float)) or not 0 <= seconds <= 30:
+        raise OpError(_errno.EINVAL, "seconds must be 0-30")
+    time.sleep(seconds)
+    return float(seconds)
+
+
+def batch(ctx: Context, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run ``[{op, args}]`` in order; each entry becomes ``{ok, result}`` or ``{ok, error}``.
+
+    Meant for preview-time checks (many cheap facts in one round trip).
+    """
+    out: list[dict[str, Any]] = []
+    for call in calls:
+        try:
+            if not isinstance(call, dict) or call.get("op") == "batch":
+                raise OpError(_errno.EINVAL, "batch entries are {op, args} (no nested batch)")
+            out.append({"ok": True, "result": handle(ctx, call.get("op"), call.get("args"))})
+        except Exception as exc:
+            out.append({"ok": False, "error": describe_error(exc)})
+    return out
+
+
+OPS: dict[str, Callable[..., Any]] = {
+    "ping": ping,
+    "hello": hello,
+    "batch": batch,
+    "debug.sleep": debug_sleep,
+    "link.get": facts.link_get,
+    "link.exists": facts.link_exists,
+    "route.list": facts.route_list,
+    "host.snapshot": host_snapshot,
+    "shim.ensure": ops.shim_ensure,
+    "shim.read": ops.shim_read,
+    "shim.delete": ops.shim_delete,
+    "vlan.ensure": ops.vlan_ensure,
+    "vlan.delete": ops.vlan_delete,
+    "docker.version": docker_facts.docker_version,
+    "docker.image.exists": docker_facts.image_exists,
+    "docker.network.inspect": docker_facts.network_inspect,
+    "docker.network.create": docker_ops.network_create,
+    "docker.network.remove": docker_ops.network_remove,
+    "docker.network.connect": docker_ops.network_connect,
+    "docker.network.disconnect": docker_ops.network_disconnect,
+    "docker.container.inspect": docker_facts.container_inspect,
+    "docker.container.create": docker_ops.container_create,
+    "docker.container.remove": docker_ops.container_remove,
+    "docker.container.update": docker_ops.container_update,
+    "docker.container.start": docker_ops.container_start,
+}
+"""Every op the agent serves: name → function(ctx, **args)."""
+
+_HTTP_ERRNO = {400: _errno.EINVAL, 401: _errno.EACCES, 403: _errno.EPERM, 404: _errno.ENOENT,
+               409: _errno.EEXIST, 500: _errno.EIO, 503: _errno.EAGAIN}
+
+
+def handle(ctx: Context, op: object, args: object) -> Any:
+    """Run one op by name with keyword ``args``; unknown ops and bad args are ``EINVAL``."""
+    fn = OPS.get(op) if isinstance(op, str) else None
+    if fn is None:
+        raise OpError(_errno.EOPNOTSUPP, f"unknown op {op!r}", known=sorted(OPS))
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise OpError(_errno.EINVAL, f"{op}: args must be an object")
+    try:
+        inspect.signature(fn).bind(ctx, **args)
+    except TypeError as exc:
+        raise OpError(_errno.EINVAL, f"{op}: {exc}") from None
+    return fn(ctx, **args)
+
+
+def describe_error(exc: BaseException) -> dict[str, Any]:
+    """Turn an exception from an op into the protocol's error object (errno first)."""
+    code: int | None
+    details: dict[str, Any] = {}
+    if isinstance(exc, OpError):
+        code, message, details = exc.code, exc.message, exc.details
+    elif type(exc).__name__ == "NetlinkError" and isinstance(getattr(exc, "code", None), int):
+        code = exc.code  # type: ignore[attr-defined]
+        message = f"netlink: {os.strerror(code)}" if code else f"netlink: {exc}"
+    elif type(exc).__module__.startswith("docker."):
+        from docker.errors import APIError, NotFound
+
+        if isinstance(exc, APIError):
+            status = exc.status_code
+            code = _errno.ENOENT if isinstance(exc, NotFound) else _HTTP_ERRNO.get(
+                status or 0, _errno.EIO)
+            # The Engine API gives an HTTP status and a sentence, nothing finer; the
+            # sentence is passed on as the message, never matched.
+            message = f"docker: {exc.explanation or exc}"
+            details = {"http_status": status}
+        else:
+            code, message = _errno.ECONNREFUSED, f"docker daemon not reachable: {exc}"
+    elif isinstance(exc, OSError) and exc.errno is not None:
+        code, message = exc.errno, f"{exc.strerror or exc}"
+    else:
+        code, message = _errno.EIO, f"{type(exc).__name__}: {exc}"
+        log.error("unexpected error", exc_info=exc)
+    return {
+        "errno": code,
+        "errname": _errno.errorcode.get(code, None) if code is not None else None,
+        "type": type(exc).__name__,
+        "message": message,
+        "details": details,
+    }
+
+
+def run_request(ctx: Context, message: dict[str, Any]) -> dict[str, Any]:
+    """Run one request message and build its response message (never raises)."""
+    id_ = message["id"]
+    try:
+        return protocol.success(id_, handle(ctx, message.get("op"), message.get("args")))
+    except Exception as exc:
+        err = describe_error(exc)
+        log.info("op %s (id %s) failed: %s %s", message.get("op"), id_, err["errname"],
+                 err["message"])
+        return {"id": id_, "ok": False, "error": err}
+
+
+class _Writer:
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def write(self, message: dict[str, Any]) -> None:
+        try:
+            data = protocol.encode(message)
+        except (TypeError, ValueError) as exc:
+            data = protocol.encode({"id": message["id"], "ok": False, "error": describe_error(
+                OpError(_errno.EIO, f"result is not JSON-serialisable: {exc}"))})
+        with self._lock:
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except (BrokenPipeError, ValueError):
+                pass  # the transport is gone; the op's effect stands, nobody listens
+
+
+def _respond(ctx: Context, writer: _Writer, message: dict[str, Any]) -> None:
+    writer.write(run_request(ctx, message))
+
+
+def serve(ctx: Context, stdin: BinaryIO, stdout: BinaryIO, workers: int = MAX_WORKERS) -> None:
+    """Serve requests from ``stdin`` until EOF; responses go to ``stdout``."""
+    writer = _Writer(stdout)
+    writer.write(protocol.success(0, {"ready": True, "protocol": protocol.PROTOCOL_VERSION,
+                                      "pid": os.getpid()}))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="op") as pool:
+        for line in stdin:
+            if not line.strip():
+                continue
+            try:
+                message = protocol.decode(line)
+            except protocol.ProtocolError as exc:
+                log.error("dropping malformed request: %s", exc)
+                continue
+            pool.submit(_respond, ctx, writer, message)
+    log.info("stdin closed; exiting")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the zipapp / ``python -m vlaninfra.host``."""
+    proto_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=os.environ.get("VLANINFRA_AGENT_LOG", "INFO"),
+        format=f"vlaninfra-agent[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
+    )
+    serve(Context(), sys.stdin.buffer, proto_out)
+    return 0

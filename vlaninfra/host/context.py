@@ -1,0 +1,72 @@
+"""Per-agent context handed to every op: how to reach netlink and the Docker daemon.
+
+Ops take the context as their first argument instead of opening sockets themselves, so unit
+tests can pass a fake (``FakeContext`` with a fake IPRoute or Docker API) and the agent can
+decide the lifetime of clients: one netlink socket and one Docker API client per worker thread
+(``requests`` sessions are not documented as thread-safe).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["Context"]
+
+
+def _is_op_error(exc: BaseException) -> bool:
+    from vlaninfra.host.errors import OpError
+
+    return isinstance(exc, OpError)
+
+
+class Context:
+    """What ops need to reach the kernel and the Docker daemon on this host.
+
+    Example: ``ctx = Context(docker_socket="/run/docker.sock"); facts.link_get(ctx, "eth0")``
+    """
+
+    def __init__(self, docker_socket: str = "/var/run/docker.sock") -> None:
+        self.docker_socket = docker_socket
+        """Path of the Docker Engine API unix socket on this host."""
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def netlink(self) -> Iterator[Any]:
+        """This thread's ``pyroute2.IPRoute`` (opening one costs milliseconds in pyroute2
+        0.9, so each worker thread keeps its own; one that raised anything but a
+        ``NetlinkError`` is closed and replaced, in case the socket is out of step)."""
+        ipr = getattr(self._local, "ipr", None)
+        if ipr is None:
+            from pyroute2 import IPRoute
+
+            ipr = self._local.ipr = IPRoute()
+        try:
+            yield ipr
+        except BaseException as exc:
+            if type(exc).__name__ != "NetlinkError" and not _is_op_error(exc):
+                self._local.ipr = None
+                with contextlib.suppress(Exception):
+                    ipr.close()
+            raise
+
+    def docker(self) -> Any:
+        """This thread's ``docker.APIClient`` (API version negotiated with the daemon)."""
+        client = getattr(self._local, "docker", None)
+        if client is None:
+            import docker
+
+            client = docker.APIClient(
+                base_url="unix://" + os.path.abspath(self.docker_socket),
+                version="auto",
+                timeout=300,
+            )
+            self._local.docker = client
+        return client
+
+    def docker_available(self) -> bool:
+        """Whether the configured Docker socket exists (cheap, no API call)."""
+        return os.path.exists(self.docker_socket)

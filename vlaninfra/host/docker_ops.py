@@ -1,0 +1,363 @@
+"""Docker ops: idempotent, transactional changes to networks and containers.
+
+Creating something that already exists is an ``EEXIST`` error carrying its id (the provider
+decides whether to adopt, replace or fail); removing something already gone returns
+``removed: False``. Absence is decided by ``docker.errors.NotFound``, never by message text.
+A create that fails half-way removes what it made (Docker leaves a stopped container behind
+when starting it fails). Images are never pulled: a missing image is an ``ENOENT`` error.
+
+Example: ``network_create(ctx, "lan", "macvlan", {"parent": "eth0"},
+[{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1"}])``
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from vlaninfra.host import facts
+from vlaninfra.host.context import Context
+from vlaninfra.host.docker_facts import container_inspect, network_inspect
+from vlaninfra.host.errors import OpError
+
+__all__ = [
+    "container_create",
+    "container_remove",
+    "container_update",
+    "network_connect",
+    "network_create",
+    "network_disconnect",
+    "network_remove",
+    "parse_restart_policy",
+]
+
+log = logging.getLogger("vlaninfra.host.docker_ops")
+_RESTART = ("no", "always", "unless-stopped", "on-failure")
+
+
+def _not_found() -> type[Exception]:
+    from docker.errors import NotFound
+
+    return NotFound
+
+
+def _check_name(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value or "/" in value or value.strip() != value:
+        raise OpError(errno.EINVAL, f"invalid {what} {value!r}")
+    return value
+
+
+def _check_image(value: object) -> str:
+    # Image references carry '/' and ':' (registry/repo:tag): only emptiness and spaces are wrong.
+    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+        raise OpError(errno.EINVAL, f"invalid image {value!r}")
+    return value
+
+
+def _api_at_least(api: Any, version: str) -> bool:
+    from docker.utils import version_gte
+
+    return bool(version_gte(api.api_version, version))
+
+
+def parse_restart_policy(policy: str) -> dict[str, Any]:
+    """``"on-failure:3"`` → ``{"Name": "on-failure", "MaximumRetryCount": 3}``."""
+    name, _, count = policy.partition(":")
+    if name not in _RESTART or (count and (name != "on-failure" or not count.isdigit())):
+        raise OpError(errno.EINVAL, f"restart policy must be one of {_RESTART} "
+                                    f"(or on-failure:N), not {policy!r}")
+    out: dict[str, Any] = {"Name": "" if name == "no" else name}
+    if count:
+        out["MaximumRetryCount"] = int(count)
+    return out
+
+
+def network_create(
+    ctx: Context,
+    name: str,
+    driver: str,
+    options: Mapping[str, str] | None = None,
+    ipam: Sequence[Mapping[str, Any]] = (),
+    internal: bool = False,
+    enable_ipv6: bool = False,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Create a network; ``EEXIST`` if one with that name exists. Returns the inspect result
+    plus ``parent_preexisted`` (whether ``options["parent"]`` existed as a link before:
+    for ``eth0.50`` Docker creates the 802.1Q sub-interface and removes it with the network).
+
+    Example: ``network_create(ctx, "lan", "macvlan", {"parent": "eth0",
+    "macvlan_mode": "bridge"}, [{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1",
+    "ip_range": "192.0.2.128/26", "aux_addresses": {"shim": "192.0.2.250"}}])``
+    """
+    from docker.types import IPAMConfig, IPAMPool
+
+    _check_name(name, "network name")
+    _check_name(driver, "network driver")
+    options = dict(options or {})
+    existing = network_inspect(ctx, name)
+    if existing is not None:
+        raise OpError(errno.EEXIST, f"network {name!r} already exists", id=existing["id"])
+    parent = options.get("parent")
+    parent_preexisted: bool | None = None
+    if parent is not None and driver in ("macvlan", "ipvlan"):
+        parent_preexisted = facts.link_exists(ctx, parent)
+    pools = []
+    for block in ipam:
+        unknown = set(block) - {"subnet", "gateway", "ip_range", "aux_addresses"}
+        if unknown or not block.get("subnet"):
+            raise OpError(errno.EINVAL, f"network {name!r}: IPAM block needs subnet and may "
+                                        f"have gateway, ip_range, aux_addresses; got {block}")
+        pools.append(IPAMPool(subnet=block["subnet"], iprange=block.get("ip_range"),
+                              gateway=block.get("gateway"),
+                              aux_addresses=dict(block.get("aux_addresses") or {}) or None))
+    api = ctx.docker()
+    created = api.create_network(
+        name,
+        driver=driver,
+        options=options,
+        ipam=IPAMConfig(driver="default", pool_configs=pools) if pools else None,
+        check_duplicate=True,
+        internal=internal,
+        labels=dict(labels or {}),
+        enable_ipv6=enable_ipv6,
+    )
+    try:
+        result = network_inspect(ctx, name)
+        if result is None or result["id"] != created.get("Id"):
+            raise OpError(errno.EIO, f"network {name!r} vanished right after creation")
+    except BaseException:
+        _remove_network_quietly(api, created.get("Id"))
+        raise
+    result["parent_preexisted"] = parent_preexisted
+    return result
+
+
+def _remove_network_quietly(api: Any, net_id: str | None) -> None:
+    if not net_id:
+        return
+    try:
+        api.remove_network(net_id)
+    except _not_found():
+        pass
+    except Exception:
+        log.exception("rollback: could not remove network %s", net_id)
+
+
+def network_remove(ctx: Context, name: str, force: bool = False) -> dict[str, Any]:
+    """Remove a network; ``removed: False`` if it is gone. Attached containers make it an
+    ``EBUSY`` error naming them, unless ``force`` (then they are disconnected first).
+
+    Example: ``network_remove(ctx, "lan")`` → ``{"removed": True}``
+    """
+    _check_name(name, "network name")
+    net = network_inspect(ctx, name)
+    if net is None:
+        return {"removed": False}
+    api = ctx.docker()
+    attached = sorted(net["containers"])
+    if attached and not force:
+        raise OpError(errno.EBUSY, f"network {name!r} has containers attached: "
+                                   f"{', '.join(attached)}", containers=attached)
+    for container in attached:
+        try:
+            api.disconnect_container_from_network(net["containers"][container]["id"],
+                                                  net["id"], force=True)
+        except _not_found():
+            pass
+    try:
+        api.remove_network(net["id"])
+    except _not_found():
+        return {"removed": False}
+    return {"removed": True, "disconnected": attached}
+
+
+def container_create(
+    ctx: Context,
+    name: str,
+    image: str,
+    command: Sequence[str] | None = None,
+    network: str | None = None,
+    ipv4: str | None = None,
+    ipv6: str | None = None,
+    mac: str | None = None,
+    restart_policy: str = "unless-stopped",
+    labels: Mapping[str, str] | None = None,
+    hostname: str | None = None,
+) -> dict[str, Any]:
+    """Create and start a container attached to ``network`` with a fixed IP/MAC.
+
+    ``EEXIST`` if the name is taken, ``ENOENT`` if the image (never pulled) or the network is
+    missing. If creating or starting fails, the container is removed again.
+
+    Example: ``container_create(ctx, "web", "busybox:lab", ["sleep", "3600"], "lan",
+    ipv4="192.0.2.130", mac="02:42:c0:00:02:82")``
+    """
+    _check_name(name, "container name")
+    _check_image(image)
+    policy = parse_restart_policy(restart_policy)
+    if command is not None and (
+        not isinstance(command, list) or not all(isinstance(c, str) for c in command)
+    ):
+        raise OpError(errno.EINVAL, "command must be a list of strings")
+    api = ctx.docker()
+    existing = container_inspect(ctx, name)
+    if existing is not None:
+        raise OpError(errno.EEXIST, f"container {name!r} already exists", id=existing["id"])
+    try:
+        api.inspect_image(image)
+    except _not_found():
+        raise OpError(errno.ENOENT, f"image {image!r} is not present on host "
+                                    f"{socket.gethostname()!r} (vlaninfra never pulls "
+                                    "images: load or build it there first)",
+                      image=image) from None
+    if network is not None and network_inspect(ctx, network) is None:
+        raise OpError(errno.ENOENT, f"network {network!r} does not exist", network=network)
+    # Docker < 25 (API < 1.44) reads the MAC from the container config only.
+    new_api = _api_at_least(api, "1.44")
+    networking_config = None
+    if network is not None:
+        endpoint = api.create_endpoint_config(
+            ipv4_address=ipv4, ipv6_address=ipv6, mac_address=mac if new_api else None
+        )
+        networking_config = api.create_networking_config({network: endpoint})
+    host_config = api.create_host_config(restart_policy=policy,
+                                         network_mode=network or "none")
+    container_id: str | None = None
+    try:
+        created = api.create_container(
+            image,
+            command=list(command) if command is not None else None,
+            name=name,
+            hostname=hostname,
+            labels=dict(labels or {}),
+            mac_address=None if new_api else mac,
+            host_config=host_config,
+            networking_config=networking_config,
+        )
+        container_id = created["Id"]
+        api.start(container_id)
+        result = container_inspect(ctx, name)
+        if result is None:
+            raise OpError(errno.EIO, f"container {name!r} vanished right after creation")
+        return result
+    except BaseException:
+        log.warning("container.create %s failed; removing what was created", name)
+        try:
+            # By name when create itself raised: the name was free a moment ago.
+            api.remove_container(container_id or name, force=True)
+        except _not_found():
+            pass
+        except Exception:
+            log.exception("rollback: could not remove container %s", name)
+        raise
+
+
+def container_remove(ctx: Context, name: str) -> dict[str, bool]:
+    """Force-remove a container; ``removed: False`` if it is gone.
+
+    Example: ``container_remove(ctx, "web")`` → ``{"removed": True}``
+    """
+    _check_name(name, "container name")
+    current = container_inspect(ctx, name)
+    if current is None:
+        return {"removed": False}
+    try:
+        ctx.docker().remove_container(current["id"], force=True)
+    except _not_found():
+        return {"removed": False}
+    return {"removed": True}
+
+
+def container_update(ctx: Context, name: str, restart_policy: str) -> dict[str, Any]:
+    """Change a container's restart policy in place; ``ENOENT`` if it does not exist.
+
+    Example: ``container_update(ctx, "web", "always")["restart_policy"]`` → ``"always"``
+    """
+    _check_name(name, "container name")
+    policy = parse_restart_policy(restart_policy)
+    current = container_inspect(ctx, name)
+    if current is None:
+        raise OpError(errno.ENOENT, f"container {name!r} does not exist")
+    if current["restart_policy"] != restart_policy:
+        ctx.docker().update_container(current["id"], restart_policy=policy)
+    result = container_inspect(ctx, name)
+    if result is None:
+        raise OpError(errno.ENOENT, f"container {name!r} vanished during update")
+    return result
+
+
+def container_start(ctx: Context, name: str) -> dict[str, Any]:
+    """Start a stopped container (no-op if running); ``ENOENT`` if it does not exist.
+
+    Example: ``container_start(ctx, "web")["running"]`` → ``True``
+    """
+    _check_name(name, "container name")
+    current = container_inspect(ctx, name)
+    if current is None:
+        raise OpError(errno.ENOENT, f"container {name!r} does not exist")
+    if not current["running"]:
+        ctx.docker().start(current["id"])
+    result = container_inspect(ctx, name)
+    if result is None:
+        raise OpError(errno.ENOENT, f"container {name!r} vanished while starting")
+    return result
+
+
+def network_connect(
+    ctx: Context,
+    network: str,
+    container: str,
+    ipv4: str | None = None,
+    ipv6: str | None = None,
+    mac: str | None = None,
+) -> dict[str, Any]:
+    """Attach a container to a network (no-op if attached); returns the container inspect.
+
+    The attachment that exists is kept as is even if its address differs: the caller
+    compares and disconnects first when it wants a change.
+
+    Example: ``network_connect(ctx, "lan", "web", ipv4="192.0.2.131")``
+    """
+    _check_name(network, "network name")
+    _check_name(container, "container name")
+    current = container_inspect(ctx, container)
+    if current is None:
+        raise OpError(errno.ENOENT, f"container {container!r} does not exist")
+    if network in current["networks"]:
+        return current
+    net = network_inspect(ctx, network)
+    if net is None:
+        raise OpError(errno.ENOENT, f"network {network!r} does not exist")
+    api = ctx.docker()
+    api.connect_container_to_network(
+        current["id"], net["id"], ipv4_address=ipv4, ipv6_address=ipv6,
+        mac_address=mac if _api_at_least(api, "1.44") else None,
+    )
+    result = container_inspect(ctx, container)
+    if result is None:
+        raise OpError(errno.ENOENT, f"container {container!r} vanished during connect")
+    return result
+
+
+def network_disconnect(
+    ctx: Context, network: str, container: str, force: bool = False
+) -> dict[str, Any] | None:
+    """Detach a container from a network (no-op if not attached); returns the container
+    inspect, or None if the container does not exist.
+
+    Example: ``network_disconnect(ctx, "lan", "web")["networks"]`` → ``{}``
+    """
+    _check_name(network, "network name")
+    _check_name(container, "container name")
+    current = container_inspect(ctx, container)
+    if current is None or network not in current["networks"]:
+        return current
+    try:
+        ctx.docker().disconnect_container_from_network(current["id"], network, force=force)
+    except _not_found():
+        pass
+    return container_inspect(ctx, container)

@@ -1,0 +1,47 @@
+"""Reaches Docker hosts and runs ops on them through the vlaninfra agent.
+
+The transport only moves bytes: it builds a content-hashed zipapp of ``vlaninfra.host`` and
+its pure-Python dependencies, uploads it over SFTP once per host, starts it with the host's
+``python3`` and speaks line-delimited JSON over the SSH channel (or a local subprocess).
+One connection and one agent process per host per Python process, shared by every caller.
+
+Example::
+
+    from vlaninfra.transport import SshTarget, agent_for
+
+    target = SshTarget("192.0.2.10", private_key=key_text,
+                       host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI...")
+    agent_for(target).call("docker.network.inspect", name="lan")
+"""
+
+from __future__ import annotations
+
+from vlaninfra.transport._agent import Agent, agent_for, close_all
+from vlaninfra.transport._errors import (
+    AgentExitedError,
+    AuthenticationError,
+    HostError,
+    HostKeyError,
+    TransportError,
+)
+from vlaninfra.transport._stats import reset_stats, stats
+from vlaninfra.transport._targets import LocalTarget, SshTarget, Target
+from vlaninfra.transport._zipapp import Bundle, build_bundle
+
+__all__ = [
+    "Agent",
+    "AgentExitedError",
+    "AuthenticationError",
+    "Bundle",
+    "HostError",
+    "HostKeyError",
+    "LocalTarget",
+    "SshTarget",
+    "Target",
+    "TransportError",
+    "agent_for",
+    "build_bundle",
+    "close_all",
+    "reset_stats",
+    "stats",
+]
