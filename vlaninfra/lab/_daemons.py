@@ -1,0 +1,381 @@
+"""sshd and dockerd inside lab namespaces; finding and ending lab processes and mounts."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vlaninfra.lab._errors import LabError
+from vlaninfra.lab._netns import nsenter, run
+
+__all__ = [
+    "LabProcess",
+    "Waiter",
+    "docker_api",
+    "docker_ping",
+    "ensure_keypair",
+    "find_processes",
+    "kill_processes",
+    "lab_mounts",
+    "log_tail",
+    "processes_named",
+    "ssh_answers",
+    "start_detached",
+    "start_dockerd",
+    "start_sshd",
+    "unmount",
+    "wait_for",
+    "write_sshd_config",
+]
+
+SSHD = "/usr/sbin/sshd"
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return f"({path} does not exist)"
+    return "\n".join(text[-lines:]) or f"({path} is empty)"
+
+
+@dataclass(frozen=True)
+class Waiter:
+    """How to tell that a daemon we started is ready, or has died."""
+
+    what: str
+    ready: Callable[[], bool]
+    cmdline_mark: str
+    """A string only this daemon's command line holds (to tell whether it still runs)."""
+    log: Path
+    timeout: float
+
+
+def wait_for(waiter: Waiter) -> None:
+    """Poll until the daemon is ready; raise with its log's tail if it dies or times out."""
+    deadline = time.monotonic() + waiter.timeout
+    polls = 0
+    while not waiter.ready():
+        polls += 1
+        dead = polls % 10 == 0 and not find_processes([], [waiter.cmdline_mark])
+        if dead or time.monotonic() > deadline:
+            why = "exited" if dead else f"did not answer within {waiter.timeout:.0f} s"
+            raise LabError(f"{waiter.what} {why}; {waiter.log}:\n{log_tail(waiter.log)}")
+        time.sleep(0.05)
+
+
+def start_detached(argv: list[str], log: Path) -> None:
+    """Start a daemon that is not our child (``setsid -f``): init reaps it, never we.
+
+    A daemon that stays our child would linger as a zombie after `lab down` kills it
+    while this (test) process still runs.
+    """
+    with log.open("ab") as out:
+        subprocess.run(
+            ["setsid", "-f", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            check=True,
+            close_fds=True,
+        )
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+def ensure_keypair(path: Path, comment: str) -> str:
+    """Generate an ed25519 key pair once (kept until `lab down`); return the public key."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".pub").unlink(missing_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+    path.chmod(0o600)
+    kind, key, *_ = path.with_suffix(".pub").read_text().split()
+    return f"{kind} {key}"
+
+
+# --- sshd -------------------------------------------------------------------------------------
+
+
+def write_sshd_config(
+    state: Path, listen: str, authorized_keys: Path, docker_socket: str | None
+) -> Path:
+    """sshd_config of one namespace; `state` is the namespace's state dir."""
+    lines = [
+        f"ListenAddress {listen}",
+        "Port 22",
+        f"HostKey {state / 'ssh_host_ed25519_key'}",
+        f"PidFile {state / 'sshd.pid'}",
+        f"AuthorizedKeysFile {authorized_keys}",
+        "PermitRootLogin prohibit-password",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        # The state dir lives in a checkout whose owner and modes we do not control.
+        "StrictModes no",
+        # VERBOSE logs one "Accepted publickey" line per connection: tests count them.
+        "LogLevel VERBOSE",
+        "Subsystem sftp internal-sftp",
+        "MaxStartups 100:30:200",
+        "MaxSessions 100",
+        "UseDNS no",
+        "PrintMotd no",
+        "X11Forwarding no",
+        "AllowTcpForwarding yes",
+        "ClientAliveInterval 0",
+    ]
+    if docker_socket:
+        # `docker` and the Docker SDK in an SSH session talk to this host's own daemon.
+        lines.append(f"SetEnv DOCKER_HOST=unix://{docker_socket}")
+    path = state / "sshd_config"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def ssh_answers(address: str, port: int = 22, timeout: float = 0.5) -> bool:
+    """True if an SSH server banner comes back from address:port."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            return s.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def start_sshd(ns: str, config: Path, log: Path) -> None:
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
+    run([SSHD, "-t", "-f", str(config)])
+    # -D keeps sshd in the foreground of its own session; setsid -f detaches it from us.
+    start_detached([*nsenter(ns), SSHD, "-D", "-f", str(config), "-E", str(log)], log)
+
+
+# --- dockerd ----------------------------------------------------------------------------------
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("docker", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.settimeout(self.timeout)
+            s.connect(self._path)
+        except OSError:
+            s.close()
+            raise
+        self.sock = s
+
+
+def docker_api(sock: str, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """GET `path` from the Docker Engine API on unix socket `sock`."""
+    conn = _UnixHTTPConnection(sock, timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def docker_ping(sock: str) -> bool:
+    try:
+        return docker_api(sock, "/_ping", timeout=1.0) == (200, b"OK")
+    except OSError:
+        return False
+
+
+def docker_version(sock: str) -> str:
+    status, body = docker_api(sock, "/version")
+    if status != 200:
+        raise LabError(f"GET /version on {sock} returned {status}")
+    return str(json.loads(body)["Version"])
+
+
+def start_dockerd(
+    ns: str, *, state: Path, run_dir: Path, storage_driver: str, address_pool: str
+) -> None:
+    """Start this namespace's dockerd (with its own containerd, state and socket)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "docker.sock").unlink(missing_ok=True)
+    (run_dir / "docker.pid").unlink(missing_ok=True)  # left by a killed daemon
+    config = state / "daemon.json"
+    config.write_text("{}\n")  # never pick up /etc/docker/daemon.json
+    argv = [
+        *nsenter(ns),
+        "dockerd",
+        f"--config-file={config}",
+        f"--data-root={state / 'docker'}",
+        f"--exec-root={run_dir / 'exec'}",
+        f"--pidfile={run_dir / 'docker.pid'}",
+        f"--host=unix://{run_dir / 'docker.sock'}",
+        f"--storage-driver={storage_driver}",
+        "--bridge=none",
+        "--iptables=false",
+        "--ip6tables=false",
+        "--userland-proxy=false",
+        "--shutdown-timeout=2",
+        f"--default-address-pool=base={address_pool},size=24",
+        "--log-level=warn",
+    ]
+    start_detached(argv, state / "dockerd.log")
+
+
+# --- processes and mounts ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabProcess:
+    pid: int
+    ppid: int
+    cmdline: str
+
+
+def _read_proc(pid: int) -> tuple[int, str, str, str] | None:
+    """(ppid, state, net ns link, cmdline) of a live process, None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        netns = os.readlink(f"/proc/{pid}/ns/net")
+        with open(f"/proc/{pid}/cmdline", "rb") as fb:
+            cmdline = fb.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except (FileNotFoundError, ProcessLookupError, ValueError, PermissionError):
+        return None
+    return int(fields[1]), fields[0], netns, cmdline
+
+
+def _ancestors(pid: int) -> set[int]:
+    seen = set()
+    while pid > 1 and pid not in seen:
+        seen.add(pid)
+        info = _read_proc(pid)
+        if info is None:
+            break
+        pid = info[0]
+    return seen
+
+
+def find_processes(netns_inodes: Iterable[int], path_prefixes: Iterable[str]) -> list[LabProcess]:
+    """Live processes in one of the namespaces, or naming a lab path, and all descendants.
+
+    Container processes live in namespaces docker made, so they are found as descendants of
+    the containerd shims. This process and its ancestors are never included.
+    """
+    ns_links = {f"net:[{ino}]" for ino in netns_inodes}
+    prefixes = tuple(path_prefixes)
+    procs: dict[int, tuple[int, str, str, str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (info := _read_proc(int(entry))) is not None and info[1] != "Z":
+            procs[int(entry)] = info
+    chosen = {
+        pid
+        for pid, (_, _, netns, cmd) in procs.items()
+        if netns in ns_links or any(p in cmd for p in prefixes)
+    }
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, *_) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    todo = list(chosen)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in chosen:
+                chosen.add(child)
+                todo.append(child)
+    chosen -= _ancestors(os.getpid())
+    return [LabProcess(pid, procs[pid][0], procs[pid][3]) for pid in sorted(chosen)]
+
+
+def kill_processes(find: Callable[[], list[LabProcess]], timeout: float = 10.0) -> list[LabProcess]:
+    """SIGKILL everything `find` returns until it returns nothing; return what was killed.
+
+    No graceful stop: the lab's state is deleted right after, and whatever dockerd would
+    have unmounted is unmounted by `unmount`.
+    """
+    killed: dict[int, LabProcess] = {}
+    deadline = time.monotonic() + timeout
+    while procs := find():
+        if time.monotonic() > deadline:
+            left = "\n".join(f"  {p.pid} {p.cmdline}" for p in procs)
+            raise LabError(f"lab processes survived SIGKILL for {timeout:.0f} s:\n{left}")
+        for p in procs:
+            killed.setdefault(p.pid, p)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGKILL)
+        time.sleep(0.05)
+    # Dead daemons are init's zombies until it reaps them (here about once a second); wait,
+    # so that right after `lab down` no lab process shows up in `ps` at all.
+    reap_deadline = time.monotonic() + 5.0
+    while time.monotonic() < reap_deadline and any(
+        os.path.exists(f"/proc/{pid}") for pid in killed
+    ):
+        time.sleep(0.05)
+    return list(killed.values())
+
+
+def processes_named(comm: str) -> list[int]:
+    """Pids of live processes whose command name is `comm`."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        info = _read_proc(int(entry)) if entry.isdigit() else None
+        if info is not None and info[1] != "Z":
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() == comm:
+                    pids.append(int(entry))
+    return pids
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def lab_mounts(prefixes: Iterable[str]) -> list[str]:
+    """Mount points at or below any of the directory `prefixes`, deepest first."""
+    dirs = tuple(p.rstrip("/") for p in prefixes)
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = _unescape(line.split()[4])
+            if any(point == d or point.startswith(d + "/") for d in dirs):
+                found.append(point)
+    return sorted(set(found), key=lambda p: (-p.count("/"), p))
+
+
+_MNT_DETACH = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def unmount(prefixes: Iterable[str]) -> list[str]:
+    """Lazily unmount everything at or below `prefixes` (repeated for stacked mounts)."""
+    prefixes = list(prefixes)
+    done: list[str] = []
+    for _ in range(20):
+        points = lab_mounts(prefixes)
+        if not points:
+            return done
+        for point in points:
+            if _libc.umount2(point.encode(), _MNT_DETACH) == 0:
+                done.append(point)
+    raise LabError(f"could not unmount: {', '.join(lab_mounts(prefixes))}")

@@ -1,0 +1,201 @@
+"""Where the lab keeps its state, and the inventory a stack reads to reach the lab hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vlaninfra.lab._errors import LabError
+from vlaninfra.lab._topology import validate_instance
+
+__all__ = [
+    "RUN_DIR",
+    "Host",
+    "Inventory",
+    "Peer",
+    "Router",
+    "Site",
+    "cache_dir",
+    "inventory_path",
+    "lab_root",
+    "load_inventory",
+    "project_root",
+    "state_dir",
+    "write_inventory",
+]
+
+INVENTORY_VERSION = 1
+# Runtime files (sockets, pid files, exec roots) are under /run: short paths (unix sockets
+# are limited to 108 bytes) on a tmpfs that a reboot clears.
+RUN_DIR = Path("/run/vlaninfra-lab")
+
+
+def project_root() -> Path:
+    """The directory holding ``Pulumi.yaml``: above this package, else above the cwd."""
+    for start in (Path(__file__).resolve().parent, Path.cwd().resolve()):
+        for d in (start, *start.parents):
+            if (d / "Pulumi.yaml").is_file():
+                return d
+    raise LabError(
+        "cannot find the project root (a directory with Pulumi.yaml) above "
+        f"{Path(__file__).parent} or {Path.cwd()}; set VLANINFRA_LAB_DIR to the lab state dir"
+    )
+
+
+def lab_root() -> Path:
+    """One state dir per instance in here: ``$VLANINFRA_LAB_DIR`` or ``<project>/.lab``."""
+    env = os.environ.get("VLANINFRA_LAB_DIR")
+    return Path(env).resolve() if env else project_root() / ".lab"
+
+
+def cache_dir() -> Path:
+    """Survives `lab down`: the built image tarball."""
+    env = os.environ.get("VLANINFRA_LAB_DIR")
+    return Path(env).resolve() / ".cache" if env else project_root() / ".cache" / "lab"
+
+
+def state_dir(instance: str = "default") -> Path:
+    """State dir of one instance, e.g. ``<project>/.lab/default``."""
+    return lab_root() / validate_instance(instance)
+
+
+def inventory_path(instance: str = "default") -> Path:
+    """Path of the inventory file of `instance`.
+
+    Example: ``inventory_path("default")`` → ``<project>/.lab/default/inventory.json``
+    """
+    return state_dir(instance) / "inventory.json"
+
+
+@dataclass(frozen=True)
+class Router:
+    """A site's router namespace: LAN gateway, reachable over SSH."""
+
+    name: str
+    netns: str
+    mgmt_address: str
+    ssh_port: int
+    user: str
+    host_key: str
+    """Pinned host key, ``ssh-ed25519 AAAA…``."""
+    lan_address: str
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Another device on the LAN (no SSH; tests ping it and from it)."""
+
+    netns: str
+    address: str
+
+
+@dataclass(frozen=True)
+class Host:
+    """A Docker host: own netns with ``eth0`` on the LAN switch, own dockerd and sshd."""
+
+    name: str
+    netns: str
+    mgmt_address: str
+    ssh_port: int
+    user: str
+    host_key: str
+    """Pinned host key, ``ssh-ed25519 AAAA…``."""
+    docker_socket: str
+    parent: str
+    """The macvlan parent interface inside the host."""
+    lan_address: str
+    sshd_log: str
+    """sshd's own log (LogLevel VERBOSE): one ``Accepted publickey`` line per connection."""
+    docker_version: str
+    image: str
+    """The local image every host has, e.g. ``vlaninfra/busybox:lab``."""
+    kind: str
+    """``netns`` for namespace hosts."""
+
+
+@dataclass(frozen=True)
+class Site:
+    """One site: LAN, router, peer and Docker hosts."""
+
+    name: str
+    lan: str
+    gateway: str
+    router: Router
+    peer: Peer
+    hosts: tuple[Host, ...]
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Everything a stack needs to reach the lab hosts (``inventory.json``).
+
+    Example: ``load_inventory().sites[0].hosts[0].mgmt_address``
+    """
+
+    version: int
+    instance: str
+    key_path: str
+    """The lab's SSH client private key (ed25519, mode 0600)."""
+    known_hosts: str
+    """A known_hosts file pinning every router's and host's key at its management address."""
+    sites: tuple[Site, ...]
+
+    @property
+    def hosts(self) -> tuple[Host, ...]:
+        """Docker hosts of every site."""
+        return tuple(h for s in self.sites for h in s.hosts)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON data (lists, not tuples), the inverse of `from_json`."""
+        data: dict[str, Any] = json.loads(json.dumps(asdict(self)))
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Inventory:
+        if data.get("version") != INVENTORY_VERSION:
+            raise LabError(f"inventory version {data.get('version')!r} is not supported")
+        return cls(
+            version=data["version"],
+            instance=data["instance"],
+            key_path=data["key_path"],
+            known_hosts=data["known_hosts"],
+            sites=tuple(
+                Site(
+                    name=s["name"],
+                    lan=s["lan"],
+                    gateway=s["gateway"],
+                    router=Router(**s["router"]),
+                    peer=Peer(**s["peer"]),
+                    hosts=tuple(Host(**h) for h in s["hosts"]),
+                )
+                for s in data["sites"]
+            ),
+        )
+
+
+def load_inventory(instance: str = "default") -> Inventory:
+    """Read the inventory of a running lab instance.
+
+    Example: ``key = load_inventory().key_path``
+    """
+    path = inventory_path(instance)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LabError(
+            f"lab instance {instance!r} is not up ({path} does not exist): "
+            f"run `vlaninfra lab up{'' if instance == 'default' else ' --instance ' + instance}`"
+        ) from None
+    return Inventory.from_json(data)
+
+
+def write_inventory(inv: Inventory) -> Path:
+    """Write atomically, so a reader never sees half a file."""
+    path = inventory_path(inv.instance)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(inv.to_json(), indent=2) + "\n")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,510 @@
+"""`lab up`, `lab down`, `lab status`: build, remove and show one lab instance."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from vlaninfra.lab import _daemons as d
+from vlaninfra.lab import _netns as n
+from vlaninfra.lab._errors import LabError
+from vlaninfra.lab._image import IMAGE, build_rootfs, ensure_image
+from vlaninfra.lab._inventory import (
+    RUN_DIR,
+    Host,
+    Inventory,
+    Peer,
+    Router,
+    Site,
+    cache_dir,
+    inventory_path,
+    lab_root,
+    load_inventory,
+    state_dir,
+    write_inventory,
+)
+from vlaninfra.lab._topology import (
+    DEFAULT,
+    MAX_SLOTS,
+    LabPlan,
+    NodePlan,
+    SitePlan,
+    instance_of,
+    ns_prefix,
+    plan,
+    validate_instance,
+)
+
+__all__ = ["lab_down", "lab_instances", "lab_status", "lab_up"]
+
+# Networks docker creates without a subnet get one from here, never from 172.16/12.
+_ADDRESS_POOL = "198.19.128.0/17"
+
+
+@dataclass(frozen=True)
+class _Outside:
+    """A file or directory a lab daemon creates outside the lab's dirs (removed by
+    `lab down` only if it did not exist before the lab, once no such daemon runs at all)."""
+
+    path: Path
+    users: tuple[str, ...]
+    """Process names that may still need it."""
+    leaves: tuple[str, ...] = ()
+    """Empty subdirectories to remove first."""
+
+    @property
+    def marker(self) -> Path:
+        return RUN_DIR / ("created" + str(self.path).replace("/", "-"))
+
+
+_OUTSIDE = (
+    _Outside(Path("/etc/docker/key.json"), ("dockerd",)),  # dockerd 20.10's engine ID
+    _Outside(Path("/run/docker"), ("dockerd",), ("plugins",)),
+    _Outside(Path("/run/containerd"), ("containerd", "containerd-shim"), ("s",)),
+    _Outside(Path("/run/sshd"), ("sshd",)),  # sshd's privilege separation dir
+)
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    """One lab operation at a time on this machine (up/down of any instance)."""
+    root = lab_root()
+    fd = os.open(root.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces, dockerd, sshd): run as root")
+
+
+# --- what exists ------------------------------------------------------------------------------
+
+
+def _existing_names(instance: str) -> set[str]:
+    """Namespaces, root links and run dirs of `instance`, found by name alone."""
+    names = set(n.list_netns()) | n.link_names(None)
+    with contextlib.suppress(FileNotFoundError):
+        names |= set(os.listdir(RUN_DIR))
+    return {x for x in names if instance_of(x) == instance}
+
+
+def lab_instances() -> list[str]:
+    """Instances that have state or any namespace, link or run dir on this machine."""
+    found = {instance_of(x) for x in n.list_netns()} | {instance_of(x) for x in n.link_names(None)}
+    with contextlib.suppress(FileNotFoundError):
+        found |= {instance_of(x) for x in os.listdir(RUN_DIR)}
+    # Only directories this module made (they hold a slot file): .lab also holds others' state.
+    for slot in lab_root().glob("*/slot"):
+        with contextlib.suppress(LabError):
+            found.add(validate_instance(slot.parent.name))
+    return sorted(i for i in found if i is not None)
+
+
+def _slot(instance: str) -> int:
+    """Address slot of an instance: 0 for default, else the lowest one no other instance has."""
+    mine = state_dir(instance) / "slot"
+    if instance == DEFAULT:
+        mine.write_text("0\n")
+        return 0
+    if mine.exists():
+        return int(mine.read_text())
+    used = set()
+    for other in lab_root().glob("*/slot"):
+        with contextlib.suppress(ValueError):
+            used.add(int(other.read_text()))
+    free = [s for s in range(1, MAX_SLOTS) if s not in used]  # (0 is default's)
+    if not free:
+        raise LabError(
+            f"all {MAX_SLOTS - 1} non-default lab instances are in use: "
+            "run `vlaninfra lab down --instance NAME` for one of them"
+        )
+    mine.parent.mkdir(parents=True, exist_ok=True)
+    mine.write_text(f"{free[0]}\n")
+    return free[0]
+
+
+# --- up ---------------------------------------------------------------------------------------
+
+
+def _check_mgmt_free(p: LabPlan) -> None:
+    mine = {node.netns for node in p.mgmt_nodes}
+    out = n.run(["ip", "-o", "-4", "addr", "show"])
+    for line in out.splitlines():
+        fields = line.split()
+        ifname, addr = fields[1], fields[3].split("/")[0]
+        for node in p.mgmt_nodes:
+            if addr == node.mgmt_root_address and ifname not in mine:
+                raise LabError(
+                    f"management address {addr} of {node.netns} is already on {ifname}: "
+                    "another lab instance or something else uses it; run `vlaninfra lab down --all`"
+                )
+
+
+def _build_site(site: SitePlan) -> None:
+    for ns in site.namespaces:
+        n.ensure_netns(ns)
+    n.ensure_bridge(site.switch_netns, "br0")
+    for node in (site.router, site.peer, *site.hosts):
+        n.add_veth(site.switch_netns, node.name, node.netns, "eth0")
+        n.set_up(site.switch_netns, node.name, master="br0")
+        n.addr_replace(node.netns, "eth0", node.lan_address)
+        n.set_up(node.netns, "eth0")
+        if node.gateway:
+            n.route_replace(node.netns, "default", node.gateway)
+        if node.mgmt_address and node.mgmt_root_address:
+            n.add_veth(None, node.netns, node.netns, "mgmt0")
+            n.addr_replace(None, node.netns, f"{node.mgmt_root_address}/31")
+            n.set_up(None, node.netns)
+            n.addr_replace(node.netns, "mgmt0", f"{node.mgmt_address}/31")
+            n.set_up(node.netns, "mgmt0")
+    n.sysctl(site.router.netns, "net.ipv4.ip_forward", "1")
+
+
+def _build_wan(p: LabPlan) -> None:
+    if len(p.sites) < 2:
+        return
+    a, b = p.sites[0].router.netns, p.sites[1].router.netns
+    n.add_veth(a, "wan0", b, "wan0")
+    for site in p.sites:
+        assert site.wan is not None
+        n.addr_replace(site.router.netns, "wan0", site.wan.address)
+        n.set_up(site.router.netns, "wan0")
+        n.route_replace(site.router.netns, site.wan.remote_lan, site.wan.remote)
+
+
+def _storage_driver(state: Path) -> str:
+    """overlay2 if this filesystem can hold an overlay upper dir, else vfs."""
+    probe = state / ".overlay-probe"
+    dirs = [probe / x for x in ("lower", "upper", "work", "merged")]
+    for x in dirs:
+        x.mkdir(parents=True, exist_ok=True)
+    opts = f"lowerdir={dirs[0]},upperdir={dirs[1]},workdir={dirs[2]}"
+    n.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(dirs[3])], check=False)
+    mounted = bool(d.lab_mounts([str(dirs[3])]))
+    d.unmount([str(probe)])
+    shutil.rmtree(probe)
+    return "overlay2" if mounted else "vfs"
+
+
+def _mark_outside_files() -> None:
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    for o in _OUTSIDE:
+        if not o.path.exists():
+            o.marker.touch()
+
+
+def _host_key(state: Path, ns: str) -> str:
+    (state / ns).mkdir(exist_ok=True)
+    return d.ensure_keypair(state / ns / "ssh_host_ed25519_key", f"root@{ns}")
+
+
+def _ensure_sshd(state: Path, node: NodePlan, authorized: Path, *, docker: bool) -> d.Waiter:
+    """Start the namespace's sshd unless it answers; return how to wait for it."""
+    nsd = state / node.netns
+    assert node.mgmt_address is not None
+    sock = str(RUN_DIR / node.netns / "docker.sock") if docker else None
+    cfg = d.write_sshd_config(nsd, node.mgmt_address, authorized, sock)
+    addr = node.mgmt_address
+    if not d.ssh_answers(addr):
+        _mark_outside_files()
+        d.start_sshd(node.netns, cfg, nsd / "sshd.log")
+    return d.Waiter(
+        what=f"sshd in {node.netns} at {addr}:22",
+        ready=lambda: d.ssh_answers(addr),
+        cmdline_mark=str(cfg),
+        log=nsd / "sshd.log",
+        timeout=15.0,
+    )
+
+
+def _ensure_dockerd(state: Path, netns: str) -> d.Waiter | None:
+    """Start the host's dockerd unless it answers; return how to wait for it."""
+    run_dir = RUN_DIR / netns
+    sock = str(run_dir / "docker.sock")
+    if d.docker_ping(sock):
+        return None
+    # A dead or half-started daemon of this host: end it and its leftovers first.
+    nsd = state / netns
+    own = [f"{run_dir}/", f"{nsd / 'docker'}/"]
+    d.kill_processes(lambda: d.find_processes([], own))
+    d.unmount(own)
+    # A stale exec root misleads dockerd: a containerd.pid naming a not yet reaped zombie
+    # makes it wait for that containerd instead of starting its own.
+    shutil.rmtree(run_dir / "exec", ignore_errors=True)
+    _mark_outside_files()
+    d.start_dockerd(
+        netns,
+        state=nsd,
+        run_dir=run_dir,
+        storage_driver=_storage_driver(state),
+        address_pool=_ADDRESS_POOL,
+    )
+    return d.Waiter(
+        what=f"dockerd in {netns} at {sock}",
+        ready=lambda: d.docker_ping(sock),
+        cmdline_mark=f"--exec-root={run_dir / 'exec'}",
+        log=nsd / "dockerd.log",
+        timeout=60.0,
+    )
+
+
+def lab_up(hosts: int = 2, sites: int = 1, instance: str = DEFAULT) -> Inventory:
+    """Build (or repair) a lab instance and write its inventory; harmless when already up.
+
+    Example: ``inv = lab_up(hosts=2); inv.sites[0].hosts[0].mgmt_address``
+    """
+    _require_root()
+    plan(instance, 0 if instance == DEFAULT else 1, sites, hosts)  # refuse bad arguments early
+    lab_root().mkdir(parents=True, exist_ok=True)
+    with _locked():
+        state = state_dir(instance)
+        state.mkdir(parents=True, exist_ok=True)
+        p = plan(instance, _slot(instance), sites, hosts)
+        extra = _existing_names(instance) - set(p.namespaces)
+        if extra:  # fewer hosts or sites than last time
+            _teardown(instance, extra, whole=False)
+        _check_mgmt_free(p)
+        for site in p.sites:
+            _build_site(site)
+        _build_wan(p)
+
+        client_key = state / "id_lab"
+        authorized = state / "authorized_keys"
+        authorized.write_text(d.ensure_keypair(client_key, f"vlaninfra-lab-{instance}") + "\n")
+        host_keys: dict[str, str] = {}
+        waits: list[d.Waiter] = []
+        for site in p.sites:
+            for node in (site.router, *site.hosts):
+                host_keys[node.netns] = _host_key(state, node.netns)
+                is_host = node is not site.router
+                waits.append(_ensure_sshd(state, node, authorized, docker=is_host))
+                if is_host and (w := _ensure_dockerd(state, node.netns)) is not None:
+                    waits.append(w)
+        for waiter in waits:  # the daemons start in parallel
+            d.wait_for(waiter)
+
+        tarball, digest = build_rootfs(cache_dir())
+        inv_sites = []
+        for site in p.sites:
+            inv_hosts = []
+            for h in site.hosts:
+                sock = str(RUN_DIR / h.netns / "docker.sock")
+                ensure_image(sock, tarball, digest)
+                assert h.mgmt_address is not None
+                inv_hosts.append(
+                    Host(
+                        name=h.name,
+                        netns=h.netns,
+                        mgmt_address=h.mgmt_address,
+                        ssh_port=22,
+                        user="root",
+                        host_key=host_keys[h.netns],
+                        docker_socket=sock,
+                        parent="eth0",
+                        lan_address=h.lan_address,
+                        sshd_log=str(state / h.netns / "sshd.log"),
+                        docker_version=d.docker_version(sock),
+                        image=IMAGE,
+                        kind="netns",
+                    )
+                )
+            r = site.router
+            assert r.mgmt_address is not None
+            inv_sites.append(
+                Site(
+                    name=site.name,
+                    lan=site.lan,
+                    gateway=site.gateway,
+                    router=Router(
+                        name=r.name,
+                        netns=r.netns,
+                        mgmt_address=r.mgmt_address,
+                        ssh_port=22,
+                        user="root",
+                        host_key=host_keys[r.netns],
+                        lan_address=r.lan_address,
+                    ),
+                    peer=Peer(netns=site.peer.netns, address=site.peer.lan_address),
+                    hosts=tuple(inv_hosts),
+                )
+            )
+        known_hosts = state / "known_hosts"
+        known_hosts.write_text(
+            "".join(f"{node.mgmt_address} {host_keys[node.netns]}\n" for node in p.mgmt_nodes)
+        )
+        inv = Inventory(
+            version=1,
+            instance=instance,
+            key_path=str(client_key),
+            known_hosts=str(known_hosts),
+            sites=tuple(inv_sites),
+        )
+        write_inventory(inv)
+        return inv
+
+
+# --- down -------------------------------------------------------------------------------------
+
+
+def _teardown(instance: str, names: set[str], *, whole: bool) -> None:
+    """End processes, mounts, namespaces, links and files of `names` (or the whole instance)."""
+    state = state_dir(instance)
+    inodes = [ino for x in names if (ino := n.netns_inode(x)) is not None]
+    if whole:
+        # By prefix: also what belongs to names nobody remembers any more.
+        prefixes = [f"{state}/", f"{RUN_DIR / ns_prefix(instance)}"]
+        mount_dirs = [str(state), *(str(RUN_DIR / x) for x in names)]
+    else:
+        prefixes = [f"{state / x}/" for x in names] + [f"{RUN_DIR / x}/" for x in names]
+        mount_dirs = [str(state / x) for x in names] + [str(RUN_DIR / x) for x in names]
+    d.kill_processes(lambda: d.find_processes(inodes, prefixes))
+    d.unmount(mount_dirs)
+    for x in sorted(names):
+        n.delete_netns(x)
+    root_links = n.link_names(None)
+    for x in sorted(names & root_links):
+        n.delete_link(None, x)
+    for x in names:
+        shutil.rmtree(RUN_DIR / x, ignore_errors=True)
+    if whole:
+        shutil.rmtree(state, ignore_errors=True)
+    else:
+        for x in names:
+            shutil.rmtree(state / x, ignore_errors=True)
+    left = [f"process {p.pid}: {p.cmdline}" for p in d.find_processes(inodes, prefixes)]
+    left += [f"mount {m}" for m in d.lab_mounts(mount_dirs)]
+    left += [f"namespace {x}" for x in sorted(names & set(n.list_netns()))]
+    left += [
+        f"directory {p}" for p in (state, *(RUN_DIR / x for x in names)) if whole and p.exists()
+    ]
+    if left:
+        raise LabError(f"`lab down` of {instance} left behind:\n  " + "\n  ".join(left))
+
+
+def _cleanup_outside_files() -> None:
+    """Remove what lab daemons made outside the lab dirs, once no such daemon runs any more."""
+    for o in _OUTSIDE:
+        if not o.marker.exists() or any(d.processes_named(u) for u in o.users):
+            continue
+        with contextlib.suppress(OSError):
+            for leaf in o.leaves:
+                (o.path / leaf).rmdir()
+            if o.path.is_dir():
+                o.path.rmdir()
+            else:
+                o.path.unlink(missing_ok=True)
+        o.marker.unlink()
+    with contextlib.suppress(OSError):
+        RUN_DIR.rmdir()  # only when no other instance is left
+
+
+def lab_down(instance: str = DEFAULT) -> None:
+    """Remove every namespace, link, process, mount and file of a lab instance.
+
+    Safe when nothing exists and after a crashed `lab_up`: what to remove is found by the
+    lab's naming conventions, not only from its state. Keeps the image cache.
+
+    Example: ``lab_down("t1")``
+    """
+    _require_root()
+    validate_instance(instance)
+    if not lab_root().exists() and not _existing_names(instance):
+        return
+    lab_root().mkdir(parents=True, exist_ok=True)
+    with _locked():
+        names = _existing_names(instance)
+        with contextlib.suppress(LabError, OSError, KeyError, ValueError):
+            inv = load_inventory(instance)
+            for site in inv.sites:
+                names |= {site.router.netns, site.peer.netns, *(h.netns for h in site.hosts)}
+        _teardown(instance, names, whole=True)
+        _cleanup_outside_files()
+    with contextlib.suppress(OSError):
+        lab_root().rmdir()  # only if no other instance is left
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+_PS_FORMAT = (
+    "{{.Name}}|{{.Config.Image}}|{{.State.Status}}|"
+    "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}"
+)
+_NET_FORMAT = (
+    '{{.Name}}|{{.Driver}}|{{range .IPAM.Config}}{{.Subnet}} {{end}}|{{index .Options "parent"}}'
+)
+
+
+def _docker_lines(sock: str) -> list[str]:
+    """Containers (state, addresses) and networks (driver, subnets, parent) of one host."""
+    docker = ["docker", "-H", f"unix://{sock}"]
+    ids = n.run([*docker, "ps", "-aq"], check=False).split()
+    nets = n.run([*docker, "network", "ls", "-q"], check=False).split()
+    lines = []
+    if ids:
+        out = n.run([*docker, "inspect", "--format", _PS_FORMAT, *ids], check=False)
+        for line in out.splitlines():
+            name, image, state, addrs = line.split("|", 3)
+            lines.append(f"      container {name.lstrip('/')}: {image} {state} {addrs.strip()}")
+    if nets:
+        out = n.run([*docker, "network", "inspect", "--format", _NET_FORMAT, *nets], check=False)
+        for line in out.splitlines():
+            name, driver, subnets, parent = line.split("|", 3)
+            if driver not in ("host", "null"):
+                on = f" on {parent}" if parent else ""
+                lines.append(f"      network {name}: {driver} {subnets.strip()}{on}")
+    return lines or ["      no containers, no networks"]
+
+
+def lab_status(instance: str = DEFAULT) -> str:
+    """Hosts of a lab instance, whether their daemons answer, and what runs on them.
+
+    Example: ``print(lab_status())``
+    """
+    validate_instance(instance)
+    if not inventory_path(instance).exists():
+        left = sorted(_existing_names(instance))
+        msg = f"lab {instance}: not up"
+        return msg + (f" (leftovers: {', '.join(left)}; run `lab down`)" if left else "")
+    inv = load_inventory(instance)
+    present = set(n.list_netns())
+
+    def up(ok: bool) -> str:
+        return "up" if ok else "DOWN"
+
+    out = [
+        f"lab {instance}: {len(inv.sites)} site(s), {len(inv.hosts)} host(s), "
+        f"key {inv.key_path}, known_hosts {inv.known_hosts}"
+    ]
+    for site in inv.sites:
+        r = site.router
+        out.append(f"site {site.name}: LAN {site.lan} via {site.gateway}")
+        out.append(
+            f"  router {r.netns}: {r.lan_address}, ssh root@{r.mgmt_address} "
+            f"sshd {up(d.ssh_answers(r.mgmt_address))}"
+        )
+        out.append(
+            f"  peer   {site.peer.netns}: {site.peer.address} "
+            f"{'present' if site.peer.netns in present else 'MISSING'}"
+        )
+        for h in site.hosts:
+            ping = d.docker_ping(h.docker_socket)
+            ver = d.docker_version(h.docker_socket) if ping else "-"
+            out.append(
+                f"  host   {h.name} {h.netns}: {h.parent} {h.lan_address}, "
+                f"ssh root@{h.mgmt_address} sshd {up(d.ssh_answers(h.mgmt_address))}, "
+                f"dockerd {up(ping)} {ver}"
+            )
+            if ping:
+                out += _docker_lines(h.docker_socket)
+    return "\n".join(out)

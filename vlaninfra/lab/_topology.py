@@ -1,0 +1,233 @@
+"""Names and addresses of a lab instance: pure functions, no I/O.
+
+Naming (every name the lab creates follows it, so `lab down` can find leftovers of a crashed
+`lab up` without any state):
+
+- instance ``default`` uses the prefix ``vl-``; instance ``t1`` uses ``vlt1-``;
+- namespaces are ``<prefix><site>-<role>``: ``vl-a-sw`` (switch), ``vl-a-gw`` (router),
+  ``vl-a-peer`` (LAN peer), ``vl-a-h1`` … (Docker hosts);
+- the root-namespace end of a management veth carries the name of the namespace it leads to
+  (``vl-a-h1``); inside the namespace it is ``mgmt0``. Switch ports are named after the
+  namespace role inside the switch namespace (``h1``, ``gw``, ``peer``); the LAN end in every
+  attached namespace is ``eth0``; the router-to-router link is ``wan0`` on both sides.
+
+Addressing (slot 0 is the default instance, slots 1-3 are other instances):
+
+- site LANs: slot 0 uses 192.0.2.0/24 (site a) and 198.51.100.0/24 (site b); slot s > 0 uses
+  198.19.(8s + i).0/24 for site i; router .1, peer .2, host n .(10 + n);
+- management: 203.0.113.0/25, one /27 per slot, one /31 per link (root side even address,
+  namespace side odd); link 8i is site i's router, link 8i + n is its host n (so a site
+  has at most 15 hosts alone, 7 with a second site). 203.0.113.128/25 is left to other
+  test fixtures (agent tests, VM hosts);
+- router-to-router: 198.18.255.(2s)/31 (site a even, site b odd).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from vlaninfra.lab._errors import LabError
+
+__all__ = [
+    "MAX_HOSTS",
+    "MAX_HOSTS_2_SITES",
+    "MAX_SITES",
+    "MAX_SLOTS",
+    "NS_RE",
+    "LabPlan",
+    "NodePlan",
+    "SitePlan",
+    "WanPlan",
+    "instance_of",
+    "ns_prefix",
+    "plan",
+    "validate_instance",
+]
+
+MAX_HOSTS = 15
+MAX_HOSTS_2_SITES = 7
+MAX_SITES = 2
+MAX_SLOTS = 4
+DEFAULT = "default"
+SITE_NAMES = "ab"
+# Matches every namespace and root-namespace link a lab makes; group 1 is the instance ("" for
+# the default instance).
+NS_RE = re.compile(r"^vl([a-z0-9]{0,3})-([a-z])-(sw|gw|peer|h[0-9]{1,2})$")
+_INSTANCE_RE = re.compile(r"^[a-z0-9]{1,3}$")
+
+_DEFAULT_LANS = ("192.0.2.0/24", "198.51.100.0/24")
+_MGMT = ipaddress.IPv4Address("203.0.113.0")
+_WAN = ipaddress.IPv4Address("198.18.255.0")
+_OTHER_LANS = ipaddress.IPv4Address("198.19.0.0")
+
+
+def validate_instance(instance: str) -> str:
+    """Return `instance` if it is a valid instance name, else raise `LabError`.
+
+    Example: ``validate_instance("t1")``
+    """
+    if instance == DEFAULT or _INSTANCE_RE.match(instance):
+        return instance
+    raise LabError(
+        f"lab instance name {instance!r} is invalid: use 'default' or 1-3 characters "
+        "from a-z and 0-9 (it becomes part of namespace and interface names)"
+    )
+
+
+def ns_prefix(instance: str) -> str:
+    """Prefix of every namespace and root link of `instance`: ``vl-`` or ``vl<instance>-``."""
+    validate_instance(instance)
+    return "vl-" if instance == DEFAULT else f"vl{instance}-"
+
+
+def instance_of(name: str) -> str | None:
+    """The instance a namespace/link name belongs to, or None if it is not a lab name."""
+    m = NS_RE.match(name)
+    if m is None:
+        return None
+    return m.group(1) or DEFAULT
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """One namespace attached to a site's switch (router, peer or Docker host)."""
+
+    name: str
+    """Role name inside the site: ``gw``, ``peer``, ``h1`` …; also its switch port name."""
+    netns: str
+    lan_address: str
+    """Address on ``eth0`` with prefix length, e.g. ``192.0.2.11/24``."""
+    gateway: str | None
+    """Default route (None for the router itself)."""
+    mgmt_address: str | None
+    """Namespace side of the management /31 (None: no management link, the peer)."""
+    mgmt_root_address: str | None
+    """Root-namespace side of the management /31."""
+
+
+@dataclass(frozen=True)
+class WanPlan:
+    """The router-to-router link of one site."""
+
+    address: str
+    """This router's side, with prefix length."""
+    remote: str
+    """The other router's address (next hop)."""
+    remote_lan: str
+    """The other site's LAN, routed via `remote`."""
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    """Names and addresses of one site."""
+
+    name: str
+    lan: str
+    gateway: str
+    switch_netns: str
+    router: NodePlan
+    peer: NodePlan
+    hosts: tuple[NodePlan, ...]
+    wan: WanPlan | None
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """Every namespace of the site, switch first."""
+        return (
+            self.switch_netns,
+            self.router.netns,
+            self.peer.netns,
+            *(h.netns for h in self.hosts),
+        )
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    """Names and addresses of one lab instance."""
+
+    instance: str
+    slot: int
+    sites: tuple[SitePlan, ...]
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        return tuple(ns for s in self.sites for ns in s.namespaces)
+
+    @property
+    def mgmt_nodes(self) -> tuple[NodePlan, ...]:
+        """Router and hosts of every site: the namespaces that run sshd."""
+        return tuple(n for s in self.sites for n in (s.router, *s.hosts))
+
+
+def _lan(slot: int, site: int) -> ipaddress.IPv4Network:
+    if slot == 0:
+        return ipaddress.IPv4Network(_DEFAULT_LANS[site])
+    return ipaddress.IPv4Network(f"{_OTHER_LANS + 256 * (8 * slot + site)}/24")
+
+
+def _mgmt(slot: int, link: int) -> tuple[str, str]:
+    root = _MGMT + 32 * slot + 2 * link
+    return str(root + 1), str(root)
+
+
+def _node(
+    prefix: str,
+    site: str,
+    lan: ipaddress.IPv4Network,
+    slot: int,
+    name: str,
+    host_part: int,
+    link: int | None,
+) -> NodePlan:
+    mgmt, mgmt_root = _mgmt(slot, link) if link is not None else (None, None)
+    return NodePlan(
+        name=name,
+        netns=f"{prefix}{site}-{name}",
+        lan_address=f"{lan.network_address + host_part}/{lan.prefixlen}",
+        gateway=None if name == "gw" else str(lan.network_address + 1),
+        mgmt_address=mgmt,
+        mgmt_root_address=mgmt_root,
+    )
+
+
+def plan(instance: str, slot: int, sites: int = 1, hosts: int = 2) -> LabPlan:
+    """Compute every name and address of a lab instance.
+
+    Example: ``plan("default", 0).sites[0].hosts[0].lan_address == "192.0.2.11/24"``
+    """
+    prefix = ns_prefix(instance)
+    if not 1 <= sites <= MAX_SITES:
+        raise LabError(f"--sites must be 1..{MAX_SITES}, not {sites}")
+    most = MAX_HOSTS if sites == 1 else MAX_HOSTS_2_SITES
+    if not 1 <= hosts <= most:
+        raise LabError(f"--hosts must be 1..{most} with {sites} site(s), not {hosts}")
+    if not 0 <= slot < MAX_SLOTS or (slot == 0) != (instance == DEFAULT):
+        raise LabError(f"slot {slot} is not valid for lab instance {instance!r}")
+    result = []
+    for i in range(sites):
+        site = SITE_NAMES[i]
+        lan = _lan(slot, i)
+
+        wan = None
+        if sites == 2:
+            a, b = _WAN + 2 * slot, _WAN + 2 * slot + 1
+            mine, other = (a, b) if i == 0 else (b, a)
+            wan = WanPlan(f"{mine}/31", str(other), str(_lan(slot, 1 - i)))
+        result.append(
+            SitePlan(
+                name=site,
+                lan=str(lan),
+                gateway=str(lan.network_address + 1),
+                switch_netns=f"{prefix}{site}-sw",
+                router=_node(prefix, site, lan, slot, "gw", 1, 8 * i),
+                peer=_node(prefix, site, lan, slot, "peer", 2, None),
+                hosts=tuple(
+                    _node(prefix, site, lan, slot, f"h{n}", 10 + n, 8 * i + n)
+                    for n in range(1, hosts + 1)
+                ),
+                wan=wan,
+            )
+        )
+    return LabPlan(instance=instance, slot=slot, sites=tuple(result))
