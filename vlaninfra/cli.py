@@ -1,4 +1,4 @@
-"""The `vlaninfra` command: `vlaninfra lab up|down|status`, `vlaninfra plan`."""
+"""The `vlaninfra` command: `vlaninfra lab up|down|status`, `vlaninfra plan`, `vlaninfra demo`."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Example: ``vlaninfra plan --stack lab``
     """
-    from vlaninfra import cli_plan
+    from vlaninfra import cli_demo, cli_plan
     from vlaninfra.lab import cli as lab_cli
 
     parser = argparse.ArgumentParser(prog="vlaninfra", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     lab_cli.add_parser(sub)
     cli_plan.add_parser(sub)
+    cli_demo.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -24,7 +24,8 @@ class EngineError(VlanInfraError, RuntimeError):
     """A pulumi command failed; `.output` holds what it printed."""
 
     def __init__(self, args: Sequence[str], code: int, output: str) -> None:
-        super().__init__(f"pulumi {' '.join(args)} exited {code}:\n{output[-4000:]}")
+        shown = "\n".join(_diagnostics(output)) or output[-4000:]
+        super().__init__(f"pulumi {' '.join(args)} exited {code}:\n{shown}")
         self.args_ = tuple(args)
         self.code = code
         self.output = output
@@ -69,7 +70,9 @@ class Engine:
         env.update(self.extra_env)
         return env
 
-    def run(self, stack: str | None, *args: str, check: bool = True, cwd: Path | None = None) -> str:
+    def run(
+        self, stack: str | None, *args: str, check: bool = True, cwd: Path | None = None
+    ) -> str:
         """Runs `pulumi ARGS --stack STACK --non-interactive`; returns stdout+stderr."""
         full = [*args, "--non-interactive"]
         if stack is not None:
@@ -100,9 +103,39 @@ class Engine:
         return summary_of(out)
 
 
+def _documents(output: str) -> list[Any]:
+    """Every JSON document in a `--json` run's output: the run's own document (without
+    --skip-preview) and the engine's event lines."""
+    docs = []
+    decoder = json.JSONDecoder()
+    pos = output.find("{")
+    while 0 <= pos < len(output):
+        try:
+            doc, end = decoder.raw_decode(output, pos)
+        except ValueError:
+            break
+        docs.append(doc)
+        pos = output.find("{", end)
+    return docs
+
+
+def _diagnostics(output: str) -> list[str]:
+    """The error messages of a `--json` run: its document's diagnostics and error events."""
+    found = [
+        str(e.get("message", "")).strip()
+        for doc in _documents(output)
+        for e in [doc.get("diagnosticEvent") or {}, *(doc.get("diagnostics") or [])]
+        if e.get("severity") == "error" and e.get("message")
+    ]
+    return list(dict.fromkeys(found))
+
+
 def summary_of(output: str) -> dict[str, int]:
-    """The `changeSummary` of a `--json` run: its first JSON document (engine events follow it)."""
-    start = output.find("{")
-    doc: Any = json.JSONDecoder().raw_decode(output, start)[0] if start >= 0 else {}
-    summary = doc.get("changeSummary") or {}
-    return {str(k): int(v) for k, v in summary.items()}
+    """The change summary of a `--json` run, e.g. ``{"create": 3, "same": 1}``."""
+    for doc in _documents(output):
+        summary = doc.get("changeSummary") or (doc.get("summaryEvent") or {}).get(
+            "resourceChanges"
+        )
+        if summary is not None:
+            return {str(k): int(v) for k, v in summary.items()}
+    return {}

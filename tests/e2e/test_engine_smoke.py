@@ -12,14 +12,15 @@ from vlaninfra.engine import Engine, project_root
 
 pytestmark = pytest.mark.engine
 
-PROGRAM = '''
+PROGRAM = """
 import pulumi
 from pulumi.dynamic import CreateResult, Resource, ResourceProvider
 
 
 class Echo(ResourceProvider):
     def create(self, props):
-        return CreateResult(id_="echo-" + props["value"], outs={**props, "length": len(props["value"])})
+        outs = {**props, "length": len(props["value"])}
+        return CreateResult(id_="echo-" + props["value"], outs=outs)
 
 
 class Thing(Resource):
@@ -29,7 +30,7 @@ class Thing(Resource):
 
 t = Thing("thing", "hello")
 pulumi.export("length", t.length)
-'''
+"""
 
 
 def test_engine_runs_a_dynamic_provider(tmp_path: Path) -> None:

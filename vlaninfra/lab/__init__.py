@@ -26,6 +26,7 @@ from vlaninfra.lab._inventory import (
     load_inventory,
 )
 from vlaninfra.lab._lab import lab_down, lab_instances, lab_status, lab_up
+from vlaninfra.lab._probe import http_ok
 
 __all__ = [
     "Host",
@@ -34,6 +35,7 @@ __all__ = [
     "Peer",
     "Router",
     "Site",
+    "http_ok",
     "inventory_path",
     "lab_down",
     "lab_instances",

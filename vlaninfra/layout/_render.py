@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from vlaninfra._text import table as _table
 
 from ._plan import HostPlan, NetworkPlan, Plan, SitePlan
 
 __all__ = ["render_plan"]
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]], indent: str) -> list[str]:
-    cells = [list(header), *[["-" if v is None or v == "" else str(v) for v in r] for r in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return [indent + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-            for row in cells]
 
 
 def _mode(net: NetworkPlan) -> str:

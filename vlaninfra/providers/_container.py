@@ -136,7 +136,8 @@ class ContainerProvider(HostProvider):
                 {
                     "name": found["name"],
                     "image": found["image"],
-                    "command": found.get("command"),
+                    # Without a command of our own the image's default runs: not drift.
+                    "command": found.get("command") if props.get("command") else None,
                     "hostname": found.get("hostname") if props.get("hostname") else None,
                     # Images add labels of their own: only the ones vlaninfra set are compared.
                     "labels": {

@@ -91,7 +91,7 @@ class ShimProvider(HostProvider):
                     "kind": found.get("kind"),
                     "mode": found.get("mode"),
                     "address": addresses[0] if len(addresses) == 1 else None,
-                    "routes": [r["dst"] for r in found.get("routes") or []],
+                    "routes": found.get("routes") or [],
                 }
             ),
         }

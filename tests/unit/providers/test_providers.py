@@ -16,8 +16,9 @@ from vlaninfra.providers import (
     NetworkProvider,
     ProviderError,
     ShimProvider,
+    _base,
 )
-from vlaninfra.providers import _base
+from vlaninfra.transport import SshTarget
 
 H1 = DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAAtest", key_path="/nonexistent/key")
 
@@ -239,15 +240,15 @@ def test_shim_routes_are_compared_as_a_set_and_updated_in_place() -> None:
 def test_no_secret_in_properties_and_key_errors_name_the_file_not_the_key() -> None:
     conn = H1.connection()
     assert "private_key" not in str(conn).replace("key_path", "")
-    with pytest.raises(ProviderError, match="cannot read the SSH private key file /nonexistent/key"):
+    with pytest.raises(ProviderError, match="cannot read the SSH private key file /nonexistent"):
         _base.target_of({"connection": conn})
 
 
-def test_key_from_secret_config(tmp_path: Any) -> None:
+def test_key_from_secret_config() -> None:
     h = DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAAtest", key_config="sshKey")
     config = {"vlaninfra:sshKey": "PEM"}
     target = _base.target_of({"connection": h.connection()}, config.get)
-    assert getattr(target, "private_key") == "PEM"
+    assert isinstance(target, SshTarget) and target.private_key == "PEM"
     assert "PEM" not in repr(target)
     with pytest.raises(ProviderError, match=r"pulumi config set --secret sshKey < KEYFILE"):
         _base.target_of({"connection": h.connection()}, lambda _key: None)

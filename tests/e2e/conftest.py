@@ -1,0 +1,66 @@
+"""Fixtures of the end-to-end tests: the real pulumi engine running the `lab` stack's program on
+the local lab (default instance: the lab stack's addresses are that instance's)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.observe import LabStack
+from vlaninfra.engine import Engine, project_root
+from vlaninfra.lab import Inventory, lab_down, lab_up
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="end-to-end tests need root (the lab's namespaces and daemons)")
+    here = Path(__file__).parent
+    for item in items:
+        if item.get_closest_marker("lab") and here in item.path.parents:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def lab_inventory() -> Iterator[Inventory]:
+    """A fresh default lab (two hosts), removed at the end even when a test failed."""
+    lab_down()
+    try:
+        yield lab_up(hosts=2)
+    finally:
+        lab_down()
+
+
+@pytest.fixture(scope="module")
+def lab_stack(
+    lab_inventory: Inventory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LabStack]:
+    """The `lab` stack's program and config in a scratch project with its own state backend;
+    destroyed at the end of the module whatever happened."""
+    work = tmp_path_factory.mktemp("lab-stack")
+    project = work / "project"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text("name: vlaninfra\nruntime: python\n")
+    (project / "__main__.py").write_text("from vlaninfra.program import run\n\nrun()\n")
+    config: dict[str, Any] = yaml.safe_load(
+        (project_root() / "stacks" / "Pulumi.lab.yaml").read_text()
+    )
+    stack = LabStack(
+        engine=Engine(project_root(), backend=work / "backend"),
+        project=project,
+        name="e2e",
+        inventory=lab_inventory,
+        base_sites=copy.deepcopy(config["config"]["vlaninfra:sites"]),
+    )
+    stack.write(stack.base_sites)
+    stack.engine.ensure_stack(stack.name, cwd=project)
+    try:
+        yield stack
+    finally:
+        stack.engine.run(stack.name, "destroy", "--yes", "--skip-preview", check=False, cwd=project)

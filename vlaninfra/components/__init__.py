@@ -1,0 +1,8 @@
+"""Pulumi components that lay a planned layout onto hosts: per site and network, the Docker
+network on each host, the host shims and the containers."""
+
+from __future__ import annotations
+
+from ._site import SiteNetwork, deploy
+
+__all__ = ["SiteNetwork", "deploy"]

@@ -1,0 +1,119 @@
+"""Components composing the per-host resources of `vlaninfra.providers` from a layout plan."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+
+from vlaninfra.layout import HostPlan, NetworkPlan, Plan
+from vlaninfra.providers import Container, DockerHost, DockerNetwork, HostShim
+
+__all__ = ["SiteNetwork", "deploy"]
+
+
+def _ipam(network: NetworkPlan) -> list[dict[str, Any]]:
+    return [
+        {
+            "subnet": str(s.subnet),
+            "gateway": str(s.gateway) if s.gateway else None,
+            "ip_range": str(s.ip_range) if s.ip_range else None,
+            "aux_addresses": {k: str(v) for k, v in s.aux_addresses.items()},
+        }
+        for s in network.subnets
+    ]
+
+
+class SiteNetwork(pulumi.ComponentResource):
+    """One macvlan or ipvlan network laid across the hosts of a site: the Docker network on
+    each host, each host's shim (its address reserved in every host's IPAM as an aux-address),
+    and the containers attached to it.
+
+    Example: ``SiteNetwork("paris-pub", site="paris", network="pub", hosts=[(h1, plan_h1)])``
+    """
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        site: str,
+        network: str,
+        hosts: Sequence[tuple[DockerHost, HostPlan]],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("vlaninfra:index:SiteNetwork", resource_name, None, opts)
+        self.networks: dict[str, DockerNetwork] = {}
+        self.shims: dict[str, HostShim] = {}
+        self.containers: dict[str, Container] = {}
+        child = pulumi.ResourceOptions(parent=self)
+        for host, host_plan in hosts:
+            where = f"sites.{site}"
+            net_plan = next(n for n in host_plan.networks if n.name == network)
+            net = DockerNetwork(
+                f"{site}-{host.name}-{network}",
+                host=host,
+                network_name=net_plan.name,
+                driver=net_plan.driver,
+                parent=net_plan.parent,
+                mode=net_plan.macvlan_mode or net_plan.ipvlan_mode,
+                flag=net_plan.ipvlan_flag,
+                ipam=_ipam(net_plan),
+                internal=net_plan.internal,
+                enable_ipv6=net_plan.enable_ipv6,
+                config_path=f"{where}.networks.{network}",
+                opts=child,
+            )
+            self.networks[host.name] = net
+            for shim in (s for s in host_plan.shims if s.network == network):
+                self.shims[host.name] = HostShim(
+                    f"{site}-{host.name}-{shim.name}",
+                    host=host,
+                    shim_name=shim.name,
+                    parent=shim.parent,
+                    kind=shim.kind,
+                    mode=shim.mode,
+                    address=str(shim.address),
+                    routes=[str(r) for r in shim.routes],
+                    config_path=f"{where}.networks.{network}.shim",
+                    opts=child,
+                )
+            for c in (c for c in host_plan.containers if c.network == network):
+                self.containers[f"{host.name}/{c.name}"] = Container(
+                    f"{site}-{host.name}-{c.name}",
+                    host=host,
+                    container_name=c.name,
+                    image=c.image,
+                    command=c.command,
+                    network=net_plan.name,
+                    network_id=net.network_id,
+                    ipv4=str(c.ipv4) if c.ipv4 else None,
+                    ipv6=str(c.ipv6) if c.ipv6 else None,
+                    mac=c.mac,
+                    hostname=c.hostname,
+                    restart_policy=c.restart_policy,
+                    config_path=f"{where}.containers.{c.name}",
+                    opts=child,
+                )
+        self.register_outputs({})
+
+
+def deploy(plan: Plan, hosts: Mapping[tuple[str, str], DockerHost]) -> list[SiteNetwork]:
+    """Declares every network, shim and container of `plan`; `hosts` maps (site, host) to how
+    to reach it.
+
+    Example: ``deploy(layout.plan(load_config(cfg)), {("paris", "h1"): DockerHost(...)})``
+    """
+    out = []
+    for site in plan.sites:
+        names = sorted({n.name for h in site.hosts for n in h.networks})
+        for name in names:
+            members = [
+                (hosts[(site.name, h.name)], h)
+                for h in site.hosts
+                if any(n.name == name for n in h.networks)
+            ]
+            out.append(
+                SiteNetwork(f"{site.name}-{name}", site=site.name, network=name, hosts=members)
+            )
+    return out
