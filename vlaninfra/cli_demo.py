@@ -60,6 +60,13 @@ def _run(args: argparse.Namespace) -> int:
     inventory = lab_up(hosts=2)
     engine = Engine(root)
     engine.ensure_stack(args.stack)
+    # The lab may have been rebuilt since the last demo (new hosts, new host keys): bring the
+    # stack's state in line with what is really there, or start it afresh when the old hosts
+    # are gone for good (their pinned keys no longer match).
+    if not engine.succeeds(args.stack, "refresh", "--yes", "--skip-preview"):
+        print("vlaninfra: the lab was rebuilt; starting the demo stack afresh", flush=True)
+        engine.run(args.stack, "stack", "rm", "--yes", "--force", "--preserve-config")
+        engine.ensure_stack(args.stack)
     print(f"vlaninfra: pulumi up --stack {args.stack}", flush=True)
     done = subprocess.run(
         ["pulumi", "up", "--yes", "--non-interactive", "--stack", args.stack],

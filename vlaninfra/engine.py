@@ -90,6 +90,14 @@ class Engine:
             raise EngineError(full, proc.returncode, proc.stdout + proc.stderr)
         return proc.stdout
 
+    def succeeds(self, stack: str | None, *args: str, cwd: Path | None = None) -> bool:
+        """Whether `pulumi ARGS` exits 0."""
+        try:
+            self.run(stack, *args, cwd=cwd)
+        except EngineError:
+            return False
+        return True
+
     def ensure_stack(self, stack: str, cwd: Path | None = None) -> None:
         """Selects `stack`, creating it on the backend the first time."""
         self.run(stack, "stack", "select", "--create", cwd=cwd)
