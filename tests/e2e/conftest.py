@@ -4,9 +4,7 @@ the local lab (default instance: the lab stack's addresses are that instance's).
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,16 +13,6 @@ import yaml
 from tests.e2e.observe import LabStack
 from vlaninfra.engine import Engine, project_root
 from vlaninfra.lab import Inventory, lab_down, lab_up
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if os.geteuid() == 0:
-        return
-    skip = pytest.mark.skip(reason="end-to-end tests need root (the lab's namespaces and daemons)")
-    here = Path(__file__).parent
-    for item in items:
-        if item.get_closest_marker("lab") and here in item.path.parents:
-            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
