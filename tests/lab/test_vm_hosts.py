@@ -6,8 +6,9 @@ namespace ``vmt-peer`` (198.18.1.2/24), VM ``vmt1`` (198.18.1.21/24, management
 time. Everything (VMs, taps, namespaces, state dirs) is removed at the end, even on failure;
 the teardown fails the run if anything of ours is left over.
 
-The base image is built into ``<repo>/.cache/vm`` on first use (about a minute, needs the
-mirror) and reused afterwards.
+The base image is built into the machine-wide cache (`vm_cache_dir`) on first use (about a
+minute, needs the mirror; a complete ``<repo>/.cache/vm`` of the same key is adopted instead)
+and reused afterwards.
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ from vlaninfra.lab._vm import (
     start_vm,
     stop_all,
     stop_vm,
+    vm_cache_dir,
     vm_unavailable_reason,
 )
 from vlaninfra.lab._vm import _kernel_cmdline as kernel_cmdline
 
 REPO = Path(__file__).resolve().parents[2]
-CACHE = REPO / ".cache" / "vm"
+CACHE = vm_cache_dir()  # machine-wide: shared with `lab up --vm-hosts` and other clones
 PREFIX = "vmt"
 SW, PEER = "vmt-sw", "vmt-peer"
 PEER_IP = "198.18.1.2"
@@ -66,7 +68,8 @@ def _del_netns(*names: str) -> None:
 def _leftovers() -> list[str]:
     found = [f"netns {ns}" for ns in (SW, PEER) if Path(f"/run/netns/{ns}").exists()]
     links = _sh("ip", "-o", "link", "show").stdout
-    found += [f"link {m}" for m in re.findall(r"^\d+: (vt-[^:@\s]+)", links, re.M)]
+    # only ours: lab instances' VMs (vt-vl…) of other test runs may be up meanwhile
+    found += [f"link {m}" for m in re.findall(rf"^\d+: (vt-{PREFIX}[^:@\s]*)", links, re.M)]
     for pid in _sh("pgrep", "-f", "--", f"-name vt-{PREFIX}", check=False).stdout.split():
         found.append(f"qemu pid {pid}")
     return found
@@ -128,7 +131,7 @@ def image() -> VmImage:
     if reason is not None:
         pytest.skip(f"VM lab hosts unavailable: {reason}")
     try:
-        return build_base_image(CACHE)
+        return build_base_image(CACHE, adopt_from=[REPO / ".cache" / "vm"])
     except VmError as exc:
         pytest.fail(f"VM base image build failed: {exc}")
 

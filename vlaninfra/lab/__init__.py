@@ -2,7 +2,9 @@
 
 Each site has a LAN switch (a bridge in its own namespace), a router, a LAN peer and N Docker
 hosts, each host with its own ``eth0`` on the switch, its own dockerd and its own sshd,
-reachable from the root namespace over a management link. `lab_up` writes an inventory
+reachable from the root namespace over a management link. Optionally site a also gets QEMU
+members (full Debian kernel: ipvlan, 802.1Q): VM Docker hosts (``kind == "vm"``) and VLAN
+peers (``site.vlan_peers``). `lab_up` writes an inventory
 (`inventory_path`) that stacks read to reach the hosts.
 
 Example::
@@ -22,6 +24,7 @@ from vlaninfra.lab._inventory import (
     Peer,
     Router,
     Site,
+    VlanPeer,
     inventory_path,
     load_inventory,
 )
@@ -35,6 +38,7 @@ __all__ = [
     "Peer",
     "Router",
     "Site",
+    "VlanPeer",
     "http_ok",
     "inventory_path",
     "lab_down",

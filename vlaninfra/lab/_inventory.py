@@ -18,6 +18,7 @@ __all__ = [
     "Peer",
     "Router",
     "Site",
+    "VlanPeer",
     "cache_dir",
     "inventory_path",
     "lab_root",
@@ -94,7 +95,12 @@ class Peer:
 
 @dataclass(frozen=True)
 class Host:
-    """A Docker host: own netns with ``eth0`` on the LAN switch, own dockerd and sshd."""
+    """A Docker host: own netns with ``eth0`` on the LAN switch, own dockerd and sshd.
+
+    VM hosts (``kind == "vm"``) have the same fields: ``netns`` and ``sshd_log`` are ``""``
+    (nothing of theirs is a namespace or a file here), ``docker_socket`` is the socket inside
+    the guest; reach them over SSH only.
+    """
 
     name: str
     netns: str
@@ -113,7 +119,41 @@ class Host:
     image: str
     """The local image every host has, e.g. ``vlaninfra/busybox:lab``."""
     kind: str
-    """``netns`` for namespace hosts."""
+    """``netns`` for namespace hosts, ``vm`` for VM hosts (QEMU guests)."""
+    sshd_log_remote: str | None = None
+    """VM hosts: sshd's log inside the guest (``/run/sshd.log``); ``sshd_log`` is then ``""``."""
+    vm_name: str | None = None
+    """VM hosts: the machine-wide VM name (QEMU ``-name vt-<vm_name>``), e.g. ``vl-a-v1``."""
+    console_log: str | None = None
+    """VM hosts: the guest's serial console log on this machine."""
+
+    @property
+    def is_vm(self) -> bool:
+        """True for a VM host: no namespace here (``netns`` is ``""``), reach it over SSH."""
+        return self.kind == "vm"
+
+
+@dataclass(frozen=True)
+class VlanPeer:
+    """A QEMU guest on the site's switch that terminates one VLAN on ``eth0.<vlan>`` (this
+    machine's kernel has no 802.1Q, so a namespace cannot). Reachable over SSH like a host,
+    with the inventory's key; no dockerd is waited for.
+
+    Example: ``VlanPeer(name="p1", vlan=50, address="198.18.50.2/24", ...)``
+    """
+
+    name: str
+    vlan: int
+    address: str
+    """The address on ``eth0.<vlan>``, with prefix length."""
+    mgmt_address: str
+    ssh_port: int
+    user: str
+    host_key: str
+    lan_address: str = ""
+    """Its untagged ``eth0`` address on the site LAN."""
+    vm_name: str = ""
+    console_log: str = ""
 
 
 @dataclass(frozen=True)
@@ -126,6 +166,8 @@ class Site:
     router: Router
     peer: Peer
     hosts: tuple[Host, ...]
+    vlan_peers: tuple[VlanPeer, ...] = ()
+    """VM guests terminating one VLAN each (``lab up --vlan-peer VID=ADDR/PREFIX``)."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +182,8 @@ class Inventory:
     key_path: str
     """The lab's SSH client private key (ed25519, mode 0600)."""
     known_hosts: str
-    """A known_hosts file pinning every router's and host's key at its management address."""
+    """A known_hosts file pinning every router's, host's and VLAN peer's key at its
+    management address."""
     sites: tuple[Site, ...]
 
     @property
@@ -170,6 +213,7 @@ class Inventory:
                     router=Router(**s["router"]),
                     peer=Peer(**s["peer"]),
                     hosts=tuple(Host(**h) for h in s["hosts"]),
+                    vlan_peers=tuple(VlanPeer(**v) for v in s.get("vlan_peers", ())),
                 )
                 for s in data["sites"]
             ),

@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shlex
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from vlaninfra.lab import _daemons as d
+from vlaninfra.lab import _labvm as vm
 from vlaninfra.lab import _netns as n
 from vlaninfra.lab._errors import LabError
 from vlaninfra.lab._image import IMAGE, build_rootfs, ensure_image
@@ -21,6 +24,7 @@ from vlaninfra.lab._inventory import (
     Peer,
     Router,
     Site,
+    VlanPeer,
     cache_dir,
     inventory_path,
     lab_root,
@@ -34,9 +38,11 @@ from vlaninfra.lab._topology import (
     LabPlan,
     NodePlan,
     SitePlan,
+    VmPlan,
     instance_of,
     ns_prefix,
     plan,
+    plan_vms,
     validate_instance,
 )
 
@@ -82,6 +88,20 @@ def _locked() -> Iterator[None]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _instance_locked(instance: str) -> Iterator[None]:
+    """One operation at a time on one instance. `lab up` holds it (without `_locked`) while
+    its VM guests finish booting, so other instances need not wait for QEMU."""
+    path = Path("/run/lock") / f"vlaninfra-lab-{instance}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _require_root() -> None:
     if os.geteuid() != 0:
         raise LabError("the lab needs root (network namespaces, dockerd, sshd): run as root")
@@ -107,6 +127,7 @@ def lab_instances() -> list[str]:
     for slot in lab_root().glob("*/slot"):
         with contextlib.suppress(LabError):
             found.add(validate_instance(slot.parent.name))
+    found |= vm.vm_instances()  # QEMU guests and taps, found by name
     return sorted(i for i in found if i is not None)
 
 
@@ -136,18 +157,19 @@ def _slot(instance: str) -> int:
 # --- up ---------------------------------------------------------------------------------------
 
 
-def _check_mgmt_free(p: LabPlan) -> None:
-    mine = {node.netns for node in p.mgmt_nodes}
+def _check_mgmt_free(p: LabPlan, vms: Sequence[VmPlan] = ()) -> None:
+    owner = {node.mgmt_root_address: (node.netns, node.netns) for node in p.mgmt_nodes}
+    for v in vms:  # the root side of a VM's management link is its tap vt-<vm name>-m
+        owner[v.mgmt_root_address] = (v.vm_name, f"vt-{v.vm_name}-m")
     out = n.run(["ip", "-o", "-4", "addr", "show"])
     for line in out.splitlines():
         fields = line.split()
         ifname, addr = fields[1], fields[3].split("/")[0]
-        for node in p.mgmt_nodes:
-            if addr == node.mgmt_root_address and ifname not in mine:
-                raise LabError(
-                    f"management address {addr} of {node.netns} is already on {ifname}: "
-                    "another lab instance or something else uses it; run `vlaninfra lab down --all`"
-                )
+        if addr in owner and ifname != owner[addr][1]:
+            raise LabError(
+                f"management address {addr} of {owner[addr][0]} is already on {ifname}: "
+                "another lab instance or something else uses it; run `vlaninfra lab down --all`"
+            )
 
 
 def _build_site(site: SitePlan) -> None:
@@ -258,48 +280,140 @@ def _ensure_dockerd(state: Path, netns: str) -> d.Waiter | None:
     )
 
 
-def lab_up(hosts: int = 2, sites: int = 1, instance: str = DEFAULT) -> Inventory:
+def _parse_vlan_peers(vlan_peers: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
+    try:
+        return [(vid, str(addr)) for vid, addr in vlan_peers]
+    except (TypeError, ValueError):
+        raise LabError(
+            f"vlan_peers must be (vlan id, 'ADDR/PREFIX') pairs, not {vlan_peers!r}"
+        ) from None
+
+
+def _vm_inventory(
+    members: Sequence[vm.VmMember],
+) -> tuple[list[Host], list[VlanPeer]]:
+    hosts, peers = [], []
+    for m in members:
+        v = m.plan
+        if v.kind == "host":
+            hosts.append(
+                Host(
+                    name=v.name,
+                    netns="",
+                    mgmt_address=v.mgmt_address,
+                    ssh_port=22,
+                    user="root",
+                    host_key=m.host_key,
+                    docker_socket=vm.GUEST_DOCKER_SOCKET,
+                    parent="eth0",
+                    lan_address=v.lan_address,
+                    sshd_log="",
+                    docker_version=m.docker_version,
+                    image=IMAGE,
+                    kind="vm",
+                    sshd_log_remote=vm.GUEST_SSHD_LOG,
+                    vm_name=v.vm_name,
+                    console_log=str(m.console_log),
+                )
+            )
+        else:
+            assert v.vlan is not None and v.vlan_address is not None
+            peers.append(
+                VlanPeer(
+                    name=v.name,
+                    vlan=v.vlan,
+                    address=v.vlan_address,
+                    mgmt_address=v.mgmt_address,
+                    ssh_port=22,
+                    user="root",
+                    host_key=m.host_key,
+                    lan_address=v.lan_address,
+                    vm_name=v.vm_name,
+                    console_log=str(m.console_log),
+                )
+            )
+    return hosts, peers
+
+
+def lab_up(
+    hosts: int = 2,
+    sites: int = 1,
+    instance: str = DEFAULT,
+    vm_hosts: int = 0,
+    vlan_peers: Sequence[tuple[int, str]] = (),
+) -> Inventory:
     """Build (or repair) a lab instance and write its inventory; harmless when already up.
 
+    ``vm_hosts``: QEMU Docker hosts ``v1`` … on site a (after the namespace hosts in
+    ``site.hosts``, ``kind == "vm"``); ``vlan_peers``: ``(vlan id, "ADDR/PREFIX")`` pairs, one
+    QEMU guest each on site a terminating that VLAN (``site.vlan_peers``). Raises `LabError`
+    with the reason when QEMU cannot run here. Running guests that still answer are kept.
+
     Example: ``inv = lab_up(hosts=2); inv.sites[0].hosts[0].mgmt_address``
+    Example: ``lab_up(hosts=1, vm_hosts=1, vlan_peers=[(50, "198.18.50.2/24")], instance="v1")``
     """
     _require_root()
-    plan(instance, 0 if instance == DEFAULT else 1, sites, hosts)  # refuse bad arguments early
+    peers_wanted = _parse_vlan_peers(vlan_peers)
+    draft = plan(instance, 0 if instance == DEFAULT else 1, sites, hosts)  # refuse bad args early
+    plan_vms(draft, vm_hosts, peers_wanted)
+    if vm_hosts or peers_wanted:
+        vm.check_available()
     lab_root().mkdir(parents=True, exist_ok=True)
-    with _locked():
+    with _instance_locked(instance), contextlib.ExitStack() as machine_lock:
+        machine_lock.enter_context(_locked())
         state = state_dir(instance)
         state.mkdir(parents=True, exist_ok=True)
         p = plan(instance, _slot(instance), sites, hosts)
+        vms = plan_vms(p, vm_hosts, peers_wanted)
         extra = _existing_names(instance) - set(p.namespaces)
         if extra:  # fewer hosts or sites than last time
             _teardown(instance, extra, whole=False)
-        _check_mgmt_free(p)
+        vm.stop_vms_except(instance, state, [v.name for v in vms])
+        _check_mgmt_free(p, vms)
         for site in p.sites:
             _build_site(site)
         _build_wan(p)
 
         client_key = state / "id_lab"
         authorized = state / "authorized_keys"
-        authorized.write_text(d.ensure_keypair(client_key, f"vlaninfra-lab-{instance}") + "\n")
-        host_keys: dict[str, str] = {}
-        waits: list[d.Waiter] = []
-        for site in p.sites:
-            for node in (site.router, *site.hosts):
-                host_keys[node.netns] = _host_key(state, node.netns)
-                is_host = node is not site.router
-                waits.append(_ensure_sshd(state, node, authorized, docker=is_host))
-                if is_host and (w := _ensure_dockerd(state, node.netns)) is not None:
-                    waits.append(w)
-        for waiter in waits:  # the daemons start in parallel
-            d.wait_for(waiter)
+        pubkey = d.ensure_keypair(client_key, f"vlaninfra-lab-{instance}")
+        authorized.write_text(pubkey + "\n")
+        boot = None
+        if vms:  # the guests boot while the namespace daemons start
+            try:
+                image = vm.base_image()
+            except LabError as exc:
+                raise LabError(f"VM base image: {exc}") from exc
+            boot = vm.VmBoot(vms, image, state, p.sites[0].switch_netns, client_key, pubkey)
+        try:
+            host_keys: dict[str, str] = {}
+            waits: list[d.Waiter] = []
+            for site in p.sites:
+                for node in (site.router, *site.hosts):
+                    host_keys[node.netns] = _host_key(state, node.netns)
+                    is_host = node is not site.router
+                    waits.append(_ensure_sshd(state, node, authorized, docker=is_host))
+                    if is_host and (w := _ensure_dockerd(state, node.netns)) is not None:
+                        waits.append(w)
+            for waiter in waits:  # the daemons start in parallel
+                d.wait_for(waiter)
+            tarball, digest = build_rootfs(cache_dir())
+            for site in p.sites:
+                for h in site.hosts:
+                    ensure_image(str(RUN_DIR / h.netns / "docker.sock"), tarball, digest)
+        except BaseException:
+            if boot is not None:
+                boot.wait_quietly()
+            raise
+        machine_lock.close()  # the guests finish booting without blocking other instances
+        members = boot.result() if boot is not None else ()
+        vm_hosts_inv, vlan_peers_inv = _vm_inventory(members)
 
-        tarball, digest = build_rootfs(cache_dir())
         inv_sites = []
-        for site in p.sites:
+        for i, site in enumerate(p.sites):
             inv_hosts = []
             for h in site.hosts:
                 sock = str(RUN_DIR / h.netns / "docker.sock")
-                ensure_image(sock, tarball, digest)
                 assert h.mgmt_address is not None
                 inv_hosts.append(
                     Host(
@@ -335,12 +449,14 @@ def lab_up(hosts: int = 2, sites: int = 1, instance: str = DEFAULT) -> Inventory
                         lan_address=r.lan_address,
                     ),
                     peer=Peer(netns=site.peer.netns, address=site.peer.lan_address),
-                    hosts=tuple(inv_hosts),
+                    hosts=tuple(inv_hosts + (vm_hosts_inv if i == 0 else [])),
+                    vlan_peers=tuple(vlan_peers_inv if i == 0 else []),
                 )
             )
         known_hosts = state / "known_hosts"
         known_hosts.write_text(
             "".join(f"{node.mgmt_address} {host_keys[node.netns]}\n" for node in p.mgmt_nodes)
+            + "".join(f"{m.plan.mgmt_address} {m.host_key}\n" for m in members)
         )
         inv = Inventory(
             version=1,
@@ -418,17 +534,23 @@ def lab_down(instance: str = DEFAULT) -> None:
     """
     _require_root()
     validate_instance(instance)
-    if not lab_root().exists() and not _existing_names(instance):
+    if not lab_root().exists() and not _existing_names(instance) and not vm.vm_leftovers(instance):
         return
     lab_root().mkdir(parents=True, exist_ok=True)
-    with _locked():
+    with _instance_locked(instance), _locked():
         names = _existing_names(instance)
         with contextlib.suppress(LabError, OSError, KeyError, ValueError):
             inv = load_inventory(instance)
             for site in inv.sites:
-                names |= {site.router.netns, site.peer.netns, *(h.netns for h in site.hosts)}
+                names |= {site.router.netns, site.peer.netns}
+                names |= {h.netns for h in site.hosts if h.netns}
+        # VMs first (by name, so also a crashed run's): their taps sit in the switch namespace.
+        vm.stop_instance_vms(instance)
         _teardown(instance, names, whole=True)
         _cleanup_outside_files()
+        left = vm.vm_leftovers(instance)
+        if left:
+            raise LabError(f"`lab down` of {instance} left behind:\n  " + "\n  ".join(left))
     with contextlib.suppress(OSError):
         lab_root().rmdir()  # only if no other instance is left
 
@@ -445,25 +567,81 @@ _NET_FORMAT = (
 )
 
 
-def _docker_lines(sock: str) -> list[str]:
-    """Containers (state, addresses) and networks (driver, subnets, parent) of one host."""
-    docker = ["docker", "-H", f"unix://{sock}"]
-    ids = n.run([*docker, "ps", "-aq"], check=False).split()
-    nets = n.run([*docker, "network", "ls", "-q"], check=False).split()
+def _format_docker(containers: str, networks: str) -> list[str]:
+    """Status lines from ``docker inspect --format _PS_FORMAT`` and
+    ``docker network inspect --format _NET_FORMAT`` output."""
     lines = []
-    if ids:
-        out = n.run([*docker, "inspect", "--format", _PS_FORMAT, *ids], check=False)
-        for line in out.splitlines():
+    for line in containers.splitlines():
+        if line.count("|") >= 3:
             name, image, state, addrs = line.split("|", 3)
             lines.append(f"      container {name.lstrip('/')}: {image} {state} {addrs.strip()}")
-    if nets:
-        out = n.run([*docker, "network", "inspect", "--format", _NET_FORMAT, *nets], check=False)
-        for line in out.splitlines():
+    for line in networks.splitlines():
+        if line.count("|") >= 3:
             name, driver, subnets, parent = line.split("|", 3)
             if driver not in ("host", "null"):
                 on = f" on {parent}" if parent else ""
                 lines.append(f"      network {name}: {driver} {subnets.strip()}{on}")
     return lines or ["      no containers, no networks"]
+
+
+def _docker_lines(sock: str) -> list[str]:
+    """Containers (state, addresses) and networks (driver, subnets, parent) of one host."""
+    docker = ["docker", "-H", f"unix://{sock}"]
+    ids = n.run([*docker, "ps", "-aq"], check=False).split()
+    nets = n.run([*docker, "network", "ls", "-q"], check=False).split()
+    ps = n.run([*docker, "inspect", "--format", _PS_FORMAT, *ids], check=False) if ids else ""
+    net = (
+        n.run([*docker, "network", "inspect", "--format", _NET_FORMAT, *nets], check=False)
+        if nets
+        else ""
+    )
+    return _format_docker(ps, net)
+
+
+# One ssh round trip per VM host (each costs about a second under TCG): version, then the
+# containers (C|…) and networks (N|…) in the formats of _docker_lines.
+_VM_STATUS = (
+    "v=$(docker version --format '{{.Server.Version}}') || exit 3; echo \"$v\"; "
+    f'ids=$(docker ps -aq); [ -z "$ids" ] || docker inspect --format {shlex.quote(_PS_FORMAT)} '
+    "$ids | sed 's/^/C|/'; "
+    f'nets=$(docker network ls -q); [ -z "$nets" ] || docker network inspect --format '
+    f"{shlex.quote(_NET_FORMAT)} $nets | sed 's/^/N|/'"
+)
+
+
+def _vm_host_lines(inv: Inventory, h: Host) -> list[str]:
+    """Status of a VM host, asked over ssh (pinned key): docker version, containers."""
+    proc = vm.guest_command(
+        h.mgmt_address, Path(inv.known_hosts), Path(inv.key_path), ["sh", "-c", _VM_STATUS]
+    )
+    out = proc.stdout.splitlines()
+    ssh_ok = proc.returncode != 255
+    docker_ok = proc.returncode == 0 and bool(out) and bool(out[0].strip())
+    lines = [
+        f"  host   {h.name} vm {h.vm_name}: {h.parent} {h.lan_address}, "
+        f"ssh root@{h.mgmt_address} sshd {'up' if ssh_ok else 'DOWN'}, "
+        f"dockerd {'up' if docker_ok else 'DOWN'} {out[0].strip() if docker_ok else '-'}"
+    ]
+    if docker_ok:
+        ps = "\n".join(x[2:] for x in out if x.startswith("C|"))
+        nets = "\n".join(x[2:] for x in out if x.startswith("N|"))
+        lines += _format_docker(ps, nets)
+    return lines
+
+
+def _vlan_peer_line(inv: Inventory, vp: VlanPeer) -> str:
+    proc = vm.guest_command(
+        vp.mgmt_address,
+        Path(inv.known_hosts),
+        Path(inv.key_path),
+        ["ip", "-br", "addr", "show", "dev", f"eth0.{vp.vlan}"],
+        timeout=30,
+    )
+    state = "up" if proc.returncode == 0 and vp.address in proc.stdout else "DOWN"
+    return (
+        f"  vlan-peer {vp.name} vm {vp.vm_name}: eth0.{vp.vlan} {vp.address} "
+        f"(eth0 {vp.lan_address}), ssh root@{vp.mgmt_address} {state}"
+    )
 
 
 def lab_status(instance: str = DEFAULT) -> str:
@@ -486,6 +664,16 @@ def lab_status(instance: str = DEFAULT) -> str:
         f"lab {instance}: {len(inv.sites)} site(s), {len(inv.hosts)} host(s), "
         f"key {inv.key_path}, known_hosts {inv.known_hosts}"
     ]
+    # The VM members are asked over ssh, all at once.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        vm_lines = {
+            h.mgmt_address: pool.submit(_vm_host_lines, inv, h) for h in inv.hosts if h.is_vm
+        }
+        peer_lines = {
+            vp.mgmt_address: pool.submit(_vlan_peer_line, inv, vp)
+            for site in inv.sites
+            for vp in site.vlan_peers
+        }
     for site in inv.sites:
         r = site.router
         out.append(f"site {site.name}: LAN {site.lan} via {site.gateway}")
@@ -498,6 +686,9 @@ def lab_status(instance: str = DEFAULT) -> str:
             f"{'present' if site.peer.netns in present else 'MISSING'}"
         )
         for h in site.hosts:
+            if h.is_vm:
+                out += vm_lines[h.mgmt_address].result()
+                continue
             ping = d.docker_ping(h.docker_socket)
             ver = d.docker_version(h.docker_socket) if ping else "-"
             out.append(
@@ -507,4 +698,5 @@ def lab_status(instance: str = DEFAULT) -> str:
             )
             if ping:
                 out += _docker_lines(h.docker_socket)
+        out += [peer_lines[vp.mgmt_address].result() for vp in site.vlan_peers]
     return "\n".join(out)

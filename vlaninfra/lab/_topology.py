@@ -20,12 +20,26 @@ Addressing (slot 0 is the default instance, slots 1-3 are other instances):
   has at most 15 hosts alone, 7 with a second site). 203.0.113.128/25 is left to other
   test fixtures (agent tests, VM hosts);
 - router-to-router: 198.18.255.(2s)/31 (site a even, site b odd).
+
+VM members (QEMU guests, all on site a's switch; see `plan_vms`):
+
+- names: VM host k is ``v<k>``, VLAN peer k is ``p<k>``; the machine-wide VM name (QEMU
+  ``-name vt-<vm name>``, taps ``vt-<vm name>-l`` / ``-m``) is ``<prefix>a-v1``, e.g.
+  ``vl-a-v1`` or ``vlt1-a-p1`` (at most 10 characters, so tap names fit IFNAMSIZ);
+- LAN (untagged ``eth0``): VM host k at .(20 + k), VLAN peer k at .(30 + k) of site a's LAN;
+  VLAN peer k also terminates its VLAN on ``eth0.<vid>`` with the given address;
+- management: 203.0.113.128/26, one /28 per slot (203.0.113.(128 + 16s)/28), one /31 per
+  VM (root side even, guest odd): VM hosts first, then VLAN peers, at most 8 VMs per
+  instance. This block collides neither with the namespace slots (203.0.113.0/25) nor with
+  the VM unit tests (203.0.113.240/28); the agent tests pick free /30s from the top of
+  203.0.113.128/25 down and skip addresses in use.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vlaninfra.lab._errors import LabError
@@ -35,15 +49,20 @@ __all__ = [
     "MAX_HOSTS_2_SITES",
     "MAX_SITES",
     "MAX_SLOTS",
+    "MAX_VMS",
     "NS_RE",
+    "VM_RE",
     "LabPlan",
     "NodePlan",
     "SitePlan",
+    "VmPlan",
     "WanPlan",
     "instance_of",
     "ns_prefix",
     "plan",
+    "plan_vms",
     "validate_instance",
+    "vm_instance_of",
 ]
 
 MAX_HOSTS = 15
@@ -56,6 +75,12 @@ SITE_NAMES = "ab"
 # the default instance).
 NS_RE = re.compile(r"^vl([a-z0-9]{0,3})-([a-z])-(sw|gw|peer|h[0-9]{1,2})$")
 _INSTANCE_RE = re.compile(r"^[a-z0-9]{1,3}$")
+# Machine-wide VM names of lab VMs (QEMU -name vt-<name>); group 1 as in NS_RE.
+VM_RE = re.compile(r"^vl([a-z0-9]{0,3})-([a-z])-([vp][0-9])$")
+MAX_VMS = 8
+# With VM hosts at .21…, namespace hosts (.11 …) must stay below them.
+MAX_HOSTS_WITH_VMS = 10
+_VM_MGMT = ipaddress.IPv4Address("203.0.113.128")
 
 _DEFAULT_LANS = ("192.0.2.0/24", "198.51.100.0/24")
 _MGMT = ipaddress.IPv4Address("203.0.113.0")
@@ -231,3 +256,107 @@ def plan(instance: str, slot: int, sites: int = 1, hosts: int = 2) -> LabPlan:
             )
         )
     return LabPlan(instance=instance, slot=slot, sites=tuple(result))
+
+
+def vm_instance_of(vm_name: str) -> str | None:
+    """The instance a lab VM name (``vl-a-v1``, ``vlt1-a-p2``) belongs to, else None."""
+    m = VM_RE.match(vm_name)
+    if m is None:
+        return None
+    return m.group(1) or DEFAULT
+
+
+@dataclass(frozen=True)
+class VmPlan:
+    """One QEMU member of site a: a VM Docker host (``v<k>``) or a VLAN peer (``p<k>``)."""
+
+    name: str
+    """Name inside the site (``v1``, ``p1``)."""
+    vm_name: str
+    """Machine-wide VM name (``vl-a-v1``): QEMU ``-name vt-<vm_name>``, taps ``vt-<vm_name>-l``."""
+    kind: str
+    """``host`` (dockerd, in the inventory's hosts) or ``vlan-peer``."""
+    lan_address: str
+    gateway: str
+    mgmt_address: str
+    """Guest side of the management /31 (the ssh target)."""
+    mgmt_root_address: str
+    mac_seed: int
+    vlan: int | None = None
+    vlan_address: str | None = None
+    """VLAN peers: the address on ``eth0.<vlan>``, with prefix length."""
+
+
+def _vlan_address(vid: object, address: object, lan: ipaddress.IPv4Network) -> str:
+    if isinstance(vid, bool) or not isinstance(vid, int) or not 1 <= vid <= 4094:
+        raise LabError(f"VLAN peer: VLAN id {vid!r} must be an integer 1..4094")
+    try:
+        iface = ipaddress.ip_interface(str(address))
+    except ValueError:
+        iface = None
+    if not isinstance(iface, ipaddress.IPv4Interface) or "/" not in str(address):
+        raise LabError(
+            f"VLAN peer {vid}: address {address!r} must be IPv4 with prefix, e.g. 198.18.50.2/24"
+        )
+    if iface.network.overlaps(lan):
+        raise LabError(f"VLAN peer {vid}: {iface} overlaps the site's LAN {lan}")
+    return iface.with_prefixlen
+
+
+def plan_vms(
+    p: LabPlan, vm_hosts: int = 0, vlan_peers: Sequence[tuple[int, str]] = ()
+) -> tuple[VmPlan, ...]:
+    """Names and addresses of the VM members of site a: VM hosts first, then VLAN peers.
+
+    Example: ``plan_vms(plan("default", 0), 1)[0].mgmt_address == "203.0.113.129"``
+    """
+    total = vm_hosts + len(vlan_peers)
+    if vm_hosts < 0 or total > MAX_VMS:
+        raise LabError(
+            f"--vm-hosts plus --vlan-peer must be 0..{MAX_VMS} in all, not {vm_hosts} + "
+            f"{len(vlan_peers)}"
+        )
+    site = p.sites[0]
+    if total and len(site.hosts) > MAX_HOSTS_WITH_VMS:
+        raise LabError(
+            f"--hosts must be at most {MAX_HOSTS_WITH_VMS} with VM members "
+            f"(namespace host 11 would take VM host v1's LAN address)"
+        )
+    lan = ipaddress.IPv4Network(site.lan)
+    seen: dict[str, int] = {}
+    peers = []
+    for vid, address in vlan_peers:
+        addr = _vlan_address(vid, address, lan)
+        ip = addr.split("/")[0]
+        if ip in seen:
+            raise LabError(f"VLAN peers {seen[ip]} and {vid} have the same address {ip}")
+        seen[ip] = vid
+        peers.append((vid, addr))
+    prefix = ns_prefix(p.instance)
+    result = []
+    for k in range(total):
+        is_host = k < vm_hosts
+        number = k + 1 if is_host else k - vm_hosts + 1
+        name = f"{'v' if is_host else 'p'}{number}"
+        root = _VM_MGMT + 16 * p.slot + 2 * k
+        vlan: int | None = None
+        vaddr: str | None = None
+        if not is_host:
+            vlan, vaddr = peers[k - vm_hosts]
+        result.append(
+            VmPlan(
+                name=name,
+                vm_name=f"{prefix}{site.name}-{name}",
+                kind="host" if is_host else "vlan-peer",
+                lan_address=(
+                    f"{lan.network_address + (20 if is_host else 30) + number}/{lan.prefixlen}"
+                ),
+                gateway=site.gateway,
+                mgmt_address=str(root + 1),
+                mgmt_root_address=str(root),
+                mac_seed=256 * (1 + p.slot) + 1 + k,
+                vlan=vlan,
+                vlan_address=vaddr,
+            )
+        )
+    return tuple(result)

@@ -79,6 +79,7 @@ __all__ = [
     "start_vm",
     "stop_all",
     "stop_vm",
+    "vm_cache_dir",
     "vm_unavailable_reason",
 ]
 
@@ -321,6 +322,44 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def vm_cache_dir() -> Path:
+    """The machine-wide base image cache, shared by every clone on this machine:
+    ``$VLANINFRA_VM_CACHE``, else ``${XDG_CACHE_HOME:-~/.cache}/vlaninfra/vm``.
+
+    Example: ``vm_cache_dir()`` → ``/root/.cache/vlaninfra/vm``
+    """
+    env = os.environ.get("VLANINFRA_VM_CACHE")
+    if env:
+        return Path(env).expanduser().resolve()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return (base / "vlaninfra" / "vm").resolve()
+
+
+def _adopt(final: Path, key: str, sources: Sequence[Path]) -> VmImage | None:
+    """Hard-link (or copy) a complete image of ``key`` from another cache dir into ``final``.
+    The caller holds the cache lock."""
+    for src_dir in sources:
+        src = src_dir.resolve() / final.name
+        if src == final or _load_image(src, key, built=False) is None:
+            continue
+        staging = final.parent / f".adopt-{key}-{os.getpid()}"
+        _remove_tree(staging)
+        staging.mkdir(parents=True)
+        try:
+            for name in (*_ARTIFACTS, "manifest.json"):
+                try:
+                    os.link(src / name, staging / name)
+                except OSError:
+                    shutil.copy2(src / name, staging / name)
+            staging.rename(final)
+        except OSError:
+            _remove_tree(staging)
+            continue
+        return _load_image(final, key, built=False)
+    return None
+
+
 def build_base_image(
     cache_dir: Path,
     *,
@@ -328,12 +367,15 @@ def build_base_image(
     suite: str = DEFAULT_SUITE,
     mirror: str | None = None,
     timeout: float = 1800.0,
+    adopt_from: Sequence[Path] = (),
 ) -> VmImage:
     """Build the VM base image once into ``cache_dir/base-<key>/``; a complete cache is reused.
 
     A successful build removes the ``base-*`` images of other keys.
     Complete means ``manifest.json`` (written last) names the same key and every artifact has
-    the recorded size. Concurrent callers serialize on ``cache_dir/.lock``. Needs root, network
+    the recorded size. ``adopt_from``: other cache dirs whose complete image of the same key is
+    hard-linked (or copied) in instead of building. Concurrent callers serialize on
+    ``cache_dir/.lock``. Needs root, network
     access to the mirror and the build tools (see `vm_unavailable_reason`).
     Example: ``build_base_image(Path(".cache/vm")).rootfs`` → ``.cache/vm/base-…/base.ext4``
     """
@@ -343,14 +385,17 @@ def build_base_image(
     image = _load_image(final, key, built=False)
     if image is not None:
         return image
-    reason = vm_unavailable_reason(build=True)
-    if reason is not None:
-        raise VmError(f"cannot build the VM base image: {reason}")
     cache_dir.mkdir(parents=True, exist_ok=True)
     with _locked(cache_dir / ".lock"):
         image = _load_image(final, key, built=False)  # another process may have finished it
+        if image is None and adopt_from:
+            _remove_tree(final)
+            image = _adopt(final, key, adopt_from)
         if image is not None:
             return image
+        reason = vm_unavailable_reason(build=True)
+        if reason is not None:
+            raise VmError(f"cannot build the VM base image: {reason}")
         work = cache_dir / f".build-{key}-{os.getpid()}"
         for stale in cache_dir.glob(f".build-{key}-*"):
             _remove_tree(stale)  # we hold the lock: nobody else is building this key
@@ -625,6 +670,7 @@ def start_vm(
     identity_file: Path | None = None,
     ssh_timeout: float = 60.0,
     docker_timeout: float = 60.0,
+    docker: bool = True,
 ) -> VmHost:
     """Start a VM lab host and wait until ssh (pinned key) and docker answer.
 
@@ -634,6 +680,8 @@ def start_vm(
     creates, each with an optional address, e.g. ``[(50, "198.18.50.2/24")]`` (a VLAN peer).
     ``identity_file``: the private key matching ``authorized_key``, used for the readiness
     login; without it start_vm also authorizes a probe key of its own, kept in ``state_dir``.
+    ``docker=False`` (a VLAN peer) returns once ssh answers, without waiting for dockerd
+    (``docker_version`` is then ``""``).
     On any failure the VM is stopped again and VmError (with the console tail) is raised.
     """
     _check_name(name)
@@ -842,6 +890,28 @@ def start_vm(
         t_ssh = time.monotonic()
 
         # 2. dockerd answering and the lab image imported (lab-init touches the marker)
+        if not docker:
+            return VmHost(
+                name=name,
+                pid=pid,
+                mgmt_address=address,
+                host_key=host_key,
+                lan_tap=lan_tap,
+                mgmt_tap=mgmt_tap,
+                console_path=console,
+                docker_version="",
+                state_dir=state_dir,
+                known_hosts=known_hosts,
+                identity_file=identity_file,
+                lan_mac=lmac,
+                mgmt_mac=mmac,
+                lan_address=lan_address,
+                lan_netns=lan_netns,
+                kernel_release=image.kernel_release,
+                boot_to_ssh_seconds=round(t_ssh - t_start, 2),
+                ssh_to_docker_seconds=0.0,
+                vlans=tuple(vlans),
+            )
         polls = max(1, int(docker_timeout / 0.25))
         script = (
             f"i=0; while [ $i -lt {polls} ]; do "

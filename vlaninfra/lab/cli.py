@@ -16,15 +16,23 @@ def _up(args: argparse.Namespace) -> int:
 
     start = time.monotonic()
     try:
-        inv = lab_up(hosts=args.hosts, sites=args.sites, instance=args.instance)
+        inv = lab_up(
+            hosts=args.hosts,
+            sites=args.sites,
+            instance=args.instance,
+            vm_hosts=args.vm_hosts,
+            vlan_peers=args.vlan_peer,
+        )
     except LabError as e:
         if not inventory_path(args.instance).parent.exists():
             raise
         down = f"vlaninfra lab down --instance {args.instance}"
         raise LabError(f"{e}\n(what was built stays for inspection; `{down}` removes it)") from e
+    vms = sum(h.kind == "vm" for h in inv.hosts)
+    peers = sum(len(s.vlan_peers) for s in inv.sites)
     print(
         f"lab {inv.instance} up in {time.monotonic() - start:.1f} s: "
-        f"{len(inv.hosts)} host(s) in {len(inv.sites)} site(s)"
+        f"{len(inv.hosts)} host(s) ({vms} VM) and {peers} VLAN peer(s) in {len(inv.sites)} site(s)"
     )
     for site in inv.sites:
         print(
@@ -32,7 +40,13 @@ def _up(args: argparse.Namespace) -> int:
             f"ssh root@{site.router.mgmt_address}"
         )
         for h in site.hosts:
-            print(f"    {h.name} {h.netns} {h.lan_address} ssh root@{h.mgmt_address}")
+            where = f"vm {h.vm_name}" if h.kind == "vm" else h.netns
+            print(f"    {h.name} {where} {h.lan_address} ssh root@{h.mgmt_address}")
+        for vp in site.vlan_peers:
+            print(
+                f"    {vp.name} vm {vp.vm_name} vlan {vp.vlan} eth0.{vp.vlan} {vp.address} "
+                f"ssh root@{vp.mgmt_address}"
+            )
     print(f"inventory: {inventory_path(inv.instance)}")
     return 0
 
@@ -56,6 +70,14 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vlan_peer(text: str) -> tuple[int, str]:
+    """``50=198.18.50.2/24`` → ``(50, "198.18.50.2/24")``."""
+    vid, sep, address = text.partition("=")
+    if not sep or not vid.strip().isdigit() or "/" not in address:
+        raise argparse.ArgumentTypeError(f"{text!r} is not VID=ADDR/PREFIX, e.g. 50=198.18.50.2/24")
+    return int(vid), address.strip()
+
+
 def _run(func: Any) -> Any:
     def wrapped(args: argparse.Namespace) -> int:
         from vlaninfra.lab import LabError
@@ -74,7 +96,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     Example: ``add_parser(parser.add_subparsers(dest="command"))``
     """
-    lab = subparsers.add_parser("lab", help="the local multi-host lab (network namespaces)")
+    lab = subparsers.add_parser(
+        "lab", help="the local multi-host lab (network namespaces, QEMU VM hosts)"
+    )
     sub = lab.add_subparsers(dest="lab_command", required=True)
     inst = argparse.ArgumentParser(add_help=False)
     inst.add_argument(
@@ -96,6 +120,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=1,
         choices=(1, 2),
         help="1: site a; 2: sites a and b, routed to each other (default: 1)",
+    )
+    up.add_argument(
+        "--vm-hosts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="QEMU Docker hosts v1..vN on site a (full Debian kernel: ipvlan, 802.1Q); "
+        "VM hosts and VLAN peers 0-8 in all (default: 0)",
+    )
+    up.add_argument(
+        "--vlan-peer",
+        type=_vlan_peer,
+        action="append",
+        default=[],
+        metavar="VID=ADDR/PREFIX",
+        help="a QEMU guest on site a terminating VLAN VID on eth0.VID with ADDR/PREFIX, "
+        "e.g. 50=198.18.50.2/24 (repeatable)",
     )
     up.set_defaults(func=_run(_up))
 
