@@ -16,6 +16,7 @@ import socket
 from typing import Any
 
 from vlaninfra.host.context import Context
+from vlaninfra.host.errors import OpError
 
 __all__ = [
     "IFF_UP",
@@ -27,6 +28,8 @@ __all__ = [
     "read_link",
     "read_links",
     "read_routes",
+    "read_routes_to",
+    "route_get",
     "route_list",
 ]
 
@@ -218,3 +221,26 @@ def route_list(ctx: Context, dev: str | None = None) -> list[dict[str, Any]]:
         if dev is not None:
             index = int(ipr.link("get", ifname=dev)[0]["index"])
         return read_routes(ipr, index)
+
+
+def read_routes_to(ipr: Any, net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+                   ) -> list[dict[str, Any]]:
+    """Main-table routes whose destination is exactly ``net``, lowest metric first."""
+    found = [r for r in read_routes(ipr) if r["dst"] == str(net)]
+    return sorted(found, key=lambda r: r["metric"] or 0)
+
+
+def route_get(ctx: Context, dst: str) -> dict[str, Any] | None:
+    """The main-table route to exactly ``dst`` (lowest metric; see :func:`route_list`), or
+    None. A malformed ``dst`` is ``EINVAL``.
+
+    Example: ``route_get(ctx, "198.18.1.0/24")`` → ``{"dst": "198.18.1.0/24", "gateway":
+    "192.0.2.21", "dev": "eth0", "scope": "universe", "proto": "static", "metric": None}``
+    """
+    try:
+        net = ipaddress.ip_network(dst)
+    except (TypeError, ValueError) as exc:
+        raise OpError(errno.EINVAL, f"route {dst!r}: {exc}") from None
+    with ctx.netlink() as ipr:
+        found = read_routes_to(ipr, net)
+    return found[0] if found else None

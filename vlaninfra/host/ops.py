@@ -28,10 +28,13 @@ from vlaninfra.host.facts import (
     read_addresses,
     read_link,
     read_routes,
+    read_routes_to,
 )
 
 __all__ = [
     "check_ifname",
+    "route_delete",
+    "route_ensure",
     "shim_delete",
     "shim_ensure",
     "shim_read",
@@ -334,3 +337,98 @@ def vlan_delete(ctx: Context, name: str) -> dict[str, bool]:
         if current["kind"] != "vlan":
             raise OpError(errno.EINVAL, f"{name!r} is a {current['kind']} link, not a VLAN")
         return {"deleted": _delete_link(ipr, name)}
+
+
+# -- static routes (an upstream router's routes to tenant subnets) ---------------------------
+
+_RTPROT_STATIC = 4
+_PROTO_NUMBER = {name: number for number, name in RTPROT.items()}
+
+
+def _route_target(dst: str, via: str | None) -> tuple[ipaddress.IPv4Network
+                                                    | ipaddress.IPv6Network, str | None]:
+    try:
+        net = ipaddress.ip_network(dst)
+        gateway = str(ipaddress.ip_address(via)) if via is not None else None
+    except (TypeError, ValueError) as exc:
+        raise OpError(errno.EINVAL, f"route {dst!r} via {via!r}: {exc}") from None
+    if gateway is not None and ipaddress.ip_address(gateway).version != net.version:
+        raise OpError(errno.EINVAL, f"route {dst}: next hop {gateway} is another IP family")
+    return net, gateway
+
+
+def _route_spec(net: ipaddress.IPv4Network | ipaddress.IPv6Network, gateway: str | None,
+                oif: int | None, proto: int = _RTPROT_STATIC) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "dst": str(net.network_address), "dst_len": net.prefixlen, "table": MAIN_TABLE,
+        "family": socket.AF_INET if net.version == 4 else socket.AF_INET6, "proto": proto,
+    }
+    if gateway is not None:
+        spec["gateway"] = gateway
+    if oif is not None:
+        spec["oif"] = oif
+    return spec
+
+
+def route_ensure(ctx: Context, dst: str, via: str, dev: str | None = None) -> dict[str, Any]:
+    """Converge the main-table route ``dst via <via> [dev <dev>]``, ``proto static``.
+
+    No-op when that route is there; a route to ``dst`` through another next hop is replaced
+    (it is drift, or the tenant moved host), unless the kernel owns it (``dst`` is connected
+    here: ``EEXIST``, the layout is wrong). ``created`` says whether this call changed
+    anything. Example: ``route_ensure(ctx, "198.18.1.0/24", "192.0.2.21")``
+    """
+    net, gateway = _route_target(dst, via)
+    if dev is not None:
+        check_ifname(dev, "route device")
+    with ctx.netlink() as ipr:
+        current = read_routes_to(ipr, net)
+        if any(r["gateway"] == gateway and (dev is None or r["dev"] == dev) for r in current):
+            match = next(r for r in current if r["gateway"] == gateway)
+            return {**match, "created": False}
+        owned = [r for r in current if r["proto"] in KERNEL_PROTOS]
+        if owned:
+            raise OpError(errno.EEXIST, f"{net} is connected on this router ({owned[0]['dev']}):"
+                                        " it cannot also be routed to a host", route=owned[0])
+        oif = _parent_index(ipr, dev) if dev is not None else None
+        for old in current:
+            # Exactly what was dumped (metric and proto included), so the kernel finds it.
+            spec = _route_spec(net, old["gateway"], None,
+                               _PROTO_NUMBER.get(old["proto"], _RTPROT_STATIC))
+            if old["metric"] is not None:
+                spec["priority"] = old["metric"]
+            try:
+                ipr.route("del", **spec)
+            except Exception as exc:
+                _ignore(exc, _GONE)
+        try:
+            ipr.route("add", **_route_spec(net, gateway, oif))
+        except Exception as exc:
+            _ignore(exc, frozenset({errno.EEXIST}))  # a concurrent ensure won the race
+        after = [r for r in read_routes_to(ipr, net) if r["gateway"] == gateway]
+        if not after:
+            raise OpError(errno.EIO, f"route {net} via {gateway} is missing after adding it")
+        return {**after[0], "created": True}
+
+
+def route_delete(ctx: Context, dst: str, via: str) -> dict[str, bool]:
+    """Delete the main-table route ``dst via <via>``; tolerates it being gone, and leaves a
+    route to ``dst`` through another next hop alone (it is not ours any more).
+
+    Example: ``route_delete(ctx, "198.18.1.0/24", "192.0.2.21")`` → ``{"deleted": True}``
+    """
+    net, gateway = _route_target(dst, via)
+    with ctx.netlink() as ipr:
+        ours = [r for r in read_routes_to(ipr, net)
+                if r["gateway"] == gateway and r["proto"] not in KERNEL_PROTOS]
+        deleted = False
+        for old in ours:
+            spec = _route_spec(net, gateway, None, _PROTO_NUMBER.get(old["proto"], _RTPROT_STATIC))
+            if old["metric"] is not None:
+                spec["priority"] = old["metric"]
+            try:
+                ipr.route("del", **spec)
+                deleted = True
+            except Exception as exc:
+                _ignore(exc, _GONE)
+        return {"deleted": deleted}

@@ -107,7 +107,22 @@ class FakeIPRoute:
         if cmd == "dump":
             return [{"family": r["family"], "RTA_TABLE": 254, "RTA_DST": r["dst"],
                      "dst_len": r["dst_len"], "RTA_OIF": r["oif"], "proto": r["proto"],
-                     "scope": r["scope"]} for r in self.routes if r["family"] == kw["family"]]
+                     "scope": r["scope"], "RTA_GATEWAY": r.get("gateway")}
+                    for r in self.routes if r["family"] == kw["family"]]
+        if "gateway" in kw or (cmd == "del" and "oif" not in kw):
+            # Gateway routes: the kernel resolves the device; matched by dst and next hop.
+            gw_key = {k: kw.get(k) for k in ("dst", "dst_len", "gateway")}
+            match = [r for r in self.routes if {k: r.get(k) for k in gw_key} == gw_key]
+            if cmd == "add":
+                if match:
+                    raise NetlinkError(errno.EEXIST)
+                self.routes.append({**gw_key, "oif": kw.get("oif", 2), "family": kw["family"],
+                                    "proto": kw["proto"], "scope": 0})
+                return []
+            if not match or match[0]["proto"] != kw.get("proto"):
+                raise NetlinkError(errno.ESRCH)
+            self.routes.remove(match[0])
+            return []
         key = {k: kw[k] for k in ("dst", "dst_len", "oif")}
         match = [r for r in self.routes if {k: r[k] for k in key} == key]
         if cmd == "add":
@@ -232,3 +247,52 @@ def test_shim_ensure_missing_parent_is_enodev(ctx: Any) -> None:
     with pytest.raises(OpError) as info:
         ops.shim_ensure(ctx, "shim0", "eth9")
     assert info.value.code == errno.ENODEV and "eth9" in info.value.message
+
+
+# -- static routes on a router -------------------------------------------------------------
+
+
+def test_route_ensure_adds_then_is_a_noop_and_get_reads_it(ctx: Any) -> None:
+    assert facts.route_get(ctx, "198.18.1.0/24") is None
+    out = ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.21")
+    assert (out["created"], out["gateway"], out["proto"]) == (True, "192.0.2.21", "static")
+    again = ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.21")
+    assert again["created"] is False and len(ctx.ipr.routes) == 1
+    got = facts.route_get(ctx, "198.18.1.0/24")
+    assert got is not None and got["gateway"] == "192.0.2.21" and got["dev"] == "eth0"
+
+
+def test_route_ensure_replaces_another_next_hop(ctx: Any) -> None:
+    ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.22")
+    out = ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.21")
+    assert out["created"] is True
+    assert [r["gateway"] for r in ctx.ipr.routes] == ["192.0.2.21"]
+
+
+def test_route_ensure_refuses_a_connected_prefix(ctx: Any) -> None:
+    ctx.ipr.routes.append({"dst": "198.18.1.0", "dst_len": 24, "oif": 2, "gateway": None,
+                           "family": socket.AF_INET, "proto": 2, "scope": 253})
+    with pytest.raises(OpError) as info:
+        ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.21")
+    assert info.value.code == errno.EEXIST and "connected" in info.value.message
+    assert len(ctx.ipr.routes) == 1
+
+
+def test_route_delete_removes_only_its_own_next_hop_and_tolerates_gone(ctx: Any) -> None:
+    ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.22")
+    assert ops.route_delete(ctx, "198.18.1.0/24", "192.0.2.21") == {"deleted": False}
+    assert len(ctx.ipr.routes) == 1
+    assert ops.route_delete(ctx, "198.18.1.0/24", "192.0.2.22") == {"deleted": True}
+    assert ops.route_delete(ctx, "198.18.1.0/24", "192.0.2.22") == {"deleted": False}
+    assert ctx.ipr.routes == []
+
+
+@pytest.mark.parametrize(("dst", "via"), [
+    ("198.18.1.7/24", "192.0.2.21"),  # host bits
+    ("198.18.1.0/24", "2001:db8::1"),  # other family
+    ("nonsense", "192.0.2.21"),
+])
+def test_route_ensure_validates_before_touching_anything(ctx: Any, dst: str, via: str) -> None:
+    with pytest.raises(OpError) as info:
+        ops.route_ensure(ctx, dst, via)
+    assert info.value.code == errno.EINVAL and ctx.ipr.routes == []
