@@ -80,6 +80,7 @@ _ROUTER = Obj("router", "An upstream router of the site.", (
     F("name", _TEXT, "Router name.", required=True),
     F("address", Address(), "Router address on the LAN.", required=True),
     F("managed", Bool(), "Whether vlaninfra applies the upstream routes to it (false)."),
+    F("ssh", _SSH, "SSH target of a managed router; optional when the site says inventory: lab."),
 ), Router)
 
 _SUBNET = Obj("subnet", "One IPAM pool of a network.", (

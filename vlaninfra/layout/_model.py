@@ -93,6 +93,8 @@ class Router:
     address: IPAddress
     managed: bool = False
     """True when vlaninfra may apply the upstream routes to it; they are computed either way."""
+    ssh: SshTarget | None = None
+    """How vlaninfra reaches a managed router (like a host); the lab inventory supplies it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

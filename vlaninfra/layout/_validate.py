@@ -43,6 +43,8 @@ _MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 _VERSION = re.compile(r"(\d+)\.(\d+)(\.\d+)?([+~-][0-9A-Za-z.+~-]*)?")
 _VLAN = re.compile(r"(.+)\.(\d+)")
 _STRICT_DOCKER = (20, 10)
+_IPVLAN_FLAGS_SINCE = (23, 0)
+"""moby #42542 (Docker 23.0): the ipvlan driver honours ipvlan_flag and knows mode l3s."""
 _SHARED_MACVLAN_SINCE = (27, 0)
 """moby #47318 (Docker 27.0) lets several macvlan networks share a parent, except passthru."""
 
@@ -240,6 +242,10 @@ def _lan(check: _Check, site: Site) -> None:
         check.error(f"{base}.dhcp_pool", str(pool),
                     f"the DHCP pool is outside the LAN subnet {lan.subnet}: use addresses in it")
     for i, router in enumerate(site.routers):
+        if router.managed and router.ssh is None and site.inventory is None:
+            check.error(f"sites.{site.name}.routers[{i}].ssh", None, (
+                "required: a managed router gets the upstream routes over SSH; give its ssh "
+                "settings (or set managed: false and add the plan's routes by hand)"))
         lan_net = lan.subnet if router.address.version == 4 else lan.subnet6
         if lan_net is not None and router.address not in lan_net:
             check.error(f"sites.{site.name}.routers[{i}].address", router.address,
@@ -340,12 +346,34 @@ def _network(check: _Check, site: Site, i: int, net: Network, hosts: dict[str, H
         path = f"{base}.subnets[{j}]"
         gateway = _subnet(check, path, subnet, net)
         _add_pool(check, site, net, subnet, path, net.hosts, None, gateway)
+    if isinstance(net, IpvlanNetwork):
+        _ipvlan_docker(check, site, base, net, hosts)
     if isinstance(net, MacvlanNetwork) and net.mode == "passthru" and net.shim is not None:
         check.error(f"{base}.shim", net.name, (
             "macvlan passthru gives the whole parent to one container: drop the shim "
             "or use mode bridge"))
     if net.shim is not None:
         _shim(check, site, base, net)
+
+
+def _ipvlan_docker(check: _Check, site: Site, base: str, net: IpvlanNetwork,
+                   hosts: dict[str, Host]) -> None:
+    """What Docker's ipvlan driver does with mode and flag, by daemon version. Measured on
+    Docker 20.10.24: ``ipvlan_mode=l3s`` is refused, ``ipvlan_flag`` is accepted, stored in the
+    network's options and ignored (the links are created with flag bridge)."""
+    old = sorted(h for h in net.hosts
+                 if h in hosts and _version(hosts[h].docker_version) < _IPVLAN_FLAGS_SINCE)
+    if not old:
+        return
+    where = f"on host(s) {', '.join(old)} (Docker 20.10 assumed where docker_version is not set)"
+    if net.mode == "l3s":
+        check.error(f"{base}.mode", net.mode, (
+            f"Docker before 23.0 refuses ipvlan mode l3s {where}: use l3"))
+    if net.flag != "bridge":
+        check.error(f"{base}.flag", net.flag, (
+            f"Docker before 23.0 accepts ipvlan_flag {net.flag} and ignores it (the links get "
+            f"flag bridge) {where}: containers on this network would reach each other; "
+            "drop the flag, or give each tenant its own host"))
 
 
 def _add_pool(check: _Check, site: Site, net: Network, subnet: Subnet, path: str,
@@ -378,6 +406,14 @@ def _shim(check: _Check, site: Site, base: str, net: Network) -> None:
         path = f"{base}.shim.name" if shim.name else f"{base}.name"
         check.error(path, shim_name(net), problem + (
             "" if shim.name else " (the shim is named shim-<network>; set shim.name)"))
+    if isinstance(net, IpvlanNetwork) and net.mode != "l2":
+        check.error(f"{base}.shim", net.name, (
+            f"ipvlan {net.mode} needs no shim: the host reaches the containers by routing "
+            "(through the upstream route to its own subnet); drop the shim"))
+    if isinstance(net, IpvlanNetwork) and net.flag == "private":
+        check.error(f"{base}.flag", net.flag, (
+            "ipvlan private blocks traffic between the shim and the containers: use flag "
+            "bridge, or drop the shim"))
     if isinstance(net, MacvlanNetwork) and net.mode == "private":
         check.error(f"{base}.mode", net.mode, (
             "macvlan private blocks traffic between the shim and the containers: use mode "
@@ -453,8 +489,8 @@ def _tenants(check: _Check, site: Site, nets: dict[str, Network],
                 check.facts.notes.setdefault((site.name, h, net.name), []).append(
                     f"carries tenants {', '.join(tenants)} in one ipvlan network: Docker "
                     f"{versions.get(h, '20.10 (assumed)')} allows one ipvlan network per parent "
-                    f"({net.parent_on(h)}); tenants reach each other unless flag is private or "
-                    "each gets its own 802.1Q parent")
+                    f"({net.parent_on(h)}); the tenants reach each other inside the host (ipvlan "
+                    "flag bridge; Docker 20.10 ignores ipvlan_flag, 23.0+ honours private)")
 
 
 def _parents(check: _Check, site: Site, host: Host, hi: int,
@@ -632,6 +668,8 @@ def _upstream(check: _Check, site: Site, host_index: dict[str, int]) -> None:
               and isinstance(p.network, IpvlanNetwork) and p.network.mode in ("l3", "l3s")]
     for pool in routed:
         for host in pool.hosts:
+            if host not in host_index:
+                continue  # an unknown host is reported where the network names it
             h = site.hosts[host_index[host]]
             v4 = pool.subnet.subnet.version == 4
             if (h.lan_address if v4 else h.lan_address6) is None:

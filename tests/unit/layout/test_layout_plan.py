@@ -73,8 +73,8 @@ def test_ipvlan_l3_tenants_share_one_network_and_the_router_gets_routes() -> Non
     assert [str(s.subnet) for s in net.subnets] == ["10.1.0.0/24", "10.2.0.0/24"]
     assert net.notes == (
         "carries tenants tenant_a, tenant_b in one ipvlan network: Docker 20.10 allows one "
-        "ipvlan network per parent (eth0); tenants reach each other unless flag is private or "
-        "each gets its own 802.1Q parent",)
+        "ipvlan network per parent (eth0); the tenants reach each other inside the host "
+        "(ipvlan flag bridge; Docker 20.10 ignores ipvlan_flag, 23.0+ honours private)",)
     assert [(c.name, str(c.ipv4), c.tenant) for c in p.sites[0].hosts[0].containers] == [
         ("app1", "10.1.0.5", "tenant_a"), ("app2", "10.2.0.5", "tenant_b")]
 
