@@ -3,6 +3,6 @@ network on each host, the host shims and the containers."""
 
 from __future__ import annotations
 
-from ._site import SiteNetwork, deploy
+from ._site import SiteNetwork, SiteVlanParents, UpstreamRoutes, deploy
 
-__all__ = ["SiteNetwork", "deploy"]
+__all__ = ["SiteNetwork", "SiteVlanParents", "UpstreamRoutes", "deploy"]

@@ -7,10 +7,17 @@ from typing import Any
 
 import pulumi
 
-from vlaninfra.layout import HostPlan, NetworkPlan, Plan
-from vlaninfra.providers import Container, DockerHost, DockerNetwork, HostShim
+from vlaninfra.layout import HostPlan, NetworkPlan, Plan, SitePlan
+from vlaninfra.providers import (
+    Container,
+    DockerHost,
+    DockerNetwork,
+    HostShim,
+    RouterRoute,
+    VlanParent,
+)
 
-__all__ = ["SiteNetwork", "deploy"]
+__all__ = ["SiteNetwork", "SiteVlanParents", "UpstreamRoutes", "deploy"]
 
 
 def _ipam(network: NetworkPlan) -> list[dict[str, Any]]:
@@ -40,9 +47,11 @@ class SiteNetwork(pulumi.ComponentResource):
         site: str,
         network: str,
         hosts: Sequence[tuple[DockerHost, HostPlan]],
+        vlans: Mapping[tuple[str, str], VlanParent] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("vlaninfra:index:SiteNetwork", resource_name, None, opts)
+        vlans = vlans or {}
         self.networks: dict[str, DockerNetwork] = {}
         self.shims: dict[str, HostShim] = {}
         self.containers: dict[str, Container] = {}
@@ -50,6 +59,9 @@ class SiteNetwork(pulumi.ComponentResource):
         for host, host_plan in hosts:
             where = f"sites.{site}"
             net_plan = next(n for n in host_plan.networks if n.name == network)
+            vlan = vlans.get((host.name, net_plan.parent))
+            # Created after and deleted before the 802.1Q parent it hangs off.
+            on_vlan = pulumi.ResourceOptions(parent=self, depends_on=[vlan] if vlan else None)
             net = DockerNetwork(
                 f"{site}-{host.name}-{network}",
                 host=host,
@@ -62,7 +74,7 @@ class SiteNetwork(pulumi.ComponentResource):
                 internal=net_plan.internal,
                 enable_ipv6=net_plan.enable_ipv6,
                 config_path=f"{where}.networks.{network}",
-                opts=child,
+                opts=on_vlan,
             )
             self.networks[host.name] = net
             for shim in (s for s in host_plan.shims if s.network == network):
@@ -76,7 +88,7 @@ class SiteNetwork(pulumi.ComponentResource):
                     address=str(shim.address),
                     routes=[str(r) for r in shim.routes],
                     config_path=f"{where}.networks.{network}.shim",
-                    opts=child,
+                    opts=on_vlan,
                 )
             for c in (c for c in host_plan.containers if c.network == network):
                 self.containers[f"{host.name}/{c.name}"] = Container(
@@ -98,14 +110,91 @@ class SiteNetwork(pulumi.ComponentResource):
         self.register_outputs({})
 
 
-def deploy(plan: Plan, hosts: Mapping[tuple[str, str], DockerHost]) -> list[SiteNetwork]:
-    """Declares every network, shim and container of `plan`; `hosts` maps (site, host) to how
-    to reach it.
+class SiteVlanParents(pulumi.ComponentResource):
+    """The 802.1Q parents (`eth0.50`) the networks and shims of a site's hosts hang off.
+
+    Example: ``SiteVlanParents("paris-vlans", site="paris", hosts=[(h1, plan_h1)])``
+    """
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        site: str,
+        hosts: Sequence[tuple[DockerHost, HostPlan]],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("vlaninfra:index:SiteVlanParents", resource_name, None, opts)
+        self.parents: dict[tuple[str, str], VlanParent] = {}
+        """(host, sub-interface) → its resource."""
+        for host, host_plan in hosts:
+            for v in host_plan.vlan_parents:
+                self.parents[(host.name, v.name)] = VlanParent(
+                    f"{site}-{host.name}-{v.name}",
+                    host=host,
+                    parent_name=v.name,
+                    trunk=v.trunk,
+                    vlan_id=v.vlan_id,
+                    config_path=f"sites.{site}.hosts.{host_plan.name}.parents",
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+        self.register_outputs({})
+
+
+class UpstreamRoutes(pulumi.ComponentResource):
+    """The static routes a site's managed routers need to its tenants' ipvlan L3 subnets
+    (prefix via the serving host's LAN address), applied on each managed router.
+
+    Example: ``UpstreamRoutes("paris-routes", site=site_plan, routers={"gw": gw})``
+    """
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        site: SitePlan,
+        routers: Mapping[str, DockerHost],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("vlaninfra:index:UpstreamRoutes", resource_name, None, opts)
+        self.routes: dict[tuple[str, str], RouterRoute] = {}
+        """(router, prefix) → its resource."""
+        for i, router in enumerate(site.routers):
+            if not router.managed:
+                continue
+            for r in site.upstream_routes:
+                self.routes[(router.name, str(r.prefix))] = RouterRoute(
+                    f"{site.name}-{router.name}-{r.prefix}",
+                    router=routers[router.name],
+                    destination=str(r.prefix),
+                    via=str(r.via),
+                    config_path=f"sites.{site.name}.routers[{i}]",
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+        self.register_outputs({})
+
+
+def deploy(
+    plan: Plan,
+    hosts: Mapping[tuple[str, str], DockerHost],
+    routers: Mapping[tuple[str, str], DockerHost] | None = None,
+) -> list[pulumi.ComponentResource]:
+    """Declares every 802.1Q parent, network, shim and container of `plan`, and the upstream
+    routes on managed routers; `hosts` and `routers` map (site, name) to how to reach it.
 
     Example: ``deploy(layout.plan(load_config(cfg)), {("paris", "h1"): DockerHost(...)})``
     """
-    out = []
+    out: list[pulumi.ComponentResource] = []
     for site in plan.sites:
+        vlans: dict[tuple[str, str], VlanParent] = {}
+        if any(h.vlan_parents for h in site.hosts):
+            parents = SiteVlanParents(
+                f"{site.name}-vlans",
+                site=site.name,
+                hosts=[(hosts[(site.name, h.name)], h) for h in site.hosts if h.vlan_parents],
+            )
+            vlans = parents.parents
+            out.append(parents)
         names = sorted({n.name for h in site.hosts for n in h.networks})
         for name in names:
             members = [
@@ -114,6 +203,14 @@ def deploy(plan: Plan, hosts: Mapping[tuple[str, str], DockerHost]) -> list[Site
                 if any(n.name == name for n in h.networks)
             ]
             out.append(
-                SiteNetwork(f"{site.name}-{name}", site=site.name, network=name, hosts=members)
+                SiteNetwork(
+                    f"{site.name}-{name}", site=site.name, network=name, hosts=members,
+                    vlans=vlans,
+                )
             )
+        if site.upstream_routes and any(r.managed for r in site.routers):
+            managed = {
+                r.name: (routers or {})[(site.name, r.name)] for r in site.routers if r.managed
+            }
+            out.append(UpstreamRoutes(f"{site.name}-routes", site=site, routers=managed))
     return out

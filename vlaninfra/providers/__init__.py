@@ -9,8 +9,10 @@ from __future__ import annotations
 from ._base import DockerHost, HostProvider, ProviderError
 from ._container import ContainerProvider
 from ._network import NetworkProvider
-from ._resources import Container, DockerNetwork, HostShim, IpamPool
+from ._resources import Container, DockerNetwork, HostShim, IpamPool, RouterRoute, VlanParent
+from ._route import RouterRouteProvider
 from ._shim import ShimProvider
+from ._vlan import VlanParentProvider
 
 __all__ = [
     "Container",
@@ -22,5 +24,9 @@ __all__ = [
     "IpamPool",
     "NetworkProvider",
     "ProviderError",
+    "RouterRoute",
+    "RouterRouteProvider",
     "ShimProvider",
+    "VlanParent",
+    "VlanParentProvider",
 ]

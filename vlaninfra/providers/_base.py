@@ -28,6 +28,7 @@ __all__ = [
     "DockerHost",
     "HostProvider",
     "ProviderError",
+    "nic_missing",
     "target_of",
 ]
 
@@ -255,6 +256,28 @@ def _has_unknowns(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return any(_has_unknowns(v) for v in value)
     return False
+
+
+def nic_missing(
+    agent: Agent, news: Mapping[str, Any], key: str, what: str
+) -> list[CheckFailure]:
+    """The check failure when the NIC input `key` names is not on the host, else nothing.
+
+    An 802.1Q parent (`eth0.50`) is judged by its trunk (`eth0`): its VlanParent (or Docker)
+    creates the sub-interface after preview. Example: ``nic_missing(agent, news, "parent",
+    "network")``
+    """
+    nic = str(news[key]).split(".", 1)[0]
+    if agent.call("link.exists", name=nic):
+        return []
+    where = news.get(CONFIG_PATH) or what
+    return [
+        CheckFailure(
+            key,
+            f"{where}.{key}: interface {nic!r} does not exist on host {news.get(HOST)}; "
+            "name an existing NIC of that host",
+        )
+    ]
 
 
 def keep(props: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, HostProvider
+from ._base import CONFIG_PATH, HostProvider, nic_missing
 
 __all__ = ["NetworkProvider", "network_options", "normalize_ipam"]
 
@@ -122,18 +122,7 @@ class NetworkProvider(HostProvider):
         return failures
 
     def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
-        parent = str(news["parent"])
-        trunk = parent.split(".", 1)[0]  # Docker creates an 802.1Q parent itself, not its trunk
-        if agent.call("link.exists", name=trunk):
-            return []
-        where = news.get(CONFIG_PATH) or "network"
-        return [
-            CheckFailure(
-                "parent",
-                f"{where}.parent: interface {trunk!r} does not exist on host {news.get('host')}; "
-                "name an existing NIC of that host",
-            )
-        ]
+        return nic_missing(agent, news, "parent", "network")
 
     def _outs(self, props: Mapping[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
         return {**props, "network_id": found["id"]}

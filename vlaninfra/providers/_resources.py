@@ -15,9 +15,11 @@ from pulumi.dynamic import Resource
 from ._base import CONFIG_PATH, CONNECTION, HOST, DockerHost
 from ._container import ContainerProvider
 from ._network import NetworkProvider
+from ._route import RouterRouteProvider
 from ._shim import ShimProvider
+from ._vlan import VlanParentProvider
 
-__all__ = ["Container", "DockerNetwork", "HostShim", "IpamPool"]
+__all__ = ["Container", "DockerNetwork", "HostShim", "IpamPool", "RouterRoute", "VlanParent"]
 
 IpamPool = Mapping[str, Any]
 """One IPAM pool: ``{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1", "ip_range": "192.0.2.128/26",
@@ -164,3 +166,73 @@ class HostShim(Resource, module="vlaninfra", name="HostShim"):
             "ifindex": None,
         }
         super().__init__(ShimProvider(), resource_name, props, opts)
+
+
+class VlanParent(Resource, module="vlaninfra", name="VlanParent"):
+    """An 802.1Q sub-interface on one host, created when missing (and then removed on delete);
+    networks and shims on it depend on it.
+
+    Example::
+
+        VlanParent("h1-eth0.50", host=h1, parent_name="eth0.50", trunk="eth0", vlan_id=50)
+    """
+
+    created: pulumi.Output[bool]
+    """True when vlaninfra created the link (so delete removes it); False when it was there."""
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        host: DockerHost,
+        parent_name: str,
+        trunk: str,
+        vlan_id: int,
+        config_path: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            **_host_props(host, config_path),
+            "name": parent_name,
+            "trunk": trunk,
+            "vlan_id": vlan_id,
+            "created": None,
+            "ifindex": None,
+        }
+        super().__init__(VlanParentProvider(), resource_name, props, opts)
+
+
+class RouterRoute(Resource, module="vlaninfra", name="RouterRoute"):
+    """A static route on a managed router, e.g. a tenant's ipvlan L3 subnet via its host.
+    The router is reached like a host (`DockerHost`; its Docker socket is never used).
+
+    Example::
+
+        RouterRoute("gw-198.18.1.0-24", router=gw, destination="198.18.1.0/24",
+                    via="192.0.2.21")
+    """
+
+    out_dev: pulumi.Output[str]
+    """The device the router sends the prefix out of."""
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        router: DockerHost,
+        destination: str,
+        via: str,
+        dev: str | None = None,
+        config_path: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            **_host_props(router, config_path),
+            "name": destination,
+            "destination": destination,
+            "via": via,
+            "dev": dev,
+            "out_dev": None,
+            "proto": None,
+        }
+        super().__init__(RouterRouteProvider(), resource_name, props, opts)

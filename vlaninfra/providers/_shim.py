@@ -13,7 +13,7 @@ from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, HostProvider
+from ._base import HostProvider, nic_missing
 
 __all__ = ["ShimProvider"]
 
@@ -46,16 +46,7 @@ class ShimProvider(HostProvider):
         }
 
     def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
-        if agent.call("link.exists", name=news["parent"]):
-            return []
-        where = news.get(CONFIG_PATH) or "shim"
-        return [
-            CheckFailure(
-                "parent",
-                f"{where}.parent: interface {news['parent']!r} does not exist on host "
-                f"{news.get('host')}; name an existing NIC of that host",
-            )
-        ]
+        return nic_missing(agent, news, "parent", "shim")
 
     def _ensure(self, props: Mapping[str, Any]) -> dict[str, Any]:
         n = self.normalize(props)

@@ -1,0 +1,175 @@
+"""VlanParent and RouterRoute provider logic without a host: ownership of 802.1Q parents,
+route drift on refresh, replace-keys, checks naming the config key."""
+
+from __future__ import annotations
+
+import base64
+import errno
+from collections.abc import Iterator
+from typing import Any
+
+import dill
+import pytest
+from pulumi.dynamic.dynamic import serialize_provider
+
+from vlaninfra.providers import (
+    DockerHost,
+    ProviderError,
+    RouterRouteProvider,
+    VlanParentProvider,
+    _base,
+)
+from vlaninfra.transport.testing import FakeAgent
+
+H1 = DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAAtest", key_path="/nonexistent/key")
+GW = DockerHost("gw", "203.0.113.1", host_key="ssh-ed25519 AAAAgw", key_path="/nonexistent/key")
+
+
+@pytest.fixture
+def agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAgent]:
+    fake = FakeAgent()
+    monkeypatch.setattr(_base.HostProvider, "agent", lambda self, props: fake)
+    yield fake
+
+
+def vlan(**over: Any) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "host": "h1",
+        "connection": H1.connection(),
+        "config_path": "sites.a.hosts.h1.parents",
+        "name": "eth0.50",
+        "trunk": "eth0",
+        "vlan_id": 50,
+    }
+    props.update(over)
+    return props
+
+
+def route(**over: Any) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "host": "gw",
+        "connection": GW.connection(),
+        "config_path": "sites.a.routers[0]",
+        "name": "198.18.1.0/24",
+        "destination": "198.18.1.0/24",
+        "via": "192.0.2.21",
+        "dev": None,
+    }
+    props.update(over)
+    return props
+
+
+def _link(**over: Any) -> dict[str, Any]:
+    link = {"name": "eth0.50", "kind": "vlan", "parent": "eth0", "vlan_id": 50, "index": 7}
+    link.update(over)
+    return link
+
+
+@pytest.mark.parametrize("provider", [VlanParentProvider(), RouterRouteProvider()])
+def test_new_providers_survive_the_dill_round_trip(provider: Any) -> None:
+    back = dill.loads(base64.b64decode(serialize_provider(provider)))
+    assert type(back) is type(provider) and back.REPLACE_KEYS == provider.REPLACE_KEYS
+
+
+# -- VlanParent ------------------------------------------------------------------------------
+
+
+def test_vlan_created_by_vlaninfra_is_removed_on_delete(agent: FakeAgent) -> None:
+    agent.responses["vlan.ensure"] = {**_link(), "created": True}
+    agent.responses["vlan.delete"] = {"deleted": True}
+    made = VlanParentProvider().create(vlan())
+    assert made.id == "h1/eth0.50" and made.outs is not None and made.outs["created"] is True
+    VlanParentProvider().delete(made.id, made.outs)
+    assert agent.calls_to("vlan.delete") == [{"name": "eth0.50"}]
+
+
+def test_vlan_that_was_already_there_is_adopted_and_left_on_delete(agent: FakeAgent) -> None:
+    agent.responses["vlan.ensure"] = {**_link(), "created": False}
+    made = VlanParentProvider().create(vlan())
+    assert made.outs is not None and made.outs["created"] is False
+    VlanParentProvider().delete(made.id, made.outs)
+    assert "vlan.delete" not in agent.ops()
+
+
+def test_vlan_read_gone_keeps_ownership_and_id_change_replaces(agent: FakeAgent) -> None:
+    agent.responses["link.get"] = None
+    assert VlanParentProvider().read("h1/eth0.50", vlan(created=True)).id == ""
+    agent.responses["link.get"] = _link(vlan_id=51)
+    read = VlanParentProvider().read("h1/eth0.50", vlan(created=True))
+    assert read.outs is not None and read.outs["created"] is True and read.inputs is not None
+    assert VlanParentProvider().diff("x", read.inputs, vlan()).replaces == ["vlan_id"]
+    agent.responses["link.get"] = _link()
+    same = VlanParentProvider().read("h1/eth0.50", vlan(created=False))
+    assert same.inputs is not None
+    assert VlanParentProvider().diff("x", same.inputs, vlan()).changes is False
+
+
+def test_vlan_id_arrives_as_the_engines_float(agent: FakeAgent) -> None:
+    agent.responses["link.exists"] = True
+    assert VlanParentProvider().check({}, vlan(vlan_id=50.0)).failures == []
+    agent.responses["vlan.ensure"] = {**_link(), "created": True}
+    VlanParentProvider().create(vlan(vlan_id=50.0))
+    assert agent.calls_to("vlan.ensure")[0]["vlan_id"] == 50
+    assert type(agent.calls_to("vlan.ensure")[0]["vlan_id"]) is int
+
+
+def test_vlan_check_names_the_config_key(agent: FakeAgent) -> None:
+    bad = VlanParentProvider().check({}, vlan(vlan_id=4095))
+    assert [f.reason for f in bad.failures] == [
+        "sites.a.hosts.h1.parents: VLAN id 4095 is not 1 to 4094"]
+    agent.responses["link.exists"] = False
+    missing = VlanParentProvider().check({}, vlan(trunk="eth9", name="eth9.50"))
+    assert [f.reason for f in missing.failures] == [
+        "sites.a.hosts.h1.parents.trunk: interface 'eth9' does not exist on host h1; "
+        "name an existing NIC of that host"]
+
+
+# -- RouterRoute -----------------------------------------------------------------------------
+
+
+def _found(via: str = "192.0.2.21") -> dict[str, Any]:
+    return {"dst": "198.18.1.0/24", "gateway": via, "dev": "eth0", "scope": "universe",
+            "proto": "static", "metric": None}
+
+
+def test_route_create_and_delete_call_the_router(agent: FakeAgent) -> None:
+    agent.responses["route.ensure"] = {**_found(), "created": True}
+    made = RouterRouteProvider().create(route())
+    assert made.id == "gw/198.18.1.0/24"
+    assert agent.calls_to("route.ensure") == [
+        {"dst": "198.18.1.0/24", "via": "192.0.2.21", "dev": None}]
+    agent.responses["route.delete"] = {"deleted": False}  # already gone: tolerated
+    assert made.outs is not None
+    RouterRouteProvider().delete(made.id, made.outs)
+    assert agent.calls_to("route.delete") == [{"dst": "198.18.1.0/24", "via": "192.0.2.21"}]
+
+
+def test_route_refresh_gone_and_drifted(agent: FakeAgent) -> None:
+    agent.responses["route.get"] = None
+    assert RouterRouteProvider().read("gw/198.18.1.0/24", route()).id == ""
+    agent.responses["route.get"] = _found(via="192.0.2.99")
+    read = RouterRouteProvider().read("gw/198.18.1.0/24", route())
+    assert read.id == "gw/198.18.1.0/24" and read.inputs is not None
+    diff = RouterRouteProvider().diff("x", read.inputs, route())
+    assert diff.changes is True and diff.replaces == []  # a new next hop is an update
+    agent.responses["route.get"] = _found()
+    same = RouterRouteProvider().read("gw/198.18.1.0/24", route())
+    assert same.inputs is not None
+    assert RouterRouteProvider().diff("x", same.inputs, route()).changes is False
+
+
+def test_route_destination_is_the_replace_key() -> None:
+    diff = RouterRouteProvider().diff("x", route(), route(destination="198.18.2.0/24"))
+    assert diff.replaces == ["destination"]
+
+
+def test_route_check_names_the_config_key(agent: FakeAgent) -> None:
+    bad = RouterRouteProvider().check({}, route(via="2001:db8::1"))
+    assert [f.reason for f in bad.failures] == [
+        "sites.a.routers[0]: next hop 2001:db8::1 is not IPv4"]
+
+
+def test_route_errors_name_router_and_prefix(agent: FakeAgent) -> None:
+    agent.fail("route.ensure", errno.EEXIST, "198.18.1.0/24 is connected on this router")
+    with pytest.raises(ProviderError, match=r"route '198.18.1.0/24' on host gw \(203.0.113.1\)"):
+        RouterRouteProvider().create(route())

@@ -1,0 +1,109 @@
+"""Upstream routes: the static route a site's managed router needs to reach a tenant's
+ipvlan L3 subnet (`198.18.1.0/24 via <host LAN address>`), applied over the same SSH + netlink
+path as the hosts."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
+
+from vlaninfra.errors import VlanInfraError
+
+from ._base import CONFIG_PATH, HostProvider
+
+__all__ = ["RouterRouteProvider"]
+
+
+def _net(value: Any) -> str | None:
+    try:
+        return str(ipaddress.ip_network(str(value)))
+    except ValueError:
+        return None if value is None else str(value)
+
+
+def _addr(value: Any) -> str | None:
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        return None if value is None else str(value)
+
+
+class RouterRouteProvider(HostProvider):
+    """Adds, reads, converges and removes one static route on one router (`proto static`).
+
+    The destination is the route's identity (a replace-key); a new next hop or device is
+    converged in place (the router's route is replaced). A route found through another next
+    hop on refresh is drift the next `up` repairs; a route found gone makes the resource gone.
+    """
+
+    KIND = "route"
+    REPLACE_KEYS = frozenset({"destination"})
+    INPUT_KEYS = frozenset({"destination", "via", "dev"})
+
+    def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "destination": _net(props.get("destination")),
+            "via": _addr(props.get("via")),
+            "dev": props.get("dev") or None,
+        }
+
+    def validate(self, news: Mapping[str, Any]) -> list[CheckFailure]:
+        where = news.get(CONFIG_PATH) or "route"
+        try:
+            dst = ipaddress.ip_network(str(news.get("destination")))
+        except ValueError as err:
+            return [CheckFailure("destination", f"{where}: destination: {err}")]
+        try:
+            via = ipaddress.ip_address(str(news.get("via")))
+        except ValueError as err:
+            return [CheckFailure("via", f"{where}: via: {err}")]
+        if via.version != dst.version:
+            return [CheckFailure("via", f"{where}: next hop {via} is not IPv{dst.version}")]
+        return []
+
+    def _ensure(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        n = self.normalize(props)
+        found = self.agent(props).call(
+            "route.ensure", dst=n["destination"], via=n["via"], dev=n["dev"]
+        )
+        return {**props, "out_dev": found.get("dev"), "proto": found.get("proto")}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        try:
+            outs = self._ensure(props)
+        except VlanInfraError as err:
+            raise self.fail(props, "create failed, nothing was left on the router", err) from err
+        return CreateResult(id_=f"{props['host']}/{_net(props['destination'])}", outs=outs)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        found = self.agent(props).call("route.get", dst=_net(props["destination"]))
+        if found is None or found.get("gateway") is None:
+            return ReadResult(id_="", outs={})
+        actual = {
+            **props,
+            **self.normalize(
+                {
+                    "destination": found["dst"],
+                    "via": found["gateway"],
+                    "dev": found.get("dev") if props.get("dev") else None,
+                }
+            ),
+        }
+        outs = {**actual, "out_dev": found.get("dev"), "proto": found.get("proto")}
+        return ReadResult(id_=id_, outs=outs, inputs=actual)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        try:
+            return UpdateResult(outs=self._ensure(news))
+        except VlanInfraError as err:
+            raise self.fail(news, "update failed", err) from err
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        n = self.normalize(props)
+        try:
+            self.agent(props).call("route.delete", dst=n["destination"], via=n["via"])
+        except VlanInfraError as err:
+            raise self.fail(props, "remove failed", err) from err

@@ -1,0 +1,93 @@
+"""802.1Q parents: the `eth0.50` sub-interface a macvlan/ipvlan network (or shim) hangs off.
+
+vlaninfra creates the sub-interface before any network on it, so Docker finds it there and
+never takes ownership (Docker 20.10 deletes a sub-interface it created itself on `network rm`,
+which would leave a shim on it dangling). It is removed on destroy only if vlaninfra created it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
+
+from vlaninfra.errors import VlanInfraError
+from vlaninfra.transport import Agent
+
+from ._base import CONFIG_PATH, HostProvider, nic_missing
+
+__all__ = ["VlanParentProvider"]
+
+
+class VlanParentProvider(HostProvider):
+    """Creates (when missing), reads and removes (only if it created it) one 802.1Q
+    sub-interface on one host.
+
+    Name, trunk and VLAN id are its identity: every one is a replace-key. The output `created`
+    records whether vlaninfra made the link; an interface that was already there is adopted
+    and left in place on delete.
+    """
+
+    KIND = "vlan parent"
+    REPLACE_KEYS = frozenset({"name", "trunk", "vlan_id"})
+    INPUT_KEYS = REPLACE_KEYS
+
+    def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        vid = props.get("vlan_id")
+        if isinstance(vid, float) and vid.is_integer():
+            vid = int(vid)  # the engine carries every number as a float
+        elif isinstance(vid, str) and vid.isdigit():
+            vid = int(vid)
+        return {"name": props.get("name"), "trunk": props.get("trunk"), "vlan_id": vid}
+
+    def validate(self, news: Mapping[str, Any]) -> list[CheckFailure]:
+        where = news.get(CONFIG_PATH) or "vlan parent"
+        vid = self.normalize(news)["vlan_id"]
+        if isinstance(vid, bool) or not isinstance(vid, int) or not 1 <= vid <= 4094:
+            return [CheckFailure("vlan_id", f"{where}: VLAN id {vid!r} is not 1 to 4094")]
+        return []
+
+    def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
+        return nic_missing(agent, news, "trunk", "vlan parent")
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        n = self.normalize(props)
+        try:
+            found = self.agent(props).call(
+                "vlan.ensure", trunk=n["trunk"], vlan_id=n["vlan_id"], name=n["name"]
+            )
+        except VlanInfraError as err:
+            raise self.fail(props, "create failed, nothing was left on the host", err) from err
+        outs = {**props, "created": bool(found["created"]), "ifindex": found.get("index")}
+        return CreateResult(id_=f"{props['host']}/{n['name']}", outs=outs)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        found = self.agent(props).call("link.get", name=props["name"])
+        if found is None:
+            return ReadResult(id_="", outs={})
+        # Another kind of link under this name shows as a changed trunk and id: a replacement.
+        actual = {
+            **props,
+            **self.normalize(
+                {
+                    "name": found["name"],
+                    "trunk": found.get("parent") if found.get("kind") == "vlan" else None,
+                    "vlan_id": found.get("vlan_id"),
+                }
+            ),
+        }
+        outs = {**actual, "created": bool(props.get("created")), "ifindex": found.get("index")}
+        return ReadResult(id_=id_, outs=outs, inputs=actual)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        # Only the transport properties can change in place; ownership stays as recorded.
+        return UpdateResult(outs={**olds, **news, "created": bool(olds.get("created"))})
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        if not props.get("created"):
+            return  # it was there before vlaninfra: not ours to remove
+        try:
+            self.agent(props).call("vlan.delete", name=props["name"])
+        except VlanInfraError as err:
+            raise self.fail(props, "remove failed", err) from err
