@@ -215,6 +215,37 @@ def test_a_parent_nic_missing_on_a_host_fails_in_preview(lab_stack: LabStack) ->
     assert lab_stack.state() == before_state
 
 
+def test_a_network_change_replaces_the_network_and_restores_its_containers(
+    lab_stack: LabStack,
+) -> None:
+    lab_stack.write(lab_stack.base_sites)
+    assert lab_stack.changes("up", "--yes") == {"delete": 1, "update": 1, "same": 9}  # web5
+    h1 = lab_stack.host("h1")
+    before = facts(lab_stack)
+    network_before = docker(h1, "network", "inspect", "-f", "{{.Id}}", "pub_net").strip()
+    sites = lab_stack.sites()
+    # A new reservation (a printer outside the ip-range): Docker has no network update.
+    sites["a"]["networks"][0]["subnets"][0]["aux_addresses"] = {"printer": "192.0.2.240"}
+    lab_stack.write(sites)
+    try:
+        preview = lab_stack.run("preview", "--diff")
+        # The preview names the collateral: every container on the network is replaced too.
+        for name in ("web1", "web2", "web3", "web4"):
+            assert f"a-{'h1' if name in ('web1', 'web2') else 'h2'}-{name}" in preview
+        changes = lab_stack.changes("up", "--yes")
+    finally:
+        lab_stack.write(lab_stack.base_sites)
+    assert changes == {"replace": 6, "same": 4}  # 2 networks + 4 containers; shims untouched
+    after = facts(lab_stack)
+    assert docker(h1, "network", "inspect", "-f", "{{.Id}}", "pub_net").strip() != network_before
+    assert {k: (v["ip"], v["mac"]) for k, v in after.items()} == {
+        k: (v["ip"], v["mac"]) for k, v in before.items()
+    }
+    for key, fact in after.items():
+        assert http_ok(lab_stack.peer_netns, fact["ip"]), f"{key} not reachable after the change"
+    assert lab_stack.changes("up", "--yes") == {"replace": 6, "same": 4}
+
+
 def test_destroy_returns_every_host_to_its_state_before_the_first_up(
     lab_stack: LabStack, baseline: dict[str, Any]
 ) -> None:
