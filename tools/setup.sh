@@ -24,8 +24,13 @@ py=/usr/bin/python3
 stamp=.venv/.vlaninfra-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]'
+  # The build backend is chatty even with -q: its log is shown only when the install fails.
+  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[dev]'; } \
+      > .venv/pip-install.log 2>&1; then
+    cat .venv/pip-install.log >&2
+    exit 1
+  fi
+  echo "setup: virtualenv ready (.venv)"
   echo "$want" > "$stamp"
 fi
 
