@@ -58,6 +58,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vlaninfra.lab._daemons import ensure_keypair
 from vlaninfra.lab._errors import LabError
 
 __all__ = [
@@ -735,43 +736,12 @@ def start_vm(
         p.unlink(missing_ok=True)
 
     # per-VM host key, generated here and pinned before the guest ever boots
-    _run(
-        [
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            f"vlaninfra-vm-{name}",
-            "-f",
-            str(host_key_file),
-        ],
-        what=f"vm {name}: ssh-keygen",
-    )
-    host_key = " ".join(Path(f"{host_key_file}.pub").read_text().split()[:2])
+    host_key = ensure_keypair(host_key_file, f"vlaninfra-vm-{name}")
     known_hosts.write_text(f"{mgmt_guest.ip} {host_key}\n")
     authorized = [" ".join(key_words)]
     if identity_file is None:
         identity_file = state_dir / "probe_ed25519"
-        if not identity_file.exists():
-            _run(
-                [
-                    "ssh-keygen",
-                    "-q",
-                    "-t",
-                    "ed25519",
-                    "-N",
-                    "",
-                    "-C",
-                    "vlaninfra-vm-probe",
-                    "-f",
-                    str(identity_file),
-                ],
-                what=f"vm {name}: ssh-keygen",
-            )
-        authorized.append(" ".join(Path(f"{identity_file}.pub").read_text().split()[:2]))
+        authorized.append(ensure_keypair(identity_file, "vlaninfra-vm-probe"))
     auth_file.write_text("\n".join(authorized) + "\n")
     os.chmod(auth_file, 0o600)
 
