@@ -14,13 +14,14 @@ Example (the whole of `stacks/__main__.py`)::
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
 
 from vlaninfra.components import deploy
 from vlaninfra.errors import LayoutError, VlanInfraError
-from vlaninfra.layout import Layout, SshTarget, load_config, plan
+from vlaninfra.layout import Layout, Site, SshTarget, load_config, plan
 from vlaninfra.providers import DockerHost
 
 __all__ = ["LAB_INSTANCE_ENV", "hosts_of", "routers_of", "run"]
@@ -29,101 +30,93 @@ LAB_INSTANCE_ENV = "VLANINFRA_LAB_INSTANCE"
 """Environment variable naming the lab instance whose inventory `inventory: lab` sites use."""
 
 
-def _lab_inventory() -> Any:
-    from vlaninfra.lab import load_inventory
+class _Reach:
+    """Resolves how to reach hosts and routers: their `ssh` settings, else the lab inventory
+    (read once, only when a site needs it)."""
 
-    return load_inventory(os.environ.get(LAB_INSTANCE_ENV) or "default")
+    def __init__(self) -> None:
+        self._lab: Any = None
 
+    def lab(self) -> Any:
+        if self._lab is None:
+            from vlaninfra.lab import load_inventory
 
-def _ssh_host(name: str, ssh: SshTarget) -> DockerHost:
-    return DockerHost(
-        name,
-        ssh.address,
-        host_key=ssh.host_key,
-        port=ssh.port,
-        user=ssh.user,
-        key_config=ssh.private_key_config,
-        sudo=ssh.sudo,
-        python=ssh.python,
-        docker_socket=ssh.docker_socket,
-    )
+            self._lab = load_inventory(os.environ.get(LAB_INSTANCE_ENV) or "default")
+        return self._lab
+
+    def target(
+        self, site: Site, name: str, ssh: SshTarget | None, key: str, from_lab: Callable[[Any], Any]
+    ) -> DockerHost:
+        """`ssh` when given; else the lab member `from_lab(lab site)` names (lab sites only)."""
+        if ssh is not None:
+            return DockerHost(
+                name,
+                ssh.address,
+                host_key=ssh.host_key,
+                port=ssh.port,
+                user=ssh.user,
+                key_config=ssh.private_key_config,
+                sudo=ssh.sudo,
+                python=ssh.python,
+                docker_socket=ssh.docker_socket,
+            )
+        if site.inventory != "lab":
+            raise VlanInfraError(
+                f"{key}: required outside the lab (the site has no `inventory: lab`); "
+                "give its ssh address and host_key"
+            )
+        lab = self.lab()
+        for lab_site in lab.sites:
+            if lab_site.name == site.name or len(lab.sites) == 1:
+                member = from_lab(lab_site)
+                if member is not None:
+                    return DockerHost(
+                        name,
+                        member.mgmt_address,
+                        host_key=member.host_key,
+                        port=member.ssh_port,
+                        user=member.user,
+                        key_path=str(lab.key_path),
+                        docker_socket=getattr(member, "docker_socket", "/var/run/docker.sock"),
+                    )
+        raise VlanInfraError(
+            f"{key}: {name!r} is not in the lab (run `vlaninfra lab up` with enough hosts)"
+        )
 
 
 def hosts_of(layout: Layout) -> dict[tuple[str, str], DockerHost]:
     """How to reach every host of the layout, from its `ssh` settings or the lab inventory."""
-    out: dict[tuple[str, str], DockerHost] = {}
-    lab: Any = None
-    for site in layout.sites:
-        for host in site.hosts:
-            if host.ssh is not None:
-                out[(site.name, host.name)] = _ssh_host(host.name, host.ssh)
-                continue
-            if site.inventory != "lab":
-                raise VlanInfraError(
-                    f"sites.{site.name}.hosts.{host.name}: no `ssh` settings and the site has no "
-                    "`inventory: lab`; give the host's ssh address and host_key"
-                )
-            if lab is None:
-                lab = _lab_inventory()
-            out[(site.name, host.name)] = _lab_host(lab, site.name, host.name)
-    return out
+    reach = _Reach()
+
+    def lab_host(name: str) -> Callable[[Any], Any]:
+        return lambda lab_site: next((h for h in lab_site.hosts if h.name == name), None)
+
+    return {
+        (site.name, host.name): reach.target(
+            site, host.name, host.ssh, f"sites.{site.name}.hosts[{i}].ssh", lab_host(host.name)
+        )
+        for site in layout.sites
+        for i, host in enumerate(site.hosts)
+    }
 
 
 def routers_of(layout: Layout) -> dict[tuple[str, str], DockerHost]:
     """How to reach every managed router that has upstream routes to apply, from its `ssh`
     settings or the lab inventory (the lab site's router). Example: ``routers_of(layout)``"""
-    out: dict[tuple[str, str], DockerHost] = {}
-    lab: Any = None
-    for site in layout.sites:
-        routed = any(n.driver == "ipvlan" and n.mode in ("l3", "l3s") for n in site.networks)
-        for i, router in enumerate(site.routers):
-            if not (router.managed and routed):
-                continue
-            if router.ssh is not None:
-                out[(site.name, router.name)] = _ssh_host(router.name, router.ssh)
-                continue
-            if site.inventory != "lab":
-                raise VlanInfraError(
-                    f"sites.{site.name}.routers[{i}].ssh: required for a managed router "
-                    "outside the lab; give its ssh address and host_key"
-                )
-            if lab is None:
-                lab = _lab_inventory()
-            out[(site.name, router.name)] = _lab_router(lab, site.name)
-    return out
-
-
-def _lab_router(inventory: Any, site: str) -> DockerHost:
-    for lab_site in inventory.sites:
-        if lab_site.name == site or len(inventory.sites) == 1:
-            r = lab_site.router
-            return DockerHost(
-                r.name,
-                r.mgmt_address,
-                host_key=r.host_key,
-                port=r.ssh_port,
-                user=r.user,
-                key_path=str(inventory.key_path),
-            )
-    raise VlanInfraError(f"sites.{site}: the lab has no site {site!r} (run `vlaninfra lab up`)")
-
-
-def _lab_host(inventory: Any, site: str, host: str) -> DockerHost:
-    for lab_site in inventory.sites:
-        for h in lab_site.hosts:
-            if h.name == host and (lab_site.name == site or len(inventory.sites) == 1):
-                return DockerHost(
-                    host,
-                    h.mgmt_address,
-                    host_key=h.host_key,
-                    port=h.ssh_port,
-                    user=h.user,
-                    key_path=str(inventory.key_path),
-                    docker_socket=h.docker_socket,
-                )
-    raise VlanInfraError(
-        f"sites.{site}: host {host!r} is not in the lab (run `vlaninfra lab up` with enough hosts)"
-    )
+    reach = _Reach()
+    return {
+        (site.name, router.name): reach.target(
+            site,
+            router.name,
+            router.ssh,
+            f"sites.{site.name}.routers[{i}].ssh",
+            lambda lab_site: lab_site.router,
+        )
+        for site in layout.sites
+        if any(n.driver == "ipvlan" and n.mode in ("l3", "l3s") for n in site.networks)
+        for i, router in enumerate(site.routers)
+        if router.managed
+    }
 
 
 def run() -> None:
