@@ -42,6 +42,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import ipaddress
@@ -859,29 +860,31 @@ def start_vm(
             time.sleep(0.5)
         t_ssh = time.monotonic()
 
+        host = VmHost(
+            name=name,
+            pid=pid,
+            mgmt_address=address,
+            host_key=host_key,
+            lan_tap=lan_tap,
+            mgmt_tap=mgmt_tap,
+            console_path=console,
+            docker_version="",
+            state_dir=state_dir,
+            known_hosts=known_hosts,
+            identity_file=identity_file,
+            lan_mac=lmac,
+            mgmt_mac=mmac,
+            lan_address=lan_address,
+            lan_netns=lan_netns,
+            kernel_release=image.kernel_release,
+            boot_to_ssh_seconds=round(t_ssh - t_start, 2),
+            ssh_to_docker_seconds=0.0,
+            vlans=tuple(vlans),
+        )
+
         # 2. dockerd answering and the lab image imported (lab-init touches the marker)
         if not docker:
-            return VmHost(
-                name=name,
-                pid=pid,
-                mgmt_address=address,
-                host_key=host_key,
-                lan_tap=lan_tap,
-                mgmt_tap=mgmt_tap,
-                console_path=console,
-                docker_version="",
-                state_dir=state_dir,
-                known_hosts=known_hosts,
-                identity_file=identity_file,
-                lan_mac=lmac,
-                mgmt_mac=mmac,
-                lan_address=lan_address,
-                lan_netns=lan_netns,
-                kernel_release=image.kernel_release,
-                boot_to_ssh_seconds=round(t_ssh - t_start, 2),
-                ssh_to_docker_seconds=0.0,
-                vlans=tuple(vlans),
-            )
+            return host
         polls = max(1, int(docker_timeout / 0.25))
         script = (
             f"i=0; while [ $i -lt {polls} ]; do "
@@ -902,32 +905,14 @@ def start_vm(
                 f"vm {name}: docker did not answer within {docker_timeout:.0f} s: "
                 f"{proc.stderr.strip()[-1500:]}; console:\n{_tail(console)}"
             )
-        docker_version = proc.stdout.strip().splitlines()[-1]
-        t_docker = time.monotonic()
+        return dataclasses.replace(
+            host,
+            docker_version=proc.stdout.strip().splitlines()[-1],
+            ssh_to_docker_seconds=round(time.monotonic() - t_ssh, 2),
+        )
     except BaseException:
         stop_vm(state_dir)
         raise
-    return VmHost(
-        name=name,
-        pid=pid,
-        mgmt_address=address,
-        host_key=host_key,
-        lan_tap=lan_tap,
-        mgmt_tap=mgmt_tap,
-        console_path=console,
-        docker_version=docker_version,
-        state_dir=state_dir,
-        known_hosts=known_hosts,
-        identity_file=identity_file,
-        lan_mac=lmac,
-        mgmt_mac=mmac,
-        lan_address=lan_address,
-        lan_netns=lan_netns,
-        kernel_release=image.kernel_release,
-        boot_to_ssh_seconds=round(t_ssh - t_start, 2),
-        ssh_to_docker_seconds=round(t_docker - t_ssh, 2),
-        vlans=tuple(vlans),
-    )
 
 
 # --------------------------------------------------------------------------------------------
