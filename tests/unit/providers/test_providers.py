@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import dill
@@ -19,28 +18,9 @@ from vlaninfra.providers import (
     _base,
 )
 from vlaninfra.transport import SshTarget
+from vlaninfra.transport.testing import FakeAgent
 
 H1 = DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAAtest", key_path="/nonexistent/key")
-
-
-class FakeAgent:
-    """Answers agent calls from a table; records them."""
-
-    def __init__(self, answers: dict[str, Any]) -> None:
-        self.answers = answers
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def call(self, op: str, **args: Any) -> Any:
-        self.calls.append((op, args))
-        answer = self.answers[op]
-        return answer(**args) if callable(answer) else answer
-
-
-@pytest.fixture
-def agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAgent]:
-    fake = FakeAgent({})
-    monkeypatch.setattr(_base.HostProvider, "agent", lambda self, props: fake)
-    yield fake
 
 
 def network(**over: Any) -> dict[str, Any]:
@@ -137,7 +117,7 @@ def test_network_connection_change_is_an_update_not_a_replacement() -> None:
 
 def test_network_read_ignores_the_gateway_the_daemon_chose(agent: FakeAgent) -> None:
     wanted = network(ipam=[{"subnet": "192.0.2.0/24", "ip_range": "192.0.2.128/26"}])
-    agent.answers["docker.network.inspect"] = {
+    agent.responses["docker.network.inspect"] = {
         "id": "n1",
         "name": "lan",
         "driver": "macvlan",
@@ -154,14 +134,14 @@ def test_network_read_ignores_the_gateway_the_daemon_chose(agent: FakeAgent) -> 
 
 
 def test_network_read_of_a_removed_network_reports_it_gone(agent: FakeAgent) -> None:
-    agent.answers["docker.network.inspect"] = None
+    agent.responses["docker.network.inspect"] = None
     assert NetworkProvider().read("n1", network()).id == ""
 
 
 def test_check_asks_the_host_only_about_new_or_changed_objects(agent: FakeAgent) -> None:
-    agent.answers["link.exists"] = False
+    agent.responses["link.exists"] = False
     unchanged = NetworkProvider().check(network(), network())
-    assert unchanged.failures == [] and agent.calls == []
+    assert unchanged.failures == [] and agent.ops() == []
     created = NetworkProvider().check({}, network(parent="eth9"))
     assert [f.reason for f in created.failures] == [
         "sites.a.networks[0].parent: interface 'eth9' does not exist on host h1; "
@@ -174,7 +154,7 @@ def test_check_rejects_unknown_modes_without_asking_the_host(agent: FakeAgent) -
     assert [f.reason for f in result.failures] == [
         "sites.a.networks[0].mode: 'l3' is not one of bridge, private, vepa, passthru"
     ]
-    assert agent.calls == []
+    assert agent.ops() == []
 
 
 def test_container_new_address_replaces_only_the_container() -> None:
@@ -190,7 +170,7 @@ def test_container_restart_policy_is_updated_in_place() -> None:
 def test_container_move_to_another_network_is_connect_disconnect(agent: FakeAgent) -> None:
     news = container(network="lan2", network_id="n2", ipv4="198.51.100.130")
     assert ContainerProvider().diff("c", container(), news).replaces == []
-    agent.answers.update(
+    agent.responses.update(
         {
             "docker.network.disconnect": {},
             "docker.network.connect": {},
@@ -201,7 +181,7 @@ def test_container_move_to_another_network_is_connect_disconnect(agent: FakeAgen
         }
     )
     out = ContainerProvider().update("c", container(), news).outs
-    assert [op for op, _ in agent.calls] == [
+    assert agent.ops() == [
         "docker.network.disconnect",
         "docker.network.connect",
         "docker.container.inspect",
@@ -210,7 +190,7 @@ def test_container_move_to_another_network_is_connect_disconnect(agent: FakeAgen
 
 
 def test_container_stopped_by_hand_is_started_by_the_next_up(agent: FakeAgent) -> None:
-    agent.answers["docker.container.inspect"] = {
+    agent.responses["docker.container.inspect"] = {
         "id": "c",
         "name": "web1",
         "image": "vlaninfra/busybox:lab",
@@ -224,9 +204,9 @@ def test_container_stopped_by_hand_is_started_by_the_next_up(agent: FakeAgent) -
     assert read.inputs is not None
     diff = ContainerProvider().diff("c", read.inputs, container())
     assert diff.changes is True and diff.replaces == []
-    agent.answers["docker.container.start"] = {}
+    agent.responses["docker.container.start"] = {}
     ContainerProvider().update("c", read.inputs, container())
-    assert ("docker.container.start", {"name": "web1"}) in agent.calls
+    assert {"name": "web1"} in agent.calls_to("docker.container.start")
 
 
 def test_shim_routes_are_compared_as_a_set_and_updated_in_place() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import errno
-from collections.abc import Iterator
 from typing import Any
 
 import dill
@@ -17,19 +16,11 @@ from vlaninfra.providers import (
     ProviderError,
     RouterRouteProvider,
     VlanParentProvider,
-    _base,
 )
 from vlaninfra.transport.testing import FakeAgent
 
 H1 = DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAAtest", key_path="/nonexistent/key")
 GW = DockerHost("gw", "203.0.113.1", host_key="ssh-ed25519 AAAAgw", key_path="/nonexistent/key")
-
-
-@pytest.fixture
-def agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAgent]:
-    fake = FakeAgent()
-    monkeypatch.setattr(_base.HostProvider, "agent", lambda self, props: fake)
-    yield fake
 
 
 def vlan(**over: Any) -> dict[str, Any]:

@@ -1,0 +1,17 @@
+"""The providers' agent, replaced by the transport's own FakeAgent (no host)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from vlaninfra.providers import _base
+from vlaninfra.transport.testing import FakeAgent
+
+
+@pytest.fixture
+def agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAgent]:
+    fake = FakeAgent()
+    monkeypatch.setattr(_base.HostProvider, "agent", lambda self, props: fake)
+    yield fake
