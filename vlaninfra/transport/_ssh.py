@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import os
 import shlex
 import socket
 import stat
@@ -58,8 +59,16 @@ def pinned_key(target: SshTarget) -> paramiko.PKey:
                            f"({type(exc).__name__})", host=target.label) from None
 
 
-def load_private_key(target: SshTarget) -> paramiko.PKey:
-    """Parse the target's private key (ed25519, ECDSA, RSA); errors never quote the key."""
+def load_private_key(target: SshTarget) -> paramiko.PKey | None:
+    """Parse the target's private key (ed25519, ECDSA, RSA); errors never quote the key.
+
+    None when the target has no key: ssh-agent (``SSH_AUTH_SOCK``) then authenticates."""
+    if target.private_key is None:
+        if not os.environ.get("SSH_AUTH_SOCK"):
+            raise AuthenticationError(
+                f"no private key for {target.label} and no ssh-agent (SSH_AUTH_SOCK is not set): "
+                "start ssh-agent and `ssh-add` the key, or give a key file", host=target.label)
+        return None
     last: Exception | None = None
     for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
         try:
@@ -159,7 +168,7 @@ class SshConnector:
                 port=target.port,
                 username=target.user,
                 pkey=pkey,
-                allow_agent=False,
+                allow_agent=pkey is None,
                 look_for_keys=False,
                 timeout=CONNECT_TIMEOUT,
                 banner_timeout=CONNECT_TIMEOUT,
@@ -179,7 +188,8 @@ class SshConnector:
         except paramiko.AuthenticationException:
             client.close()
             raise AuthenticationError(
-                f"{target.label} rejected the private key: check that its public key is in "
+                f"{target.label} rejected the private key"
+                f"{' (ssh-agent)' if pkey is None else ''}: check that its public key is in "
                 f"~{target.user}/.ssh/authorized_keys there and that user is right",
                 host=target.label) from None
         except (paramiko.SSHException, OSError, EOFError) as exc:

@@ -20,7 +20,7 @@ def _check_path(value: str, what: str) -> None:
 
 @dataclass(frozen=True)
 class SshTarget:
-    """A Docker host reached over SSH with a pinned host key and a private key.
+    """A Docker host reached over SSH with a pinned host key and a private key (or ssh-agent).
 
     Plain data (it is pickled into Pulumi state by the providers): no live objects. The
     private key and passphrase never appear in ``repr``, logs or error messages.
@@ -35,8 +35,9 @@ class SshTarget:
     host: str
     """DNS name or address of the host."""
     _: KW_ONLY
-    private_key: str = field(repr=False)
-    """PEM/OpenSSH private key text (ed25519, ECDSA or RSA). A secret."""
+    private_key: str | None = field(default=None, repr=False)
+    """PEM/OpenSSH private key text (ed25519, ECDSA or RSA). A secret. None: authenticate
+    with the keys of the running ssh-agent (``SSH_AUTH_SOCK``), as ``ssh`` would."""
     host_key: str
     """The pinned host key, ``"ssh-ed25519 AAAA..."`` (a known_hosts line without the host
     name). Any other key, or a key of another type, is refused: never auto-added."""
