@@ -128,7 +128,7 @@ def test_changing_a_container_ip_replaces_only_that_container(lab_stack: LabStac
             "host": "h1",
             "network": "pub_net",
             "image": "vlaninfra/busybox:lab",
-            "ipv4": "192.0.2.170",
+            "ipv4": "198.51.100.170",
         }
     )
     lab_stack.write(sites)
@@ -138,42 +138,42 @@ def test_changing_a_container_ip_replaces_only_that_container(lab_stack: LabStac
     assert lab_stack.state() == preview_state, "preview changed a host"
     assert lab_stack.changes("up", "--yes") == {"replace": 1, "update": 1, "same": 9}
     after = facts(lab_stack)
-    assert after["h1/web5"]["ip"] == "192.0.2.170"
+    assert after["h1/web5"]["ip"] == "198.51.100.170"
     assert after["h1/web5"]["id"] != before["h1/web5"]["id"]
     assert {k: v for k, v in after.items() if k != "h1/web5"} == {
         k: v for k, v in before.items() if k != "h1/web5"
     }
     assert docker(h1, "network", "inspect", "-f", "{{.Id}}", "pub_net").strip() == network_before
-    assert http_ok(h1.netns, "192.0.2.170")
+    assert http_ok(h1.netns, "198.51.100.170")
 
 
 BAD_INPUTS = [
     (
         "container ip outside the subnet",
-        lambda s: s["a"]["containers"][0].update(ipv4="198.51.100.7"),
+        lambda s: s["a"]["containers"][0].update(ipv4="198.18.99.7"),
         "sites.a.containers[0].ipv4",
     ),
     (
         "address used twice",
         lambda s: (
-            s["a"]["containers"][0].update(ipv4="192.0.2.140"),
-            s["a"]["containers"][1].update(ipv4="192.0.2.140"),
+            s["a"]["containers"][0].update(ipv4="198.51.100.140"),
+            s["a"]["containers"][1].update(ipv4="198.51.100.140"),
         ),
         "sites.a.containers[1].ipv4",
     ),
     (
         "container on the shim address",
-        lambda s: s["a"]["containers"][0].update(ipv4="192.0.2.250"),
+        lambda s: s["a"]["containers"][0].update(ipv4="198.51.100.250"),
         "sites.a.networks[0].shim.address_per_host.h1: already taken by container web1",
     ),
     (
         "container on the gateway",
-        lambda s: s["a"]["containers"][0].update(ipv4="192.0.2.1"),
+        lambda s: s["a"]["containers"][0].update(ipv4="198.51.100.1"),
         "sites.a.containers[0].ipv4",
     ),
     (
         "gateway outside the subnet",
-        lambda s: s["a"]["networks"][0]["subnets"][0].update(gateway="198.51.100.1"),
+        lambda s: s["a"]["networks"][0]["subnets"][0].update(gateway="198.18.99.1"),
         "sites.a.networks[0].subnets[0].gateway",
     ),
 ]
@@ -225,7 +225,7 @@ def test_a_network_change_replaces_the_network_and_restores_its_containers(
     network_before = docker(h1, "network", "inspect", "-f", "{{.Id}}", "pub_net").strip()
     sites = lab_stack.sites()
     # A new reservation (a printer outside the ip-range): Docker has no network update.
-    sites["a"]["networks"][0]["subnets"][0]["aux_addresses"] = {"printer": "192.0.2.240"}
+    sites["a"]["networks"][0]["subnets"][0]["aux_addresses"] = {"printer": "198.51.100.240"}
     lab_stack.write(sites)
     try:
         preview = lab_stack.run("preview", "--diff")

@@ -88,10 +88,10 @@ def learnt_macs(switch_netns: str, port: str) -> set[str]:
 
 
 def localize(text: str, inv: Inventory) -> str:
-    """A lab stack file written for the default instance's site a (192.0.2.0/24), moved onto
+    """A lab stack file written for the default instance's site a (198.51.100.0/24), moved onto
     `inv`'s LAN: the stack carries the addresses of the instance the test brought up."""
     prefix = inv.sites[0].lan.split("/")[0].rsplit(".", 1)[0] + "."
-    return text.replace("192.0.2.", prefix)
+    return text.replace("198.51.100.", prefix)
 
 
 def vm_stack(inv: Inventory, work: Path, name: str, sites: dict[str, Any]) -> LabStack:

@@ -19,8 +19,8 @@ EXAMPLE = {
     "sites": [
         {
             "name": "a",
-            "lan": "192.0.2.0/24",
-            "gateway": "192.0.2.1",
+            "lan": "198.51.100.0/24",
+            "gateway": "198.51.100.1",
             "router": {
                 "name": "gw",
                 "netns": "vl-a-gw",
@@ -28,9 +28,9 @@ EXAMPLE = {
                 "ssh_port": 22,
                 "user": "root",
                 "host_key": "ssh-ed25519 AAAA1",
-                "lan_address": "192.0.2.1/24",
+                "lan_address": "198.51.100.1/24",
             },
-            "peer": {"netns": "vl-a-peer", "address": "192.0.2.2/24"},
+            "peer": {"netns": "vl-a-peer", "address": "198.51.100.2/24"},
             "hosts": [
                 {
                     "name": "h1",
@@ -41,7 +41,7 @@ EXAMPLE = {
                     "host_key": "ssh-ed25519 AAAA2",
                     "docker_socket": "/run/vlaninfra-lab/vl-a-h1/docker.sock",
                     "parent": "eth0",
-                    "lan_address": "192.0.2.11/24",
+                    "lan_address": "198.51.100.11/24",
                     "sshd_log": "/abs/.lab/default/vl-a-h1/sshd.log",
                     "docker_version": "20.10.24",
                     "image": "vlaninfra/busybox:lab",

@@ -18,7 +18,7 @@ from vlaninfra.lab._topology import (
 
 ALLOWED = [
     ipaddress.ip_network(n)
-    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "198.18.0.0/15")
+    for n in ("198.51.100.0/24", "203.0.113.0/24", "198.18.0.0/15")  # not 192.0.2.0/24: eth0
 ]
 BIGGEST = [("default", 0), ("abc", 1), ("t2", 2), ("9", 3)]
 
@@ -39,18 +39,18 @@ def _addresses(instance: str, slot: int) -> list[str]:
 def test_default_instance_matches_the_documented_site() -> None:
     p = plan("default", 0)
     (a,) = p.sites
-    assert (a.lan, a.gateway, a.switch_netns) == ("192.0.2.0/24", "192.0.2.1", "vl-a-sw")
-    assert (a.router.netns, a.router.lan_address) == ("vl-a-gw", "192.0.2.1/24")
+    assert (a.lan, a.gateway, a.switch_netns) == ("198.51.100.0/24", "198.51.100.1", "vl-a-sw")
+    assert (a.router.netns, a.router.lan_address) == ("vl-a-gw", "198.51.100.1/24")
     assert (a.peer.netns, a.peer.lan_address, a.peer.gateway) == (
         "vl-a-peer",
-        "192.0.2.2/24",
-        "192.0.2.1",
+        "198.51.100.2/24",
+        "198.51.100.1",
     )
     assert [(h.netns, h.lan_address) for h in a.hosts] == [
-        ("vl-a-h1", "192.0.2.11/24"),
-        ("vl-a-h2", "192.0.2.12/24"),
+        ("vl-a-h1", "198.51.100.11/24"),
+        ("vl-a-h2", "198.51.100.12/24"),
     ]
-    assert plan("default", 0, sites=2).sites[1].lan == "198.51.100.0/24"
+    assert plan("default", 0, sites=2).sites[1].lan == "198.19.1.0/24"
 
 
 @pytest.mark.parametrize(("instance", "slot"), BIGGEST)

@@ -51,12 +51,12 @@ def test_vm_addressing_is_disjoint_from_the_namespace_lab_and_the_vm_unit_tests(
             assert len(f"vt-{v.vm_name}-l") <= 15 and vm_instance_of(v.vm_name) == instance
     d = plan_vms(plan("default", 0, 1, 2), 2, [(50, "198.18.50.2/24")])
     assert [(v.name, v.vm_name, v.lan_address, v.mgmt_address) for v in d] == [
-        ("v1", "vl-a-v1", "192.0.2.21/24", "203.0.113.129"),
-        ("v2", "vl-a-v2", "192.0.2.22/24", "203.0.113.131"),
-        ("p1", "vl-a-p1", "192.0.2.31/24", "203.0.113.133"),
+        ("v1", "vl-a-v1", "198.51.100.21/24", "203.0.113.129"),
+        ("v2", "vl-a-v2", "198.51.100.22/24", "203.0.113.131"),
+        ("p1", "vl-a-p1", "198.51.100.31/24", "203.0.113.133"),
     ]
     assert (d[2].kind, d[2].vlan, d[2].vlan_address, d[2].gateway) == (
-        "vlan-peer", 50, "198.18.50.2/24", "192.0.2.1",
+        "vlan-peer", 50, "198.18.50.2/24", "198.51.100.1",
     )  # fmt: skip
     assert len({v.mac_seed for v in d}) == 3
 
@@ -69,7 +69,7 @@ def test_vm_addressing_is_disjoint_from_the_namespace_lab_and_the_vm_unit_tests(
         (1, [], 11, "at most 10"),
         (0, [(0, "198.18.50.2/24")], 2, "1..4094"),
         (0, [(50, "198.18.50.2")], 2, "with prefix"),
-        (0, [(50, "192.0.2.99/24")], 2, "overlaps"),
+        (0, [(50, "198.51.100.99/24")], 2, "overlaps"),
         (0, [(50, "198.18.50.2/24"), (60, "198.18.50.2/24")], 2, "same address"),
     ],
 )
@@ -102,7 +102,7 @@ def test_inventory_with_vm_members_round_trips_and_old_files_still_load() -> Non
     data["sites"][0]["vlan_peers"] = [
         {"name": "p1", "vlan": 50, "address": "198.18.50.2/24", "mgmt_address": "203.0.113.133",
          "ssh_port": 22, "user": "root", "host_key": "ssh-ed25519 AAAA3",
-         "lan_address": "192.0.2.31/24", "vm_name": "vl-a-p1", "console_log": "/p.log"}
+         "lan_address": "198.51.100.31/24", "vm_name": "vl-a-p1", "console_log": "/p.log"}
     ]  # fmt: skip
     inv = Inventory.from_json(data)
     assert inv.hosts[1].is_vm and inv.hosts[1].netns == ""

@@ -82,12 +82,12 @@ def _leftovers() -> list[str]:
 def test_kernel_cmdline_carries_addresses_and_vlans_but_no_keys() -> None:
     line = kernel_cmdline(
         name="h1",
-        lan_address="192.0.2.21/24",
-        lan_gateway="192.0.2.1",
+        lan_address="198.51.100.21/24",
+        lan_gateway="198.51.100.1",
         mgmt_address="203.0.113.242/30",
         vlans=[(50, "198.18.50.2/24"), (60, None)],
     )
-    assert "vl.lan=192.0.2.21/24" in line and "vl.gw=192.0.2.1" in line
+    assert "vl.lan=198.51.100.21/24" in line and "vl.gw=198.51.100.1" in line
     assert "vl.mgmt=203.0.113.242/30" in line and "vl.vlans=50:198.18.50.2/24,60" in line
     assert "ssh-" not in line and "KEY" not in line.upper()
 
@@ -95,9 +95,9 @@ def test_kernel_cmdline_carries_addresses_and_vlans_but_no_keys() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"lan_address": "192.0.2.21"},  # no prefix
-        {"lan_address": "192.0.2.21/24;reboot"},
-        {"lan_gateway": "192.0.2.1 init=/bin/sh"},
+        {"lan_address": "198.51.100.21"},  # no prefix
+        {"lan_address": "198.51.100.21/24;reboot"},
+        {"lan_gateway": "198.51.100.1 init=/bin/sh"},
         {"vlans": [(4095, "198.18.50.2/24")]},
         {"vlans": [(50, None), (50, None)]},
     ],
@@ -105,7 +105,7 @@ def test_kernel_cmdline_carries_addresses_and_vlans_but_no_keys() -> None:
 def test_kernel_cmdline_rejects_bad_values(kwargs: dict[str, object]) -> None:
     args: dict[str, object] = {
         "name": "h1",
-        "lan_address": "192.0.2.21/24",
+        "lan_address": "198.51.100.21/24",
         "lan_gateway": None,
         "mgmt_address": "203.0.113.242/30",
         "vlans": [],

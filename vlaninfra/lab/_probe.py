@@ -10,7 +10,7 @@ __all__ = ["http_ok"]
 def http_ok(netns: str, address: str, timeout: float = 3.0) -> bool:
     """Whether `http://address/` answers 200 from inside network namespace `netns`.
 
-    Example: ``http_ok("vl-a-peer", "192.0.2.130")``
+    Example: ``http_ok("vl-a-peer", "198.51.100.130")``
     """
     proc = subprocess.run(
         [

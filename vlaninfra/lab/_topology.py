@@ -13,8 +13,10 @@ Naming (every name the lab creates follows it, so `lab down` can find leftovers 
 
 Addressing (slot 0 is the default instance, slots 1-3 are other instances):
 
-- site LANs: slot 0 uses 192.0.2.0/24 (site a) and 198.51.100.0/24 (site b); slot s > 0 uses
-  198.19.(8s + i).0/24 for site i; router .1, peer .2, host n .(10 + n);
+- site LANs: slot 0 uses 198.51.100.0/24 (site a) and 198.19.1.0/24 (site b); slot s > 0 uses
+  198.19.(8s + i).0/24 for site i; router .1, peer .2, host n .(10 + n). (Not 192.0.2.0/24:
+  that is the real network of the machine the lab was built on; `lab up` refuses any range
+  that overlaps an address or route of the root namespace.)
 - management: 203.0.113.0/25, one /27 per slot, one /31 per link (root side even address,
   namespace side odd); link 8i is site i's router, link 8i + n is its host n (so a site
   has at most 15 hosts alone, 7 with a second site). 203.0.113.128/25 is left to other
@@ -82,7 +84,7 @@ MAX_VMS = 8
 MAX_HOSTS_WITH_VMS = 10
 _VM_MGMT = ipaddress.IPv4Address("203.0.113.128")
 
-_DEFAULT_LANS = ("192.0.2.0/24", "198.51.100.0/24")
+_DEFAULT_LANS = ("198.51.100.0/24", "198.19.1.0/24")
 _MGMT = ipaddress.IPv4Address("203.0.113.0")
 _WAN = ipaddress.IPv4Address("198.18.255.0")
 _OTHER_LANS = ipaddress.IPv4Address("198.19.0.0")
@@ -123,7 +125,7 @@ class NodePlan:
     """Role name inside the site: ``gw``, ``peer``, ``h1`` …; also its switch port name."""
     netns: str
     lan_address: str
-    """Address on ``eth0`` with prefix length, e.g. ``192.0.2.11/24``."""
+    """Address on ``eth0`` with prefix length, e.g. ``198.51.100.11/24``."""
     gateway: str | None
     """Default route (None for the router itself)."""
     mgmt_address: str | None
@@ -220,7 +222,7 @@ def _node(
 def plan(instance: str, slot: int, sites: int = 1, hosts: int = 2) -> LabPlan:
     """Compute every name and address of a lab instance.
 
-    Example: ``plan("default", 0).sites[0].hosts[0].lan_address == "192.0.2.11/24"``
+    Example: ``plan("default", 0).sites[0].hosts[0].lan_address == "198.51.100.11/24"``
     """
     prefix = ns_prefix(instance)
     if not 1 <= sites <= MAX_SITES:

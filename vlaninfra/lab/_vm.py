@@ -32,7 +32,7 @@ Example::
 
     image = build_base_image(Path(".cache/vm"))
     host = start_vm(image, name="h1", state_dir=Path(".lab/vm/h1"), lan_netns="vl-a-sw",
-                    lan_bridge="br0", lan_address="192.0.2.21/24", lan_gateway="192.0.2.1",
+                    lan_bridge="br0", lan_address="198.51.100.21/24", lan_gateway="198.51.100.1",
                     mgmt_address="203.0.113.250/30", mgmt_peer="203.0.113.249/30",
                     authorized_key=pubkey, mac_seed=21)
     run_ssh(host, ["docker", "info"])
@@ -497,7 +497,9 @@ def _iface(value: str, what: str) -> ipaddress.IPv4Interface:
     except ValueError as exc:
         raise VmError(f"{what} {value!r} is not an address/prefix: {exc}") from exc
     if not isinstance(iface, ipaddress.IPv4Interface) or "/" not in value:
-        raise VmError(f"{what} {value!r} must be an IPv4 address with prefix, e.g. 192.0.2.21/24")
+        raise VmError(
+            f"{what} {value!r} must be an IPv4 address with prefix, e.g. 198.51.100.21/24"
+        )
     return iface
 
 
