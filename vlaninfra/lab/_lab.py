@@ -15,6 +15,7 @@ from pathlib import Path
 from vlaninfra.lab import _daemons as d
 from vlaninfra.lab import _labvm as vm
 from vlaninfra.lab import _netns as n
+from vlaninfra.lab import _ranges as rg
 from vlaninfra.lab._errors import LabError
 from vlaninfra.lab._image import IMAGE, build_rootfs, ensure_image
 from vlaninfra.lab._inventory import (
@@ -157,19 +158,11 @@ def _slot(instance: str) -> int:
 # --- up ---------------------------------------------------------------------------------------
 
 
-def _check_mgmt_free(p: LabPlan, vms: Sequence[VmPlan] = ()) -> None:
-    owner = {node.mgmt_root_address: (node.netns, node.netns) for node in p.mgmt_nodes}
-    for v in vms:  # the root side of a VM's management link is its tap vt-<vm name>-m
-        owner[v.mgmt_root_address] = (v.vm_name, f"vt-{v.vm_name}-m")
-    out = n.run(["ip", "-o", "-4", "addr", "show"])
-    for line in out.splitlines():
-        fields = line.split()
-        ifname, addr = fields[1], fields[3].split("/")[0]
-        if addr in owner and ifname != owner[addr][1]:
-            raise LabError(
-                f"management address {addr} of {owner[addr][0]} is already on {ifname}: "
-                "another lab instance or something else uses it; run `vlaninfra lab down --all`"
-            )
+def _check_ranges(p: LabPlan, vms: Sequence[VmPlan]) -> None:
+    """Refuse ranges that overlap an address or route of this machine's root namespace."""
+    table = rg.read_root_table()
+    own = rg.own_links(p.instance, {e.dev for e in table})
+    rg.check_ranges(p.instance, rg.lab_ranges(p, vms, _ADDRESS_POOL), table, own)
 
 
 def _build_site(site: SitePlan) -> None:
@@ -362,14 +355,20 @@ def lab_up(
     with _instance_locked(instance), contextlib.ExitStack() as machine_lock:
         machine_lock.enter_context(_locked())
         state = state_dir(instance)
+        fresh = not state.exists()
         state.mkdir(parents=True, exist_ok=True)
         p = plan(instance, _slot(instance), sites, hosts)
         vms = plan_vms(p, vm_hosts, peers_wanted)
+        try:
+            _check_ranges(p, vms)
+        except LabError:
+            if fresh:  # nothing was built: leave no trace (not even the slot)
+                shutil.rmtree(state, ignore_errors=True)
+            raise
         extra = _existing_names(instance) - set(p.namespaces)
         if extra:  # fewer hosts or sites than last time
             _teardown(instance, extra, whole=False)
         vm.stop_vms_except(instance, state, [v.name for v in vms])
-        _check_mgmt_free(p, vms)
         for site in p.sites:
             _build_site(site)
         _build_wan(p)

