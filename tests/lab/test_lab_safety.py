@@ -8,13 +8,20 @@ removed at the end even on failure. Addresses come from the plan or the inventor
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import os
+import signal
+import stat
 import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from vlaninfra.lab import LabError
+from vlaninfra.lab import LabError, _lock
 from vlaninfra.lab._ranges import (
     LabRange,
     RootEntry,
@@ -129,3 +136,71 @@ def test_this_machines_table_is_read_and_the_default_lab_fits_it() -> None:
     p = plan("default", 0, sites=2)
     own = own_links("default", {e.dev for e in table})
     assert overlaps(lab_ranges(p, plan_vms(p, 2), POOL), table, own) == []
+
+
+# --- the locks ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private lock directory (the real one is shared by every lab run of the machine)."""
+    where = tmp_path / "locks"
+    monkeypatch.setattr(_lock, "LOCK_DIR", where)
+    return where
+
+
+@contextlib.contextmanager
+def _foreign_holder(path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Another process holding an exclusive flock on `path` (flock(1) running sleep)."""
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    proc = subprocess.Popen(["flock", "-x", str(path), "sleep", "300"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 5
+        while not _lock.lock_holders(path):
+            assert time.monotonic() < deadline, "flock(1) did not take the lock"
+            time.sleep(0.05)
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # flock(1) and its sleep, which shares the lock
+        proc.wait()
+
+
+def test_a_held_lock_fails_after_the_timeout_naming_the_holder(lock_dir: Path) -> None:
+    # Bound: the timeout (1 s) plus one poll.
+    with _foreign_holder(lock_dir / "machine.lock") as holder:
+        t0 = time.monotonic()
+        with pytest.raises(LabError) as err, _lock.lab_lock("machine", timeout=1.0):
+            pass
+        took = time.monotonic() - t0
+    assert 1.0 <= took < 1.5, took
+    assert f"held by pid {holder.pid} (flock -x {lock_dir}/machine.lock sleep 300)" in str(
+        err.value
+    )
+    assert "VLANINFRA_LAB_LOCK_TIMEOUT" in str(err.value)
+    with _lock.lab_lock("machine", timeout=1.0):  # free again once the holder is gone
+        pass
+
+
+def test_the_lock_directory_is_made_closed_and_refused_when_open(lock_dir: Path) -> None:
+    with _lock.lab_lock("machine", timeout=0):
+        pass
+    assert stat.S_IMODE(lock_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((lock_dir / "machine.lock").stat().st_mode) == 0o600
+    lock_dir.chmod(0o1777)
+    with pytest.raises(LabError, match="has mode 1777, others may change it"):
+        _lock.lab_lock("machine", timeout=0).__enter__()
+    lock_dir.chmod(0o700)
+    (lock_dir / "machine.lock").unlink()
+    (lock_dir / "machine.lock").symlink_to(lock_dir.parent / "elsewhere")
+    with pytest.raises(LabError, match="a symlink"):
+        _lock.lab_lock("machine", timeout=0).__enter__()
+    assert not (lock_dir.parent / "elsewhere").exists()
+
+
+def test_a_symlinked_lock_directory_is_refused(lock_dir: Path) -> None:
+    real = lock_dir.parent / "real"
+    real.mkdir(mode=0o700)
+    lock_dir.symlink_to(real)
+    with pytest.raises(LabError, match="is not a directory"):
+        _lock.lab_lock("machine", timeout=0).__enter__()
+    assert list(real.iterdir()) == []

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shlex
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from vlaninfra.lab._inventory import (
     state_dir,
     write_inventory,
 )
+from vlaninfra.lab._lock import lab_lock
 from vlaninfra.lab._topology import (
     DEFAULT,
     MAX_SLOTS,
@@ -77,30 +77,15 @@ _OUTSIDE = (
 )
 
 
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
+def _locked() -> contextlib.AbstractContextManager[None]:
     """One lab operation at a time on this machine (up/down of any instance)."""
-    root = lab_root()
-    fd = os.open(root.parent, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return lab_lock("machine")
 
 
-@contextlib.contextmanager
-def _instance_locked(instance: str) -> Iterator[None]:
+def _instance_locked(instance: str) -> contextlib.AbstractContextManager[None]:
     """One operation at a time on one instance. `lab up` holds it (without `_locked`) while
     its VM guests finish booting, so other instances need not wait for QEMU."""
-    path = Path("/run/lock") / f"vlaninfra-lab-{instance}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return lab_lock(f"instance-{instance}")
 
 
 def _require_root() -> None:
