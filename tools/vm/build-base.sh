@@ -63,6 +63,15 @@ PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UseDNS no
+# no forwarding of any kind: a lab key opens a shell, SFTP and the agent, no path into networks
+DisableForwarding yes
+AllowTcpForwarding no
+AllowStreamLocalForwarding no
+AllowAgentForwarding no
+X11Forwarding no
+PermitTunnel no
+GatewayPorts no
+PermitUserEnvironment no
 EOI
 printf '127.0.0.1 localhost\n' > rootfs/etc/hosts
 echo labhost > rootfs/etc/hostname

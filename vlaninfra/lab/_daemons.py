@@ -132,8 +132,16 @@ def write_sshd_config(
         "MaxSessions 100",
         "UseDNS no",
         "PrintMotd no",
+        # A lab host is reached for its shell, SFTP and the agent: no forwarding of any kind,
+        # so a lab key never opens a path into the lab's (or this machine's) networks.
+        "DisableForwarding yes",
+        "AllowTcpForwarding no",
+        "AllowStreamLocalForwarding no",
+        "AllowAgentForwarding no",
         "X11Forwarding no",
-        "AllowTcpForwarding yes",
+        "PermitTunnel no",
+        "GatewayPorts no",
+        "PermitUserEnvironment no",
         "ClientAliveInterval 0",
     ]
     if docker_socket:
