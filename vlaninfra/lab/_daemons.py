@@ -17,6 +17,7 @@ from pathlib import Path
 
 from vlaninfra.lab._errors import LabError
 from vlaninfra.lab._netns import nsenter, run
+from vlaninfra.lab._procs import LabProcess, process_info, recorded_pid
 
 __all__ = [
     "LabProcess",
@@ -24,7 +25,6 @@ __all__ = [
     "docker_api",
     "docker_ping",
     "ensure_keypair",
-    "find_processes",
     "kill_processes",
     "lab_mounts",
     "log_tail",
@@ -55,8 +55,8 @@ class Waiter:
 
     what: str
     ready: Callable[[], bool]
-    cmdline_mark: str
-    """A string only this daemon's command line holds (to tell whether it still runs)."""
+    pidfile: Path
+    """Where `start_detached` recorded the daemon's pid (to tell whether it still runs)."""
     log: Path
     timeout: float
 
@@ -67,28 +67,41 @@ def wait_for(waiter: Waiter) -> None:
     polls = 0
     while not waiter.ready():
         polls += 1
-        dead = polls % 10 == 0 and not find_processes([], [waiter.cmdline_mark])
+        dead = polls % 10 == 0 and recorded_pid(waiter.pidfile) is None
         if dead or time.monotonic() > deadline:
             why = "exited" if dead else f"did not answer within {waiter.timeout:.0f} s"
             raise LabError(f"{waiter.what} {why}; {waiter.log}:\n{log_tail(waiter.log)}")
         time.sleep(0.05)
 
 
-def start_detached(argv: list[str], log: Path) -> None:
+# The daemon's pid is written (atomically) before it execs: a `lab up` killed at any point
+# leaves no lab process that `lab down` cannot find.
+_RECORD_PID = 'echo $$ > "$0.new" && mv -f "$0.new" "$0" && exec "$@"'
+
+
+def start_detached(argv: list[str], log: Path, pidfile: Path, timeout: float = 5.0) -> int:
     """Start a daemon that is not our child (``setsid -f``): init reaps it, never we.
+    Its pid goes to `pidfile` before it runs; return that pid.
 
     A daemon that stays our child would linger as a zombie after `lab down` kills it
     while this (test) process still runs.
     """
+    pidfile.unlink(missing_ok=True)
     with log.open("ab") as out:
         subprocess.run(
-            ["setsid", "-f", *argv],
+            ["setsid", "-f", "sh", "-c", _RECORD_PID, str(pidfile), *argv],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
             check=True,
             close_fds=True,
         )
+    deadline = time.monotonic() + timeout
+    while (pid := recorded_pid(pidfile)) is None:
+        if time.monotonic() > deadline:
+            raise LabError(f"{argv[-1]}: no pid in {pidfile} within {timeout:.0f} s; see {log}")
+        time.sleep(0.01)
+    return pid
 
 
 # --- keys -------------------------------------------------------------------------------------
@@ -162,11 +175,11 @@ def ssh_answers(address: str, port: int = 22, timeout: float = 0.5) -> bool:
         return False
 
 
-def start_sshd(ns: str, config: Path, log: Path) -> None:
+def start_sshd(ns: str, config: Path, log: Path, pidfile: Path) -> None:
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
     run([SSHD, "-t", "-f", str(config)])
     # -D keeps sshd in the foreground of its own session; setsid -f detaches it from us.
-    start_detached([*nsenter(ns), SSHD, "-D", "-f", str(config), "-E", str(log)], log)
+    start_detached([*nsenter(ns), SSHD, "-D", "-f", str(config), "-E", str(log)], log, pidfile)
 
 
 # --- dockerd ----------------------------------------------------------------------------------
@@ -214,7 +227,7 @@ def docker_version(sock: str) -> str:
 
 
 def start_dockerd(
-    ns: str, *, state: Path, run_dir: Path, storage_driver: str, address_pool: str
+    ns: str, *, state: Path, run_dir: Path, storage_driver: str, address_pool: str, pidfile: Path
 ) -> None:
     """Start this namespace's dockerd (with its own containerd, state and socket)."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -239,72 +252,10 @@ def start_dockerd(
         f"--default-address-pool=base={address_pool},size=24",
         "--log-level=warn",
     ]
-    start_detached(argv, state / "dockerd.log")
+    start_detached(argv, state / "dockerd.log", pidfile)
 
 
 # --- processes and mounts ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LabProcess:
-    pid: int
-    ppid: int
-    cmdline: str
-
-
-def _read_proc(pid: int) -> tuple[int, str, str, str] | None:
-    """(ppid, state, net ns link, cmdline) of a live process, None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-        fields = stat[stat.rindex(")") + 2 :].split()
-        netns = os.readlink(f"/proc/{pid}/ns/net")
-        with open(f"/proc/{pid}/cmdline", "rb") as fb:
-            cmdline = fb.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except (FileNotFoundError, ProcessLookupError, ValueError, PermissionError):
-        return None
-    return int(fields[1]), fields[0], netns, cmdline
-
-
-def _ancestors(pid: int) -> set[int]:
-    seen = set()
-    while pid > 1 and pid not in seen:
-        seen.add(pid)
-        info = _read_proc(pid)
-        if info is None:
-            break
-        pid = info[0]
-    return seen
-
-
-def find_processes(netns_inodes: Iterable[int], path_prefixes: Iterable[str]) -> list[LabProcess]:
-    """Live processes in one of the namespaces, or naming a lab path, and all descendants.
-
-    Container processes live in namespaces docker made, so they are found as descendants of
-    the containerd shims. This process and its ancestors are never included.
-    """
-    ns_links = {f"net:[{ino}]" for ino in netns_inodes}
-    prefixes = tuple(path_prefixes)
-    procs: dict[int, tuple[int, str, str, str]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (info := _read_proc(int(entry))) is not None and info[1] != "Z":
-            procs[int(entry)] = info
-    chosen = {
-        pid
-        for pid, (_, _, netns, cmd) in procs.items()
-        if netns in ns_links or any(p in cmd for p in prefixes)
-    }
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, *_) in procs.items():
-        children.setdefault(ppid, []).append(pid)
-    todo = list(chosen)
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in chosen:
-                chosen.add(child)
-                todo.append(child)
-    chosen -= _ancestors(os.getpid())
-    return [LabProcess(pid, procs[pid][0], procs[pid][3]) for pid in sorted(chosen)]
 
 
 def kill_processes(find: Callable[[], list[LabProcess]], timeout: float = 10.0) -> list[LabProcess]:
@@ -338,8 +289,7 @@ def processes_named(comm: str) -> list[int]:
     """Pids of live processes whose command name is `comm`."""
     pids = []
     for entry in os.listdir("/proc"):
-        info = _read_proc(int(entry)) if entry.isdigit() else None
-        if info is not None and info[1] != "Z":
+        if entry.isdigit() and process_info(int(entry)) is not None:
             with contextlib.suppress(OSError), open(f"/proc/{entry}/comm") as f:
                 if f.read().strip() == comm:
                     pids.append(int(entry))

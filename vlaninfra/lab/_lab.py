@@ -33,6 +33,7 @@ from vlaninfra.lab._inventory import (
     write_inventory,
 )
 from vlaninfra.lab._lock import lab_lock
+from vlaninfra.lab._procs import own_processes
 from vlaninfra.lab._topology import (
     DEFAULT,
     MAX_SLOTS,
@@ -41,7 +42,6 @@ from vlaninfra.lab._topology import (
     SitePlan,
     VmPlan,
     instance_of,
-    ns_prefix,
     plan,
     plan_vms,
     validate_instance,
@@ -203,6 +203,27 @@ def _mark_outside_files() -> None:
             o.marker.touch()
 
 
+# Pids of the daemons a namespace runs, recorded before they start (see `d.start_detached`).
+_SSHD_PID = "sshd.lab.pid"
+_DOCKERD_PID = "dockerd.lab.pid"
+
+
+def _dockerd_pidfiles(nsd: Path, run_dir: Path) -> list[Path]:
+    """Pidfiles of a host's dockerd, its containerd and its containers' init processes."""
+    ctd = run_dir / "exec" / "containerd"
+    inits = sorted(ctd.glob("daemon/io.containerd.runtime.v2.task/*/*/init.pid"))
+    return [nsd / _DOCKERD_PID, run_dir / "docker.pid", ctd / "containerd.pid", *inits]
+
+
+def _pidfiles(state: Path, names: set[str]) -> list[Path]:
+    """Every pidfile of the namespaces `names` of the instance with state dir `state`."""
+    out: list[Path] = []
+    for x in sorted(names):
+        nsd = state / x
+        out += [nsd / _SSHD_PID, nsd / "sshd.pid", *_dockerd_pidfiles(nsd, RUN_DIR / x)]
+    return out
+
+
 def _host_key(state: Path, ns: str) -> str:
     (state / ns).mkdir(exist_ok=True)
     return d.ensure_keypair(state / ns / "ssh_host_ed25519_key", f"root@{ns}")
@@ -217,11 +238,11 @@ def _ensure_sshd(state: Path, node: NodePlan, authorized: Path, *, docker: bool)
     addr = node.mgmt_address
     if not d.ssh_answers(addr):
         _mark_outside_files()
-        d.start_sshd(node.netns, cfg, nsd / "sshd.log")
+        d.start_sshd(node.netns, cfg, nsd / "sshd.log", nsd / _SSHD_PID)
     return d.Waiter(
         what=f"sshd in {node.netns} at {addr}:22",
         ready=lambda: d.ssh_answers(addr),
-        cmdline_mark=str(cfg),
+        pidfile=nsd / _SSHD_PID,
         log=nsd / "sshd.log",
         timeout=15.0,
     )
@@ -236,7 +257,8 @@ def _ensure_dockerd(state: Path, netns: str) -> d.Waiter | None:
     # A dead or half-started daemon of this host: end it and its leftovers first.
     nsd = state / netns
     own = [f"{run_dir}/", f"{nsd / 'docker'}/"]
-    d.kill_processes(lambda: d.find_processes([], own))
+    inodes = [ino for ino in (n.netns_inode(netns),) if ino is not None]
+    d.kill_processes(lambda: own_processes(_dockerd_pidfiles(nsd, run_dir), inodes))
     d.unmount(own)
     # A stale exec root misleads dockerd: a containerd.pid naming a not yet reaped zombie
     # makes it wait for that containerd instead of starting its own.
@@ -248,11 +270,12 @@ def _ensure_dockerd(state: Path, netns: str) -> d.Waiter | None:
         run_dir=run_dir,
         storage_driver=_storage_driver(state),
         address_pool=_ADDRESS_POOL,
+        pidfile=nsd / _DOCKERD_PID,
     )
     return d.Waiter(
         what=f"dockerd in {netns} at {sock}",
         ready=lambda: d.docker_ping(sock),
-        cmdline_mark=f"--exec-root={run_dir / 'exec'}",
+        pidfile=nsd / _DOCKERD_PID,
         log=nsd / "dockerd.log",
         timeout=60.0,
     )
@@ -342,6 +365,7 @@ def lab_up(
         state = state_dir(instance)
         fresh = not state.exists()
         state.mkdir(parents=True, exist_ok=True)
+        state.chmod(0o700)  # the lab's private key, pidfiles, sshd configs
         p = plan(instance, _slot(instance), sites, hosts)
         vms = plan_vms(p, vm_hosts, peers_wanted)
         try:
@@ -460,14 +484,16 @@ def _teardown(instance: str, names: set[str], *, whole: bool) -> None:
     """End processes, mounts, namespaces, links and files of `names` (or the whole instance)."""
     state = state_dir(instance)
     inodes = [ino for x in names if (ino := n.netns_inode(x)) is not None]
+    owners = set(names)
     if whole:
-        # By prefix: also what belongs to names nobody remembers any more.
-        prefixes = [f"{state}/", f"{RUN_DIR / ns_prefix(instance)}"]
+        # Also what belongs to names nobody remembers any more (their state dirs).
+        with contextlib.suppress(OSError):
+            owners |= {x.name for x in state.iterdir() if instance_of(x.name) == instance}
         mount_dirs = [str(state), *(str(RUN_DIR / x) for x in names)]
     else:
-        prefixes = [f"{state / x}/" for x in names] + [f"{RUN_DIR / x}/" for x in names]
         mount_dirs = [str(state / x) for x in names] + [str(RUN_DIR / x) for x in names]
-    d.kill_processes(lambda: d.find_processes(inodes, prefixes))
+    # Only processes the lab recorded (and theirs): never one that merely names a lab path.
+    d.kill_processes(lambda: own_processes(_pidfiles(state, owners), inodes))
     d.unmount(mount_dirs)
     for x in sorted(names):
         n.delete_netns(x)
@@ -481,8 +507,7 @@ def _teardown(instance: str, names: set[str], *, whole: bool) -> None:
     else:
         for x in names:
             shutil.rmtree(state / x, ignore_errors=True)
-    left = [f"process {p.pid}: {p.cmdline}" for p in d.find_processes(inodes, prefixes)]
-    left += [f"mount {m}" for m in d.lab_mounts(mount_dirs)]
+    left = [f"mount {m}" for m in d.lab_mounts(mount_dirs)]
     left += [f"namespace {x}" for x in sorted(names & set(n.list_netns()))]
     left += [
         f"directory {p}" for p in (state, *(RUN_DIR / x for x in names)) if whole and p.exists()
@@ -529,7 +554,7 @@ def lab_down(instance: str = DEFAULT) -> None:
                 names |= {site.router.netns, site.peer.netns}
                 names |= {h.netns for h in site.hosts if h.netns}
         # VMs first (by name, so also a crashed run's): their taps sit in the switch namespace.
-        vm.stop_instance_vms(instance)
+        vm.stop_instance_vms(instance, state_dir(instance))
         _teardown(instance, names, whole=True)
         _cleanup_outside_files()
         left = vm.vm_leftovers(instance)

@@ -171,16 +171,15 @@ def _try_keep(
     )
 
 
-def _stop_named(vm_name: str) -> None:
-    """Stop the QEMU running as ``vt-<vm_name>`` (state known or not) and delete its taps."""
-    for pid, argv in _vm._qemu_pids().items():
+def _stop_named(vm_name: str, state: Path) -> None:
+    """Stop the QEMU running as ``vt-<vm_name>`` from a member dir of ``state`` (through its
+    pidfile: no other QEMU is ever signalled) and delete its taps."""
+    for argv in _vm._qemu_pids().values():
         if _vm._arg_after(argv, "-name") != f"{_vm.TAP_PREFIX}{vm_name}":
             continue
-        pidfile = _vm._arg_after(argv, "-pidfile")
-        if pidfile and Path(pidfile).name == "qemu.pid" and Path(pidfile).parent.is_dir():
-            _vm.stop_vm(Path(pidfile).parent)
-        if _vm._alive(pid):
-            _vm._kill(pid, 10.0)
+        pidfile = Path(_vm._arg_after(argv, "-pidfile") or "/")
+        if pidfile.name == "qemu.pid" and pidfile.parent.parent == state / "vm":
+            _vm.stop_vm(pidfile.parent)
     _vm._cleanup_links(list(_vm._tap_names(vm_name)))
 
 
@@ -199,7 +198,7 @@ def _start_or_keep(
         return kept
     t0 = time.monotonic()
     _vm.stop_vm(directory)
-    _stop_named(plan.vm_name)
+    _stop_named(plan.vm_name, state)
     (directory / _CONFIG).unlink(missing_ok=True)
     is_host = plan.kind == "host"
     try:
@@ -325,7 +324,7 @@ def stop_vms_except(instance: str, state: Path, keep: Sequence[str]) -> None:
     for vm_name in _running_names():
         m = VM_RE.match(vm_name)
         if m and vm_instance_of(vm_name) == instance and m.group(3) not in wanted:
-            _stop_named(vm_name)
+            _stop_named(vm_name, state)
     root = state / "vm"
     if root.is_dir():
         for directory in root.iterdir():
@@ -340,14 +339,28 @@ def stop_vms_except(instance: str, state: Path, keep: Sequence[str]) -> None:
             subprocess.run(argv, capture_output=True, check=False)
 
 
-def stop_instance_vms(instance: str) -> list[str]:
-    """Stop every VM of ``instance`` (found by name: ``vt-<prefix>…``) and delete its taps."""
-    return _vm.stop_all(ns_prefix(instance))
+def stop_instance_vms(instance: str, state: Path) -> None:
+    """Stop every VM of ``instance`` through the pidfiles in its state ``state`` (QEMU
+    writes its pidfile before a guest runs) and delete every tap named like one of its VMs.
+    A QEMU of the same name but not from this state is left alone (`vm_leftovers` names it)."""
+    root = state / "vm"
+    if root.is_dir():
+        for directory in sorted(root.iterdir()):
+            _vm.stop_vm(directory)
+    prefix = _vm.TAP_PREFIX + ns_prefix(instance)
+    for ns, link in _vt_links():
+        if link.startswith(prefix) and vm_instance_of(_link_vm_name(link)) == instance:
+            argv = ["ip"] + (["-n", ns] if ns else []) + ["link", "del", "dev", link]
+            subprocess.run(argv, capture_output=True, check=False)
 
 
 def vm_leftovers(instance: str) -> list[str]:
     """QEMU processes and ``vt-`` links of ``instance`` still on this machine."""
-    left = [f"qemu vt-{x}" for x in _running_names() if vm_instance_of(x) == instance]
+    left = [
+        f"qemu vt-{x} (not started from this lab's state: end it yourself if it is a lab's)"
+        for x in _running_names()
+        if vm_instance_of(x) == instance
+    ]
     left += [
         f"link {link}" + (f" in {ns}" if ns else "")
         for ns, link in _vt_links()

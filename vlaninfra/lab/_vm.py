@@ -61,6 +61,7 @@ from pathlib import Path
 
 from vlaninfra.lab._daemons import ensure_keypair
 from vlaninfra.lab._errors import LabError
+from vlaninfra.lab._procs import recorded_pid
 
 __all__ = [
     "DEFAULT_KERNEL_PACKAGE",
@@ -922,14 +923,14 @@ def start_vm(
 
 
 def _pid_from_state(state_dir: Path) -> int | None:
-    """The pid in ``state_dir/qemu.pid`` if that process is alive and is our QEMU."""
+    """The pid in ``state_dir/qemu.pid`` if that process is alive, not younger than the file
+    (a reused pid is not ours) and is our QEMU."""
     pidfile = state_dir / "qemu.pid"
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
+    pid = recorded_pid(pidfile)
+    if pid is None:
         return None
     argv = _proc_cmdline(pid)
-    if _alive(pid) and argv and _arg_after(argv, "-pidfile") == str(pidfile):
+    if argv and _arg_after(argv, "-pidfile") == str(pidfile):
         return pid
     return None
 
