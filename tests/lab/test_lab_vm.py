@@ -207,6 +207,16 @@ def test_vm_host_is_a_host_like_the_namespace_hosts(vm_lab: tuple[Inventory, flo
     assert vm_host.sshd_log_remote and "Accepted publickey" in _ssh(
         inv, vm_host.mgmt_address, f"cat {vm_host.sshd_log_remote}"
     )
+    # Key-only and no forwarding of any kind, as on the namespace hosts.
+    effective = _ssh(inv, vm_host.mgmt_address, "sshd -T").lower().splitlines()
+    for line in (
+        "disableforwarding yes",
+        "allowtcpforwarding no",
+        "permittunnel no",
+        "allowstreamlocalforwarding no",
+        "passwordauthentication no",
+    ):
+        assert line in effective, line
 
 
 @pytest.mark.lab
