@@ -24,7 +24,9 @@ import paramiko
 import pytest
 
 from vlaninfra.lab import Inventory, LabError, _lock, _ranges, lab_down, lab_up
+from vlaninfra.lab._daemons import kill_processes, start_detached
 from vlaninfra.lab._inventory import RUN_DIR, state_dir
+from vlaninfra.lab._procs import own_processes, process_info, recorded_pid
 from vlaninfra.lab._ranges import (
     LabRange,
     RootEntry,
@@ -209,6 +211,49 @@ def test_a_symlinked_lock_directory_is_refused(lock_dir: Path) -> None:
     assert list(real.iterdir()) == []
 
 
+# --- recorded processes ------------------------------------------------------------------------
+
+
+def test_a_pid_counts_only_while_its_process_is_not_younger_than_the_pidfile(
+    tmp_path: Path,
+) -> None:
+    pidfile = tmp_path / "x.pid"
+    pidfile.write_text(f"{os.getpid()}\n")
+    assert recorded_pid(pidfile) == os.getpid()
+    hour_ago = time.time() - 3600  # a pidfile older than the process: the pid was reused
+    os.utime(pidfile, (hour_ago, hour_ago))
+    if process_info(os.getpid()).start > hour_ago + 5:  # type: ignore[union-attr]
+        assert recorded_pid(pidfile) is None
+    pidfile.write_text("garbage\n")
+    assert recorded_pid(pidfile) is None
+
+
+def test_own_processes_are_the_recorded_ones_and_their_descendants_only(tmp_path: Path) -> None:
+    # A daemon started the lab's way (pid recorded before it runs) with a child; a foreign
+    # process naming the pidfile and the daemon's paths on its command line.
+    pidfile = tmp_path / "d.lab.pid"
+    log = tmp_path / "d.log"
+    pid = start_detached(["sh", "-c", "sleep 300 & wait", str(tmp_path)], log, pidfile)
+    foreign = subprocess.Popen(
+        ["sh", "-c", "sleep 300; : " + f"{pidfile} {tmp_path}"], start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while len(found := own_processes([pidfile], [])) < 2:
+            assert time.monotonic() < deadline, found
+            time.sleep(0.05)
+        assert found[0].pid == pid and found[1].ppid == pid and len(found) == 2
+        assert foreign.pid not in {p.pid for p in found}
+        killed = kill_processes(lambda: own_processes([pidfile], []))
+        assert {p.pid for p in killed} == {p.pid for p in found}
+        assert foreign.poll() is None
+    finally:
+        for p in own_processes([pidfile], []):
+            os.kill(p.pid, signal.SIGKILL)
+        os.killpg(foreign.pid, signal.SIGKILL)  # sh and its sleep
+        foreign.wait()
+
+
 # --- on the lab (root): acceptance case 14 ------------------------------------------------------
 
 SAFE = "sf"  # instance up for the process and sshd cases
@@ -295,8 +340,6 @@ def safe_lab() -> Iterator[Inventory]:
 
 
 def _lab_pids(inv: Inventory) -> set[int]:
-    from vlaninfra.lab._procs import own_processes
-
     h = inv.sites[0].hosts[0]
     ino = os.stat(f"/run/netns/{h.netns}").st_ino
     state = state_dir(inv.instance)
