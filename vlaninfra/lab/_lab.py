@@ -553,7 +553,8 @@ def lab_down(instance: str = DEFAULT) -> None:
             for site in inv.sites:
                 names |= {site.router.netns, site.peer.netns}
                 names |= {h.netns for h in site.hosts if h.netns}
-        # VMs first (by name, so also a crashed run's): their taps sit in the switch namespace.
+        # VMs first (QEMU through its pidfile, taps by name, so also a crashed run's): their
+        # taps sit in the switch namespace.
         vm.stop_instance_vms(instance, state_dir(instance))
         _teardown(instance, names, whole=True)
         _cleanup_outside_files()
