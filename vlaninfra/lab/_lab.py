@@ -536,8 +536,10 @@ def _cleanup_outside_files() -> None:
 def lab_down(instance: str = DEFAULT) -> None:
     """Remove every namespace, link, process, mount and file of a lab instance.
 
-    Safe when nothing exists and after a crashed `lab_up`: what to remove is found by the
-    lab's naming conventions, not only from its state. Keeps the image cache.
+    Safe when nothing exists and after a crashed `lab_up`: namespaces, links and mounts are
+    found by the lab's naming conventions, not only from its state; processes only from the
+    pids the lab recorded before starting them (and their descendants), so no process of
+    anyone else ends, whatever its command line names. Keeps the image cache.
 
     Example: ``lab_down("t1")``
     """
