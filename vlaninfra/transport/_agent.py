@@ -17,7 +17,7 @@ from vlaninfra.transport._errors import (
     TransportError,
 )
 from vlaninfra.transport._local import LocalConnector
-from vlaninfra.transport._session import Channel, Session
+from vlaninfra.transport._session import Channel, Session, secs
 from vlaninfra.transport._ssh import SshConnector
 from vlaninfra.transport._stats import bump
 from vlaninfra.transport._targets import LocalTarget, SshTarget, Target
@@ -177,7 +177,7 @@ class Agent:
             if not expired.is_set():
                 raise
             raise TransportError(
-                f"could not start the agent on {self.label} within {self.start_deadline:.0f}s "
+                f"could not start the agent on {self.label} within {secs(self.start_deadline)} "
                 f"(stuck while {self._connector.step}); the connection was dropped. Check the "
                 "network path and the host's load, then run again", host=self.label) from exc
         finally:

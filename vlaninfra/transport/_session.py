@@ -38,7 +38,7 @@ from vlaninfra.transport._errors import (
     TransportError,
 )
 
-__all__ = ["Channel", "Session"]
+__all__ = ["Channel", "Session", "secs"]
 
 log = logging.getLogger("vlaninfra.transport")
 agent_log = logging.getLogger("vlaninfra.agent")
@@ -47,6 +47,11 @@ STDERR_LINE = 2048
 """Longest stderr line kept; longer lines are cut (stderr is only ever logged)."""
 STDERR_LOG_BURST = 50
 """At most this many agent stderr lines are logged per 10 s; the rest are counted."""
+
+
+def secs(seconds: float) -> str:
+    """``"30s"``, ``"0.5s"``: seconds as messages show them."""
+    return f"{seconds:.0f}s" if seconds >= 10 or seconds == int(seconds) else f"{seconds:.1f}s"
 
 
 class Channel(Protocol):
@@ -115,9 +120,9 @@ class Session:
         try:
             banner: dict[str, Any] = self._ready.result(timeout)
         except FutureTimeout:
-            self.abort(f"did not start within {timeout:.0f}s")
+            self.abort(f"did not start within {secs(timeout)}")
             raise TransportError(
-                f"agent on {self.label} did not start within {timeout:.0f}s"
+                f"agent on {self.label} did not start within {secs(timeout)}"
                 f"{self.stderr_hint()}", host=self.label) from None
         if banner.get("protocol") != protocol.PROTOCOL_VERSION:
             self.close()
@@ -141,7 +146,7 @@ class Session:
         if not self._slots.acquire(timeout=deadline):
             raise TransportError(
                 f"{op} on {self.label}: the agent stayed busy with other ops for "
-                f"{deadline:.0f}s; nothing was sent", host=self.label)
+                f"{secs(deadline)}; nothing was sent", host=self.label)
         try:
             return self._call(op, args, deadline)
         finally:
@@ -153,12 +158,14 @@ class Session:
             if self._dead is not None:
                 raise AgentExitedError(self._dead, host=self.label)
             id_ = next(self._ids)
+            if not self._pending:
+                self._last_rx = time.monotonic()  # silence counts from when we wait
             self._pending[id_] = (op, future)
         self._send(protocol.encode(protocol.request(id_, op, args)))
         try:
             response = future.result(deadline)
         except FutureTimeout:
-            self.abort(f"got no answer within {deadline:.0f}s")
+            self.abort(f"got no answer within {secs(deadline)}")
             response = future.result(0)  # raises the OutcomeUnknownError set by abort
         if response.get("ok"):
             return response.get("result")
@@ -317,7 +324,7 @@ class Session:
             if not busy:
                 continue
             if quiet > self.peer_timeout:
-                self.abort(f"got no answer: {self.label} went silent for {quiet:.0f}s (no "
+                self.abort(f"got no answer: {self.label} went silent for {secs(quiet)} (no "
                            "reply to keepalive pings; network path or host down?)")
                 return
             if quiet > self.ping_interval and not self._ping_out:
