@@ -6,6 +6,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -108,6 +109,7 @@ class Agent:
         self._connector = connector
         self._session: Session | None = None
         self._lock = threading.Lock()
+        self._failed: tuple[float, TransportError] | None = None
 
     def deadline_for(self, op: str) -> float:
         """The deadline of ``op`` in seconds (``docker_deadline`` or ``op_deadline``)."""
@@ -149,6 +151,7 @@ class Agent:
             self._connector.close()
 
     def _session_for_call(self) -> Session:
+        asked = time.monotonic()
         with self._lock:
             session = self._session
             if session is not None and session.alive:
@@ -157,7 +160,17 @@ class Agent:
                 log.info("agent on %s is gone; starting it again", self.label)
                 self._release(session)
                 self._session = None
-            self._session = self._start()
+            failed = self._failed
+            if failed is not None and failed[0] >= asked:
+                # Another caller's start failed while this one waited: share its verdict
+                # instead of trying (and waiting out a deadline) once per caller.
+                raise type(failed[1])(failed[1].message, host=self.label)
+            try:
+                self._session = self._start()
+            except TransportError as exc:
+                self._failed = (time.monotonic(), exc)
+                raise
+            self._failed = None
             return self._session
 
     def _start(self) -> Session:

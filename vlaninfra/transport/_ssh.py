@@ -251,8 +251,11 @@ class SshConnector:
                     for directory in (".cache", REMOTE_DIR):
                         try:
                             sftp.mkdir(directory, mode=0o700)
-                        except OSError:
-                            sftp.stat(directory)  # already there (else this raises)
+                        except OSError as exc:
+                            try:
+                                sftp.stat(directory)  # already there
+                            except OSError:
+                                raise exc from None
                     try:
                         sftp.putfo(io.BytesIO(bundle.data), tmp, file_size=len(bundle.data))
                         sftp.posix_rename(tmp, path)

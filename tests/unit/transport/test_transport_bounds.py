@@ -333,20 +333,19 @@ def test_a_stuck_start_is_bounded() -> None:
 # -- the bootstrap, run for real on this machine ------------------------------------------
 
 
-MARKER_MAIN = '''import os, sys
-open(os.environ["MARK"], "w").write("ran")
-'''
-
-
-def tampered(size: int) -> bytes:
-    """A zipapp of exactly ``size`` bytes that writes ``$MARK`` when it runs."""
+def tampered(size: int, mark: str | None = None) -> bytes:
+    """A zipapp of exactly ``size`` bytes that writes ``mark`` (default: ``$MARK``) when it
+    runs, and would then answer like an agent claiming any hash it likes."""
     import io
     import zipfile
+
+    where = repr(mark) if mark else 'os.environ["MARK"]'
+    main = f"import os\nopen({where}, 'w').write('ran')\n"
 
     def build(pad: int) -> bytes:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w") as zf:
-            zf.writestr("__main__.py", MARKER_MAIN)
+            zf.writestr("__main__.py", main)
             zf.writestr("pad", b"p" * pad)
         return buf.getvalue()
 
