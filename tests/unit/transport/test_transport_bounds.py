@@ -403,3 +403,32 @@ def test_bootstrap_runs_only_the_checked_bytes(tmp_path: Path) -> None:
         assert b"is owned by uid 65534, not by root or the login user" in proc.stderr
         os.chown(cache, 0, 0)
     assert _boot(archive, sha, mark).returncode == 0 and mark.exists()
+
+
+def test_callers_waiting_on_a_failed_start_share_its_verdict() -> None:
+    class Unreachable(FakeConnector):
+        def start(self, bundle: Bundle) -> FakeChannel:
+            self.started += 1
+            time.sleep(0.5)
+            raise TransportError("cannot connect to h: timed out after 15s", host="h")
+
+    conn = Unreachable()
+    agent = Agent(LocalTarget(), conn)
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            agent.call("ping")
+        except TransportError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert len(errors) == 5 and conn.started == 1  # one attempt, not one per caller
+    assert all("timed out after 15s" in str(e) for e in errors)
+    with pytest.raises(TransportError):
+        agent.call("ping")  # a later call tries again
+    assert conn.started == 2
