@@ -193,3 +193,17 @@ def test_docker_and_netlink_over_ssh(host: Host) -> None:
                       address="192.0.2.250/32", routes=["192.0.2.128/26"])
     assert shim["routes"] == ["192.0.2.128/26"]
     assert agent.call("shim.delete", name="shim0") == {"deleted": True}
+
+
+def test_the_agent_runs_the_checked_bytes_from_a_memfd(host: Host) -> None:
+    from vlaninfra.transport import build_bundle
+
+    pid = agent_for(host.target()).call("ping")["pid"]
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    bundle = build_bundle()
+    assert argv[1:3] == [b"-I", b"-c"]
+    assert argv[-2:] == [f".cache/vlaninfra/{bundle.name}".encode(), bundle.sha256.encode()]
+    fds = [os.readlink(p) for p in Path(f"/proc/{pid}/fd").iterdir()
+           if not p.name.isdigit() or int(p.name) > 2]
+    assert any(f.startswith("/memfd:vlaninfra-agent") for f in fds), fds
+    assert not any(f.endswith(bundle.name) for f in fds)  # the cached file is not kept open

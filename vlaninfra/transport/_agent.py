@@ -245,6 +245,8 @@ class Agent:
             message = (f"{python!r} was not found on {self.label}'s PATH: install Python "
                        f">= 3.10 there or set the host's python to its full path"
                        f"{session.stderr_hint()}")
+        elif session.aborted:  # the stream broke or the start stalled: that says it all
+            message = exc.message
         elif status in (REFUSED, TOO_OLD):
             lines = [line for line in tail if line.startswith("vlaninfra bootstrap:")]
             reason = lines[-1] if lines else exc.message

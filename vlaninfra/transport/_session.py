@@ -264,7 +264,7 @@ class Session:
             message = protocol.decode(line)
         except protocol.ProtocolError:
             hint = ("" if self._ready.done() else
-                    "; is something printing on login (e.g. ~/.bashrc output)? ")
+                    "; is something printing on login (e.g. ~/.bashrc output)?")
             raise protocol.ProtocolError(
                 f"{self.label} wrote a non-protocol line {line[:80]!r}{hint}") from None
         if message["id"] == 0:
