@@ -574,11 +574,14 @@ def test_case1_engine_up_blackholed_mid_run_then_converges(
         took = time.monotonic() - began
     assert not t.is_alive() and took < 60, took  # bound: 60 s from the blackhole
     out = result["up"].stdout + result["up"].stderr
+    unknown = [line.strip() for line in out.splitlines() if "outcome unknown on" in line]
+    print(f"case 1 (engine): `up` ended {took:.1f}s after the blackhole; {unknown[:1]}")
     assert result["up"].returncode != 0, out[-3000:]
     assert f"root@{h1.mgmt_address}:22" in out, out[-3000:]
     assert "outcome unknown on" in out or "could not start the agent" in out or (
         "cannot connect" in out), out[-3000:]
-    # path restored: a second `up` converges with no manual step
+    # path restored: a second `up` converges with no manual step (objects whose create
+    # reached h1 before the blackhole are adopted: the ownership work's adopt-on-EEXIST)
     lab_stack.run("up", "--yes", "--skip-preview")
     assert lab_stack.changes("preview") == {"same": 2 + 2 * 4}
     for name in ("web1", "web2"):
