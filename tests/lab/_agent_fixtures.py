@@ -141,6 +141,7 @@ def sshd(ns: str, listen: str, port: int = 22) -> Iterator[Sshd]:
     """
     tmp = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-sshd-"))
     proc: subprocess.Popen[bytes] | None = None
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
     try:
         home = tmp / "home"
         home.mkdir(mode=0o700)

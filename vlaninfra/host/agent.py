@@ -1,12 +1,14 @@
 """The agent process: reads requests from stdin, runs ops, writes responses to stdout.
 
-Started by the transport as ``python3 vlaninfra-agent-<sha12>.pyz`` (over SSH or locally).
-Requests run concurrently on a thread pool (Docker container creation is slow, and many
-provider threads call at once); responses carry the request id and are written whole, one
-line each, under a lock. stdout carries only protocol lines: the real stdout is kept for the
-protocol and fd 1 is pointed at stderr, so a stray ``print`` or a child process cannot
-corrupt the stream. stderr carries logs. The agent exits when stdin closes, after the ops
-in flight have finished (an op is never cut in half).
+Started by the transport's bootstrap (``python3 -I -c <bootstrap> <archive> <sha256>``, over
+SSH or locally), which runs this archive's checked bytes. Requests run concurrently on a
+pool of ``MAX_WORKERS`` threads (Docker container creation is slow, and many provider
+threads call at once); more requests queue, ``ping`` is answered at once; responses carry
+the request id and are written whole, one line each, under a lock. stdout carries only
+protocol lines: the real stdout is kept for the protocol and fd 1 is pointed at stderr, so
+a stray ``print`` or a child process cannot corrupt the stream. stderr carries logs. The
+agent exits when stdin closes, after the ops in flight have finished (an op is never cut in
+half).
 
 Example: ``printf '{"id":1,"op":"ping","args":{}}\\n' | python3 agent.pyz``
 """
@@ -14,7 +16,6 @@ Example: ``printf '{"id":1,"op":"ping","args":{}}\\n' | python3 agent.pyz``
 from __future__ import annotations
 
 import errno as _errno
-import hashlib
 import inspect
 import logging
 import os
@@ -48,26 +49,15 @@ def ping(ctx: Context) -> dict[str, Any]:
     }
 
 
-def _archive_sha256() -> str | None:
-    path = sys.argv[0] if sys.argv else ""
-    if not path.endswith(".pyz") or not os.path.isfile(path):
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def hello(ctx: Context, docker_socket: str | None = None) -> dict[str, Any]:
     """First call of every session: configure the agent, report ping facts plus the
-    protocol version and the sha256 of the archive it runs from (the transport checks it)."""
+    protocol version. (What the agent runs was checked by the transport's bootstrap before
+    it started; the agent reports nothing about itself that anyone relies on.)"""
     if docker_socket is not None:
         if not isinstance(docker_socket, str) or not docker_socket.startswith("/"):
             raise OpError(_errno.EINVAL, "docker_socket must be an absolute path")
         ctx.docker_socket = docker_socket
-    return {**ping(ctx), "protocol": protocol.PROTOCOL_VERSION,
-            "archive_sha256": _archive_sha256()}
+    return {**ping(ctx), "protocol": protocol.PROTOCOL_VERSION}
 
 
 def host_snapshot(ctx: Context) -> dict[str, Any]:
@@ -222,6 +212,10 @@ class _Writer:
         except (TypeError, ValueError) as exc:
             data = protocol.encode({"id": message["id"], "ok": False, "error": describe_error(
                 OpError(_errno.EIO, f"result is not JSON-serialisable: {exc}"))})
+        if len(data) > protocol.MAX_LINE:
+            data = protocol.encode({"id": message["id"], "ok": False, "error": describe_error(
+                OpError(_errno.EMSGSIZE, f"result is {len(data)} bytes, more than the "
+                        f"protocol's {protocol.MAX_LINE}"))})
         with self._lock:
             try:
                 self._stream.write(data)
@@ -234,13 +228,22 @@ def _respond(ctx: Context, writer: _Writer, message: dict[str, Any]) -> None:
     writer.write(run_request(ctx, message))
 
 
-def serve(ctx: Context, stdin: BinaryIO, stdout: BinaryIO, workers: int = MAX_WORKERS) -> None:
-    """Serve requests from ``stdin`` until EOF; responses go to ``stdout``."""
+def serve(ctx: Context, stdin: BinaryIO, stdout: BinaryIO, workers: int = MAX_WORKERS,
+          max_line: int = protocol.MAX_LINE) -> None:
+    """Serve requests from ``stdin`` until EOF; responses go to ``stdout``.
+
+    Ops run on a pool of ``workers`` threads; more requests queue in order. ``ping`` is
+    answered at once by the reading thread (the transport's dead-peer check), never queued.
+    A request line longer than ``max_line`` ends the agent (memory stays bounded).
+    """
     writer = _Writer(stdout)
     writer.write(protocol.success(0, {"ready": True, "protocol": protocol.PROTOCOL_VERSION,
                                       "pid": os.getpid()}))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="op") as pool:
-        for line in stdin:
+        while line := stdin.readline(max_line + 1):
+            if len(line) > max_line:
+                log.error("request line longer than %d bytes; exiting", max_line)
+                break
             if not line.strip():
                 continue
             try:
@@ -248,7 +251,10 @@ def serve(ctx: Context, stdin: BinaryIO, stdout: BinaryIO, workers: int = MAX_WO
             except protocol.ProtocolError as exc:
                 log.error("dropping malformed request: %s", exc)
                 continue
-            pool.submit(_respond, ctx, writer, message)
+            if message.get("op") == "ping":
+                _respond(ctx, writer, message)
+            else:
+                pool.submit(_respond, ctx, writer, message)
     log.info("stdin closed; exiting")
 
 

@@ -34,8 +34,9 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
-MAX_LINE = 64 * 1024 * 1024
-"""Longest accepted line; a host snapshot of a big host is a few hundred kB."""
+MAX_LINE = 16 * 1024 * 1024
+"""Longest line either side accepts (a host snapshot of a big host is a few hundred kB); a
+longer line ends the session, so memory stays bounded."""
 
 
 class ProtocolError(ValueError):

@@ -1,9 +1,13 @@
 """Reaches Docker hosts and runs ops on them through the vlaninfra agent.
 
 The transport only moves bytes: it builds a content-hashed zipapp of ``vlaninfra.host`` and
-its pure-Python dependencies, uploads it over SFTP once per host, starts it with the host's
-``python3`` and speaks line-delimited JSON over the SSH channel (or a local subprocess).
-One connection and one agent process per host per Python process, shared by every caller.
+its pure-Python dependencies, uploads it over SFTP when the host has no copy with that
+sha256, starts it with the host's ``python3`` through a fixed bootstrap that checks the
+cached file (owner, mode, no symlinks, sha256) and runs exactly the checked bytes, and speaks
+line-delimited JSON over the SSH channel (or a local subprocess). Every wait is bounded
+(per-op deadlines, dead-peer pings, upload and start deadlines); a call that may have run
+without an answer raises :class:`OutcomeUnknownError`. One connection and one agent process
+per host per Python process, shared by every caller.
 
 Example::
 
@@ -22,6 +26,7 @@ from vlaninfra.transport._errors import (
     AuthenticationError,
     HostError,
     HostKeyError,
+    OutcomeUnknownError,
     TransportError,
 )
 from vlaninfra.transport._stats import reset_stats, stats
@@ -36,6 +41,7 @@ __all__ = [
     "HostError",
     "HostKeyError",
     "LocalTarget",
+    "OutcomeUnknownError",
     "SshTarget",
     "Target",
     "TransportError",

@@ -4,25 +4,60 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from vlaninfra.transport._errors import AgentExitedError, HostError, TransportError
+from vlaninfra.transport._bootstrap import REFUSED, STALE, TOO_OLD
+from vlaninfra.transport._errors import (
+    AgentExitedError,
+    HostError,
+    OutcomeUnknownError,
+    TransportError,
+)
 from vlaninfra.transport._local import LocalConnector
-from vlaninfra.transport._session import Channel, Session
+from vlaninfra.transport._session import Channel, Session, secs
 from vlaninfra.transport._ssh import SshConnector
 from vlaninfra.transport._stats import bump
 from vlaninfra.transport._targets import LocalTarget, SshTarget, Target
 from vlaninfra.transport._zipapp import Bundle, build_bundle
 
-__all__ = ["Agent", "agent_for", "close_all"]
+__all__ = ["DOCKER_OPS", "Agent", "agent_for", "close_all"]
 
 log = logging.getLogger("vlaninfra.transport")
 
 
+DOCKER_OPS = frozenset({
+    "docker.container.create", "docker.container.start", "docker.container.remove",
+    "docker.container.update", "docker.network.create", "docker.network.remove",
+    "docker.network.connect", "docker.network.disconnect", "debug.sleep",
+})
+"""Ops that wait on the Docker daemon's work (or on purpose): the long deadline applies."""
+
+
+def _env_seconds(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 3600:
+        raise ValueError(f"{name}={value!r} is not a number of seconds between 0 and 3600")
+    return seconds
+
+
 class _Connector(Protocol):
-    def start(self, bundle: Bundle, force_upload: bool = False) -> Channel: ...
+    step: str
+
+    def start(self, bundle: Bundle) -> Channel: ...
+
+    def upload(self, bundle: Bundle) -> None: ...
+
+    def abort(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -30,19 +65,28 @@ class _Connector(Protocol):
 class Agent:
     """A handle on the agent process of one host; safe to share between threads.
 
-    The process is started on first use and restarted once (reconnecting SSH if needed) when
-    a call finds it dead. Calls from many threads run concurrently on the host.
+    The process is started on first use (through the trusted bootstrap, uploading the
+    archive when the host has no copy with the right sha256) and restarted when a call finds
+    it gone; a session dropped for a deadline or a silent peer also drops its SSH connection,
+    so the next call reconnects. Calls from many threads run concurrently on the host.
+
+    Deadlines (seconds, per instance, defaults from the environment):
+
+    - ``op_deadline`` (``VLANINFRA_OP_DEADLINE``, 30): facts, netlink ops, ping, batch;
+    - ``docker_deadline`` (``VLANINFRA_DOCKER_DEADLINE``, 120): Docker create/start/remove/
+      update/connect/disconnect (:data:`DOCKER_OPS`);
+    - ``start_deadline`` (``VLANINFRA_START_DEADLINE``, 60): connect, upload, start, hello;
+    - ``peer_timeout`` (``VLANINFRA_PEER_TIMEOUT``, 15): silence while calls are pending
+      (the agent is pinged every ``peer_timeout / 3`` seconds) before the peer counts as dead.
+
+    A call that may have reached the agent without an answer raises
+    :class:`OutcomeUnknownError`.
 
     Example::
 
         agent = agent_for(SshTarget("192.0.2.10", private_key=..., host_key=...))
         agent.call("link.get", name="eth0")["up"]   # → True
     """
-
-    call_timeout: float = 600.0
-    """Seconds to wait for one op's answer (container creation can be slow)."""
-    start_timeout: float = 60.0
-    """Seconds to wait for the agent to start and answer ``hello``."""
 
     def __init__(self, target: Target, connector: _Connector | None = None) -> None:
         self.target = target
@@ -51,80 +95,166 @@ class Agent:
         """``user@host:port`` / ``local`` / ``local netns <ns>``."""
         self.info: dict[str, Any] = {}
         """The agent's ``hello`` answer (pid, python, kernel, hostname...) once started."""
+        self.op_deadline = _env_seconds("VLANINFRA_OP_DEADLINE", 30.0)
+        """Seconds for facts, netlink ops, ping and batch."""
+        self.docker_deadline = _env_seconds("VLANINFRA_DOCKER_DEADLINE", 120.0)
+        """Seconds for the Docker ops in :data:`DOCKER_OPS`."""
+        self.start_deadline = _env_seconds("VLANINFRA_START_DEADLINE", 60.0)
+        """Seconds for connecting, uploading, starting the agent and its ``hello``."""
+        self.peer_timeout = _env_seconds("VLANINFRA_PEER_TIMEOUT", 15.0)
+        """Seconds of silence (while calls are pending) before the peer counts as dead."""
         if connector is None:
             connector = (SshConnector(target) if isinstance(target, SshTarget)
                          else LocalConnector(target))
         self._connector = connector
         self._session: Session | None = None
         self._lock = threading.Lock()
+        self._failed: tuple[float, TransportError] | None = None
+
+    def deadline_for(self, op: str) -> float:
+        """The deadline of ``op`` in seconds (``docker_deadline`` or ``op_deadline``)."""
+        return self.docker_deadline if op in DOCKER_OPS else self.op_deadline
 
     def call(self, op: str, /, **args: object) -> Any:
         """Run ``op`` on the host with keyword ``args``; returns its JSON result.
 
-        Raises :class:`HostError` (with ``errno``) when the op fails on the host, and
-        :class:`TransportError` when the host cannot be reached or the agent dies.
+        Raises :class:`HostError` (with ``errno``) when the op fails on the host,
+        :class:`OutcomeUnknownError` when the request may have reached the host but no
+        answer came (deadline, dead peer, agent died), and :class:`TransportError` when the
+        host cannot be reached or the agent cannot start (nothing was sent).
 
         Example: ``agent.call("shim.delete", name="shim0")`` → ``{"deleted": True}``
         """
         session = self._session_for_call()
         bump("calls")
-        return session.call(op, dict(args), self.call_timeout)
+        try:
+            return session.call(op, dict(args), self.deadline_for(op))
+        except OutcomeUnknownError:
+            self._drop(session)
+            raise
 
     def start(self) -> dict[str, Any]:
         """Start (or check) the agent now instead of on first call; returns ``info``."""
         self._session_for_call()
         return self.info
 
+    def _drop(self, session: Session) -> None:
+        """Forget a failed session; after an abort, its connection goes too."""
+        with self._lock:
+            if self._session is session:
+                self._session = None
+            self._release(session)
+
+    def _release(self, session: Session) -> None:
+        session.close()  # release the channel (pipes, exit status)
+        if session.aborted:
+            self._connector.close()
+
     def _session_for_call(self) -> Session:
+        asked = time.monotonic()
         with self._lock:
             session = self._session
             if session is not None and session.alive:
                 return session
             if session is not None:
-                log.info("agent on %s is gone; restarting it", self.label)
-                session.close()  # release the dead channel (pipes, exit status)
+                log.info("agent on %s is gone; starting it again", self.label)
+                self._release(session)
                 self._session = None
-            self._session = self._start()
+            failed = self._failed
+            if failed is not None and failed[0] >= asked:
+                # Another caller's start failed while this one waited: share its verdict
+                # instead of trying (and waiting out a deadline) once per caller.
+                raise type(failed[1])(failed[1].message, host=self.label)
+            try:
+                self._session = self._start()
+            except TransportError as exc:
+                self._failed = (time.monotonic(), exc)
+                raise
+            self._failed = None
             return self._session
 
     def _start(self) -> Session:
         bundle = build_bundle()
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            self._connector.abort()
+
+        timer = threading.Timer(self.start_deadline, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            return self._start_steps(bundle)
+        except (TransportError, OSError, EOFError) as exc:
+            if not expired.is_set():
+                raise
+            raise TransportError(
+                f"could not start the agent on {self.label} within {secs(self.start_deadline)} "
+                f"(stuck while {self._connector.step}); the connection was dropped. Check the "
+                "network path and the host's load, then run again", host=self.label) from exc
+        finally:
+            timer.cancel()
+
+    def _start_steps(self, bundle: Bundle) -> Session:
         for attempt in range(2):
-            channel = self._connector.start(bundle, force_upload=attempt > 0)
+            channel = self._connector.start(bundle)
             bump("agent_starts")
-            session = Session(channel, self.label)
+            session = Session(channel, self.label, peer_timeout=self.peer_timeout,
+                              ping_interval=self.peer_timeout / 3)
             try:
-                session.wait_ready(self.start_timeout)
+                session.wait_ready(self.start_deadline)
                 info = session.call("hello", {"docker_socket": self.target.docker_socket},
-                                    self.start_timeout)
+                                    self.op_deadline)
             except AgentExitedError as exc:
-                session.close()
-                if attempt == 0:
-                    # A damaged archive left by an earlier upload (same size, other bytes)
-                    # fails before the hash check can run: upload afresh once.
-                    log.warning("agent on %s did not start (%s); uploading it again",
-                                self.label, exc.message)
+                self._release(session)
+                if session.exit_status == STALE and attempt == 0:
+                    log.info("no agent archive with the expected sha256 on %s; uploading it",
+                             self.label)
+                    self._connector.upload(bundle)
                     continue
-                hint = (f"; is {self.target.python!r} a Python >= 3.10 on that host"
-                        + (" and is passwordless sudo allowed?" if self.target.sudo else "?"))
-                raise AgentExitedError(exc.message + hint, host=self.label) from None
+                raise self._start_error(session, exc) from None
             except HostError as exc:
-                session.close()
+                self._release(session)
                 raise TransportError(f"agent on {self.label} refused hello: {exc}",
                                      host=self.label) from None
             except BaseException:
-                session.close()
+                self._release(session)
                 raise
-            if info.get("archive_sha256") in (None, bundle.sha256):
-                self.info = info
-                log.info("agent on %s started (pid %s, python %s)", self.label,
-                         info.get("pid"), info.get("python"))
-                return session
-            log.warning("agent archive on %s does not match its hash; uploading again",
-                        self.label)
-            session.close()
-        raise TransportError(f"the agent archive on {self.label} is corrupt even after a "
-                             "fresh upload", host=self.label)
+            self.info = info
+            log.info("agent on %s started (pid %s, python %s)", self.label, info.get("pid"),
+                     info.get("python"))
+            return session
+        raise TransportError(f"the agent archive on {self.label} does not have the expected "
+                             "sha256 even after a fresh upload", host=self.label)
+
+    def _start_error(self, session: Session, exc: AgentExitedError) -> AgentExitedError:
+        """Why the agent did not start, in the user's terms."""
+        status = session.exit_status
+        tail = session.stderr_tail()
+        text = " ".join(tail).lower()
+        python = self.target.python
+        if self.target.sudo and any(w in text for w in ("password is required", "sudoers",
+                                                        "not allowed to")):
+            message = (f"sudo on {self.label} asks for a password (or refuses): allow "
+                       f"passwordless sudo for {python} (NOPASSWD in sudoers) or set sudo: "
+                       f"false{session.stderr_hint()}")
+        elif self.target.sudo and "sudo" in text and "not found" in text:
+            message = f"sudo is not installed on {self.label}: install it or set sudo: false"
+        elif status == 127 or (status == 1 and "not found" in text and python in text):
+            message = (f"{python!r} was not found on {self.label}'s PATH: install Python "
+                       f">= 3.10 there or set the host's python to its full path"
+                       f"{session.stderr_hint()}")
+        elif session.aborted:  # the stream broke or the start stalled: that says it all
+            message = exc.message
+        elif status in (REFUSED, TOO_OLD):
+            lines = [line for line in tail if line.startswith("vlaninfra bootstrap:")]
+            reason = lines[-1] if lines else exc.message
+            message = f"refusing to start the agent on {self.label}: {reason}"
+        else:
+            message = (f"{exc.message}; is {python!r} a Python >= 3.10 on that host"
+                       + (" and is passwordless sudo allowed?" if self.target.sudo else "?"))
+        return AgentExitedError(message, host=self.label)
 
     def close(self) -> None:
         """Stop the agent (its stdin closes) and the connection."""

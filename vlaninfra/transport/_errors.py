@@ -7,7 +7,8 @@
     └── TransportError(VlanInfraError, ConnectionError)   the host could not be reached/used
         ├── HostKeyError                              host key unknown or changed (pinned)
         ├── AuthenticationError                       private key rejected or unusable
-        └── AgentExitedError                          the agent process died or never started
+        ├── AgentExitedError                          the agent process died or never started
+        └── OutcomeUnknownError                       a request may have run; no answer came
 
 Errors carry structured context (``host``, ``op``, ``errno``) as attributes; messages name
 ``user@host:port`` and what to change, never a key.
@@ -25,6 +26,7 @@ __all__ = [
     "AuthenticationError",
     "HostError",
     "HostKeyError",
+    "OutcomeUnknownError",
     "TransportError",
 ]
 
@@ -112,3 +114,24 @@ class AuthenticationError(TransportError):
 
 class AgentExitedError(TransportError):
     """The agent process exited (or never came up); its last stderr lines are attached."""
+
+
+class OutcomeUnknownError(TransportError):
+    """A request may have reached the agent, but no answer came (deadline passed, connection
+    died, agent exited): the op may have run, in part or in full. The session and the SSH
+    connection it used are dropped; the next call reconnects.
+
+    Example message: ``outcome unknown on root@192.0.2.10:22: docker.container.create got no
+    answer within 120s; the next `pulumi up` (or `pulumi refresh`) reconciles it``
+    """
+
+    def __init__(self, message: str, *, host: str, op: str = "") -> None:
+        super().__init__(message, host=host)
+        self.op = op
+        """The op whose outcome is unknown, e.g. ``"docker.container.create"``."""
+
+    @classmethod
+    def for_op(cls, host: str, op: str, why: str) -> OutcomeUnknownError:
+        """The standard message: what is unknown, why, and what reconciles it."""
+        return cls(f"outcome unknown on {host}: {op} {why}; the next `pulumi up` "
+                   "(or `pulumi refresh`) reconciles it", host=host, op=op)

@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from vlaninfra.transport._bootstrap import bootstrap_argv
 from vlaninfra.transport._stats import bump
 from vlaninfra.transport._targets import LocalTarget
 from vlaninfra.transport._zipapp import Bundle
@@ -28,16 +29,13 @@ def local_cache_dir() -> Path:
         return path
 
 
-def write_bundle(directory: Path, bundle: Bundle, force: bool = False) -> Path:
-    """Write ``bundle`` into ``directory`` unless an identical-size copy is there; atomic."""
+def write_bundle(directory: Path, bundle: Bundle) -> Path:
+    """Write ``bundle`` into ``directory`` (atomically, mode 0600); the bootstrap checks it."""
     path = directory / bundle.name
-    if not force and path.is_file() and path.stat().st_size == len(bundle.data):
-        return path
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".agent-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(bundle.data)
-        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -72,6 +70,11 @@ class ProcessChannel:
         except subprocess.TimeoutExpired:
             return None
 
+    def abort(self) -> None:
+        """Close the agent's stdin without waiting (it exits after the ops in flight)."""
+        with contextlib.suppress(OSError, ValueError):
+            self._stdin.close()
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._stdin.close()
@@ -95,18 +98,23 @@ class LocalConnector:
 
     def __init__(self, target: LocalTarget) -> None:
         self.target = target
+        self.step = "starting the agent"
+        """What the connector is doing (for messages)."""
 
-    def command(self, archive: Path) -> list[str]:
-        """The agent's argv (a list: no shell involved)."""
+    def command(self, archive: Path, sha256: str) -> list[str]:
+        """The agent's argv (a list: no shell involved), through the trusted bootstrap."""
         argv: list[str] = ["sudo", "-n"] if self.target.sudo else []
         if self.target.netns is not None:
             argv += ["nsenter", f"--net=/run/netns/{self.target.netns}", "--"]
-        return [*argv, self.target.python, "-I", str(archive)]
+        return [*argv, *bootstrap_argv(self.target.python, str(archive), sha256)]
 
-    def start(self, bundle: Bundle, force_upload: bool = False) -> ProcessChannel:
-        archive = write_bundle(local_cache_dir(), bundle, force=force_upload)
+    def upload(self, bundle: Bundle) -> None:
+        """Write the archive into the local cache directory."""
+        write_bundle(local_cache_dir(), bundle)
+
+    def start(self, bundle: Bundle) -> ProcessChannel:
         proc = subprocess.Popen(
-            self.command(archive),
+            self.command(local_cache_dir() / bundle.name, bundle.sha256),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -114,6 +122,9 @@ class LocalConnector:
             cwd="/",
         )
         return ProcessChannel(proc)
+
+    def abort(self) -> None:
+        """Nothing to drop: no connection (the session aborts its process's pipes)."""
 
     def close(self) -> None:
         """Nothing to release besides the agent process (closed with its session)."""

@@ -8,12 +8,11 @@ interpreted by a shell.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import logging
 import os
 import shlex
-import socket
-import stat
 import threading
 import time
 import uuid
@@ -21,6 +20,7 @@ from typing import Any
 
 import paramiko
 
+from vlaninfra.transport._bootstrap import bootstrap_argv
 from vlaninfra.transport._errors import AuthenticationError, HostKeyError, TransportError
 from vlaninfra.transport._stats import bump
 from vlaninfra.transport._targets import SshTarget
@@ -31,17 +31,24 @@ __all__ = ["REMOTE_DIR", "SshChannel", "SshConnector", "load_private_key", "remo
 log = logging.getLogger("vlaninfra.transport.ssh")
 
 REMOTE_DIR = ".cache/vlaninfra"
-"""Where archives are stored on hosts, relative to the login user's home (mode 0700)."""
+"""Where archives are stored on hosts, relative to the login user's home (created 0700)."""
 CONNECT_TIMEOUT = 15.0
+"""Seconds for TCP connect, SSH banner, authentication and opening a channel."""
+IO_TIMEOUT = 20.0
+"""Seconds one channel write (or one SFTP request) may block before the connection is
+considered stuck; the whole agent start is bounded separately (``Agent.start_deadline``)."""
 
 
 def remote_command(target: SshTarget, bundle: Bundle) -> str:
-    """The exact command line run on the host.
+    """The exact command line run on the host: the fixed bootstrap (which checks the cached
+    archive against ``bundle``'s sha256 and runs exactly the checked bytes), quoted word by
+    word.
 
-    Example: ``sudo -n python3 -I .cache/vlaninfra/agent-3f2a9c81d0e4.pyz``
+    Example: ``sudo -n python3 -I -c '<bootstrap>' .cache/vlaninfra/agent-3f2a9c81d0e4.pyz
+    3f2a9c81…``
     """
-    words = (["sudo", "-n"] if target.sudo else []) + [
-        target.python, "-I", f"{REMOTE_DIR}/{bundle.name}"]
+    words = (["sudo", "-n"] if target.sudo else []) + bootstrap_argv(
+        target.python, f"{REMOTE_DIR}/{bundle.name}", bundle.sha256)
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -87,6 +94,13 @@ def load_private_key(target: SshTarget) -> paramiko.PKey | None:
         f"({reason}; wrong passphrase or not a private key?)", host=target.label) from None
 
 
+def _update_hint(target: SshTarget) -> str:
+    key = target.config_key or "host_key"
+    return (f"If the host was reinstalled (or its key rotated), update {key} to the new key "
+            f"(e.g. `ssh-keyscan -p {target.port} -t ed25519 {target.host}`, checked out of "
+            "band)")
+
+
 class _PinnedPolicy(paramiko.MissingHostKeyPolicy):
     """Refuses any host key other than the pinned one, naming what the server offered."""
 
@@ -99,23 +113,34 @@ class _PinnedPolicy(paramiko.MissingHostKeyPolicy):
         raise HostKeyError(
             f"host key of {self._target.label} is not the pinned one: the server offered "
             f"{_fingerprint(key)}, host_key pins {_fingerprint(self._pinned)}; refusing to "
-            "connect. If the host was reinstalled, update host_key", host=self._target.label)
+            f"connect. {_update_hint(self._target)}", host=self._target.label)
 
 
 class SshChannel:
-    """An exec channel's stdin/stdout/stderr."""
+    """An exec channel's stdin/stdout/stderr; writes time out after ``IO_TIMEOUT``."""
 
     def __init__(self, channel: paramiko.Channel) -> None:
         self._chan = channel
+        channel.settimeout(IO_TIMEOUT)
 
     def send(self, data: bytes) -> None:
-        self._chan.sendall(data)
+        if self._chan.closed:
+            raise OSError("the SSH channel is closed")
+        self._chan.sendall(data)  # raises socket.timeout (an OSError) when stuck
+
+    def _recv(self, read: Any) -> bytes:
+        while True:
+            try:
+                return bytes(read(65536))
+            except TimeoutError:
+                if self._chan.closed:
+                    return b""
 
     def recv(self) -> bytes:
-        return bytes(self._chan.recv(65536))
+        return self._recv(self._chan.recv)
 
     def recv_stderr(self) -> bytes:
-        return bytes(self._chan.recv_stderr(65536))
+        return self._recv(self._chan.recv_stderr)
 
     def exit_status(self) -> int | None:
         deadline = time.monotonic() + 2.0
@@ -132,6 +157,12 @@ class SshChannel:
         finally:
             self._chan.close()
 
+    def abort(self) -> None:
+        """Drop the whole SSH connection (one agent per connection): never reused."""
+        transport = self._chan.get_transport()
+        if transport is not None:
+            transport.close()
+
 
 class SshConnector:
     """One SSH connection to one host, reused for every agent start on it."""
@@ -139,8 +170,9 @@ class SshConnector:
     def __init__(self, target: SshTarget) -> None:
         self.target = target
         self._client: paramiko.SSHClient | None = None
-        self._uploaded: str | None = None
         self._lock = threading.Lock()
+        self.step = "connecting"
+        """What the connector is doing (for messages when a start does not finish)."""
 
     def _connected(self) -> paramiko.SSHClient:
         client = self._client
@@ -150,7 +182,7 @@ class SshConnector:
         if client is not None:
             client.close()
         self._client = None
-        self._uploaded = None
+        self.step = "connecting"
         self._client = self._connect()
         return self._client
 
@@ -183,8 +215,7 @@ class SshConnector:
             raise HostKeyError(
                 f"host key of {target.label} changed: the server offered "
                 f"{_fingerprint(exc.key)}, host_key pins {_fingerprint(exc.expected_key)}; "
-                "refusing to connect. If the host was reinstalled, update host_key",
-                host=target.label) from None
+                f"refusing to connect. {_update_hint(target)}", host=target.label) from None
         except paramiko.AuthenticationException:
             client.close()
             raise AuthenticationError(
@@ -195,7 +226,7 @@ class SshConnector:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             client.close()
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            if isinstance(exc, socket.timeout):
+            if isinstance(exc, TimeoutError):
                 reason = f"timed out after {CONNECT_TIMEOUT:.0f}s"
             raise TransportError(f"cannot connect to {target.label}: {reason}; check host, "
                                  "port and that sshd runs there", host=target.label) from None
@@ -206,54 +237,64 @@ class SshConnector:
         log.info("connected to %s", target.label)
         return client
 
-    def _upload(self, client: paramiko.SSHClient, bundle: Bundle, force: bool) -> None:
-        if self._uploaded == bundle.sha256 and not force:
-            return
-        path = f"{REMOTE_DIR}/{bundle.name}"
-        try:
-            with client.open_sftp() as sftp:
-                if not force:
-                    try:
-                        st = sftp.stat(path)
-                        if st.st_size == len(bundle.data) and stat.S_ISREG(st.st_mode or 0):
-                            self._uploaded = bundle.sha256
-                            return
-                    except FileNotFoundError:
-                        pass
-                for directory in (".cache", REMOTE_DIR):
-                    try:
-                        sftp.mkdir(directory, mode=0o700)
-                    except OSError:
-                        sftp.stat(directory)  # already there (else this raises)
-                tmp = f"{REMOTE_DIR}/.{bundle.name}.{uuid.uuid4().hex[:8]}.tmp"
-                sftp.putfo(io.BytesIO(bundle.data), tmp, file_size=len(bundle.data))
-                try:
-                    sftp.posix_rename(tmp, path)
-                except OSError:
-                    sftp.remove(tmp)
-                    raise
-        except (OSError, paramiko.SSHException) as exc:
-            raise TransportError(f"cannot upload the agent to ~{self.target.user}/{path} on "
-                                 f"{self.target.label}: {exc}", host=self.target.label) from None
-        bump("uploads")
-        log.info("uploaded %s (%d bytes) to %s", bundle.name, len(bundle.data),
-                 self.target.label)
-        self._uploaded = bundle.sha256
-
-    def start(self, bundle: Bundle, force_upload: bool = False) -> SshChannel:
-        """Connect (or reuse the connection), upload if needed, exec the agent."""
+    def upload(self, bundle: Bundle) -> None:
+        """Upload ``bundle`` to ``~/.cache/vlaninfra`` (dirs created 0700), atomically."""
         with self._lock:
             client = self._connected()
-            self._upload(client, bundle, force_upload)
+            self.step = "uploading the agent"
+            path = f"{REMOTE_DIR}/{bundle.name}"
+            where = f"~{self.target.user}/{path} on {self.target.label}"
+            tmp = f"{REMOTE_DIR}/.{bundle.name}.{uuid.uuid4().hex[:8]}.tmp"
+            try:
+                with client.open_sftp() as sftp:
+                    sftp.get_channel().settimeout(IO_TIMEOUT)  # type: ignore[union-attr]
+                    for directory in (".cache", REMOTE_DIR):
+                        try:
+                            sftp.mkdir(directory, mode=0o700)
+                        except OSError as exc:
+                            try:
+                                sftp.stat(directory)  # already there
+                            except OSError:
+                                raise exc from None
+                    try:
+                        sftp.putfo(io.BytesIO(bundle.data), tmp, file_size=len(bundle.data))
+                        sftp.posix_rename(tmp, path)
+                    except BaseException:
+                        with contextlib.suppress(Exception):
+                            sftp.remove(tmp)
+                        raise
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                reason = str(exc) or type(exc).__name__
+                raise TransportError(
+                    f"cannot upload the agent to {where}: {reason}. A full or read-only file "
+                    f"system (or a home not writable by {self.target.user}) is the usual "
+                    f"cause: free space or make ~{self.target.user}/.cache writable, then run "
+                    "again (nothing was started)", host=self.target.label) from None
+            bump("uploads")
+            log.info("uploaded %s (%d bytes) to %s", bundle.name, len(bundle.data),
+                     self.target.label)
+
+    def start(self, bundle: Bundle) -> SshChannel:
+        """Connect (or reuse the connection) and exec the bootstrap, which runs the cached
+        archive only if it has ``bundle``'s sha256 (see ``_bootstrap``)."""
+        with self._lock:
+            client = self._connected()
+            self.step = "starting the agent"
             transport = client.get_transport()
             assert transport is not None
             try:
                 chan = transport.open_session(timeout=CONNECT_TIMEOUT)
                 chan.exec_command(remote_command(self.target, bundle))
-            except (paramiko.SSHException, OSError) as exc:
+            except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise TransportError(f"cannot start the agent on {self.target.label}: {exc}",
                                      host=self.target.label) from None
             return SshChannel(chan)
+
+    def abort(self) -> None:
+        """Drop the connection now, from any thread (a stuck upload or start fails)."""
+        client = self._client
+        if client is not None:
+            client.close()
 
     def close(self) -> None:
         """Close the SSH connection."""
@@ -261,7 +302,6 @@ class SshConnector:
             if self._client is not None:
                 self._client.close()
             self._client = None
-            self._uploaded = None
 
     def debug_info(self) -> dict[str, Any]:
         """Connection facts for tests: whether it is up."""

@@ -53,6 +53,10 @@ class SshTarget:
     """The Docker Engine API socket on the host."""
     passphrase: str | None = field(default=None, repr=False)
     """Passphrase of an encrypted private key. A secret."""
+    config_key: str | None = field(default=None, compare=False)
+    """Where the host's settings live in the stack config, for messages only, e.g.
+    ``"sites.a.hosts[0].ssh.host_key"``: a refused host key names it. Not part of the
+    identity (two targets differing only here share one connection)."""
 
     def __post_init__(self) -> None:
         if not self.host or any(c.isspace() or c in "\0/@" for c in self.host):

@@ -145,3 +145,39 @@ def test_ops_registry_has_the_documented_names() -> None:
         "docker.network.create", "docker.network.remove", "docker.network.connect",
         "docker.network.disconnect", "docker.container.inspect", "docker.container.create",
         "docker.container.remove", "docker.container.update", "docker.container.start"}
+
+
+def test_ping_is_answered_while_every_worker_is_busy() -> None:
+    import os
+    import threading
+    import time
+
+    r, w = os.pipe()
+    out = io.BytesIO()
+    stdin = os.fdopen(r, "rb")
+    t = threading.Thread(target=agent.serve, args=(
+        Context(docker_socket="/nonexistent.sock"), stdin, out), kwargs={"workers": 2})
+    t.start()
+    reqs = [protocol.request(i, "debug.sleep", {"seconds": 1}) for i in (1, 2, 3)]
+    os.write(w, b"".join(map(protocol.encode, [*reqs, protocol.request(9, "ping", {})])))
+    time.sleep(0.3)
+    ids = [json.loads(x)["id"] for x in out.getvalue().splitlines()]
+    assert ids == [0, 9]  # ping answered at once; the sleeps queue behind 2 workers
+    os.close(w)
+    t.join(10)
+    stdin.close()
+    assert sorted(json.loads(x)["id"] for x in out.getvalue().splitlines()) == [0, 1, 2, 3, 9]
+
+
+def test_oversized_request_line_ends_the_agent_and_big_results_are_refused() -> None:
+    out = io.BytesIO()
+    raw = protocol.encode(protocol.request(1, "ping", {})) + b"x" * 5000 + b"\n" + (
+        protocol.encode(protocol.request(2, "ping", {})))
+    agent.serve(Context(), io.BytesIO(raw), out, max_line=1000)
+    assert [json.loads(x)["id"] for x in out.getvalue().splitlines()] == [0, 1]  # 2 unread
+    agent.OPS["test.big"] = lambda ctx: "y" * (protocol.MAX_LINE + 1)
+    try:
+        reply = _serve([protocol.request(1, "test.big", {})])
+    finally:
+        del agent.OPS["test.big"]
+    assert reply[1]["error"]["errno"] == errno.EMSGSIZE

@@ -6,7 +6,7 @@ import errno
 import io
 import json
 import pickle
-import queue
+import shlex
 import subprocess
 import threading
 import time
@@ -16,17 +16,20 @@ from typing import Any
 import pytest
 
 import vlaninfra.transport as transport
+from tests.unit.transport.fakes import FakeChannel
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import protocol
 from vlaninfra.transport import (
     AgentExitedError,
     HostError,
     LocalTarget,
+    OutcomeUnknownError,
     SshTarget,
     TransportError,
     agent_for,
     build_bundle,
 )
+from vlaninfra.transport._bootstrap import BOOTSTRAP, bootstrap_argv
 from vlaninfra.transport._session import Session
 from vlaninfra.transport._ssh import remote_command
 
@@ -42,7 +45,8 @@ def target(**kw: Any) -> SshTarget:
 def test_public_names() -> None:
     assert set(transport.__all__) == {
         "Agent", "AgentExitedError", "AuthenticationError", "Bundle", "HostError",
-        "HostKeyError", "LocalTarget", "SshTarget", "Target", "TransportError", "agent_for",
+        "HostKeyError", "LocalTarget", "OutcomeUnknownError", "SshTarget", "Target",
+        "TransportError", "agent_for",
         "build_bundle", "close_all", "reset_stats", "stats"}
     assert set(transport.stats()) == {"ssh_connections", "agent_starts", "uploads", "calls"}
 
@@ -72,12 +76,14 @@ def test_local_target_validation() -> None:
 
 def test_remote_command_is_fixed_words_and_quoted() -> None:
     bundle = build_bundle()
+    boot = shlex.quote(BOOTSTRAP)
     assert remote_command(target(), bundle) == (
-        f"python3 -I .cache/vlaninfra/{bundle.name}")
+        f"python3 -I -c {boot} .cache/vlaninfra/{bundle.name} {bundle.sha256}")
     cmd = remote_command(target(sudo=True, python="/opt/my python/bin/python3; rm -rf /"),
                          bundle)
-    assert cmd == (f"sudo -n '/opt/my python/bin/python3; rm -rf /' -I "
-                   f".cache/vlaninfra/{bundle.name}")
+    assert cmd == (f"sudo -n '/opt/my python/bin/python3; rm -rf /' -I -c {boot} "
+                   f".cache/vlaninfra/{bundle.name} {bundle.sha256}")
+    assert shlex.split(cmd)[5] == BOOTSTRAP
 
 
 def test_agent_for_caches_by_identity_without_connecting() -> None:
@@ -103,51 +109,6 @@ def test_errors_are_structured_and_catchable_as_builtins() -> None:
     t = AgentExitedError("gone", host="h")
     assert isinstance(t, TransportError) and isinstance(t, ConnectionError)
     assert isinstance(pickle.loads(pickle.dumps(t)), AgentExitedError)
-
-
-class FakeChannel:
-    """In-memory channel; a scripted 'agent' thread answers requests."""
-
-    def __init__(self, answer: Any = None, banner: dict[str, Any] | None = None) -> None:
-        self.to_agent: queue.Queue[bytes | None] = queue.Queue()
-        self.out: queue.Queue[bytes] = queue.Queue()
-        self.err: queue.Queue[bytes] = queue.Queue()
-        self.closed = False
-        self.out.put(protocol.encode(protocol.success(0, banner or {
-            "ready": True, "protocol": protocol.PROTOCOL_VERSION})))
-        if answer is not None:
-            threading.Thread(target=answer, args=(self,), daemon=True).start()
-
-    def requests(self) -> Any:
-        buf = protocol.LineBuffer()
-        while (chunk := self.to_agent.get()) is not None:
-            for line in buf.feed(chunk):
-                yield protocol.decode(line)
-
-    def send(self, data: bytes) -> None:
-        if self.closed:
-            raise OSError("closed")
-        self.to_agent.put(data)
-
-    def recv(self) -> bytes:
-        return self.out.get()
-
-    def recv_stderr(self) -> bytes:
-        return self.err.get()
-
-    def exit_status(self) -> int | None:
-        return 3
-
-    def die(self, stderr: bytes = b"") -> None:
-        self.err.put(stderr)
-        self.err.put(b"")
-        self.out.put(b"")
-
-    def close(self) -> None:
-        self.closed = True
-        self.to_agent.put(None)
-        self.out.put(b"")
-        self.err.put(b"")
 
 
 def test_session_matches_out_of_order_responses_by_id() -> None:
@@ -212,8 +173,11 @@ def test_session_fails_pending_calls_when_the_agent_dies() -> None:
     for t in threads:
         t.join(5)
     assert time.monotonic() - began < 5
-    assert len(errors) == 3 and all(isinstance(e, AgentExitedError) for e in errors)
-    assert "status 3" in str(errors[0]) and "MemoryError: boom" in str(errors[0])
+    assert len(errors) == 3 and all(isinstance(e, OutcomeUnknownError) for e in errors)
+    msg = str(errors[0])
+    assert msg.startswith("outcome unknown on fake: slow got no answer: the agent exited")
+    assert "status 3" in msg and "MemoryError: boom" in msg
+    assert msg.endswith("the next `pulumi up` (or `pulumi refresh`) reconciles it")
     assert not s.alive
     with pytest.raises(AgentExitedError):
         s.call("ping", {}, 1)
@@ -266,11 +230,11 @@ def test_zipapp_runs_on_the_system_python_outside_the_venv(tmp_path: Any) -> Non
         (2, "link.get", {"name": "lo"}),
         (3, "docker.image.exists", {"name": "busybox"}),  # imports docker/requests/urllib3
     ])
-    proc = subprocess.run(["/usr/bin/python3", "-I", str(path)], input=requests,
-                          capture_output=True, timeout=60, cwd=tmp_path)
+    proc = subprocess.run(bootstrap_argv("/usr/bin/python3", str(path), bundle.sha256),
+                          input=requests, capture_output=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
     out = {m["id"]: m for m in map(json.loads, proc.stdout.splitlines())}
-    assert out[1]["result"]["archive_sha256"] == bundle.sha256
+    assert out[1]["result"]["protocol"] == protocol.PROTOCOL_VERSION
     assert out[2]["result"]["name"] == "lo" and "127.0.0.1/8" in out[2]["result"]["addresses"]
     assert out[3]["error"]["errno"] == errno.ECONNREFUSED  # docker SDK imported and ran
     assert b"Traceback" not in proc.stderr
@@ -289,6 +253,11 @@ def test_local_agent_end_to_end_with_the_system_python() -> None:
         for t in threads:
             t.join()
         assert time.monotonic() - began < 2.5  # concurrent on the agent's thread pool
-        assert transport.stats()["agent_starts"] == 1
+        # the first start finds no archive with this sha256 (bootstrap: stale), uploads, again
+        assert transport.stats()["agent_starts"] == 1 + transport.stats()["uploads"]
+        transport.close_all()
+        transport.reset_stats()
+        agent_for(LocalTarget(python="/usr/bin/python3")).call("ping")
+        assert transport.stats()["agent_starts"] == 1 and transport.stats()["uploads"] == 0
     finally:
         transport.close_all()

@@ -1,0 +1,434 @@
+"""Bounded failure without a host: deadlines, dead peers, slots, protocol abuse, the
+bootstrap's checks and the agent's start messages (fake channels and connectors)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.transport.fakes import FakeChannel
+from vlaninfra.host import protocol
+from vlaninfra.transport import (
+    AgentExitedError,
+    LocalTarget,
+    OutcomeUnknownError,
+    TransportError,
+)
+from vlaninfra.transport._agent import Agent
+from vlaninfra.transport._bootstrap import REFUSED, STALE, bootstrap_argv
+from vlaninfra.transport._session import STDERR_LINE, Session
+from vlaninfra.transport._zipapp import Bundle, build_bundle
+
+RECONCILE = "the next `pulumi up` (or `pulumi refresh`) reconciles it"
+
+
+def pings_only(ch: FakeChannel) -> None:
+    """An agent that answers ping and nothing else (an op that hangs on the host)."""
+    for req in ch.requests():
+        if req["op"] == "ping":
+            ch.out.put(protocol.encode(protocol.success(req["id"], {"pid": 1})))
+
+
+def test_deadline_aborts_the_session_and_every_pending_call_is_outcome_unknown() -> None:
+    ch = FakeChannel(pings_only)
+    s = Session(ch, "root@h:22", peer_timeout=5, ping_interval=0.1)
+    s.wait_ready(5)
+    other: list[BaseException] = []
+
+    def slow() -> None:
+        try:
+            s.call("docker.container.create", {}, 30)
+        except BaseException as exc:
+            other.append(exc)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.2)
+    began = time.monotonic()
+    with pytest.raises(OutcomeUnknownError) as info:
+        s.call("shim.ensure", {"name": "shim0"}, 0.5)
+    assert 0.4 < time.monotonic() - began < 2
+    assert str(info.value) == (
+        f"outcome unknown on root@h:22: shim.ensure got no answer within 0.5s; {RECONCILE}")
+    assert info.value.op == "shim.ensure"
+    t.join(2)
+    assert len(other) == 1 and isinstance(other[0], OutcomeUnknownError)
+    assert "docker.container.create" in str(other[0])
+    assert ch.aborted and s.aborted and not s.alive
+    with pytest.raises(AgentExitedError):  # never reused; nothing sent
+        s.call("ping", {}, 1)
+
+
+def test_a_silent_peer_is_detected_within_the_bound_and_pinged_first() -> None:
+    seen: list[str] = []
+
+    def silent(ch: FakeChannel) -> None:
+        for req in ch.requests():
+            seen.append(req["op"])
+
+    ch = FakeChannel(silent)
+    s = Session(ch, "root@h:22", peer_timeout=0.8, ping_interval=0.2)
+    s.wait_ready(5)
+    time.sleep(1.0)  # idle: no calls pending, no pings, no verdict
+    assert s.alive and seen == []
+    began = time.monotonic()
+    with pytest.raises(OutcomeUnknownError) as info:
+        s.call("route.ensure", {}, 60)
+    took = time.monotonic() - began
+    assert took < 0.8 + 1.0, took
+    assert "went silent" in str(info.value) and str(info.value).endswith(RECONCILE)
+    assert "ping" in seen and ch.aborted
+
+
+def test_pings_keep_a_long_op_alive() -> None:
+    def slow_op(ch: FakeChannel) -> None:
+        for req in ch.requests():
+            if req["op"] == "ping":
+                ch.out.put(protocol.encode(protocol.success(req["id"], {})))
+            else:
+                threading.Timer(1.5, lambda r=req: ch.out.put(protocol.encode(
+                    protocol.success(r["id"], "done")))).start()
+
+    s = Session(FakeChannel(slow_op), "h", peer_timeout=0.6, ping_interval=0.2)
+    s.wait_ready(5)
+    assert s.call("docker.container.start", {}, 10) == "done"
+    assert s.alive
+    s.close()
+
+
+def test_more_calls_than_slots_queue_and_deadlines_start_with_the_slot() -> None:
+    lock = threading.Lock()
+    state = {"out": 0, "max": 0}
+
+    def agent(ch: FakeChannel) -> None:
+        def run(req: dict[str, Any]) -> None:
+            time.sleep(0.3)
+            with lock:
+                state["out"] -= 1
+            ch.out.put(protocol.encode(protocol.success(req["id"], req["args"]["n"])))
+
+        for req in ch.requests():
+            with lock:
+                state["out"] += 1
+                state["max"] = max(state["max"], state["out"])
+            threading.Thread(target=run, args=(req,)).start()
+
+    s = Session(FakeChannel(agent), "h", max_in_flight=2)
+    s.wait_ready(5)
+    results: dict[int, Any] = {}
+    threads = [threading.Thread(target=lambda n=n: results.__setitem__(
+        n, s.call("debug.sleep", {"n": n}, 1.0))) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # 6 calls of 0.3 s through 2 slots take ~0.9 s; a deadline also bounds the slot wait
+    assert results == {n: n for n in range(6)} and state["max"] == 2
+    busy = [threading.Thread(target=s.call, args=("debug.sleep", {"n": 0}, 5)) for _ in "ab"]
+    for t in busy:
+        t.start()
+    time.sleep(0.05)
+    with pytest.raises(TransportError, match=r"stayed busy with other ops for 0\.1s; "
+                       "nothing was sent") as info:
+        s.call("debug.sleep", {"n": 9}, 0.1)
+    assert not isinstance(info.value, OutcomeUnknownError)
+    for t in busy:
+        t.join()
+    s.close()
+
+
+def test_non_json_before_the_banner_points_at_login_output() -> None:
+    ch = FakeChannel(None, banner=None)
+    ch.out = type(ch.out)()
+    ch.out.put(b"Welcome to host1!\n")
+    s = Session(ch, "deploy@h:22")
+    with pytest.raises(AgentExitedError) as info:
+        s.wait_ready(5)
+    msg = str(info.value)
+    assert "deploy@h:22 wrote a non-protocol line b'Welcome to host1!'" in msg
+    assert "~/.bashrc" in msg
+
+
+def test_non_json_or_an_oversized_line_ends_the_session() -> None:
+    for junk, expect in ((b"garbage\n", "non-protocol line"),
+                         (b"x" * 5000, "longer than 4096 bytes")):
+        ch = FakeChannel(lambda ch: None)
+        s = Session(ch, "h", max_line=4096)
+        s.wait_ready(5)
+        errors: list[BaseException] = []
+
+        def call(s: Session = s, errors: list[BaseException] = errors) -> None:
+            try:
+                s.call("link.get", {}, 30)
+            except OutcomeUnknownError as exc:
+                errors.append(exc)
+
+        t = threading.Thread(target=call)
+        t.start()
+        time.sleep(0.1)
+        ch.out.put(junk)
+        t.join(5)
+        assert expect in str(errors[0]) and ch.aborted
+
+
+def test_unknown_ids_are_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    def agent(ch: FakeChannel) -> None:
+        for req in ch.requests():
+            ch.out.put(protocol.encode(protocol.success(req["id"] + 1000, "stray")))
+            ch.out.put(protocol.encode(protocol.success(req["id"], "mine")))
+
+    s = Session(FakeChannel(agent), "h")
+    s.wait_ready(5)
+    with caplog.at_level(logging.WARNING, "vlaninfra.transport"):
+        assert s.call("ping", {}, 5) == "mine"
+    assert "answered unknown request 1001; ignored" in caplog.text
+    s.close()
+
+
+def test_stderr_flood_keeps_a_bounded_tail_and_rate_limits_logging(
+        caplog: pytest.LogCaptureFixture) -> None:
+    ch = FakeChannel(lambda ch: None)
+    with caplog.at_level(logging.INFO, "vlaninfra.agent"):
+        s = Session(ch, "h")
+        s.wait_ready(5)
+        for i in range(2000):
+            ch.err.put(f"noise {i}\n".encode())
+        ch.err.put(b"y" * 3_000_000)  # one endless line, no newline
+        ch.err.put(b"\nlast words\n")
+        ch.die()
+        time.sleep(0.5)
+    tail = s.stderr_tail()
+    assert len(tail) <= 20 and all(len(line) <= STDERR_LINE for line in tail)
+    assert tail[-1] == "last words"
+    assert len([r for r in caplog.records if r.name == "vlaninfra.agent"]) <= 60
+
+
+# -- the agent's start through a fake connector ---------------------------------------------
+
+
+class ScriptedChannel(FakeChannel):
+    def __init__(self, status: int | None, stderr: bytes = b"", **kw: Any) -> None:
+        super().__init__(**kw)
+        self.status = status
+        if status is not None:  # exits at once, like a refusing bootstrap
+            self.out = type(self.out)()
+            self.die(stderr)
+
+    def exit_status(self) -> int | None:
+        return self.status
+
+
+def hello_agent(ch: FakeChannel) -> None:
+    for req in ch.requests():
+        result = {"pid": 7, "python": "3.11"} if req["op"] in ("hello", "ping") else None
+        if req["op"] == "hang":
+            continue
+        ch.out.put(protocol.encode(protocol.success(req["id"], result)))
+
+
+class FakeConnector:
+    def __init__(self, *channels: FakeChannel) -> None:
+        self.channels = list(channels)
+        self.started = 0
+        self.uploads = 0
+        self.closed = 0
+        self.step = "starting the agent"
+
+    def start(self, bundle: Bundle) -> FakeChannel:
+        self.started += 1
+        return self.channels.pop(0)
+
+    def upload(self, bundle: Bundle) -> None:
+        self.uploads += 1
+
+    def abort(self) -> None:
+        self.closed += 1
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_stale_archive_is_uploaded_then_started() -> None:
+    conn = FakeConnector(ScriptedChannel(STALE), FakeChannel(hello_agent))
+    agent = Agent(LocalTarget(), conn)
+    assert agent.call("ping") == {"pid": 7, "python": "3.11"}
+    assert (conn.started, conn.uploads) == (2, 1)
+    agent.close()
+
+
+def test_outcome_unknown_drops_the_connection_and_the_next_call_reconnects() -> None:
+    conn = FakeConnector(FakeChannel(hello_agent), FakeChannel(hello_agent))
+    agent = Agent(LocalTarget(), conn)
+    agent.op_deadline = 0.3
+    agent.call("ping")
+    with pytest.raises(OutcomeUnknownError):
+        agent.call("hang")
+    assert conn.closed >= 1
+    assert agent.call("ping")["pid"] == 7 and conn.started == 2
+    agent.close()
+
+
+def test_deadline_classes_and_env_knobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    agent = Agent(LocalTarget(), FakeConnector())
+    assert agent.deadline_for("link.get") == 30 and agent.deadline_for("batch") == 30
+    assert agent.deadline_for("docker.container.create") == 120
+    monkeypatch.setenv("VLANINFRA_DOCKER_DEADLINE", "7.5")
+    monkeypatch.setenv("VLANINFRA_OP_DEADLINE", "3")
+    agent = Agent(LocalTarget(), FakeConnector())
+    assert (agent.deadline_for("docker.network.remove"), agent.deadline_for("ping")) == (7.5, 3)
+    monkeypatch.setenv("VLANINFRA_PEER_TIMEOUT", "never")
+    with pytest.raises(ValueError, match="VLANINFRA_PEER_TIMEOUT"):
+        Agent(LocalTarget(), FakeConnector())
+
+
+@pytest.mark.parametrize("sudo,status,stderr,expect", [
+    (True, 1, b"sudo: a password is required\n",
+     "sudo on local asks for a password (or refuses): allow passwordless sudo for python3"),
+    (False, 127, b"bash: line 1: python3: command not found\n",
+     "'python3' was not found on local's PATH: install Python >= 3.10"),
+    (False, REFUSED, b"vlaninfra bootstrap: /h/.cache/vlaninfra is writable by group or "
+     b"others (mode 0777); refusing\n",
+     "refusing to start the agent on local: vlaninfra bootstrap: /h/.cache/vlaninfra is "
+     "writable by group or others (mode 0777)"),
+])
+def test_start_errors_say_what_to_do(sudo: bool, status: int, stderr: bytes,
+                                     expect: str) -> None:
+    agent = Agent(LocalTarget(python="python3", sudo=sudo),
+                  FakeConnector(ScriptedChannel(status, stderr)))
+    with pytest.raises(AgentExitedError) as info:
+        agent.call("ping")
+    assert expect in str(info.value)
+
+
+def test_a_stuck_start_is_bounded() -> None:
+    class Stuck(FakeConnector):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = threading.Event()
+
+        def start(self, bundle: Bundle) -> FakeChannel:
+            self.step = "uploading the agent"
+            self.gate.wait(10)
+            raise TransportError("connection closed", host="local")
+
+        def abort(self) -> None:
+            self.gate.set()
+
+    agent = Agent(LocalTarget(), Stuck())
+    agent.start_deadline = 0.5
+    began = time.monotonic()
+    with pytest.raises(TransportError) as info:
+        agent.call("ping")
+    assert time.monotonic() - began < 2
+    assert "within 0.5s (stuck while uploading the agent)" in str(info.value)
+
+
+# -- the bootstrap, run for real on this machine ------------------------------------------
+
+
+def tampered(size: int, mark: str | None = None) -> bytes:
+    """A zipapp of exactly ``size`` bytes that writes ``mark`` (default: ``$MARK``) when it
+    runs, and would then answer like an agent claiming any hash it likes."""
+    import io
+    import zipfile
+
+    where = repr(mark) if mark else 'os.environ["MARK"]'
+    main = f"import os\nopen({where}, 'w').write('ran')\n"
+
+    def build(pad: int) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("__main__.py", main)
+            zf.writestr("pad", b"p" * pad)
+        return buf.getvalue()
+
+    data = build(size - len(build(0)))
+    assert len(data) == size
+    return data
+
+
+def _boot(path: Path, sha: str, mark: Path) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "MARK": str(mark)}
+    return subprocess.run(bootstrap_argv("python3", str(path), sha), input=b"",
+                          capture_output=True, timeout=60, env=env, cwd="/")
+
+
+def test_bootstrap_runs_only_the_checked_bytes(tmp_path: Path) -> None:
+    bundle = build_bundle()
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    archive = cache / bundle.name
+    mark = tmp_path / "mark"
+
+    assert _boot(archive, bundle.sha256, mark).returncode == STALE  # missing
+
+    bad = tampered(len(bundle.data))
+    archive.write_bytes(bad)  # another archive (could claim any hash about itself)
+    assert _boot(archive, bundle.sha256, mark).returncode == STALE and not mark.exists()
+    import hashlib
+    assert _boot(archive, hashlib.sha256(bad).hexdigest(), mark).returncode == 0
+    assert mark.read_text() == "ran"  # the same bytes with their own hash do run
+    mark.unlink()
+
+    archive.unlink()
+    real = tmp_path / "elsewhere.pyz"
+    real.write_bytes(bad)
+    archive.symlink_to(real)
+    proc = _boot(archive, hashlib.sha256(bad).hexdigest(), mark)
+    assert proc.returncode == REFUSED and not mark.exists()
+    assert b"is a symlink; refusing to follow it" in proc.stderr
+    archive.unlink()
+
+    archive.write_bytes(bad)
+    sha = hashlib.sha256(bad).hexdigest()
+    cache.chmod(0o777)
+    proc = _boot(archive, sha, mark)
+    assert proc.returncode == REFUSED and not mark.exists()
+    assert f"{cache} is writable by group or others (mode 0777)".encode() in proc.stderr
+    cache.chmod(0o700)
+    archive.chmod(0o666)
+    assert _boot(archive, sha, mark).returncode == REFUSED
+    archive.chmod(0o600)
+    if os.geteuid() == 0:
+        os.chown(cache, 65534, 65534)
+        proc = _boot(archive, sha, mark)
+        assert proc.returncode == REFUSED and not mark.exists()
+        assert b"is owned by uid 65534, not by root or the login user" in proc.stderr
+        os.chown(cache, 0, 0)
+    assert _boot(archive, sha, mark).returncode == 0 and mark.exists()
+
+
+def test_callers_waiting_on_a_failed_start_share_its_verdict() -> None:
+    class Unreachable(FakeConnector):
+        def start(self, bundle: Bundle) -> FakeChannel:
+            self.started += 1
+            time.sleep(0.5)
+            raise TransportError("cannot connect to h: timed out after 15s", host="h")
+
+    conn = Unreachable()
+    agent = Agent(LocalTarget(), conn)
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            agent.call("ping")
+        except TransportError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert len(errors) == 5 and conn.started == 1  # one attempt, not one per caller
+    assert all("timed out after 15s" in str(e) for e in errors)
+    with pytest.raises(TransportError):
+        agent.call("ping")  # a later call tries again
+    assert conn.started == 2
