@@ -24,8 +24,10 @@ __all__ = [
     "LAB_PASSPHRASE",
     "Engine",
     "EngineError",
+    "config_key",
     "is_lab_stack",
     "make_private",
+    "plaintext_keys",
     "project_root",
     "stack_file",
 ]
@@ -33,6 +35,8 @@ __all__ = [
 LAB_PASSPHRASE = "vlaninfra-lab"
 """The passphrase of lab stacks' secrets when none is set: lab stacks only (`is_lab_stack`)."""
 _PASSPHRASE_ENV = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
+RUNS_PROGRAM = frozenset({"up", "update", "preview", "refresh", "destroy", "import", "watch"})
+"""Commands that run an update: the engine records the stack's config in its history."""
 
 
 class EngineError(VlanInfraError, RuntimeError):
@@ -92,6 +96,63 @@ def is_lab_stack(path: Path) -> bool:
         if any(not isinstance(m, dict) or "ssh" in m for m in members):
             return False
     return True
+
+
+def config_key(name: str) -> str:
+    """The full stack config key: `sshPrivateKey` → `vlaninfra:sshPrivateKey`."""
+    return name if ":" in name else f"vlaninfra:{name}"
+
+
+def _ssh_settings(sites: Any) -> list[dict[str, Any]]:
+    if not isinstance(sites, dict):
+        return []
+    members = [
+        m
+        for site in sites.values()
+        if isinstance(site, dict)
+        for m in [*(site.get("hosts") or []), *(site.get("routers") or [])]
+    ]
+    return [m["ssh"] for m in members if isinstance(m, dict) and isinstance(m.get("ssh"), dict)]
+
+
+def plaintext_keys(path: Path) -> list[str]:
+    """Config keys of the stack file at `path` holding an SSH private key in plain text: those an
+    `ssh.private_key_config` names and any value that looks like a private key, unless secret.
+    The engine records the stack config in every update's history, so such a stack is refused
+    before pulumi runs. Example: ``plaintext_keys(stack_file(root, "prod"))`` → ``[]``"""
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+        config = doc.get("config") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return []
+    if not isinstance(config, dict):
+        return []
+    named = {
+        config_key(str(ssh["private_key_config"]))
+        for ssh in _ssh_settings(config.get("vlaninfra:sites"))
+        if ssh.get("private_key_config")
+    }
+    return sorted(
+        k
+        for k, v in config.items()
+        if not isinstance(v, dict) and (k in named or (isinstance(v, str) and "PRIVATE KEY" in v))
+    )
+
+
+def refuse_plaintext_keys(project: Path, stack: str) -> None:
+    """Raises when the stack's config holds an SSH private key in plain text (`plaintext_keys`),
+    naming the keys and the commands that fix it (never a value)."""
+    keys = plaintext_keys(stack_file(project, stack))
+    if keys:
+        fixes = "; ".join(
+            f"`pulumi config set --secret {k} --stack {stack} < KEYFILE` (or `pulumi config rm "
+            f"{k} --stack {stack}` and use ssh-agent or ssh.private_key_file)"
+            for k in keys
+        )
+        raise VlanInfraError(
+            f"stack {stack}: config {', '.join(keys)} holds an SSH private key in plain text, "
+            f"which the engine would copy into the update's history; nothing was run: {fixes}"
+        )
 
 
 def _secrets_provider(path: Path) -> str:
@@ -173,6 +234,8 @@ class Engine:
         full = [*args, "--non-interactive"]
         if stack is not None:
             full += ["--stack", stack]
+            if args and args[0] in RUNS_PROGRAM:
+                refuse_plaintext_keys(cwd or self.root, stack)
         proc = subprocess.run(
             ["pulumi", *full],
             cwd=cwd or self.root,
@@ -247,14 +310,23 @@ def summary_of(output: str) -> dict[str, int]:
 
 
 def _main(argv: Sequence[str]) -> int:
-    """`python -m vlaninfra.engine lab-passphrase STACK`: prints the lab passphrase when STACK
-    (of the project in the current directory) is a lab stack (for `tools/pulumi`)."""
-    if len(argv) == 2 and argv[0] == "lab-passphrase":
-        if is_lab_stack(stack_file(Path.cwd(), argv[1])):
-            print(LAB_PASSPHRASE)
-        return 0
-    print("usage: python -m vlaninfra.engine lab-passphrase STACK", file=sys.stderr)
-    return 2
+    """`python -m vlaninfra.engine prepare STACK COMMAND`, for `tools/pulumi`: refuses (exit 1,
+    the reason on stderr) a COMMAND that runs an update of a stack keeping an SSH private key in
+    plain text; else prints the lab passphrase when STACK (of the project in the current
+    directory) is a lab stack."""
+    if len(argv) != 3 or argv[0] != "prepare":
+        print("usage: python -m vlaninfra.engine prepare STACK COMMAND", file=sys.stderr)
+        return 2
+    _, stack, command = argv
+    if command in RUNS_PROGRAM:
+        try:
+            refuse_plaintext_keys(Path.cwd(), stack)
+        except VlanInfraError as err:
+            print(f"tools/pulumi: {err}", file=sys.stderr)
+            return 1
+    if is_lab_stack(stack_file(Path.cwd(), stack)):
+        print(LAB_PASSPHRASE)
+    return 0
 
 
 if __name__ == "__main__":

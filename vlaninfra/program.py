@@ -20,11 +20,12 @@ from typing import Any
 import pulumi
 
 from vlaninfra.components import deploy
+from vlaninfra.engine import config_key
 from vlaninfra.errors import LayoutError, VlanInfraError
 from vlaninfra.layout import Layout, Site, SshTarget, load_config, plan
 from vlaninfra.providers import DockerHost
 
-__all__ = ["LAB_INSTANCE_ENV", "check_secrets", "config_key", "hosts_of", "routers_of", "run"]
+__all__ = ["LAB_INSTANCE_ENV", "check_secrets", "hosts_of", "routers_of", "run"]
 
 LAB_INSTANCE_ENV = "VLANINFRA_LAB_INSTANCE"
 """Environment variable naming the lab instance whose inventory `inventory: lab` sites use."""
@@ -99,11 +100,6 @@ def _key_file(ssh: SshTarget, key: str) -> str | None:
             f"{key}.private_key_file: give an absolute path or ~/..., not {path!r}"
         )
     return path
-
-
-def config_key(name: str) -> str:
-    """The full stack config key: `sshPrivateKey` → `vlaninfra:sshPrivateKey`."""
-    return name if ":" in name else f"vlaninfra:{name}"
 
 
 def check_secrets(

@@ -19,7 +19,14 @@ import pytest
 import yaml
 
 from vlaninfra.cli_demo import lab_rebuilt
-from vlaninfra.engine import LAB_PASSPHRASE, Engine, is_lab_stack, make_private, project_root
+from vlaninfra.engine import (
+    LAB_PASSPHRASE,
+    Engine,
+    is_lab_stack,
+    make_private,
+    plaintext_keys,
+    project_root,
+)
 from vlaninfra.errors import VlanInfraError
 
 ROOT = project_root()
@@ -89,6 +96,34 @@ def test_a_passphrase_the_user_set_or_the_caller_chose_wins(
     assert Engine(ROOT, tmp_path / "b").env("lab").get("PULUMI_CONFIG_PASSPHRASE") is None
 
 
+PEM = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE\n-----END OPENSSH PRIVATE KEY-----"
+
+
+def test_an_update_of_a_stack_with_a_plaintext_key_is_refused_before_pulumi_runs(
+    tmp_path: Path,
+) -> None:
+    sites = {"a": {"hosts": [{"name": "h1", "ssh": {"address": "203.0.113.9",
+                                                     "private_key_config": "k1"}}]}}
+    doc = {"config": {"vlaninfra:sites": sites, "vlaninfra:k1": "not a key yet",
+                      "vlaninfra:old": PEM, "vlaninfra:k2": {"secure": "v1:abc"}}}
+    (tmp_path / "Pulumi.yaml").write_text("name: p\nruntime: python\n")
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(doc))
+    assert plaintext_keys(tmp_path / "Pulumi.prod.yaml") == ["vlaninfra:k1", "vlaninfra:old"]
+    engine = Engine(ROOT, backend=tmp_path / "b", passphrase="p")
+    with pytest.raises(VlanInfraError) as err:
+        engine.run("prod", "up", "--yes", cwd=tmp_path)
+    text = str(err.value)
+    assert text.startswith("stack prod: config vlaninfra:k1, vlaninfra:old holds an SSH private "
+                           "key in plain text, which the engine would copy into the update's "
+                           "history; nothing was run")
+    assert "`pulumi config set --secret vlaninfra:old --stack prod < KEYFILE`" in text
+    assert "b3Blbn" not in text and "not a key yet" not in text
+    assert not (tmp_path / "b" / ".pulumi").exists()  # pulumi never ran
+    secret = {**doc["config"], "vlaninfra:k1": {"secure": "v1:x"}, "vlaninfra:old": {"secure": "x"}}
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump({"config": secret}))
+    assert plaintext_keys(tmp_path / "Pulumi.prod.yaml") == []
+
+
 @pytest.mark.usefixtures("no_passphrase")
 def test_local_state_is_made_private(tmp_path: Path) -> None:
     backend = tmp_path / "state" / "backend"
@@ -129,8 +164,9 @@ echo "umask=$(umask) pass=${PULUMI_CONFIG_PASSPHRASE:-unset} backend=$PULUMI_BAC
     (["stack", "init", "lab"], LAB_PASSPHRASE),
     (["up", "-s", "prod"], "unset"),
     (["stack", "ls"], "unset"),
+    (["up", "--stack", "leaky"], None),
 ])
-def test_the_launcher(tmp_path: Path, args: list[str], passphrase: str) -> None:
+def test_the_launcher(tmp_path: Path, args: list[str], passphrase: str | None) -> None:
     """`tools/pulumi` of a copy of the project, the engine replaced by a script that reports."""
     root = tmp_path / "root"
     (root / "tools").mkdir(parents=True)
@@ -138,6 +174,7 @@ def test_the_launcher(tmp_path: Path, args: list[str], passphrase: str) -> None:
     shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
     shutil.copytree(ROOT / "stacks", root / "stacks")
     _project(root / "stacks", "prod", REAL_SITE)
+    (root / "stacks" / "Pulumi.leaky.yaml").write_text(yaml.safe_dump({"config": {"k:k": PEM}}))
     (root / ".venv" / "bin").mkdir(parents=True)
     (root / ".venv" / "bin" / "python").symlink_to(sys.executable)
     (root / ".engine" / "bin").mkdir(parents=True)
@@ -150,8 +187,13 @@ def test_the_launcher(tmp_path: Path, args: list[str], passphrase: str) -> None:
     stale.chmod(0o644)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
     env["PYTHONPATH"] = str(ROOT)
-    out = subprocess.run([str(root / "tools" / "pulumi"), *args], env=env, capture_output=True,
-                         text=True, check=True).stdout
+    done = subprocess.run([str(root / "tools" / "pulumi"), *args], env=env, capture_output=True,
+                          text=True, check=False)
+    if passphrase is None:  # refused before pulumi runs
+        assert (done.returncode, done.stdout) == (1, "")
+        assert done.stderr.startswith("tools/pulumi: stack leaky: config k:k holds an SSH private")
+        return
+    out = done.stdout
     assert out.split() == ["umask=0077", f"pass={passphrase}",
                            f"backend=file://{root}/.pulumi-state/backend"]
     assert stat.S_IMODE((root / ".pulumi-state").stat().st_mode) == 0o700

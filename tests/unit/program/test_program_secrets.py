@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from vlaninfra import program
+from vlaninfra.engine import config_key
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.layout import load_config
 from vlaninfra.providers import DockerHost, _base
@@ -90,5 +91,5 @@ def test_a_stray_plaintext_key_in_config_is_refused_even_when_no_host_uses_it() 
 
 
 def test_config_key_names() -> None:
-    assert program.config_key("sshPrivateKey") == "vlaninfra:sshPrivateKey"
-    assert program.config_key("ops:key") == "ops:key"
+    assert config_key("sshPrivateKey") == "vlaninfra:sshPrivateKey"
+    assert config_key("ops:key") == "ops:key"
