@@ -19,6 +19,7 @@ the key: its whole body and each of its base64 lines.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -34,6 +35,7 @@ import pytest
 import yaml
 
 from tests.e2e.observe import docker
+from vlaninfra.cli_demo import lab_rebuilt
 from vlaninfra.engine import Engine, plaintext_keys, project_root, stack_file
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.lab import Inventory
@@ -76,6 +78,7 @@ class SecretsStack:
     host: Any
     key_path: Path
     lan: str
+    inventory: Any = None
     ssh_extra: dict[str, Any] | None = None
     checkpoint_after_up: str = ""
 
@@ -181,7 +184,8 @@ def stack(
     (project / "__main__.py").write_text("from vlaninfra.program import run\n\nrun()\n")
     host = lab_inventory.sites[0].hosts[0]
     s = SecretsStack(Engine(project_root(), backend=work / "backend", passphrase=PASSPHRASE),
-                     project, host, Path(lab_inventory.key_path), lab_inventory.sites[0].lan)
+                     project, host, Path(lab_inventory.key_path), lab_inventory.sites[0].lan,
+                     lab_inventory)
     s.engine.ensure_stack(STACK, cwd=project)
     try:
         yield s
@@ -206,6 +210,15 @@ def _exercise(stack: SecretsStack) -> tuple[list[Run], str]:
     assert NET in docker(stack.host, "network", "ls", "--format", "{{.Name}}").split()
     stack.checkpoint_after_up = "".join(
         p.read_text() for p in (_backend(stack) / ".pulumi" / "stacks").rglob("*.json"))
+    # the state `vlaninfra demo` reads: the lab was not rebuilt under it; with new keys it was
+    export = stack.engine.run(STACK, "stack", "export", cwd=stack.project)
+    assert not lab_rebuilt(export, stack.inventory)
+    inv = stack.inventory
+    site = inv.sites[0]
+    renewed = dataclasses.replace(stack.host, host_key="ssh-ed25519 AAAAnew")
+    hosts = tuple(renewed if h.name == renewed.name else h for h in site.hosts)
+    rebuilt = dataclasses.replace(inv, sites=(dataclasses.replace(site, hosts=hosts),))
+    assert lab_rebuilt(export, rebuilt)
     again = stack.run("up", "--yes", "--skip-preview", "--json")
     assert again.code == 0 and '"update"' not in again.output and '"create"' not in again.output
     stack.write_parent("nosuch0")
@@ -270,6 +283,7 @@ def test_secret_config_key_is_only_in_state_encrypted(stack: SecretsStack) -> No
     # (readable by this user and root only, not in any command line)
     holders = sorted({line.split()[1].rsplit("/", 1)[-1] for r in runs
                       for line in r.ps_env.splitlines() if material[1] in line})
+    assert set(holders) <= {"python", "python3"}, holders  # the program's process only
     print(f"secret config: up {runs[0].seconds:.1f}s (bound {UP_BOUND}s); decrypted key in the "
           f"environment of: {holders}")
 
