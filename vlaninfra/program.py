@@ -129,7 +129,7 @@ def check_secrets(
         elif not is_secret(full):
             reported.add(full)
             problems.append(
-                f"{where}.private_key_config: the config key {full} is not a secret, so its key "
+                f"{where}.private_key_config: the config key {full} is not a secret, so the key "
                 f"would be stored in plain text in the stack file and in Pulumi state: run "
                 f"`{fix.format(full)}` (or use ssh-agent or private_key_file)"
             )
