@@ -230,3 +230,35 @@ def test_demo_refuses_a_stack_that_is_not_a_lab_stack(capsys: pytest.CaptureFixt
 
     assert cli_demo._run(argparse.Namespace(stack="static-pool")) == 2  # before any lab or engine
     assert "is not a lab stack" in capsys.readouterr().err
+
+
+def test_demo_keeps_the_stack_on_a_refresh_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A changed host key on a surviving host: the demo reports it and removes nothing."""
+    from vlaninfra import cli_demo
+    from vlaninfra.engine import EngineError
+
+    ran: list[tuple[str, ...]] = []
+    old = {"address": "203.0.113.2", "host_key": "ssh-ed25519 OLD"}
+
+    class FakeEngine:
+        def __init__(self, _root: Path) -> None:
+            pass
+
+        def ensure_stack(self, _stack: str) -> None:
+            pass
+
+        def run(self, _stack: str, *args: str) -> str:
+            ran.append(args)
+            if args[0] == "refresh":
+                raise EngineError(args, 255, "host key of h1 (203.0.113.2) changed")
+            return _export(old, {"address": "203.0.113.1", "host_key": "ssh-ed25519 R"})
+
+    monkeypatch.setattr(cli_demo, "lab_up", lambda hosts: _inventory("ssh-ed25519 NEW"))
+    monkeypatch.setattr(cli_demo, "Engine", FakeEngine)
+    assert cli_demo._run(argparse.Namespace(stack="lab")) == 1
+    assert [a[:2] for a in ran] == [("stack", "export"), ("refresh", "--yes")]
+    err = capsys.readouterr().err
+    assert "host key of h1 (203.0.113.2) changed" in err
+    assert "The stack lab and its state are left as they are" in err
