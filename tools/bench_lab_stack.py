@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vlaninfra.engine import Engine, project_root
+from vlaninfra.engine import LAB_PASSPHRASE, Engine, project_root
 from vlaninfra.lab import lab_up
 
 
@@ -24,7 +24,7 @@ def main() -> None:
         return [Path(h.sshd_log).read_text().count("Accepted publickey") for h in hosts]
 
     work = Path(tempfile.mkdtemp(prefix="vlaninfra-bench-"))
-    engine = Engine(project_root(), backend=work / "backend")
+    engine = Engine(project_root(), backend=work / "backend", passphrase=LAB_PASSPHRASE)
     engine.ensure_stack("lab")
     runs = [
         ("up from empty", ("up", "--yes")),

@@ -4,17 +4,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from typing import Any
 
 from vlaninfra._text import table
-from vlaninfra.engine import Engine, project_root
+from vlaninfra.engine import Engine, EngineError, is_lab_stack, project_root, stack_file
 from vlaninfra.lab import Inventory, http_ok, lab_up
 from vlaninfra.layout import Plan, plan
 from vlaninfra.layout._files import load_stack_file
 
-__all__ = ["add_parser", "reachability", "render_table"]
+__all__ = ["add_parser", "lab_rebuilt", "reachability", "render_table"]
 
 STACK = "lab"
 
@@ -54,25 +55,67 @@ def render_table(rows: list[tuple[str, str, str, bool, bool]]) -> str:
     return "\n".join(table(head, shown))
 
 
+def lab_rebuilt(export: str, inventory: Inventory) -> bool:
+    """Whether the lab was rebuilt under the stack whose `pulumi stack export` is `export`: it
+    records SSH hosts, every one at a management address and port of this lab, and none with the
+    host key the lab has there now (a new lab: the old hosts, and all on them, are gone).
+
+    Example: ``lab_rebuilt(engine.run("lab", "stack", "export"), inventory)``
+    """
+    members: list[Any] = [m for site in inventory.sites for m in (*site.hosts, site.router)]
+    now = {(m.mgmt_address, int(m.ssh_port)): m.host_key for m in members}
+    recorded = {
+        (c["address"], int(c["port"]), c["host_key"])
+        for r in json.loads(export).get("deployment", {}).get("resources") or []
+        for c in [(r.get("outputs") or {}).get("connection") or (r.get("inputs") or {}).get(
+            "connection")]
+        if isinstance(c, dict) and c.get("kind") == "ssh"
+    }
+    return bool(recorded) and all(
+        (a, p) in now and now[(a, p)] != key for a, p, key in recorded
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     root = project_root()
+    path = stack_file(root, args.stack)
+    if not is_lab_stack(path):
+        print(
+            f"vlaninfra demo: {path} is not a lab stack (every site says `inventory: lab`, no "
+            f"`ssh:` of its own): the demo applies lab stacks only; apply it with "
+            f"`tools/pulumi up --stack {args.stack}`",
+            file=sys.stderr,
+        )
+        return 2
     print("vlaninfra: bringing the lab up", flush=True)
     inventory = lab_up(hosts=2)
     engine = Engine(root)
     engine.ensure_stack(args.stack)
-    # The lab may have been rebuilt since the last demo (new hosts, new host keys): bring the
-    # stack's state in line with what is really there, or start it afresh when the old hosts
-    # are gone for good (their pinned keys no longer match).
-    if not engine.succeeds(args.stack, "refresh", "--yes", "--skip-preview"):
-        print("vlaninfra: the lab was rebuilt; starting the demo stack afresh", flush=True)
+    # The lab may have been rebuilt since the last demo: then every host the stack recorded has
+    # a new host key and nothing it created exists any more, so its state is dropped. Any other
+    # mismatch (a changed key on a surviving host, a refresh error) stops the demo, state kept.
+    if lab_rebuilt(engine.run(args.stack, "stack", "export"), inventory):
+        print("vlaninfra: the lab was rebuilt since this stack was applied (every recorded host "
+              "has a new host key); starting the stack afresh", flush=True)
         engine.run(args.stack, "stack", "rm", "--yes", "--force", "--preserve-config")
         engine.ensure_stack(args.stack)
+    try:
+        engine.run(args.stack, "refresh", "--yes", "--skip-preview")
+    except EngineError as err:
+        print(
+            f"vlaninfra demo: {err}\nThe stack {args.stack} and its state are left as they are: "
+            "fix what the error names (a changed host key: `vlaninfra lab down` then "
+            "`vlaninfra demo` rebuilds the lab and the stack) and run the demo again",
+            file=sys.stderr,
+        )
+        return 1
     print(f"vlaninfra: pulumi up --stack {args.stack}", flush=True)
     done = subprocess.run(
         ["pulumi", "up", "--yes", "--non-interactive", "--stack", args.stack],
         cwd=root,
-        env=engine.env(),
+        env=engine.env(args.stack),
         check=False,
+        umask=0o077,
     )
     if done.returncode != 0:
         return done.returncode

@@ -10,14 +10,33 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from vlaninfra.errors import VlanInfraError
 
-__all__ = ["Engine", "EngineError", "project_root"]
+__all__ = [
+    "LAB_PASSPHRASE",
+    "Engine",
+    "EngineError",
+    "config_key",
+    "is_lab_stack",
+    "make_private",
+    "plaintext_keys",
+    "project_root",
+    "stack_file",
+]
+
+LAB_PASSPHRASE = "vlaninfra-lab"
+"""The passphrase of lab stacks' secrets when none is set: lab stacks only (`is_lab_stack`)."""
+_PASSPHRASE_ENV = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
+RUNS_PROGRAM = frozenset({"up", "update", "preview", "refresh", "destroy", "import", "watch"})
+"""Commands that run an update: the engine records the stack's config in its history."""
 
 
 class EngineError(VlanInfraError, RuntimeError):
@@ -43,6 +62,123 @@ def project_root(start: Path | None = None) -> Path:
     raise VlanInfraError(f"no Pulumi.yaml above {here}")
 
 
+def stack_file(project: Path, stack: str) -> Path:
+    """Where the stack's config lives: `Pulumi.<stack>.yaml` in the project's stackConfigDir.
+
+    Example: ``stack_file(project_root(), "lab")`` → ``.../stacks/Pulumi.lab.yaml``
+    """
+    try:
+        meta = yaml.safe_load((project / "Pulumi.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        meta = {}
+    folder = meta.get("stackConfigDir") if isinstance(meta, dict) else None
+    return project / str(folder or ".") / f"Pulumi.{stack}.yaml"
+
+
+def is_lab_stack(path: Path) -> bool:
+    """Whether the stack file at `path` manages only the local lab: it has sites and every one
+    says `inventory: lab`, none names its own `ssh` target. Only such stacks get the default
+    passphrase and may be removed by `vlaninfra demo`.
+
+    Example: ``is_lab_stack(stack_file(root, "lab"))`` → True
+    """
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+        sites = doc["config"]["vlaninfra:sites"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return False
+    if not isinstance(sites, dict) or not sites:
+        return False
+    for site in sites.values():
+        if not isinstance(site, dict) or site.get("inventory") != "lab":
+            return False
+        members = [*(site.get("hosts") or []), *(site.get("routers") or [])]
+        if any(not isinstance(m, dict) or "ssh" in m for m in members):
+            return False
+    return True
+
+
+def config_key(name: str) -> str:
+    """The full stack config key: `sshPrivateKey` → `vlaninfra:sshPrivateKey`."""
+    return name if ":" in name else f"vlaninfra:{name}"
+
+
+def _ssh_settings(sites: Any) -> list[dict[str, Any]]:
+    if not isinstance(sites, dict):
+        return []
+    members = [
+        m
+        for site in sites.values()
+        if isinstance(site, dict)
+        for m in [*(site.get("hosts") or []), *(site.get("routers") or [])]
+    ]
+    return [m["ssh"] for m in members if isinstance(m, dict) and isinstance(m.get("ssh"), dict)]
+
+
+def plaintext_keys(path: Path) -> list[str]:
+    """Config keys of the stack file at `path` holding an SSH private key in plain text: those an
+    `ssh.private_key_config` names and any value that looks like a private key, unless secret.
+    The engine records the stack config in every update's history, so such a stack is refused
+    before pulumi runs. Example: ``plaintext_keys(stack_file(root, "prod"))`` → ``[]``"""
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+        config = doc.get("config") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return []
+    if not isinstance(config, dict):
+        return []
+    named = {
+        config_key(str(ssh["private_key_config"]))
+        for ssh in _ssh_settings(config.get("vlaninfra:sites"))
+        if ssh.get("private_key_config")
+    }
+    return sorted(
+        k
+        for k, v in config.items()
+        if not isinstance(v, dict) and (k in named or (isinstance(v, str) and "PRIVATE KEY" in v))
+    )
+
+
+def refuse_plaintext_keys(project: Path, stack: str) -> None:
+    """Raises when the stack's config holds an SSH private key in plain text (`plaintext_keys`),
+    naming the keys and the commands that fix it (never a value)."""
+    keys = plaintext_keys(stack_file(project, stack))
+    if keys:
+        fixes = "; ".join(
+            f"`pulumi config set --secret {k} --stack {stack} < KEYFILE` (or `pulumi config rm "
+            f"{k} --stack {stack}` and use ssh-agent or ssh.private_key_file)"
+            for k in keys
+        )
+        raise VlanInfraError(
+            f"stack {stack}: config {', '.join(keys)} holds an SSH private key in plain text, "
+            f"which the engine would copy into the update's history; nothing was run: {fixes}"
+        )
+
+
+def _secrets_provider(path: Path) -> str:
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return "passphrase"
+    return str(doc.get("secretsprovider") or "passphrase") if isinstance(doc, dict) else ""
+
+
+def make_private(*dirs: Path) -> None:
+    """Makes each directory 0700 and takes group and other bits off everything under it (files
+    0600, or 0700 if executable); symlinks and entries of other users are left alone."""
+    for top in dirs:
+        top.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for here, subdirs, files in os.walk(top):
+            for name in [*subdirs, *files, None]:
+                path = os.path.join(here, name) if name else here
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                if st.st_uid == os.getuid() and st.st_mode & 0o077 and not os.path.islink(path):
+                    os.chmod(path, st.st_mode & 0o7700)
+
+
 @dataclass(frozen=True)
 class Engine:
     """The pulumi CLI of this checkout (`.engine/bin`), on the local file backend by default.
@@ -52,23 +188,44 @@ class Engine:
 
     root: Path
     backend: Path | None = None
-    passphrase: str = "vlaninfra-lab"
+    passphrase: str | None = None
+    """The stacks' passphrase; None: PULUMI_CONFIG_PASSPHRASE(_FILE), else `LAB_PASSPHRASE` for
+    lab stacks, else refused."""
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
+    def env(self, stack: str | None = None, cwd: Path | None = None) -> dict[str, str]:
+        """The environment pulumi runs in for `stack` of the project at `cwd` (default: root).
+        Makes the local state private (0700 directories, 0600 files)."""
+        env = {**os.environ, **self.extra_env}
         env["PATH"] = os.pathsep.join(
             [str(self.root / ".engine" / "bin"), str(self.root / ".venv" / "bin"), env["PATH"]]
         )
-        backend = self.backend or self.root / ".pulumi-state" / "backend"
-        backend.mkdir(parents=True, exist_ok=True)
-        env.setdefault("PULUMI_BACKEND_URL", f"file://{backend}")
-        env.setdefault("PULUMI_HOME", str(backend.parent / "home"))
-        env.setdefault("PULUMI_CONFIG_PASSPHRASE", self.passphrase)
+        if "PULUMI_BACKEND_URL" not in env:
+            backend = self.backend or self.root / ".pulumi-state" / "backend"
+            env["PULUMI_BACKEND_URL"] = f"file://{backend}"
+            env.setdefault("PULUMI_HOME", str(backend.parent / "home"))
+            if self.backend is None:
+                make_private(backend.parent)
+            else:
+                make_private(backend, Path(env["PULUMI_HOME"]))
         env["PULUMI_SKIP_UPDATE_CHECK"] = "1"
         env["PULUMI_DIY_BACKEND_NO_LEGACY_WARNING"] = "1"
-        env.update(self.extra_env)
+        if not any(env.get(k) for k in _PASSPHRASE_ENV):
+            if self.passphrase is not None:
+                env["PULUMI_CONFIG_PASSPHRASE"] = self.passphrase
+            elif stack is not None:
+                env["PULUMI_CONFIG_PASSPHRASE"] = self._lab_passphrase(stack, cwd or self.root)
         return env
+
+    def _lab_passphrase(self, stack: str, project: Path) -> str:
+        path = stack_file(project, stack)
+        if is_lab_stack(path) or not _secrets_provider(path).startswith("passphrase"):
+            return LAB_PASSPHRASE
+        raise VlanInfraError(
+            f"stack {stack} is not a lab stack ({path} has a site without `inventory: lab`, or "
+            "no such file): set PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE to the "
+            f"passphrase of its secrets; the default {LAB_PASSPHRASE!r} is for lab stacks only"
+        )
 
     def run(
         self, stack: str | None, *args: str, check: bool = True, cwd: Path | None = None
@@ -77,14 +234,17 @@ class Engine:
         full = [*args, "--non-interactive"]
         if stack is not None:
             full += ["--stack", stack]
+            if args and args[0] in RUNS_PROGRAM:
+                refuse_plaintext_keys(cwd or self.root, stack)
         proc = subprocess.run(
             ["pulumi", *full],
             cwd=cwd or self.root,
-            env=self.env(),
+            env=self.env(stack, cwd),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             check=False,
+            umask=0o077,
         )
         if check and proc.returncode != 0:
             raise EngineError(full, proc.returncode, proc.stdout + proc.stderr)
@@ -147,3 +307,27 @@ def summary_of(output: str) -> dict[str, int]:
         if summary is not None:
             return {str(k): int(v) for k, v in summary.items()}
     return {}
+
+
+def _main(argv: Sequence[str]) -> int:
+    """`python -m vlaninfra.engine prepare STACK COMMAND`, for `tools/pulumi`: refuses (exit 1,
+    the reason on stderr) a COMMAND that runs an update of a stack keeping an SSH private key in
+    plain text; else prints the lab passphrase when STACK (of the project in the current
+    directory) is a lab stack."""
+    if len(argv) != 3 or argv[0] != "prepare":
+        print("usage: python -m vlaninfra.engine prepare STACK COMMAND", file=sys.stderr)
+        return 2
+    _, stack, command = argv
+    if command in RUNS_PROGRAM:
+        try:
+            refuse_plaintext_keys(Path.cwd(), stack)
+        except VlanInfraError as err:
+            print(f"tools/pulumi: {err}", file=sys.stderr)
+            return 1
+    if is_lab_stack(stack_file(Path.cwd(), stack)):
+        print(LAB_PASSPHRASE)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

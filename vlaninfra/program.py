@@ -14,17 +14,18 @@ Example (the whole of `stacks/__main__.py`)::
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pulumi
 
 from vlaninfra.components import deploy
+from vlaninfra.engine import config_key
 from vlaninfra.errors import LayoutError, VlanInfraError
 from vlaninfra.layout import Layout, Site, SshTarget, load_config, plan
 from vlaninfra.providers import DockerHost
 
-__all__ = ["LAB_INSTANCE_ENV", "hosts_of", "routers_of", "run"]
+__all__ = ["LAB_INSTANCE_ENV", "check_secrets", "hosts_of", "routers_of", "run"]
 
 LAB_INSTANCE_ENV = "VLANINFRA_LAB_INSTANCE"
 """Environment variable naming the lab instance whose inventory `inventory: lab` sites use."""
@@ -55,6 +56,7 @@ class _Reach:
                 host_key=ssh.host_key,
                 port=ssh.port,
                 user=ssh.user,
+                key_path=_key_file(ssh, key),
                 key_config=ssh.private_key_config,
                 sudo=ssh.sudo,
                 python=ssh.python,
@@ -82,6 +84,66 @@ class _Reach:
         raise VlanInfraError(
             f"{key}: {name!r} is not in the lab (run `vlaninfra lab up` with enough hosts)"
         )
+
+
+def _key_file(ssh: SshTarget, key: str) -> str | None:
+    """The key file path `ssh` names, checked: one key source at most, a path not relative to
+    wherever the engine happens to run the program."""
+    path = ssh.private_key_file
+    if path is not None and ssh.private_key_config is not None:
+        raise VlanInfraError(
+            f"{key}: give private_key_file or private_key_config, not both "
+            "(neither: ssh-agent authenticates)"
+        )
+    if path is not None and not (os.path.isabs(path) or path.startswith("~")):
+        raise VlanInfraError(
+            f"{key}.private_key_file: give an absolute path or ~/..., not {path!r}"
+        )
+    return path
+
+
+def check_secrets(
+    targets: Mapping[str, DockerHost],
+    stack: str,
+    get: Callable[[str], Any] = pulumi.runtime.get_config,
+    is_secret: Callable[[str], bool] = pulumi.runtime.is_config_secret,
+    all_keys: Callable[[], Mapping[str, Any]] = pulumi.runtime.get_config_env,
+) -> list[str]:
+    """What is wrong with the private keys kept in stack config, by the layout key that uses
+    them (`targets`): a config key that is unset, or not a secret; and any config value that
+    holds a private key without being a secret. The engine copies the whole stack config into
+    state, so a non-secret key would be stored there in plain text: refused before anything is
+    registered. Values are never named, only keys."""
+    fix = "pulumi config set --secret {} --stack " + stack + " < KEYFILE"
+    problems: list[str] = []
+    reported: set[str] = set()
+    for where, host in targets.items():
+        if host.key_config is None:
+            continue
+        full = config_key(host.key_config)
+        if get(full) is None:
+            problems.append(
+                f"{where}.private_key_config: the config key {full} is not set: "
+                f"run `{fix.format(full)}` (or use ssh-agent or private_key_file)"
+            )
+        elif not is_secret(full):
+            reported.add(full)
+            problems.append(
+                f"{where}.private_key_config: the config key {full} is not a secret, so the key "
+                f"would be stored in plain text in the stack file and in Pulumi state: run "
+                f"`{fix.format(full)}` (or use ssh-agent or private_key_file)"
+            )
+    for full in sorted(all_keys()):
+        value = get(full)
+        if full in reported or is_secret(full):
+            continue
+        if isinstance(value, str) and "PRIVATE KEY" in value:
+            problems.append(
+                f"config key {full} holds a private key but is not a secret, so it would be "
+                f"stored in plain text in Pulumi state: run `{fix.format(full)}`, or "
+                f"`pulumi config rm {full} --stack {stack}` when no host uses it"
+            )
+    return problems
 
 
 def hosts_of(layout: Layout) -> dict[tuple[str, str], DockerHost]:
@@ -119,6 +181,22 @@ def routers_of(layout: Layout) -> dict[tuple[str, str], DockerHost]:
     }
 
 
+def _by_config_path(
+    layout: Layout,
+    hosts: Mapping[tuple[str, str], DockerHost],
+    routers: Mapping[tuple[str, str], DockerHost],
+) -> dict[str, DockerHost]:
+    """Every SSH target by the layout key of its `ssh` settings (for messages)."""
+    found: dict[str, DockerHost] = {}
+    for site in layout.sites:
+        for i, h in enumerate(site.hosts):
+            found[f"sites.{site.name}.hosts[{i}].ssh"] = hosts[(site.name, h.name)]
+        for i, r in enumerate(site.routers):
+            if (site.name, r.name) in routers:
+                found[f"sites.{site.name}.routers[{i}].ssh"] = routers[(site.name, r.name)]
+    return found
+
+
 def run() -> None:
     """Reads the stack's layout, validates and plans it (all errors at once, before anything is
     declared, so a bad config changes nothing anywhere), then declares its resources."""
@@ -129,6 +207,9 @@ def run() -> None:
         the_plan = plan(layout)
         hosts = hosts_of(layout)
         routers = routers_of(layout)
+        problems = check_secrets(_by_config_path(layout, hosts, routers), pulumi.get_stack())
+        if problems:
+            raise VlanInfraError("\n".join(problems))
     except LayoutError as err:
         raise pulumi.RunError(f"{source} is not a valid layout:\n{err}") from None
     except VlanInfraError as err:

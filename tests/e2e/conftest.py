@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.e2e.observe import LabStack
-from vlaninfra.engine import Engine, project_root
+from vlaninfra.engine import LAB_PASSPHRASE, Engine, project_root
 from vlaninfra.lab import Inventory, lab_down, lab_up
 
 
@@ -40,7 +40,7 @@ def lab_stack(
         (project_root() / "stacks" / "Pulumi.lab.yaml").read_text()
     )
     stack = LabStack(
-        engine=Engine(project_root(), backend=work / "backend"),
+        engine=Engine(project_root(), backend=work / "backend", passphrase=LAB_PASSPHRASE),
         project=project,
         name="e2e",
         inventory=lab_inventory,

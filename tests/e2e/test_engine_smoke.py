@@ -38,7 +38,7 @@ def test_engine_runs_a_dynamic_provider(tmp_path: Path) -> None:
     project.mkdir()
     (project / "Pulumi.yaml").write_text("name: smoke\nruntime: python\n")
     (project / "__main__.py").write_text(textwrap.dedent(PROGRAM))
-    engine = Engine(project_root(), backend=tmp_path / "backend")
+    engine = Engine(project_root(), backend=tmp_path / "backend", passphrase="smoke")
     engine.ensure_stack("smoke", cwd=project)
 
     assert engine.changes("smoke", "preview", cwd=project) == {"create": 2}

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from tests.e2e.observe import LabStack, sh
-from vlaninfra.engine import Engine, project_root
+from vlaninfra.engine import LAB_PASSPHRASE, Engine, project_root
 from vlaninfra.lab import Inventory
 from vlaninfra.program import LAB_INSTANCE_ENV
 
@@ -102,7 +102,7 @@ def vm_stack(inv: Inventory, work: Path, name: str, sites: dict[str, Any]) -> La
     (project / "__main__.py").write_text("from vlaninfra.program import run\n\nrun()\n")
     stack = LabStack(
         engine=Engine(
-            project_root(), backend=work / "backend",
+            project_root(), backend=work / "backend", passphrase=LAB_PASSPHRASE,
             extra_env={LAB_INSTANCE_ENV: inv.instance},
         ),
         project=project,

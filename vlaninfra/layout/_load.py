@@ -52,8 +52,11 @@ _SSH = Obj("ssh", "How vlaninfra reaches the host over SSH.", (
     F("port", Int(1, 65535), "SSH port (22)."),
     F("user", _TEXT, "Login user (root)."),
     F("host_key", _TEXT, "Expected host key, e.g. 'ssh-ed25519 AAAA...'."),
+    F("private_key_file", _TEXT,
+      "Private key file on the machine running Pulumi (absolute or ~/...); default: ssh-agent."),
     F("private_key_config", _TEXT,
-      "Name of the secret Pulumi config key holding the private key (sshPrivateKey)."),
+      "Name of a secret Pulumi config key holding the private key, e.g. sshPrivateKey "
+      "(stored encrypted in Pulumi state); default: ssh-agent."),
     F("sudo", Bool(), "Run the agent through sudo (false)."),
     F("docker_socket", _TEXT, "Docker socket path on the host (/var/run/docker.sock)."),
     F("python", _TEXT, "Python interpreter on the host (python3)."),

@@ -49,8 +49,11 @@ class SshTarget:
     port: int = 22
     user: str = "root"
     host_key: str | None = None
-    private_key_config: str = "sshPrivateKey"
-    """Name of the secret Pulumi config key holding the private key (never the key itself)."""
+    private_key_file: str | None = None
+    """Path of the private key file on the machine running Pulumi (absolute or ``~/...``)."""
+    private_key_config: str | None = None
+    """Name of a *secret* Pulumi config key holding the private key (never the key itself).
+    Neither set: ssh-agent (``SSH_AUTH_SOCK``) authenticates."""
     sudo: bool = False
     docker_socket: str = "/var/run/docker.sock"
     python: str = "python3"

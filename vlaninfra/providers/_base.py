@@ -8,6 +8,7 @@ transport's process-wide cache, so a provider process opens one connection per h
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +35,8 @@ __all__ = [
 
 CONNECTION = "connection"
 """Property holding how to reach the host: kind, address, port, user, host_key, and where the
-private key comes from (`key_path`, a file on the machine running Pulumi, or `key_config`, the
-name of a secret stack config key). Never the key itself: no secret is ever in resource state."""
+private key comes from (`key_path`, a file on the machine running Pulumi, `key_config`, the
+name of a secret stack config key, or neither: ssh-agent). Never the key itself."""
 HOST = "host"
 """Property naming the host (the layout's host name): a different host is a different object."""
 CONFIG_PATH = "config_path"
@@ -56,9 +57,11 @@ class ProviderError(VlanInfraError, RuntimeError):
 class DockerHost:
     """How to reach one Docker host: over SSH (`address` set) or on this machine (`address` None).
 
-    The private key never travels in resource properties: `key_path` names a key file on the
-    machine running Pulumi, or `key_config` a secret stack config key holding it
-    (`pulumi config set --secret vlaninfra:sshPrivateKey < ~/.ssh/id_ed25519`).
+    The private key never travels in resource properties: with neither `key_path` nor
+    `key_config` ssh-agent (`SSH_AUTH_SOCK` of the machine running Pulumi) authenticates;
+    `key_path` names a key file on that machine (`~` allowed); `key_config` names a secret stack
+    config key holding it (`pulumi config set --secret vlaninfra:sshPrivateKey < KEYFILE`),
+    which the engine then keeps, encrypted, in state.
 
     Example: ``DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAA...", key_path=p)``
     """
@@ -88,8 +91,8 @@ class DockerHost:
             }
         if not self.host_key:
             raise ValueError(f"host {self.name}: an SSH host needs its pinned host_key")
-        if (self.key_path is None) == (self.key_config is None):
-            raise ValueError(f"host {self.name}: give exactly one of key_path and key_config")
+        if self.key_path is not None and self.key_config is not None:
+            raise ValueError(f"host {self.name}: give at most one of key_path and key_config")
         return {
             "kind": "ssh",
             "address": self.address,
@@ -145,15 +148,19 @@ def _config_value(config: ConfigLookup, key: str | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _private_key(conn: Mapping[str, Any], config: ConfigLookup) -> str:
+def _private_key(conn: Mapping[str, Any], config: ConfigLookup) -> str | None:
+    """The key from its file or secret config key; None: ssh-agent authenticates."""
     if conn.get("key_path"):
+        path = os.path.expanduser(conn["key_path"])
         try:
-            with open(conn["key_path"], encoding="utf-8") as f:
+            with open(path, encoding="utf-8") as f:
                 return f.read()
         except OSError as err:
             raise ProviderError(
-                f"cannot read the SSH private key file {conn['key_path']}: {err.strerror}"
+                f"cannot read the SSH private key file {path}: {err.strerror}"
             ) from None
+    if not conn.get("key_config"):
+        return None
     key = _config_value(config, conn.get("key_config"))
     if key is None:
         name = conn.get("key_config")

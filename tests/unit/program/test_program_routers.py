@@ -34,8 +34,8 @@ def test_a_router_with_ssh_is_reached_like_a_host() -> None:
     layout = _layout({"name": "gw", "address": "192.0.2.1", "managed": True,
                       "ssh": {"address": "203.0.113.1", "host_key": GW_KEY}})
     gw = program.routers_of(layout)[("a", "gw")]
-    assert (gw.name, gw.address, gw.host_key, gw.key_config) == (
-        "gw", "203.0.113.1", GW_KEY, "sshPrivateKey")
+    assert (gw.name, gw.address, gw.host_key, gw.key_path, gw.key_config) == (
+        "gw", "203.0.113.1", GW_KEY, None, None)  # no key source named: ssh-agent
 
 
 def test_unmanaged_routers_are_not_contacted() -> None:

@@ -1,0 +1,95 @@
+"""Where the SSH private key comes from: ssh-agent by default, a key file on the controller, or a
+stack config key that must be a Pulumi secret (refused otherwise, before anything is registered).
+Messages name keys and commands, never a key's value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from vlaninfra import program
+from vlaninfra.engine import config_key
+from vlaninfra.errors import VlanInfraError
+from vlaninfra.layout import load_config
+from vlaninfra.providers import DockerHost, _base
+from vlaninfra.transport import SshTarget
+
+PEM = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE\n"
+    "-----END OPENSSH PRIVATE KEY-----\n"
+)
+
+
+def _hosts(ssh: dict[str, Any]) -> dict[tuple[str, str], DockerHost]:
+    site = {
+        "lan": {"subnet": "192.0.2.0/24", "gateway": "192.0.2.1"},
+        "hosts": [{"name": "h1", "lan_address": "192.0.2.11",
+                   "ssh": {"address": "203.0.113.9", "host_key": "ssh-ed25519 AAAAtest", **ssh}}],
+    }
+    return program.hosts_of(load_config({"sites": {"a": site}}))
+
+
+def test_no_key_source_means_ssh_agent() -> None:
+    h1 = _hosts({})[("a", "h1")]
+    assert (h1.key_path, h1.key_config) == (None, None)
+    target = _base.target_of({"connection": h1.connection()})
+    assert isinstance(target, SshTarget) and target.private_key is None
+
+
+def test_a_key_file_is_read_on_the_controller_with_tilde(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "id").write_text(PEM)
+    h1 = _hosts({"private_key_file": "~/id"})[("a", "h1")]
+    assert h1.connection()["key_path"] == "~/id"  # the path, never the key, in properties
+    target = _base.target_of({"connection": h1.connection()})
+    assert isinstance(target, SshTarget) and target.private_key == PEM
+
+
+@pytest.mark.parametrize(("ssh", "message"), [
+    ({"private_key_file": "id_ed25519"}, r"private_key_file: give an absolute path or ~/"),
+    ({"private_key_file": "/k", "private_key_config": "sshPrivateKey"},
+     r"give private_key_file or private_key_config, not both"),
+])
+def test_bad_key_sources_are_refused(ssh: dict[str, Any], message: str) -> None:
+    with pytest.raises(VlanInfraError, match=r"sites\.a\.hosts\[0\]\.ssh.*" + message):
+        _hosts(ssh)
+
+
+def _check(config: dict[str, Any], secret: set[str], key_config: str | None) -> list[str]:
+    h1 = DockerHost("h1", "203.0.113.9", host_key="k", key_config=key_config)
+    return program.check_secrets(
+        {"sites.a.hosts[0].ssh": h1}, "prod",
+        get=config.get, is_secret=lambda k: k in secret, all_keys=lambda: config,
+    )
+
+
+def test_a_secret_config_key_is_accepted() -> None:
+    cfg = {"vlaninfra:sshPrivateKey": PEM}
+    assert _check(cfg, {"vlaninfra:sshPrivateKey"}, "sshPrivateKey") == []
+
+
+def test_a_config_key_that_is_not_secret_is_refused_with_the_command() -> None:
+    (problem,) = _check({"vlaninfra:sshPrivateKey": PEM}, set(), "sshPrivateKey")
+    assert problem.startswith("sites.a.hosts[0].ssh.private_key_config: the config key "
+                              "vlaninfra:sshPrivateKey is not a secret")
+    assert "`pulumi config set --secret vlaninfra:sshPrivateKey --stack prod < KEYFILE`" in problem
+    assert "BEGIN" not in problem and "b3Blbn" not in problem
+
+
+def test_an_unset_config_key_is_refused() -> None:
+    (problem,) = _check({}, set(), "ops:key")
+    assert "the config key ops:key is not set" in problem
+
+
+def test_a_stray_plaintext_key_in_config_is_refused_even_when_no_host_uses_it() -> None:
+    (problem,) = _check({"vlaninfra:oldKey": PEM, "vlaninfra:note": "x"}, set(), None)
+    assert problem.startswith("config key vlaninfra:oldKey holds a private key but is not a secret")
+    assert "pulumi config rm vlaninfra:oldKey --stack prod" in problem and "b3Blbn" not in problem
+
+
+def test_config_key_names() -> None:
+    assert config_key("sshPrivateKey") == "vlaninfra:sshPrivateKey"
+    assert config_key("ops:key") == "ops:key"

@@ -1,0 +1,264 @@
+"""The engine helper's and `tools/pulumi`'s rules: private local state, the lab passphrase only for
+lab stacks, committed salts (running a documented stack leaves the tree clean), and `demo`
+dropping a stack's state only when the lab was rebuilt under it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+
+from vlaninfra.cli_demo import lab_rebuilt
+from vlaninfra.engine import (
+    LAB_PASSPHRASE,
+    Engine,
+    is_lab_stack,
+    make_private,
+    plaintext_keys,
+    project_root,
+)
+from vlaninfra.errors import VlanInfraError
+
+ROOT = project_root()
+STACKS = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
+LAB_STACKS = {"lab", "lab-ipvlan", "lab-vlan"}
+
+
+def _name(path: Path) -> str:
+    return path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+
+
+@pytest.mark.parametrize("path", STACKS, ids=_name)
+def test_lab_stacks_commit_their_salt_and_plan_only_stacks_are_not_lab_stacks(path: Path) -> None:
+    doc = yaml.safe_load(path.read_text())
+    assert is_lab_stack(path) == (_name(path) in LAB_STACKS)
+    # a lab stack's first use writes no salt (it is committed); other stacks need a passphrase
+    # of their own, so nothing documented initializes them
+    assert ("encryptionsalt" in doc) == (_name(path) in LAB_STACKS)
+
+
+@pytest.fixture
+def no_passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_BACKEND_URL",
+                "PULUMI_HOME"):
+        monkeypatch.delenv(key, raising=False)
+
+
+def _project(tmp_path: Path, stack: str, sites: dict[str, Any]) -> Path:
+    (tmp_path / "Pulumi.yaml").write_text("name: p\nruntime: python\n")
+    doc = {"config": {"vlaninfra:sites": sites}}
+    (tmp_path / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(doc))
+    return tmp_path
+
+
+LAB_SITE = {"a": {"inventory": "lab", "lan": {"subnet": "192.0.2.0/24"}}}
+REAL_SITE = {"a": {"lan": {"subnet": "192.0.2.0/24"},
+                   "hosts": [{"name": "h1", "ssh": {"address": "203.0.113.9"}}]}}
+
+
+@pytest.mark.usefixtures("no_passphrase")
+def test_the_lab_passphrase_is_only_for_lab_stacks(tmp_path: Path) -> None:
+    engine = Engine(ROOT, backend=tmp_path / "state" / "backend")
+    assert engine.env("lab")["PULUMI_CONFIG_PASSPHRASE"] == LAB_PASSPHRASE
+    (tmp_path / "p").mkdir()
+    project = _project(tmp_path / "p", "prod", REAL_SITE)
+    with pytest.raises(VlanInfraError, match=r"stack prod is not a lab stack .*set "
+                       r"PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE"):
+        engine.env("prod", project)
+    with pytest.raises(VlanInfraError, match="stack static-pool is not a lab stack"):
+        engine.env("static-pool")
+    mixed = {**LAB_SITE, "b": REAL_SITE["a"]}
+    with pytest.raises(VlanInfraError, match="stack mixed is not a lab stack"):
+        engine.env("mixed", _project(project, "mixed", mixed))
+    assert "PULUMI_CONFIG_PASSPHRASE" not in engine.env(None)  # e.g. `stack ls`
+
+
+@pytest.mark.usefixtures("no_passphrase")
+def test_a_passphrase_the_user_set_or_the_caller_chose_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = _project(tmp_path, "prod", REAL_SITE)
+    assert Engine(ROOT, tmp_path / "b", passphrase="p1").env("prod", project)[
+        "PULUMI_CONFIG_PASSPHRASE"] == "p1"
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE_FILE", str(tmp_path / "pass"))
+    env = Engine(ROOT, tmp_path / "b").env("prod", project)
+    assert "PULUMI_CONFIG_PASSPHRASE" not in env
+    assert Engine(ROOT, tmp_path / "b").env("lab").get("PULUMI_CONFIG_PASSPHRASE") is None
+
+
+PEM = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE\n-----END OPENSSH PRIVATE KEY-----"
+
+
+def test_an_update_of_a_stack_with_a_plaintext_key_is_refused_before_pulumi_runs(
+    tmp_path: Path,
+) -> None:
+    sites = {"a": {"hosts": [{"name": "h1", "ssh": {"address": "203.0.113.9",
+                                                     "private_key_config": "k1"}}]}}
+    doc = {"config": {"vlaninfra:sites": sites, "vlaninfra:k1": "not a key yet",
+                      "vlaninfra:old": PEM, "vlaninfra:k2": {"secure": "v1:abc"}}}
+    (tmp_path / "Pulumi.yaml").write_text("name: p\nruntime: python\n")
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(doc))
+    assert plaintext_keys(tmp_path / "Pulumi.prod.yaml") == ["vlaninfra:k1", "vlaninfra:old"]
+    engine = Engine(ROOT, backend=tmp_path / "b", passphrase="p")
+    with pytest.raises(VlanInfraError) as err:
+        engine.run("prod", "up", "--yes", cwd=tmp_path)
+    text = str(err.value)
+    assert text.startswith("stack prod: config vlaninfra:k1, vlaninfra:old holds an SSH private "
+                           "key in plain text, which the engine would copy into the update's "
+                           "history; nothing was run")
+    assert "`pulumi config set --secret vlaninfra:old --stack prod < KEYFILE`" in text
+    assert "b3Blbn" not in text and "not a key yet" not in text
+    assert not (tmp_path / "b" / ".pulumi").exists()  # pulumi never ran
+    secret = {**doc["config"], "vlaninfra:k1": {"secure": "v1:x"}, "vlaninfra:old": {"secure": "x"}}
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump({"config": secret}))
+    assert plaintext_keys(tmp_path / "Pulumi.prod.yaml") == []
+
+
+@pytest.mark.usefixtures("no_passphrase")
+def test_local_state_is_made_private(tmp_path: Path) -> None:
+    backend = tmp_path / "state" / "backend"
+    (backend / ".pulumi" / "stacks").mkdir(parents=True, mode=0o755)
+    old = backend / ".pulumi" / "stacks" / "lab.json"
+    old.write_text("{}")
+    old.chmod(0o644)
+    tool = backend / "tool"
+    tool.write_text("")
+    tool.chmod(0o755)
+    Engine(ROOT, backend=backend).env("lab")
+    mode = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode)
+            for p in [backend, backend / ".pulumi", old, tool, tmp_path / "state" / "home"]}
+    assert mode == {"state/backend": 0o700, "state/backend/.pulumi": 0o700,
+                    "state/backend/.pulumi/stacks/lab.json": 0o600, "state/backend/tool": 0o700,
+                    "state/home": 0o700}
+
+
+def test_make_private_leaves_symlinks_alone(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_text("")
+    outside.chmod(0o644)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "link").symlink_to(outside)
+    make_private(tmp_path / "state")
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o644
+
+
+FAKE_PULUMI = """#!/bin/sh
+echo "umask=$(umask) pass=${PULUMI_CONFIG_PASSPHRASE:-unset} backend=$PULUMI_BACKEND_URL"
+"""
+
+
+@pytest.mark.usefixtures("no_passphrase")
+@pytest.mark.parametrize(("args", "passphrase"), [
+    (["up", "--stack", "lab"], LAB_PASSPHRASE),
+    (["preview", "--stack=lab"], LAB_PASSPHRASE),
+    (["stack", "init", "lab"], LAB_PASSPHRASE),
+    (["up", "-s", "prod"], "unset"),
+    (["stack", "ls"], "unset"),
+    (["up", "--stack", "leaky"], None),
+])
+def test_the_launcher(tmp_path: Path, args: list[str], passphrase: str | None) -> None:
+    """`tools/pulumi` of a copy of the project, the engine replaced by a script that reports."""
+    root = tmp_path / "root"
+    (root / "tools").mkdir(parents=True)
+    shutil.copy(ROOT / "tools" / "pulumi", root / "tools" / "pulumi")
+    shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
+    shutil.copytree(ROOT / "stacks", root / "stacks")
+    _project(root / "stacks", "prod", REAL_SITE)
+    (root / "stacks" / "Pulumi.leaky.yaml").write_text(yaml.safe_dump({"config": {"k:k": PEM}}))
+    (root / ".venv" / "bin").mkdir(parents=True)
+    (root / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    (root / ".engine" / "bin").mkdir(parents=True)
+    (root / ".engine" / "bin" / "pulumi").write_text(FAKE_PULUMI)
+    (root / ".engine" / "bin" / "pulumi").chmod(0o755)
+    (root / ".pulumi-state" / "backend").mkdir(parents=True)
+    (root / ".pulumi-state").chmod(0o755)
+    stale = root / ".pulumi-state" / "backend" / "old.json"
+    stale.write_text("{}")
+    stale.chmod(0o644)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([str(root / "tools" / "pulumi"), *args], env=env, capture_output=True,
+                          text=True, check=False)
+    if passphrase is None:  # refused before pulumi runs
+        assert (done.returncode, done.stdout) == (1, "")
+        assert done.stderr.startswith("tools/pulumi: stack leaky: config k:k holds an SSH private")
+        return
+    out = done.stdout
+    assert out.split() == ["umask=0077", f"pass={passphrase}",
+                           f"backend=file://{root}/.pulumi-state/backend"]
+    assert stat.S_IMODE((root / ".pulumi-state").stat().st_mode) == 0o700
+    assert stat.S_IMODE(stale.stat().st_mode) == 0o600
+
+
+def _inventory(key: str) -> Any:
+    host = SimpleNamespace(mgmt_address="203.0.113.2", ssh_port=22, host_key=key)
+    router = SimpleNamespace(mgmt_address="203.0.113.1", ssh_port=22, host_key="ssh-ed25519 R")
+    return SimpleNamespace(sites=[SimpleNamespace(hosts=[host], router=router)])
+
+
+def _export(*conns: dict[str, Any]) -> str:
+    resources = [{"type": "pulumi:pulumi:Stack"},
+                 *({"outputs": {"connection": {"kind": "ssh", "port": 22, **c}}} for c in conns)]
+    return json.dumps({"deployment": {"resources": resources}})
+
+
+def test_demo_drops_state_only_when_every_recorded_lab_host_is_new() -> None:
+    old = {"address": "203.0.113.2", "host_key": "ssh-ed25519 OLD"}
+    assert lab_rebuilt(_export(old), _inventory("ssh-ed25519 NEW"))
+    # the same key: the host survived (refresh reconciles); a host outside the lab; no hosts
+    assert not lab_rebuilt(_export(old), _inventory("ssh-ed25519 OLD"))
+    elsewhere = {"address": "198.51.100.7", "host_key": "ssh-ed25519 OLD"}
+    assert not lab_rebuilt(_export(old, elsewhere), _inventory("ssh-ed25519 NEW"))
+    # one host rebuilt, the router not: a changed key on a surviving host, state kept
+    router = {"address": "203.0.113.1", "host_key": "ssh-ed25519 R"}
+    assert not lab_rebuilt(_export(old, router), _inventory("ssh-ed25519 NEW"))
+    assert not lab_rebuilt(_export(), _inventory("ssh-ed25519 NEW"))
+
+
+def test_demo_refuses_a_stack_that_is_not_a_lab_stack(capsys: pytest.CaptureFixture[str]) -> None:
+    from vlaninfra import cli_demo
+
+    assert cli_demo._run(argparse.Namespace(stack="static-pool")) == 2  # before any lab or engine
+    assert "is not a lab stack" in capsys.readouterr().err
+
+
+def test_demo_keeps_the_stack_on_a_refresh_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A changed host key on a surviving host: the demo reports it and removes nothing."""
+    from vlaninfra import cli_demo
+    from vlaninfra.engine import EngineError
+
+    ran: list[tuple[str, ...]] = []
+    old = {"address": "203.0.113.2", "host_key": "ssh-ed25519 OLD"}
+
+    class FakeEngine:
+        def __init__(self, _root: Path) -> None:
+            pass
+
+        def ensure_stack(self, _stack: str) -> None:
+            pass
+
+        def run(self, _stack: str, *args: str) -> str:
+            ran.append(args)
+            if args[0] == "refresh":
+                raise EngineError(args, 255, "host key of h1 (203.0.113.2) changed")
+            return _export(old, {"address": "203.0.113.1", "host_key": "ssh-ed25519 R"})
+
+    monkeypatch.setattr(cli_demo, "lab_up", lambda hosts: _inventory("ssh-ed25519 NEW"))
+    monkeypatch.setattr(cli_demo, "Engine", FakeEngine)
+    assert cli_demo._run(argparse.Namespace(stack="lab")) == 1
+    assert [a[:2] for a in ran] == [("stack", "export"), ("refresh", "--yes")]
+    err = capsys.readouterr().err
+    assert "host key of h1 (203.0.113.2) changed" in err
+    assert "The stack lab and its state are left as they are" in err
