@@ -264,31 +264,23 @@ def test_shim_left_by_an_interrupted_ensure_is_adopted(lab_stack: LabStack) -> N
     converged(lab_stack)
 
 
-def test_session_killed_during_network_create_then_up_adopts(lab_stack: LabStack) -> None:
-    """Bound: destroy, interrupted up and converging up each within ENGINE_BOUND."""
-    assert "delete" in timed_changes(lab_stack, "destroy", "--yes", "--skip-preview")
+def test_network_left_by_an_interrupted_create_is_adopted_with_its_containers(
+        lab_stack: LabStack) -> None:
+    """What a session killed after Docker made the network leaves (its create is too quick to
+    hold in flight from outside: the agent's inspect follows within milliseconds): the network
+    and its containers on the host with this stack's mark, nothing in state. Bound: the
+    converging `up`, ENGINE_BOUND; nothing is re-created."""
     h1 = lab_stack.host("h1")
-    pid = dockerd_pid(h1)
-
-    def hold_and_cut() -> None:
-        os.kill(pid, signal.SIGSTOP)
-        time.sleep(0.5)
-        kill_ssh_sessions(h1)
-
-    watch = Watch(h1, "network", {"pub_net"}, hold_and_cut)
-    try:
-        code, out, took = Run(lab_stack, "up", "--yes", "--skip-preview").wait()
-    finally:
-        watch.close()
-        os.kill(pid, signal.SIGCONT)
-    assert watch.fired.is_set(), out[-3000:]
-    assert code != 0 and "outcome unknown on h1" in out, out[-3000:]
-    print(f"interrupted up: {took:.1f}s")
-    made = net_id(h1, "pub_net")
-    assert made, "the interrupted create left no network on h1"
+    state = json.loads(lab_stack.run("stack", "export"))
+    urn = next(r["urn"] for r in state["deployment"]["resources"]
+               if r["type"].endswith("DockerNetwork") and r["urn"].endswith("a-h1-pub_net"))
+    made = {"net": net_id(h1, "pub_net"), **ids(h1, "web1", "web2")}
+    lab_stack.run("state", "delete", urn, "--target-dependents", "--yes")
+    start = time.monotonic()
     changes = timed_changes(lab_stack, "up", "--yes", "--skip-preview")
-    assert changes.get("delete", 0) == 0 and changes.get("replace", 0) == 0, changes
-    assert net_id(h1, "pub_net") == made  # adopted, not re-created
+    print(f"converging up: {time.monotonic() - start:.1f}s {changes}")
+    assert changes == {"create": 3, "same": 7}
+    assert {"net": net_id(h1, "pub_net"), **ids(h1, "web1", "web2")} == made
     converged(lab_stack)
 
 
@@ -420,7 +412,7 @@ def test_two_stacks_on_one_host_never_touch_each_other(lab_stack: LabStack) -> N
     sh("ip", "-n", h1.netns, "link", "add", "vxb0", "type", "veth", "peer", "name", "vxb0p")
     sh("ip", "-n", h1.netns, "link", "set", "vxb0", "up")
     try:
-        assert timed_changes(b, "up", "--yes") == {"create": 6}
+        assert timed_changes(b, "up", "--yes") == {"create": 5}
         # B's objects carry B's mark; A's stack sees nothing of B and changes nothing.
         labels = docker_cli(h1, "inspect", "-f", "{{json .Config.Labels}}", "b-web1")
         assert '"io.vlaninfra.owner":"vlaninfra/e2e-b"' in labels
@@ -434,7 +426,7 @@ def test_two_stacks_on_one_host_never_touch_each_other(lab_stack: LabStack) -> N
         assert "container 'web1' on host h1" in out and "owned by stack 'vlaninfra/e2e'" \
             in out, out[-3000:]
         b.write(b.base_sites)
-        assert timed_changes(b, "destroy", "--yes", "--skip-preview") == {"delete": 6}
+        assert timed_changes(b, "destroy", "--yes", "--skip-preview") == {"delete": 5}
         assert not container_facts(h1, "b-web1") and not net_id(h1, "b_net")
     finally:
         b.engine.run(b.name, "destroy", "--yes", "--skip-preview", check=False, cwd=b.project)
