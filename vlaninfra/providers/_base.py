@@ -324,11 +324,16 @@ def has_unknowns(value: Any) -> bool:
     return False
 
 
-def clash_of(what: str, mark: marks.Mark | None, owner: str, spec: str | None,
+def clash_of(what: str, mark: marks.Mark | None, owner: str,
              how_marked: str = "vlaninfra label") -> str | None:
-    """The clash message for an existing object `what` with `mark` (None if it is ours)."""
+    """The clash message for an existing object `what` with `mark` (None if it is this stack's).
+
+    The spec is not compared: the engine checks a replacement with no old inputs while the old
+    object is still there (it is deleted before the new one is created); a real leftover with
+    another spec is refused by the create itself.
+    """
     try:
-        marks.claim(what, mark, owner, spec, how_marked=how_marked)
+        marks.claim(what, mark, owner, None, how_marked=how_marked)
     except OpError as err:
         return err.message
     return None

@@ -12,7 +12,7 @@ from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import marks
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, HostProvider, clash_of, has_unknowns, host_label
+from ._base import CONFIG_PATH, HostProvider, clash_of, host_label
 
 __all__ = ["ContainerProvider"]
 
@@ -101,10 +101,8 @@ class ContainerProvider(HostProvider):
         found = agent.call("docker.container.inspect", name=news["name"])
         if found is None:
             return None
-        known = not has_unknowns({k: news.get(k) for k in self.SPEC_KEYS or ()})
         return clash_of(f"container {news['name']!r} on host {host_label(news)}",
-                        marks.of_labels(found.get("labels")), self.owner(news),
-                        self.spec(news) if known else None)
+                        marks.of_labels(found.get("labels")), self.owner(news))
 
     def _outs(self, props: Mapping[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
         attached = (found.get("networks") or {}).get(props["network"]) or {}

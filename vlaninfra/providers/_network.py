@@ -12,7 +12,7 @@ from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import marks
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, HostProvider, clash_of, has_unknowns, host_label, nic_missing
+from ._base import CONFIG_PATH, HostProvider, clash_of, host_label, nic_missing
 
 __all__ = ["NetworkProvider", "network_options", "normalize_ipam"]
 
@@ -129,9 +129,8 @@ class NetworkProvider(HostProvider):
         found = agent.call("docker.network.inspect", name=news["name"])
         if found is None:
             return None
-        spec = None if has_unknowns(news) else self.spec(news)
         return clash_of(f"network {news['name']!r} on host {host_label(news)}",
-                        marks.of_labels(found.get("labels")), self.owner(news), spec)
+                        marks.of_labels(found.get("labels")), self.owner(news))
 
     def _outs(self, props: Mapping[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
         return {**props, "network_id": found["id"]}

@@ -54,7 +54,7 @@ class ShimProvider(HostProvider):
         if found is None:
             return None
         clash = clash_of(f"link {news['name']!r} on host {host_label(news)}",
-                         marks.of_alias(found.get("alias")), self.owner(news), None,
+                         marks.of_alias(found.get("alias")), self.owner(news),
                          how_marked="vlaninfra alias")
         where = news.get(CONFIG_PATH) or "shim"
         return f"{clash} (the shim's name is {where}.name)" if clash else None

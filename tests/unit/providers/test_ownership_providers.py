@@ -163,3 +163,11 @@ def test_delete_and_update_claim_through_what_state_recorded(agent: FakeAgent) -
     agent.responses["route.ensure"] = {"dev": "eth0", "proto": "vlaninfra"}
     RouterRouteProvider().update("r", {**route(via="192.0.2.9"), "proto": "static"}, route())
     assert agent.calls_to("route.ensure")[0]["legacy_via"] == "192.0.2.9"
+
+
+def test_check_of_a_replacement_accepts_its_own_object_with_the_old_spec(
+        agent: FakeAgent) -> None:
+    # The engine checks a replacement with no old inputs while the old object is still there.
+    agent.responses["docker.image.exists"] = True
+    agent.responses["docker.container.inspect"] = {"id": "c", "labels": _labels(OWNER, "old")}
+    assert ContainerProvider().check({}, _own(container(ipv4="192.0.2.170"))).failures == []
