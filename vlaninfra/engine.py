@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -227,10 +228,36 @@ class Engine:
             f"passphrase of its secrets; the default {LAB_PASSPHRASE!r} is for lab stacks only"
         )
 
+    def stale_locks(self, stack: str) -> list[Path]:
+        """The file backend's locks on `stack` left by a pulumi process of this machine that
+        no longer runs (killed mid-update); a lock of a live process or of another machine is
+        never stale."""
+        backend = self.backend or self.root / ".pulumi-state" / "backend"
+        stale = []
+        for path in (backend / ".pulumi" / "locks").rglob("*.json"):
+            try:
+                lock = json.loads(path.read_text())
+                if path.parent.name != stack or lock["hostname"] != socket.gethostname():
+                    continue
+                os.kill(int(lock["pid"]), 0)
+            except ProcessLookupError:
+                stale.append(path)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return stale
+
     def run(
         self, stack: str | None, *args: str, check: bool = True, cwd: Path | None = None
     ) -> str:
-        """Runs `pulumi ARGS --stack STACK --non-interactive`; returns stdout+stderr."""
+        """Runs `pulumi ARGS --stack STACK --non-interactive`; returns stdout+stderr.
+
+        Before `up`, `refresh` and `destroy`, a lock a killed pulumi left is removed with
+        `pulumi cancel` (the engine then drops the killed run's pending creates with a warning,
+        and vlaninfra's creates adopt what that run made on the hosts).
+        """
+        if stack is not None and args and args[0] in ("up", "refresh", "destroy") \
+                and self.stale_locks(stack):
+            self.run(stack, "cancel", "--yes", check=False, cwd=cwd)
         full = [*args, "--non-interactive"]
         if stack is not None:
             full += ["--stack", stack]

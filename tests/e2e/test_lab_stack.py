@@ -82,7 +82,7 @@ def test_refresh_opens_one_connection_per_host(lab_stack: LabStack) -> None:
 
 def test_refresh_sees_drift_and_up_repairs_it(lab_stack: LabStack) -> None:
     h1, h2 = lab_stack.host("h1"), lab_stack.host("h2")
-    routes = sh("ip", "-n", h2.netns, "route", "show", "dev", SHIM, "proto", "static").split("\n")
+    routes = sh("ip", "-n", h2.netns, "route", "show", "dev", SHIM, "proto", "57").split("\n")
     dropped = routes[0].split()[0]
     sh("ip", "-n", h2.netns, "route", "del", dropped, "dev", SHIM)
     sh("ip", "-n", h1.netns, "link", "del", SHIM)

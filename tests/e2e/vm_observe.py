@@ -72,8 +72,8 @@ def router_routes(netns: str) -> list[str]:
 
 
 def static_routes(netns: str) -> dict[str, str]:
-    """The router's `proto static` routes: prefix → next hop."""
-    out = json.loads(sh("ip", "-n", netns, "-j", "route", "show", "proto", "static") or "[]")
+    """The router's routes vlaninfra added (`proto 57`): prefix → next hop."""
+    out = json.loads(sh("ip", "-n", netns, "-j", "route", "show", "proto", "57") or "[]")
     return {r["dst"]: r.get("gateway", "") for r in out}
 
 

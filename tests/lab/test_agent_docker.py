@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from collections.abc import Iterator
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.lab._agent_fixtures import Dockerd, dockerd, netns, root_only
+from vlaninfra.host import marks
 from vlaninfra.transport import Agent, HostError, LocalTarget, agent_for, close_all
 
 pytestmark = [pytest.mark.lab, root_only]
@@ -31,9 +33,13 @@ def agent(daemon: tuple[str, Dockerd]) -> Iterator[Agent]:
     ns, d = daemon
     a = agent_for(LocalTarget(netns=ns, docker_socket=d.socket))
     yield a
+    # Straight through the daemon: tests leave objects of other owners the agent keeps.
+    api: Any = d.api()
     for c in ("web", "web2", "orphan"):
-        a.call("docker.container.remove", name=c)
-    a.call("docker.network.remove", name="lan", force=True)
+        with contextlib.suppress(Exception):
+            api.remove_container(c, force=True)
+    with contextlib.suppress(Exception):
+        api.remove_network("lan")
 
 
 def _lan(agent: Agent) -> dict[str, Any]:
@@ -57,14 +63,16 @@ def test_network_create_inspect_remove(agent: Agent) -> None:
     assert net["driver"] == "macvlan" and net["parent_preexisted"] is True
     assert net["options"] == {"parent": "eth0", "macvlan_mode": "bridge"}
     assert net["ipam"] == IPAM
-    assert net["labels"] == {"vlaninfra.test": "1"}
+    assert net["labels"] == {"vlaninfra.test": "1", **marks.labels("adhoc", None, None)}
     assert (net["internal"], net["enable_ipv6"], net["containers"]) == (False, False, {})
     again = agent.call("docker.network.inspect", name="lan")
-    assert again == {k: v for k, v in net.items() if k != "parent_preexisted"}
+    assert again == {k: v for k, v in net.items() if k not in ("parent_preexisted", "adopted")}
     assert agent.call("docker.network.inspect", name=net["id"][:6]) is None  # names only
+    assert _lan(agent)["adopted"] is True  # its own mark: a retried create converges
     with pytest.raises(HostError) as info:
-        _lan(agent)
+        agent.call("docker.network.create", name="lan", driver="macvlan", owner="p/b")
     assert info.value.errno == errno.EEXIST and info.value.details["id"] == net["id"]
+    assert "owned by stack 'adhoc'" in info.value.message
     assert agent.call("docker.network.remove", name="lan") == {"removed": True,
                                                                "disconnected": []}
     assert agent.call("docker.network.remove", name="lan") == {"removed": False}
@@ -90,7 +98,7 @@ def test_container_lifecycle(agent: Agent, daemon: tuple[str, Dockerd]) -> None:
     assert c["running"] is True and c["restart_policy"] == "unless-stopped"
     assert c["networks"]["lan"]["ipv4"] == "192.0.2.130"
     assert c["networks"]["lan"]["mac"] == "02:42:c0:00:02:82"
-    assert (c["image"], c["command"], c["labels"], c["hostname"]) == (
+    assert (c["image"], c["command"], marks.without_marks(c["labels"]), c["hostname"]) == (
         daemon[1].image, ["/bin/sleep", "3600"], {"vlaninfra.test": "1"}, "web")
     net = agent.call("docker.network.inspect", name="lan")
     assert net["containers"]["web"]["ipv4"] == "192.0.2.130"
@@ -98,8 +106,8 @@ def test_container_lifecycle(agent: Agent, daemon: tuple[str, Dockerd]) -> None:
         agent.call("docker.network.remove", name="lan")
     assert info.value.errno == errno.EBUSY and info.value.details["containers"] == ["web"]
     with pytest.raises(HostError) as info:
-        agent.call("docker.container.create", name="web", image=daemon[1].image)
-    assert info.value.errno == errno.EEXIST
+        agent.call("docker.container.create", name="web", image=daemon[1].image, spec="other")
+    assert info.value.errno == errno.EEXIST and "with another spec" in info.value.message
     upd = agent.call("docker.container.update", name="web", restart_policy="always")
     assert upd["restart_policy"] == "always" and upd["id"] == c["id"]
     upd = agent.call("docker.container.update", name="web", restart_policy="on-failure:3")
@@ -155,3 +163,52 @@ def test_container_create_is_transactional(agent: Agent, daemon: tuple[str, Dock
     # force removal disconnects the containers first
     out = agent.call("docker.network.remove", name="lan", force=True)
     assert out == {"removed": True, "disconnected": ["web"]}
+
+
+def test_objects_vlaninfra_did_not_make_are_never_touched(agent: Agent,
+                                                         daemon: tuple[str, Dockerd]) -> None:
+    api: Any = daemon[1].api()
+    api.create_network("lan", driver="bridge")  # someone else's
+    web = api.create_container(daemon[1].image, command=["/bin/sleep", "3600"], name="web")
+    before = agent.call("host.snapshot")
+    with pytest.raises(HostError) as info:
+        _lan(agent)
+    assert info.value.errno == errno.EEXIST
+    assert "network 'lan' exists and is not owned by vlaninfra (no vlaninfra label)" in (
+        info.value.message)
+    with pytest.raises(HostError) as info:
+        agent.call("docker.container.create", name="web", image=daemon[1].image, owner="p/a")
+    assert "container 'web' exists and is not owned by vlaninfra" in info.value.message
+    for op, kw in (("docker.container.start", {}), ("docker.container.update",
+                                                    {"restart_policy": "always"})):
+        with pytest.raises(HostError) as info:
+            agent.call(op, name="web", owner="p/a", **kw)
+        assert info.value.errno == errno.EPERM
+    assert agent.call("docker.container.remove", name="web", owner="p/a")["removed"] is False
+    assert agent.call("docker.network.remove", name="lan", owner="p/a")["removed"] is False
+    assert agent.call("host.snapshot") == before
+    # The one state recorded (made before marks existed) is claimed through its id.
+    assert agent.call("docker.container.remove", name="web", owner="p/a",
+                      id=web["Id"]) == {"removed": True}
+    net_id = agent.call("docker.network.inspect", name="lan")["id"]
+    assert agent.call("docker.network.remove", name="lan", owner="p/a", id=net_id)[
+        "removed"] is True
+
+
+def test_a_container_left_created_but_not_started_is_adopted(
+        agent: Agent, daemon: tuple[str, Dockerd]) -> None:
+    # What an interrupted create leaves (dockerd restarted between create and start): a
+    # container with this stack's mark and spec, not running.
+    api: Any = daemon[1].api()
+    _lan(agent)
+    api.create_container(daemon[1].image, command=["/bin/sleep", "3600"], name="web",
+                         labels=marks.labels("p/a", "s1", "sites.a.containers.web"))
+    out = agent.call("docker.container.create", name="web", image=daemon[1].image,
+                     command=["/bin/sleep", "3600"], network="lan", ipv4="192.0.2.130",
+                     owner="p/a", spec="s1")
+    assert out["adopted"] is True and out["running"] is True
+    with pytest.raises(HostError) as info:
+        agent.call("docker.container.create", name="web", image=daemon[1].image,
+                   owner="p/b", spec="s1")
+    assert "owned by stack 'p/a'" in info.value.message
+    assert agent.call("docker.container.remove", name="web", owner="p/a") == {"removed": True}

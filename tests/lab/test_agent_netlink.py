@@ -65,7 +65,9 @@ def test_shim_ensure_creates_and_is_idempotent(agent: Agent, ns: str) -> None:
         "macvlan", "eth0", "bridge", True)
     assert first["addresses"] == ["192.0.2.250/32"]
     assert first["routes"] == ["192.0.2.128/26"]
-    assert "192.0.2.128/26 dev shim0 proto static scope link" in _ip(ns, "route")
+    assert "192.0.2.128/26 dev shim0 proto 57 scope link" in _ip(ns, "route")
+    assert first["alias"] == "vlaninfra:adhoc:" and "alias vlaninfra:adhoc:" in _ip(
+        ns, "-d", "link", "show", "shim0")
     snap1 = agent.call("host.snapshot")
     second = agent.call("shim.ensure", name="shim0", parent="eth0", kind="macvlan",
                         mode="bridge", address="192.0.2.250/32", routes=["192.0.2.128/26"])
@@ -99,8 +101,8 @@ def test_shim_converges_address_and_routes(agent: Agent, ns: str) -> None:
     routes = agent.call("route.list", dev="shim0")
     kernel = [r for r in routes if r["proto"] == "kernel"]
     assert kernel and kernel[0]["dst"] == "192.0.2.0/24"  # kernel routes are kept, flagged
-    assert {r["dst"] for r in routes if r["proto"] == "static"} == {"192.0.2.128/26",
-                                                                    "198.18.0.0/24"}
+    assert {r["dst"] for r in routes if r["proto"] == "vlaninfra"} == {"192.0.2.128/26",
+                                                                       "198.18.0.0/24"}
     # shrinking the route set removes the extra one
     out = agent.call("shim.ensure", name="shim0", parent="eth0", address="192.0.2.251/24",
                      routes=[])
@@ -155,14 +157,75 @@ def test_vlan_ops_converge_or_fail_cleanly(agent: Agent) -> None:
     else:  # a kernel with 802.1Q (VM hosts)
         assert (out["created"], out["kind"], out["vlan_id"], out["parent"]) == (
             True, "vlan", 50, "eth0")
+        # A retried create finds its own mark: it stays vlaninfra's (removed on destroy).
         assert agent.call("vlan.ensure", trunk="eth0", vlan_id=50, name="eth0.50")[
-            "created"] is False
+            "created"] is True
         assert agent.call("vlan.delete", name="eth0.50") == {"deleted": True}
     assert agent.call("vlan.delete", name="eth0.50") == {"deleted": False}
-    with pytest.raises(HostError) as info:
-        agent.call("vlan.delete", name="eth0")
-    assert info.value.errno == errno.EINVAL  # refuses to delete a non-VLAN link
+    kept = agent.call("vlan.delete", name="eth0")  # not vlaninfra's: never deleted
+    assert kept == {"deleted": False, "kept": "link 'eth0' is not owned by vlaninfra: left in "
+                                              "place"}
     assert agent.call("host.snapshot") == before
+
+
+def test_links_vlaninfra_did_not_make_are_never_touched(agent: Agent, ns: str) -> None:
+    sh("ip", "-n", ns, "link", "add", "vxo1", "type", "veth", "peer", "name", "vxo1p")
+    try:
+        before = agent.call("host.snapshot")
+        with pytest.raises(HostError) as info:
+            agent.call("shim.ensure", name="vxo1", parent="eth0", owner="p/a")
+        assert info.value.errno == errno.EEXIST
+        assert "link 'vxo1' exists and is not owned by vlaninfra (no vlaninfra alias)" in (
+            info.value.message)
+        kept = agent.call("shim.delete", name="vxo1", owner="p/a")
+        assert kept["deleted"] is False and "not owned by vlaninfra" in kept["kept"]
+        # Another stack's shim: refused and kept the same way.
+        agent.call("shim.ensure", name="shim0", parent="eth0", owner="p/b", spec="s")
+        with pytest.raises(HostError) as info:
+            agent.call("shim.ensure", name="shim0", parent="eth0", owner="p/a", mode="vepa")
+        assert "owned by stack 'p/b'" in info.value.message
+        assert agent.call("shim.delete", name="shim0", owner="p/a")["deleted"] is False
+        assert agent.call("link.get", name="shim0")["mode"] == "bridge"
+        assert agent.call("shim.delete", name="shim0", owner="p/b") == {"deleted": True}
+        assert agent.call("host.snapshot") == before
+    finally:
+        sh("ip", "-n", ns, "link", "del", "vxo1", check=False)
+
+
+def test_a_legacy_shim_state_recorded_is_claimed_and_marked(agent: Agent, ns: str) -> None:
+    sh("ip", "-n", ns, "link", "add", "shim0", "link", "eth0", "type", "macvlan", "mode",
+       "bridge")
+    index = agent.call("link.get", name="shim0")["index"]
+    with pytest.raises(HostError):
+        agent.call("shim.ensure", name="shim0", parent="eth0", owner="p/a")
+    out = agent.call("shim.ensure", name="shim0", parent="eth0", owner="p/a", spec="s1",
+                     ifindex=index)
+    assert out["index"] == index and out["alias"] == "vlaninfra:p/a:s1"
+    assert agent.call("shim.delete", name="shim0", owner="p/a") == {"deleted": True}
+
+
+def test_routes_of_other_protocols_are_left_alone(agent: Agent, ns: str) -> None:
+    sh("ip", "-n", ns, "addr", "add", "198.18.200.1/24", "dev", "eth0")
+    try:
+        sh("ip", "-n", ns, "route", "add", "198.18.7.0/24", "via", "198.18.200.9",
+           "proto", "bird")
+        before = _ip(ns, "route")
+        with pytest.raises(HostError) as info:
+            agent.call("route.ensure", dst="198.18.7.0/24", via="198.18.200.21")
+        assert info.value.errno == errno.EEXIST
+        assert "owned by protocol 'bird'" in info.value.message
+        assert agent.call("route.delete", dst="198.18.7.0/24", via="198.18.200.9") == {
+            "deleted": False}
+        assert _ip(ns, "route") == before
+        out = agent.call("route.ensure", dst="198.18.8.0/24", via="198.18.200.21")
+        assert out["proto"] == "vlaninfra" and "198.18.8.0/24 via 198.18.200.21 dev eth0 " \
+            "proto 57" in _ip(ns, "route")
+        moved = agent.call("route.ensure", dst="198.18.8.0/24", via="198.18.200.22")
+        assert moved["created"] is True and moved["gateway"] == "198.18.200.22"
+        assert agent.call("route.delete", dst="198.18.8.0/24", via="198.18.200.22") == {
+            "deleted": True}
+    finally:
+        sh("ip", "-n", ns, "addr", "del", "198.18.200.1/24", "dev", "eth0", check=False)
 
 
 def test_batch(agent: Agent) -> None:

@@ -1,8 +1,12 @@
 """Docker ops: idempotent, transactional changes to networks and containers.
 
-Creating something that already exists is an ``EEXIST`` error carrying its id (the provider
-decides whether to adopt, replace or fail); removing something already gone returns
-``removed: False``. Absence is decided by ``docker.errors.NotFound``, never by message text.
+Everything created carries vlaninfra's labels (:mod:`vlaninfra.host.marks`: owning stack,
+config key, spec hash). Creating something that already exists takes it over when its labels
+name the calling stack and the same spec (a retried or interrupted create converges: a
+container left created but not started is started) and is an ``EEXIST`` error naming its
+owner otherwise. An object without the caller's mark is never changed or removed: removing one
+reports it as ``kept``; removing something already gone returns ``removed: False``.
+Absence is decided by ``docker.errors.NotFound``, never by message text.
 A create that fails half-way removes what it made (Docker leaves a stopped container behind
 when starting it fails). Images are never pulled: a missing image is an ``ENOENT`` error.
 
@@ -18,7 +22,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vlaninfra.host import facts
+from vlaninfra.host import facts, marks
 from vlaninfra.host.context import Context
 from vlaninfra.host.docker_facts import container_inspect, network_inspect
 from vlaninfra.host.errors import OpError
@@ -75,6 +79,26 @@ def parse_restart_policy(policy: str) -> dict[str, Any]:
     return out
 
 
+def _ours(what: str, found: Mapping[str, Any], owner: str, expect_id: str | None) -> None:
+    """Raise ``EPERM`` unless ``found`` is ``owner``'s: its labels say so, or it has no labels
+    of vlaninfra and is the object ``expect_id`` that state recorded (made before marks)."""
+    mark = marks.of_labels(found.get("labels"))
+    if marks.is_ours(mark, owner, legacy=found["id"] == expect_id):
+        return
+    whose = f"owned by stack {mark.owner!r}" if mark else "not owned by vlaninfra"
+    raise OpError(errno.EPERM, f"{what} is {whose}; vlaninfra leaves it alone",
+                  owner=mark.owner if mark else None)
+
+
+def _kept(what: str, found: Mapping[str, Any], owner: str, expect_id: str | None) -> str | None:
+    try:
+        _ours(what, found, owner, expect_id)
+    except OpError as exc:
+        log.warning("not removing: %s", exc.message)
+        return f"{exc.message}: left in place"
+    return None
+
+
 def network_create(
     ctx: Context,
     name: str,
@@ -84,10 +108,15 @@ def network_create(
     internal: bool = False,
     enable_ipv6: bool = False,
     labels: Mapping[str, str] | None = None,
+    owner: str = marks.ADHOC_OWNER,
+    spec: str | None = None,
+    resource: str | None = None,
 ) -> dict[str, Any]:
-    """Create a network; ``EEXIST`` if one with that name exists. Returns the inspect result
-    plus ``parent_preexisted`` (whether ``options["parent"]`` existed as a link before:
-    for ``eth0.50`` Docker creates the 802.1Q sub-interface and removes it with the network).
+    """Create a network labelled as ``owner``'s (``spec``, config key ``resource``). One that
+    exists is taken over (``adopted: True``) when its labels name ``owner`` and ``spec``,
+    else ``EEXIST`` naming its owner. Returns the inspect result plus ``parent_preexisted``
+    (whether ``options["parent"]`` existed as a link before: for ``eth0.50`` Docker creates
+    the 802.1Q sub-interface and removes it with the network; None when adopted).
 
     Example: ``network_create(ctx, "lan", "macvlan", {"parent": "eth0",
     "macvlan_mode": "bridge"}, [{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1",
@@ -100,7 +129,13 @@ def network_create(
     options = dict(options or {})
     existing = network_inspect(ctx, name)
     if existing is not None:
-        raise OpError(errno.EEXIST, f"network {name!r} already exists", id=existing["id"])
+        try:
+            marks.claim(f"network {name!r}", marks.of_labels(existing["labels"]), owner, spec)
+        except OpError as exc:
+            exc.details["id"] = existing["id"]
+            raise
+        log.info("network.create %s: adopting the network an earlier run made", name)
+        return {**existing, "parent_preexisted": None, "adopted": True}
     parent = options.get("parent")
     parent_preexisted: bool | None = None
     if parent is not None and driver in ("macvlan", "ipvlan"):
@@ -122,7 +157,7 @@ def network_create(
         ipam=IPAMConfig(driver="default", pool_configs=pools) if pools else None,
         check_duplicate=True,
         internal=internal,
-        labels=dict(labels or {}),
+        labels={**(labels or {}), **marks.labels(owner, spec, resource)},
         enable_ipv6=enable_ipv6,
     )
     try:
@@ -133,6 +168,7 @@ def network_create(
         _remove_network_quietly(api, created.get("Id"))
         raise
     result["parent_preexisted"] = parent_preexisted
+    result["adopted"] = False
     return result
 
 
@@ -147,9 +183,12 @@ def _remove_network_quietly(api: Any, net_id: str | None) -> None:
         log.exception("rollback: could not remove network %s", net_id)
 
 
-def network_remove(ctx: Context, name: str, force: bool = False) -> dict[str, Any]:
-    """Remove a network; ``removed: False`` if it is gone. Attached containers make it an
-    ``EBUSY`` error naming them, unless ``force`` (then they are disconnected first).
+def network_remove(ctx: Context, name: str, force: bool = False,
+                   owner: str = marks.ADHOC_OWNER, id: str | None = None) -> dict[str, Any]:
+    """Remove ``owner``'s network (its labels, or unlabelled and the ``id`` state recorded);
+    ``removed: False`` if it is gone, plus ``kept`` when one of that name is not ours (left
+    alone). Attached containers make it an ``EBUSY`` error naming them, unless ``force``
+    (then they are disconnected first).
 
     Example: ``network_remove(ctx, "lan")`` → ``{"removed": True}``
     """
@@ -157,6 +196,9 @@ def network_remove(ctx: Context, name: str, force: bool = False) -> dict[str, An
     net = network_inspect(ctx, name)
     if net is None:
         return {"removed": False}
+    kept = _kept(f"network {name!r}", net, owner, id)
+    if kept:
+        return {"removed": False, "kept": kept}
     api = ctx.docker()
     attached = sorted(net["containers"])
     if attached and not force:
@@ -187,11 +229,18 @@ def container_create(
     restart_policy: str = "unless-stopped",
     labels: Mapping[str, str] | None = None,
     hostname: str | None = None,
+    owner: str = marks.ADHOC_OWNER,
+    spec: str | None = None,
+    resource: str | None = None,
 ) -> dict[str, Any]:
-    """Create and start a container attached to ``network`` with a fixed IP/MAC.
+    """Create and start a container attached to ``network`` with a fixed IP/MAC, labelled as
+    ``owner``'s (``spec``, config key ``resource``).
 
-    ``EEXIST`` if the name is taken, ``ENOENT`` if the image (never pulled) or the network is
-    missing. If creating or starting fails, the container is removed again.
+    A container of that name is taken over (started if stopped; ``adopted: True``) when its
+    labels name ``owner`` and ``spec``, else ``EEXIST`` naming its owner. ``ENOENT`` if the
+    image (never pulled) or the network is missing. If creating or starting fails, the
+    container is removed again; if even that fails (dockerd went away) the error says the
+    outcome is unknown (``details.outcome == "unknown"``): the next create adopts it.
 
     Example: ``container_create(ctx, "web", "busybox:lab", ["sleep", "3600"], "lan",
     ipv4="192.0.2.130", mac="02:42:c0:00:02:82")``
@@ -206,7 +255,18 @@ def container_create(
     api = ctx.docker()
     existing = container_inspect(ctx, name)
     if existing is not None:
-        raise OpError(errno.EEXIST, f"container {name!r} already exists", id=existing["id"])
+        try:
+            marks.claim(f"container {name!r}", marks.of_labels(existing["labels"]), owner, spec)
+        except OpError as exc:
+            exc.details["id"] = existing["id"]
+            raise
+        log.info("container.create %s: adopting the container an earlier run made", name)
+        if not existing["running"]:
+            api.start(existing["id"])
+            existing = container_inspect(ctx, name)
+            if existing is None:
+                raise OpError(errno.EIO, f"container {name!r} vanished while starting")
+        return {**existing, "adopted": True}
     try:
         api.inspect_image(image)
     except _not_found():
@@ -233,7 +293,7 @@ def container_create(
             command=list(command) if command is not None else None,
             name=name,
             hostname=hostname,
-            labels=dict(labels or {}),
+            labels={**(labels or {}), **marks.labels(owner, spec, resource)},
             mac_address=None if new_api else mac,
             host_config=host_config,
             networking_config=networking_config,
@@ -243,8 +303,8 @@ def container_create(
         result = container_inspect(ctx, name)
         if result is None:
             raise OpError(errno.EIO, f"container {name!r} vanished right after creation")
-        return result
-    except BaseException:
+        return {**result, "adopted": False}
+    except BaseException as exc:
         log.warning("container.create %s failed; removing what was created", name)
         try:
             # By name when create itself raised: the name was free a moment ago.
@@ -253,11 +313,34 @@ def container_create(
             pass
         except Exception:
             log.exception("rollback: could not remove container %s", name)
+            if isinstance(exc, Exception):
+                raise OpError(errno.EIO, f"container {name!r}: {_short(exc)}; removing it "
+                                         "again failed too, so it may be left created but not "
+                                         "started (the next create adopts it)",
+                              outcome="unknown") from exc
         raise
 
 
-def container_remove(ctx: Context, name: str) -> dict[str, bool]:
-    """Force-remove a container; ``removed: False`` if it is gone.
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, OpError):
+        return exc.message
+    return f"docker: {getattr(exc, 'explanation', None) or exc}"
+
+
+def _owned_container(ctx: Context, name: str, owner: str, expect_id: str | None,
+                     ) -> dict[str, Any]:
+    current = container_inspect(ctx, name)
+    if current is None:
+        raise OpError(errno.ENOENT, f"container {name!r} does not exist")
+    _ours(f"container {name!r}", current, owner, expect_id)
+    return current
+
+
+def container_remove(ctx: Context, name: str, owner: str = marks.ADHOC_OWNER,
+                     id: str | None = None) -> dict[str, Any]:
+    """Force-remove ``owner``'s container (its labels, or unlabelled and the ``id`` state
+    recorded); ``removed: False`` if it is gone, plus ``kept`` when one of that name is not
+    ours (left alone).
 
     Example: ``container_remove(ctx, "web")`` → ``{"removed": True}``
     """
@@ -265,6 +348,9 @@ def container_remove(ctx: Context, name: str) -> dict[str, bool]:
     current = container_inspect(ctx, name)
     if current is None:
         return {"removed": False}
+    kept = _kept(f"container {name!r}", current, owner, id)
+    if kept:
+        return {"removed": False, "kept": kept}
     try:
         ctx.docker().remove_container(current["id"], force=True)
     except _not_found():
@@ -272,16 +358,16 @@ def container_remove(ctx: Context, name: str) -> dict[str, bool]:
     return {"removed": True}
 
 
-def container_update(ctx: Context, name: str, restart_policy: str) -> dict[str, Any]:
-    """Change a container's restart policy in place; ``ENOENT`` if it does not exist.
+def container_update(ctx: Context, name: str, restart_policy: str,
+                     owner: str = marks.ADHOC_OWNER, id: str | None = None) -> dict[str, Any]:
+    """Change ``owner``'s container's restart policy in place; ``ENOENT`` if it does not
+    exist, ``EPERM`` if it is not ``owner``'s (see :func:`container_remove`).
 
     Example: ``container_update(ctx, "web", "always")["restart_policy"]`` → ``"always"``
     """
     _check_name(name, "container name")
     policy = parse_restart_policy(restart_policy)
-    current = container_inspect(ctx, name)
-    if current is None:
-        raise OpError(errno.ENOENT, f"container {name!r} does not exist")
+    current = _owned_container(ctx, name, owner, id)
     if current["restart_policy"] != restart_policy:
         ctx.docker().update_container(current["id"], restart_policy=policy)
     result = container_inspect(ctx, name)
@@ -290,15 +376,15 @@ def container_update(ctx: Context, name: str, restart_policy: str) -> dict[str, 
     return result
 
 
-def container_start(ctx: Context, name: str) -> dict[str, Any]:
-    """Start a stopped container (no-op if running); ``ENOENT`` if it does not exist.
+def container_start(ctx: Context, name: str, owner: str = marks.ADHOC_OWNER,
+                    id: str | None = None) -> dict[str, Any]:
+    """Start ``owner``'s stopped container (no-op if running); ``ENOENT`` if it does not
+    exist, ``EPERM`` if it is not ``owner``'s.
 
     Example: ``container_start(ctx, "web")["running"]`` → ``True``
     """
     _check_name(name, "container name")
-    current = container_inspect(ctx, name)
-    if current is None:
-        raise OpError(errno.ENOENT, f"container {name!r} does not exist")
+    current = _owned_container(ctx, name, owner, id)
     if not current["running"]:
         ctx.docker().start(current["id"])
     result = container_inspect(ctx, name)
@@ -314,8 +400,11 @@ def network_connect(
     ipv4: str | None = None,
     ipv6: str | None = None,
     mac: str | None = None,
+    owner: str = marks.ADHOC_OWNER,
+    id: str | None = None,
 ) -> dict[str, Any]:
-    """Attach a container to a network (no-op if attached); returns the container inspect.
+    """Attach ``owner``'s container (``EPERM`` otherwise) to a network (no-op if attached);
+    returns the container inspect.
 
     The attachment that exists is kept as is even if its address differs: the caller
     compares and disconnects first when it wants a change.
@@ -324,9 +413,7 @@ def network_connect(
     """
     _check_name(network, "network name")
     _check_name(container, "container name")
-    current = container_inspect(ctx, container)
-    if current is None:
-        raise OpError(errno.ENOENT, f"container {container!r} does not exist")
+    current = _owned_container(ctx, container, owner, id)
     if network in current["networks"]:
         return current
     net = network_inspect(ctx, network)
@@ -344,10 +431,11 @@ def network_connect(
 
 
 def network_disconnect(
-    ctx: Context, network: str, container: str, force: bool = False
+    ctx: Context, network: str, container: str, force: bool = False,
+    owner: str = marks.ADHOC_OWNER, id: str | None = None,
 ) -> dict[str, Any] | None:
-    """Detach a container from a network (no-op if not attached); returns the container
-    inspect, or None if the container does not exist.
+    """Detach ``owner``'s container (``EPERM`` otherwise) from a network (no-op if not
+    attached); returns the container inspect, or None if the container does not exist.
 
     Example: ``network_disconnect(ctx, "lan", "web")["networks"]`` → ``{}``
     """
@@ -356,6 +444,7 @@ def network_disconnect(
     current = container_inspect(ctx, container)
     if current is None or network not in current["networks"]:
         return current
+    _ours(f"container {container!r}", current, owner, id)
     try:
         ctx.docker().disconnect_container_from_network(current["id"], network, force=force)
     except _not_found():

@@ -36,7 +36,8 @@ __all__ = [
 IFF_UP = 0x1
 MAIN_TABLE = 254
 RTPROT = {0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static", 8: "gated",
-          9: "ra", 10: "mrt", 11: "zebra", 12: "bird", 16: "dhcp", 186: "bgp", 188: "ospf"}
+          9: "ra", 10: "mrt", 11: "zebra", 12: "bird", 16: "dhcp", 57: "vlaninfra", 186: "bgp",
+          188: "ospf"}
 RT_SCOPE = {0: "universe", 200: "site", 253: "link", 254: "host", 255: "nowhere"}
 KERNEL_PROTOS = frozenset({"kernel", "ra", "redirect"})
 """Route protocols the kernel (or the kernel's RA handling) owns: never removed by ops."""
@@ -127,6 +128,7 @@ def _link_dict(ipr: Any, msg: Any, names: dict[int, str] | None = None) -> dict[
         "mtu": msg.get("IFLA_MTU"),
         "up": bool(int(msg["flags"]) & IFF_UP),
         "addresses": read_addresses(ipr, index),
+        "alias": msg.get("IFLA_IFALIAS") or None,
     }
 
 
@@ -187,6 +189,8 @@ def read_routes(ipr: Any, index: int | None = None) -> list[dict[str, Any]]:
 
 def link_get(ctx: Context, name: str) -> dict[str, Any] | None:
     """The link ``name`` with kind, parent, mode, MAC, MTU, state and addresses, or None.
+
+    ``alias`` is the link alias (vlaninfra's ownership mark on links it made).
 
     Example: ``link_get(ctx, "eth0")["up"]`` → ``True``
     """

@@ -5,8 +5,11 @@ matches. ``NetlinkError.code`` decides everything: ``EEXIST`` means already ther
 ``ENODEV``/``ESRCH``/``EADDRNOTAVAIL`` mean already gone. A multi-step op undoes the steps it
 finished when a later step fails (today: a link it created is deleted again).
 
+Links and routes carry vlaninfra's mark (:mod:`vlaninfra.host.marks`: the link alias, route
+protocol 57); an op never changes or deletes a link or route without the caller's mark.
+
 Example: ``shim_ensure(ctx, "shim0", "eth0", address="192.0.2.250/32",
-routes=["192.0.2.128/26"])``
+routes=["192.0.2.128/26"], owner="infra/prod")``
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
+from vlaninfra.host import marks
 from vlaninfra.host.context import Context
 from vlaninfra.host.errors import OpError
 from vlaninfra.host.facts import (
@@ -123,8 +127,10 @@ def _converge_routes(ipr: Any, index: int, want: list[ipaddress.IPv4Network
                 continue
             dst = msg.get("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
             cidr = str(ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False))
+            if msg["proto"] not in _OURS_ON_SHIM:
+                continue  # the kernel's, or another protocol's (or added by hand): not ours
             present.add(cidr)
-            if RTPROT.get(msg["proto"]) in KERNEL_PROTOS or cidr in wanted:
+            if cidr in wanted:
                 continue
             # The kernel matches scope, proto and metric too: delete exactly what was dumped.
             spec: dict[str, Any] = {
@@ -147,7 +153,7 @@ def _converge_routes(ipr: Any, index: int, want: list[ipaddress.IPv4Network
                 dst_len=net.prefixlen,
                 oif=index,
                 table=MAIN_TABLE,
-                proto=4,  # static
+                proto=marks.RTPROT_VLANINFRA,
                 scope=253 if net.version == 4 else 0,  # link (IPv6 routes are universe)
                 family=socket.AF_INET if net.version == 4 else socket.AF_INET6,
             )
@@ -155,12 +161,25 @@ def _converge_routes(ipr: Any, index: int, want: list[ipaddress.IPv4Network
             _ignore(exc, frozenset({errno.EEXIST}))
 
 
+# Routes through a shim vlaninfra may remove: its own, and `static` ones it added before routes
+# carried its protocol (the shim link itself is vlaninfra's, so they were its routes).
+_OURS_ON_SHIM = frozenset({marks.RTPROT_VLANINFRA, 4})
+
+
+def _set_alias(ipr: Any, index: int, value: str) -> None:
+    ipr.link("set", index=index, ifalias=value)
+
+
+def _link_mark(link: dict[str, Any]) -> marks.Mark | None:
+    return marks.of_alias(link.get("alias"))
+
+
 def _shim_result(ipr: Any, name: str) -> dict[str, Any] | None:
     link = read_link(ipr, name)
     if link is None:
         return None
     link["routes"] = sorted(
-        r["dst"] for r in read_routes(ipr, link["index"]) if r["proto"] not in KERNEL_PROTOS
+        r["dst"] for r in read_routes(ipr, link["index"]) if r["proto"] in ("vlaninfra", "static")
     )
     return link
 
@@ -177,7 +196,8 @@ def _verify(name: str, result: dict[str, Any], want_addr: list[Any], want_routes
 
 
 def shim_read(ctx: Context, name: str) -> dict[str, Any] | None:
-    """The shim link (see ``link.get``) plus ``routes``: the non-kernel route dsts via it.
+    """The shim link (see ``link.get``) plus ``routes``: the dsts of vlaninfra's routes via it
+    (proto 57, or ``static`` from before vlaninfra had its own protocol).
 
     Example: ``shim_read(ctx, "shim0")["routes"]`` → ``["192.0.2.128/26"]``
     """
@@ -195,13 +215,21 @@ def shim_ensure(
     address: str | None = None,
     routes: Sequence[str] = (),
     flag: str | None = None,
+    owner: str = marks.ADHOC_OWNER,
+    spec: str | None = None,
+    ifindex: int | None = None,
 ) -> dict[str, Any]:
     """Converge a host shim: a macvlan/ipvlan link on ``parent`` with one address and routes.
 
-    Creates the link when missing and recreates it when its kind, parent, mode (or ipvlan
-    flag) differ; sets exactly ``address`` (others removed, IPv6 link-local kept); brings it
-    up; makes its non-kernel routes exactly ``routes`` (added dev-scoped, ``proto static``).
-    If this call created the link and a later step fails, the link is deleted again.
+    Creates the link (alias ``vlaninfra:<owner>:<spec>``) when missing. A link of that name
+    is converged only when it is ``owner``'s: its alias names ``owner``, or it has no alias
+    and is the macvlan/ipvlan link ``ifindex`` that state recorded (made before marks
+    existed); any other link is an ``EEXIST`` error naming its owner, and is left untouched.
+    An owned link is recreated when its kind, parent, mode (or ipvlan flag) differ; it gets
+    exactly ``address`` (others removed, IPv6 link-local kept), is brought up, and its routes
+    become exactly ``routes`` (added dev-scoped, proto 57; routes other protocols put through
+    it are left alone). If this call created the link and a later step fails, the link is
+    deleted again.
 
     Example: ``shim_ensure(ctx, "shim0", "eth0", "macvlan", "bridge", "192.0.2.250/32",
     ["192.0.2.128/26"])``
@@ -230,6 +258,10 @@ def shim_ensure(
     with ctx.netlink() as ipr:
         parent_index = _parent_index(ipr, parent)
         current = read_link(ipr, name)
+        if current is not None:
+            legacy = current["index"] == ifindex and current["kind"] in _KINDS
+            marks.claim(f"link {name!r}", _link_mark(current), owner, legacy=legacy,
+                        how_marked="vlaninfra alias")
         if current is not None and (
             current["kind"] != kind
             or current["parent"] != parent
@@ -242,19 +274,21 @@ def shim_ensure(
             current = None
         created = False
         if current is None:
-            spec: dict[str, Any] = {"ifname": name, "kind": kind, "link": parent_index}
+            link_spec: dict[str, Any] = {"ifname": name, "kind": kind, "link": parent_index}
             if kind == "macvlan":
-                spec["macvlan_mode"] = mode
+                link_spec["macvlan_mode"] = mode
             else:
-                spec["ipvlan_mode"] = {"l2": 0, "l3": 1, "l3s": 2}[mode]
-                spec["ipvlan_flags"] = {"bridge": 0, "private": 1, "vepa": 2}[flag or "bridge"]
+                link_spec["ipvlan_mode"] = {"l2": 0, "l3": 1, "l3s": 2}[mode]
+                link_spec["ipvlan_flags"] = {"bridge": 0, "private": 1, "vepa": 2}[flag or "bridge"]
             try:
-                ipr.link("add", **spec)
+                ipr.link("add", **link_spec)
                 created = True
             except Exception as exc:
                 _ignore(exc, frozenset({errno.EEXIST}))  # a concurrent ensure won the race
         try:
             index = int(ipr.link("get", ifname=name)[0]["index"])
+            if (current or {}).get("alias") != marks.alias(owner, spec):
+                _set_alias(ipr, index, marks.alias(owner, spec))
             _converge_addresses(ipr, index, want_addr)
             ipr.link("set", index=index, state="up")
             _converge_routes(ipr, index, want_routes)
@@ -271,21 +305,42 @@ def shim_ensure(
         return result
 
 
-def shim_delete(ctx: Context, name: str) -> dict[str, bool]:
-    """Delete the shim link (its addresses and routes go with it); tolerates it being gone.
+def _delete_owned(ipr: Any, name: str, kinds: Sequence[str], owner: str,
+                  ifindex: int | None) -> dict[str, Any]:
+    current = read_link(ipr, name)
+    if current is None:
+        return {"deleted": False}
+    legacy = current["index"] == ifindex and current["kind"] in kinds
+    if not marks.is_ours(_link_mark(current), owner, legacy):
+        mark = _link_mark(current)
+        whose = f"owned by stack {mark.owner!r}" if mark else "not owned by vlaninfra"
+        log.warning("not deleting link %s: %s", name, whose)
+        return {"deleted": False, "kept": f"link {name!r} is {whose}: left in place"}
+    return {"deleted": _delete_link(ipr, name)}
 
-    Example: ``shim_delete(ctx, "shim0")`` → ``{"deleted": True}``
+
+def shim_delete(ctx: Context, name: str, owner: str = marks.ADHOC_OWNER,
+                ifindex: int | None = None) -> dict[str, Any]:
+    """Delete the shim link (its addresses and routes go with it) when it is ``owner``'s (see
+    :func:`shim_ensure`); tolerates it being gone. Another's link of that name is left in
+    place and reported as ``kept`` (the shim vlaninfra made is gone).
+
+    Example: ``shim_delete(ctx, "shim0", owner="infra/prod")`` → ``{"deleted": True}``
     """
     check_ifname(name)
     with ctx.netlink() as ipr:
-        return {"deleted": _delete_link(ipr, name)}
+        return _delete_owned(ipr, name, tuple(_KINDS), owner, ifindex)
 
 
-def vlan_ensure(ctx: Context, trunk: str, vlan_id: int, name: str) -> dict[str, Any]:
+def vlan_ensure(ctx: Context, trunk: str, vlan_id: int, name: str,
+                owner: str = marks.ADHOC_OWNER, spec: str | None = None) -> dict[str, Any]:
     """Converge an 802.1Q sub-interface ``name`` (id ``vlan_id`` on ``trunk``), up.
 
-    A link ``name`` that exists with another kind, trunk or id is an ``EEXIST`` error (it is
-    someone else's; the caller decides). ``created`` says whether this call made it.
+    A missing link is created with the alias ``vlaninfra:<owner>:<spec>``. A link ``name``
+    that exists with another kind, trunk or id is an ``EEXIST`` error (it is someone else's;
+    the caller decides). ``created`` says whether the link is ``owner``'s (made by this call
+    or an earlier interrupted one): an existing unmarked one is adopted read-only
+    (``created: False``, so it is never deleted).
 
     Example: ``vlan_ensure(ctx, "eth0", 50, "eth0.50")`` → ``{"created": True, ...}``
     """
@@ -305,13 +360,22 @@ def vlan_ensure(ctx: Context, trunk: str, vlan_id: int, name: str) -> dict[str, 
                 _ignore(exc, frozenset({errno.EEXIST}))
             current = read_link(ipr, name)
             assert current is not None
+            if created:
+                try:
+                    _set_alias(ipr, current["index"], marks.alias(owner, spec))
+                except BaseException:
+                    _delete_link(ipr, name)
+                    raise
         if (current["kind"], current["parent"], current["vlan_id"]) != ("vlan", trunk, vlan_id):
             raise OpError(
                 errno.EEXIST,
                 f"{name!r} exists as {current['kind']} on {current['parent']!r} "
-                f"(vlan id {current['vlan_id']}), not VLAN {vlan_id} on {trunk!r}",
+                f"(vlan id {current['vlan_id']}), not VLAN {vlan_id} on {trunk!r}; vlaninfra "
+                "leaves it alone: name another VLAN parent in the config",
                 link=current,
             )
+        mark = _link_mark(current)
+        ours = created or (mark is not None and mark.owner == owner)
         try:
             ipr.link("set", index=current["index"], state="up")
             result = read_link(ipr, name)
@@ -320,28 +384,26 @@ def vlan_ensure(ctx: Context, trunk: str, vlan_id: int, name: str) -> dict[str, 
             if created:
                 _delete_link(ipr, name)
             raise
-        result["created"] = created
+        result["created"] = ours
         return result
 
 
-def vlan_delete(ctx: Context, name: str) -> dict[str, bool]:
-    """Delete an 802.1Q sub-interface; tolerates it being gone (``ENODEV``).
+def vlan_delete(ctx: Context, name: str, owner: str = marks.ADHOC_OWNER,
+                ifindex: int | None = None) -> dict[str, Any]:
+    """Delete an 802.1Q sub-interface when it is ``owner``'s (its alias, or unmarked and the
+    VLAN link ``ifindex`` state recorded); tolerates it being gone. Any other link of that
+    name is left in place and reported as ``kept``.
 
     Example: ``vlan_delete(ctx, "eth0.50")`` → ``{"deleted": False}`` when already gone.
     """
     check_ifname(name)
     with ctx.netlink() as ipr:
-        current = read_link(ipr, name)
-        if current is None:
-            return {"deleted": False}
-        if current["kind"] != "vlan":
-            raise OpError(errno.EINVAL, f"{name!r} is a {current['kind']} link, not a VLAN")
-        return {"deleted": _delete_link(ipr, name)}
+        return _delete_owned(ipr, name, ("vlan",), owner, ifindex)
 
 
 # -- static routes (an upstream router's routes to tenant subnets) ---------------------------
 
-_RTPROT_STATIC = 4
+_OURS = "vlaninfra"
 _PROTO_NUMBER = {name: number for number, name in RTPROT.items()}
 
 
@@ -358,7 +420,7 @@ def _route_target(dst: str, via: str | None) -> tuple[ipaddress.IPv4Network
 
 
 def _route_spec(net: ipaddress.IPv4Network | ipaddress.IPv6Network, gateway: str | None,
-                oif: int | None, proto: int = _RTPROT_STATIC) -> dict[str, Any]:
+                oif: int | None, proto: int = marks.RTPROT_VLANINFRA) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "dst": str(net.network_address), "dst_len": net.prefixlen, "table": MAIN_TABLE,
         "family": socket.AF_INET if net.version == 4 else socket.AF_INET6, "proto": proto,
@@ -370,65 +432,88 @@ def _route_spec(net: ipaddress.IPv4Network | ipaddress.IPv6Network, gateway: str
     return spec
 
 
-def route_ensure(ctx: Context, dst: str, via: str, dev: str | None = None) -> dict[str, Any]:
-    """Converge the main-table route ``dst via <via> [dev <dev>]``, ``proto static``.
+def _route_owned(route: dict[str, Any], legacy_via: str | None) -> bool:
+    # Before routes carried vlaninfra's protocol it added them `proto static`: state recorded
+    # the next hop of such a route, and only that one is claimed.
+    return route["proto"] == _OURS or (
+        legacy_via is not None and route["proto"] == "static" and route["gateway"] == legacy_via
+    )
 
-    No-op when that route is there; a route to ``dst`` through another next hop is replaced
-    (it is drift, or the tenant moved host), unless the kernel owns it (``dst`` is connected
-    here: ``EEXIST``, the layout is wrong). ``created`` says whether this call changed
-    anything. Example: ``route_ensure(ctx, "198.18.1.0/24", "192.0.2.21")``
+
+def _delete_routes(ipr: Any, net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+                   routes: list[dict[str, Any]]) -> bool:
+    deleted = False
+    for old in routes:
+        # Exactly what was dumped (metric and proto included), so the kernel finds it.
+        spec = _route_spec(net, old["gateway"], None,
+                           _PROTO_NUMBER.get(old["proto"], marks.RTPROT_VLANINFRA))
+        if old["metric"] is not None:
+            spec["priority"] = old["metric"]
+        try:
+            ipr.route("del", **spec)
+            deleted = True
+        except Exception as exc:
+            _ignore(exc, _GONE)
+    return deleted
+
+
+def route_ensure(ctx: Context, dst: str, via: str, dev: str | None = None,
+                 legacy_via: str | None = None) -> dict[str, Any]:
+    """Converge the main-table route ``dst via <via> [dev <dev>]``, proto 57 (vlaninfra's).
+
+    No-op when that route is there. vlaninfra's own route to ``dst`` through another next hop
+    is replaced (it is drift, or the tenant moved host). A route to ``dst`` that another
+    protocol owns (the kernel: ``dst`` is connected here; bird, BGP, OSPF, DHCP, or a static
+    route added by hand) is an ``EEXIST`` error and is left alone. ``legacy_via``: the next hop
+    of a ``proto static`` route state recorded from before vlaninfra used its own protocol; it
+    is claimed and re-added as proto 57. ``created`` says whether this call changed anything.
+    Example: ``route_ensure(ctx, "198.18.1.0/24", "192.0.2.21")``
     """
     net, gateway = _route_target(dst, via)
     if dev is not None:
         check_ifname(dev, "route device")
     with ctx.netlink() as ipr:
         current = read_routes_to(ipr, net)
-        if any(r["gateway"] == gateway and (dev is None or r["dev"] == dev) for r in current):
-            match = next(r for r in current if r["gateway"] == gateway)
+        if any(r["gateway"] == gateway and (dev is None or r["dev"] == dev)
+               and r["proto"] == _OURS for r in current):
+            match = next(r for r in current if r["gateway"] == gateway and r["proto"] == _OURS)
             return {**match, "created": False}
-        owned = [r for r in current if r["proto"] in KERNEL_PROTOS]
-        if owned:
-            raise OpError(errno.EEXIST, f"{net} is connected on this router ({owned[0]['dev']}):"
-                                        " it cannot also be routed to a host", route=owned[0])
+        connected = [r for r in current if r["proto"] in KERNEL_PROTOS]
+        if connected:
+            raise OpError(errno.EEXIST, f"{net} is connected on this router "
+                                        f"({connected[0]['dev']}): it cannot also be routed to "
+                                        "a host; the layout is wrong", route=connected[0])
+        foreign = [r for r in current if not _route_owned(r, legacy_via)]
+        if foreign:
+            r = foreign[0]
+            raise OpError(errno.EEXIST, f"a route to {net} via {r['gateway'] or r['dev']} owned "
+                                        f"by protocol {r['proto']!r} exists on this router; "
+                                        "vlaninfra leaves it alone: remove it there, or drop "
+                                        f"{net} from the routes vlaninfra manages",
+                          route=r)
         oif = _parent_index(ipr, dev) if dev is not None else None
-        for old in current:
-            # Exactly what was dumped (metric and proto included), so the kernel finds it.
-            spec = _route_spec(net, old["gateway"], None,
-                               _PROTO_NUMBER.get(old["proto"], _RTPROT_STATIC))
-            if old["metric"] is not None:
-                spec["priority"] = old["metric"]
-            try:
-                ipr.route("del", **spec)
-            except Exception as exc:
-                _ignore(exc, _GONE)
+        _delete_routes(ipr, net, current)
         try:
             ipr.route("add", **_route_spec(net, gateway, oif))
         except Exception as exc:
             _ignore(exc, frozenset({errno.EEXIST}))  # a concurrent ensure won the race
-        after = [r for r in read_routes_to(ipr, net) if r["gateway"] == gateway]
+        after = [r for r in read_routes_to(ipr, net)
+                 if r["gateway"] == gateway and r["proto"] == _OURS]
         if not after:
             raise OpError(errno.EIO, f"route {net} via {gateway} is missing after adding it")
         return {**after[0], "created": True}
 
 
-def route_delete(ctx: Context, dst: str, via: str) -> dict[str, bool]:
-    """Delete the main-table route ``dst via <via>``; tolerates it being gone, and leaves a
-    route to ``dst`` through another next hop alone (it is not ours any more).
+def route_delete(ctx: Context, dst: str, via: str,
+                 legacy: bool = False) -> dict[str, bool]:
+    """Delete vlaninfra's main-table route ``dst via <via>`` (proto 57; with ``legacy``, also
+    the ``proto static`` one state recorded); tolerates it being gone, and leaves any other
+    route to ``dst`` alone (another next hop, another protocol: not ours).
 
     Example: ``route_delete(ctx, "198.18.1.0/24", "192.0.2.21")`` → ``{"deleted": True}``
     """
     net, gateway = _route_target(dst, via)
     with ctx.netlink() as ipr:
         ours = [r for r in read_routes_to(ipr, net)
-                if r["gateway"] == gateway and r["proto"] not in KERNEL_PROTOS]
-        deleted = False
-        for old in ours:
-            spec = _route_spec(net, gateway, None, _PROTO_NUMBER.get(old["proto"], _RTPROT_STATIC))
-            if old["metric"] is not None:
-                spec["priority"] = old["metric"]
-            try:
-                ipr.route("del", **spec)
-                deleted = True
-            except Exception as exc:
-                _ignore(exc, _GONE)
-        return {"deleted": deleted}
+                if r["gateway"] == gateway and _route_owned(r, gateway if legacy else None)]
+        return {"deleted": _delete_routes(ipr, net, ours)}

@@ -42,6 +42,11 @@ _OBJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 _VERSION = re.compile(r"(\d+)\.(\d+)(\.\d+)?([+~-][0-9A-Za-z.+~-]*)?")
 _VLAN = re.compile(r"(.+)\.(\d+)")
+RESERVED_IFNAMES = frozenset({"lo", "eth0", "mgmt0", "docker0", "docker_gwbridge"})
+"""Interface names a shim never takes: loopback, the usual LAN/management NIC (``eth0``, also
+the lab's), Docker's bridges."""
+_RESERVED_IFNAME = re.compile(r"(bond|br|team|vxlan|wg)\d+|br-[0-9a-f]{12}|veth[0-9a-f]+")
+"""Names the host's own bonds, bridges and Docker's per-network bridges and veths take."""
 _STRICT_DOCKER = (20, 10)
 _IPVLAN_FLAGS_SINCE = (23, 0)
 """moby #42542 (Docker 23.0): the ipvlan driver honours ipvlan_flag and knows mode l3s."""
@@ -533,6 +538,7 @@ def _parents(check: _Check, site: Site, host: Host, hi: int,
         else:
             vlans[parent] = (trunk, vid)
     check.facts.vlans[(site.name, host.name)] = vlans
+    _shim_names(check, site, host, on_host, vlans, net_index)
     for parent, nets in users.items():
         _shared_parent(check, site, host, hi, parent, nets, net_index)
     trunks = {trunk: sub for sub, (trunk, _) in vlans.items()}
@@ -543,6 +549,34 @@ def _parents(check: _Check, site: Site, host: Host, hi: int,
                     f"macvlan passthru gives the whole parent {parent} to network {net.name}; "
                     f"on host {host.name} it is also the trunk of {trunks[parent]}: give one "
                     "of them another parent"))
+
+
+def _shim_names(check: _Check, site: Site, host: Host, on_host: list[Network],
+                vlans: dict[str, tuple[str, int]], net_index: dict[str, int]) -> None:
+    """A shim's name is a new link on the host: never one of its parents, an 802.1Q parent,
+    another shim or a name the host reserves (vlaninfra would refuse to touch that link; the
+    layout says so before anything runs)."""
+    taken: dict[str, str] = {p: f"parent {p} of host {host.name}" for p in host.parents}
+    taken.update({v: f"the 802.1Q parent {v} on host {host.name}" for v in vlans})
+    for net in on_host:
+        if net.shim is None:
+            continue
+        name = shim_name(net)
+        base = f"sites.{site.name}.networks[{net_index[net.name]}]"
+        path = f"{base}.shim.name" if net.shim.name else f"{base}.name"
+        vlan = _VLAN.fullmatch(name)
+        if name in taken:
+            why = f"is {taken[name]}"
+        elif name in RESERVED_IFNAMES or _RESERVED_IFNAME.fullmatch(name):
+            why = "is a name the host reserves (loopback, management NIC, bond, bridge, Docker)"
+        elif vlan is not None and vlan.group(1) in host.parents:
+            why = f"names an 802.1Q sub-interface of parent {vlan.group(1)}"
+        else:
+            taken[name] = f"the shim of network {net.name} on host {host.name}"
+            continue
+        check.error(path, name, (
+            f"shim name {name} {why}: vlaninfra never takes over a link it did not make; "
+            f"choose another name in {base}.shim.name"))
 
 
 def _shared_parent(check: _Check, site: Site, host: Host, hi: int, parent: str,

@@ -22,13 +22,26 @@ from pulumi.dynamic import (
 )
 
 from vlaninfra.errors import VlanInfraError
-from vlaninfra.transport import Agent, LocalTarget, SshTarget, Target, agent_for
+from vlaninfra.host import marks
+from vlaninfra.host.errors import OpError
+from vlaninfra.transport import (
+    Agent,
+    HostError,
+    LocalTarget,
+    SshTarget,
+    Target,
+    TransportError,
+    agent_for,
+)
 
 __all__ = [
     "CONNECTION",
+    "OWNER",
     "DockerHost",
     "HostProvider",
     "ProviderError",
+    "clash_of",
+    "has_unknowns",
     "nic_missing",
     "target_of",
 ]
@@ -41,9 +54,12 @@ HOST = "host"
 """Property naming the host (the layout's host name): a different host is a different object."""
 CONFIG_PATH = "config_path"
 """Property naming the config key a resource came from, so errors say what to change."""
+OWNER = "owner"
+"""Property naming the owning stack (`project/stack`): the mark put on everything created."""
 
-# Properties that describe how to reach a host, not the object on it: never a reason to touch it.
-_TRANSPORT_KEYS = frozenset({CONNECTION, CONFIG_PATH})
+# Properties that describe how to reach a host (or who asks), not the object on it: never a
+# reason to replace it.
+_TRANSPORT_KEYS = frozenset({CONNECTION, CONFIG_PATH, OWNER})
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 """How the dynamic-provider protocol spells a value not known during preview."""
@@ -193,6 +209,8 @@ class HostProvider(ResourceProvider):
     KIND = "object"
     REPLACE_KEYS: frozenset[str] = frozenset()
     INPUT_KEYS: frozenset[str] = frozenset()
+    SPEC_KEYS: frozenset[str] | None = None
+    """The normalized inputs hashed into the spec mark (default: `INPUT_KEYS`)."""
 
     # -- hooks -------------------------------------------------------------------------------
     def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
@@ -207,6 +225,26 @@ class HostProvider(ResourceProvider):
         """Checks that need the host (a parent NIC exists, the image is there, ...)."""
         return []
 
+    def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
+        """Why the object a new resource would create cannot be: one of its name is on the
+        host and is not this stack's (with this spec). None when the name is free or ours."""
+        return None
+
+    # -- ownership ---------------------------------------------------------------------------
+    def owner(self, props: Mapping[str, Any]) -> str:
+        """The stack that owns the object (`project/stack`)."""
+        return str(props.get(OWNER) or marks.ADHOC_OWNER)
+
+    def spec(self, props: Mapping[str, Any]) -> str:
+        """The spec hash of the inputs that define the object."""
+        n = self.normalize(props)
+        return marks.spec_hash({k: n.get(k) for k in sorted(self.SPEC_KEYS or self.INPUT_KEYS)})
+
+    def mark_args(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        """The op arguments marking an object as this stack's."""
+        return {"owner": self.owner(props), "spec": self.spec(props),
+                "resource": props.get(CONFIG_PATH)}
+
     # -- shared machinery --------------------------------------------------------------------
     def configure(self, req: ConfigureRequest) -> None:
         # The stack's config (secrets decrypted) reaches the provider process here, never state.
@@ -217,20 +255,47 @@ class HostProvider(ResourceProvider):
         return agent_for(target_of(props, config.get if config is not None else None))
 
     def fail(self, props: Mapping[str, Any], what: str, err: BaseException) -> ProviderError:
-        """An error naming the host, the object and the failed step; never the private key."""
+        """An error naming the host, the object, its config key and the failed step (`create`,
+        `update`, `remove`, ...); never the private key.
+
+        A transport failure during a change leaves its outcome unknown (the agent may have
+        finished it): the message says so, and that the next run reconciles it (creates adopt
+        what an earlier run left). "Nothing was left" is said only when the host reported a
+        failure of a create it undid itself.
+        """
         name = props.get("name", "?")
-        return ProviderError(f"{self.KIND} {name!r} on host {host_label(props)}: {what}: {err}")
+        where = f" ({props[CONFIG_PATH]})" if props.get(CONFIG_PATH) else ""
+        head = f"{self.KIND} {name!r}{where} on host {host_label(props)}"
+        details = err.details if isinstance(err, HostError) else {}
+        if isinstance(err, TransportError) or details.get("outcome") == "unknown":
+            return ProviderError(
+                f"{head}: outcome unknown on {host_label(props)}: {what} was under way when it "
+                f"failed ({err}); the next `pulumi up` (or `pulumi refresh`) reconciles it"
+            )
+        if what == "create" and isinstance(err, HostError):
+            return ProviderError(f"{head}: create failed, nothing was left on the host: {err}")
+        return ProviderError(f"{head}: {what} failed: {err}")
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = self.validate(news)
         # The host is asked only about objects that are new or changed: a run that changes
         # nothing contacts no host (drift is what refresh is for).
         changed = _olds == {} or self._changed_keys(_olds, news)
-        if not failures and changed and not _has_unknowns(news):
-            try:
-                failures += self.validate_on_host(self.agent(news), news)
-            except VlanInfraError as err:
-                failures.append(CheckFailure(CONNECTION, f"host {host_label(news)}: {err}"))
+        if failures or not changed or has_unknowns(news.get(CONNECTION)):
+            return CheckResult(news, failures)
+        try:
+            agent = self.agent(news)
+            if not has_unknowns(news):
+                failures += self.validate_on_host(agent, news)
+            # A new resource whose name is taken on the host by an object that is not this
+            # stack's: said at preview, before anything is created.
+            if _olds == {} and not has_unknowns(news.get("name")):
+                clash = self.clash(agent, news)
+                if clash:
+                    where = news.get(CONFIG_PATH) or self.KIND
+                    failures.append(CheckFailure("name", f"{where}: {clash}"))
+        except VlanInfraError as err:
+            failures.append(CheckFailure(CONNECTION, f"host {host_label(news)}: {err}"))
         return CheckResult(news, failures)
 
     def _changed_keys(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
@@ -255,14 +320,30 @@ def _transport_changed(olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool
     return any(olds.get(k) != news.get(k) for k in _TRANSPORT_KEYS)
 
 
-def _has_unknowns(value: Any) -> bool:
+def has_unknowns(value: Any) -> bool:
+    """Whether `value` holds a value not known during preview (anywhere inside it)."""
     if value == UNKNOWN:
         return True
     if isinstance(value, Mapping):
-        return any(_has_unknowns(v) for v in value.values())
+        return any(has_unknowns(v) for v in value.values())
     if isinstance(value, list | tuple):
-        return any(_has_unknowns(v) for v in value)
+        return any(has_unknowns(v) for v in value)
     return False
+
+
+def clash_of(what: str, mark: marks.Mark | None, owner: str,
+             how_marked: str = "vlaninfra label") -> str | None:
+    """The clash message for an existing object `what` with `mark` (None if it is this stack's).
+
+    The spec is not compared: the engine checks a replacement with no old inputs while the old
+    object is still there (it is deleted before the new one is created); a real leftover with
+    another spec is refused by the create itself.
+    """
+    try:
+        marks.claim(what, mark, owner, None, how_marked=how_marked)
+    except OpError as err:
+        return err.message
+    return None
 
 
 def nic_missing(

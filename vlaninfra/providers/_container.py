@@ -9,9 +9,10 @@ from typing import Any
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from vlaninfra.errors import VlanInfraError
+from vlaninfra.host import marks
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, HostProvider
+from ._base import CONFIG_PATH, HostProvider, clash_of, host_label
 
 __all__ = ["ContainerProvider"]
 
@@ -40,6 +41,9 @@ class ContainerProvider(HostProvider):
         {"name", "image", "command", "hostname", "labels", "ipv4", "ipv6", "mac", "network_id"}
     )
     INPUT_KEYS = REPLACE_KEYS | {"network", "restart_policy", "running"}
+    # The network's id is not known at preview and is the same for a retried create: the
+    # container is defined by what the user wrote.
+    SPEC_KEYS = REPLACE_KEYS - {"network_id"}
 
     def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
         command = props.get("command")
@@ -93,6 +97,13 @@ class ContainerProvider(HostProvider):
             )
         ]
 
+    def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
+        found = agent.call("docker.container.inspect", name=news["name"])
+        if found is None:
+            return None
+        return clash_of(f"container {news['name']!r} on host {host_label(news)}",
+                        marks.of_labels(found.get("labels")), self.owner(news))
+
     def _outs(self, props: Mapping[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
         attached = (found.get("networks") or {}).get(props["network"]) or {}
         return {
@@ -117,9 +128,10 @@ class ContainerProvider(HostProvider):
                 restart_policy=n["restart_policy"],
                 labels=n["labels"],
                 hostname=n["hostname"],
+                **self.mark_args(props),
             )
         except VlanInfraError as err:
-            raise self.fail(props, "create failed, nothing was left on the host", err) from err
+            raise self.fail(props, "create", err) from err
         return CreateResult(id_=found["id"], outs=self._outs(props, found))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -159,10 +171,12 @@ class ContainerProvider(HostProvider):
         old, new = self.normalize(olds), self.normalize(news)
         agent = self.agent(news)
         name = new["name"]
+        mine = {"owner": self.owner(news), "id": olds.get("container_id")}
         try:
             if old["network"] != new["network"]:
                 if old["network"]:
-                    agent.call("docker.network.disconnect", network=old["network"], container=name)
+                    agent.call("docker.network.disconnect", network=old["network"],
+                               container=name, **mine)
                 agent.call(
                     "docker.network.connect",
                     network=new["network"],
@@ -170,20 +184,23 @@ class ContainerProvider(HostProvider):
                     ipv4=new["ipv4"],
                     ipv6=new["ipv6"],
                     mac=new["mac"],
+                    **mine,
                 )
             if old["restart_policy"] != new["restart_policy"]:
                 agent.call(
-                    "docker.container.update", name=name, restart_policy=new["restart_policy"]
+                    "docker.container.update", name=name, restart_policy=new["restart_policy"],
+                    **mine,
                 )
             if new["running"] and not old["running"]:
-                agent.call("docker.container.start", name=name)
+                agent.call("docker.container.start", name=name, **mine)
             found = agent.call("docker.container.inspect", name=name)
         except VlanInfraError as err:
-            raise self.fail(news, "update failed", err) from err
+            raise self.fail(news, "update", err) from err
         return UpdateResult(outs=self._outs(news, found))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         try:
-            self.agent(props).call("docker.container.remove", name=props["name"])
+            self.agent(props).call("docker.container.remove", name=props["name"],
+                                   owner=self.owner(props), id=props.get("container_id"))
         except VlanInfraError as err:
-            raise self.fail(props, "remove failed", err) from err
+            raise self.fail(props, "remove", err) from err

@@ -9,9 +9,10 @@ from typing import Any
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from vlaninfra.errors import VlanInfraError
+from vlaninfra.host import marks
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, HostProvider, nic_missing
+from ._base import CONFIG_PATH, HostProvider, clash_of, host_label, nic_missing
 
 __all__ = ["NetworkProvider", "network_options", "normalize_ipam"]
 
@@ -124,6 +125,13 @@ class NetworkProvider(HostProvider):
     def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
         return nic_missing(agent, news, "parent", "network")
 
+    def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
+        found = agent.call("docker.network.inspect", name=news["name"])
+        if found is None:
+            return None
+        return clash_of(f"network {news['name']!r} on host {host_label(news)}",
+                        marks.of_labels(found.get("labels")), self.owner(news))
+
     def _outs(self, props: Mapping[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
         return {**props, "network_id": found["id"]}
 
@@ -139,9 +147,10 @@ class NetworkProvider(HostProvider):
                 internal=n["internal"],
                 enable_ipv6=n["enable_ipv6"],
                 labels=n["labels"],
+                **self.mark_args(props),
             )
         except VlanInfraError as err:
-            raise self.fail(props, "create failed, nothing was left on the host", err) from err
+            raise self.fail(props, "create", err) from err
         return CreateResult(id_=found["id"], outs=self._outs(props, found))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -163,7 +172,7 @@ class NetworkProvider(HostProvider):
                     "ipam": _without_daemon_fill(normalize_ipam(found["ipam"]), wanted["ipam"]),
                     "internal": found.get("internal"),
                     "enable_ipv6": found.get("enable_ipv6"),
-                    "labels": found.get("labels"),
+                    "labels": marks.without_marks(found.get("labels")),
                 }
             ),
         }
@@ -175,6 +184,7 @@ class NetworkProvider(HostProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         try:
-            self.agent(props).call("docker.network.remove", name=props["name"])
+            self.agent(props).call("docker.network.remove", name=props["name"],
+                                   owner=self.owner(props), id=props.get("network_id"))
         except VlanInfraError as err:
-            raise self.fail(props, "remove failed", err) from err
+            raise self.fail(props, "remove", err) from err

@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import Resource
 
-from ._base import CONFIG_PATH, CONNECTION, HOST, DockerHost
+from ._base import CONFIG_PATH, CONNECTION, HOST, OWNER, DockerHost
 from ._container import ContainerProvider
 from ._network import NetworkProvider
 from ._route import RouterRouteProvider
@@ -27,7 +27,10 @@ IpamPool = Mapping[str, Any]
 
 
 def _host_props(host: DockerHost, config_path: str | None) -> dict[str, Any]:
-    return {HOST: host.name, CONNECTION: host.connection(), CONFIG_PATH: config_path}
+    # The owning stack marks every object on the host; it is not part of any object's identity.
+    owner = f"{pulumi.get_project()}/{pulumi.get_stack()}"
+    return {HOST: host.name, CONNECTION: host.connection(), CONFIG_PATH: config_path,
+            OWNER: owner}
 
 
 class DockerNetwork(Resource, module="vlaninfra", name="DockerNetwork"):

@@ -11,8 +11,9 @@ from typing import Any
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from vlaninfra.errors import VlanInfraError
+from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, HostProvider
+from ._base import CONFIG_PATH, HostProvider, host_label
 
 __all__ = ["RouterRouteProvider"]
 
@@ -64,10 +65,23 @@ class RouterRouteProvider(HostProvider):
             return [CheckFailure("via", f"{where}: next hop {via} is not IPv{dst.version}")]
         return []
 
-    def _ensure(self, props: Mapping[str, Any]) -> dict[str, Any]:
+    def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
+        n = self.normalize(news)
+        found = agent.call("route.get", dst=n["destination"])
+        if found is None or found.get("proto") == "vlaninfra":
+            return None
+        return (f"a route to {n['destination']} via {found.get('gateway') or found.get('dev')} "
+                f"owned by protocol {found.get('proto')!r} exists on router "
+                f"{host_label(news)}; vlaninfra leaves it alone: remove it there, or drop "
+                f"{n['destination']} from the routes vlaninfra manages")
+
+    def _ensure(self, props: Mapping[str, Any], olds: Mapping[str, Any] | None = None,
+                ) -> dict[str, Any]:
         n = self.normalize(props)
+        # A route added before vlaninfra had its own protocol is `proto static`: state knows it.
+        legacy = _addr(olds.get("via")) if olds and olds.get("proto") == "static" else None
         found = self.agent(props).call(
-            "route.ensure", dst=n["destination"], via=n["via"], dev=n["dev"]
+            "route.ensure", dst=n["destination"], via=n["via"], dev=n["dev"], legacy_via=legacy
         )
         return {**props, "out_dev": found.get("dev"), "proto": found.get("proto")}
 
@@ -75,7 +89,7 @@ class RouterRouteProvider(HostProvider):
         try:
             outs = self._ensure(props)
         except VlanInfraError as err:
-            raise self.fail(props, "create failed, nothing was left on the router", err) from err
+            raise self.fail(props, "create", err) from err
         return CreateResult(id_=f"{props['host']}/{_net(props['destination'])}", outs=outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -97,13 +111,14 @@ class RouterRouteProvider(HostProvider):
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         try:
-            return UpdateResult(outs=self._ensure(news))
+            return UpdateResult(outs=self._ensure(news, _olds))
         except VlanInfraError as err:
-            raise self.fail(news, "update failed", err) from err
+            raise self.fail(news, "update", err) from err
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         n = self.normalize(props)
         try:
-            self.agent(props).call("route.delete", dst=n["destination"], via=n["via"])
+            self.agent(props).call("route.delete", dst=n["destination"], via=n["via"],
+                                   legacy=props.get("proto") == "static")
         except VlanInfraError as err:
-            raise self.fail(props, "remove failed", err) from err
+            raise self.fail(props, "remove", err) from err

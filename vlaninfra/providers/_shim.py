@@ -11,9 +11,10 @@ from typing import Any
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from vlaninfra.errors import VlanInfraError
+from vlaninfra.host import marks
 from vlaninfra.transport import Agent
 
-from ._base import HostProvider, nic_missing
+from ._base import CONFIG_PATH, HostProvider, clash_of, host_label, nic_missing
 
 __all__ = ["ShimProvider"]
 
@@ -48,7 +49,18 @@ class ShimProvider(HostProvider):
     def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
         return nic_missing(agent, news, "parent", "shim")
 
-    def _ensure(self, props: Mapping[str, Any]) -> dict[str, Any]:
+    def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
+        found = agent.call("link.get", name=news["name"])
+        if found is None:
+            return None
+        clash = clash_of(f"link {news['name']!r} on host {host_label(news)}",
+                         marks.of_alias(found.get("alias")), self.owner(news),
+                         how_marked="vlaninfra alias")
+        where = news.get(CONFIG_PATH) or "shim"
+        return f"{clash} (the shim's name is {where}.name)" if clash else None
+
+    def _ensure(self, props: Mapping[str, Any], ifindex: Any = None) -> dict[str, Any]:
+        # `ifindex`: the link state recorded (claimed even without a mark: made before marks).
         n = self.normalize(props)
         found: dict[str, Any] = self.agent(props).call(
             "shim.ensure",
@@ -58,6 +70,9 @@ class ShimProvider(HostProvider):
             mode=n["mode"],
             address=n["address"],
             routes=n["routes"],
+            owner=self.owner(props),
+            spec=self.spec(props),
+            ifindex=ifindex,
         )
         return {**props, "mac_address": found.get("mac"), "ifindex": found.get("index")}
 
@@ -65,7 +80,7 @@ class ShimProvider(HostProvider):
         try:
             outs = self._ensure(props)
         except VlanInfraError as err:
-            raise self.fail(props, "create failed, nothing was left on the host", err) from err
+            raise self.fail(props, "create", err) from err
         return CreateResult(id_=f"{props['host']}/{props['name']}", outs=outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -94,12 +109,13 @@ class ShimProvider(HostProvider):
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         try:
-            return UpdateResult(outs=self._ensure(news))
+            return UpdateResult(outs=self._ensure(news, _olds.get("ifindex")))
         except VlanInfraError as err:
-            raise self.fail(news, "update failed", err) from err
+            raise self.fail(news, "update", err) from err
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         try:
-            self.agent(props).call("shim.delete", name=props["name"])
+            self.agent(props).call("shim.delete", name=props["name"], owner=self.owner(props),
+                                   ifindex=props.get("ifindex"))
         except VlanInfraError as err:
-            raise self.fail(props, "remove failed", err) from err
+            raise self.fail(props, "remove", err) from err

@@ -15,7 +15,7 @@ from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, HostProvider, nic_missing
+from ._base import CONFIG_PATH, HostProvider, host_label, nic_missing
 
 __all__ = ["VlanParentProvider"]
 
@@ -51,14 +51,29 @@ class VlanParentProvider(HostProvider):
     def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
         return nic_missing(agent, news, "trunk", "vlan parent")
 
+    def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
+        # An existing 802.1Q link with this trunk and id is used as it is (and kept on
+        # destroy); a link of that name that is anything else cannot be.
+        found = agent.call("link.get", name=news["name"])
+        n = self.normalize(news)
+        if found is None or (found.get("kind"), found.get("parent"), found.get("vlan_id")) == (
+            "vlan", n["trunk"], n["vlan_id"]
+        ):
+            return None
+        return (f"link {n['name']!r} on host {host_label(news)} exists as {found.get('kind')} "
+                f"on {found.get('parent')!r} (vlan id {found.get('vlan_id')}), not VLAN "
+                f"{n['vlan_id']} on {n['trunk']!r}; vlaninfra leaves it alone: name another "
+                "VLAN parent")
+
     def create(self, props: dict[str, Any]) -> CreateResult:
         n = self.normalize(props)
         try:
             found = self.agent(props).call(
-                "vlan.ensure", trunk=n["trunk"], vlan_id=n["vlan_id"], name=n["name"]
+                "vlan.ensure", trunk=n["trunk"], vlan_id=n["vlan_id"], name=n["name"],
+                owner=self.owner(props), spec=self.spec(props),
             )
         except VlanInfraError as err:
-            raise self.fail(props, "create failed, nothing was left on the host", err) from err
+            raise self.fail(props, "create", err) from err
         outs = {**props, "created": bool(found["created"]), "ifindex": found.get("index")}
         return CreateResult(id_=f"{props['host']}/{n['name']}", outs=outs)
 
@@ -88,6 +103,7 @@ class VlanParentProvider(HostProvider):
         if not props.get("created"):
             return  # it was there before vlaninfra: not ours to remove
         try:
-            self.agent(props).call("vlan.delete", name=props["name"])
+            self.agent(props).call("vlan.delete", name=props["name"], owner=self.owner(props),
+                                   ifindex=props.get("ifindex"))
         except VlanInfraError as err:
-            raise self.fail(props, "remove failed", err) from err
+            raise self.fail(props, "remove", err) from err

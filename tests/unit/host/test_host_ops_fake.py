@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from vlaninfra.host import facts, ops
+from vlaninfra.host import facts, marks, ops
 from vlaninfra.host.errors import OpError
 
 
@@ -50,7 +50,7 @@ class FakeIPRoute:
             data["IFLA_VLAN_ID"] = link["vlan_id"]
         return {"index": index, "flags": link["flags"], "IFLA_IFNAME": link["name"],
                 "IFLA_LINK": link.get("parent"), "IFLA_ADDRESS": "02:00:00:00:00:01",
-                "IFLA_MTU": 1500,
+                "IFLA_MTU": 1500, "IFLA_IFALIAS": link.get("alias"),
                 "IFLA_LINKINFO": {"IFLA_INFO_KIND": link["kind"], "IFLA_INFO_DATA": data}}
 
     def _by_name(self, name: str) -> int:
@@ -75,7 +75,10 @@ class FakeIPRoute:
                           mode=kw.get("macvlan_mode"), vlan_id=kw.get("vlan_id"))
             return []
         if cmd == "set":
-            self.links[kw["index"]]["flags"] |= facts.IFF_UP
+            if "ifalias" in kw:
+                self.links[kw["index"]]["alias"] = kw["ifalias"]
+            if kw.get("state") == "up":
+                self.links[kw["index"]]["flags"] |= facts.IFF_UP
             return []
         if cmd == "del":
             index = self._by_name(kw["ifname"])
@@ -158,8 +161,10 @@ def test_vlan_ensure_creates_then_is_a_noop(ctx: Any) -> None:
     out = ops.vlan_ensure(ctx, "eth0", 50, "eth0.50")
     assert (out["created"], out["kind"], out["parent"], out["vlan_id"], out["up"]) == (
         True, "vlan", "eth0", 50, True)
+    assert ctx.ipr.links[out["index"]]["alias"] == marks.alias(marks.ADHOC_OWNER, None)
+    # A retried create finds its own mark: still vlaninfra's (deleted on destroy).
     again = ops.vlan_ensure(ctx, "eth0", 50, "eth0.50")
-    assert again["created"] is False and again["index"] == out["index"]
+    assert again["created"] is True and again["index"] == out["index"]
     assert ops.vlan_delete(ctx, "eth0.50") == {"deleted": True}
     assert ops.vlan_delete(ctx, "eth0.50") == {"deleted": False}
 
@@ -199,7 +204,8 @@ def test_shim_ensure_converges_and_keeps_kernel_routes(ctx: Any) -> None:
     assert out["created"] is False
     assert out["addresses"] == ["192.0.2.251/24"]
     assert out["routes"] == ["198.18.0.0/24"]
-    assert any(r["proto"] == 2 for r in ctx.ipr.routes)  # the kernel's route stays
+    # The kernel's route and one added by hand (proto boot) stay.
+    assert sorted(r["proto"] for r in ctx.ipr.routes) == [2, 3, marks.RTPROT_VLANINFRA]
 
 
 def test_shim_ensure_rolls_back_a_link_it_created(ctx: Any) -> None:
@@ -255,7 +261,7 @@ def test_shim_ensure_missing_parent_is_enodev(ctx: Any) -> None:
 def test_route_ensure_adds_then_is_a_noop_and_get_reads_it(ctx: Any) -> None:
     assert facts.route_get(ctx, "198.18.1.0/24") is None
     out = ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.21")
-    assert (out["created"], out["gateway"], out["proto"]) == (True, "192.0.2.21", "static")
+    assert (out["created"], out["gateway"], out["proto"]) == (True, "192.0.2.21", "vlaninfra")
     again = ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.21")
     assert again["created"] is False and len(ctx.ipr.routes) == 1
     got = facts.route_get(ctx, "198.18.1.0/24")
@@ -296,3 +302,80 @@ def test_route_ensure_validates_before_touching_anything(ctx: Any, dst: str, via
     with pytest.raises(OpError) as info:
         ops.route_ensure(ctx, dst, via)
     assert info.value.code == errno.EINVAL and ctx.ipr.routes == []
+
+
+# -- ownership ------------------------------------------------------------------------------
+
+
+def test_vlan_ensure_adopts_an_unmarked_parent_read_only_and_never_deletes_it(ctx: Any) -> None:
+    index = ctx.ipr.add_link("eth0.50", "vlan", parent=2, vlan_id=50)
+    out = ops.vlan_ensure(ctx, "eth0", 50, "eth0.50", owner="p/a")
+    assert out["created"] is False and ctx.ipr.links[index].get("alias") is None
+    kept = ops.vlan_delete(ctx, "eth0.50", owner="p/a")
+    assert kept["deleted"] is False and "not owned by vlaninfra" in kept["kept"]
+    assert index in ctx.ipr.links
+    # ...unless state recorded this very link as made by vlaninfra (before marks existed).
+    assert ops.vlan_delete(ctx, "eth0.50", owner="p/a", ifindex=index) == {"deleted": True}
+
+
+def test_shim_ensure_never_touches_an_unmarked_link(ctx: Any) -> None:
+    index = ctx.ipr.add_link("eth1", "veth")
+    with pytest.raises(OpError) as info:
+        ops.shim_ensure(ctx, "eth1", "eth0", owner="p/a")
+    assert info.value.code == errno.EEXIST
+    assert "link 'eth1' exists and is not owned by vlaninfra (no vlaninfra alias)" in (
+        info.value.message)
+    assert ctx.ipr.links[index] == {"name": "eth1", "kind": "veth", "flags": 0}
+    kept = ops.shim_delete(ctx, "eth1", owner="p/a")
+    assert kept["deleted"] is False and index in ctx.ipr.links
+
+
+def test_shim_ensure_refuses_another_stacks_shim_and_delete_keeps_it(ctx: Any) -> None:
+    mine = ops.shim_ensure(ctx, "shim0", "eth0", owner="p/a", spec="s1")
+    with pytest.raises(OpError) as info:
+        ops.shim_ensure(ctx, "shim0", "eth0", owner="p/b", spec="s1")
+    assert "owned by stack 'p/a'" in info.value.message
+    assert ops.shim_delete(ctx, "shim0", owner="p/b")["deleted"] is False
+    assert ctx.ipr.links[mine["index"]]["alias"] == "vlaninfra:p/a:s1"
+    assert ops.shim_delete(ctx, "shim0", owner="p/a") == {"deleted": True}
+
+
+def test_shim_ensure_adopts_its_own_and_marks_a_legacy_link_state_recorded(ctx: Any) -> None:
+    first = ops.shim_ensure(ctx, "shim0", "eth0", owner="p/a", spec="s1")
+    again = ops.shim_ensure(ctx, "shim0", "eth0", owner="p/a", spec="s2")
+    assert again["created"] is False and again["index"] == first["index"]
+    assert ctx.ipr.links[first["index"]]["alias"] == "vlaninfra:p/a:s2"
+    legacy = ctx.ipr.add_link("shim1", "macvlan", parent=2, mode="bridge")
+    with pytest.raises(OpError):
+        ops.shim_ensure(ctx, "shim1", "eth0", owner="p/a")
+    out = ops.shim_ensure(ctx, "shim1", "eth0", owner="p/a", spec="s3", ifindex=legacy)
+    assert out["index"] == legacy and ctx.ipr.links[legacy]["alias"] == "vlaninfra:p/a:s3"
+
+
+def test_shim_ensure_leaves_other_protocols_routes_through_it(ctx: Any) -> None:
+    out = ops.shim_ensure(ctx, "shim0", "eth0", routes=["192.0.2.128/26"])
+    ctx.ipr.routes.append({"dst": "198.18.9.0", "dst_len": 24, "oif": out["index"],
+                           "family": socket.AF_INET, "proto": 12, "scope": 253})  # bird
+    out = ops.shim_ensure(ctx, "shim0", "eth0", routes=[])
+    assert [r["proto"] for r in ctx.ipr.routes] == [12]
+
+
+def test_route_ensure_leaves_another_protocols_route_alone(ctx: Any) -> None:
+    for proto in (4, 12, 186, 16):  # static by hand, bird, bgp, dhcp
+        ctx.ipr.routes = [{"dst": "198.18.1.0", "dst_len": 24, "oif": 2,
+                           "gateway": "192.0.2.9", "family": socket.AF_INET, "proto": proto,
+                           "scope": 0}]
+        with pytest.raises(OpError) as info:
+            ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.21")
+        assert info.value.code == errno.EEXIST
+        assert f"owned by protocol {facts.RTPROT[proto]!r}" in info.value.message
+        assert ops.route_delete(ctx, "198.18.1.0/24", "192.0.2.9") == {"deleted": False}
+        assert len(ctx.ipr.routes) == 1 and ctx.ipr.routes[0]["proto"] == proto
+
+
+def test_route_ensure_claims_the_legacy_static_route_state_recorded(ctx: Any) -> None:
+    ctx.ipr.routes = [{"dst": "198.18.1.0", "dst_len": 24, "oif": 2, "gateway": "192.0.2.9",
+                       "family": socket.AF_INET, "proto": 4, "scope": 0}]
+    out = ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.21", legacy_via="192.0.2.9")
+    assert out["proto"] == "vlaninfra" and [r["gateway"] for r in ctx.ipr.routes] == [
+        "192.0.2.21"]

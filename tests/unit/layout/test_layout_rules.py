@@ -510,3 +510,60 @@ def test_inventory_lab_makes_ssh_optional() -> None:
     for h in s["hosts"]:
         del h["ssh"]
     assert errors_of(config(paris=s)) == []
+
+
+# -- shim names never take a link the host already has ------------------------------------
+
+def _shim_named(name: str, **host0: Any) -> Config:
+    def edit(s: Config) -> None:
+        s["hosts"][0].update(host0)
+        s["networks"][0]["hosts"] = ["h1"]
+        s["networks"][0]["shim"] = {"name": name, "address_per_host": {"h1": "192.0.2.250"}}
+    return _edit(edit)
+
+
+def _why(name: str, why: str) -> list[tuple[str, str]]:
+    return [(f"{NET0}.shim.name",
+             f"shim name {name} {why}: vlaninfra never takes over a link it did not make; "
+             f"choose another name in {NET0}.shim.name")]
+
+
+@pytest.mark.parametrize(("name", "host0", "why"), [
+    ("eth1", {"parents": ["eth0", "eth1"]}, "is parent eth1 of host h1"),
+    ("eth0", {}, "is parent eth0 of host h1"),
+    ("eth0", {"parents": ["eth1"]},
+     "is a name the host reserves (loopback, management NIC, bond, bridge, Docker)"),
+    ("lo", {}, "is a name the host reserves (loopback, management NIC, bond, bridge, Docker)"),
+    ("docker0", {}, "is a name the host reserves (loopback, management NIC, bond, bridge, "
+                    "Docker)"),
+    ("bond0", {}, "is a name the host reserves (loopback, management NIC, bond, bridge, "
+                  "Docker)"),
+    ("br0", {}, "is a name the host reserves (loopback, management NIC, bond, bridge, Docker)"),
+    ("eth0.50", {}, "names an 802.1Q sub-interface of parent eth0"),
+])
+def test_shim_named_like_a_link_of_the_host(name: str, host0: dict[str, Any], why: str,
+                                            ) -> None:
+    # (Moving h1 off eth0 also breaks pub_net's parent there: only the shim's error counts.)
+    errors = [e for e in errors_of(_shim_named(name, **host0)) if e[0].endswith("shim.name")]
+    assert errors == _why(name, why)
+
+
+def test_shim_named_like_a_vlan_parent_or_another_shim() -> None:
+    def edit(s: Config) -> None:
+        s["networks"][0]["hosts"] = ["h1"]
+        s["networks"][0]["shim"] = {"name": "vshim", "address_per_host": {"h1": "192.0.2.250"}}
+        s["hosts"][0]["docker_version"] = "27.0.3"
+        s["networks"].append(_net(parent="eth1.60", shim={
+            "name": "eth1.60", "address_per_host": {"h1": "198.51.100.250"}}))
+        s["networks"].append(_net(name="n3", subnets=[{"subnet": "198.51.101.0/24"}], shim={
+            "name": "vshim", "address_per_host": {"h1": "198.51.101.250"}}))
+        s["hosts"][0]["parents"] = ["eth0", "eth1"]
+    errors = [e for e in errors_of(_edit(edit)) if e[0].endswith("shim.name")]
+    assert errors == [
+        (f"{S}.networks[1].shim.name",
+         "shim name eth1.60 is the 802.1Q parent eth1.60 on host h1: vlaninfra never takes "
+         f"over a link it did not make; choose another name in {S}.networks[1].shim.name"),
+        (f"{S}.networks[2].shim.name",
+         "shim name vshim is the shim of network pub_net on host h1: vlaninfra never takes "
+         f"over a link it did not make; choose another name in {S}.networks[2].shim.name"),
+    ]

@@ -140,6 +140,7 @@ def test_network_read_of_a_removed_network_reports_it_gone(agent: FakeAgent) -> 
 
 def test_check_asks_the_host_only_about_new_or_changed_objects(agent: FakeAgent) -> None:
     agent.responses["link.exists"] = False
+    agent.responses["docker.network.inspect"] = None
     unchanged = NetworkProvider().check(network(), network())
     assert unchanged.failures == [] and agent.ops() == []
     created = NetworkProvider().check({}, network(parent="eth9"))
@@ -206,7 +207,8 @@ def test_container_stopped_by_hand_is_started_by_the_next_up(agent: FakeAgent) -
     assert diff.changes is True and diff.replaces == []
     agent.responses["docker.container.start"] = {}
     ContainerProvider().update("c", read.inputs, container())
-    assert {"name": "web1"} in agent.calls_to("docker.container.start")
+    assert {"name": "web1", "owner": "adhoc", "id": None} in agent.calls_to(
+        "docker.container.start")
 
 
 def test_shim_routes_are_compared_as_a_set_and_updated_in_place() -> None:

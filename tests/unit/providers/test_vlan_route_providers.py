@@ -71,7 +71,8 @@ def test_vlan_created_by_vlaninfra_is_removed_on_delete(agent: FakeAgent) -> Non
     made = VlanParentProvider().create(vlan())
     assert made.id == "h1/eth0.50" and made.outs is not None and made.outs["created"] is True
     VlanParentProvider().delete(made.id, made.outs)
-    assert agent.calls_to("vlan.delete") == [{"name": "eth0.50"}]
+    assert agent.calls_to("vlan.delete") == [{"name": "eth0.50", "owner": "adhoc",
+                                              "ifindex": made.outs["ifindex"]}]
 
 
 def test_vlan_that_was_already_there_is_adopted_and_left_on_delete(agent: FakeAgent) -> None:
@@ -97,6 +98,7 @@ def test_vlan_read_gone_keeps_ownership_and_id_change_replaces(agent: FakeAgent)
 
 def test_vlan_id_arrives_as_the_engines_float(agent: FakeAgent) -> None:
     agent.responses["link.exists"] = True
+    agent.responses["link.get"] = None
     assert VlanParentProvider().check({}, vlan(vlan_id=50.0)).failures == []
     agent.responses["vlan.ensure"] = {**_link(), "created": True}
     VlanParentProvider().create(vlan(vlan_id=50.0))
@@ -109,6 +111,7 @@ def test_vlan_check_names_the_config_key(agent: FakeAgent) -> None:
     assert [f.reason for f in bad.failures] == [
         "sites.a.hosts.h1.parents: VLAN id 4095 is not 1 to 4094"]
     agent.responses["link.exists"] = False
+    agent.responses["link.get"] = None
     missing = VlanParentProvider().check({}, vlan(trunk="eth9", name="eth9.50"))
     assert [f.reason for f in missing.failures] == [
         "sites.a.hosts.h1.parents.trunk: interface 'eth9' does not exist on host h1; "
@@ -128,11 +131,13 @@ def test_route_create_and_delete_call_the_router(agent: FakeAgent) -> None:
     made = RouterRouteProvider().create(route())
     assert made.id == "gw/198.18.1.0/24"
     assert agent.calls_to("route.ensure") == [
-        {"dst": "198.18.1.0/24", "via": "192.0.2.21", "dev": None}]
+        {"dst": "198.18.1.0/24", "via": "192.0.2.21", "dev": None, "legacy_via": None}]
     agent.responses["route.delete"] = {"deleted": False}  # already gone: tolerated
     assert made.outs is not None
     RouterRouteProvider().delete(made.id, made.outs)
-    assert agent.calls_to("route.delete") == [{"dst": "198.18.1.0/24", "via": "192.0.2.21"}]
+    # The route it recorded is `proto static`: made before vlaninfra had its own protocol.
+    assert agent.calls_to("route.delete") == [{"dst": "198.18.1.0/24", "via": "192.0.2.21",
+                                               "legacy": True}]
 
 
 def test_route_refresh_gone_and_drifted(agent: FakeAgent) -> None:
@@ -162,5 +167,7 @@ def test_route_check_names_the_config_key(agent: FakeAgent) -> None:
 
 def test_route_errors_name_router_and_prefix(agent: FakeAgent) -> None:
     agent.fail("route.ensure", errno.EEXIST, "198.18.1.0/24 is connected on this router")
-    with pytest.raises(ProviderError, match=r"route '198.18.1.0/24' on host gw \(203.0.113.1\)"):
+    with pytest.raises(ProviderError,
+                       match=r"route '198.18.1.0/24' \(sites.a.routers\[0\]\) on host gw "
+                             r"\(203.0.113.1\)"):
         RouterRouteProvider().create(route())

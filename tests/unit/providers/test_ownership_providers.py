@@ -1,0 +1,173 @@
+"""Ownership in the providers without a host: marks passed to the ops, name clashes reported
+by `check` (so at preview), and "outcome unknown" when the transport fails mid-change."""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+import pytest
+
+from vlaninfra.host import marks
+from vlaninfra.providers import (
+    ContainerProvider,
+    NetworkProvider,
+    ProviderError,
+    RouterRouteProvider,
+    ShimProvider,
+    VlanParentProvider,
+)
+from vlaninfra.providers._base import UNKNOWN
+from vlaninfra.transport import AgentExitedError
+from vlaninfra.transport.testing import FakeAgent
+
+from .test_providers import container, network, shim
+from .test_vlan_route_providers import route, vlan
+
+OWNER = "infra/prod"
+
+
+def _own(props: dict[str, Any]) -> dict[str, Any]:
+    return {**props, "owner": OWNER}
+
+
+def test_creates_carry_the_stacks_mark(agent: FakeAgent) -> None:
+    agent.responses["docker.network.create"] = {"id": "n1"}
+    NetworkProvider().create(_own(network()))
+    call = agent.calls_to("docker.network.create")[0]
+    assert (call["owner"], call["resource"]) == (OWNER, "sites.a.networks[0]")
+    assert call["spec"] == NetworkProvider().spec(network()) and len(call["spec"]) == 12
+    agent.responses["shim.ensure"] = {"mac": "02:00:00:00:00:01", "index": 9}
+    ShimProvider().create(_own(shim()))
+    assert agent.calls_to("shim.ensure")[0]["owner"] == OWNER
+
+
+def test_the_owner_is_never_a_reason_to_replace() -> None:
+    legacy = network()  # made before marks: no owner recorded
+    diff = NetworkProvider().diff("n1", legacy, _own(network()))
+    assert diff.replaces == []
+
+
+def test_container_spec_ignores_the_network_id_unknown_at_preview() -> None:
+    p = ContainerProvider()
+    assert p.spec(container(network_id="n1")) == p.spec(container(network_id=UNKNOWN))
+
+
+@pytest.mark.parametrize("err", [
+    AgentExitedError("the agent on h1 exited", host="root@203.0.113.2:22"),
+])
+def test_a_transport_failure_during_create_says_outcome_unknown(agent: FakeAgent,
+                                                                err: Exception) -> None:
+    agent.responses["docker.container.create"] = err
+    with pytest.raises(ProviderError) as info:
+        ContainerProvider().create(container())
+    message = str(info.value)
+    assert "outcome unknown on h1 (203.0.113.2)" in message
+    assert "the next `pulumi up` (or `pulumi refresh`) reconciles it" in message
+    assert "nothing was left" not in message
+
+
+def test_a_host_failure_it_undid_says_nothing_was_left(agent: FakeAgent) -> None:
+    agent.fail("docker.network.create", errno.ENOENT, "no such parent")
+    with pytest.raises(ProviderError, match="create failed, nothing was left on the host"):
+        NetworkProvider().create(network())
+    agent.fail("docker.container.create", errno.EIO, "left created", outcome="unknown")
+    with pytest.raises(ProviderError, match="outcome unknown"):
+        ContainerProvider().create(container())
+
+
+def test_a_transport_failure_during_delete_says_outcome_unknown(agent: FakeAgent) -> None:
+    agent.responses["shim.delete"] = AgentExitedError("gone", host="h1")
+    with pytest.raises(ProviderError, match=r"outcome unknown .* remove was under way"):
+        ShimProvider().delete("h1/vshim0", shim())
+
+
+def _labels(owner: str, spec: str | None) -> dict[str, str]:
+    return marks.labels(owner, spec, "sites.a.networks[0]")
+
+
+def test_check_reports_a_network_name_taken_on_the_host(agent: FakeAgent) -> None:
+    agent.responses["link.exists"] = True
+    agent.responses["docker.network.inspect"] = {"id": "x", "labels": {}}
+    failures = NetworkProvider().check({}, _own(network())).failures
+    assert [(f.property, f.reason) for f in failures] == [(
+        "name",
+        "sites.a.networks[0]: network 'lan' on host h1 (203.0.113.2) exists and is not owned "
+        "by vlaninfra (no vlaninfra label); vlaninfra leaves it alone: rename yours in the "
+        "config or remove it from the host")]
+    agent.responses["docker.network.inspect"] = {"id": "x", "labels": _labels("other/s", "a")}
+    failures = NetworkProvider().check({}, _own(network())).failures
+    assert "owned by stack 'other/s'" in failures[0].reason
+    # Its own, same spec (an interrupted create): no clash, the create adopts it.
+    spec = NetworkProvider().spec(network())
+    agent.responses["docker.network.inspect"] = {"id": "x", "labels": _labels(OWNER, spec)}
+    assert NetworkProvider().check({}, _own(network())).failures == []
+
+
+def test_check_reports_a_container_clash_even_before_its_network_exists(
+        agent: FakeAgent) -> None:
+    agent.responses["docker.container.inspect"] = {"id": "c", "labels": {"a": "b"}}
+    news = _own(container(network_id=UNKNOWN))
+    failures = ContainerProvider().check({}, news).failures
+    assert [f.property for f in failures] == ["name"]
+    assert failures[0].reason.startswith("sites.a.containers[0]: container 'web1' on host h1")
+    assert "docker.image.exists" not in agent.ops()  # the rest waits for known inputs
+
+
+def test_check_reports_a_shim_named_like_a_link_of_the_host(agent: FakeAgent) -> None:
+    agent.responses["link.exists"] = True
+    agent.responses["link.get"] = {"name": "vshim0", "kind": "veth", "alias": None}
+    failures = ShimProvider().check({}, _own(shim())).failures
+    assert [f.reason for f in failures] == [
+        "sites.a.networks[0].shim: link 'vshim0' on host h1 (203.0.113.2) exists and is not "
+        "owned by vlaninfra (no vlaninfra alias); vlaninfra leaves it alone: rename yours in "
+        "the config or remove it from the host (the shim's name is "
+        "sites.a.networks[0].shim.name)"]
+    agent.responses["link.get"] = {"name": "vshim0", "kind": "macvlan",
+                                   "alias": marks.alias(OWNER, "x")}
+    assert ShimProvider().check({}, _own(shim())).failures == []
+
+
+def test_check_accepts_an_existing_vlan_parent_but_not_another_link(agent: FakeAgent) -> None:
+    agent.responses["link.exists"] = True
+    agent.responses["link.get"] = {"name": "eth0.50", "kind": "vlan", "parent": "eth0",
+                                   "vlan_id": 50, "alias": None}
+    assert VlanParentProvider().check({}, vlan()).failures == []
+    agent.responses["link.get"] = {"name": "eth0.50", "kind": "bridge", "parent": None,
+                                   "vlan_id": None, "alias": None}
+    failures = VlanParentProvider().check({}, vlan()).failures
+    assert "exists as bridge" in failures[0].reason
+
+
+def test_check_reports_a_route_another_protocol_owns(agent: FakeAgent) -> None:
+    agent.responses["route.get"] = {"dst": "198.18.1.0/24", "gateway": "192.0.2.9",
+                                    "dev": "eth0", "proto": "bird"}
+    failures = RouterRouteProvider().check({}, route()).failures
+    assert [f.reason for f in failures] == [
+        "sites.a.routers[0]: a route to 198.18.1.0/24 via 192.0.2.9 owned by protocol 'bird' "
+        "exists on router gw (203.0.113.1); vlaninfra leaves it alone: remove it there, or "
+        "drop 198.18.1.0/24 from the routes vlaninfra manages"]
+    agent.responses["route.get"] = {"dst": "198.18.1.0/24", "gateway": "192.0.2.21",
+                                    "dev": "eth0", "proto": "vlaninfra"}
+    assert RouterRouteProvider().check({}, route()).failures == []
+
+
+def test_delete_and_update_claim_through_what_state_recorded(agent: FakeAgent) -> None:
+    agent.responses["docker.container.remove"] = {"removed": False, "kept": "not ours"}
+    ContainerProvider().delete("c", {**container(), "container_id": "c1"})
+    assert agent.calls_to("docker.container.remove") == [
+        {"name": "web1", "owner": "adhoc", "id": "c1"}]
+    agent.responses["shim.ensure"] = {"mac": None, "index": 4}
+    ShimProvider().update("s", {**shim(), "ifindex": 4}, _own(shim()))
+    assert agent.calls_to("shim.ensure")[0]["ifindex"] == 4
+    agent.responses["route.ensure"] = {"dev": "eth0", "proto": "vlaninfra"}
+    RouterRouteProvider().update("r", {**route(via="192.0.2.9"), "proto": "static"}, route())
+    assert agent.calls_to("route.ensure")[0]["legacy_via"] == "192.0.2.9"
+
+
+def test_check_of_a_replacement_accepts_its_own_object_with_the_old_spec(
+        agent: FakeAgent) -> None:
+    # The engine checks a replacement with no old inputs while the old object is still there.
+    agent.responses["docker.image.exists"] = True
+    agent.responses["docker.container.inspect"] = {"id": "c", "labels": _labels(OWNER, "old")}
+    assert ContainerProvider().check({}, _own(container(ipv4="192.0.2.170"))).failures == []
