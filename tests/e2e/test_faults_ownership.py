@@ -458,7 +458,8 @@ def _restart_dockerd(host: Host, pid: int) -> None:
         if arg.startswith("--exec-root="):
             shutil.rmtree(arg.split("=", 1)[1], ignore_errors=True)
     start_detached(["ip", "netns", "exec", host.netns, *[a.decode() for a in argv]],
-                   Path(host.docker_socket).parent / "dockerd-restart.log")
+                   Path(host.docker_socket).parent / "dockerd-restart.log",
+                   Path(host.docker_socket).parent / "dockerd-restart.pid")
 
 
 @pytest.mark.skip(reason="the restarted lab dockerd does not come back within 60 s yet (its "
