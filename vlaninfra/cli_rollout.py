@@ -1,5 +1,6 @@
 """`vlaninfra up | rollback | history --stack S`: verified apply, rollback, known-good records
-(see `vlaninfra.rollout`)."""
+(see `vlaninfra.rollout`). They act on the Pulumi project of the current directory (the
+checkout's `stacks/` by default), with the engine and backend `tools/pulumi` uses."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import sys
 from typing import Any
 
+from vlaninfra.cli_plan import find_project_root
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.rollout import Confirm, history, render_history, rollback, up
 
@@ -46,7 +48,8 @@ def _confirm(args: argparse.Namespace) -> Confirm | None:
 
 def _up(args: argparse.Namespace) -> int:
     try:
-        report = up(args.stack, confirm=_confirm(args), rollback=not args.no_rollback)
+        report = up(args.stack, confirm=_confirm(args), rollback=not args.no_rollback,
+                    cwd=find_project_root())
     except VlanInfraError as err:
         print(f"vlaninfra up: {err}", file=sys.stderr)
         return 2
@@ -56,7 +59,7 @@ def _up(args: argparse.Namespace) -> int:
 
 def _rollback(args: argparse.Namespace) -> int:
     try:
-        report = rollback(args.stack, to=args.to, confirm=_confirm(args))
+        report = rollback(args.stack, to=args.to, confirm=_confirm(args), cwd=find_project_root())
     except VlanInfraError as err:
         print(f"vlaninfra rollback: {err}", file=sys.stderr)
         return 2
@@ -66,7 +69,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _history(args: argparse.Namespace) -> int:
     try:
-        records = history(args.stack)
+        records = history(args.stack, cwd=find_project_root())
     except VlanInfraError as err:
         print(f"vlaninfra history: {err}", file=sys.stderr)
         return 2
