@@ -118,7 +118,25 @@ def records_of(output: Any) -> list[dict[str, Any]]:
     """The records in a `vlaninfra` stack output value (empty when absent or foreign)."""
     if not isinstance(output, Mapping) or output.get("format") != FORMAT:
         return []
-    return [dict(r) for r in output.get("records") or () if isinstance(r, Mapping)]
+    out = []
+    for r in output.get("records") or ():
+        if isinstance(r, Mapping):
+            # The engine hands numbers back as floats.
+            out.append({**r, **{k: int(r[k]) for k in ("version", "rollback_to")
+                                if isinstance(r.get(k), (int, float))}})
+    return out
+
+
+def _canon(value: Any) -> Any:
+    """`value` as it comes back from the engine's outputs: None-valued keys dropped, whole
+    floats as ints, so a record compares equal to itself after a round trip."""
+    if isinstance(value, Mapping):
+        return {k: _canon(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_canon(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def sites(config_sites: Callable[[], Any], ctl: Control) -> Any:
@@ -199,7 +217,7 @@ def prune(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _same_as_last(records: Sequence[Mapping[str, Any]], new: Mapping[str, Any]) -> bool:
     last = records[-1] if records else None
-    return last is not None and all(last.get(k) == new.get(k)
+    return last is not None and all(_canon(last.get(k)) == _canon(new.get(k))
                                     for k in ("layout", "allocations", "containers", "vlaninfra"))
 
 

@@ -189,3 +189,17 @@ def test_probe_refuses_bad_arguments() -> None:
     assert err.value.code == errno.EINVAL
     with pytest.raises(OpError):
         probe.run(ctx, [], timeout=3600)
+
+
+def test_a_record_equals_itself_after_the_engines_round_trip() -> None:
+    the_plan = lab_plan()
+    first = new_record(sites_of("lab"), the_plan, Control(action="up"), 1)
+    # the engine drops None-valued keys and hands numbers back as floats
+    echoed = {k: v for k, v in first.items() if v is not None}
+    echoed["version"] = 1.0
+    echoed["containers"] = {k: {f: x for f, x in c.items() if x is not None}
+                            for k, c in first["containers"].items()}
+    [back] = records_of({"format": 1, "records": [echoed]})
+    assert back["version"] == 1 and isinstance(back["version"], int)
+    again = new_record(sites_of("lab"), the_plan, Control(), 2)
+    assert next_records([back], again, Control()) == [back]
