@@ -104,11 +104,15 @@ class _Stack:
     cwd: Path | None
 
     def run(self, *args: str, control: Mapping[str, Any] | None = None) -> str:
-        engine = self.engine
-        if control is not None:
-            engine = dataclasses.replace(engine, extra_env={
-                **engine.extra_env, ROLLOUT_ENV: _write_temp(control)})
-        return engine.run(self.name, *args, cwd=self.cwd)
+        if control is None:
+            return self.engine.run(self.name, *args, cwd=self.cwd)
+        path = _write_temp(control)
+        try:
+            engine = dataclasses.replace(self.engine, extra_env={
+                **self.engine.extra_env, ROLLOUT_ENV: path})
+            return engine.run(self.name, *args, cwd=self.cwd)
+        finally:
+            Path(path).unlink(missing_ok=True)
 
 
 def _write_temp(data: Mapping[str, Any]) -> str:
