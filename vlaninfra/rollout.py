@@ -175,6 +175,7 @@ def _apply(s: _Stack, what: str, message: str, control: dict[str, Any]) -> Step:
         s.run("up", "--yes", "--skip-preview", "--message", message,
               control={**control, "verify": True, "report": report, "by": who()})
     except EngineError as err:
+        Path(report).unlink(missing_ok=True)
         return Step(what, False, str(err), None, time.monotonic() - started)
     data = json.loads(Path(report).read_text(encoding="utf-8") or "{}")
     Path(report).unlink(missing_ok=True)
