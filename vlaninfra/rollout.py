@@ -172,7 +172,8 @@ def _apply(s: _Stack, what: str, message: str, control: dict[str, Any]) -> Step:
     report = _write_temp({})
     started = time.monotonic()
     try:
-        s.run("up", "--yes", "--skip-preview", "--message", message,
+        # --json: an error comes back as the engine's diagnostics, not the display's tail.
+        s.run("up", "--yes", "--skip-preview", "--json", "--message", message,
               control={**control, "verify": True, "report": report, "by": who()})
     except EngineError as err:
         Path(report).unlink(missing_ok=True)
@@ -187,7 +188,7 @@ def _apply(s: _Stack, what: str, message: str, control: dict[str, Any]) -> Step:
 
 def _preview(s: _Stack, control: Mapping[str, Any], confirm: Confirm | None) -> None:
     try:
-        shown = s.run("preview", "--diff", control=control)
+        shown = s.run("preview", "--diff", "--suppress-outputs", control=control)
     except EngineError as err:
         raise RolloutError(f"preview of stack {s.name} failed; nothing was changed:\n{err}"
                            ) from None
