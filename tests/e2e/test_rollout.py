@@ -227,3 +227,34 @@ def test_rollback_to_an_older_version_and_forward_again(lab_stack: LabStack) -> 
     print(f"\nrollback to version 2 (2 containers added back, shim routes): {took:.1f} s")
     assert snapshot(lab_stack) == SNAPSHOTS[2]
     assert versions(lab_stack)[-2:] == [(7, "rollback", "verified"), (8, "rollback", "verified")]
+
+
+def test_a_change_failing_on_one_host_after_another_changed_rolls_back(
+    lab_stack: LabStack,
+) -> None:
+    """Part way for sure: h1 gets its new container and shim routes, then h2's new container
+    cannot start (its command is not in the image); the rollback undoes h1's changes."""
+    h1 = lab_stack.host("h1")
+    before = snapshot(lab_stack)
+    current = history(lab_stack.name, **kw(lab_stack))[-1]["layout"]
+    sites = json.loads(json.dumps(current))
+    sites["a"]["networks"][0]["shim"]["routes"] = "per-container"
+    sites["a"]["containers"] += [
+        {"name": "web9", "host": "h1", "network": "pub_net", "image": IMAGE},
+        {"name": "web10", "host": "h2", "network": "pub_net", "image": IMAGE,
+         "command": ["/no/such/program"]},
+    ]
+    lab_stack.write(sites)
+    since = str(int(time.time()) - 1)
+    started = time.monotonic()
+    report = up(lab_stack.name, **kw(lab_stack))
+    took = time.monotonic() - started
+    created = docker(h1, "events", "--since", since, "--until", str(int(time.time()) + 1),
+                     "--filter", "container=web9", "--format", "{{.Action}}").split()
+    print(f"\npart-way failure + rollback: {took:.1f} s; web9 on h1: {created}\n{report.text()}")
+    assert not report.ok and report.rolled_back and report.steps[1].ok
+    assert "web10" in report.text() and "rollback to version 8" in report.text()
+    assert "create" in created and "destroy" in created  # h1 had changed; the rollback undid it
+    assert took < ROLLBACK_BOUND
+    assert versions(lab_stack)[-2:] == [(9, "up", "apply-failed"), (10, "rollback", "verified")]
+    assert snapshot(lab_stack) == before
