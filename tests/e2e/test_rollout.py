@@ -149,7 +149,7 @@ def test_good_change_is_verified_and_moves_no_existing_container(lab_stack: LabS
     SNAPSHOTS[2] = snapshot(lab_stack)
 
 
-def test_a_change_failing_part_way_rolls_back_on_its_own(lab_stack: LabStack) -> None:
+def test_an_image_gone_from_h2_at_apply_time_rolls_back_on_its_own(lab_stack: LabStack) -> None:
     h1, h2 = lab_stack.host("h1"), lab_stack.host("h2")
     before = snapshot(lab_stack)
     for h in (h1, h2):
