@@ -230,7 +230,7 @@ def test_rollback_to_an_older_version_and_forward_again(lab_stack: LabStack) -> 
     assert versions(lab_stack)[-2:] == [(7, "rollback", "verified"), (8, "rollback", "verified")]
 
 
-def test_a_change_failing_on_one_host_after_another_changed_rolls_back(
+def test_a_container_failing_to_start_on_h2_rolls_back(
     lab_stack: LabStack,
 ) -> None:
     """h2's new container cannot start (its command is not in the image) while h1 gets a new
