@@ -1,4 +1,5 @@
-"""The `vlaninfra` command: `vlaninfra lab up|down|status`, `vlaninfra plan`, `vlaninfra demo`."""
+"""The `vlaninfra` command: `vlaninfra lab up|down|status`, `vlaninfra plan`, `vlaninfra demo`,
+`vlaninfra up|rollback|history`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Example: ``vlaninfra plan --stack lab``
     """
-    from vlaninfra import cli_demo, cli_plan
+    from vlaninfra import cli_demo, cli_plan, cli_rollout
     from vlaninfra.lab import cli as lab_cli
 
     parser = argparse.ArgumentParser(prog="vlaninfra", description=__doc__)
@@ -20,6 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lab_cli.add_parser(sub)
     cli_plan.add_parser(sub)
     cli_demo.add_parser(sub)
+    cli_rollout.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -19,11 +19,13 @@ from typing import Any
 
 import pulumi
 
+from vlaninfra import record
 from vlaninfra.components import deploy
 from vlaninfra.engine import config_key
 from vlaninfra.errors import LayoutError, VlanInfraError
 from vlaninfra.layout import Layout, Site, SshTarget, load_config, plan
 from vlaninfra.providers import DockerHost
+from vlaninfra.verify import verify
 
 __all__ = ["LAB_INSTANCE_ENV", "check_secrets", "hosts_of", "routers_of", "run"]
 
@@ -203,8 +205,13 @@ def run() -> None:
     config = pulumi.Config("vlaninfra")
     source = f"stacks/Pulumi.{pulumi.get_stack()}.yaml"
     try:
-        layout = load_config({"sites": config.require_object("sites")}, source=source)
-        the_plan = plan(layout)
+        # Known-good records (vlaninfra.record): a rollback's layout, pinned allocations.
+        ctl, records = record.control(), record.previous_records()
+        sites = record.sites(lambda: config.require_object("sites"), ctl)
+        if ctl.layout is not None:
+            source = f"the layout of version {ctl.rollback_to}"
+        layout = load_config({"sites": sites}, source=source)
+        the_plan = plan(layout, previous=record.pins(records, ctl))
         hosts = hosts_of(layout)
         routers = routers_of(layout)
         problems = check_secrets(_by_config_path(layout, hosts, routers), pulumi.get_stack())
@@ -216,4 +223,12 @@ def run() -> None:
         raise pulumi.RunError(f"{source}: {err}") from None
     for warning in the_plan.warnings:
         pulumi.log.warn(str(warning))
-    deploy(the_plan, hosts, routers)
+    resources = record.custom_resources(deploy(the_plan, hosts, routers))
+    record.export(sites, the_plan, resources, records, ctl,
+                  verify=lambda: verify(the_plan, hosts, routers, _config_value))
+
+
+def _config_value(key: str) -> Any:
+    """A stack config value by its full key (`vlaninfra:sshPrivateKey`), secrets decrypted."""
+    namespace, _, name = key.partition(":")
+    return pulumi.Config(namespace).get(name)

@@ -144,7 +144,8 @@ def test_ops_registry_has_the_documented_names() -> None:
         "vlan.delete", "docker.version", "docker.image.exists", "docker.network.inspect",
         "docker.network.create", "docker.network.remove", "docker.network.connect",
         "docker.network.disconnect", "docker.container.inspect", "docker.container.create",
-        "docker.container.remove", "docker.container.update", "docker.container.start"}
+        "docker.container.remove", "docker.container.update", "docker.container.start",
+        "probe.run"}
 
 
 def test_ping_is_answered_while_every_worker_is_busy() -> None:

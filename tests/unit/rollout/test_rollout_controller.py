@@ -1,0 +1,136 @@
+"""The decisions of `vlaninfra.rollout.up` / `rollback` against a scripted fake engine: when
+to roll back, to what, what is recorded, and what is refused before anything runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vlaninfra.engine import EngineError
+from vlaninfra.record import ROLLOUT_ENV
+from vlaninfra.rollout import RolloutError, rollback, up
+
+
+@dataclass(frozen=True)
+class FakeEngine:
+    """Answers `stack output`, `preview` and `up` like the program would; `outcomes` scripts
+    each `up`: "ok" (verified), "bad" (verification fails) or "fail" (the apply fails)."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: list[str] = field(default_factory=list)
+    controls: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    def run(self, stack: str | None, *args: str, check: bool = True, cwd: Path | None = None
+            ) -> str:
+        self.calls.append(args[0])
+        if args[:2] == ("stack", "output"):
+            return json.dumps({"vlaninfra": {"format": 1, "records": self.records}})
+        control = json.loads(Path(self.extra_env[ROLLOUT_ENV]).read_text())
+        if args[0] == "preview":
+            return "preview of the change"
+        self.controls.append(control)
+        outcome = self.outcomes.pop(0)
+        if outcome == "fail":
+            raise EngineError(list(args), 1, "image x is not on host h2")
+        rows = [["h1", "gateway", "web1", outcome == "ok", 1.0, "answers"]]
+        Path(control["report"]).write_text(json.dumps({"seconds": 0.5, "rows": rows}))
+        if control.get("attempt"):
+            self.records.append({**control["attempt"], "version": len(self.records) + 1})
+        self.records.append({
+            "version": len(self.records) + 1, "action": control["action"],
+            "status": "verified" if outcome == "ok" else "failed-verification",
+            "layout": control.get("layout") or {"n": len(self.records) + 1},
+            "allocations": {}, "rollback_to": control.get("rollback_to")})
+        return ""
+
+
+def fake(records: int = 0, *outcomes: str) -> Any:
+    engine = FakeEngine(outcomes=list(outcomes))
+    for i in range(1, records + 1):
+        engine.records.append({"version": i, "action": "up", "status": "verified",
+                               "layout": {"n": i}, "allocations": {"k": [f"a{i}"]}})
+    return engine
+
+
+def test_a_verified_change_is_not_rolled_back() -> None:
+    engine = fake(1, "ok")
+    report = up("s", engine=engine)
+    assert report.ok and not report.rolled_back
+    assert engine.calls == ["stack", "preview", "up", "stack"]
+    assert "recorded as version 2" in report.text()
+
+
+def test_a_failed_apply_rolls_back_to_the_last_verified_and_records_the_attempt() -> None:
+    engine = fake(2, "fail", "ok")
+    report = up("s", engine=engine)
+    assert not report.ok and report.rolled_back and report.steps[1].ok
+    back = engine.controls[1]
+    assert (back["action"], back["layout"], back["pins"]) == ("rollback", {"n": 2}, {"k": ["a2"]})
+    assert back["attempt"]["status"] == "apply-failed"
+    assert "image x is not on host h2" in back["attempt"]["failed"][-1]
+    assert [(r["version"], r["status"]) for r in engine.records][-2:] == [
+        (3, "apply-failed"), (4, "verified")]
+    assert "image x is not on host h2" in report.text()
+
+
+def test_failed_verification_rolls_back_without_an_extra_attempt_record() -> None:
+    engine = fake(1, "bad", "ok")
+    report = up("s", engine=engine)
+    assert not report.ok and report.rolled_back
+    assert "attempt" not in engine.controls[1]
+    assert "verification FAILED" in report.text()
+
+
+def test_no_rollback_leaves_the_change_and_says_how_to_return() -> None:
+    engine = fake(1, "bad")
+    report = up("s", engine=engine, rollback=False)
+    assert not report.ok and not report.rolled_back
+    assert "`vlaninfra rollback` returns to version 1" in report.final
+
+
+def test_a_first_up_that_fails_has_nothing_to_roll_back_to() -> None:
+    engine = fake(0, "fail")
+    report = up("s", engine=engine)
+    assert not report.ok and len(engine.controls) == 1
+    assert "no verified version is recorded yet" in report.final
+
+
+def test_not_confirmed_changes_nothing() -> None:
+    engine = fake(1)
+    with pytest.raises(RolloutError, match="not confirmed"):
+        up("s", engine=engine, confirm=lambda preview: False)
+    assert "up" not in engine.calls
+
+
+def test_rollback_defaults_to_the_last_verified_before_the_current() -> None:
+    engine = fake(3, "ok")
+    report = rollback("s", engine=engine)
+    assert report.ok and engine.controls[0]["rollback_to"] == 2
+
+
+@pytest.mark.parametrize(("records", "to", "message"), [
+    (0, None, "no recorded versions yet"),
+    (1, None, "no verified version before the current one"),
+    (2, 9, r"no version 9 \(known: 1, 2\)"),
+])
+def test_rollback_refuses_bad_input_before_running_anything(
+        records: int, to: int | None, message: str) -> None:
+    engine = fake(records)
+    with pytest.raises(RolloutError, match=message):
+        rollback("s", to=to, engine=engine)
+    assert engine.calls == ["stack"]
+
+
+def test_rollback_refuses_a_version_without_its_layout() -> None:
+    engine = fake(2)
+    engine.records[0]["layout"] = None
+    with pytest.raises(RolloutError, match="version 1 keeps no layout"):
+        rollback("s", to=1, engine=engine)
+

@@ -1,0 +1,205 @@
+"""The pure parts of verified apply and rollback: which checks a plan implies, the records'
+bookkeeping (pins, pruning, the failed attempt), the history table, the probe op's argument
+checks and its container check against a fake Docker API."""
+
+from __future__ import annotations
+
+import copy
+import errno
+from typing import Any
+
+import pytest
+
+from vlaninfra.engine import project_root
+from vlaninfra.host import probe
+from vlaninfra.host.errors import OpError
+from vlaninfra.layout import load_config, plan
+from vlaninfra.layout._files import read_stack_config
+from vlaninfra.record import (
+    KEEP_LAYOUTS,
+    Control,
+    new_record,
+    next_records,
+    pins,
+    prune,
+    records_of,
+)
+from vlaninfra.rollout import render_history
+from vlaninfra.verify import Row, Verification, checks_for
+
+STACKS = project_root() / "stacks"
+
+
+def sites_of(stack: str) -> dict[str, Any]:
+    sites: Any = read_stack_config(STACKS / f"Pulumi.{stack}.yaml")["sites"]
+    return dict(copy.deepcopy(sites))
+
+
+def lab_plan(sites: dict[str, Any] | None = None, previous: Any = None) -> Any:
+    return plan(load_config({"sites": sites or sites_of("lab")}), previous=previous)
+
+
+def test_checks_of_the_lab_layout() -> None:
+    the_plan = lab_plan()
+    checks = checks_for(the_plan)
+    assert sorted(checks) == [("a", "h1"), ("a", "h2")]  # no upstream routes: no router checks
+    h1 = checks[("a", "h1")]
+    kinds = [c.check for c in h1]
+    # management, then per container: container, gateway, address-unique; then shim pings
+    assert kinds == ["management", *["container", "gateway", "address-unique"] * 2, "shim", "shim"]
+    web1 = next(c for s in the_plan.sites for h in s.hosts for c in h.containers
+                if c.name == "web1")
+    lan = the_plan.sites[0].lan
+    assert h1[1].args == {"kind": "container", "name": "web1", "network": "pub_net",
+                          "ipv4": str(web1.ipv4), "mac": web1.mac}
+    assert h1[2].args == {"kind": "exec-ping", "container": "web1", "target": str(lan.gateway)}
+    assert h1[3].args == {"kind": "arp-unique", "device": "eth0", "address": str(web1.ipv4),
+                          "own": [web1.mac]}
+    assert h1[-2].args == {"kind": "ping", "target": str(web1.ipv4)}
+
+
+def test_routed_tenants_are_checked_from_the_managed_router() -> None:
+    the_plan = plan(load_config({"sites": sites_of("lab-ipvlan")}))
+    checks = checks_for(the_plan)
+    router = checks[("a", "gw")]
+    assert [c.check for c in router] == ["management", "router", "router"]
+    targets = {c.args["target"] for c in router[1:]}
+    assert targets == {str(c.ipv4) for h in the_plan.sites[0].hosts for c in h.containers}
+    # ipvlan L3: no gateway ping, no ARP probe (no L2 on the LAN), no shim
+    assert {c.check for c in checks[("a", "v1")]} == {"management", "container"}
+
+
+def test_pins_come_from_the_newest_applied_record_or_the_controller() -> None:
+    the_plan = lab_plan()
+    first = new_record(sites_of("lab"), the_plan, Control(action="up"), 1)
+    failed = {"version": 2, "status": "apply-failed", "allocations": None}
+    assert pins([first, failed], Control()) == first["allocations"]
+    assert pins([], Control()) == {}
+    assert pins([first], Control(pins={"a/h1/pub_net/web1": ["x"]})) == {
+        "a/h1/pub_net/web1": ["x"]}
+
+
+def test_pinned_allocations_keep_every_container_when_others_come() -> None:
+    sites = sites_of("lab")
+    first = lab_plan(sites)
+    record = new_record(sites, first, Control(), 1)
+    sites["a"]["containers"] = [
+        {"name": f"new{i}", "host": "h1", "network": "pub_net", "image": "x"} for i in range(40)
+    ] + sites["a"]["containers"]
+    second = lab_plan(sites, previous=pins([record], Control()))
+    after = new_record(sites, second, Control(), 2)["containers"]
+    assert {k: after[k] for k in record["containers"]} == record["containers"]
+
+
+def test_a_plain_pulumi_up_that_changes_nothing_adds_no_record() -> None:
+    the_plan = lab_plan()
+    first = new_record(sites_of("lab"), the_plan, Control(action="up"), 1)
+    again = new_record(sites_of("lab"), the_plan, Control(), 2)
+    assert next_records([first], again, Control()) == [first]
+    changed = sites_of("lab")
+    changed["a"]["containers"].pop()
+    other = new_record(changed, lab_plan(changed), Control(), 2)
+    assert [r["version"] for r in next_records([first], other, Control())] == [1, 2]
+
+
+def test_a_failed_attempt_is_recorded_before_its_rollback() -> None:
+    the_plan = lab_plan()
+    first = new_record(sites_of("lab"), the_plan, Control(action="up"), 1)
+    ctl = Control(action="rollback", rollback_to=1, attempt={"status": "apply-failed"})
+    back = new_record(sites_of("lab"), the_plan, ctl, 2)
+    out = next_records([first], back, ctl)
+    assert [(r["version"], r["status"]) for r in out] == [
+        (1, "unverified"), (2, "apply-failed"), (3, "unverified")]
+    assert out[-1]["rollback_to"] == 1
+
+
+def test_prune_keeps_the_newest_layouts() -> None:
+    records = [{"version": i, "layout": {"n": i}, "allocations": {}, "containers": {}}
+               for i in range(1, 31)]
+    kept = prune(records)
+    assert [r["version"] for r in kept] == list(range(1, 31))
+    assert [r["version"] for r in kept if r["layout"] is not None] == list(
+        range(31 - KEEP_LAYOUTS, 31))
+
+
+def test_records_of_ignores_foreign_outputs() -> None:
+    assert records_of(None) == []
+    assert records_of({"format": 99, "records": [{}]}) == []
+    assert records_of({"format": 1, "records": [{"version": 1}]}) == [{"version": 1}]
+
+
+def test_history_table_and_verification_round_trip() -> None:
+    records = [
+        {"version": 1, "time": "t1", "by": "ops@m", "action": "up", "status": "verified",
+         "layout": {}, "summary": "2 hosts"},
+        {"version": 2, "time": "t2", "by": "ops@m", "action": "up", "status": "apply-failed",
+         "layout": None, "failed": ["image missing", "more"]},
+        {"version": 3, "time": "t3", "by": "ops@m", "action": "rollback", "rollback_to": 1,
+         "status": "verified", "layout": {}, "summary": "2 hosts"},
+    ]
+    lines = render_history(records).splitlines()
+    assert lines[0].split() == ["version", "time", "by", "action", "status", "summary"]
+    assert "image missing (+1 more)" in lines[2]
+    assert "rollback to 1" in lines[3]
+    v = Verification((Row("h1", "gateway", "web1 -> gw", False, 3.0, "no answer"),
+                      Row("h1", "gateway", "x", None, 1.0, "no ping")), 1.5)
+    again = Verification.from_json(v.to_json())
+    assert again == v and not again.ok and len(again.failed) == 1
+    assert "FAIL" in again.table() and "n/a" in again.table()
+
+
+class _FakeDocker:
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+
+    def inspect_container(self, name: str) -> dict[str, Any]:
+        return self.raw
+
+
+class _Ctx:
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.api = _FakeDocker(raw)
+
+    def docker(self) -> _FakeDocker:
+        return self.api
+
+
+def _inspect(running: bool, ip: str, mac: str) -> dict[str, Any]:
+    return {"State": {"Running": running, "Status": "running" if running else "exited"},
+            "NetworkSettings": {"Networks": {"pub_net": {"IPAddress": ip, "MacAddress": mac}}}}
+
+
+@pytest.mark.parametrize(("raw", "ok", "detail"), [
+    (_inspect(True, "a", "0a:00"), True, "running"),
+    (_inspect(False, "a", "0a:00"), False, "not running (status exited)"),
+    (_inspect(True, "b", "0a:00"), False, "address b (planned a)"),
+    (_inspect(True, "a", "0a:01"), False, "MAC 0a:01 (planned 0a:00)"),
+])
+def test_probe_container_check(raw: dict[str, Any], ok: bool, detail: str) -> None:
+    check = {"kind": "container", "name": "web1", "network": "pub_net", "ipv4": "a",
+             "mac": "0A:00"}
+    [result] = probe.run(_Ctx(raw), [check], timeout=5)  # type: ignore[arg-type]
+    assert (result["ok"], result["detail"]) == (ok, detail)
+
+
+def test_probe_refuses_bad_arguments() -> None:
+    ctx: Any = _Ctx({})
+    with pytest.raises(OpError) as err:
+        probe.run(ctx, [{"kind": "rm -rf"}])
+    assert err.value.code == errno.EINVAL
+    with pytest.raises(OpError):
+        probe.run(ctx, [], timeout=3600)
+
+
+def test_a_record_equals_itself_after_the_engines_round_trip() -> None:
+    the_plan = lab_plan()
+    first = new_record(sites_of("lab"), the_plan, Control(action="up"), 1)
+    # the engine drops None-valued keys and hands numbers back as floats
+    echoed = {k: v for k, v in first.items() if v is not None}
+    echoed["version"] = 1.0
+    echoed["containers"] = {k: {f: x for f, x in c.items() if x is not None}
+                            for k, c in first["containers"].items()}
+    [back] = records_of({"format": 1, "records": [echoed]})
+    assert back["version"] == 1 and isinstance(back["version"], int)
+    again = new_record(sites_of("lab"), the_plan, Control(), 2)
+    assert next_records([back], again, Control()) == [back]

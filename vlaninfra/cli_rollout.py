@@ -1,0 +1,81 @@
+"""`vlaninfra up | rollback | history --stack S`: verified apply, rollback, known-good records
+(see `vlaninfra.rollout`). They act on the Pulumi project of the current directory (the
+checkout's `stacks/` by default), with the engine and backend `tools/pulumi` uses."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from vlaninfra.cli_plan import find_project_root
+from vlaninfra.errors import VlanInfraError
+from vlaninfra.rollout import Confirm, history, render_history, rollback, up
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("up", help="preview, apply, verify, record; roll back on failure")
+    p.add_argument("--stack", required=True)
+    p.add_argument("--yes", action="store_true", help="apply without asking")
+    p.add_argument("--no-rollback", action="store_true",
+                   help="leave a failed change on the hosts for inspection")
+    p.set_defaults(func=_up)
+    p = sub.add_parser("rollback", help="apply a recorded version again, verified")
+    p.add_argument("--stack", required=True)
+    p.add_argument("--to", type=int, metavar="VERSION",
+                   help="default: the last verified version before the current one")
+    p.add_argument("--yes", action="store_true", help="apply without asking")
+    p.set_defaults(func=_rollback)
+    p = sub.add_parser("history", help="the stack's recorded versions")
+    p.add_argument("--stack", required=True)
+    p.set_defaults(func=_history)
+
+
+def _confirm(args: argparse.Namespace) -> Confirm | None:
+    if args.yes:
+        return None
+    if not sys.stdin.isatty():
+        raise VlanInfraError("no terminal to confirm on: pass --yes to apply without asking")
+
+    def ask(preview: str) -> bool:
+        print(preview, flush=True)
+        return input("apply this change? [y/N] ").strip().lower() in ("y", "yes")
+
+    return ask
+
+
+def _up(args: argparse.Namespace) -> int:
+    try:
+        report = up(args.stack, confirm=_confirm(args), rollback=not args.no_rollback,
+                    cwd=find_project_root())
+    except VlanInfraError as err:
+        print(f"vlaninfra up: {err}", file=sys.stderr)
+        return 2
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    try:
+        report = rollback(args.stack, to=args.to, confirm=_confirm(args), cwd=find_project_root())
+    except VlanInfraError as err:
+        print(f"vlaninfra rollback: {err}", file=sys.stderr)
+        return 2
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def _history(args: argparse.Namespace) -> int:
+    try:
+        records = history(args.stack, cwd=find_project_root())
+    except VlanInfraError as err:
+        print(f"vlaninfra history: {err}", file=sys.stderr)
+        return 2
+    if not records:
+        print(f"stack {args.stack}: no versions recorded yet (`vlaninfra up --stack "
+              f"{args.stack}` records them)")
+        return 0
+    print(render_history(records))
+    return 0

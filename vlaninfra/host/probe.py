@@ -1,0 +1,176 @@
+"""Verification probes run on a host: what a layout promises, checked where it must hold.
+
+One op, ``probe.run``, takes a list of checks and runs them in parallel under one deadline,
+so verifying a host costs one round trip whatever the number of containers. Each check
+answers ``{"ok": True | False | None, "ms": float, "detail": str}``; ``None`` means it could
+not be judged here (no ``ping`` in the image, say) and is reported, not failed.
+
+Kinds of check:
+- ``container`` {name, network, ipv4, mac}: running, on ``network`` with that address and MAC;
+- ``exec-ping`` {container, target}: ``ping`` from inside the container (its gateway);
+- ``ping`` {target}: ``ping`` from the host's own namespace (its containers, through a shim);
+- ``arp-unique`` {device, address, own}: an ARP probe (RFC 5227, sender 0.0.0.0) out of
+  ``device``; any answer from a MAC outside ``own`` means another LAN device holds the address.
+
+Example: ``run(ctx, [{"kind": "ping", "target": "192.0.2.130"}], timeout=10)``
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any
+
+from vlaninfra.host.context import Context
+from vlaninfra.host.errors import OpError
+
+__all__ = ["MAX_TIMEOUT", "run"]
+
+MAX_TIMEOUT = 60.0
+"""The longest deadline one ``probe.run`` accepts, in seconds."""
+_ETH_P_ARP = 0x0806
+Result = dict[str, Any]
+
+
+def _result(ok: bool | None, started: float, detail: str = "") -> Result:
+    return {"ok": ok, "ms": round((time.monotonic() - started) * 1000, 1), "detail": detail}
+
+
+def _container(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
+    started = time.monotonic()
+    from docker.errors import NotFound
+
+    try:
+        raw = ctx.docker().inspect_container(check["name"])
+    except NotFound:
+        return _result(False, started, "no such container")
+    if not (raw.get("State") or {}).get("Running"):
+        status = (raw.get("State") or {}).get("Status")
+        return _result(False, started, f"not running (status {status})")
+    nets = (raw.get("NetworkSettings") or {}).get("Networks") or {}
+    net = nets.get(check["network"])
+    if net is None:
+        return _result(False, started, f"not attached to network {check['network']}")
+    wrong = [
+        f"{what} {have or 'none'} (planned {want})"
+        for what, have, want in (
+            ("address", net.get("IPAddress"), check.get("ipv4")),
+            ("MAC", (net.get("MacAddress") or "").lower(), (check.get("mac") or "").lower()),
+        )
+        if want and have != want
+    ]
+    return _result(not wrong, started, "; ".join(wrong) or "running")
+
+
+def _ping_until(argv_for: Callable[[], Result], deadline: float) -> Result:
+    """Repeats a one-shot ping until it answers or the deadline passes (a fresh container's
+    first packet may wait for ARP)."""
+    result = argv_for()
+    while result["ok"] is False and time.monotonic() + 1.5 < deadline:
+        time.sleep(0.3)
+        result = argv_for()
+    return result
+
+
+def _exec_ping(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
+    started = time.monotonic()
+    api = ctx.docker()
+
+    def once() -> Result:
+        ex = api.exec_create(check["container"], ["ping", "-c", "1", "-W", "1", check["target"]])
+        out = api.exec_start(ex["Id"])
+        code = api.exec_inspect(ex["Id"]).get("ExitCode")
+        if code in (126, 127):
+            return _result(None, started, "no `ping` in the container's image")
+        text = out.decode(errors="replace").strip().splitlines() if out else []
+        return _result(code == 0, started, "answers" if code == 0 else (text[-1] if text else
+                                                                         f"exit {code}"))
+
+    return _ping_until(once, deadline)
+
+
+def _ping(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
+    started = time.monotonic()
+    ping = shutil.which("ping")
+    if ping is None:
+        return _result(None, started, "no `ping` on the host")
+
+    def once() -> Result:
+        proc = subprocess.run([ping, "-n", "-c", "1", "-W", "1", check["target"]],
+                              capture_output=True, text=True, timeout=5, check=False)
+        return _result(proc.returncode == 0, started,
+                       "answers" if proc.returncode == 0 else "no answer")
+
+    return _ping_until(once, deadline)
+
+
+def _arp_unique(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
+    started = time.monotonic()
+    address = socket.inet_aton(check["address"])
+    own = {str(m).lower() for m in check.get("own") or ()}
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ARP)) as s:
+        s.bind((check["device"], _ETH_P_ARP))
+        mac: bytes = s.getsockname()[4]
+        own.add(mac.hex(":"))
+        probe = (b"\xff" * 6 + mac + struct.pack("!H", _ETH_P_ARP)
+                 + struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, b"\0" * 4,
+                               b"\0" * 6, address))
+        listen_until = min(deadline, time.monotonic() + 1.0)
+        next_send = 0.0
+        while (now := time.monotonic()) < listen_until:
+            if now >= next_send:
+                s.send(probe)
+                next_send = now + 0.3
+            ready, _, _ = select.select([s], [], [], min(0.1, listen_until - now))
+            if not ready:
+                continue
+            frame = s.recv(128)
+            if len(frame) < 42 or frame[12:14] != b"\x08\x06":
+                continue
+            sender_mac, sender_ip = frame[22:28].hex(":"), frame[28:32]
+            if sender_ip == address and sender_mac not in own:
+                return _result(False, started, f"{check['address']} is also answered by MAC "
+                                               f"{sender_mac} on the LAN ({check['device']})")
+    return _result(True, started, "no other LAN device answers")
+
+
+_KINDS: dict[str, Callable[[Context, dict[str, Any], float], Result]] = {
+    "container": _container,
+    "exec-ping": _exec_ping,
+    "ping": _ping,
+    "arp-unique": _arp_unique,
+}
+
+
+def _one(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
+    started = time.monotonic()
+    try:
+        return _KINDS[check["kind"]](ctx, check, deadline)
+    except Exception as exc:  # one broken check must not hide the others' results
+        return _result(False, started, f"{type(exc).__name__}: {exc}")
+
+
+def run(ctx: Context, checks: list[dict[str, Any]], timeout: float = 20.0) -> list[Result]:
+    """Runs ``checks`` in parallel; every one answers within ``timeout`` seconds (one that
+    has not is reported as timed out). Results come in the order of ``checks``."""
+    if not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT:
+        raise OpError(errno.EINVAL, f"timeout must be 0-{MAX_TIMEOUT:g} seconds")
+    for check in checks:
+        if not isinstance(check, dict) or check.get("kind") not in _KINDS:
+            raise OpError(errno.EINVAL, f"a check is {{kind, ...}} with kind one of "
+                                        f"{sorted(_KINDS)}, not {check!r}")
+    started = time.monotonic()
+    deadline = started + timeout
+    pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="probe")
+    futures = [pool.submit(_one, ctx, c, deadline) for c in checks]
+    wait(futures, timeout=timeout + 1.0)
+    pool.shutdown(wait=False, cancel_futures=True)
+    return [f.result() if f.done() else _result(False, started, f"no answer within {timeout:g}s")
+            for f in futures]

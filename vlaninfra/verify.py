@@ -1,0 +1,196 @@
+"""Verification: after an apply, check through the agents what the layout promises.
+
+What is checked, from the plan alone (`checks_for`, pure):
+- the management path to every host and managed router answers (the agent's hello);
+- each container runs with its planned IPv4 address and MAC;
+- it reaches its gateway (`ping` inside the container; macvlan and ipvlan L2 networks);
+- no other LAN device answers for its address (an ARP probe from the host);
+- each host reaches its own containers through its shim, where the layout has one;
+- each managed router reaches the containers in routed (ipvlan L3) subnets through its routes.
+
+`verify` runs the checks of every host in parallel (one `probe.run` round trip per host) and
+returns a `Verification`, whose `table()` is the demo's reachability table generalised.
+
+Example::
+
+    result = verify(the_plan, hosts_of(layout), routers_of(layout))
+    print(result.table()); assert result.ok
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from vlaninfra._text import table
+from vlaninfra.errors import VlanInfraError
+from vlaninfra.layout import ContainerPlan, HostPlan, Plan, SitePlan
+
+__all__ = ["Check", "Row", "Verification", "checks_for", "verify"]
+
+HOST_TIMEOUT = 20.0
+"""Seconds one host (or router) gets to answer all its checks."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check to run on a host or router, e.g. ``Check("h1", "gateway", "web1 -> 192.0.2.1",
+    {"kind": "exec-ping", "container": "web1", "target": "192.0.2.1"})``."""
+
+    where: str
+    """The host or router that runs it."""
+    check: str
+    """What is checked: management, container, gateway, address-unique, shim, router."""
+    target: str
+    args: Mapping[str, Any]
+    """The agent's check (``probe.run``), or empty for the management check."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the verification table."""
+
+    where: str
+    check: str
+    target: str
+    ok: bool | None
+    """None: could not be judged (e.g. no ping in the image); not a failure."""
+    ms: float
+    detail: str
+
+    @property
+    def result(self) -> str:
+        return {True: "ok", False: "FAIL", None: "n/a"}[self.ok]
+
+
+@dataclass(frozen=True)
+class Verification:
+    """All rows of one verification and how long it took."""
+
+    rows: tuple[Row, ...]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok is not False for r in self.rows)
+
+    @property
+    def failed(self) -> tuple[Row, ...]:
+        return tuple(r for r in self.rows if r.ok is False)
+
+    def table(self) -> str:
+        """The rows as an aligned text table (host, check, target, result, ms, detail)."""
+        head = ("host", "check", "target", "result", "ms", "detail")
+        rows = [(r.where, r.check, r.target, r.result, f"{r.ms:.0f}", r.detail)
+                for r in self.rows]
+        return "\n".join(table(head, rows))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seconds": round(self.seconds, 2),
+                "rows": [[r.where, r.check, r.target, r.ok, r.ms, r.detail] for r in self.rows]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Verification:
+        return cls(tuple(Row(*r) for r in data.get("rows", ())), float(data.get("seconds", 0)))
+
+
+def _gateway(site: SitePlan, host: HostPlan, c: ContainerPlan) -> str | None:
+    net = next(n for n in host.networks if n.name == c.network)
+    if net.internal or net.ipvlan_mode in ("l3", "l3s") or c.ipv4 is None:
+        return None
+    return next((str(s.gateway) for s in net.subnets
+                 if s.gateway is not None and c.ipv4 in s.subnet), None)
+
+
+def _host_checks(site: SitePlan, host: HostPlan) -> list[Check]:
+    checks = [Check(host.name, "management", "agent hello", {})]
+    for c in host.containers:
+        net = next(n for n in host.networks if n.name == c.network)
+        checks.append(Check(host.name, "container", f"{c.name} {c.ipv4 or ''} {c.mac or ''}",
+                            {"kind": "container", "name": c.name, "network": c.network,
+                             "ipv4": str(c.ipv4) if c.ipv4 else None, "mac": c.mac}))
+        gateway = _gateway(site, host, c)
+        if gateway is not None:
+            checks.append(Check(host.name, "gateway", f"{c.name} -> {gateway}",
+                                {"kind": "exec-ping", "container": c.name, "target": gateway}))
+        if c.ipv4 is not None and net.ipvlan_mode not in ("l3", "l3s"):
+            checks.append(Check(host.name, "address-unique", f"{c.ipv4} on {net.parent}",
+                                {"kind": "arp-unique", "device": net.parent,
+                                 "address": str(c.ipv4), "own": [c.mac] if c.mac else []}))
+    for shim in host.shims:
+        for c in host.containers:
+            if c.network == shim.network and c.ipv4 is not None:
+                checks.append(Check(host.name, "shim", f"{host.name} -> {c.name} {c.ipv4}",
+                                    {"kind": "ping", "target": str(c.ipv4)}))
+    return checks
+
+
+def checks_for(plan: Plan) -> dict[tuple[str, str], list[Check]]:
+    """Every check of `plan`, by (site, host or router name). Pure.
+
+    Example: ``checks_for(plan(layout))[("a", "h1")][0].check == "management"``
+    """
+    out: dict[tuple[str, str], list[Check]] = {}
+    for site in plan.sites:
+        for host in site.hosts:
+            out[(site.name, host.name)] = _host_checks(site, host)
+        routed = [(h, c) for h in site.hosts for c in h.containers
+                  if c.ipv4 is not None and any(
+                      n.name == c.network and n.ipvlan_mode in ("l3", "l3s") for n in h.networks)]
+        for router in site.routers:
+            if router.managed and site.upstream_routes:
+                out[(site.name, router.name)] = [Check(router.name, "management", "agent hello",
+                                                       {})] + [
+                    Check(router.name, "router", f"{router.name} -> {c.name} {c.ipv4} ({h.name})",
+                          {"kind": "ping", "target": str(c.ipv4)}) for h, c in routed]
+    return out
+
+
+def _run_member(agent_of: Any, member: Any, checks: list[Check]) -> list[Row]:
+    started = time.monotonic()
+    try:
+        agent = agent_of(member)
+        agent.start()
+    except VlanInfraError as err:
+        ms = (time.monotonic() - started) * 1000
+        return [Row(c.where, c.check, c.target, False, ms,
+                    f"management path down: {err}" if c.check == "management" else "not run")
+                for c in checks]
+    rows = [Row(checks[0].where, "management", "agent hello", True,
+                (time.monotonic() - started) * 1000, "answers")]
+    probes = [c for c in checks if c.args]
+    if probes:
+        try:
+            results = agent.call("probe.run", checks=[dict(c.args) for c in probes],
+                                 timeout=HOST_TIMEOUT)
+        except VlanInfraError as err:
+            results = [{"ok": False, "ms": 0.0, "detail": f"probe failed: {err}"}] * len(probes)
+        rows += [Row(c.where, c.check, c.target, r["ok"], r["ms"], r["detail"])
+                 for c, r in zip(probes, results, strict=True)]
+    return rows
+
+
+def verify(plan: Plan, hosts: Mapping[tuple[str, str], Any],
+           routers: Mapping[tuple[str, str], Any] | None = None,
+           config: Any = None) -> Verification:
+    """Runs `checks_for(plan)` on every host and managed router in parallel. `hosts` and
+    `routers` map (site, name) to a `vlaninfra.providers.DockerHost`; `config` looks up secret
+    stack config keys (the SSH private key) as the providers do.
+
+    Example: ``verify(the_plan, hosts_of(layout), routers_of(layout)).ok``
+    """
+    from vlaninfra.providers._base import CONNECTION, target_of
+    from vlaninfra.transport import agent_for
+
+    def agent_of(member: Any) -> Any:
+        return agent_for(target_of({CONNECTION: member.connection()}, config))
+
+    members = {**hosts, **(routers or {})}
+    started = time.monotonic()
+    work = [(members[key], checks) for key, checks in checks_for(plan).items() if key in members]
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(work)))) as pool:
+        done = list(pool.map(lambda w: _run_member(agent_of, *w), work))
+    return Verification(tuple(r for rows in done for r in rows), time.monotonic() - started)
