@@ -485,8 +485,9 @@ def test_dockerd_restarted_between_create_and_start_then_up_adopts(
     assert dockerd_pid(h1) != pid
     left = {k: v for k, v in ids(h1, "web1", "web2").items() if v}
     assert left, "the interrupted create left no container on h1"
+    start = time.monotonic()
     changes = timed_changes(lab_stack, "up", "--yes", "--skip-preview")
-    print(f"converging up: {changes}")
+    print(f"converging up: {time.monotonic() - start:.1f}s {changes}")
     after = ids(h1, "web1", "web2")
     assert {k: after[k] for k in left} == left
     assert all(container_facts(h1, n).get("ip") for n in ("web1", "web2"))
