@@ -28,7 +28,7 @@ from vlaninfra.lab._inventory import (
     inventory_path,
     load_inventory,
 )
-from vlaninfra.lab._lab import lab_down, lab_instances, lab_status, lab_up
+from vlaninfra.lab._lab import ensure_dockerd, lab_down, lab_instances, lab_status, lab_up
 from vlaninfra.lab._probe import http_ok
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "Router",
     "Site",
     "VlanPeer",
+    "ensure_dockerd",
     "http_ok",
     "inventory_path",
     "lab_down",

@@ -281,6 +281,22 @@ def _ensure_dockerd(state: Path, netns: str) -> d.Waiter | None:
     )
 
 
+def ensure_dockerd(host: Host, instance: str = DEFAULT) -> None:
+    """Bring a namespace host's dockerd back as `lab_up` starts it, when it does not answer
+    (killed, crashed or half started): its leftover processes end, its pid is recorded (so
+    `lab_down` ends it), and this returns once it answers.
+
+    Example: ``ensure_dockerd(inv.sites[0].hosts[0])`` after a test killed that daemon.
+    """
+    _require_root()
+    if host.kind != "netns":
+        raise LabError(f"{host.name} is a {host.kind} host: only namespace hosts run a lab dockerd")
+    with _instance_locked(instance), _locked():
+        waiter = _ensure_dockerd(state_dir(instance), host.netns)
+        if waiter is not None:
+            d.wait_for(waiter)
+
+
 def _parse_vlan_peers(vlan_peers: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
     try:
         return [(vid, str(addr)) for vid, addr in vlan_peers]
