@@ -34,7 +34,6 @@ from vlaninfra.lab._vm import (
     run_ssh,
     ssh_argv,
     start_vm,
-    stop_all,
     stop_vm,
     vm_cache_dir,
     vm_unavailable_reason,
@@ -147,7 +146,6 @@ def keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 @pytest.fixture(scope="module")
 def lan(image: VmImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Switch namespace with br0 and a LAN peer on it; yields the VMs' state root."""
-    stop_all(PREFIX)
     _del_netns(SW, PEER)
     state_root = tmp_path_factory.mktemp("vmstate")
     try:
@@ -163,7 +161,8 @@ def lan(image: VmImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
         _sh("ip", "-n", PEER, "link", "set", "lo", "up")
         yield state_root
     finally:
-        stop_all(PREFIX)
+        for state_dir in state_root.iterdir():  # through the pidfiles: never by QEMU's name
+            stop_vm(state_dir)
         _del_netns(SW, PEER)
         shutil.rmtree(state_root, ignore_errors=True)
         deadline = time.monotonic() + 10
@@ -332,11 +331,9 @@ def test_tagged_traffic_crosses_the_lab_bridge_to_a_vlan_peer(
         assert f"lladdr {peer.lan_mac}" in neigh, neigh
     finally:
         _guest(vm1, "ip link del eth0.50", check=False)
-        # Stop it the way a crashed run's leftovers are found: by name only (state lost).
-        (peer.state_dir / "vm.json").unlink()
-        (peer.state_dir / "qemu.pid").unlink()
-        assert stop_all("vmt2") == ["vmt2"]
-        stop_vm(peer.state_dir)  # idempotent; removes the overlay of the lost state
+        # Through its state directory's pidfile only: no QEMU is ever found by its name.
+        stop_vm(peer.state_dir)
+        stop_vm(peer.state_dir)  # idempotent
     assert (
         not Path(f"/proc/{peer.pid}").exists()
         or "Z" in _sh("ps", "-o", "stat=", "-p", str(peer.pid), check=False).stdout

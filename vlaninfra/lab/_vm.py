@@ -24,9 +24,9 @@ Nothing secret is on the kernel command line: the per-VM ssh host key (generated
 caller pins it without ever trusting the network) and the authorized public key reach the guest
 through QEMU fw_cfg files.
 
-Naming convention (how `stop_all` finds the leftovers of a crashed run): VM names match
-``[a-z0-9][a-z0-9-]{0,9}``; QEMU runs with ``-name vt-<name>`` and ``-pidfile <state>/qemu.pid``;
-taps are ``vt-<name>-l`` and ``vt-<name>-m``.
+Naming convention: VM names match ``[a-z0-9][a-z0-9-]{0,9}``; QEMU runs with ``-name vt-<name>``
+and ``-pidfile <state>/qemu.pid``; taps are ``vt-<name>-l`` and ``vt-<name>-m``. A QEMU is only
+ever stopped through its state directory's pidfile (`stop_vm`), never found by its name.
 
 Example::
 
@@ -80,7 +80,6 @@ __all__ = [
     "run_ssh",
     "ssh_argv",
     "start_vm",
-    "stop_all",
     "stop_vm",
     "vm_cache_dir",
     "vm_unavailable_reason",
@@ -725,8 +724,8 @@ def start_vm(
     for other, argv in _qemu_pids().items():
         if _arg_after(argv, "-name") == f"{TAP_PREFIX}{name}":
             raise VmError(
-                f"vm {name}: a QEMU with this name runs already (pid {other}); "
-                f"stop_all({name!r}) removes it"
+                f"vm {name}: a QEMU with this name runs already (pid {other}); stop it with "
+                "stop_vm(<its state directory>), or end that process yourself if it is not a lab's"
             )
     _cleanup_links([lan_tap, mgmt_tap])  # leftovers (persistent taps are never created here)
 
@@ -988,37 +987,3 @@ def stop_vm(state_dir: Path, *, timeout: float = 10.0) -> None:
         _cleanup_links(taps, [str(lan_netns)] if isinstance(lan_netns, str) else None)
     for leftover in ("overlay.qcow2", "qemu.pid", "ssh_host_ed25519_key", "vm.json"):
         (state_dir / leftover).unlink(missing_ok=True)
-
-
-def stop_all(prefix: str) -> list[str]:
-    """Stop every VM whose name starts with ``prefix`` and delete every ``vt-<prefix>…`` link
-    in the root namespace and all named namespaces: the crash-leftover sweep. Returns the names
-    of the QEMU processes it stopped.
-
-    Example: ``stop_all("vmt")`` → ``["vmt1", "vmt2"]``
-    """
-    if not prefix or not re.fullmatch(r"[a-z0-9-]{1,10}", prefix):
-        raise VmError(f"stop_all prefix {prefix!r} must be a non-empty VM name prefix")
-    stopped: list[str] = []
-    for pid, argv in sorted(_qemu_pids().items()):
-        vm = (_arg_after(argv, "-name") or "")[len(TAP_PREFIX) :]
-        if not vm.startswith(prefix):
-            continue
-        pidfile = _arg_after(argv, "-pidfile")
-        if pidfile and Path(pidfile).name == "qemu.pid" and Path(pidfile).parent.is_dir():
-            stop_vm(Path(pidfile).parent)
-        if _alive(pid):
-            _kill(pid, 10.0)
-        stopped.append(vm)
-    leftovers: set[tuple[str | None, str]] = set()
-    for ns in [None, *_netns_names()]:
-        argv = ["ip"] + (["-n", ns] if ns else []) + ["-o", "link", "show"]
-        out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
-        for m in re.finditer(r"^\d+: ([^:@\s]+)", out, re.M):
-            ifname = m.group(1)
-            if ifname.startswith(TAP_PREFIX + prefix):
-                leftovers.add((ns, ifname))
-    for ns, ifname in sorted(leftovers, key=lambda x: (x[0] or "", x[1])):
-        argv = ["ip"] + (["-n", ns] if ns else []) + ["link", "del", "dev", ifname]
-        subprocess.run(argv, capture_output=True, check=False)
-    return stopped
