@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LabProcess", "own_processes", "process_info", "recorded_pid"]
+__all__ = ["LabProcess", "own_processes", "process_info", "processes_in", "recorded_pid"]
 
 _SLACK = 2.0  # seconds: start time (1/100 s ticks) against a file mtime
 
@@ -131,3 +131,17 @@ def own_processes(pidfiles: Iterable[Path], netns_inodes: Iterable[int]) -> list
                 todo.append(child)
     chosen -= _ancestors(os.getpid())
     return [LabProcess(pid, procs[pid].ppid, procs[pid].cmdline) for pid in sorted(chosen)]
+
+
+def processes_in(netns_inode: int) -> list[LabProcess]:
+    """Every live process in the network namespace `netns_inode` (this process and its
+    ancestors excepted), whoever started it: what keeps that namespace alive."""
+    link = f"net:[{netns_inode}]"
+    mine = _ancestors(os.getpid())
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) not in mine:
+            info = process_info(int(entry))
+            if info is not None and info.netns == link:
+                found.append(LabProcess(int(entry), info.ppid, info.cmdline))
+    return sorted(found, key=lambda p: p.pid)
