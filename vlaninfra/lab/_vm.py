@@ -51,7 +51,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -59,9 +58,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlaninfra.lab._daemons import ensure_keypair
+from vlaninfra.lab._daemons import ensure_keypair, kill_processes
 from vlaninfra.lab._errors import LabError
-from vlaninfra.lab._procs import recorded_pid
+from vlaninfra.lab._procs import LabProcess, alive, process_info, processes, recorded_pid
 
 __all__ = [
     "DEFAULT_KERNEL_PACKAGE",
@@ -534,28 +533,15 @@ def _kernel_cmdline(
     return " ".join(args)
 
 
-def _proc_cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
-def _qemu_pids() -> dict[int, list[str]]:
+def _qemu_pids() -> dict[int, tuple[str, ...]]:
     """Every running QEMU started by this module: pid → argv (matched by ``-name vt-…``)."""
-    found: dict[int, list[str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        argv = _proc_cmdline(int(entry.name))
-        if not argv or not os.path.basename(argv[0]).startswith("qemu-system"):
-            continue
-        if "-name" in argv:
-            i = argv.index("-name")
-            if i + 1 < len(argv) and argv[i + 1].startswith(TAP_PREFIX):
-                found[int(entry.name)] = argv
-    return found
+    return {
+        pid: info.argv
+        for pid, info in processes().items()
+        if info.argv
+        and os.path.basename(info.argv[0]).startswith("qemu-system")
+        and (_arg_after(info.argv, "-name") or "").startswith(TAP_PREFIX)
+    }
 
 
 def _arg_after(argv: Sequence[str], flag: str) -> str | None:
@@ -572,14 +558,6 @@ def _port_open(address: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _link_exists(ifname: str, netns: str | None = None) -> bool:
@@ -721,8 +699,8 @@ def start_vm(
     running = _pid_from_state(state_dir)
     if running is not None:
         raise VmError(f"vm {name}: already running (pid {running}); stop_vm({state_dir}) first")
-    for other, argv in _qemu_pids().items():
-        if _arg_after(argv, "-name") == f"{TAP_PREFIX}{name}":
+    for other, other_argv in _qemu_pids().items():
+        if _arg_after(other_argv, "-name") == f"{TAP_PREFIX}{name}":
             raise VmError(
                 f"vm {name}: a QEMU with this name runs already (pid {other}); stop it with "
                 "stop_vm(<its state directory>), or end that process yourself if it is not a lab's"
@@ -831,7 +809,7 @@ def start_vm(
         deadline = time.monotonic() + ssh_timeout
         last = ""
         while True:
-            if not _alive(pid):
+            if not alive(pid):
                 raise VmError(
                     f"vm {name}: QEMU (pid {pid}) died while booting; qemu log:\n"
                     f"{_tail(qemu_log, 10)}\nconsole:\n{_tail(console)}"
@@ -928,31 +906,16 @@ def _pid_from_state(state_dir: Path) -> int | None:
     pid = recorded_pid(pidfile)
     if pid is None:
         return None
-    argv = _proc_cmdline(pid)
-    if argv and _arg_after(argv, "-pidfile") == str(pidfile):
+    info = process_info(pid)
+    if info is not None and _arg_after(info.argv, "-pidfile") == str(pidfile):
         return pid
     return None
 
 
 def _kill(pid: int, timeout: float) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    if _alive(pid):
-        raise VmError(f"QEMU pid {pid} survived SIGKILL")
-    # A daemonized QEMU is init's child: give init a moment to reap it, so nothing (not even
-    # a zombie) is left when stop_vm returns.
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    """SIGTERM, SIGKILL after `timeout`; returns once the process is gone (not even a zombie:
+    a daemonized QEMU is init's child, which reaps it)."""
+    kill_processes(lambda: [LabProcess(pid, 0, QEMU)] if alive(pid) else [], grace=timeout)
 
 
 def _cleanup_links(names: Sequence[str], netns: Sequence[str] | None = None) -> None:
