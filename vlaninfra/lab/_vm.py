@@ -60,6 +60,7 @@ from pathlib import Path
 
 from vlaninfra.lab._daemons import ensure_keypair, kill_processes
 from vlaninfra.lab._errors import LabError
+from vlaninfra.lab._netns import list_netns, run_process
 from vlaninfra.lab._procs import LabProcess, alive, process_info, processes, recorded_pid
 
 __all__ = [
@@ -161,20 +162,7 @@ class VmHost:
 def _run(
     argv: Sequence[str], *, timeout: float = 60.0, check: bool = True, what: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    try:
-        proc = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise VmError(f"{what or argv[0]}: timed out after {timeout:.0f} s") from exc
-    except FileNotFoundError as exc:
-        raise VmError(
-            f"{what or argv[0]}: {argv[0]} not found (see vm_unavailable_reason)"
-        ) from exc
-    if check and proc.returncode != 0:
-        msg = (proc.stderr.strip() or proc.stdout.strip())[-2000:]
-        raise VmError(f"{what or shlex.join(argv)} failed (exit {proc.returncode}): {msg}")
-    return proc
+    return run_process(argv, timeout=timeout, check=check, what=what, error=VmError)
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -565,13 +553,6 @@ def _link_exists(ifname: str, netns: str | None = None) -> bool:
     return subprocess.run(argv, capture_output=True, check=False).returncode == 0
 
 
-def _netns_names() -> list[str]:
-    try:
-        return sorted(p.name for p in Path("/run/netns").iterdir())
-    except OSError:
-        return []
-
-
 def ssh_argv(host: VmHost, command: Sequence[str] = (), *, connect_timeout: int = 5) -> list[str]:
     """The ssh command line for a login to ``host`` with its pinned host key.
 
@@ -920,7 +901,7 @@ def _kill(pid: int, timeout: float) -> None:
 
 def _cleanup_links(names: Sequence[str], netns: Sequence[str] | None = None) -> None:
     """Delete these links in the root namespace and in every named namespace (or ``netns``)."""
-    spaces: list[str | None] = [None, *(netns if netns is not None else _netns_names())]
+    spaces: list[str | None] = [None, *(netns if netns is not None else list_netns())]
     for ns in spaces:
         for ifname in names:
             if _link_exists(ifname, ns):
