@@ -13,9 +13,11 @@ and reused afterwards.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ import pytest
 
 from vlaninfra.lab._vm import (
     LAB_IMAGE,
+    QEMU,
     VmError,
     VmHost,
     VmImage,
@@ -118,6 +121,29 @@ def test_macs_and_cache_key_are_stable() -> None:
     assert lan_mac(21) == "0a:76:6c:00:15:01"
     assert cache_key() == cache_key() and re.fullmatch(r"[0-9a-f]{16}", cache_key())
     assert cache_key(kernel_package="linux-image-other") != cache_key()
+
+
+
+def test_stop_vm_never_ends_a_qemu_it_did_not_start(tmp_path: Path) -> None:
+    # A process that looks like this module's QEMU (name, -pidfile) but started after the
+    # pidfile was written (a reused pid) is not stopped; nothing stops a QEMU by name.
+    import vlaninfra.lab._vm as vm_module
+
+    assert not hasattr(vm_module, "stop_all")
+    pidfile = tmp_path / "qemu.pid"
+    pidfile.write_text("1\n")
+    old = time.time() - 60
+    os.utime(pidfile, (old, old))
+    argv = [QEMU, "-c", "import time; time.sleep(30)", "-name", "vt-vmtx", "-pidfile", str(pidfile)]
+    impostor = subprocess.Popen(argv, executable=sys.executable)
+    try:
+        pidfile.write_text(f"{impostor.pid}\n")
+        os.utime(pidfile, (old, old))
+        stop_vm(tmp_path)
+        assert impostor.poll() is None, "stop_vm ended a process it did not start"
+    finally:
+        impostor.kill()
+        impostor.wait()
 
 
 # --------------------------------------------------------------------------------------------
