@@ -13,9 +13,11 @@ and reused afterwards.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ import pytest
 
 from vlaninfra.lab._vm import (
     LAB_IMAGE,
+    QEMU,
     VmError,
     VmHost,
     VmImage,
@@ -34,7 +37,6 @@ from vlaninfra.lab._vm import (
     run_ssh,
     ssh_argv,
     start_vm,
-    stop_all,
     stop_vm,
     vm_cache_dir,
     vm_unavailable_reason,
@@ -121,6 +123,29 @@ def test_macs_and_cache_key_are_stable() -> None:
     assert cache_key(kernel_package="linux-image-other") != cache_key()
 
 
+
+def test_stop_vm_never_ends_a_qemu_it_did_not_start(tmp_path: Path) -> None:
+    # A process that looks like this module's QEMU (name, -pidfile) but started after the
+    # pidfile was written (a reused pid) is not stopped; nothing stops a QEMU by name.
+    import vlaninfra.lab._vm as vm_module
+
+    assert not hasattr(vm_module, "stop_all")
+    pidfile = tmp_path / "qemu.pid"
+    pidfile.write_text("1\n")
+    old = time.time() - 60
+    os.utime(pidfile, (old, old))
+    argv = [QEMU, "-c", "import time; time.sleep(30)", "-name", "vt-vmtx", "-pidfile", str(pidfile)]
+    impostor = subprocess.Popen(argv, executable=sys.executable)
+    try:
+        pidfile.write_text(f"{impostor.pid}\n")
+        os.utime(pidfile, (old, old))
+        stop_vm(tmp_path)
+        assert impostor.poll() is None, "stop_vm ended a process it did not start"
+    finally:
+        impostor.kill()
+        impostor.wait()
+
+
 # --------------------------------------------------------------------------------------------
 # fixtures of the VM tests
 
@@ -147,7 +172,6 @@ def keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 @pytest.fixture(scope="module")
 def lan(image: VmImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Switch namespace with br0 and a LAN peer on it; yields the VMs' state root."""
-    stop_all(PREFIX)
     _del_netns(SW, PEER)
     state_root = tmp_path_factory.mktemp("vmstate")
     try:
@@ -163,7 +187,8 @@ def lan(image: VmImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
         _sh("ip", "-n", PEER, "link", "set", "lo", "up")
         yield state_root
     finally:
-        stop_all(PREFIX)
+        for state_dir in state_root.iterdir():  # through the pidfiles: never by QEMU's name
+            stop_vm(state_dir)
         _del_netns(SW, PEER)
         shutil.rmtree(state_root, ignore_errors=True)
         deadline = time.monotonic() + 10
@@ -332,11 +357,9 @@ def test_tagged_traffic_crosses_the_lab_bridge_to_a_vlan_peer(
         assert f"lladdr {peer.lan_mac}" in neigh, neigh
     finally:
         _guest(vm1, "ip link del eth0.50", check=False)
-        # Stop it the way a crashed run's leftovers are found: by name only (state lost).
-        (peer.state_dir / "vm.json").unlink()
-        (peer.state_dir / "qemu.pid").unlink()
-        assert stop_all("vmt2") == ["vmt2"]
-        stop_vm(peer.state_dir)  # idempotent; removes the overlay of the lost state
+        # Through its state directory's pidfile only: no QEMU is ever found by its name.
+        stop_vm(peer.state_dir)
+        stop_vm(peer.state_dir)  # idempotent
     assert (
         not Path(f"/proc/{peer.pid}").exists()
         or "Z" in _sh("ps", "-o", "stat=", "-p", str(peer.pid), check=False).stdout

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vlaninfra.lab._errors import LabError
 from vlaninfra.lab._netns import nsenter, run
-from vlaninfra.lab._procs import LabProcess, process_info, recorded_pid
+from vlaninfra.lab._procs import LabProcess, processes, recorded_pid
 
 __all__ = [
     "LabProcess",
@@ -258,13 +258,24 @@ def start_dockerd(
 # --- processes and mounts ---------------------------------------------------------------------
 
 
-def kill_processes(find: Callable[[], list[LabProcess]], timeout: float = 10.0) -> list[LabProcess]:
+def kill_processes(
+    find: Callable[[], list[LabProcess]], timeout: float = 10.0, *, grace: float = 0.0
+) -> list[LabProcess]:
     """SIGKILL everything `find` returns until it returns nothing; return what was killed.
 
-    No graceful stop: the lab's state is deleted right after, and whatever dockerd would
+    With `grace`, SIGTERM first and SIGKILL only what is left after `grace` seconds. Without
+    (the lab's daemons): the lab's state is deleted right after, and whatever dockerd would
     have unmounted is unmounted by `unmount`.
     """
     killed: dict[int, LabProcess] = {}
+    if grace > 0:
+        for p in find():
+            killed.setdefault(p.pid, p)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while find() and time.monotonic() < deadline:
+            time.sleep(0.1)
     deadline = time.monotonic() + timeout
     while procs := find():
         if time.monotonic() > deadline:
@@ -287,13 +298,7 @@ def kill_processes(find: Callable[[], list[LabProcess]], timeout: float = 10.0) 
 
 def processes_named(comm: str) -> list[int]:
     """Pids of live processes whose command name is `comm`."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and process_info(int(entry)) is not None:
-            with contextlib.suppress(OSError), open(f"/proc/{entry}/comm") as f:
-                if f.read().strip() == comm:
-                    pids.append(int(entry))
-    return pids
+    return [pid for pid, info in processes().items() if info.comm == comm]
 
 
 def _unescape(field: str) -> str:

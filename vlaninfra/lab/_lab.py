@@ -33,7 +33,7 @@ from vlaninfra.lab._inventory import (
     write_inventory,
 )
 from vlaninfra.lab._lock import lab_lock
-from vlaninfra.lab._procs import own_processes
+from vlaninfra.lab._procs import own_processes, processes_in
 from vlaninfra.lab._topology import (
     DEFAULT,
     MAX_SLOTS,
@@ -496,10 +496,13 @@ def lab_up(
 # --- down -------------------------------------------------------------------------------------
 
 
-def _teardown(instance: str, names: set[str], *, whole: bool) -> None:
-    """End processes, mounts, namespaces, links and files of `names` (or the whole instance)."""
+def _teardown(instance: str, names: set[str], *, whole: bool) -> list[str]:
+    """End processes, mounts, namespaces, links and files of `names` (or the whole instance).
+    Return the processes the lab did not start that still run in one of its namespaces (not
+    ended: the namespace lives on, unnamed, until they exit)."""
     state = state_dir(instance)
-    inodes = [ino for x in names if (ino := n.netns_inode(x)) is not None]
+    inode_of = {x: ino for x in names if (ino := n.netns_inode(x)) is not None}
+    inodes = list(inode_of.values())
     owners = set(names)
     if whole:
         # Also what belongs to names nobody remembers any more (their state dirs).
@@ -510,6 +513,12 @@ def _teardown(instance: str, names: set[str], *, whole: bool) -> None:
         mount_dirs = [str(state / x) for x in names] + [str(RUN_DIR / x) for x in names]
     # Only processes the lab recorded (and theirs): never one that merely names a lab path.
     d.kill_processes(lambda: own_processes(_pidfiles(state, owners), inodes))
+    survivors = [
+        f"process {p.pid} ({p.cmdline[:120]}) still runs in namespace {x}: the lab did not "
+        "start it, so it was left running and keeps that namespace alive; end it if it is stale"
+        for x, ino in sorted(inode_of.items())
+        for p in processes_in(ino)
+    ]
     d.unmount(mount_dirs)
     for x in sorted(names):
         n.delete_netns(x)
@@ -530,6 +539,7 @@ def _teardown(instance: str, names: set[str], *, whole: bool) -> None:
     ]
     if left:
         raise LabError(f"`lab down` of {instance} left behind:\n  " + "\n  ".join(left))
+    return survivors
 
 
 def _cleanup_outside_files() -> None:
@@ -549,20 +559,21 @@ def _cleanup_outside_files() -> None:
         RUN_DIR.rmdir()  # only when no other instance is left
 
 
-def lab_down(instance: str = DEFAULT) -> None:
+def lab_down(instance: str = DEFAULT) -> list[str]:
     """Remove every namespace, link, process, mount and file of a lab instance.
 
     Safe when nothing exists and after a crashed `lab_up`: namespaces, links and mounts are
     found by the lab's naming conventions, not only from its state; processes only from the
     pids the lab recorded before starting them (and their descendants), so no process of
-    anyone else ends, whatever its command line names. Keeps the image cache.
+    anyone else ends, whatever its command line names. Keeps the image cache. Returns one line
+    per process the lab did not start that still runs in one of its namespaces (left running).
 
-    Example: ``lab_down("t1")``
+    Example: ``lab_down("t1")`` → ``[]``
     """
     _require_root()
     validate_instance(instance)
     if not lab_root().exists() and not _existing_names(instance) and not vm.vm_leftovers(instance):
-        return
+        return []
     lab_root().mkdir(parents=True, exist_ok=True)
     with _instance_locked(instance), _locked():
         names = _existing_names(instance)
@@ -574,13 +585,14 @@ def lab_down(instance: str = DEFAULT) -> None:
         # VMs first (QEMU through its pidfile, taps by name, so also a crashed run's): their
         # taps sit in the switch namespace.
         vm.stop_instance_vms(instance, state_dir(instance))
-        _teardown(instance, names, whole=True)
+        survivors = _teardown(instance, names, whole=True)
         _cleanup_outside_files()
         left = vm.vm_leftovers(instance)
         if left:
             raise LabError(f"`lab down` of {instance} left behind:\n  " + "\n  ".join(left))
     with contextlib.suppress(OSError):
         lab_root().rmdir()  # only if no other instance is left
+    return survivors
 
 
 # --- status -----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from vlaninfra.lab import _netns as n
 from vlaninfra.lab import _vm
 from vlaninfra.lab._errors import LabError
 from vlaninfra.lab._topology import VM_RE, VmPlan, ns_prefix, vm_instance_of
@@ -121,18 +122,8 @@ def _read_host_key(directory: Path) -> str:
 
 def _tap_in_place(plan: VmPlan, switch_netns: str) -> bool:
     lan_tap, mgmt_tap = _vm._tap_names(plan.vm_name)
-    lan = subprocess.run(
-        ["ip", "-n", switch_netns, "-o", "link", "show", "dev", lan_tap],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    mgmt = subprocess.run(
-        ["ip", "-o", "-4", "addr", "show", "dev", mgmt_tap],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
+    lan = n.run(["ip", "-n", switch_netns, "-o", "link", "show", "dev", lan_tap], check=False)
+    mgmt = n.run(["ip", "-o", "-4", "addr", "show", "dev", mgmt_tap], check=False)
     return "master br0" in lan and f" {plan.mgmt_root_address}/31 " in mgmt
 
 
@@ -298,12 +289,10 @@ def _running_names() -> list[str]:
 def _vt_links() -> list[tuple[str | None, str]]:
     """(namespace or None, link) of every ``vt-…`` link in the root and named namespaces."""
     found: list[tuple[str | None, str]] = []
-    for ns in [None, *_vm._netns_names()]:
-        argv = ["ip"] + (["-n", ns] if ns else []) + ["-o", "link", "show"]
-        out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
-        for m in re.finditer(r"^\d+: ([^:@\s]+)", out, re.M):
-            if m.group(1).startswith(_vm.TAP_PREFIX):
-                found.append((ns, m.group(1)))
+    for ns in [None, *n.list_netns()]:
+        with contextlib.suppress(LabError):  # a namespace may vanish meanwhile
+            names = n.link_names(ns)
+            found += [(ns, x) for x in sorted(names) if x.startswith(_vm.TAP_PREFIX)]
     return found
 
 
@@ -335,8 +324,7 @@ def stop_vms_except(instance: str, state: Path, keep: Sequence[str]) -> None:
     for ns, link in _vt_links():
         m = VM_RE.match(_link_vm_name(link))
         if link.startswith(prefix) and m and m.group(3) not in wanted:
-            argv = ["ip"] + (["-n", ns] if ns else []) + ["link", "del", "dev", link]
-            subprocess.run(argv, capture_output=True, check=False)
+            n.run(["ip", *(["-n", ns] if ns else []), "link", "del", "dev", link], check=False)
 
 
 def stop_instance_vms(instance: str, state: Path) -> None:
@@ -350,8 +338,7 @@ def stop_instance_vms(instance: str, state: Path) -> None:
     prefix = _vm.TAP_PREFIX + ns_prefix(instance)
     for ns, link in _vt_links():
         if link.startswith(prefix) and vm_instance_of(_link_vm_name(link)) == instance:
-            argv = ["ip"] + (["-n", ns] if ns else []) + ["link", "del", "dev", link]
-            subprocess.run(argv, capture_output=True, check=False)
+            n.run(["ip", *(["-n", ns] if ns else []), "link", "del", "dev", link], check=False)
 
 
 def vm_leftovers(instance: str) -> list[str]:

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vlaninfra.lab._errors import LabError
+from vlaninfra.lab._procs import process_info
 
 __all__ = ["LOCK_DIR", "lab_lock", "lock_holders", "lock_timeout"]
 
@@ -84,11 +85,8 @@ def lock_holders(path: Path) -> list[int]:
 
 
 def _describe(pid: int) -> str:
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        cmd = " ".join(a.decode(errors="replace") for a in argv if a)
-    except OSError:
-        cmd = ""
+    info = process_info(pid)
+    cmd = info.cmdline if info is not None else ""
     return f"pid {pid}" + (f" ({cmd[:120]})" if cmd else "")
 
 

@@ -33,25 +33,38 @@ __all__ = [
 NETNS_DIR = "/run/netns"
 
 
-def run(argv: Sequence[str], *, check: bool = True, timeout: float = 60) -> str:
-    """Run a command (never through a shell); return stdout, raise `LabError` on failure."""
+def run_process(
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    timeout: float = 60,
+    what: str = "",
+    error: type[LabError] = LabError,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command (never through a shell); raise `error` when it cannot run, times out or
+    (with `check`) fails. `what` names it in messages (default: the command line)."""
+    label = what or f"`{' '.join(argv)}`"
     try:
         proc = subprocess.run(
             list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
         )
     except FileNotFoundError:
-        raise LabError(
-            f"`{argv[0]}` is not installed; the lab needs iproute2, util-linux (nsenter), "
-            "openssh-server, openssh-client, docker.io and busybox-static"
+        raise error(
+            f"{label}: `{argv[0]}` is not installed; the lab needs iproute2, util-linux "
+            "(nsenter), openssh-server, openssh-client, docker.io and busybox-static (VM hosts: "
+            "see vm_unavailable_reason)"
         ) from None
     except subprocess.TimeoutExpired:
-        raise LabError(f"`{' '.join(argv)}` did not finish within {timeout:.0f} s") from None
+        raise error(f"{label} did not finish within {timeout:.0f} s") from None
     if check and proc.returncode != 0:
-        raise LabError(
-            f"`{' '.join(argv)}` failed (exit {proc.returncode}): "
-            f"{(proc.stderr or proc.stdout).strip()}"
-        )
-    return proc.stdout
+        msg = (proc.stderr.strip() or proc.stdout.strip())[-2000:]
+        raise error(f"{label} failed (exit {proc.returncode}): {msg}")
+    return proc
+
+
+def run(argv: Sequence[str], *, check: bool = True, timeout: float = 60) -> str:
+    """Run a command (never through a shell); return stdout, raise `LabError` on failure."""
+    return run_process(argv, check=check, timeout=timeout).stdout
 
 
 def _ip(ns: str | None, *args: str, check: bool = True) -> str:

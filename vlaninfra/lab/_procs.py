@@ -16,7 +16,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LabProcess", "own_processes", "process_info", "recorded_pid"]
+__all__ = [
+    "LabProcess",
+    "alive",
+    "own_processes",
+    "process_info",
+    "processes",
+    "processes_in",
+    "recorded_pid",
+]
 
 _SLACK = 2.0  # seconds: start time (1/100 s ticks) against a file mtime
 
@@ -36,7 +44,12 @@ class _Info:
     start: float
     """Seconds since the epoch."""
     netns: str
-    cmdline: str
+    comm: str
+    argv: tuple[str, ...]
+
+    @property
+    def cmdline(self) -> str:
+        return " ".join(self.argv)
 
 
 def _boot_time() -> float:
@@ -64,9 +77,24 @@ def process_info(pid: int) -> _Info | None:
         return None
     if fields[0] == "Z":
         return None
-    cmdline = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+    argv = tuple(a.decode(errors="replace") for a in raw.split(b"\0") if a)
     start = _BOOT + int(fields[19]) / _HZ
-    return _Info(int(fields[1]), int(fields[3]), fields[0], start, netns, cmdline)
+    return _Info(int(fields[1]), int(fields[3]), fields[0], start, netns, comm, argv)
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie does not)."""
+    return process_info(pid) is not None
+
+
+def processes() -> dict[int, _Info]:
+    """Every live process: pid → what `process_info` knows of it."""
+    found: dict[int, _Info] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (info := process_info(int(entry))) is not None:
+            found[int(entry)] = info
+    return found
 
 
 def recorded_pid(pidfile: Path) -> int | None:
@@ -96,10 +124,7 @@ def _ancestors(pid: int) -> set[int]:
 def own_processes(pidfiles: Iterable[Path], netns_inodes: Iterable[int]) -> list[LabProcess]:
     """The processes the pidfiles record, their descendants and their sessions' members in
     the given namespaces. This process and its ancestors are never included."""
-    procs: dict[int, _Info] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (info := process_info(int(entry))) is not None:
-            procs[int(entry)] = info
+    procs = processes()
     roots: set[int] = set()
     sessions: set[int] = set()
     for pidfile in pidfiles:
@@ -131,3 +156,15 @@ def own_processes(pidfiles: Iterable[Path], netns_inodes: Iterable[int]) -> list
                 todo.append(child)
     chosen -= _ancestors(os.getpid())
     return [LabProcess(pid, procs[pid].ppid, procs[pid].cmdline) for pid in sorted(chosen)]
+
+
+def processes_in(netns_inode: int) -> list[LabProcess]:
+    """Every live process in the network namespace `netns_inode` (this process and its
+    ancestors excepted), whoever started it: what keeps that namespace alive."""
+    link = f"net:[{netns_inode}]"
+    mine = _ancestors(os.getpid())
+    return [
+        LabProcess(pid, info.ppid, info.cmdline)
+        for pid, info in sorted(processes().items())
+        if info.netns == link and pid not in mine
+    ]

@@ -24,9 +24,9 @@ Nothing secret is on the kernel command line: the per-VM ssh host key (generated
 caller pins it without ever trusting the network) and the authorized public key reach the guest
 through QEMU fw_cfg files.
 
-Naming convention (how `stop_all` finds the leftovers of a crashed run): VM names match
-``[a-z0-9][a-z0-9-]{0,9}``; QEMU runs with ``-name vt-<name>`` and ``-pidfile <state>/qemu.pid``;
-taps are ``vt-<name>-l`` and ``vt-<name>-m``.
+Naming convention: VM names match ``[a-z0-9][a-z0-9-]{0,9}``; QEMU runs with ``-name vt-<name>``
+and ``-pidfile <state>/qemu.pid``; taps are ``vt-<name>-l`` and ``vt-<name>-m``. A QEMU is only
+ever stopped through its state directory's pidfile (`stop_vm`), never found by its name.
 
 Example::
 
@@ -51,7 +51,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -59,9 +58,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlaninfra.lab._daemons import ensure_keypair
+from vlaninfra.lab._daemons import ensure_keypair, kill_processes
 from vlaninfra.lab._errors import LabError
-from vlaninfra.lab._procs import recorded_pid
+from vlaninfra.lab._netns import list_netns, run_process
+from vlaninfra.lab._procs import LabProcess, alive, process_info, processes, recorded_pid
 
 __all__ = [
     "DEFAULT_KERNEL_PACKAGE",
@@ -80,7 +80,6 @@ __all__ = [
     "run_ssh",
     "ssh_argv",
     "start_vm",
-    "stop_all",
     "stop_vm",
     "vm_cache_dir",
     "vm_unavailable_reason",
@@ -163,20 +162,7 @@ class VmHost:
 def _run(
     argv: Sequence[str], *, timeout: float = 60.0, check: bool = True, what: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    try:
-        proc = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise VmError(f"{what or argv[0]}: timed out after {timeout:.0f} s") from exc
-    except FileNotFoundError as exc:
-        raise VmError(
-            f"{what or argv[0]}: {argv[0]} not found (see vm_unavailable_reason)"
-        ) from exc
-    if check and proc.returncode != 0:
-        msg = (proc.stderr.strip() or proc.stdout.strip())[-2000:]
-        raise VmError(f"{what or shlex.join(argv)} failed (exit {proc.returncode}): {msg}")
-    return proc
+    return run_process(argv, timeout=timeout, check=check, what=what, error=VmError)
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -535,28 +521,15 @@ def _kernel_cmdline(
     return " ".join(args)
 
 
-def _proc_cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
-def _qemu_pids() -> dict[int, list[str]]:
+def _qemu_pids() -> dict[int, tuple[str, ...]]:
     """Every running QEMU started by this module: pid → argv (matched by ``-name vt-…``)."""
-    found: dict[int, list[str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        argv = _proc_cmdline(int(entry.name))
-        if not argv or not os.path.basename(argv[0]).startswith("qemu-system"):
-            continue
-        if "-name" in argv:
-            i = argv.index("-name")
-            if i + 1 < len(argv) and argv[i + 1].startswith(TAP_PREFIX):
-                found[int(entry.name)] = argv
-    return found
+    return {
+        pid: info.argv
+        for pid, info in processes().items()
+        if info.argv
+        and os.path.basename(info.argv[0]).startswith("qemu-system")
+        and (_arg_after(info.argv, "-name") or "").startswith(TAP_PREFIX)
+    }
 
 
 def _arg_after(argv: Sequence[str], flag: str) -> str | None:
@@ -575,24 +548,9 @@ def _port_open(address: str, port: int) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 def _link_exists(ifname: str, netns: str | None = None) -> bool:
     argv = ["ip"] + (["-n", netns] if netns else []) + ["link", "show", "dev", ifname]
     return subprocess.run(argv, capture_output=True, check=False).returncode == 0
-
-
-def _netns_names() -> list[str]:
-    try:
-        return sorted(p.name for p in Path("/run/netns").iterdir())
-    except OSError:
-        return []
 
 
 def ssh_argv(host: VmHost, command: Sequence[str] = (), *, connect_timeout: int = 5) -> list[str]:
@@ -722,11 +680,11 @@ def start_vm(
     running = _pid_from_state(state_dir)
     if running is not None:
         raise VmError(f"vm {name}: already running (pid {running}); stop_vm({state_dir}) first")
-    for other, argv in _qemu_pids().items():
-        if _arg_after(argv, "-name") == f"{TAP_PREFIX}{name}":
+    for other, other_argv in _qemu_pids().items():
+        if _arg_after(other_argv, "-name") == f"{TAP_PREFIX}{name}":
             raise VmError(
-                f"vm {name}: a QEMU with this name runs already (pid {other}); "
-                f"stop_all({name!r}) removes it"
+                f"vm {name}: a QEMU with this name runs already (pid {other}); stop it with "
+                "stop_vm(<its state directory>), or end that process yourself if it is not a lab's"
             )
     _cleanup_links([lan_tap, mgmt_tap])  # leftovers (persistent taps are never created here)
 
@@ -832,7 +790,7 @@ def start_vm(
         deadline = time.monotonic() + ssh_timeout
         last = ""
         while True:
-            if not _alive(pid):
+            if not alive(pid):
                 raise VmError(
                     f"vm {name}: QEMU (pid {pid}) died while booting; qemu log:\n"
                     f"{_tail(qemu_log, 10)}\nconsole:\n{_tail(console)}"
@@ -929,36 +887,21 @@ def _pid_from_state(state_dir: Path) -> int | None:
     pid = recorded_pid(pidfile)
     if pid is None:
         return None
-    argv = _proc_cmdline(pid)
-    if argv and _arg_after(argv, "-pidfile") == str(pidfile):
+    info = process_info(pid)
+    if info is not None and _arg_after(info.argv, "-pidfile") == str(pidfile):
         return pid
     return None
 
 
 def _kill(pid: int, timeout: float) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    if _alive(pid):
-        raise VmError(f"QEMU pid {pid} survived SIGKILL")
-    # A daemonized QEMU is init's child: give init a moment to reap it, so nothing (not even
-    # a zombie) is left when stop_vm returns.
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    """SIGTERM, SIGKILL after `timeout`; returns once the process is gone (not even a zombie:
+    a daemonized QEMU is init's child, which reaps it)."""
+    kill_processes(lambda: [LabProcess(pid, 0, QEMU)] if alive(pid) else [], grace=timeout)
 
 
 def _cleanup_links(names: Sequence[str], netns: Sequence[str] | None = None) -> None:
     """Delete these links in the root namespace and in every named namespace (or ``netns``)."""
-    spaces: list[str | None] = [None, *(netns if netns is not None else _netns_names())]
+    spaces: list[str | None] = [None, *(netns if netns is not None else list_netns())]
     for ns in spaces:
         for ifname in names:
             if _link_exists(ifname, ns):
@@ -988,37 +931,3 @@ def stop_vm(state_dir: Path, *, timeout: float = 10.0) -> None:
         _cleanup_links(taps, [str(lan_netns)] if isinstance(lan_netns, str) else None)
     for leftover in ("overlay.qcow2", "qemu.pid", "ssh_host_ed25519_key", "vm.json"):
         (state_dir / leftover).unlink(missing_ok=True)
-
-
-def stop_all(prefix: str) -> list[str]:
-    """Stop every VM whose name starts with ``prefix`` and delete every ``vt-<prefix>…`` link
-    in the root namespace and all named namespaces: the crash-leftover sweep. Returns the names
-    of the QEMU processes it stopped.
-
-    Example: ``stop_all("vmt")`` → ``["vmt1", "vmt2"]``
-    """
-    if not prefix or not re.fullmatch(r"[a-z0-9-]{1,10}", prefix):
-        raise VmError(f"stop_all prefix {prefix!r} must be a non-empty VM name prefix")
-    stopped: list[str] = []
-    for pid, argv in sorted(_qemu_pids().items()):
-        vm = (_arg_after(argv, "-name") or "")[len(TAP_PREFIX) :]
-        if not vm.startswith(prefix):
-            continue
-        pidfile = _arg_after(argv, "-pidfile")
-        if pidfile and Path(pidfile).name == "qemu.pid" and Path(pidfile).parent.is_dir():
-            stop_vm(Path(pidfile).parent)
-        if _alive(pid):
-            _kill(pid, 10.0)
-        stopped.append(vm)
-    leftovers: set[tuple[str | None, str]] = set()
-    for ns in [None, *_netns_names()]:
-        argv = ["ip"] + (["-n", ns] if ns else []) + ["-o", "link", "show"]
-        out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
-        for m in re.finditer(r"^\d+: ([^:@\s]+)", out, re.M):
-            ifname = m.group(1)
-            if ifname.startswith(TAP_PREFIX + prefix):
-                leftovers.add((ns, ifname))
-    for ns, ifname in sorted(leftovers, key=lambda x: (x[0] or "", x[1])):
-        argv = ["ip"] + (["-n", ns] if ns else []) + ["link", "del", "dev", ifname]
-        subprocess.run(argv, capture_output=True, check=False)
-    return stopped

@@ -57,7 +57,8 @@ def _down(args: argparse.Namespace) -> int:
     start = time.monotonic()
     instances = lab_instances() if args.all else [args.instance]
     for instance in instances:
-        lab_down(instance)
+        for line in lab_down(instance):
+            print(f"lab down ({instance}): {line}", file=sys.stderr)
     done = ", ".join(instances) or "nothing to remove"
     print(f"lab down ({done}) in {time.monotonic() - start:.1f} s")
     return 0
