@@ -6,6 +6,7 @@ calls to the host's agent; `vlaninfra.host` acts there.
 
 from __future__ import annotations
 
+from . import _quiet
 from ._base import DockerHost, HostProvider, ProviderError
 from ._container import ContainerProvider
 from ._network import NetworkProvider
@@ -30,3 +31,5 @@ __all__ = [
     "VlanParent",
     "VlanParentProvider",
 ]
+
+_quiet.install()
