@@ -307,8 +307,16 @@ def container_create(
     except BaseException as exc:
         log.warning("container.create %s failed; removing what was created", name)
         try:
-            # By name when create itself raised: the name was free a moment ago.
-            api.remove_container(container_id or name, force=True)
+            if container_id is None:
+                # create raised: whatever holds the name now may be someone else's (a 409
+                # Conflict means another creator got there first). Remove it only when it
+                # carries this very mark.
+                found = container_inspect(ctx, name)
+                if found is not None and marks.of_labels(found["labels"]) == marks.Mark(
+                        owner, spec or ""):
+                    container_id = found["id"]
+            if container_id is not None:
+                api.remove_container(container_id, force=True)
         except _not_found():
             pass
         except Exception:
