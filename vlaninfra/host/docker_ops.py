@@ -183,12 +183,12 @@ def _remove_network_quietly(api: Any, net_id: str | None) -> None:
         log.exception("rollback: could not remove network %s", net_id)
 
 
-def network_remove(ctx: Context, name: str, force: bool = False,
+def network_remove(ctx: Context, name: str,
                    owner: str = marks.ADHOC_OWNER, id: str | None = None) -> dict[str, Any]:
     """Remove ``owner``'s network (its labels, or unlabelled and the ``id`` state recorded);
     ``removed: False`` if it is gone, plus ``kept`` when one of that name is not ours (left
-    alone). Attached containers make it an ``EBUSY`` error naming them, unless ``force``
-    (then they are disconnected first).
+    alone). Attached containers make it an ``EBUSY`` error naming them (they may be another
+    stack's: vlaninfra never disconnects them).
 
     Example: ``network_remove(ctx, "lan")`` → ``{"removed": True}``
     """
@@ -199,22 +199,16 @@ def network_remove(ctx: Context, name: str, force: bool = False,
     kept = _kept(f"network {name!r}", net, owner, id)
     if kept:
         return {"removed": False, "kept": kept}
-    api = ctx.docker()
     attached = sorted(net["containers"])
-    if attached and not force:
+    if attached:
         raise OpError(errno.EBUSY, f"network {name!r} has containers attached: "
-                                   f"{', '.join(attached)}", containers=attached)
-    for container in attached:
-        try:
-            api.disconnect_container_from_network(net["containers"][container]["id"],
-                                                  net["id"], force=True)
-        except _not_found():
-            pass
+                                   f"{', '.join(attached)}; remove or disconnect them first",
+                      containers=attached)
     try:
-        api.remove_network(net["id"])
+        ctx.docker().remove_network(net["id"])
     except _not_found():
         return {"removed": False}
-    return {"removed": True, "disconnected": attached}
+    return {"removed": True}
 
 
 def container_create(
