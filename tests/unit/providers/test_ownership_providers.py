@@ -51,6 +51,8 @@ def test_the_owner_is_never_a_reason_to_replace() -> None:
 def test_container_spec_ignores_the_network_id_unknown_at_preview() -> None:
     p = ContainerProvider()
     assert p.spec(container(network_id="n1")) == p.spec(container(network_id=UNKNOWN))
+    # but its network's name is part of it: a leftover on another network is not adopted
+    assert p.spec(container(network="a")) != p.spec(container(network="b"))
 
 
 @pytest.mark.parametrize("err", [
