@@ -254,6 +254,21 @@ class HostProvider(ResourceProvider):
         config = getattr(self, "_stack_config", None)
         return agent_for(target_of(props, config.get if config is not None else None))
 
+    def _head(self, props: Mapping[str, Any]) -> str:
+        where = f" ({props[CONFIG_PATH]})" if props.get(CONFIG_PATH) else ""
+        return f"{self.KIND} {props.get('name', '?')!r}{where} on host {host_label(props)}"
+
+    def removed(self, props: Mapping[str, Any], result: Any) -> None:
+        """Raise when the host kept the object instead of removing it (it is not this stack's
+        owner's): a delete that reports success would leave it there unseen."""
+        kept = result.get("kept") if isinstance(result, Mapping) else None
+        if kept:
+            raise ProviderError(
+                f"{self._head(props)}: not removed, stack {self.owner(props)!r} does not own "
+                f"it ({kept}); remove it on the host yourself, or make Pulumi forget it with "
+                "`pulumi state delete <urn>` (`pulumi stack --show-urns` lists the URNs)"
+            )
+
     def fail(self, props: Mapping[str, Any], what: str, err: BaseException) -> ProviderError:
         """An error naming the host, the object, its config key and the failed step (`create`,
         `update`, `remove`, ...); never the private key.
@@ -263,9 +278,7 @@ class HostProvider(ResourceProvider):
         what an earlier run left). "Nothing was left" is said only when the host reported a
         failure of a create it undid itself.
         """
-        name = props.get("name", "?")
-        where = f" ({props[CONFIG_PATH]})" if props.get(CONFIG_PATH) else ""
-        head = f"{self.KIND} {name!r}{where} on host {host_label(props)}"
+        head = self._head(props)
         details = err.details if isinstance(err, HostError) else {}
         if isinstance(err, TransportError) or details.get("outcome") == "unknown":
             return ProviderError(

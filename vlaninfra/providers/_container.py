@@ -201,7 +201,9 @@ class ContainerProvider(HostProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         try:
-            self.agent(props).call("docker.container.remove", name=props["name"],
-                                   owner=self.owner(props), id=props.get("container_id"))
+            result = self.agent(props).call(
+                "docker.container.remove", name=props["name"], owner=self.owner(props),
+                id=props.get("container_id"))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err
+        self.removed(props, result)

@@ -155,7 +155,7 @@ def test_check_reports_a_route_another_protocol_owns(agent: FakeAgent) -> None:
 
 
 def test_delete_and_update_claim_through_what_state_recorded(agent: FakeAgent) -> None:
-    agent.responses["docker.container.remove"] = {"removed": False, "kept": "not ours"}
+    agent.responses["docker.container.remove"] = {"removed": True}
     ContainerProvider().delete("c", {**container(), "container_id": "c1"})
     assert agent.calls_to("docker.container.remove") == [
         {"name": "web1", "owner": "adhoc", "id": "c1"}]
@@ -173,3 +173,15 @@ def test_check_of_a_replacement_accepts_its_own_object_with_the_old_spec(
     agent.responses["docker.image.exists"] = True
     agent.responses["docker.container.inspect"] = {"id": "c", "labels": _labels(OWNER, "old")}
     assert ContainerProvider().check({}, _own(container(ipv4="192.0.2.170"))).failures == []
+
+
+def test_a_delete_the_host_refused_is_an_error_not_a_success(agent: FakeAgent) -> None:
+    kept = "link 'shim0' is owned by stack 'infra/other': left in place"
+    agent.responses["shim.delete"] = {"deleted": False, "kept": kept}
+    with pytest.raises(ProviderError) as info:
+        ShimProvider().delete("s1", _own(shim()))
+    message = str(info.value)
+    assert kept in message and repr(OWNER) in message
+    assert "remove it on the host" in message and "pulumi state delete" in message
+    agent.responses["shim.delete"] = {"deleted": False}  # already gone: fine
+    ShimProvider().delete("s1", _own(shim()))
