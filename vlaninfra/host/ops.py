@@ -376,6 +376,16 @@ def vlan_ensure(ctx: Context, trunk: str, vlan_id: int, name: str,
             )
         mark = _link_mark(current)
         ours = created or (mark is not None and mark.owner == owner)
+        if not ours:
+            # Another's (or a hand-made) link is used as it is, never changed.
+            if not current["up"]:
+                whose = f"owned by stack {mark.owner!r}" if mark else "not owned by vlaninfra"
+                raise OpError(errno.ENETDOWN,
+                              f"VLAN parent {name!r} exists but is down, and it is {whose}: "
+                              f"vlaninfra does not change it; bring it up on the host (`ip "
+                              f"link set {name} up`) or name another VLAN parent in the "
+                              "config", link=current)
+            return {**current, "created": False}
         try:
             ipr.link("set", index=current["index"], state="up")
             result = read_link(ipr, name)

@@ -309,6 +309,11 @@ def test_route_ensure_validates_before_touching_anything(ctx: Any, dst: str, via
 
 def test_vlan_ensure_adopts_an_unmarked_parent_read_only_and_never_deletes_it(ctx: Any) -> None:
     index = ctx.ipr.add_link("eth0.50", "vlan", parent=2, vlan_id=50)
+    with pytest.raises(OpError) as info:  # down, and not ours: never brought up
+        ops.vlan_ensure(ctx, "eth0", 50, "eth0.50", owner="p/a")
+    assert info.value.code == errno.ENETDOWN and "ip link set eth0.50 up" in info.value.message
+    assert ctx.ipr.links[index]["flags"] == 0
+    ctx.ipr.links[index]["flags"] = 1  # brought up by its owner: used as it is
     out = ops.vlan_ensure(ctx, "eth0", 50, "eth0.50", owner="p/a")
     assert out["created"] is False and ctx.ipr.links[index].get("alias") is None
     kept = ops.vlan_delete(ctx, "eth0.50", owner="p/a")
