@@ -284,7 +284,13 @@ def shim_ensure(
                 ipr.link("add", **link_spec)
                 created = True
             except Exception as exc:
-                _ignore(exc, frozenset({errno.EEXIST}))  # a concurrent ensure won the race
+                _ignore(exc, frozenset({errno.EEXIST}))
+                # Someone made it meanwhile: converge it only if it is ours (a concurrent
+                # ensure of this stack), like any link found there.
+                current = read_link(ipr, name)
+                if current is not None:
+                    marks.claim(f"link {name!r}", _link_mark(current), owner,
+                                how_marked="vlaninfra alias")
         try:
             index = int(ipr.link("get", ifname=name)[0]["index"])
             if (current or {}).get("alias") != marks.alias(owner, spec):

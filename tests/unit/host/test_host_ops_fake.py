@@ -66,8 +66,11 @@ class FakeIPRoute:
                 raise NetlinkError(errno.ENODEV)
             return [self._msg(index)]
         if cmd == "add":
-            with contextlib.suppress(NetlinkError):
-                self._by_name(kw["ifname"])
+            race = getattr(self, "race", None)
+            if race is not None:  # another creator makes the link first
+                self.race = None
+                self.add_link(kw["ifname"], **race)
+            if any(link["name"] == kw["ifname"] for link in self.links.values()):
                 raise NetlinkError(errno.EEXIST)
             if kw["kind"] == "vlan" and getattr(self, "no_8021q", False):
                 raise NetlinkError(errno.EOPNOTSUPP)
@@ -384,3 +387,20 @@ def test_route_ensure_claims_the_legacy_static_route_state_recorded(ctx: Any) ->
     out = ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.21", legacy_via="192.0.2.9")
     assert out["proto"] == "vlaninfra" and [r["gateway"] for r in ctx.ipr.routes] == [
         "192.0.2.21"]
+
+
+def test_shim_ensure_claims_a_link_a_concurrent_creator_made(ctx: Any) -> None:
+    ctx.ipr.race = {"kind": "macvlan", "parent": 2, "mode": 4}  # not ours: no alias
+    with pytest.raises(OpError) as info:
+        ops.shim_ensure(ctx, "shim0", "eth0", address="192.0.2.250/32", owner="p/a")
+    assert info.value.code == errno.EEXIST and "not owned by vlaninfra" in info.value.message
+    (link,) = [v for v in ctx.ipr.links.values() if v["name"] == "shim0"]
+    assert link.get("alias") is None and link["flags"] == 0 and ctx.ipr.addrs == []
+    ops.shim_delete(ctx, "shim0", ifindex=None)  # left alone: still there
+    assert any(v["name"] == "shim0" for v in ctx.ipr.links.values())
+    # this stack's own concurrent ensure: converged
+    ctx.ipr.links = {i: v for i, v in ctx.ipr.links.items() if v["name"] != "shim0"}
+    ctx.ipr.race = {"kind": "macvlan", "parent": 2, "mode": 4,
+                    "alias": marks.alias("p/a", None)}
+    out = ops.shim_ensure(ctx, "shim0", "eth0", address="192.0.2.250/32", owner="p/a")
+    assert out["created"] is False and out["addresses"] == ["192.0.2.250/32"]
