@@ -52,6 +52,7 @@ _GONE = frozenset({errno.ENODEV, errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENOENT}
 _KINDS = {"macvlan": ("private", "vepa", "bridge", "passthru"), "ipvlan": ("l2", "l3", "l3s")}
 _IPVLAN_FLAGS = ("bridge", "private", "vepa")
 _DEFAULT_MODE = {"macvlan": "bridge", "ipvlan": "l2"}
+_PROTO_STATIC = 4
 
 
 def check_ifname(name: object, what: str = "interface name") -> str:
@@ -116,7 +117,8 @@ def _converge_addresses(ipr: Any, index: int, want: list[ipaddress.IPv4Interface
 
 
 def _converge_routes(ipr: Any, index: int, want: list[ipaddress.IPv4Network
-                                                      | ipaddress.IPv6Network]) -> None:
+                                                      | ipaddress.IPv6Network],
+                     ours: frozenset[int]) -> None:
     wanted = {str(n) for n in want}
     present: set[str] = set()
     for family in (socket.AF_INET, socket.AF_INET6):
@@ -127,7 +129,7 @@ def _converge_routes(ipr: Any, index: int, want: list[ipaddress.IPv4Network
                 continue
             dst = msg.get("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
             cidr = str(ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False))
-            if msg["proto"] not in _OURS_ON_SHIM:
+            if msg["proto"] not in ours:
                 continue  # the kernel's, or another protocol's (or added by hand): not ours
             present.add(cidr)
             if cidr in wanted:
@@ -161,9 +163,10 @@ def _converge_routes(ipr: Any, index: int, want: list[ipaddress.IPv4Network
             _ignore(exc, frozenset({errno.EEXIST}))
 
 
-# Routes through a shim vlaninfra may remove: its own, and `static` ones it added before routes
-# carried its protocol (the shim link itself is vlaninfra's, so they were its routes).
-_OURS_ON_SHIM = frozenset({marks.RTPROT_VLANINFRA, 4})
+# Routes through a shim vlaninfra may remove: its own; on a legacy shim (made before links and
+# routes carried marks: state recorded its ifindex, no alias) also the `static` ones it added.
+_OURS_ON_SHIM = frozenset({marks.RTPROT_VLANINFRA})
+_OURS_ON_LEGACY_SHIM = frozenset({marks.RTPROT_VLANINFRA, _PROTO_STATIC})
 
 
 def _set_alias(ipr: Any, index: int, value: str) -> None:
@@ -258,8 +261,11 @@ def shim_ensure(
     with ctx.netlink() as ipr:
         parent_index = _parent_index(ipr, parent)
         current = read_link(ipr, name)
+        route_protos = _OURS_ON_SHIM
         if current is not None:
             legacy = current["index"] == ifindex and current["kind"] in _KINDS
+            if legacy and _link_mark(current) is None:
+                route_protos = _OURS_ON_LEGACY_SHIM
             marks.claim(f"link {name!r}", _link_mark(current), owner, legacy=legacy,
                         how_marked="vlaninfra alias")
         if current is not None and (
@@ -297,7 +303,7 @@ def shim_ensure(
                 _set_alias(ipr, index, marks.alias(owner, spec))
             _converge_addresses(ipr, index, want_addr)
             ipr.link("set", index=index, state="up")
-            _converge_routes(ipr, index, want_routes)
+            _converge_routes(ipr, index, want_routes, route_protos)
             result = _shim_result(ipr, name)
             if result is None:
                 raise OpError(errno.ENODEV, f"shim {name!r} vanished while converging")

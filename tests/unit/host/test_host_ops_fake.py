@@ -368,6 +368,19 @@ def test_shim_ensure_leaves_other_protocols_routes_through_it(ctx: Any) -> None:
     assert [r["proto"] for r in ctx.ipr.routes] == [12]
 
 
+def test_shim_ensure_removes_static_routes_only_on_a_legacy_shim(ctx: Any) -> None:
+    static = {"dst": "198.18.9.0", "dst_len": 24, "family": socket.AF_INET, "proto": 4,
+              "scope": 253}
+    out = ops.shim_ensure(ctx, "shim0", "eth0", owner="p/a")
+    ctx.ipr.routes.append({**static, "oif": out["index"]})  # added by hand: not ours
+    ops.shim_ensure(ctx, "shim0", "eth0", owner="p/a", ifindex=out["index"])
+    assert [r["proto"] for r in ctx.ipr.routes] == [4]
+    legacy = ctx.ipr.add_link("shim1", "macvlan", parent=2, mode=4)  # made before marks
+    ctx.ipr.routes.append({**static, "oif": legacy})  # which it routed `proto static`
+    ops.shim_ensure(ctx, "shim1", "eth0", owner="p/a", ifindex=legacy)
+    assert [r["oif"] for r in ctx.ipr.routes] == [out["index"]]
+
+
 def test_route_ensure_leaves_another_protocols_route_alone(ctx: Any) -> None:
     for proto in (4, 12, 186, 16):  # static by hand, bird, bgp, dhcp
         ctx.ipr.routes = [{"dst": "198.18.1.0", "dst_len": 24, "oif": 2,
