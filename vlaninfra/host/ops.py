@@ -416,10 +416,26 @@ def vlan_delete(ctx: Context, name: str, owner: str = marks.ADHOC_OWNER,
     VLAN link ``ifindex`` state recorded); tolerates it being gone. Any other link of that
     name is left in place and reported as ``kept``.
 
+    Links in this namespace whose parent it is (a shim, maybe another stack's) would go with it:
+    that is an ``EBUSY`` error naming them. (Containers' macvlan links live in their own
+    namespaces and are not seen here; the engine removes a stack's networks first.)
+
     Example: ``vlan_delete(ctx, "eth0.50")`` → ``{"deleted": False}`` when already gone.
     """
     check_ifname(name)
     with ctx.netlink() as ipr:
+        current = read_link(ipr, name)
+        if current is not None:
+            children = sorted(str(m.get("IFLA_IFNAME")) for m in ipr.get_links()
+                              if m.get("IFLA_LINK") == current["index"]
+                              and int(m["index"]) != current["index"]
+                              and m.get("IFLA_LINK_NETNSID") is None)
+            if children:
+                raise OpError(errno.EBUSY, f"VLAN parent {name!r} still carries "
+                                           f"{', '.join(children)}: deleting it would delete "
+                                           "them too; remove those first (from the config, or "
+                                           "on the host if they are not vlaninfra's)",
+                              links=children)
         return _delete_owned(ipr, name, ("vlan",), owner, ifindex)
 
 

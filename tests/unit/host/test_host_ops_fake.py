@@ -417,3 +417,14 @@ def test_shim_ensure_claims_a_link_a_concurrent_creator_made(ctx: Any) -> None:
                     "alias": marks.alias("p/a", None)}
     out = ops.shim_ensure(ctx, "shim0", "eth0", address="192.0.2.250/32", owner="p/a")
     assert out["created"] is False and out["addresses"] == ["192.0.2.250/32"]
+
+
+def test_vlan_delete_refuses_while_links_sit_on_it(ctx: Any) -> None:
+    vlan = ops.vlan_ensure(ctx, "eth0", 50, "eth0.50", owner="p/a")
+    shim = ctx.ipr.add_link("shim9", "macvlan", parent=vlan["index"], mode=4)  # another's
+    with pytest.raises(OpError) as info:
+        ops.vlan_delete(ctx, "eth0.50", owner="p/a")
+    assert info.value.code == errno.EBUSY and "shim9" in info.value.message
+    assert vlan["index"] in ctx.ipr.links and shim in ctx.ipr.links
+    del ctx.ipr.links[shim]
+    assert ops.vlan_delete(ctx, "eth0.50", owner="p/a") == {"deleted": True}
