@@ -496,15 +496,19 @@ def _delete_routes(ipr: Any, net: ipaddress.IPv4Network | ipaddress.IPv6Network,
 
 
 def route_ensure(ctx: Context, dst: str, via: str, dev: str | None = None,
-                 legacy_via: str | None = None) -> dict[str, Any]:
+                 legacy_via: str | None = None, recorded_via: str | None = None,
+                 ) -> dict[str, Any]:
     """Converge the main-table route ``dst via <via> [dev <dev>]``, proto 57 (vlaninfra's).
 
-    No-op when that route is there. vlaninfra's own route to ``dst`` through another next hop
-    is replaced (it is drift, or the tenant moved host). A route to ``dst`` that another
-    protocol owns (the kernel: ``dst`` is connected here; bird, BGP, OSPF, DHCP, or a static
-    route added by hand) is an ``EEXIST`` error and is left alone. ``legacy_via``: the next hop
-    of a ``proto static`` route state recorded from before vlaninfra used its own protocol; it
-    is claimed and re-added as proto 57. ``created`` says whether this call changed anything.
+    No-op when that route is there (one made by an earlier, interrupted run is adopted). Routes
+    carry no owning stack: a proto-57 route to ``dst`` through another next hop is replaced
+    only when it is the one state recorded (``recorded_via``: drift, or the tenant moved host);
+    any other is an ``EEXIST`` clash (another stack's, or a leftover) and is left alone. A
+    route to ``dst`` that another protocol owns (the kernel: ``dst`` is connected here; bird,
+    BGP, OSPF, DHCP, or a static route added by hand) is an ``EEXIST`` error and is left
+    alone. ``legacy_via``: the next hop of a ``proto static`` route state recorded from before
+    vlaninfra used its own protocol; it is claimed and re-added as proto 57. ``created`` says
+    whether this call changed anything.
     Example: ``route_ensure(ctx, "198.18.1.0/24", "192.0.2.21")``
     """
     net, gateway = _route_target(dst, via)
@@ -521,6 +525,16 @@ def route_ensure(ctx: Context, dst: str, via: str, dev: str | None = None,
             raise OpError(errno.EEXIST, f"{net} is connected on this router "
                                         f"({connected[0]['dev']}): it cannot also be routed to "
                                         "a host; the layout is wrong", route=connected[0])
+        other = [r for r in current if r["proto"] == _OURS
+                 and r["gateway"] not in (gateway, recorded_via)]
+        if other:
+            r = other[0]
+            raise OpError(errno.EEXIST, f"a vlaninfra route to {net} via {r['gateway'] or r['dev']}"
+                                        " exists on this router that this resource did not "
+                                        "record (another stack's, or a leftover); vlaninfra "
+                                        "leaves it alone: if it is stale, remove it there (`ip "
+                                        f"route del {net} proto 57`), else route {net} from "
+                                        "one stack only", route=r)
         foreign = [r for r in current if not _route_owned(r, legacy_via)]
         if foreign:
             r = foreign[0]

@@ -271,9 +271,19 @@ def test_route_ensure_adds_then_is_a_noop_and_get_reads_it(ctx: Any) -> None:
     assert got is not None and got["gateway"] == "192.0.2.21" and got["dev"] == "eth0"
 
 
-def test_route_ensure_replaces_another_next_hop(ctx: Any) -> None:
+def test_route_ensure_replaces_only_the_next_hop_state_recorded(ctx: Any) -> None:
     ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.22")
-    out = ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.21")
+    # another stack's (or a leftover) proto-57 route: a clash, left alone
+    with pytest.raises(OpError) as info:
+        ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.21")
+    assert info.value.code == errno.EEXIST
+    assert "198.18.1.0/24 via 192.0.2.22" in info.value.message
+    assert "ip route del 198.18.1.0/24 proto 57" in info.value.message
+    assert [r["gateway"] for r in ctx.ipr.routes] == ["192.0.2.22"]
+    # the same next hop (an earlier run's): adopted
+    assert ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.22")["created"] is False
+    # the one state recorded (the tenant moved host): replaced
+    out = ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.21", recorded_via="192.0.2.22")
     assert out["created"] is True
     assert [r["gateway"] for r in ctx.ipr.routes] == ["192.0.2.21"]
 

@@ -152,6 +152,11 @@ def test_check_reports_a_route_another_protocol_owns(agent: FakeAgent) -> None:
     agent.responses["route.get"] = {"dst": "198.18.1.0/24", "gateway": "192.0.2.21",
                                     "dev": "eth0", "proto": "vlaninfra"}
     assert RouterRouteProvider().check({}, route()).failures == []
+    # a vlaninfra route through another next hop: another stack's, or a leftover
+    agent.responses["route.get"] = {"dst": "198.18.1.0/24", "gateway": "192.0.2.9",
+                                    "dev": "eth0", "proto": "vlaninfra"}
+    (failure,) = RouterRouteProvider().check({}, route()).failures
+    assert "vlaninfra route to 198.18.1.0/24 via 192.0.2.9" in failure.reason
 
 
 def test_delete_and_update_claim_through_what_state_recorded(agent: FakeAgent) -> None:
