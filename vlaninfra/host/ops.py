@@ -31,6 +31,7 @@ from vlaninfra.host.facts import (
     _netlink_code,
     read_addresses,
     read_link,
+    read_links,
     read_routes,
     read_routes_to,
 )
@@ -425,11 +426,8 @@ def vlan_delete(ctx: Context, name: str, owner: str = marks.ADHOC_OWNER,
     check_ifname(name)
     with ctx.netlink() as ipr:
         current = read_link(ipr, name)
-        if current is not None:
-            children = sorted(str(m.get("IFLA_IFNAME")) for m in ipr.get_links()
-                              if m.get("IFLA_LINK") == current["index"]
-                              and int(m["index"]) != current["index"]
-                              and m.get("IFLA_LINK_NETNSID") is None)
+        if current is not None and current["kind"] == "vlan":
+            children = [link["name"] for link in read_links(ipr) if link["parent"] == name]
             if children:
                 raise OpError(errno.EBUSY, f"VLAN parent {name!r} still carries "
                                            f"{', '.join(children)}: deleting it would delete "
