@@ -25,7 +25,7 @@ from typing import Any
 from vlaninfra.host import facts, marks
 from vlaninfra.host.context import Context
 from vlaninfra.host.docker_facts import container_inspect, network_inspect
-from vlaninfra.host.errors import OpError
+from vlaninfra.host.errors import OpError, raise_undone
 
 __all__ = [
     "container_create",
@@ -164,23 +164,27 @@ def network_create(
         result = network_inspect(ctx, name)
         if result is None or result["id"] != created.get("Id"):
             raise OpError(errno.EIO, f"network {name!r} vanished right after creation")
-    except BaseException:
-        _remove_network_quietly(api, created.get("Id"))
+    except BaseException as exc:
+        if _remove_network_quietly(api, created.get("Id")):
+            raise_undone(exc)
         raise
     result["parent_preexisted"] = parent_preexisted
     result["adopted"] = False
     return result
 
 
-def _remove_network_quietly(api: Any, net_id: str | None) -> None:
+def _remove_network_quietly(api: Any, net_id: str | None) -> bool:
+    """Remove the network just made; whether it is gone."""
     if not net_id:
-        return
+        return False
     try:
         api.remove_network(net_id)
     except _not_found():
         pass
     except Exception:
         log.exception("rollback: could not remove network %s", net_id)
+        return False
+    return True
 
 
 def network_remove(ctx: Context, name: str,
@@ -312,7 +316,7 @@ def container_create(
             if container_id is not None:
                 api.remove_container(container_id, force=True)
         except _not_found():
-            pass
+            container_id = None
         except Exception:
             log.exception("rollback: could not remove container %s", name)
             if isinstance(exc, Exception):
@@ -320,6 +324,9 @@ def container_create(
                                          "again failed too, so it may be left created but not "
                                          "started (the next create adopts it)",
                               outcome="unknown") from exc
+            container_id = None  # not undone
+        if container_id is not None:
+            raise_undone(exc)  # it made a container and removed it again
         raise
 
 

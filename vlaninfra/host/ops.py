@@ -23,7 +23,7 @@ from typing import Any
 
 from vlaninfra.host import marks
 from vlaninfra.host.context import Context
-from vlaninfra.host.errors import OpError
+from vlaninfra.host.errors import OpError, raise_undone
 from vlaninfra.host.facts import (
     KERNEL_PROTOS,
     MAIN_TABLE,
@@ -309,10 +309,11 @@ def shim_ensure(
             if result is None:
                 raise OpError(errno.ENODEV, f"shim {name!r} vanished while converging")
             _verify(name, result, want_addr, want_routes)
-        except BaseException:
+        except BaseException as exc:
             if created:
                 log.warning("shim.ensure %s failed; deleting the link it created", name)
                 _delete_link(ipr, name)
+                raise_undone(exc)
             raise
         result["created"] = created
         return result
@@ -376,9 +377,9 @@ def vlan_ensure(ctx: Context, trunk: str, vlan_id: int, name: str,
             if created:
                 try:
                     _set_alias(ipr, current["index"], marks.alias(owner, spec))
-                except BaseException:
+                except BaseException as exc:
                     _delete_link(ipr, name)
-                    raise
+                    raise_undone(exc)
         if (current["kind"], current["parent"], current["vlan_id"]) != ("vlan", trunk, vlan_id):
             raise OpError(
                 errno.EEXIST,
@@ -403,9 +404,10 @@ def vlan_ensure(ctx: Context, trunk: str, vlan_id: int, name: str,
             ipr.link("set", index=current["index"], state="up")
             result = read_link(ipr, name)
             assert result is not None
-        except BaseException:
+        except BaseException as exc:
             if created:
                 _delete_link(ipr, name)
+                raise_undone(exc)
             raise
         result["created"] = ours
         return result

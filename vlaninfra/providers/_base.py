@@ -28,6 +28,7 @@ from vlaninfra.transport import (
     Agent,
     HostError,
     LocalTarget,
+    OutcomeUnknownError,
     SshTarget,
     Target,
     TransportError,
@@ -275,17 +276,24 @@ class HostProvider(ResourceProvider):
 
         A transport failure during a change leaves its outcome unknown (the agent may have
         finished it): the message says so, and that the next run reconciles it (creates adopt
-        what an earlier run left). "Nothing was left" is said only when the host reported a
-        failure of a create it undid itself.
+        what an earlier run left). "Nothing was left" is said only when the host reported it
+        undid what the failed create had made (``details["rolled_back"]``).
         """
         head = self._head(props)
         details = err.details if isinstance(err, HostError) else {}
+        if isinstance(err, OutcomeUnknownError):
+            # Its message says what is unknown, why, and what reconciles it: said once, on
+            # the host as the config names it.
+            where = f" ({props[CONFIG_PATH]})" if props.get(CONFIG_PATH) else ""
+            said = str(err).removeprefix(f"outcome unknown on {err.host}: ")
+            return ProviderError(f"{self.KIND} {props.get('name', '?')!r}{where}: outcome "
+                                 f"unknown on {host_label(props)}: {said}")
         if isinstance(err, TransportError) or details.get("outcome") == "unknown":
             return ProviderError(
                 f"{head}: outcome unknown on {host_label(props)}: {what} was under way when it "
                 f"failed ({err}); the next `pulumi up` (or `pulumi refresh`) reconciles it"
             )
-        if what == "create" and isinstance(err, HostError):
+        if what == "create" and details.get("rolled_back"):
             return ProviderError(f"{head}: create failed, nothing was left on the host: {err}")
         return ProviderError(f"{head}: {what} failed: {err}")
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from vlaninfra.host import docker_ops, marks
+from vlaninfra.host.errors import OpError
 
 
 class Conflict(Exception):
@@ -58,7 +59,10 @@ def test_failed_create_removes_only_a_container_with_its_own_mark(
     found: list[dict[str, Any] | None] = [None, {"id": "id-1", "labels": labels}]
     monkeypatch.setattr(docker_ops, "container_inspect", lambda _ctx, _name: found.pop(0))
     monkeypatch.setattr(docker_ops, "_api_at_least", lambda _api, _v: True)
-    with pytest.raises(Conflict):
+    with pytest.raises(Exception) as info:
         docker_ops.container_create(ctx, "web", "busybox:lab", network=None,  # type: ignore[arg-type]
                                     owner="infra/prod", spec="s1")
     assert ctx.api.removed == removed
+    # "rolled back" only when it removed what it had made
+    assert isinstance(info.value, OpError) == bool(removed)
+    assert not removed or info.value.details["rolled_back"] is True  # type: ignore[attr-defined]

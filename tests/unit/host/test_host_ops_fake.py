@@ -213,9 +213,10 @@ def test_shim_ensure_converges_and_keeps_kernel_routes(ctx: Any) -> None:
 
 def test_shim_ensure_rolls_back_a_link_it_created(ctx: Any) -> None:
     ctx.ipr.fail_route_add.add("198.18.0.0/24")
-    with pytest.raises(NetlinkError):
+    with pytest.raises(OpError) as info:
         ops.shim_ensure(ctx, "shim0", "eth0", address="192.0.2.250/32",
                         routes=["192.0.2.128/26", "198.18.0.0/24"])
+    assert info.value.details["rolled_back"] is True  # the caller may say "nothing was left"
     assert [link["name"] for link in ctx.ipr.links.values()] == ["lo", "eth0"]
     assert ctx.ipr.routes == [] and ctx.ipr.addrs == []
 

@@ -70,9 +70,13 @@ def test_a_transport_failure_during_create_says_outcome_unknown(agent: FakeAgent
 
 
 def test_a_host_failure_it_undid_says_nothing_was_left(agent: FakeAgent) -> None:
-    agent.fail("docker.network.create", errno.ENOENT, "no such parent")
+    agent.fail("docker.network.create", errno.EIO, "inspect failed", rolled_back=True)
     with pytest.raises(ProviderError, match="create failed, nothing was left on the host"):
         NetworkProvider().create(network())
+    agent.fail("docker.network.create", errno.ENOENT, "no such parent")  # nothing said undone
+    with pytest.raises(ProviderError) as info:
+        NetworkProvider().create(network())
+    assert "create failed: " in str(info.value) and "nothing was left" not in str(info.value)
     agent.fail("docker.container.create", errno.EIO, "left created", outcome="unknown")
     with pytest.raises(ProviderError, match="outcome unknown"):
         ContainerProvider().create(container())
@@ -190,3 +194,16 @@ def test_a_delete_the_host_refused_is_an_error_not_a_success(agent: FakeAgent) -
     assert "remove it on the host" in message and "pulumi state delete" in message
     agent.responses["shim.delete"] = {"deleted": False}  # already gone: fine
     ShimProvider().delete("s1", _own(shim()))
+
+
+def test_outcome_unknown_is_said_once(agent: FakeAgent) -> None:
+    from vlaninfra.transport import OutcomeUnknownError
+
+    agent.responses["docker.container.create"] = OutcomeUnknownError.for_op(
+        "root@203.0.113.2:22", "docker.container.create", "got no answer within 120s")
+    with pytest.raises(ProviderError) as info:
+        ContainerProvider().create(container())
+    message = str(info.value)
+    assert message == ("container 'web1' (sites.a.containers[0]): outcome unknown on h1 "
+                       "(203.0.113.2): docker.container.create got no answer within 120s; the "
+                       "next `pulumi up` (or `pulumi refresh`) reconciles it")
