@@ -82,21 +82,27 @@ def parse_restart_policy(policy: str) -> dict[str, Any]:
 def _ours(what: str, found: Mapping[str, Any], owner: str, expect_id: str | None) -> None:
     """Raise ``EPERM`` unless ``found`` is ``owner``'s: its labels say so, or it has no labels
     of vlaninfra and is the object ``expect_id`` that state recorded (made before marks)."""
-    mark = marks.of_labels(found.get("labels"))
-    if marks.is_ours(mark, owner, legacy=found["id"] == expect_id):
-        return
-    whose = f"owned by stack {mark.owner!r}" if mark else "not owned by vlaninfra"
-    raise OpError(errno.EPERM, f"{what} is {whose}; vlaninfra leaves it alone",
-                  owner=mark.owner if mark else None)
+    marks.require_owned(what, marks.of_labels(found.get("labels")), owner,
+                        legacy=found["id"] == expect_id)
 
 
 def _kept(what: str, found: Mapping[str, Any], owner: str, expect_id: str | None) -> str | None:
-    try:
-        _ours(what, found, owner, expect_id)
-    except OpError as exc:
-        log.warning("not removing: %s", exc.message)
-        return f"{exc.message}: left in place"
+    why = marks.refusal(what, marks.of_labels(found.get("labels")), owner,
+                        legacy=found["id"] == expect_id)
+    if why:
+        log.warning("not removing: %s", why)
+        return f"{why}: left in place"
     return None
+
+
+def _claim_existing(what: str, existing: Mapping[str, Any], owner: str,
+                    spec: str | None) -> None:
+    """Take over ``existing`` (see :func:`marks.claim`); the ``EEXIST`` error carries its id."""
+    try:
+        marks.claim(what, marks.of_labels(existing["labels"]), owner, spec)
+    except OpError as exc:
+        exc.details["id"] = existing["id"]
+        raise
 
 
 def network_create(
@@ -129,11 +135,7 @@ def network_create(
     options = dict(options or {})
     existing = network_inspect(ctx, name)
     if existing is not None:
-        try:
-            marks.claim(f"network {name!r}", marks.of_labels(existing["labels"]), owner, spec)
-        except OpError as exc:
-            exc.details["id"] = existing["id"]
-            raise
+        _claim_existing(f"network {name!r}", existing, owner, spec)
         log.info("network.create %s: adopting the network an earlier run made", name)
         return {**existing, "parent_preexisted": None, "adopted": True}
     parent = options.get("parent")
@@ -253,11 +255,7 @@ def container_create(
     api = ctx.docker()
     existing = container_inspect(ctx, name)
     if existing is not None:
-        try:
-            marks.claim(f"container {name!r}", marks.of_labels(existing["labels"]), owner, spec)
-        except OpError as exc:
-            exc.details["id"] = existing["id"]
-            raise
+        _claim_existing(f"container {name!r}", existing, owner, spec)
         log.info("container.create %s: adopting the container an earlier run made", name)
         if not existing["running"]:
             api.start(existing["id"])

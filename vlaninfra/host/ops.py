@@ -178,6 +178,11 @@ def _link_mark(link: dict[str, Any]) -> marks.Mark | None:
     return marks.of_alias(link.get("alias"))
 
 
+def _legacy(link: dict[str, Any], ifindex: int | None, kinds: Sequence[str]) -> bool:
+    """Whether ``link`` is the one state recorded (by ``ifindex``) before links had marks."""
+    return bool(link["index"] == ifindex and link["kind"] in kinds)
+
+
 def _shim_result(ipr: Any, name: str) -> dict[str, Any] | None:
     link = read_link(ipr, name)
     if link is None:
@@ -264,7 +269,7 @@ def shim_ensure(
         current = read_link(ipr, name)
         route_protos = _OURS_ON_SHIM
         if current is not None:
-            legacy = current["index"] == ifindex and current["kind"] in _KINDS
+            legacy = _legacy(current, ifindex, tuple(_KINDS))
             if legacy and _link_mark(current) is None:
                 route_protos = _OURS_ON_LEGACY_SHIM
             marks.claim(f"link {name!r}", _link_mark(current), owner, legacy=legacy,
@@ -324,12 +329,11 @@ def _delete_owned(ipr: Any, name: str, kinds: Sequence[str], owner: str,
     current = read_link(ipr, name)
     if current is None:
         return {"deleted": False}
-    legacy = current["index"] == ifindex and current["kind"] in kinds
-    if not marks.is_ours(_link_mark(current), owner, legacy):
-        mark = _link_mark(current)
-        whose = f"owned by stack {mark.owner!r}" if mark else "not owned by vlaninfra"
-        log.warning("not deleting link %s: %s", name, whose)
-        return {"deleted": False, "kept": f"link {name!r} is {whose}: left in place"}
+    why = marks.refusal(f"link {name!r}", _link_mark(current), owner,
+                        _legacy(current, ifindex, kinds))
+    if why:
+        log.warning("not deleting: %s", why)
+        return {"deleted": False, "kept": f"{why}: left in place"}
     return {"deleted": _delete_link(ipr, name)}
 
 
