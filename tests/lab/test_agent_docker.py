@@ -73,8 +73,7 @@ def test_network_create_inspect_remove(agent: Agent) -> None:
         agent.call("docker.network.create", name="lan", driver="macvlan", owner="p/b")
     assert info.value.errno == errno.EEXIST and info.value.details["id"] == net["id"]
     assert "owned by stack 'adhoc'" in info.value.message
-    assert agent.call("docker.network.remove", name="lan") == {"removed": True,
-                                                               "disconnected": []}
+    assert agent.call("docker.network.remove", name="lan") == {"removed": True}
     assert agent.call("docker.network.remove", name="lan") == {"removed": False}
     assert agent.call("docker.network.inspect", name="lan") is None
     assert agent.call("host.snapshot") == before
@@ -160,9 +159,12 @@ def test_container_create_is_transactional(agent: Agent, daemon: tuple[str, Dock
                    command=["/bin/sleep", "3600"], network="lan", ipv4="192.0.2.130")
     names = sorted(c["Names"][0] for c in api.containers(all=True))
     assert names == ["/web"]
-    # force removal disconnects the containers first
-    out = agent.call("docker.network.remove", name="lan", force=True)
-    assert out == {"removed": True, "disconnected": ["web"]}
+    # attached containers (maybe another stack's) are never disconnected: EBUSY
+    with pytest.raises(HostError) as busy:
+        agent.call("docker.network.remove", name="lan")
+    assert busy.value.errno == errno.EBUSY and "web" in busy.value.message
+    assert agent.call("docker.container.remove", name="web") == {"removed": True}
+    assert agent.call("docker.network.remove", name="lan") == {"removed": True}
 
 
 def test_objects_vlaninfra_did_not_make_are_never_touched(agent: Agent,

@@ -220,7 +220,12 @@ def test_routes_of_other_protocols_are_left_alone(agent: Agent, ns: str) -> None
         out = agent.call("route.ensure", dst="198.18.8.0/24", via="198.18.200.21")
         assert out["proto"] == "vlaninfra" and "198.18.8.0/24 via 198.18.200.21 dev eth0 " \
             "proto 57" in _ip(ns, "route")
-        moved = agent.call("route.ensure", dst="198.18.8.0/24", via="198.18.200.22")
+        # another next hop than the one recorded: another stack's (or a leftover), kept
+        with pytest.raises(HostError) as info:
+            agent.call("route.ensure", dst="198.18.8.0/24", via="198.18.200.22")
+        assert info.value.errno == errno.EEXIST and "via 198.18.200.21" in info.value.message
+        moved = agent.call("route.ensure", dst="198.18.8.0/24", via="198.18.200.22",
+                           recorded_via="198.18.200.21")
         assert moved["created"] is True and moved["gateway"] == "198.18.200.22"
         assert agent.call("route.delete", dst="198.18.8.0/24", via="198.18.200.22") == {
             "deleted": True}

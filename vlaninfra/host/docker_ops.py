@@ -25,7 +25,7 @@ from typing import Any
 from vlaninfra.host import facts, marks
 from vlaninfra.host.context import Context
 from vlaninfra.host.docker_facts import container_inspect, network_inspect
-from vlaninfra.host.errors import OpError
+from vlaninfra.host.errors import OpError, raise_undone
 
 __all__ = [
     "container_create",
@@ -82,21 +82,27 @@ def parse_restart_policy(policy: str) -> dict[str, Any]:
 def _ours(what: str, found: Mapping[str, Any], owner: str, expect_id: str | None) -> None:
     """Raise ``EPERM`` unless ``found`` is ``owner``'s: its labels say so, or it has no labels
     of vlaninfra and is the object ``expect_id`` that state recorded (made before marks)."""
-    mark = marks.of_labels(found.get("labels"))
-    if marks.is_ours(mark, owner, legacy=found["id"] == expect_id):
-        return
-    whose = f"owned by stack {mark.owner!r}" if mark else "not owned by vlaninfra"
-    raise OpError(errno.EPERM, f"{what} is {whose}; vlaninfra leaves it alone",
-                  owner=mark.owner if mark else None)
+    marks.require_owned(what, marks.of_labels(found.get("labels")), owner,
+                        legacy=found["id"] == expect_id)
 
 
 def _kept(what: str, found: Mapping[str, Any], owner: str, expect_id: str | None) -> str | None:
-    try:
-        _ours(what, found, owner, expect_id)
-    except OpError as exc:
-        log.warning("not removing: %s", exc.message)
-        return f"{exc.message}: left in place"
+    why = marks.refusal(what, marks.of_labels(found.get("labels")), owner,
+                        legacy=found["id"] == expect_id)
+    if why:
+        log.warning("not removing: %s", why)
+        return f"{why}: left in place"
     return None
+
+
+def _claim_existing(what: str, existing: Mapping[str, Any], owner: str,
+                    spec: str | None) -> None:
+    """Take over ``existing`` (see :func:`marks.claim`); the ``EEXIST`` error carries its id."""
+    try:
+        marks.claim(what, marks.of_labels(existing["labels"]), owner, spec)
+    except OpError as exc:
+        exc.details["id"] = existing["id"]
+        raise
 
 
 def network_create(
@@ -129,11 +135,7 @@ def network_create(
     options = dict(options or {})
     existing = network_inspect(ctx, name)
     if existing is not None:
-        try:
-            marks.claim(f"network {name!r}", marks.of_labels(existing["labels"]), owner, spec)
-        except OpError as exc:
-            exc.details["id"] = existing["id"]
-            raise
+        _claim_existing(f"network {name!r}", existing, owner, spec)
         log.info("network.create %s: adopting the network an earlier run made", name)
         return {**existing, "parent_preexisted": None, "adopted": True}
     parent = options.get("parent")
@@ -164,31 +166,35 @@ def network_create(
         result = network_inspect(ctx, name)
         if result is None or result["id"] != created.get("Id"):
             raise OpError(errno.EIO, f"network {name!r} vanished right after creation")
-    except BaseException:
-        _remove_network_quietly(api, created.get("Id"))
+    except BaseException as exc:
+        if _remove_network_quietly(api, created.get("Id")):
+            raise_undone(exc)
         raise
     result["parent_preexisted"] = parent_preexisted
     result["adopted"] = False
     return result
 
 
-def _remove_network_quietly(api: Any, net_id: str | None) -> None:
+def _remove_network_quietly(api: Any, net_id: str | None) -> bool:
+    """Remove the network just made; whether it is gone."""
     if not net_id:
-        return
+        return False
     try:
         api.remove_network(net_id)
     except _not_found():
         pass
     except Exception:
         log.exception("rollback: could not remove network %s", net_id)
+        return False
+    return True
 
 
-def network_remove(ctx: Context, name: str, force: bool = False,
+def network_remove(ctx: Context, name: str,
                    owner: str = marks.ADHOC_OWNER, id: str | None = None) -> dict[str, Any]:
     """Remove ``owner``'s network (its labels, or unlabelled and the ``id`` state recorded);
     ``removed: False`` if it is gone, plus ``kept`` when one of that name is not ours (left
-    alone). Attached containers make it an ``EBUSY`` error naming them, unless ``force``
-    (then they are disconnected first).
+    alone). Attached containers make it an ``EBUSY`` error naming them (they may be another
+    stack's: vlaninfra never disconnects them).
 
     Example: ``network_remove(ctx, "lan")`` → ``{"removed": True}``
     """
@@ -199,22 +205,16 @@ def network_remove(ctx: Context, name: str, force: bool = False,
     kept = _kept(f"network {name!r}", net, owner, id)
     if kept:
         return {"removed": False, "kept": kept}
-    api = ctx.docker()
     attached = sorted(net["containers"])
-    if attached and not force:
+    if attached:
         raise OpError(errno.EBUSY, f"network {name!r} has containers attached: "
-                                   f"{', '.join(attached)}", containers=attached)
-    for container in attached:
-        try:
-            api.disconnect_container_from_network(net["containers"][container]["id"],
-                                                  net["id"], force=True)
-        except _not_found():
-            pass
+                                   f"{', '.join(attached)}; remove or disconnect them first",
+                      containers=attached)
     try:
-        api.remove_network(net["id"])
+        ctx.docker().remove_network(net["id"])
     except _not_found():
         return {"removed": False}
-    return {"removed": True, "disconnected": attached}
+    return {"removed": True}
 
 
 def container_create(
@@ -255,11 +255,7 @@ def container_create(
     api = ctx.docker()
     existing = container_inspect(ctx, name)
     if existing is not None:
-        try:
-            marks.claim(f"container {name!r}", marks.of_labels(existing["labels"]), owner, spec)
-        except OpError as exc:
-            exc.details["id"] = existing["id"]
-            raise
+        _claim_existing(f"container {name!r}", existing, owner, spec)
         log.info("container.create %s: adopting the container an earlier run made", name)
         if not existing["running"]:
             api.start(existing["id"])
@@ -307,10 +303,18 @@ def container_create(
     except BaseException as exc:
         log.warning("container.create %s failed; removing what was created", name)
         try:
-            # By name when create itself raised: the name was free a moment ago.
-            api.remove_container(container_id or name, force=True)
+            if container_id is None:
+                # create raised: whatever holds the name now may be someone else's (a 409
+                # Conflict means another creator got there first). Remove it only when it
+                # carries this very mark.
+                found = container_inspect(ctx, name)
+                if found is not None and marks.of_labels(found["labels"]) == marks.Mark(
+                        owner, spec or ""):
+                    container_id = found["id"]
+            if container_id is not None:
+                api.remove_container(container_id, force=True)
         except _not_found():
-            pass
+            container_id = None
         except Exception:
             log.exception("rollback: could not remove container %s", name)
             if isinstance(exc, Exception):
@@ -318,6 +322,9 @@ def container_create(
                                          "again failed too, so it may be left created but not "
                                          "started (the next create adopts it)",
                               outcome="unknown") from exc
+            container_id = None  # not undone
+        if container_id is not None:
+            raise_undone(exc)  # it made a container and removed it again
         raise
 
 

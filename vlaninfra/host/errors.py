@@ -11,9 +11,9 @@ transport re-raises them on the caller's side as ``vlaninfra.transport.HostError
 from __future__ import annotations
 
 import errno as _errno
-from typing import Any
+from typing import Any, NoReturn
 
-__all__ = ["OpError"]
+__all__ = ["OpError", "raise_undone"]
 
 
 class OpError(Exception):
@@ -35,3 +35,18 @@ class OpError(Exception):
     def errname(self) -> str:
         """The symbolic errno name, e.g. ``"EEXIST"``."""
         return _errno.errorcode.get(self.code, str(self.code))
+
+
+def raise_undone(exc: BaseException) -> NoReturn:
+    """Re-raise ``exc``, the failure of an op that then undid every step it had made, as an
+    ``OpError`` with ``details["rolled_back"] = True`` (the caller may say "nothing was left")."""
+    if isinstance(exc, OpError):
+        exc.details["rolled_back"] = True
+        raise exc
+    if not isinstance(exc, Exception):
+        raise exc
+    from vlaninfra.host.agent import describe_error
+
+    described = describe_error(exc)
+    raise OpError(described["errno"] or _errno.EIO, described["message"],
+                  **described["details"], rolled_back=True) from exc

@@ -39,6 +39,8 @@ __all__ = [
     "labels",
     "of_alias",
     "of_labels",
+    "refusal",
+    "require_owned",
     "spec_hash",
     "without_marks",
 ]
@@ -135,3 +137,25 @@ def claim(what: str, mark: Mark | None, owner: str, spec: str | None = None,
 def is_ours(mark: Mark | None, owner: str, legacy: bool = False) -> bool:
     """Whether an object with ``mark`` may be changed or removed by ``owner``."""
     return mark.owner == owner if mark is not None else legacy
+
+
+def refusal(what: str, mark: Mark | None, owner: str, legacy: bool = False) -> str | None:
+    """Why ``owner`` may not change or remove ``what`` (None when it may: see :func:`is_ours`).
+
+    Example: ``refusal("link 'eth1'", None, "infra/prod")`` → ``"link 'eth1' is not owned by
+    vlaninfra"``
+    """
+    if is_ours(mark, owner, legacy):
+        return None
+    return f"{what} is " + (f"owned by stack {mark.owner!r}" if mark else
+                            "not owned by vlaninfra")
+
+
+def require_owned(what: str, mark: Mark | None, owner: str, legacy: bool = False) -> None:
+    """Raise ``EPERM`` (saying what to do) unless ``owner`` may change ``what``."""
+    why = refusal(what, mark, owner, legacy)
+    if why:
+        raise OpError(errno.EPERM, f"{why}; vlaninfra leaves it alone: remove it on the host if "
+                                   "it is stale, or give yours another name in the config, or "
+                                   "forget it with `pulumi state delete <urn>`",
+                      owner=mark.owner if mark else None)

@@ -23,7 +23,7 @@ from typing import Any
 
 from vlaninfra.host import marks
 from vlaninfra.host.context import Context
-from vlaninfra.host.errors import OpError
+from vlaninfra.host.errors import OpError, raise_undone
 from vlaninfra.host.facts import (
     KERNEL_PROTOS,
     MAIN_TABLE,
@@ -31,6 +31,7 @@ from vlaninfra.host.facts import (
     _netlink_code,
     read_addresses,
     read_link,
+    read_links,
     read_routes,
     read_routes_to,
 )
@@ -52,6 +53,7 @@ _GONE = frozenset({errno.ENODEV, errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENOENT}
 _KINDS = {"macvlan": ("private", "vepa", "bridge", "passthru"), "ipvlan": ("l2", "l3", "l3s")}
 _IPVLAN_FLAGS = ("bridge", "private", "vepa")
 _DEFAULT_MODE = {"macvlan": "bridge", "ipvlan": "l2"}
+_PROTO_STATIC = 4
 
 
 def check_ifname(name: object, what: str = "interface name") -> str:
@@ -116,7 +118,8 @@ def _converge_addresses(ipr: Any, index: int, want: list[ipaddress.IPv4Interface
 
 
 def _converge_routes(ipr: Any, index: int, want: list[ipaddress.IPv4Network
-                                                      | ipaddress.IPv6Network]) -> None:
+                                                      | ipaddress.IPv6Network],
+                     ours: frozenset[int]) -> None:
     wanted = {str(n) for n in want}
     present: set[str] = set()
     for family in (socket.AF_INET, socket.AF_INET6):
@@ -127,7 +130,7 @@ def _converge_routes(ipr: Any, index: int, want: list[ipaddress.IPv4Network
                 continue
             dst = msg.get("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
             cidr = str(ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False))
-            if msg["proto"] not in _OURS_ON_SHIM:
+            if msg["proto"] not in ours:
                 continue  # the kernel's, or another protocol's (or added by hand): not ours
             present.add(cidr)
             if cidr in wanted:
@@ -161,9 +164,10 @@ def _converge_routes(ipr: Any, index: int, want: list[ipaddress.IPv4Network
             _ignore(exc, frozenset({errno.EEXIST}))
 
 
-# Routes through a shim vlaninfra may remove: its own, and `static` ones it added before routes
-# carried its protocol (the shim link itself is vlaninfra's, so they were its routes).
-_OURS_ON_SHIM = frozenset({marks.RTPROT_VLANINFRA, 4})
+# Routes through a shim vlaninfra may remove: its own; on a legacy shim (made before links and
+# routes carried marks: state recorded its ifindex, no alias) also the `static` ones it added.
+_OURS_ON_SHIM = frozenset({marks.RTPROT_VLANINFRA})
+_OURS_ON_LEGACY_SHIM = frozenset({marks.RTPROT_VLANINFRA, _PROTO_STATIC})
 
 
 def _set_alias(ipr: Any, index: int, value: str) -> None:
@@ -172,6 +176,11 @@ def _set_alias(ipr: Any, index: int, value: str) -> None:
 
 def _link_mark(link: dict[str, Any]) -> marks.Mark | None:
     return marks.of_alias(link.get("alias"))
+
+
+def _legacy(link: dict[str, Any], ifindex: int | None, kinds: Sequence[str]) -> bool:
+    """Whether ``link`` is the one state recorded (by ``ifindex``) before links had marks."""
+    return bool(link["index"] == ifindex and link["kind"] in kinds)
 
 
 def _shim_result(ipr: Any, name: str) -> dict[str, Any] | None:
@@ -258,8 +267,11 @@ def shim_ensure(
     with ctx.netlink() as ipr:
         parent_index = _parent_index(ipr, parent)
         current = read_link(ipr, name)
+        route_protos = _OURS_ON_SHIM
         if current is not None:
-            legacy = current["index"] == ifindex and current["kind"] in _KINDS
+            legacy = _legacy(current, ifindex, tuple(_KINDS))
+            if legacy and _link_mark(current) is None:
+                route_protos = _OURS_ON_LEGACY_SHIM
             marks.claim(f"link {name!r}", _link_mark(current), owner, legacy=legacy,
                         how_marked="vlaninfra alias")
         if current is not None and (
@@ -284,22 +296,29 @@ def shim_ensure(
                 ipr.link("add", **link_spec)
                 created = True
             except Exception as exc:
-                _ignore(exc, frozenset({errno.EEXIST}))  # a concurrent ensure won the race
+                _ignore(exc, frozenset({errno.EEXIST}))
+                # Someone made it meanwhile: converge it only if it is ours (a concurrent
+                # ensure of this stack), like any link found there.
+                current = read_link(ipr, name)
+                if current is not None:
+                    marks.claim(f"link {name!r}", _link_mark(current), owner,
+                                how_marked="vlaninfra alias")
         try:
             index = int(ipr.link("get", ifname=name)[0]["index"])
             if (current or {}).get("alias") != marks.alias(owner, spec):
                 _set_alias(ipr, index, marks.alias(owner, spec))
             _converge_addresses(ipr, index, want_addr)
             ipr.link("set", index=index, state="up")
-            _converge_routes(ipr, index, want_routes)
+            _converge_routes(ipr, index, want_routes, route_protos)
             result = _shim_result(ipr, name)
             if result is None:
                 raise OpError(errno.ENODEV, f"shim {name!r} vanished while converging")
             _verify(name, result, want_addr, want_routes)
-        except BaseException:
+        except BaseException as exc:
             if created:
                 log.warning("shim.ensure %s failed; deleting the link it created", name)
                 _delete_link(ipr, name)
+                raise_undone(exc)
             raise
         result["created"] = created
         return result
@@ -310,12 +329,11 @@ def _delete_owned(ipr: Any, name: str, kinds: Sequence[str], owner: str,
     current = read_link(ipr, name)
     if current is None:
         return {"deleted": False}
-    legacy = current["index"] == ifindex and current["kind"] in kinds
-    if not marks.is_ours(_link_mark(current), owner, legacy):
-        mark = _link_mark(current)
-        whose = f"owned by stack {mark.owner!r}" if mark else "not owned by vlaninfra"
-        log.warning("not deleting link %s: %s", name, whose)
-        return {"deleted": False, "kept": f"link {name!r} is {whose}: left in place"}
+    why = marks.refusal(f"link {name!r}", _link_mark(current), owner,
+                        _legacy(current, ifindex, kinds))
+    if why:
+        log.warning("not deleting: %s", why)
+        return {"deleted": False, "kept": f"{why}: left in place"}
     return {"deleted": _delete_link(ipr, name)}
 
 
@@ -363,9 +381,9 @@ def vlan_ensure(ctx: Context, trunk: str, vlan_id: int, name: str,
             if created:
                 try:
                     _set_alias(ipr, current["index"], marks.alias(owner, spec))
-                except BaseException:
+                except BaseException as exc:
                     _delete_link(ipr, name)
-                    raise
+                    raise_undone(exc)
         if (current["kind"], current["parent"], current["vlan_id"]) != ("vlan", trunk, vlan_id):
             raise OpError(
                 errno.EEXIST,
@@ -376,13 +394,24 @@ def vlan_ensure(ctx: Context, trunk: str, vlan_id: int, name: str,
             )
         mark = _link_mark(current)
         ours = created or (mark is not None and mark.owner == owner)
+        if not ours:
+            # Another's (or a hand-made) link is used as it is, never changed.
+            if not current["up"]:
+                whose = f"owned by stack {mark.owner!r}" if mark else "not owned by vlaninfra"
+                raise OpError(errno.ENETDOWN,
+                              f"VLAN parent {name!r} exists but is down, and it is {whose}: "
+                              f"vlaninfra does not change it; bring it up on the host (`ip "
+                              f"link set {name} up`) or name another VLAN parent in the "
+                              "config", link=current)
+            return {**current, "created": False}
         try:
             ipr.link("set", index=current["index"], state="up")
             result = read_link(ipr, name)
             assert result is not None
-        except BaseException:
+        except BaseException as exc:
             if created:
                 _delete_link(ipr, name)
+                raise_undone(exc)
             raise
         result["created"] = ours
         return result
@@ -394,10 +423,23 @@ def vlan_delete(ctx: Context, name: str, owner: str = marks.ADHOC_OWNER,
     VLAN link ``ifindex`` state recorded); tolerates it being gone. Any other link of that
     name is left in place and reported as ``kept``.
 
+    Links in this namespace whose parent it is (a shim, maybe another stack's) would go with it:
+    that is an ``EBUSY`` error naming them. (Containers' macvlan links live in their own
+    namespaces and are not seen here; the engine removes a stack's networks first.)
+
     Example: ``vlan_delete(ctx, "eth0.50")`` → ``{"deleted": False}`` when already gone.
     """
     check_ifname(name)
     with ctx.netlink() as ipr:
+        current = read_link(ipr, name)
+        if current is not None and current["kind"] == "vlan":
+            children = [link["name"] for link in read_links(ipr) if link["parent"] == name]
+            if children:
+                raise OpError(errno.EBUSY, f"VLAN parent {name!r} still carries "
+                                           f"{', '.join(children)}: deleting it would delete "
+                                           "them too; remove those first (from the config, or "
+                                           "on the host if they are not vlaninfra's)",
+                              links=children)
         return _delete_owned(ipr, name, ("vlan",), owner, ifindex)
 
 
@@ -458,15 +500,19 @@ def _delete_routes(ipr: Any, net: ipaddress.IPv4Network | ipaddress.IPv6Network,
 
 
 def route_ensure(ctx: Context, dst: str, via: str, dev: str | None = None,
-                 legacy_via: str | None = None) -> dict[str, Any]:
+                 legacy_via: str | None = None, recorded_via: str | None = None,
+                 ) -> dict[str, Any]:
     """Converge the main-table route ``dst via <via> [dev <dev>]``, proto 57 (vlaninfra's).
 
-    No-op when that route is there. vlaninfra's own route to ``dst`` through another next hop
-    is replaced (it is drift, or the tenant moved host). A route to ``dst`` that another
-    protocol owns (the kernel: ``dst`` is connected here; bird, BGP, OSPF, DHCP, or a static
-    route added by hand) is an ``EEXIST`` error and is left alone. ``legacy_via``: the next hop
-    of a ``proto static`` route state recorded from before vlaninfra used its own protocol; it
-    is claimed and re-added as proto 57. ``created`` says whether this call changed anything.
+    No-op when that route is there (one made by an earlier, interrupted run is adopted). Routes
+    carry no owning stack: a proto-57 route to ``dst`` through another next hop is replaced
+    only when it is the one state recorded (``recorded_via``: drift, or the tenant moved host);
+    any other is an ``EEXIST`` clash (another stack's, or a leftover) and is left alone. A
+    route to ``dst`` that another protocol owns (the kernel: ``dst`` is connected here; bird,
+    BGP, OSPF, DHCP, or a static route added by hand) is an ``EEXIST`` error and is left
+    alone. ``legacy_via``: the next hop of a ``proto static`` route state recorded from before
+    vlaninfra used its own protocol; it is claimed and re-added as proto 57. ``created`` says
+    whether this call changed anything.
     Example: ``route_ensure(ctx, "198.18.1.0/24", "192.0.2.21")``
     """
     net, gateway = _route_target(dst, via)
@@ -483,6 +529,16 @@ def route_ensure(ctx: Context, dst: str, via: str, dev: str | None = None,
             raise OpError(errno.EEXIST, f"{net} is connected on this router "
                                         f"({connected[0]['dev']}): it cannot also be routed to "
                                         "a host; the layout is wrong", route=connected[0])
+        other = [r for r in current if r["proto"] == _OURS
+                 and r["gateway"] not in (gateway, recorded_via)]
+        if other:
+            r = other[0]
+            raise OpError(errno.EEXIST, f"a vlaninfra route to {net} via {r['gateway'] or r['dev']}"
+                                        " exists on this router that this resource did not "
+                                        "record (another stack's, or a leftover); vlaninfra "
+                                        "leaves it alone: if it is stale, remove it there (`ip "
+                                        f"route del {net} proto 57`), else route {net} from "
+                                        "one stack only", route=r)
         foreign = [r for r in current if not _route_owned(r, legacy_via)]
         if foreign:
             r = foreign[0]

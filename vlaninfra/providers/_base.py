@@ -28,6 +28,7 @@ from vlaninfra.transport import (
     Agent,
     HostError,
     LocalTarget,
+    OutcomeUnknownError,
     SshTarget,
     Target,
     TransportError,
@@ -254,25 +255,45 @@ class HostProvider(ResourceProvider):
         config = getattr(self, "_stack_config", None)
         return agent_for(target_of(props, config.get if config is not None else None))
 
+    def _head(self, props: Mapping[str, Any]) -> str:
+        where = f" ({props[CONFIG_PATH]})" if props.get(CONFIG_PATH) else ""
+        return f"{self.KIND} {props.get('name', '?')!r}{where} on host {host_label(props)}"
+
+    def removed(self, props: Mapping[str, Any], result: Any) -> None:
+        """Raise when the host kept the object instead of removing it (it is not this stack's
+        owner's): a delete that reports success would leave it there unseen."""
+        kept = result.get("kept") if isinstance(result, Mapping) else None
+        if kept:
+            raise ProviderError(
+                f"{self._head(props)}: not removed, stack {self.owner(props)!r} does not own "
+                f"it ({kept}); remove it on the host yourself, or make Pulumi forget it with "
+                "`pulumi state delete <urn>` (`pulumi stack --show-urns` lists the URNs)"
+            )
+
     def fail(self, props: Mapping[str, Any], what: str, err: BaseException) -> ProviderError:
         """An error naming the host, the object, its config key and the failed step (`create`,
         `update`, `remove`, ...); never the private key.
 
         A transport failure during a change leaves its outcome unknown (the agent may have
         finished it): the message says so, and that the next run reconciles it (creates adopt
-        what an earlier run left). "Nothing was left" is said only when the host reported a
-        failure of a create it undid itself.
+        what an earlier run left). "Nothing was left" is said only when the host reported it
+        undid what the failed create had made (``details["rolled_back"]``).
         """
-        name = props.get("name", "?")
-        where = f" ({props[CONFIG_PATH]})" if props.get(CONFIG_PATH) else ""
-        head = f"{self.KIND} {name!r}{where} on host {host_label(props)}"
+        head = self._head(props)
         details = err.details if isinstance(err, HostError) else {}
+        if isinstance(err, OutcomeUnknownError):
+            # Its message says what is unknown, why, and what reconciles it: said once, on
+            # the host as the config names it.
+            where = f" ({props[CONFIG_PATH]})" if props.get(CONFIG_PATH) else ""
+            said = str(err).removeprefix(f"outcome unknown on {err.host}: ")
+            return ProviderError(f"{self.KIND} {props.get('name', '?')!r}{where}: outcome "
+                                 f"unknown on {host_label(props)}: {said}")
         if isinstance(err, TransportError) or details.get("outcome") == "unknown":
             return ProviderError(
                 f"{head}: outcome unknown on {host_label(props)}: {what} was under way when it "
                 f"failed ({err}); the next `pulumi up` (or `pulumi refresh`) reconciles it"
             )
-        if what == "create" and isinstance(err, HostError):
+        if what == "create" and details.get("rolled_back"):
             return ProviderError(f"{head}: create failed, nothing was left on the host: {err}")
         return ProviderError(f"{head}: {what} failed: {err}")
 

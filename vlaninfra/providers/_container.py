@@ -42,8 +42,9 @@ class ContainerProvider(HostProvider):
     )
     INPUT_KEYS = REPLACE_KEYS | {"network", "restart_policy", "running"}
     # The network's id is not known at preview and is the same for a retried create: the
-    # container is defined by what the user wrote.
-    SPEC_KEYS = REPLACE_KEYS - {"network_id"}
+    # container is defined by what the user wrote, its network's name included (a leftover
+    # on another network is not adopted).
+    SPEC_KEYS = (REPLACE_KEYS - {"network_id"}) | {"network"}
 
     def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
         command = props.get("command")
@@ -200,7 +201,9 @@ class ContainerProvider(HostProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         try:
-            self.agent(props).call("docker.container.remove", name=props["name"],
-                                   owner=self.owner(props), id=props.get("container_id"))
+            result = self.agent(props).call(
+                "docker.container.remove", name=props["name"], owner=self.owner(props),
+                id=props.get("container_id"))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err
+        self.removed(props, result)

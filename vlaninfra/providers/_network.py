@@ -184,7 +184,9 @@ class NetworkProvider(HostProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         try:
-            self.agent(props).call("docker.network.remove", name=props["name"],
-                                   owner=self.owner(props), id=props.get("network_id"))
+            result = self.agent(props).call(
+                "docker.network.remove", name=props["name"], owner=self.owner(props),
+                id=props.get("network_id"))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err
+        self.removed(props, result)

@@ -68,8 +68,16 @@ class RouterRouteProvider(HostProvider):
     def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
         n = self.normalize(news)
         found = agent.call("route.get", dst=n["destination"])
-        if found is None or found.get("proto") == "vlaninfra":
+        if found is None:
             return None
+        if found.get("proto") == "vlaninfra":
+            if found.get("gateway") == n["via"]:
+                return None  # left by an earlier run of this route: adopted
+            return (f"a vlaninfra route to {n['destination']} via {found.get('gateway')} "
+                    f"exists on router {host_label(news)} (another stack's, or a leftover); "
+                    f"vlaninfra leaves it alone: if it is stale, remove it there (`ip route "
+                    f"del {n['destination']} proto 57`), else route {n['destination']} from "
+                    "one stack only")
         return (f"a route to {n['destination']} via {found.get('gateway') or found.get('dev')} "
                 f"owned by protocol {found.get('proto')!r} exists on router "
                 f"{host_label(news)}; vlaninfra leaves it alone: remove it there, or drop "
@@ -81,7 +89,8 @@ class RouterRouteProvider(HostProvider):
         # A route added before vlaninfra had its own protocol is `proto static`: state knows it.
         legacy = _addr(olds.get("via")) if olds and olds.get("proto") == "static" else None
         found = self.agent(props).call(
-            "route.ensure", dst=n["destination"], via=n["via"], dev=n["dev"], legacy_via=legacy
+            "route.ensure", dst=n["destination"], via=n["via"], dev=n["dev"], legacy_via=legacy,
+            recorded_via=_addr(olds.get("via")) if olds else None,
         )
         return {**props, "out_dev": found.get("dev"), "proto": found.get("proto")}
 

@@ -115,7 +115,9 @@ class ShimProvider(HostProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         try:
-            self.agent(props).call("shim.delete", name=props["name"], owner=self.owner(props),
-                                   ifindex=props.get("ifindex"))
+            result = self.agent(props).call(
+                "shim.delete", name=props["name"], owner=self.owner(props),
+                ifindex=props.get("ifindex"))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err
+        self.removed(props, result)

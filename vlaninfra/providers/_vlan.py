@@ -103,7 +103,9 @@ class VlanParentProvider(HostProvider):
         if not props.get("created"):
             return  # it was there before vlaninfra: not ours to remove
         try:
-            self.agent(props).call("vlan.delete", name=props["name"], owner=self.owner(props),
-                                   ifindex=props.get("ifindex"))
+            result = self.agent(props).call(
+                "vlan.delete", name=props["name"], owner=self.owner(props),
+                ifindex=props.get("ifindex"))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err
+        self.removed(props, result)

@@ -66,8 +66,11 @@ class FakeIPRoute:
                 raise NetlinkError(errno.ENODEV)
             return [self._msg(index)]
         if cmd == "add":
-            with contextlib.suppress(NetlinkError):
-                self._by_name(kw["ifname"])
+            race = getattr(self, "race", None)
+            if race is not None:  # another creator makes the link first
+                self.race = None
+                self.add_link(kw["ifname"], **race)
+            if any(link["name"] == kw["ifname"] for link in self.links.values()):
                 raise NetlinkError(errno.EEXIST)
             if kw["kind"] == "vlan" and getattr(self, "no_8021q", False):
                 raise NetlinkError(errno.EOPNOTSUPP)
@@ -210,9 +213,10 @@ def test_shim_ensure_converges_and_keeps_kernel_routes(ctx: Any) -> None:
 
 def test_shim_ensure_rolls_back_a_link_it_created(ctx: Any) -> None:
     ctx.ipr.fail_route_add.add("198.18.0.0/24")
-    with pytest.raises(NetlinkError):
+    with pytest.raises(OpError) as info:
         ops.shim_ensure(ctx, "shim0", "eth0", address="192.0.2.250/32",
                         routes=["192.0.2.128/26", "198.18.0.0/24"])
+    assert info.value.details["rolled_back"] is True  # the caller may say "nothing was left"
     assert [link["name"] for link in ctx.ipr.links.values()] == ["lo", "eth0"]
     assert ctx.ipr.routes == [] and ctx.ipr.addrs == []
 
@@ -268,9 +272,19 @@ def test_route_ensure_adds_then_is_a_noop_and_get_reads_it(ctx: Any) -> None:
     assert got is not None and got["gateway"] == "192.0.2.21" and got["dev"] == "eth0"
 
 
-def test_route_ensure_replaces_another_next_hop(ctx: Any) -> None:
+def test_route_ensure_replaces_only_the_next_hop_state_recorded(ctx: Any) -> None:
     ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.22")
-    out = ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.21")
+    # another stack's (or a leftover) proto-57 route: a clash, left alone
+    with pytest.raises(OpError) as info:
+        ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.21")
+    assert info.value.code == errno.EEXIST
+    assert "198.18.1.0/24 via 192.0.2.22" in info.value.message
+    assert "ip route del 198.18.1.0/24 proto 57" in info.value.message
+    assert [r["gateway"] for r in ctx.ipr.routes] == ["192.0.2.22"]
+    # the same next hop (an earlier run's): adopted
+    assert ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.22")["created"] is False
+    # the one state recorded (the tenant moved host): replaced
+    out = ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.21", recorded_via="192.0.2.22")
     assert out["created"] is True
     assert [r["gateway"] for r in ctx.ipr.routes] == ["192.0.2.21"]
 
@@ -309,6 +323,11 @@ def test_route_ensure_validates_before_touching_anything(ctx: Any, dst: str, via
 
 def test_vlan_ensure_adopts_an_unmarked_parent_read_only_and_never_deletes_it(ctx: Any) -> None:
     index = ctx.ipr.add_link("eth0.50", "vlan", parent=2, vlan_id=50)
+    with pytest.raises(OpError) as info:  # down, and not ours: never brought up
+        ops.vlan_ensure(ctx, "eth0", 50, "eth0.50", owner="p/a")
+    assert info.value.code == errno.ENETDOWN and "ip link set eth0.50 up" in info.value.message
+    assert ctx.ipr.links[index]["flags"] == 0
+    ctx.ipr.links[index]["flags"] = 1  # brought up by its owner: used as it is
     out = ops.vlan_ensure(ctx, "eth0", 50, "eth0.50", owner="p/a")
     assert out["created"] is False and ctx.ipr.links[index].get("alias") is None
     kept = ops.vlan_delete(ctx, "eth0.50", owner="p/a")
@@ -360,6 +379,19 @@ def test_shim_ensure_leaves_other_protocols_routes_through_it(ctx: Any) -> None:
     assert [r["proto"] for r in ctx.ipr.routes] == [12]
 
 
+def test_shim_ensure_removes_static_routes_only_on_a_legacy_shim(ctx: Any) -> None:
+    static = {"dst": "198.18.9.0", "dst_len": 24, "family": socket.AF_INET, "proto": 4,
+              "scope": 253}
+    out = ops.shim_ensure(ctx, "shim0", "eth0", owner="p/a")
+    ctx.ipr.routes.append({**static, "oif": out["index"]})  # added by hand: not ours
+    ops.shim_ensure(ctx, "shim0", "eth0", owner="p/a", ifindex=out["index"])
+    assert [r["proto"] for r in ctx.ipr.routes] == [4]
+    legacy = ctx.ipr.add_link("shim1", "macvlan", parent=2, mode=4)  # made before marks
+    ctx.ipr.routes.append({**static, "oif": legacy})  # which it routed `proto static`
+    ops.shim_ensure(ctx, "shim1", "eth0", owner="p/a", ifindex=legacy)
+    assert [r["oif"] for r in ctx.ipr.routes] == [out["index"]]
+
+
 def test_route_ensure_leaves_another_protocols_route_alone(ctx: Any) -> None:
     for proto in (4, 12, 186, 16):  # static by hand, bird, bgp, dhcp
         ctx.ipr.routes = [{"dst": "198.18.1.0", "dst_len": 24, "oif": 2,
@@ -379,3 +411,31 @@ def test_route_ensure_claims_the_legacy_static_route_state_recorded(ctx: Any) ->
     out = ops.route_ensure(ctx, "198.18.1.0/24", "192.0.2.21", legacy_via="192.0.2.9")
     assert out["proto"] == "vlaninfra" and [r["gateway"] for r in ctx.ipr.routes] == [
         "192.0.2.21"]
+
+
+def test_shim_ensure_claims_a_link_a_concurrent_creator_made(ctx: Any) -> None:
+    ctx.ipr.race = {"kind": "macvlan", "parent": 2, "mode": 4}  # not ours: no alias
+    with pytest.raises(OpError) as info:
+        ops.shim_ensure(ctx, "shim0", "eth0", address="192.0.2.250/32", owner="p/a")
+    assert info.value.code == errno.EEXIST and "not owned by vlaninfra" in info.value.message
+    (link,) = [v for v in ctx.ipr.links.values() if v["name"] == "shim0"]
+    assert link.get("alias") is None and link["flags"] == 0 and ctx.ipr.addrs == []
+    ops.shim_delete(ctx, "shim0", ifindex=None)  # left alone: still there
+    assert any(v["name"] == "shim0" for v in ctx.ipr.links.values())
+    # this stack's own concurrent ensure: converged
+    ctx.ipr.links = {i: v for i, v in ctx.ipr.links.items() if v["name"] != "shim0"}
+    ctx.ipr.race = {"kind": "macvlan", "parent": 2, "mode": 4,
+                    "alias": marks.alias("p/a", None)}
+    out = ops.shim_ensure(ctx, "shim0", "eth0", address="192.0.2.250/32", owner="p/a")
+    assert out["created"] is False and out["addresses"] == ["192.0.2.250/32"]
+
+
+def test_vlan_delete_refuses_while_links_sit_on_it(ctx: Any) -> None:
+    vlan = ops.vlan_ensure(ctx, "eth0", 50, "eth0.50", owner="p/a")
+    shim = ctx.ipr.add_link("shim9", "macvlan", parent=vlan["index"], mode=4)  # another's
+    with pytest.raises(OpError) as info:
+        ops.vlan_delete(ctx, "eth0.50", owner="p/a")
+    assert info.value.code == errno.EBUSY and "shim9" in info.value.message
+    assert vlan["index"] in ctx.ipr.links and shim in ctx.ipr.links
+    del ctx.ipr.links[shim]
+    assert ops.vlan_delete(ctx, "eth0.50", owner="p/a") == {"deleted": True}

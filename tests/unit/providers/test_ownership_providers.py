@@ -51,6 +51,8 @@ def test_the_owner_is_never_a_reason_to_replace() -> None:
 def test_container_spec_ignores_the_network_id_unknown_at_preview() -> None:
     p = ContainerProvider()
     assert p.spec(container(network_id="n1")) == p.spec(container(network_id=UNKNOWN))
+    # but its network's name is part of it: a leftover on another network is not adopted
+    assert p.spec(container(network="a")) != p.spec(container(network="b"))
 
 
 @pytest.mark.parametrize("err", [
@@ -68,9 +70,13 @@ def test_a_transport_failure_during_create_says_outcome_unknown(agent: FakeAgent
 
 
 def test_a_host_failure_it_undid_says_nothing_was_left(agent: FakeAgent) -> None:
-    agent.fail("docker.network.create", errno.ENOENT, "no such parent")
+    agent.fail("docker.network.create", errno.EIO, "inspect failed", rolled_back=True)
     with pytest.raises(ProviderError, match="create failed, nothing was left on the host"):
         NetworkProvider().create(network())
+    agent.fail("docker.network.create", errno.ENOENT, "no such parent")  # nothing said undone
+    with pytest.raises(ProviderError) as info:
+        NetworkProvider().create(network())
+    assert "create failed: " in str(info.value) and "nothing was left" not in str(info.value)
     agent.fail("docker.container.create", errno.EIO, "left created", outcome="unknown")
     with pytest.raises(ProviderError, match="outcome unknown"):
         ContainerProvider().create(container())
@@ -150,10 +156,15 @@ def test_check_reports_a_route_another_protocol_owns(agent: FakeAgent) -> None:
     agent.responses["route.get"] = {"dst": "198.18.1.0/24", "gateway": "192.0.2.21",
                                     "dev": "eth0", "proto": "vlaninfra"}
     assert RouterRouteProvider().check({}, route()).failures == []
+    # a vlaninfra route through another next hop: another stack's, or a leftover
+    agent.responses["route.get"] = {"dst": "198.18.1.0/24", "gateway": "192.0.2.9",
+                                    "dev": "eth0", "proto": "vlaninfra"}
+    (failure,) = RouterRouteProvider().check({}, route()).failures
+    assert "vlaninfra route to 198.18.1.0/24 via 192.0.2.9" in failure.reason
 
 
 def test_delete_and_update_claim_through_what_state_recorded(agent: FakeAgent) -> None:
-    agent.responses["docker.container.remove"] = {"removed": False, "kept": "not ours"}
+    agent.responses["docker.container.remove"] = {"removed": True}
     ContainerProvider().delete("c", {**container(), "container_id": "c1"})
     assert agent.calls_to("docker.container.remove") == [
         {"name": "web1", "owner": "adhoc", "id": "c1"}]
@@ -171,3 +182,28 @@ def test_check_of_a_replacement_accepts_its_own_object_with_the_old_spec(
     agent.responses["docker.image.exists"] = True
     agent.responses["docker.container.inspect"] = {"id": "c", "labels": _labels(OWNER, "old")}
     assert ContainerProvider().check({}, _own(container(ipv4="192.0.2.170"))).failures == []
+
+
+def test_a_delete_the_host_refused_is_an_error_not_a_success(agent: FakeAgent) -> None:
+    kept = "link 'shim0' is owned by stack 'infra/other': left in place"
+    agent.responses["shim.delete"] = {"deleted": False, "kept": kept}
+    with pytest.raises(ProviderError) as info:
+        ShimProvider().delete("s1", _own(shim()))
+    message = str(info.value)
+    assert kept in message and repr(OWNER) in message
+    assert "remove it on the host" in message and "pulumi state delete" in message
+    agent.responses["shim.delete"] = {"deleted": False}  # already gone: fine
+    ShimProvider().delete("s1", _own(shim()))
+
+
+def test_outcome_unknown_is_said_once(agent: FakeAgent) -> None:
+    from vlaninfra.transport import OutcomeUnknownError
+
+    agent.responses["docker.container.create"] = OutcomeUnknownError.for_op(
+        "root@203.0.113.2:22", "docker.container.create", "got no answer within 120s")
+    with pytest.raises(ProviderError) as info:
+        ContainerProvider().create(container())
+    message = str(info.value)
+    assert message == ("container 'web1' (sites.a.containers[0]): outcome unknown on h1 "
+                       "(203.0.113.2): docker.container.create got no answer within 120s; the "
+                       "next `pulumi up` (or `pulumi refresh`) reconciles it")

@@ -131,7 +131,8 @@ def test_route_create_and_delete_call_the_router(agent: FakeAgent) -> None:
     made = RouterRouteProvider().create(route())
     assert made.id == "gw/198.18.1.0/24"
     assert agent.calls_to("route.ensure") == [
-        {"dst": "198.18.1.0/24", "via": "192.0.2.21", "dev": None, "legacy_via": None}]
+        {"dst": "198.18.1.0/24", "via": "192.0.2.21", "dev": None, "legacy_via": None,
+         "recorded_via": None}]
     agent.responses["route.delete"] = {"deleted": False}  # already gone: tolerated
     assert made.outs is not None
     RouterRouteProvider().delete(made.id, made.outs)
