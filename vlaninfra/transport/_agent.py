@@ -204,7 +204,8 @@ class Agent:
                               ping_interval=self.peer_timeout / 3)
             try:
                 session.wait_ready(self.start_deadline)
-                info = session.call("hello", {"docker_socket": self.target.docker_socket},
+                info = session.call("hello", {"docker_socket": self.target.docker_socket,
+                                              "docker_timeout": self.docker_deadline},
                                     self.op_deadline)
             except AgentExitedError as exc:
                 self._release(session)
