@@ -121,17 +121,29 @@ class Agent:
         Raises :class:`HostError` (with ``errno``) when the op fails on the host,
         :class:`OutcomeUnknownError` when the request may have reached the host but no
         answer came (deadline, dead peer, agent died), and :class:`TransportError` when the
-        host cannot be reached or the agent cannot start (nothing was sent).
+        host cannot be reached or the agent cannot start (nothing was sent). A session that
+        had ended before the request was sent is replaced once (nothing ran); if that one
+        ends too, :class:`AgentExitedError` (nothing was sent) is raised.
 
         Example: ``agent.call("shim.delete", name="shim0")`` → ``{"deleted": True}``
         """
-        session = self._session_for_call()
         bump("calls")
-        try:
-            return session.call(op, dict(args), self.deadline_for(op))
-        except OutcomeUnknownError:
-            self._drop(session)
-            raise
+        for attempt in range(2):
+            session = self._session_for_call()
+            try:
+                return session.call(op, dict(args), self.deadline_for(op))
+            except OutcomeUnknownError:
+                self._drop(session)
+                raise
+            except AgentExitedError:
+                # The session had died before the request was sent: nothing ran, so one
+                # retry on a fresh session is safe (only a sent request is outcome unknown).
+                self._drop(session)
+                if attempt:
+                    raise
+                log.info("agent session to %s had ended before %s was sent; starting a "
+                         "new one", self.label, op)
+        raise AssertionError("unreachable")
 
     def start(self) -> dict[str, Any]:
         """Start (or check) the agent now instead of on first call; returns ``info``."""

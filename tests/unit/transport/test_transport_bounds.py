@@ -275,6 +275,29 @@ def test_outcome_unknown_drops_the_connection_and_the_next_call_reconnects() -> 
     agent.close()
 
 
+def test_a_session_that_ended_before_sending_is_retried_once_on_a_fresh_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = FakeConnector(*(FakeChannel(hello_agent) for _ in range(4)))
+    agent = Agent(LocalTarget(), conn)
+    agent.call("ping")
+    real = Session.call
+    ended: set[int] = {id(agent._session)}  # sessions that die just before the next send
+
+    def call(self: Session, op: str, args: Any, deadline: float) -> Any:
+        if op != "hello" and (not ended or id(self) in ended):
+            raise AgentExitedError("agent session to local ended: its output ended",
+                                   host="local")
+        return real(self, op, args, deadline)
+
+    monkeypatch.setattr(Session, "call", call)
+    assert agent.call("ping")["pid"] == 7 and conn.started == 2  # nothing was sent: retried
+    ended.clear()  # now every session dies before the send
+    with pytest.raises(AgentExitedError):
+        agent.call("ping")
+    assert conn.started == 3  # one retry, no more
+    agent.close()
+
+
 def test_deadline_classes_and_env_knobs(monkeypatch: pytest.MonkeyPatch) -> None:
     agent = Agent(LocalTarget(), FakeConnector())
     assert agent.deadline_for("link.get") == 30 and agent.deadline_for("batch") == 30
