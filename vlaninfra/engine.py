@@ -230,8 +230,15 @@ class Engine:
 
     def stale_locks(self, stack: str) -> list[Path]:
         """The file backend's locks on `stack` left by a pulumi process of this machine that
-        no longer runs (killed mid-update); a lock of a live process or of another machine is
-        never stale."""
+        no longer runs (killed mid-update): the lock names this hostname and its pid is gone,
+        or is now some other program (`/proc/PID/cmdline` is not a pulumi). A lock of a live
+        pulumi or of another hostname is never stale.
+
+        Limit: pids are those of this pid namespace. A pulumi in another pid namespace with
+        the same hostname (a container sharing this host's UTS namespace and this state
+        directory) looks dead here, and its lock would be cancelled: do not share a file
+        backend between pid namespaces that share a hostname.
+        """
         backend = self.backend or self.root / ".pulumi-state" / "backend"
         stale = []
         for path in (backend / ".pulumi" / "locks").rglob("*.json"):
@@ -239,17 +246,22 @@ class Engine:
                 lock = json.loads(path.read_text())
                 if path.parent.name != stack or lock["hostname"] != socket.gethostname():
                     continue
-                os.kill(int(lock["pid"]), 0)
-            except ProcessLookupError:
-                stale.append(path)
+                pid = int(lock["pid"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue
+            if not _is_pulumi(pid):
+                stale.append(path)
         return stale
 
     def run(
-        self, stack: str | None, *args: str, check: bool = True, cwd: Path | None = None
+        self, stack: str | None, *args: str, check: bool = True, cwd: Path | None = None,
+        timeout: float | None = None,
     ) -> str:
         """Runs `pulumi ARGS --stack STACK --non-interactive`; returns stdout+stderr.
+
+        `timeout` (seconds, default none: an `up` takes as long as its ops' deadlines allow)
+        kills pulumi when it passes and raises `EngineError`; the lock it leaves is stale and
+        cancelled by the next `up`, `refresh` or `destroy`.
 
         Before `up`, `refresh` and `destroy`, a lock a killed pulumi left is removed with
         `pulumi cancel` (the engine then drops the killed run's pending creates with a warning,
@@ -263,16 +275,22 @@ class Engine:
             full += ["--stack", stack]
             if args and args[0] in RUNS_PROGRAM:
                 refuse_plaintext_keys(cwd or self.root, stack)
-        proc = subprocess.run(
-            ["pulumi", *full],
-            cwd=cwd or self.root,
-            env=self.env(stack, cwd),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
-            umask=0o077,
-        )
+        try:
+            proc = subprocess.run(
+                ["pulumi", *full],
+                cwd=cwd or self.root,
+                env=self.env(stack, cwd),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                check=False,
+                umask=0o077,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as exc:
+            out = "".join(x if isinstance(x, str) else (x or b"").decode(errors="replace")
+                          for x in (exc.stdout, exc.stderr))
+            raise EngineError(full, -9, f"{out}\nkilled after {timeout:g}s (timeout)") from None
         if check and proc.returncode != 0:
             raise EngineError(full, proc.returncode, proc.stdout + proc.stderr)
         return proc.stdout
@@ -296,6 +314,15 @@ class Engine:
         """
         out = self.run(stack, *args, "--json", cwd=cwd)
         return summary_of(out)
+
+
+def _is_pulumi(pid: int) -> bool:
+    """Whether `pid` is a running pulumi CLI in this pid namespace."""
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+    except OSError:
+        return False
+    return os.path.basename(argv0) == b"pulumi"
 
 
 def _documents(output: str) -> list[Any]:

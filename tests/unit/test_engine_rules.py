@@ -268,3 +268,27 @@ def test_demo_keeps_the_stack_on_a_refresh_error(
     err = capsys.readouterr().err
     assert "host key of h1 (203.0.113.2) changed" in err
     assert "The stack lab and its state are left as they are" in err
+
+
+def test_a_lock_is_stale_only_when_its_pid_is_no_running_pulumi(tmp_path: Path) -> None:
+    import socket
+
+    from vlaninfra.engine import Engine
+
+    fake = tmp_path / "bin" / "pulumi"
+    fake.parent.mkdir()
+    fake.symlink_to(shutil.which("sleep") or "/bin/sleep")
+    live = subprocess.Popen([str(fake), "30"])
+    try:
+        locks = tmp_path / "backend" / ".pulumi" / "locks" / "org" / "proj" / "s"
+        locks.mkdir(parents=True)
+        for name, pid, host in (("live", live.pid, socket.gethostname()),
+                                ("other-program", os.getpid(), socket.gethostname()),
+                                ("gone", 2**22 + 7, socket.gethostname()),
+                                ("elsewhere", 2**22 + 7, "another-machine")):
+            (locks / f"{name}.json").write_text(json.dumps({"pid": pid, "hostname": host}))
+        stale = Engine(tmp_path, backend=tmp_path / "backend").stale_locks("s")
+        assert sorted(p.stem for p in stale) == ["gone", "other-program"]
+    finally:
+        live.kill()
+        live.wait()
