@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from vlaninfra._env import env_seconds
 from vlaninfra.transport._bootstrap import REFUSED, STALE, TOO_OLD
 from vlaninfra.transport._errors import (
     AgentExitedError,
@@ -35,19 +35,6 @@ DOCKER_OPS = frozenset({
     "docker.network.connect", "docker.network.disconnect", "debug.sleep",
 })
 """Ops that wait on the Docker daemon's work (or on purpose): the long deadline applies."""
-
-
-def _env_seconds(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds <= 3600:
-        raise ValueError(f"{name}={value!r} is not a number of seconds between 0 and 3600")
-    return seconds
 
 
 class _Connector(Protocol):
@@ -95,13 +82,13 @@ class Agent:
         """``user@host:port`` / ``local`` / ``local netns <ns>``."""
         self.info: dict[str, Any] = {}
         """The agent's ``hello`` answer (pid, python, kernel, hostname...) once started."""
-        self.op_deadline = _env_seconds("VLANINFRA_OP_DEADLINE", 30.0)
+        self.op_deadline = env_seconds("VLANINFRA_OP_DEADLINE", 30.0)
         """Seconds for facts, netlink ops, ping and batch."""
-        self.docker_deadline = _env_seconds("VLANINFRA_DOCKER_DEADLINE", 120.0)
+        self.docker_deadline = env_seconds("VLANINFRA_DOCKER_DEADLINE", 120.0)
         """Seconds for the Docker ops in :data:`DOCKER_OPS`."""
-        self.start_deadline = _env_seconds("VLANINFRA_START_DEADLINE", 60.0)
+        self.start_deadline = env_seconds("VLANINFRA_START_DEADLINE", 60.0)
         """Seconds for connecting, uploading, starting the agent and its ``hello``."""
-        self.peer_timeout = _env_seconds("VLANINFRA_PEER_TIMEOUT", 15.0)
+        self.peer_timeout = env_seconds("VLANINFRA_PEER_TIMEOUT", 15.0)
         """Seconds of silence (while calls are pending) before the peer counts as dead."""
         if connector is None:
             connector = (SshConnector(target) if isinstance(target, SshTarget)
