@@ -277,8 +277,8 @@ def test_a_lock_is_stale_only_when_its_pid_is_no_running_pulumi(tmp_path: Path) 
 
     fake = tmp_path / "bin" / "pulumi"
     fake.parent.mkdir()
-    fake.symlink_to(shutil.which("sleep") or "/bin/sleep")
-    live = subprocess.Popen([str(fake), "30"])
+    fake.symlink_to(os.path.realpath(sys.executable))  # a binary: argv[0] stays this path
+    live = subprocess.Popen([str(fake), "-c", "import time; time.sleep(30)"])
     try:
         locks = tmp_path / "backend" / ".pulumi" / "locks" / "org" / "proj" / "s"
         locks.mkdir(parents=True)
