@@ -26,6 +26,7 @@ __all__ = [
     "Engine",
     "EngineError",
     "config_key",
+    "holds_private_key",
     "is_lab_stack",
     "make_private",
     "plaintext_keys",
@@ -90,13 +91,9 @@ def is_lab_stack(path: Path) -> bool:
         return False
     if not isinstance(sites, dict) or not sites:
         return False
-    for site in sites.values():
-        if not isinstance(site, dict) or site.get("inventory") != "lab":
-            return False
-        members = [*(site.get("hosts") or []), *(site.get("routers") or [])]
-        if any(not isinstance(m, dict) or "ssh" in m for m in members):
-            return False
-    return True
+    if any(not isinstance(s, dict) or s.get("inventory") != "lab" for s in sites.values()):
+        return False
+    return all(isinstance(m, dict) and "ssh" not in m for m in _members(sites))
 
 
 def config_key(name: str) -> str:
@@ -104,16 +101,27 @@ def config_key(name: str) -> str:
     return name if ":" in name else f"vlaninfra:{name}"
 
 
-def _ssh_settings(sites: Any) -> list[dict[str, Any]]:
+def _members(sites: Any) -> list[Any]:
+    """The hosts and routers of every site of a raw `vlaninfra:sites` config value."""
     if not isinstance(sites, dict):
         return []
-    members = [
+    return [
         m
         for site in sites.values()
         if isinstance(site, dict)
         for m in [*(site.get("hosts") or []), *(site.get("routers") or [])]
     ]
-    return [m["ssh"] for m in members if isinstance(m, dict) and isinstance(m.get("ssh"), dict)]
+
+
+def _ssh_settings(sites: Any) -> list[dict[str, Any]]:
+    return [
+        m["ssh"] for m in _members(sites) if isinstance(m, dict) and isinstance(m.get("ssh"), dict)
+    ]
+
+
+def holds_private_key(value: object) -> bool:
+    """Whether a config value looks like a PEM/OpenSSH private key (the one test of it)."""
+    return isinstance(value, str) and "PRIVATE KEY" in value
 
 
 def plaintext_keys(path: Path) -> list[str]:
@@ -136,7 +144,7 @@ def plaintext_keys(path: Path) -> list[str]:
     return sorted(
         k
         for k, v in config.items()
-        if not isinstance(v, dict) and (k in named or (isinstance(v, str) and "PRIVATE KEY" in v))
+        if not isinstance(v, dict) and (k in named or holds_private_key(v))
     )
 
 
