@@ -325,12 +325,16 @@ class Engine:
 
 
 def _is_pulumi(pid: int) -> bool:
-    """Whether `pid` is a running pulumi CLI in this pid namespace."""
+    """Whether `pid` may be a running pulumi CLI in this pid namespace: False only when no
+    such process exists or its command line names another program (an empty one, as while
+    a process execs or of a zombie, counts as maybe)."""
     try:
         argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
-    except OSError:
+    except FileNotFoundError:
         return False
-    return os.path.basename(argv0) == b"pulumi"
+    except OSError:
+        return True
+    return not argv0 or os.path.basename(argv0) == b"pulumi"
 
 
 def _documents(output: str) -> list[Any]:
