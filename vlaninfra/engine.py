@@ -26,6 +26,7 @@ __all__ = [
     "Engine",
     "EngineError",
     "config_key",
+    "holds_private_key",
     "is_lab_stack",
     "make_private",
     "plaintext_keys",
@@ -90,13 +91,9 @@ def is_lab_stack(path: Path) -> bool:
         return False
     if not isinstance(sites, dict) or not sites:
         return False
-    for site in sites.values():
-        if not isinstance(site, dict) or site.get("inventory") != "lab":
-            return False
-        members = [*(site.get("hosts") or []), *(site.get("routers") or [])]
-        if any(not isinstance(m, dict) or "ssh" in m for m in members):
-            return False
-    return True
+    if any(not isinstance(s, dict) or s.get("inventory") != "lab" for s in sites.values()):
+        return False
+    return all(isinstance(m, dict) and "ssh" not in m for m in _members(sites))
 
 
 def config_key(name: str) -> str:
@@ -104,16 +101,27 @@ def config_key(name: str) -> str:
     return name if ":" in name else f"vlaninfra:{name}"
 
 
-def _ssh_settings(sites: Any) -> list[dict[str, Any]]:
+def _members(sites: Any) -> list[Any]:
+    """The hosts and routers of every site of a raw `vlaninfra:sites` config value."""
     if not isinstance(sites, dict):
         return []
-    members = [
+    return [
         m
         for site in sites.values()
         if isinstance(site, dict)
         for m in [*(site.get("hosts") or []), *(site.get("routers") or [])]
     ]
-    return [m["ssh"] for m in members if isinstance(m, dict) and isinstance(m.get("ssh"), dict)]
+
+
+def _ssh_settings(sites: Any) -> list[dict[str, Any]]:
+    return [
+        m["ssh"] for m in _members(sites) if isinstance(m, dict) and isinstance(m.get("ssh"), dict)
+    ]
+
+
+def holds_private_key(value: object) -> bool:
+    """Whether a config value looks like a PEM/OpenSSH private key (the one test of it)."""
+    return isinstance(value, str) and "PRIVATE KEY" in value
 
 
 def plaintext_keys(path: Path) -> list[str]:
@@ -136,7 +144,7 @@ def plaintext_keys(path: Path) -> list[str]:
     return sorted(
         k
         for k, v in config.items()
-        if not isinstance(v, dict) and (k in named or (isinstance(v, str) and "PRIVATE KEY" in v))
+        if not isinstance(v, dict) and (k in named or holds_private_key(v))
     )
 
 
@@ -206,7 +214,7 @@ class Engine:
             env["PULUMI_BACKEND_URL"] = f"file://{backend}"
             env.setdefault("PULUMI_HOME", str(backend.parent / "home"))
             if self.backend is None:
-                make_private(backend.parent)
+                make_private(backend.parent, backend)
             else:
                 make_private(backend, Path(env["PULUMI_HOME"]))
         env["PULUMI_SKIP_UPDATE_CHECK"] = "1"
@@ -230,8 +238,15 @@ class Engine:
 
     def stale_locks(self, stack: str) -> list[Path]:
         """The file backend's locks on `stack` left by a pulumi process of this machine that
-        no longer runs (killed mid-update); a lock of a live process or of another machine is
-        never stale."""
+        no longer runs (killed mid-update): the lock names this hostname and its pid is gone,
+        or is now some other program (`/proc/PID/cmdline` is not a pulumi). A lock of a live
+        pulumi or of another hostname is never stale.
+
+        Limit: pids are those of this pid namespace. A pulumi in another pid namespace with
+        the same hostname (a container sharing this host's UTS namespace and this state
+        directory) looks dead here, and its lock would be cancelled: do not share a file
+        backend between pid namespaces that share a hostname.
+        """
         backend = self.backend or self.root / ".pulumi-state" / "backend"
         stale = []
         for path in (backend / ".pulumi" / "locks").rglob("*.json"):
@@ -239,17 +254,22 @@ class Engine:
                 lock = json.loads(path.read_text())
                 if path.parent.name != stack or lock["hostname"] != socket.gethostname():
                     continue
-                os.kill(int(lock["pid"]), 0)
-            except ProcessLookupError:
-                stale.append(path)
+                pid = int(lock["pid"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue
+            if not _is_pulumi(pid):
+                stale.append(path)
         return stale
 
     def run(
-        self, stack: str | None, *args: str, check: bool = True, cwd: Path | None = None
+        self, stack: str | None, *args: str, check: bool = True, cwd: Path | None = None,
+        timeout: float | None = None,
     ) -> str:
         """Runs `pulumi ARGS --stack STACK --non-interactive`; returns stdout+stderr.
+
+        `timeout` (seconds, default none: an `up` takes as long as its ops' deadlines allow)
+        kills pulumi when it passes and raises `EngineError`; the lock it leaves is stale and
+        cancelled by the next `up`, `refresh` or `destroy`.
 
         Before `up`, `refresh` and `destroy`, a lock a killed pulumi left is removed with
         `pulumi cancel` (the engine then drops the killed run's pending creates with a warning,
@@ -263,16 +283,22 @@ class Engine:
             full += ["--stack", stack]
             if args and args[0] in RUNS_PROGRAM:
                 refuse_plaintext_keys(cwd or self.root, stack)
-        proc = subprocess.run(
-            ["pulumi", *full],
-            cwd=cwd or self.root,
-            env=self.env(stack, cwd),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
-            umask=0o077,
-        )
+        try:
+            proc = subprocess.run(
+                ["pulumi", *full],
+                cwd=cwd or self.root,
+                env=self.env(stack, cwd),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                check=False,
+                umask=0o077,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as exc:
+            out = "".join(x if isinstance(x, str) else (x or b"").decode(errors="replace")
+                          for x in (exc.stdout, exc.stderr))
+            raise EngineError(full, -9, f"{out}\nkilled after {timeout:g}s (timeout)") from None
         if check and proc.returncode != 0:
             raise EngineError(full, proc.returncode, proc.stdout + proc.stderr)
         return proc.stdout
@@ -296,6 +322,19 @@ class Engine:
         """
         out = self.run(stack, *args, "--json", cwd=cwd)
         return summary_of(out)
+
+
+def _is_pulumi(pid: int) -> bool:
+    """Whether `pid` may be a running pulumi CLI in this pid namespace: False only when no
+    such process exists or its command line names another program (an empty one, as while
+    a process execs or of a zombie, counts as maybe)."""
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return not argv0 or os.path.basename(argv0) == b"pulumi"
 
 
 def _documents(output: str) -> list[Any]:
@@ -336,24 +375,76 @@ def summary_of(output: str) -> dict[str, int]:
     return {}
 
 
+_VALUED_FLAGS = frozenset({
+    "--stack", "-s", "--cwd", "-C", "--color", "--verbose", "-v", "--tracing", "--profiling",
+    "--memprofilerate", "--tracing-header", "--secrets-provider", "--copy-config-from",
+})
+"""Pulumi flags whose value is the next word (so that word is not the command)."""
+_NO_STACK = frozenset({"", "version", "help", "login", "logout", "whoami", "plugin", "new",
+                       "about", "gen-completion", "install", "convert", "schema"})
+"""Commands that need no stack: the launcher does not ask which one is selected."""
+
+
+def command_and_stack(args: Sequence[str]) -> tuple[str, str | None]:
+    """The pulumi command (first word that is not a flag or a flag's value) and the stack
+    named by ``--stack``/``-s`` or by ``stack init|select|rm NAME``, else None.
+
+    Example: ``command_and_stack(["--stack", "prod", "up"])`` → ``("up", "prod")``
+    """
+    words: list[str] = []
+    stack = None
+    rest = iter(args)
+    for arg in rest:
+        if arg in ("--stack", "-s"):
+            stack = next(rest, None)
+        elif arg.startswith("--stack="):
+            stack = arg.split("=", 1)[1]
+        elif arg in _VALUED_FLAGS:
+            next(rest, None)
+        elif not arg.startswith("-"):
+            words.append(arg)
+    if stack is None and words[:1] == ["stack"] and len(words) > 2 \
+            and words[1] in ("init", "select", "rm"):
+        stack = words[2]
+    return (words[0] if words else ""), stack
+
+
+def _exec_pulumi(args: Sequence[str]) -> int:
+    """`tools/pulumi ARGS`: run pulumi in `Engine.env` of the project in the current
+    directory, umask 077. Refuses (exit 1) an update of a stack keeping an SSH private key in
+    plain text; a lab stack gets the lab passphrase when none is set, any other stack is left
+    to pulumi (which asks for one, or refuses without a terminal). The stack is the one
+    named on the command line, else the selected one (`pulumi stack --show-name`)."""
+    project = Path.cwd()
+    engine = Engine(project)
+    env = engine.env()
+    command, stack = command_and_stack(args)
+    os.umask(0o077)
+    if stack is None and command not in _NO_STACK:
+        shown = subprocess.run(["pulumi", "stack", "--show-name", "--non-interactive"],
+                               env=env, cwd=project, stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, check=False)
+        if shown.returncode == 0 and shown.stdout.strip():
+            stack = shown.stdout.strip()
+    if stack is not None:
+        if command in RUNS_PROGRAM:
+            try:
+                refuse_plaintext_keys(project, stack)
+            except VlanInfraError as err:
+                print(f"tools/pulumi: {err}", file=sys.stderr)
+                return 1
+        if not any(env.get(k) for k in _PASSPHRASE_ENV) and is_lab_stack(
+                stack_file(project, stack)):
+            env["PULUMI_CONFIG_PASSPHRASE"] = LAB_PASSPHRASE
+    os.execvpe("pulumi", ["pulumi", *args], env)
+
+
 def _main(argv: Sequence[str]) -> int:
-    """`python -m vlaninfra.engine prepare STACK COMMAND`, for `tools/pulumi`: refuses (exit 1,
-    the reason on stderr) a COMMAND that runs an update of a stack keeping an SSH private key in
-    plain text; else prints the lab passphrase when STACK (of the project in the current
-    directory) is a lab stack."""
-    if len(argv) != 3 or argv[0] != "prepare":
-        print("usage: python -m vlaninfra.engine prepare STACK COMMAND", file=sys.stderr)
+    """`python -m vlaninfra.engine exec [ARGS...]`: what `tools/pulumi ARGS` runs."""
+    if not argv or argv[0] != "exec":
+        print("usage: python -m vlaninfra.engine exec [PULUMI ARGS...]", file=sys.stderr)
         return 2
-    _, stack, command = argv
-    if command in RUNS_PROGRAM:
-        try:
-            refuse_plaintext_keys(Path.cwd(), stack)
-        except VlanInfraError as err:
-            print(f"tools/pulumi: {err}", file=sys.stderr)
-            return 1
-    if is_lab_stack(stack_file(Path.cwd(), stack)):
-        print(LAB_PASSPHRASE)
-    return 0
+    return _exec_pulumi(argv[1:])
 
 
 if __name__ == "__main__":

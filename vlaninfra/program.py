@@ -21,7 +21,7 @@ import pulumi
 
 from vlaninfra import record
 from vlaninfra.components import deploy
-from vlaninfra.engine import config_key
+from vlaninfra.engine import config_key, holds_private_key
 from vlaninfra.errors import LayoutError, VlanInfraError
 from vlaninfra.layout import Layout, Site, SshTarget, load_config, plan
 from vlaninfra.providers import DockerHost
@@ -139,7 +139,7 @@ def check_secrets(
         value = get(full)
         if full in reported or is_secret(full):
             continue
-        if isinstance(value, str) and "PRIVATE KEY" in value:
+        if holds_private_key(value):
             problems.append(
                 f"config key {full} holds a private key but is not a secret, so it would be "
                 f"stored in plain text in Pulumi state: run `{fix.format(full)}`, or "

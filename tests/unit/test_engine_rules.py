@@ -153,6 +153,7 @@ def test_make_private_leaves_symlinks_alone(tmp_path: Path) -> None:
 
 
 FAKE_PULUMI = """#!/bin/sh
+if [ "$1 $2" = "stack --show-name" ]; then echo "$SELECTED"; exit 0; fi
 echo "umask=$(umask) pass=${PULUMI_CONFIG_PASSPHRASE:-unset} backend=$PULUMI_BACKEND_URL"
 """
 
@@ -163,8 +164,12 @@ echo "umask=$(umask) pass=${PULUMI_CONFIG_PASSPHRASE:-unset} backend=$PULUMI_BAC
     (["preview", "--stack=lab"], LAB_PASSPHRASE),
     (["stack", "init", "lab"], LAB_PASSPHRASE),
     (["up", "-s", "prod"], "unset"),
-    (["stack", "ls"], "unset"),
+    (["version"], "unset"),  # no stack needed, none asked for
     (["up", "--stack", "leaky"], None),
+    (["--stack", "lab", "up"], LAB_PASSPHRASE),  # flags first
+    (["-v", "9", "--stack", "leaky", "up"], None),
+    (["up"], LAB_PASSPHRASE),  # the selected stack (SELECTED=lab)
+    (["config", "get", "x"], LAB_PASSPHRASE),
 ])
 def test_the_launcher(tmp_path: Path, args: list[str], passphrase: str | None) -> None:
     """`tools/pulumi` of a copy of the project, the engine replaced by a script that reports."""
@@ -187,6 +192,7 @@ def test_the_launcher(tmp_path: Path, args: list[str], passphrase: str | None) -
     stale.chmod(0o644)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
     env["PYTHONPATH"] = str(ROOT)
+    env["SELECTED"] = "lab"
     done = subprocess.run([str(root / "tools" / "pulumi"), *args], env=env, capture_output=True,
                           text=True, check=False)
     if passphrase is None:  # refused before pulumi runs
@@ -262,3 +268,27 @@ def test_demo_keeps_the_stack_on_a_refresh_error(
     err = capsys.readouterr().err
     assert "host key of h1 (203.0.113.2) changed" in err
     assert "The stack lab and its state are left as they are" in err
+
+
+def test_a_lock_is_stale_only_when_its_pid_is_no_running_pulumi(tmp_path: Path) -> None:
+    import socket
+
+    from vlaninfra.engine import Engine
+
+    fake = tmp_path / "bin" / "pulumi"
+    fake.parent.mkdir()
+    fake.symlink_to(os.path.realpath(sys.executable))  # a binary: argv[0] stays this path
+    live = subprocess.Popen([str(fake), "-c", "import time; time.sleep(30)"])
+    try:
+        locks = tmp_path / "backend" / ".pulumi" / "locks" / "org" / "proj" / "s"
+        locks.mkdir(parents=True)
+        for name, pid, host in (("live", live.pid, socket.gethostname()),
+                                ("other-program", os.getpid(), socket.gethostname()),
+                                ("gone", 2**22 + 7, socket.gethostname()),
+                                ("elsewhere", 2**22 + 7, "another-machine")):
+            (locks / f"{name}.json").write_text(json.dumps({"pid": pid, "hostname": host}))
+        stale = Engine(tmp_path, backend=tmp_path / "backend").stale_locks("s")
+        assert sorted(p.stem for p in stale) == ["gone", "other-program"]
+    finally:
+        live.kill()
+        live.wait()

@@ -49,14 +49,21 @@ def ping(ctx: Context) -> dict[str, Any]:
     }
 
 
-def hello(ctx: Context, docker_socket: str | None = None) -> dict[str, Any]:
-    """First call of every session: configure the agent, report ping facts plus the
-    protocol version. (What the agent runs was checked by the transport's bootstrap before
-    it started; the agent reports nothing about itself that anyone relies on.)"""
+def hello(ctx: Context, docker_socket: str | None = None,
+          docker_timeout: float | None = None) -> dict[str, Any]:
+    """First call of every session: configure the agent (Docker socket; Docker API timeout,
+    the controller's Docker deadline), report ping facts plus the protocol version. (What the
+    agent runs was checked by the transport's bootstrap before it started; the agent reports
+    nothing about itself that anyone relies on.)"""
     if docker_socket is not None:
         if not isinstance(docker_socket, str) or not docker_socket.startswith("/"):
             raise OpError(_errno.EINVAL, "docker_socket must be an absolute path")
         ctx.docker_socket = docker_socket
+    if docker_timeout is not None:
+        if (isinstance(docker_timeout, bool) or not isinstance(docker_timeout, (int, float))
+                or not docker_timeout > 0):
+            raise OpError(_errno.EINVAL, "docker_timeout must be a positive number of seconds")
+        ctx.docker_timeout = max(1, int(docker_timeout))  # the client wants whole seconds
     return {**ping(ctx), "protocol": protocol.PROTOCOL_VERSION}
 
 

@@ -32,6 +32,9 @@ class Context:
     def __init__(self, docker_socket: str = "/var/run/docker.sock") -> None:
         self.docker_socket = docker_socket
         """Path of the Docker Engine API unix socket on this host."""
+        self.docker_timeout = 300
+        """Seconds a Docker API request may take; ``hello`` sets it to the controller's
+        Docker deadline so an op the controller gave up on does not run on for minutes."""
         self._local = threading.local()
 
     @contextlib.contextmanager
@@ -62,7 +65,7 @@ class Context:
             client = docker.APIClient(
                 base_url="unix://" + os.path.abspath(self.docker_socket),
                 version="auto",
-                timeout=300,
+                timeout=self.docker_timeout,
             )
             self._local.docker = client
         return client

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from vlaninfra._env import env_seconds
 from vlaninfra.transport._bootstrap import REFUSED, STALE, TOO_OLD
 from vlaninfra.transport._errors import (
     AgentExitedError,
@@ -35,19 +35,6 @@ DOCKER_OPS = frozenset({
     "docker.network.connect", "docker.network.disconnect", "debug.sleep",
 })
 """Ops that wait on the Docker daemon's work (or on purpose): the long deadline applies."""
-
-
-def _env_seconds(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds <= 3600:
-        raise ValueError(f"{name}={value!r} is not a number of seconds between 0 and 3600")
-    return seconds
 
 
 class _Connector(Protocol):
@@ -95,13 +82,13 @@ class Agent:
         """``user@host:port`` / ``local`` / ``local netns <ns>``."""
         self.info: dict[str, Any] = {}
         """The agent's ``hello`` answer (pid, python, kernel, hostname...) once started."""
-        self.op_deadline = _env_seconds("VLANINFRA_OP_DEADLINE", 30.0)
+        self.op_deadline = env_seconds("VLANINFRA_OP_DEADLINE", 30.0)
         """Seconds for facts, netlink ops, ping and batch."""
-        self.docker_deadline = _env_seconds("VLANINFRA_DOCKER_DEADLINE", 120.0)
+        self.docker_deadline = env_seconds("VLANINFRA_DOCKER_DEADLINE", 120.0)
         """Seconds for the Docker ops in :data:`DOCKER_OPS`."""
-        self.start_deadline = _env_seconds("VLANINFRA_START_DEADLINE", 60.0)
+        self.start_deadline = env_seconds("VLANINFRA_START_DEADLINE", 60.0)
         """Seconds for connecting, uploading, starting the agent and its ``hello``."""
-        self.peer_timeout = _env_seconds("VLANINFRA_PEER_TIMEOUT", 15.0)
+        self.peer_timeout = env_seconds("VLANINFRA_PEER_TIMEOUT", 15.0)
         """Seconds of silence (while calls are pending) before the peer counts as dead."""
         if connector is None:
             connector = (SshConnector(target) if isinstance(target, SshTarget)
@@ -121,17 +108,29 @@ class Agent:
         Raises :class:`HostError` (with ``errno``) when the op fails on the host,
         :class:`OutcomeUnknownError` when the request may have reached the host but no
         answer came (deadline, dead peer, agent died), and :class:`TransportError` when the
-        host cannot be reached or the agent cannot start (nothing was sent).
+        host cannot be reached or the agent cannot start (nothing was sent). A session that
+        had ended before the request was sent is replaced once (nothing ran); if that one
+        ends too, :class:`AgentExitedError` (nothing was sent) is raised.
 
         Example: ``agent.call("shim.delete", name="shim0")`` → ``{"deleted": True}``
         """
-        session = self._session_for_call()
         bump("calls")
-        try:
-            return session.call(op, dict(args), self.deadline_for(op))
-        except OutcomeUnknownError:
-            self._drop(session)
-            raise
+        for attempt in range(2):
+            session = self._session_for_call()
+            try:
+                return session.call(op, dict(args), self.deadline_for(op))
+            except OutcomeUnknownError:
+                self._drop(session)
+                raise
+            except AgentExitedError:
+                # The session had died before the request was sent: nothing ran, so one
+                # retry on a fresh session is safe (only a sent request is outcome unknown).
+                self._drop(session)
+                if attempt:
+                    raise
+                log.info("agent session to %s had ended before %s was sent; starting a "
+                         "new one", self.label, op)
+        raise AssertionError("unreachable")
 
     def start(self) -> dict[str, Any]:
         """Start (or check) the agent now instead of on first call; returns ``info``."""
@@ -204,7 +203,8 @@ class Agent:
                               ping_interval=self.peer_timeout / 3)
             try:
                 session.wait_ready(self.start_deadline)
-                info = session.call("hello", {"docker_socket": self.target.docker_socket},
+                info = session.call("hello", {"docker_socket": self.target.docker_socket,
+                                              "docker_timeout": self.docker_deadline},
                                     self.op_deadline)
             except AgentExitedError as exc:
                 self._release(session)

@@ -12,8 +12,9 @@ controller built. The bootstrap
    user (``SUDO_UID`` under sudo, else the running user), or is group/world-writable (a
    root-owned sticky directory such as ``/tmp`` excepted);
 2. reads the archive once through that descriptor, hashes those bytes, and
-3. runs exactly those bytes from a memfd (or, without memfd, a fresh 0700 directory of the
-   running user), never the path again.
+3. runs exactly those bytes from a close-on-exec memfd (or, without memfd, a fresh 0700
+   directory of the running user under ``/run`` or ``/tmp``, never ``$TMPDIR``), never the
+   path again.
 
 Exit statuses: ``STALE`` (75) when the archive is missing or has other bytes (the controller
 then uploads it and starts again), ``REFUSED`` (77) when a check fails, with one line on
@@ -71,6 +72,9 @@ for i, name in enumerate(parts):
     check(st, where, not last)
     try:
         nfd = os.open(name, flags | (0 if last else os.O_DIRECTORY), dir_fd=fd)
+    except PermissionError:
+        fail(77, "uid %d cannot read %s (e.g. a root-squashed NFS home directory); use a "
+                 "login user whose home directory uid %d can read" % (me, where, me))
     except OSError as exc:
         fail(77, "cannot open %s safely: %s; remove it" % (where, exc.strerror))
     os.close(fd)
@@ -90,14 +94,27 @@ data = b"".join(chunks)
 if hashlib.sha256(data).hexdigest() != want:
     sys.exit(75)
 try:
-    mfd = os.memfd_create("vlaninfra-agent", 0)
+    mfd = os.memfd_create("vlaninfra-agent", os.MFD_CLOEXEC)
     run = "/proc/self/fd/%d" % mfd
 except (AttributeError, OSError):
     import atexit, shutil, tempfile
-    tmp = tempfile.mkdtemp(prefix="vlaninfra-agent-")
+    tmp = None
+    for base in ("/run", "/tmp"):  # never $TMPDIR: only a root-owned, safe directory
+        try:
+            st = os.lstat(base)
+            if (stat.S_ISDIR(st.st_mode) and st.st_uid == 0
+                    and (not st.st_mode & 0o022 or st.st_mode & stat.S_ISVTX)):
+                tmp = tempfile.mkdtemp(prefix="vlaninfra-agent-", dir=base)
+                break
+        except OSError:
+            pass
+    if tmp is None:
+        fail(77, "no memfd and no safe directory (/run or /tmp, root-owned, not writable "
+                 "by others unless sticky) to run the agent from")
     atexit.register(shutil.rmtree, tmp, True)
     run = os.path.join(tmp, "agent.pyz")
-    mfd = os.open(run, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    mfd = os.open(run, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                  0o400)
 with open(mfd, "wb", closefd=False) as f:
     f.write(data)
 del data, chunks

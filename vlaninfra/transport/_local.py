@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from vlaninfra.transport._bootstrap import bootstrap_argv
@@ -14,6 +17,9 @@ from vlaninfra.transport._targets import LocalTarget
 from vlaninfra.transport._zipapp import Bundle
 
 __all__ = ["LocalConnector", "ProcessChannel", "local_cache_dir"]
+
+SEND_TIMEOUT = 20.0
+"""Seconds a write to a local agent's stdin may take (as the SSH channel's ``IO_TIMEOUT``)."""
 
 
 def local_cache_dir() -> Path:
@@ -45,18 +51,51 @@ def write_bundle(directory: Path, bundle: Bundle) -> Path:
 
 
 class ProcessChannel:
-    """A local agent subprocess's pipes."""
+    """A local agent subprocess's pipes; a write that the agent does not take within
+    ``send_timeout`` seconds fails (``TimeoutError``)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], send_timeout: float = SEND_TIMEOUT) -> None:
         assert proc.stdin and proc.stdout and proc.stderr
         self._proc = proc
-        self._stdin = proc.stdin
+        self._stdin = proc.stdin  # written through its raw fd (non-blocking), never buffered
+        self._stdin_fd = proc.stdin.fileno()
+        os.set_blocking(self._stdin_fd, False)
         self._stdout = proc.stdout.fileno()
         self._stderr = proc.stderr.fileno()
+        self._send_timeout = send_timeout
+        self._state = threading.Lock()
+        self._sending = False
+        self._closing = False
 
     def send(self, data: bytes) -> None:
-        self._stdin.write(data)
-        self._stdin.flush()
+        with self._state:
+            if self._closing:
+                raise BrokenPipeError("the agent's stdin is closed")
+            self._sending = True
+        try:
+            self._write(memoryview(data))
+        finally:
+            with self._state:
+                self._sending = False
+                close = self._closing
+            if close:  # abort() came while this write held the fd
+                self._close_stdin()
+
+    def _write(self, view: memoryview) -> None:
+        deadline = time.monotonic() + self._send_timeout
+        while view:
+            if self._closing:
+                raise BrokenPipeError("the agent's stdin was closed (session aborted)")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the agent took no input for {self._send_timeout:g}s")
+            # short slices: an abort() is noticed within 0.2 s
+            _, ready, _ = select.select([], [self._stdin_fd], [], min(left, 0.2))
+            if ready:
+                try:
+                    view = view[os.write(self._stdin_fd, view):]
+                except BlockingIOError:
+                    continue
 
     def recv(self) -> bytes:
         return os.read(self._stdout, 65536)
@@ -71,13 +110,20 @@ class ProcessChannel:
             return None
 
     def abort(self) -> None:
-        """Close the agent's stdin without waiting (it exits after the ops in flight)."""
+        """Close the agent's stdin without waiting (it exits after the ops in flight); a
+        write in progress stops within 0.2 s and closes it on its way out."""
+        with self._state:
+            self._closing = True
+            sending = self._sending
+        if not sending:
+            self._close_stdin()
+
+    def _close_stdin(self) -> None:
         with contextlib.suppress(OSError, ValueError):
             self._stdin.close()
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._stdin.close()
+        self.abort()
         try:
             self._proc.wait(timeout=30)
         except subprocess.TimeoutExpired:

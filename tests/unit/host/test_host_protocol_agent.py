@@ -118,6 +118,15 @@ def test_hello_sets_docker_socket_and_checks_it() -> None:
     assert by_id[2]["error"]["errno"] == errno.EINVAL
 
 
+def test_hello_sets_the_docker_timeout_to_the_controllers_deadline() -> None:
+    ctx = Context()
+    out = _serve([protocol.request(1, "hello", {"docker_timeout": 120}),
+                  protocol.request(2, "hello", {"docker_timeout": 0})], ctx)
+    by_id = {m["id"]: m for m in out[1:]}
+    assert "result" in by_id[1] and ctx.docker_timeout == 120
+    assert by_id[2]["error"]["errno"] == errno.EINVAL
+
+
 def test_batch_runs_each_entry_and_reports_errors_inline() -> None:
     ctx = Context(docker_socket="/nonexistent.sock")
     out = agent.batch(ctx, [{"op": "ping", "args": {}}, {"op": "nope"},

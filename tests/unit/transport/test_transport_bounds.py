@@ -275,6 +275,29 @@ def test_outcome_unknown_drops_the_connection_and_the_next_call_reconnects() -> 
     agent.close()
 
 
+def test_a_session_that_ended_before_sending_is_retried_once_on_a_fresh_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = FakeConnector(*(FakeChannel(hello_agent) for _ in range(4)))
+    agent = Agent(LocalTarget(), conn)
+    agent.call("ping")
+    real = Session.call
+    ended: set[int] = {id(agent._session)}  # sessions that die just before the next send
+
+    def call(self: Session, op: str, args: Any, deadline: float) -> Any:
+        if op != "hello" and (not ended or id(self) in ended):
+            raise AgentExitedError("agent session to local ended: its output ended",
+                                   host="local")
+        return real(self, op, args, deadline)
+
+    monkeypatch.setattr(Session, "call", call)
+    assert agent.call("ping")["pid"] == 7 and conn.started == 2  # nothing was sent: retried
+    ended.clear()  # now every session dies before the send
+    with pytest.raises(AgentExitedError):
+        agent.call("ping")
+    assert conn.started == 3  # one retry, no more
+    agent.close()
+
+
 def test_deadline_classes_and_env_knobs(monkeypatch: pytest.MonkeyPatch) -> None:
     agent = Agent(LocalTarget(), FakeConnector())
     assert agent.deadline_for("link.get") == 30 and agent.deadline_for("batch") == 30
@@ -403,6 +426,42 @@ def test_bootstrap_runs_only_the_checked_bytes(tmp_path: Path) -> None:
         assert b"is owned by uid 65534, not by root or the login user" in proc.stderr
         os.chown(cache, 0, 0)
     assert _boot(archive, sha, mark).returncode == 0 and mark.exists()
+
+
+def test_bootstrap_runs_from_a_cloexec_memfd_or_a_safe_dir_never_tmpdir(
+        tmp_path: Path) -> None:
+    import hashlib
+    import io
+    import zipfile
+
+    from vlaninfra.transport._bootstrap import BOOTSTRAP
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:  # reports where it runs from and its fd's flags
+        zf.writestr("__main__.py", (
+            "import fcntl, os, sys\nrun = sys.argv[0]\nflags = ''\n"
+            "if run.startswith('/proc/self/fd/'):\n"
+            "    flags = fcntl.fcntl(int(run.rsplit('/', 1)[1]), fcntl.F_GETFD)\n"
+            "open(os.environ['MARK'], 'w').write(f'{run} {flags}')\n"))
+    archive = tmp_path / "agent.pyz"
+    archive.write_bytes(buf.getvalue())
+    tmp_path.chmod(0o700)
+    sha = hashlib.sha256(buf.getvalue()).hexdigest()
+    mark = tmp_path / "mark"
+    evil = tmp_path / "evil-tmp"
+    evil.mkdir()
+    env = {**os.environ, "MARK": str(mark), "TMPDIR": str(evil)}
+    for prelude in ("", "import os\ndel os.memfd_create\n"):  # memfd, then the fallback
+        proc = subprocess.run(["python3", "-I", "-c", prelude + BOOTSTRAP, str(archive), sha],
+                              input=b"", capture_output=True, timeout=60, env=env, cwd="/")
+        assert proc.returncode == 0, proc.stderr
+        run, _, flags = mark.read_text().partition(" ")
+        if prelude:
+            assert run.startswith(("/run/vlaninfra-agent-", "/tmp/vlaninfra-agent-")), run
+        else:
+            assert run.startswith("/proc/self/fd/") and int(flags) & 1  # FD_CLOEXEC
+        mark.unlink()
+    assert not any(evil.iterdir())
 
 
 def test_callers_waiting_on_a_failed_start_share_its_verdict() -> None:

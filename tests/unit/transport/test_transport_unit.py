@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
 import pickle
 import shlex
 import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -261,3 +263,44 @@ def test_local_agent_end_to_end_with_the_system_python() -> None:
         assert transport.stats()["agent_starts"] == 1 and transport.stats()["uploads"] == 0
     finally:
         transport.close_all()
+
+
+def _sleeper() -> subprocess.Popen[bytes]:
+    """A process that never reads its stdin."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def test_process_channel_send_times_out_and_abort_stops_a_stuck_write() -> None:
+    from vlaninfra.transport._local import ProcessChannel
+
+    proc = _sleeper()
+    try:
+        channel = ProcessChannel(proc, send_timeout=0.5)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            channel.send(b"x" * 4_000_000)  # far more than a pipe buffer
+        assert time.monotonic() - start < 2  # bound: timeout 0.5 s + slack
+        errors: list[BaseException] = []
+        channel = ProcessChannel(proc, send_timeout=60)  # its pipe is full already
+        def send() -> None:
+            try:
+                channel.send(b"x" * 4_000_000)
+            except OSError as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=send)
+        thread.start()
+        time.sleep(0.3)
+        start = time.monotonic()
+        channel.abort()  # must not wait for the stuck write
+        thread.join(2)
+        assert not thread.is_alive() and time.monotonic() - start < 1  # bound: 0.2 s slices
+        assert isinstance(errors[0], BrokenPipeError)
+    finally:
+        proc.kill()
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            with contextlib.suppress(OSError):
+                pipe.close()  # type: ignore[union-attr]
