@@ -52,7 +52,8 @@ class Step:
 
     @property
     def ok(self) -> bool:
-        return self.applied and (self.verification is None or self.verification.ok)
+        # Every apply asks the program to verify: no verification is a failure, not a pass.
+        return self.applied and self.verification is not None and self.verification.ok
 
     def lines(self) -> list[str]:
         took = f"{self.seconds:.1f} s"
@@ -61,7 +62,8 @@ class Step:
         recorded = f" (recorded as version {self.version})" if self.version else ""
         v = self.verification
         if v is None:
-            return [f"{self.what}: applied in {took}{recorded}, not verified"]
+            return [f"{self.what}: applied in {took}{recorded}, not verified:",
+                    *_indent(self.error or "")]
         if v.ok:
             return [f"{self.what}: applied and verified in {took}{recorded}: "
                     f"{len(v.rows)} checks passed ({v.seconds:.1f} s)"]
@@ -183,7 +185,9 @@ def _apply(s: _Stack, what: str, message: str, control: dict[str, Any]) -> Step:
     verification = Verification.from_json(data) if data else None
     records = _records(s)
     version = int(records[-1]["version"]) if records else None
-    return Step(what, True, None, verification, time.monotonic() - started, version)
+    error = None if data else ("the program did not verify (is the stack's program "
+                               "vlaninfra.program, and this vlaninfra version?)")
+    return Step(what, True, error, verification, time.monotonic() - started, version)
 
 
 def _preview(s: _Stack, control: Mapping[str, Any], confirm: Confirm | None) -> None:

@@ -40,7 +40,8 @@ class FakeEngine:
         if outcome == "fail":
             raise EngineError(list(args), 1, "image x is not on host h2")
         rows = [["h1", "gateway", "web1", outcome == "ok", 1.0, "answers"]]
-        Path(control["report"]).write_text(json.dumps({"seconds": 0.5, "rows": rows}))
+        if outcome != "silent":  # "silent": a program that never writes the report
+            Path(control["report"]).write_text(json.dumps({"seconds": 0.5, "rows": rows}))
         if control.get("attempt"):
             self.records.append({**control["attempt"], "version": len(self.records) + 1})
         self.records.append({
@@ -134,3 +135,11 @@ def test_rollback_refuses_a_version_without_its_layout() -> None:
     with pytest.raises(RolloutError, match="version 1 keeps no layout"):
         rollback("s", to=1, engine=engine)
 
+
+
+def test_an_apply_whose_program_did_not_verify_is_not_a_verified_version() -> None:
+    engine = fake(1, "silent", "ok")
+    report = up("s", engine=engine)
+    assert not report.steps[0].ok and report.rolled_back
+    assert "the program did not verify" in report.text()
+    assert "is on the hosts, verified" not in report.final
