@@ -18,6 +18,7 @@ Example: ``run(ctx, [{"kind": "ping", "target": "192.0.2.130"}], timeout=10)``
 from __future__ import annotations
 
 import errno
+import ipaddress
 import select
 import shutil
 import socket
@@ -111,8 +112,14 @@ def _ping(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
     return _ping_until(once, deadline)
 
 
+_ARP_LISTEN = 0.5
+"""The least time ``arp-unique`` listens after its first probe before it may say "unique"."""
+
+
 def _arp_unique(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
     started = time.monotonic()
+    if started + _ARP_LISTEN > deadline:
+        return _result(False, started, "not run: deadline passed")
     address = socket.inet_aton(check["address"])
     own = {str(m).lower() for m in check.get("own") or ()}
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ARP)) as s:
@@ -124,10 +131,12 @@ def _arp_unique(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
                                b"\0" * 6, address))
         listen_until = min(deadline, time.monotonic() + 1.0)
         next_send = 0.0
+        first_sent: float | None = None
         while (now := time.monotonic()) < listen_until:
             if now >= next_send:
                 s.send(probe)
                 next_send = now + 0.3
+                first_sent = now if first_sent is None else first_sent
             ready, _, _ = select.select([s], [], [], min(0.1, listen_until - now))
             if not ready:
                 continue
@@ -138,6 +147,8 @@ def _arp_unique(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
             if sender_ip == address and sender_mac not in own:
                 return _result(False, started, f"{check['address']} is also answered by MAC "
                                                f"{sender_mac} on the LAN ({check['device']})")
+    if first_sent is None or time.monotonic() - first_sent < _ARP_LISTEN:
+        return _result(False, started, "not run: deadline passed")
     return _result(True, started, "no other LAN device answers")
 
 
@@ -157,6 +168,10 @@ def _one(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
         return _result(False, started, f"{type(exc).__name__}: {exc}")
 
 
+_MAX_WORKERS = 64
+_LOOPING = frozenset({"ping", "exec-ping"})
+
+
 def run(ctx: Context, checks: list[dict[str, Any]], timeout: float = 20.0) -> list[Result]:
     """Runs ``checks`` in parallel; every one answers within ``timeout`` seconds (one that
     has not is reported as timed out). Results come in the order of ``checks``."""
@@ -166,11 +181,22 @@ def run(ctx: Context, checks: list[dict[str, Any]], timeout: float = 20.0) -> li
         if not isinstance(check, dict) or check.get("kind") not in _KINDS:
             raise OpError(errno.EINVAL, f"a check is {{kind, ...}} with kind one of "
                                         f"{sorted(_KINDS)}, not {check!r}")
+        if "target" in check:  # an address, never an option of `ping` ("-f")
+            try:
+                ipaddress.ip_address(str(check["target"]))
+            except ValueError:
+                raise OpError(errno.EINVAL, f"a check's target is an IP address, not "
+                                            f"{check['target']!r}") from None
     started = time.monotonic()
     deadline = started + timeout
-    pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="probe")
-    futures = [pool.submit(_one, ctx, c, deadline) for c in checks]
-    wait(futures, timeout=timeout + 1.0)
+    pool = ThreadPoolExecutor(max_workers=max(1, min(len(checks), _MAX_WORKERS)),
+                              thread_name_prefix="probe")
+    # Quick one-shot checks first, so ping loops (which may run to the deadline) never hold
+    # back a container or ARP check when there are more checks than workers.
+    order = sorted(range(len(checks)), key=lambda i: checks[i]["kind"] in _LOOPING)
+    futures = {i: pool.submit(_one, ctx, checks[i], deadline) for i in order}
+    wait(futures.values(), timeout=timeout + 1.0)
     pool.shutdown(wait=False, cancel_futures=True)
-    return [f.result() if f.done() else _result(False, started, f"no answer within {timeout:g}s")
-            for f in futures]
+    return [futures[i].result() if futures[i].done() and not futures[i].cancelled()
+            else _result(False, started, f"not run within the bound ({timeout:g}s)")
+            for i in range(len(checks))]
