@@ -116,7 +116,7 @@ def _host_checks(site: SitePlan, host: HostPlan) -> list[Check]:
         if gateway is not None:
             checks.append(Check(host.name, "gateway", f"{c.name} -> {gateway}",
                                 {"kind": "exec-ping", "container": c.name, "target": gateway}))
-        if c.ipv4 is not None and net.ipvlan_mode not in ("l3", "l3s"):
+        if c.ipv4 is not None and not net.internal and net.ipvlan_mode not in ("l3", "l3s"):
             checks.append(Check(host.name, "address-unique", f"{c.ipv4} on {net.parent}",
                                 {"kind": "arp-unique", "device": net.parent,
                                  "address": str(c.ipv4), "own": [c.mac] if c.mac else []}))
@@ -151,6 +151,15 @@ def checks_for(plan: Plan) -> dict[tuple[str, str], list[Check]]:
 
 def _run_member(agent_of: Any, member: Any, checks: list[Check]) -> list[Row]:
     started = time.monotonic()
+    try:
+        return _member_rows(agent_of, member, checks, started)
+    except Exception as err:  # a malformed answer fails this member's rows, not the apply
+        ms = (time.monotonic() - started) * 1000
+        return [Row(c.where, c.check, c.target, False, ms,
+                    f"not verified: {type(err).__name__}: {err}") for c in checks]
+
+
+def _member_rows(agent_of: Any, member: Any, checks: list[Check], started: float) -> list[Row]:
     try:
         agent = agent_of(member)
         agent.start()

@@ -25,7 +25,7 @@ from vlaninfra.record import (
     records_of,
 )
 from vlaninfra.rollout import render_history
-from vlaninfra.verify import Row, Verification, checks_for
+from vlaninfra.verify import Row, Verification, _run_member, checks_for
 
 STACKS = project_root() / "stacks"
 
@@ -203,3 +203,25 @@ def test_a_record_equals_itself_after_the_engines_round_trip() -> None:
     assert back["version"] == 1 and isinstance(back["version"], int)
     again = new_record(sites_of("lab"), the_plan, Control(), 2)
     assert next_records([back], again, Control()) == [back]
+
+
+def test_internal_networks_get_no_gateway_ping_and_no_arp_probe() -> None:
+    sites = sites_of("lab")
+    sites["a"]["networks"][0]["internal"] = True
+    kinds = {c.check for c in checks_for(lab_plan(sites))[("a", "h1")]}
+    assert "address-unique" not in kinds and "gateway" not in kinds and "container" in kinds
+
+
+@pytest.mark.parametrize("answer", [[{"ok": True}], [], None])
+def test_a_malformed_probe_answer_fails_its_rows_instead_of_raising(answer: Any) -> None:
+    class Agent:
+        def start(self) -> None:
+            pass
+
+        def call(self, op: str, **kwargs: Any) -> Any:
+            return answer
+
+    checks = checks_for(lab_plan())[("a", "h1")]
+    rows = _run_member(lambda member: Agent(), object(), checks)
+    assert len(rows) == len(checks) and not any(r.ok for r in rows)
+    assert all(r.detail.startswith("not verified: ") for r in rows)
