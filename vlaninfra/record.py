@@ -202,14 +202,20 @@ def new_record(layout: Any, the_plan: Plan, ctl: Control, version: int) -> dict[
 
 def prune(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The newest `KEEP_RECORDS` records; layouts and allocations only on the newest
-    `KEEP_LAYOUTS` that have them (older ones stay listed, but cannot be rolled back to)."""
-    records = records[-KEEP_RECORDS:]
+    `KEEP_LAYOUTS` that have them (older ones stay listed, but cannot be rolled back to).
+    The newest verified record always stays, with its layout: failed or unverified attempts
+    never push out the version a rollback returns to."""
+    verified = next((r for r in reversed(records)
+                     if r.get("status") == "verified" and r.get("layout") is not None), None)
+    tail = records[-KEEP_RECORDS:]
+    if verified is not None and not any(r is verified for r in tail):
+        tail = [verified, *tail[1:]]
     kept = 0
     out = []
-    for r in reversed(records):
+    for r in reversed(tail):
         if r.get("layout") is not None:
             kept += 1
-            if kept > KEEP_LAYOUTS:
+            if kept > KEEP_LAYOUTS and r is not verified:
                 r = {**r, "layout": None, "allocations": None, "containers": None}
         out.append(r)
     return out[::-1]

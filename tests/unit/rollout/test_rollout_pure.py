@@ -17,6 +17,7 @@ from vlaninfra.layout import load_config, plan
 from vlaninfra.layout._files import read_stack_config
 from vlaninfra.record import (
     KEEP_LAYOUTS,
+    KEEP_RECORDS,
     Control,
     new_record,
     next_records,
@@ -120,6 +121,17 @@ def test_prune_keeps_the_newest_layouts() -> None:
     assert [r["version"] for r in kept] == list(range(1, 31))
     assert [r["version"] for r in kept if r["layout"] is not None] == list(
         range(31 - KEEP_LAYOUTS, 31))
+
+
+def test_prune_keeps_the_newest_verified_layout_behind_failed_attempts() -> None:
+    records = [{"version": 1, "status": "verified", "layout": {"n": 1}, "allocations": {},
+                "containers": {}}] + [
+        {"version": i, "status": "failed-verification", "layout": {"n": i}, "allocations": {},
+         "containers": {}} for i in range(2, KEEP_RECORDS + 10)]
+    kept = prune(records)
+    assert len(kept) == KEEP_RECORDS and kept[0]["version"] == 1
+    assert kept[0]["layout"] == {"n": 1}
+    assert sum(r["layout"] is not None for r in kept) == KEEP_LAYOUTS + 1
 
 
 def test_records_of_ignores_foreign_outputs() -> None:
