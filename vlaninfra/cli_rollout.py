@@ -41,7 +41,12 @@ def _confirm(args: argparse.Namespace) -> Confirm | None:
 
     def ask(preview: str) -> bool:
         print(preview, flush=True)
-        return input("apply this change? [y/N] ").strip().lower() in ("y", "yes")
+        try:
+            answer = input("apply this change? [y/N] ")
+        except (EOFError, KeyboardInterrupt):  # end of input or Ctrl-C: not confirmed
+            print(flush=True)
+            return False
+        return answer.strip().lower() in ("y", "yes")
 
     return ask
 

@@ -143,3 +143,19 @@ def test_an_apply_whose_program_did_not_verify_is_not_a_verified_version() -> No
     assert not report.steps[0].ok and report.rolled_back
     assert "the program did not verify" in report.text()
     assert "is on the hosts, verified" not in report.final
+
+
+@pytest.mark.parametrize("error", [EOFError, KeyboardInterrupt])
+def test_end_of_input_at_the_prompt_is_not_confirmed(
+        monkeypatch: pytest.MonkeyPatch, error: type[BaseException]) -> None:
+    import argparse
+
+    from vlaninfra import cli_rollout
+
+    def stop(prompt: str) -> str:
+        raise error
+
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", stop)
+    ask = cli_rollout._confirm(argparse.Namespace(yes=False))
+    assert ask is not None and ask("preview") is False
