@@ -212,6 +212,7 @@ def run() -> None:
             source = f"the layout of version {ctl.rollback_to}"
         layout = load_config({"sites": sites}, source=source)
         the_plan = plan(layout, previous=record.pins(records, ctl))
+        record.check_rollback(records, ctl, the_plan)  # exactly the recorded allocations
         hosts = hosts_of(layout)
         routers = routers_of(layout)
         problems = check_secrets(_by_config_path(layout, hosts, routers), pulumi.get_stack())

@@ -177,13 +177,41 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def new_record(layout: Any, the_plan: Plan, ctl: Control, version: int) -> dict[str, Any]:
-    """The record of applying `layout` (status filled in after verification)."""
-    containers = {
+def _containers(the_plan: Plan) -> dict[str, dict[str, str | None]]:
+    return {
         c.key: {"ipv4": str(c.ipv4) if c.ipv4 else None,
                 "ipv6": str(c.ipv6) if c.ipv6 else None, "mac": c.mac}
         for s in the_plan.sites for h in s.hosts for c in h.containers
     }
+
+
+def check_rollback(records: Sequence[Mapping[str, Any]], ctl: Control, the_plan: Plan) -> None:
+    """For a rollback (``ctl.rollback_to``): raises if any container would not get the address
+    and MAC its target record holds (a pin that no longer holds), so nothing is changed.
+
+    Example: ``check_rollback(records, Control(rollback_to=3), the_plan)``
+    """
+    if ctl.rollback_to is None:
+        return
+    target = next((r for r in records if r.get("version") == ctl.rollback_to), None)
+    if target is None or target.get("containers") is None:
+        raise VlanInfraError(f"version {ctl.rollback_to} keeps no container addresses, so it "
+                             "cannot be restored exactly; nothing was changed: roll back to "
+                             "another verified version (`vlaninfra history`)")
+    want, have = _canon(target["containers"]), _canon(_containers(the_plan))
+    differ = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
+    if differ:
+        raise VlanInfraError(
+            f"rolling back to version {ctl.rollback_to} would not restore the recorded address "
+            f"or MAC of {len(differ)} container(s): " + "; ".join(
+                f"{k} (recorded {want.get(k)}, planned {have.get(k)})" for k in differ)
+            + "; nothing was changed: fix the stack config and run `vlaninfra up`, or roll "
+            "back to another verified version (`vlaninfra history`)")
+
+
+def new_record(layout: Any, the_plan: Plan, ctl: Control, version: int) -> dict[str, Any]:
+    """The record of applying `layout` (status filled in after verification)."""
+    containers = _containers(the_plan)
     return {
         "version": version,
         "time": _now(),

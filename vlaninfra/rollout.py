@@ -167,6 +167,7 @@ def _last_verified(records: Sequence[Mapping[str, Any]],
                    before: int | None = None) -> Mapping[str, Any] | None:
     return next((r for r in reversed(records)
                  if r.get("status") == "verified" and r.get("layout") is not None
+                 and r.get("allocations") is not None
                  and (before is None or int(r["version"]) < before)), None)
 
 
@@ -202,7 +203,7 @@ def _preview(s: _Stack, control: Mapping[str, Any], confirm: Confirm | None) -> 
 
 def _rollback_control(target: Mapping[str, Any]) -> dict[str, Any]:
     return {"action": "rollback", "layout": target["layout"],
-            "pins": target.get("allocations") or {}, "rollback_to": int(target["version"])}
+            "pins": target["allocations"], "rollback_to": int(target["version"])}
 
 
 def up(stack: str, *, engine: Engine | None = None, cwd: Path | None = None,
@@ -276,6 +277,11 @@ def rollback(stack: str, *, to: int | None = None, engine: Engine | None = None,
             raise RolloutError(f"stack {stack}: version {to} keeps no layout (status "
                                f"{target.get('status')}); roll back to a verified one: "
                                f"see `vlaninfra history --stack {stack}`")
+        if target.get("allocations") is None:
+            raise RolloutError(f"stack {stack}: version {to} keeps no allocations, so its "
+                               "addresses cannot be restored exactly; nothing was changed: "
+                               f"roll back to another version (`vlaninfra history --stack "
+                               f"{stack}`)")
     control = _rollback_control(target)
     _preview(s, control, confirm)
     step = _apply(s, f"rollback to version {target['version']}",

@@ -159,3 +159,11 @@ def test_end_of_input_at_the_prompt_is_not_confirmed(
     monkeypatch.setattr("builtins.input", stop)
     ask = cli_rollout._confirm(argparse.Namespace(yes=False))
     assert ask is not None and ask("preview") is False
+
+
+def test_rollback_refuses_a_version_without_its_allocations() -> None:
+    engine = fake(2)
+    engine.records[0]["allocations"] = None
+    with pytest.raises(RolloutError, match="version 1 keeps no allocations"):
+        rollback("s", to=1, engine=engine)
+    assert engine.calls == ["stack"]

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from vlaninfra.engine import project_root
+from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import probe
 from vlaninfra.host.errors import OpError
 from vlaninfra.layout import load_config, plan
@@ -19,6 +20,7 @@ from vlaninfra.record import (
     KEEP_LAYOUTS,
     KEEP_RECORDS,
     Control,
+    check_rollback,
     new_record,
     next_records,
     pins,
@@ -112,6 +114,21 @@ def test_a_failed_attempt_is_recorded_before_its_rollback() -> None:
     assert [(r["version"], r["status"]) for r in out] == [
         (1, "unverified"), (2, "apply-failed"), (3, "unverified")]
     assert out[-1]["rollback_to"] == 1
+
+
+def test_a_rollback_must_restore_every_recorded_address_and_mac() -> None:
+    the_plan = lab_plan()
+    target = new_record(sites_of("lab"), the_plan, Control(action="up"), 3)
+    ctl = Control(action="rollback", rollback_to=3)
+    check_rollback([target], ctl, the_plan)  # the same plan: fine
+    check_rollback([], Control(), the_plan)  # not a rollback: nothing to compare
+    key = next(iter(target["containers"]))
+    other_mac = {**target["containers"][key], "mac": "02:00:00:00:00:99"}
+    moved = {**target, "containers": {**target["containers"], key: other_mac}}
+    with pytest.raises(VlanInfraError, match=f"1 container.*{key}.*nothing was changed"):
+        check_rollback([moved], ctl, the_plan)
+    with pytest.raises(VlanInfraError, match="keeps no container addresses"):
+        check_rollback([{**target, "containers": None}], ctl, the_plan)
 
 
 def test_prune_keeps_the_newest_layouts() -> None:
