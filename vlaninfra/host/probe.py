@@ -174,7 +174,7 @@ _LOOPING = frozenset({"ping", "exec-ping"})
 
 def run(ctx: Context, checks: list[dict[str, Any]], timeout: float = 20.0) -> list[Result]:
     """Runs ``checks`` in parallel; every one answers within ``timeout`` seconds (one that
-    has not is reported as timed out). Results come in the order of ``checks``."""
+    has not is reported as not run within the bound). Results come in the order of ``checks``."""
     if not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT:
         raise OpError(errno.EINVAL, f"timeout must be 0-{MAX_TIMEOUT:g} seconds")
     for check in checks:
