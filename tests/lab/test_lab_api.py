@@ -62,6 +62,7 @@ def test_public_names() -> None:
         "Router",
         "Site",
         "VlanPeer",
+        "ensure_dockerd",
         "http_ok",
         "inventory_path",
         "lab_down",
