@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from vlaninfra.cli_plan import find_project_root
 from vlaninfra.errors import VlanInfraError
-from vlaninfra.rollout import Confirm, history, render_history, rollback, up
+from vlaninfra.rollout import Confirm, Report, history, render_history, rollback, up
 
 __all__ = ["add_parser"]
 
@@ -51,25 +52,25 @@ def _confirm(args: argparse.Namespace) -> Confirm | None:
     return ask
 
 
-def _up(args: argparse.Namespace) -> int:
+def _report(command: str, act: Callable[[], Report]) -> int:
+    """Run `act`; 0 when its report is ok, 1 when the change failed, 2 when it was refused."""
     try:
-        report = up(args.stack, confirm=_confirm(args), rollback=not args.no_rollback,
-                    cwd=find_project_root())
+        report = act()
     except VlanInfraError as err:
-        print(f"vlaninfra up: {err}", file=sys.stderr)
+        print(f"vlaninfra {command}: {err}", file=sys.stderr)
         return 2
     print(report.text())
     return 0 if report.ok else 1
+
+
+def _up(args: argparse.Namespace) -> int:
+    return _report("up", lambda: up(args.stack, confirm=_confirm(args),
+                                    rollback=not args.no_rollback, cwd=find_project_root()))
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    try:
-        report = rollback(args.stack, to=args.to, confirm=_confirm(args), cwd=find_project_root())
-    except VlanInfraError as err:
-        print(f"vlaninfra rollback: {err}", file=sys.stderr)
-        return 2
-    print(report.text())
-    return 0 if report.ok else 1
+    return _report("rollback", lambda: rollback(args.stack, to=args.to, confirm=_confirm(args),
+                                                cwd=find_project_root()))
 
 
 def _history(args: argparse.Namespace) -> int:
