@@ -46,6 +46,7 @@ __all__ = [
     "Control",
     "control",
     "export",
+    "last_applied",
     "new_record",
     "pins",
     "previous_records",
@@ -149,10 +150,16 @@ def pins(records: Sequence[Mapping[str, Any]], ctl: Control) -> dict[str, list[s
     record whose layout reached the hosts, so no existing container moves."""
     if ctl.pins is not None:
         return {k: list(v) for k, v in ctl.pins.items()}
-    for r in reversed(records):
-        if r.get("allocations") is not None and r.get("status") != "apply-failed":
-            return {k: list(v) for k, v in r["allocations"].items()}
-    return {}
+    r = last_applied(records)
+    return {k: list(v) for k, v in r["allocations"].items()} if r is not None else {}
+
+
+def last_applied(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The newest record whose layout reached the hosts (its allocations kept): what the hosts
+    hold now, and whose allocations the next run pins. Example: ``last_applied(records)``"""
+    return next((r for r in reversed(records)
+                 if r.get("allocations") is not None and r.get("status") != "apply-failed"),
+                None)
 
 
 def summary(the_plan: Plan) -> str:

@@ -3,6 +3,22 @@ network on each host, the host shims and the containers."""
 
 from __future__ import annotations
 
-from ._site import SiteNetwork, SiteVlanParents, UpstreamRoutes, deploy
+from ._site import (
+    SiteNetwork,
+    SiteVlanParents,
+    UpstreamRoutes,
+    container_inputs,
+    deploy,
+    network_inputs,
+    shim_inputs,
+)
 
-__all__ = ["SiteNetwork", "SiteVlanParents", "UpstreamRoutes", "deploy"]
+__all__ = [
+    "SiteNetwork",
+    "SiteVlanParents",
+    "UpstreamRoutes",
+    "container_inputs",
+    "deploy",
+    "network_inputs",
+    "shim_inputs",
+]

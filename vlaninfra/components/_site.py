@@ -7,7 +7,7 @@ from typing import Any
 
 import pulumi
 
-from vlaninfra.layout import HostPlan, NetworkPlan, Plan, SitePlan
+from vlaninfra.layout import ContainerPlan, HostPlan, NetworkPlan, Plan, ShimPlan, SitePlan
 from vlaninfra.providers import (
     Container,
     DockerHost,
@@ -17,7 +17,15 @@ from vlaninfra.providers import (
     VlanParent,
 )
 
-__all__ = ["SiteNetwork", "SiteVlanParents", "UpstreamRoutes", "deploy"]
+__all__ = [
+    "SiteNetwork",
+    "SiteVlanParents",
+    "UpstreamRoutes",
+    "container_inputs",
+    "deploy",
+    "network_inputs",
+    "shim_inputs",
+]
 
 
 def _ipam(network: NetworkPlan) -> list[dict[str, Any]]:
@@ -30,6 +38,51 @@ def _ipam(network: NetworkPlan) -> list[dict[str, Any]]:
         }
         for s in network.subnets
     ]
+
+
+def network_inputs(net: NetworkPlan) -> dict[str, Any]:
+    """The `DockerNetwork` properties of a planned network (the provider's names), host aside:
+    what its provider's `diff` compares. Example: ``network_inputs(plan_h1.networks[0])["ipam"]``
+    """
+    return {
+        "name": net.name,
+        "driver": net.driver,
+        "parent": net.parent,
+        "mode": net.macvlan_mode or net.ipvlan_mode,
+        "flag": net.ipvlan_flag,
+        "ipam": _ipam(net),
+        "internal": net.internal,
+        "enable_ipv6": net.enable_ipv6,
+    }
+
+
+def shim_inputs(shim: ShimPlan) -> dict[str, Any]:
+    """The `HostShim` properties of a planned shim, host aside (see `network_inputs`)."""
+    return {
+        "name": shim.name,
+        "parent": shim.parent,
+        "kind": shim.kind,
+        "mode": shim.mode,
+        "address": str(shim.address),
+        "routes": [str(r) for r in shim.routes],
+    }
+
+
+def container_inputs(c: ContainerPlan, network_id: Any) -> dict[str, Any]:
+    """The `Container` properties of a planned container, host aside (see `network_inputs`);
+    `network_id` is its network's id (an output of the network's resource)."""
+    return {
+        "name": c.name,
+        "image": c.image,
+        "command": list(c.command) if c.command else None,
+        "hostname": c.hostname,
+        "network": c.network,
+        "network_id": network_id,
+        "ipv4": str(c.ipv4) if c.ipv4 else None,
+        "ipv6": str(c.ipv6) if c.ipv6 else None,
+        "mac": c.mac,
+        "restart_policy": c.restart_policy,
+    }
 
 
 class SiteNetwork(pulumi.ComponentResource):
@@ -62,48 +115,33 @@ class SiteNetwork(pulumi.ComponentResource):
             vlan = vlans.get((host.name, net_plan.parent))
             # Created after and deleted before the 802.1Q parent it hangs off.
             on_vlan = pulumi.ResourceOptions(parent=self, depends_on=[vlan] if vlan else None)
+            inputs = network_inputs(net_plan)
             net = DockerNetwork(
                 f"{site}-{host.name}-{network}",
                 host=host,
-                network_name=net_plan.name,
-                driver=net_plan.driver,
-                parent=net_plan.parent,
-                mode=net_plan.macvlan_mode or net_plan.ipvlan_mode,
-                flag=net_plan.ipvlan_flag,
-                ipam=_ipam(net_plan),
-                internal=net_plan.internal,
-                enable_ipv6=net_plan.enable_ipv6,
+                network_name=inputs.pop("name"),
+                **inputs,
                 config_path=f"{where}.networks.{network}",
                 opts=on_vlan,
             )
             self.networks[host.name] = net
             for shim in (s for s in host_plan.shims if s.network == network):
+                inputs = shim_inputs(shim)
                 self.shims[host.name] = HostShim(
                     f"{site}-{host.name}-{shim.name}",
                     host=host,
-                    shim_name=shim.name,
-                    parent=shim.parent,
-                    kind=shim.kind,
-                    mode=shim.mode,
-                    address=str(shim.address),
-                    routes=[str(r) for r in shim.routes],
+                    shim_name=inputs.pop("name"),
+                    **inputs,
                     config_path=f"{where}.networks.{network}.shim",
                     opts=on_vlan,
                 )
             for c in (c for c in host_plan.containers if c.network == network):
+                inputs = container_inputs(c, net.network_id)
                 self.containers[f"{host.name}/{c.name}"] = Container(
                     f"{site}-{host.name}-{c.name}",
                     host=host,
-                    container_name=c.name,
-                    image=c.image,
-                    command=c.command,
-                    network=net_plan.name,
-                    network_id=net.network_id,
-                    ipv4=str(c.ipv4) if c.ipv4 else None,
-                    ipv6=str(c.ipv6) if c.ipv6 else None,
-                    mac=c.mac,
-                    hostname=c.hostname,
-                    restart_policy=c.restart_policy,
+                    container_name=inputs.pop("name"),
+                    **inputs,
                     config_path=f"{where}.containers.{c.name}",
                     opts=child,
                 )
