@@ -5,9 +5,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-# System packages: the lab's daemons and tools, QEMU for VM lab hosts, Python's venv.
+# System packages: the lab's daemons and tools, QEMU for VM lab hosts, Python's venv, Graphviz
+# for `vlaninfra graph`.
 pkgs=(docker.io openssh-server openssh-client iproute2 busybox-static iputils-ping procps psmisc
-      python3 python3-venv curl qemu-system-x86 qemu-utils debootstrap cpio kmod e2fsprogs)
+      python3 python3-venv curl qemu-system-x86 qemu-utils debootstrap cpio kmod e2fsprogs
+      graphviz)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -32,6 +34,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   fi
   echo "setup: virtualenv ready (.venv)"
   echo "$want" > "$stamp"
+fi
+
+# A real Mermaid parser for the tests of `vlaninfra diff --format markdown` (when npm is here).
+if command -v npm > /dev/null && [ ! -d tools/mermaid-parse/node_modules ]; then
+  npm ci --prefix tools/mermaid-parse --no-audit --no-fund -q > /dev/null 2>&1 \
+    || echo "setup: npm ci in tools/mermaid-parse failed; the Mermaid parse test will skip" >&2
 fi
 
 tools/build-engine.sh

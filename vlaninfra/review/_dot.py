@@ -81,7 +81,7 @@ def _site(site: SitePlan, colours: dict[str, tuple[str, str]]) -> Iterator[str]:
         target = _q(f"net:{s}/{route.host}/{route.network}")
         for r in site.routers:
             yield (f"    {_q(f'router:{s}/{r.name}')} -> {target} [style=dashed, penwidth=2, "
-                   f"arrowhead=normal, color={_q(colour)}, constraint=false, "
+                   f"arrowhead=normal, color={_q(colour)}, "
                    f"label={_label(f'{route.prefix} via {route.via}')}];")
     yield "  }"
 

@@ -24,11 +24,13 @@ def to_json(d: Diff) -> dict[str, Any]:
     tenants = {"added": data.pop("tenants_added"), "removed": data.pop("tenants_removed")}
     summary = {
         "changed": not d.empty,
-        "restarted_containers": [c.name for c in d.restarted],
+        "restarted_containers": [f"{c.site}/{c.name}" for c in d.restarted],
         "replaced_networks": [f"{n.site}/{n.host}/{n.name}" for n in d.replaced_networks],
     }
-    return {"version": FORMAT_VERSION, "stack": data.pop("stack"), "base": base,
-            "summary": summary, **data, "tenants": tenants}
+    out = {"version": FORMAT_VERSION, "stack": data.pop("stack"), "base": base,
+           "summary": summary, **data, "tenants": tenants}
+    plain: dict[str, Any] = json.loads(json.dumps(out))  # tuples as lists: JSON data only
+    return plain
 
 
 def render_json(d: Diff) -> str:
