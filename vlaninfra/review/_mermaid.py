@@ -14,6 +14,8 @@ __all__ = ["MAX_CONTAINERS", "render_mermaid"]
 
 MAX_CONTAINERS = 40
 """Above this, unchanged containers are summed up per network (one node), for readability."""
+MAX_DRAWN = 80
+"""Containers drawn at most (changed ones first come, first drawn); the rest are summed up."""
 
 _CLASSES = {
     "add": "fill:#dcfce7,stroke:#15803d",
@@ -77,7 +79,8 @@ def _lines(d: Diff, new: Plan) -> Iterator[str]:
             hidden: dict[str, int] = {}
             for c in h.containers:
                 key = f"ctr:{site.name}/{h.name}/{c.name}"
-                if total > MAX_CONTAINERS and key not in marked:
+                drawn = sum(1 for k in ids.ids if k.startswith("ctr:"))
+                if (total > MAX_CONTAINERS and key not in marked) or drawn >= MAX_DRAWN:
                     hidden[c.network] = hidden.get(c.network, 0) + 1
                     continue
                 yield f"      {ids(key)}({_label(c.name, str(c.ipv4 or c.ipv6 or ''))})"
@@ -90,7 +93,7 @@ def _lines(d: Diff, new: Plan) -> Iterator[str]:
                     nets.setdefault(cc.old.network, []).append(key)
             for net_name, count in hidden.items():
                 key = f"more:{site.name}/{h.name}/{net_name}"
-                yield f"      {ids(key)}({_label(f'{count} unchanged containers')})"
+                yield f"      {ids(key)}({_label(f'{count} more containers')})"
                 nets.setdefault(net_name, []).append(key)
             yield "    end"
         for r in site.routers:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from vlaninfra._text import table
 
 from ._model import Diff
-from ._words import container_detail, endpoint, headline, network_detail, shim_detail
+from ._words import container_detail, headline, names, network_detail, place, shim_detail
 
 __all__ = ["render_text"]
 
@@ -18,12 +18,12 @@ def render_text(d: Diff) -> str:
            f"  {headline(d)}"]
     for n in d.replaced_networks:
         out.append(f"  !! network {n.name} on {n.site}/{n.host} is REPLACED: it restarts "
-                   f"{len(n.restarts)} container(s): {', '.join(n.restarts) or 'none'}")
+                   f"{len(n.restarts)} container(s): {names(n.restarts)}")
     if d.containers:
         out += ["", "containers:", *table(
-            ("", "site", "container", "old", "new", "what"),
-            [(_MARK[c.action], c.site, c.name, endpoint(c.old), endpoint(c.new),
-              container_detail(c)) for c in d.containers], "  ")]
+            ("", "site", "container", "host network address MAC", "what"),
+            [(_MARK[c.action], c.site, c.name, place(c), container_detail(c))
+             for c in d.containers], "  ")]
     if d.networks:
         out += ["", "networks:", *table(
             ("", "site", "host", "network", "what"),

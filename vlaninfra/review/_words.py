@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ._model import ContainerChange, Diff, Endpoint, FieldChange, NetworkChange, ShimChange
 
-__all__ = ["container_detail", "endpoint", "fields", "headline", "network_detail", "shim_detail"]
+__all__ = ["container_detail", "endpoint", "fields", "headline", "names", "network_detail",
+           "place",
+           "shim_detail"]
 
 
 def endpoint(e: Endpoint | None) -> str:
@@ -12,6 +16,19 @@ def endpoint(e: Endpoint | None) -> str:
     if e is None:
         return "-"
     return " ".join(x for x in (e.host, e.network, e.ipv4, e.ipv6, e.mac) if x)
+
+
+def names(items: Sequence[str], limit: int = 30) -> str:
+    """``a, b, c`` or ``a, b and 3 more`` beyond `limit`; "none" for none."""
+    shown = ", ".join(items[:limit]) or "none"
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def place(c: ContainerChange) -> str:
+    """Where the container is: ``old → new``, or one side when the other is absent or equal."""
+    if c.old is not None and c.new is not None and c.old != c.new:
+        return f"{endpoint(c.old)} → {endpoint(c.new)}"
+    return endpoint(c.old or c.new)
 
 
 def fields(changes: tuple[FieldChange, ...]) -> str:
@@ -23,10 +40,11 @@ def container_detail(c: ContainerChange) -> str:
     """Why and how a container changes, e.g. ``re-created: network h1/pub_net is replaced``."""
     if c.because_of is not None:
         return f"re-created: network {c.because_of} is replaced"
-    if c.action == "move":
-        how = "re-created on host " + c.new.host if c.restarts and c.new else \
-            "disconnect + connect, keeps running"
-        return f"{how}; {fields(c.fields)}" if c.fields else how
+    if c.action == "move" and c.old and c.new:
+        if c.restarts:
+            return f"re-created on host {c.new.host} (removed from {c.old.host})"
+        return (f"disconnected from {c.old.network}, connected to {c.new.network}: "
+                "keeps running")
     if c.action == "replace":
         return "re-created: " + fields(c.fields)
     if c.action == "update":
@@ -41,7 +59,7 @@ def network_detail(n: NetworkChange) -> str:
         return f"created: {n.driver} on {n.parent}, {subnets}"
     if n.action == "remove":
         return f"removed: {n.driver} on {n.parent}, {subnets}"
-    takes = f"restarts {len(n.restarts)} container(s): {', '.join(n.restarts)}" \
+    takes = f"restarts {len(n.restarts)} container(s): {names(n.restarts)}" \
         if n.restarts else "no container on it yet"
     return f"REPLACED ({fields(n.fields)}): {takes}"
 
@@ -55,9 +73,10 @@ def shim_detail(s: ShimChange) -> str:
         parts.append("re-created")
     if s.fields:
         parts.append(fields(s.fields))
-    if s.routes_added or s.routes_removed:
-        parts.append("routes " + " ".join([*("+" + r for r in s.routes_added),
-                                           *("-" + r for r in s.routes_removed)]))
+    routes = [*("+" + r for r in s.routes_added), *("-" + r for r in s.routes_removed)]
+    if routes:
+        more = f" and {len(routes) - 12} more" if len(routes) > 12 else ""
+        parts.append("routes " + " ".join(routes[:12]) + more)
     return "; ".join(parts)
 
 
