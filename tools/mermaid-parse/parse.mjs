@@ -1,5 +1,6 @@
 // Reads a Mermaid diagram on stdin and parses it with Mermaid's own parser (a DOM from jsdom):
 // prints {"ok": true, "type": ...} or {"ok": false, "error": ...} and exits 0 or 1.
+// With --json, stdin is a JSON array of diagrams and the output an array of those results.
 import fs from 'fs';
 import { JSDOM } from 'jsdom';
 
@@ -12,11 +13,20 @@ for (const k of ['Element', 'HTMLElement', 'SVGElement', 'DOMParser', 'getComput
 }
 const { default: mermaid } = await import('mermaid');
 mermaid.initialize({ startOnLoad: false });
-const text = fs.readFileSync(0, 'utf8');
-try {
-  const result = await mermaid.parse(text);
-  console.log(JSON.stringify({ ok: true, type: result.diagramType }));
-} catch (e) {
-  console.log(JSON.stringify({ ok: false, error: String(e.message || e) }));
-  process.exitCode = 1;
+async function parse(text) {
+  try {
+    const result = await mermaid.parse(text);
+    return { ok: true, type: result.diagramType };
+  } catch (e) {
+    process.exitCode = 1;
+    return { ok: false, error: String(e.message || e) };
+  }
+}
+const input = fs.readFileSync(0, 'utf8');
+if (process.argv.includes('--json')) {
+  const results = [];
+  for (const text of JSON.parse(input)) results.push(await parse(text));
+  console.log(JSON.stringify(results));
+} else {
+  console.log(JSON.stringify(await parse(input)));
 }

@@ -62,13 +62,15 @@ def test_markdown_renders_tables_details_and_one_mermaid_block(case: str) -> Non
     assert len(_mermaid_blocks(text)) == 1
 
 
-def _parse_mermaid(diagram: str) -> dict[str, object]:
+def _parse_mermaid(*diagrams: str) -> list[dict[str, object]]:
+    """Mermaid's verdict on each diagram (one node process for all)."""
     node = shutil.which("node")
     if node is None or not (MERMAID / "node_modules" / "mermaid").is_dir():
         pytest.skip("Mermaid's parser is not installed: run tools/setup.sh (needs npm)")
-    done = subprocess.run([node, str(MERMAID / "parse.mjs")], input=diagram, text=True,
-                          capture_output=True, timeout=120, check=False)
-    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    done = subprocess.run([node, str(MERMAID / "parse.mjs"), "--json"],
+                          input=json.dumps(diagrams), text=True, capture_output=True,
+                          timeout=120, check=False)
+    result: list[dict[str, object]] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -76,12 +78,12 @@ def test_mermaid_blocks_parse_with_mermaid() -> None:
     diagrams = [b for case in sorted(CASES) for b in _mermaid_blocks(render_markdown(*diff(case)))]
     big = plan(load_config(big_layout()))
     diagrams += _mermaid_blocks(render_markdown(compare(None, big, stack="big", base="x"), big))
-    for diagram in diagrams:
-        assert _parse_mermaid(diagram) == {"ok": True, "type": "flowchart-v2"}, diagram
+    for diagram, verdict in zip(diagrams, _parse_mermaid(*diagrams), strict=True):
+        assert verdict == {"ok": True, "type": "flowchart-v2"}, diagram
 
 
 def test_the_parser_refuses_a_broken_diagram() -> None:
-    assert _parse_mermaid('flowchart LR\n  a["x" --> b\n')["ok"] is False
+    assert _parse_mermaid('flowchart LR\n  a["x" --> b\n')[0]["ok"] is False
 
 
 def test_markdown_of_a_replacement_is_loud(tmp_path: Path) -> None:
@@ -110,4 +112,4 @@ def test_a_3000_container_change_fits_a_pr_comment_and_its_mermaid_parses() -> N
     assert len(text) < 65536, "GitHub refuses comments over 65,536 characters"
     assert "more (`vlaninfra diff --format json` lists all)" in text
     (diagram,) = _mermaid_blocks(text)
-    assert _parse_mermaid(diagram)["ok"] is True
+    assert _parse_mermaid(diagram)[0]["ok"] is True
