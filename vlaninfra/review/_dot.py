@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from vlaninfra.layout import ContainerPlan, HostPlan, Plan, SitePlan
 
-__all__ = ["TENANT_COLOURS", "render_dot"]
+__all__ = ["COLUMN", "TENANT_COLOURS", "render_dot", "tenant_colours"]
 
 TENANT_COLOURS = (("#bfdbfe", "#1d4ed8"), ("#fde68a", "#b45309"), ("#bbf7d0", "#15803d"),
                   ("#fbcfe8", "#be185d"), ("#ddd6fe", "#6d28d9"), ("#fed7aa", "#c2410c"),
@@ -17,6 +17,8 @@ TENANT_COLOURS = (("#bfdbfe", "#1d4ed8"), ("#fde68a", "#b45309"), ("#bbf7d0", "#
 """(fill, line) colours of tenants, in the order of their names; no tenant: white, grey."""
 
 _FONT = 'fontname="Helvetica"'
+COLUMN = 12
+"""Containers per column: a network with more is drawn in several columns."""
 
 
 def _q(text: str) -> str:
@@ -127,15 +129,20 @@ def _host(s: str, h: HostPlan, colours: dict[str, tuple[str, str]]) -> Iterator[
                f"label={_label('shim ' + x.name, str(x.address), routes)}];")
         yield f"      {_q(f'nic:{s}/{h.name}/{x.parent}')} -> {_q(sid)};"
         yield f"      {_q(sid)} -> {_q(f'net:{s}/{h.name}/{x.network}')} [style=dotted];"
-    for c in h.containers:
-        yield from _container(s, h.name, c, colours)
+    for n in h.networks:
+        on = [c for c in h.containers if c.network == n.name]
+        # A long column of containers is staggered over a few ranks (what Graphviz's
+        # `unflatten -l` does), so a big network draws as a block, not a strip.
+        columns = -(-len(on) // COLUMN)
+        for i, c in enumerate(on):
+            yield from _container(s, h.name, c, colours, 1 + i % columns)
     yield "    }"
 
 
-def _container(s: str, host: str, c: ContainerPlan,
-               colours: dict[str, tuple[str, str]]) -> Iterator[str]:
+def _container(s: str, host: str, c: ContainerPlan, colours: dict[str, tuple[str, str]],
+               minlen: int) -> Iterator[str]:
     cid = f"ctr:{s}/{host}/{c.name}"
     fill, line = colours.get(c.tenant or "", ("white", "black"))
     yield (f"      {_q(cid)} [fillcolor={_q(fill)}, color={_q(line)}, label="
            f"{_label(c.name, str(c.ipv4 or ''), str(c.ipv6 or ''), c.mac)}];")
-    yield f"      {_q(f'net:{s}/{host}/{c.network}')} -> {_q(cid)};"
+    yield f"      {_q(f'net:{s}/{host}/{c.network}')} -> {_q(cid)} [minlen={minlen}];"
