@@ -154,28 +154,40 @@ def _endpoint(host: str, c: ContainerPlan) -> Endpoint:
 
 def _containers(old: Plan, new: Plan, replaced: set[Where]) -> list[ContainerChange]:
     a, b = _by_where(old, "containers"), _by_where(new, "containers")
-    gone = {(w[0], w[2]): w for w in a.keys() - b.keys()}
-    came = {(w[0], w[2]): w for w in b.keys() - a.keys()}
     out = []
     for where in sorted(a.keys() & b.keys()):
         change = _same_host(where, a[where], b[where], replaced)
         if change is not None:
             out.append(change)
-    for site, name in sorted(gone.keys() & came.keys()):  # on another host: re-created there
-        w0, w1 = gone[(site, name)], came[(site, name)]
-        old_c, new_c = a[w0], b[w1]
+    gone, came = _by_name(a.keys() - b.keys()), _by_name(b.keys() - a.keys())
+    moved = {k for k in gone.keys() & came.keys() if len(gone[k]) == len(came[k]) == 1}
+    for key in sorted(moved):  # one container of that name left a host, one came to another
+        (w0,), (w1,) = gone[key], came[key]
         fields = (FieldChange("host", w0[1], w1[1]),
-                  *_fields(_CONTAINERS, container_inputs(old_c, None),
-                           container_inputs(new_c, None), _CONTAINERS.INPUT_KEYS))
-        out.append(ContainerChange(site, name, "move", _endpoint(w0[1], old_c),
-                                   _endpoint(w1[1], new_c), fields, True))
-    for site, name in sorted(came.keys() - gone.keys()):
-        w = came[(site, name)]
-        out.append(ContainerChange(site, name, "add", None, _endpoint(w[1], b[w]), (), False))
-    for site, name in sorted(gone.keys() - came.keys()):
-        w = gone[(site, name)]
-        out.append(ContainerChange(site, name, "remove", _endpoint(w[1], a[w]), None, (), True))
-    return sorted(out, key=lambda c: (c.site, c.name))
+                  *_fields(_CONTAINERS, container_inputs(a[w0], None),
+                           container_inputs(b[w1], None), _CONTAINERS.INPUT_KEYS))
+        out.append(ContainerChange(key[0], key[1], "move", _endpoint(w0[1], a[w0]),
+                                   _endpoint(w1[1], b[w1]), fields, True))
+    for key, wheres in came.items():
+        out += [ContainerChange(w[0], w[2], "add", None, _endpoint(w[1], b[w]), (), False)
+                for w in wheres if key not in moved]
+    for key, wheres in gone.items():
+        out += [ContainerChange(w[0], w[2], "remove", _endpoint(w[1], a[w]), None, (), True)
+                for w in wheres if key not in moved]
+    return sorted(out, key=_order)
+
+
+def _order(c: ContainerChange) -> tuple[str, str, str]:
+    at = c.new or c.old
+    return c.site, c.name, at.host if at is not None else ""
+
+
+def _by_name(wheres: Iterable[Where]) -> dict[tuple[str, str], list[Where]]:
+    """(site, container name) → where such containers are (a name may be on several hosts)."""
+    out: dict[tuple[str, str], list[Where]] = {}
+    for w in sorted(wheres):
+        out.setdefault((w[0], w[2]), []).append(w)
+    return out
 
 
 def _same_host(where: Where, was: ContainerPlan, now: ContainerPlan,
