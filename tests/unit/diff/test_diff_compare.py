@@ -67,8 +67,8 @@ def test_one_name_on_two_hosts_is_not_paired_wrongly() -> None:
                                for h in hosts]
 
     d = change(edit)
-    assert sorted((c.action, c.name, (c.new or c.old).host) for c in d.containers
-                  if c.new or c.old) == [
+    at = [(c.action, c.name, e.host) for c in d.containers for e in (c.new or c.old,) if e]
+    assert sorted(at) == [
         ("add", "dup", "h1"), ("add", "dup", "h2"), ("remove", "web1", "h1")]
 
 
