@@ -49,13 +49,12 @@ def load_change(stack: str, *, engine: Engine | None = None, cwd: Path | None = 
     except OSError as err:
         raise VlanInfraError(f"stack {stack}: cannot read its config {path}: "
                              f"{err.strerror or err}; is the stack name right?") from None
-    last = _last_applied(stack, engine, project) if with_state else None
+    last, why = _last_applied(stack, engine, project) if with_state else (None, "")
     pins: dict[str, list[str]] = {}
     old = None
+    version = None
     if last is None:
-        base = ("nothing: the stack's state holds no record of an apply (never deployed, or "
-                "deployed before vlaninfra kept records), so everything shows as added")
-        version = None
+        base = f"nothing ({why or 'the state was not read'}), so everything shows as added"
     else:
         version = int(last["version"])
         pins = {k: list(v) for k, v in last["allocations"].items()}
@@ -76,14 +75,22 @@ def _deployed(last: Mapping[str, Any], version: int) -> Plan:
             f"with this vlaninfra version, so it cannot be compared:\n{err}") from None
 
 
-def _last_applied(stack: str, engine: Engine, project: Path) -> Mapping[str, Any] | None:
-    """The record whose layout is on the hosts; None for a stack that has none (or does not
-    exist on the backend yet)."""
+def _last_applied(stack: str, engine: Engine,
+                  project: Path) -> tuple[Mapping[str, Any] | None, str]:
+    """The record whose layout is on the hosts, or None and why there is none."""
     try:
         listed = json.loads(engine.run(None, "stack", "ls", "--json", cwd=project) or "[]")
     except (EngineError, ValueError) as err:
         raise VlanInfraError(f"cannot list the stacks of the backend: {err}") from None
-    if not any(str(s.get("name", "")).split("/")[-1] == stack for s in listed):
-        return None
+    found = next((s for s in listed if str(s.get("name", "")).split("/")[-1] == stack), None)
+    if found is None:
+        return None, "the stack is not on the backend yet: never deployed"
     last = record.last_applied(history(stack, engine=engine, cwd=project))
-    return last if last is not None and last.get("layout") is not None else None
+    if last is not None and last.get("layout") is not None:
+        return last, ""
+    count = found.get("resourceCount")
+    if count:
+        return None, (f"the stack holds {count} resources but no vlaninfra record of an "
+                      "apply: deployed before records were kept; the next `vlaninfra up` "
+                      "records one")
+    return None, "no apply recorded in the stack's state"

@@ -40,6 +40,8 @@ def container_detail(c: ContainerChange) -> str:
     """Why and how a container changes, e.g. ``re-created: network h1/pub_net is replaced``."""
     if c.because_of is not None:
         return f"re-created: network {c.because_of} is replaced"
+    if c.action in ("add", "remove"):
+        return "created" if c.action == "add" else "stopped and removed"
     if c.action == "move" and c.old and c.new:
         if c.restarts:
             return f"re-created on host {c.new.host} (removed from {c.old.host})"

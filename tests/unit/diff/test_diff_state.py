@@ -79,6 +79,7 @@ def test_no_stack_or_no_record_means_nothing_deployed(tmp_path: Path) -> None:
         change = load_change("s", engine=engine, cwd=project(tmp_path, sites))
         assert change.old is None and change.base_version is None
         assert "everything shows as added" in change.base
+        assert "never deployed" in change.base or "no apply recorded" in change.base
 
 
 def test_an_invalid_config_lists_every_problem(tmp_path: Path) -> None:
@@ -119,3 +120,20 @@ def test_cli_formats_and_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     err = capsys.readouterr().err
     assert "not a valid layout" in err and "sites.a.containers[0].ipv4" in err
     assert "Traceback" not in err
+
+
+def test_a_stack_deployed_before_records_says_so(tmp_path: Path) -> None:
+    sites = stack_config("lab")["sites"]
+
+    @dataclass(frozen=True)
+    class Counted(FakeEngine):
+        def run(self, stack: str | None, *args: str, check: bool = True,
+                cwd: Path | None = None, timeout: float | None = None) -> str:
+            if args[:2] == ("stack", "ls"):
+                return json.dumps([{"name": "s", "resourceCount": 12}])
+            return super().run(stack, *args, check=check, cwd=cwd, timeout=timeout)
+
+    change = load_change("s", engine=Counted(project_root(), stacks=["s"]),
+                         cwd=project(tmp_path, sites))
+    assert change.old is None
+    assert "12 resources but no vlaninfra record" in change.base
