@@ -6,6 +6,7 @@ Pure: no host, no engine."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from ipaddress import ip_network
 from typing import Any
 
@@ -46,10 +47,13 @@ def compare(old: Plan | None, new: Plan, *, stack: str, base: str,
     networks = _networks(was, new)
     replaced = {(n.site, n.host, n.name) for n in networks if n.action == "replace"}
     containers = _containers(was, new, replaced)
+    # Every container that was on the host before and is on a replaced network after goes
+    # down with it, whatever else changes about it.
+    before = _by_where(was, "containers")
     restarts: dict[Where, list[str]] = {}
-    for c in containers:
-        if c.because_of is not None and c.new is not None:
-            restarts.setdefault((c.site, c.new.host, c.new.network), []).append(c.name)
+    for (site, host, name), c in _by_where(new, "containers").items():
+        if (site, host, c.network) in replaced and (site, host, name) in before:
+            restarts.setdefault((site, host, c.network), []).append(name)
     networks = [n if n.action != "replace" else _with_restarts(n, restarts) for n in networks]
     old_tenants, new_tenants = _tenants(was), _tenants(new)
     known = {str(p) for p in was.warnings}
@@ -64,8 +68,6 @@ def compare(old: Plan | None, new: Plan, *, stack: str, base: str,
 
 
 def _with_restarts(n: NetworkChange, restarts: Mapping[Where, list[str]]) -> NetworkChange:
-    from dataclasses import replace
-
     return replace(n, restarts=tuple(sorted(restarts.get((n.site, n.host, n.name), ()))))
 
 
@@ -141,7 +143,7 @@ def _networks(old: Plan, new: Plan) -> list[NetworkChange]:
     return out
 
 
-def _network(where: Where, n: NetworkPlan, action: Any,
+def _network(where: Where, n: NetworkPlan, action: Action,
              fields: tuple[FieldChange, ...]) -> NetworkChange:
     return NetworkChange(where[0], where[1], n.name, action, n.driver, n.parent,
                          tuple(str(s.subnet) for s in n.subnets), fields, ())
@@ -221,7 +223,7 @@ def _shims(old: Plan, new: Plan) -> list[ShimChange]:
             olds, news = shim_inputs(was), shim_inputs(now)
             result = _SHIMS.diff("", olds, news)
             if result.changes:
-                action = "replace" if result.replaces else "update"
+                action: Action = "replace" if result.replaces else "update"
                 shown = _SHIMS.INPUT_KEYS - {"routes"}
                 out.append(_shim(where, now, action, _fields(_SHIMS, olds, news, shown), was))
         elif now is not None:
@@ -231,7 +233,7 @@ def _shims(old: Plan, new: Plan) -> list[ShimChange]:
     return out
 
 
-def _shim(where: Where, s: ShimPlan, action: Any, fields: tuple[FieldChange, ...],
+def _shim(where: Where, s: ShimPlan, action: Action, fields: tuple[FieldChange, ...],
           was: ShimPlan | None) -> ShimChange:
     old_routes = {str(r) for r in was.routes} if was is not None else set()
     new_routes = {str(r) for r in s.routes}

@@ -49,6 +49,14 @@ def aux_address(cfg: Config) -> None:
     pool["aux_addresses"] = {"printer": str(free)}
 
 
+def aux_takes_address(cfg: Config) -> None:
+    """An aux address on the address web1 was allocated: web1 gets a new one (a warning)."""
+    before = plan(load_config(stack_config("lab")))
+    web1 = next(c for s in before.sites for h in s.hosts for c in h.containers
+                if c.name == "web1")
+    _pool(cfg)["aux_addresses"] = {"printer": str(web1.ipv4)}
+
+
 def add_tenant(cfg: Config) -> None:
     site = _site(cfg)
     last = site["tenants"][-1]
@@ -74,6 +82,7 @@ CASES: dict[str, tuple[str, Callable[[Config], None]]] = {
     "add-container": ("lab", add_container),
     "move-container": ("lab", move_container),
     "aux-address-replaces-network": ("lab", aux_address),
+    "aux-address-takes-a-containers-address": ("lab", aux_takes_address),
     "add-tenant": ("lab-ipvlan", add_tenant),
     "remove-shim-route": ("lab", remove_shim_route),
     "shim-routes-ip-range": ("lab", shim_ip_range),

@@ -77,6 +77,18 @@ def test_shim_route_removed_with_its_container() -> None:
     assert s.routes_removed == (f"{c.old.ipv4}/32",) and not s.routes_added
 
 
+def test_a_taken_address_is_a_new_finding_and_readdresses_the_container() -> None:
+    d, _ = diff("aux-address-takes-a-containers-address")
+    (finding,) = d.findings
+    assert finding.severity == "warning" and "previous address" in finding.message
+    web1 = next(c for c in d.containers if c.name == "web1")
+    assert web1.action == "replace" and web1.because_of is None
+    assert web1.old and web1.new and web1.old.ipv4 != web1.new.ipv4
+    # It goes down with its replaced network too: the network's list names it.
+    (net,) = [n for n in d.replaced_networks if n.host == web1.old.host]
+    assert "web1" in net.restarts
+
+
 def test_no_change_is_empty() -> None:
     from tests.unit.diff.cases import BASE, stack_config
     from vlaninfra.layout import load_config, plan
