@@ -27,6 +27,10 @@ GRAPH_FORMATS = ("svg", "png", "dot")
 
 
 def add_parser(sub: Any) -> None:
+    """Registers ``diff`` and ``graph`` on the ``vlaninfra`` command's subparsers.
+
+    Example: ``add_parser(parser.add_subparsers())``
+    """
     p = sub.add_parser("diff", help="the change between the deployed layout and the stack "
                        "config, in network terms (no host is contacted)")
     p.add_argument("--stack", required=True)
