@@ -35,3 +35,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 tools/build-engine.sh
+tools/build-team-tools.sh
