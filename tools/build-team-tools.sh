@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provide in .engine/bin the tools of the team-state and review tests: versitygw (an S3 server a
 # team runs in front of a POSIX file system; the tests keep Pulumi state on it) and actionlint
-# (the validator of examples/ci's GitHub Actions workflow), built from the Go module proxy.
+# (the validator of examples/ci's GitHub Actions workflow), built from the Go module proxy, and
+# Debian's shellcheck, which actionlint runs on the workflow's scripts.
 # Idempotent: a machine-wide copy in ~/.cache/vlaninfra is reused, never rebuilt.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,3 +28,8 @@ fi
 for tool in versitygw actionlint; do
   cmp -s "$cache/$tool" "$bin/$tool" || install -m 0755 "$cache/$tool" "$bin/$tool"
 done
+
+if ! dpkg-query -W -f='${Status}' shellcheck 2>/dev/null | grep -q "install ok installed"; then
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends shellcheck
+fi

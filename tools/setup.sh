@@ -35,4 +35,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 tools/build-engine.sh
+# The S3 server of the team-state tests, the validator of examples/ci's workflow.
 tools/build-team-tools.sh
