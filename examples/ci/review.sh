@@ -42,7 +42,7 @@ step "pulumi preview --stack $stack"
 preview=$(mktemp)
 trap 'rm -f "$preview"' EXIT
 # tools/pulumi, run in this project: the project's defaults and refusals (README "State backend").
-if ! python -m vlaninfra.engine exec preview --diff --suppress-outputs --non-interactive \
+if ! python -m vlaninfra.engine exec preview --suppress-outputs --non-interactive \
     --stack "$stack" > "$preview" 2>&1; then
   cat "$preview" >&2
   exit 1

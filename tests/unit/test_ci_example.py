@@ -19,8 +19,9 @@ CI = ROOT / "examples" / "ci"
 WORKFLOW = CI / "vlaninfra.yml"
 SCRIPT = CI / "review.sh"
 STEPS = {
-    "review": ["tools/setup.sh", "vlaninfra plan --stack", "preview --diff --suppress-outputs",
-               "vlaninfra diff --stack", "--format markdown", "gh pr comment"],
+    "review": ["tools/setup.sh", "vlaninfra plan --stack",
+               "preview --suppress-outputs --non-interactive", "vlaninfra diff --stack",
+               "--format markdown", "gh pr comment"],
     "apply": ["tools/setup.sh", 'vlaninfra up --stack "$STACK" --yes'],
 }
 
