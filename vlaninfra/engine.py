@@ -215,7 +215,8 @@ def make_private(*dirs: Path) -> None:
 
 @dataclass(frozen=True)
 class Engine:
-    """The pulumi CLI of this checkout (`.engine/bin`), on the local file backend by default.
+    """The pulumi CLI of this checkout (`.engine/bin`), on the local file backend unless
+    PULUMI_BACKEND_URL or the project's Pulumi.yaml names another (`backend_url`).
 
     Example: ``Engine(root, backend=tmp_path).run("lab", "preview")``
     """
