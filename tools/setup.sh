@@ -43,3 +43,5 @@ if command -v npm > /dev/null && [ ! -d tools/mermaid-parse/node_modules ]; then
 fi
 
 tools/build-engine.sh
+# The S3 server of the team-state tests, the validator of examples/ci's workflow.
+tools/build-team-tools.sh

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -25,11 +26,13 @@ __all__ = [
     "LAB_PASSPHRASE",
     "Engine",
     "EngineError",
+    "StackLockedError",
     "config_key",
     "holds_private_key",
     "is_lab_stack",
     "make_private",
     "plaintext_keys",
+    "project_backend",
     "project_root",
     "stack_file",
 ]
@@ -50,6 +53,28 @@ class EngineError(VlanInfraError, RuntimeError):
         self.args_ = tuple(args)
         self.code = code
         self.output = output
+
+
+class StackLockedError(EngineError):
+    """Pulumi refused to run because another run holds the stack's lock: nothing was changed.
+    `.holders` are pulumi's lines naming each lock (URL, user@host, pid, time)."""
+
+    def __init__(self, args: Sequence[str], code: int, output: str, stack: str) -> None:
+        super().__init__(args, code, output)
+        self.stack = stack
+        self.holders = tuple(dict.fromkeys(m.group(0) for m in _HOLDER.finditer(output)))
+        self.args = (
+            f"stack {stack} is locked by another update, so nothing was changed: wait for "
+            "that run to end and run this again. If it will never end (its process or machine "
+            "is gone), make sure nobody else is changing the stack, then clear the lock with "
+            f"`pulumi cancel --yes --stack {stack}` on the same backend (README, \"State "
+            "backend\")." + "".join(f"\n  lock {h}" for h in self.holders),)
+
+
+_LOCKED = "the stack is currently locked"
+"""How pulumi's file/S3/GCS/Azure backends start the error of a run refused by a lock."""
+_HOLDER = re.compile(r"[^\s\\\"]+: created by \S+ \(pid \d+\) at [\dT:.-]+(?:Z|[+-][\d:]+)")
+"""One lock in that error, plain or in a JSON string: `URL: created by USER@HOST (pid N) at T`."""
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -190,7 +215,8 @@ def make_private(*dirs: Path) -> None:
 
 @dataclass(frozen=True)
 class Engine:
-    """The pulumi CLI of this checkout (`.engine/bin`), on the local file backend by default.
+    """The pulumi CLI of this checkout (`.engine/bin`), on the local file backend unless
+    PULUMI_BACKEND_URL or the project's Pulumi.yaml names another (`backend_url`).
 
     Example: ``Engine(root, backend=tmp_path).run("lab", "preview")``
     """
@@ -209,7 +235,8 @@ class Engine:
         env["PATH"] = os.pathsep.join(
             [str(self.root / ".engine" / "bin"), str(self.root / ".venv" / "bin"), env["PATH"]]
         )
-        if "PULUMI_BACKEND_URL" not in env:
+        if "PULUMI_BACKEND_URL" not in env and (
+                self.backend is not None or project_backend(cwd or self.root) is None):
             backend = self.backend or self.root / ".pulumi-state" / "backend"
             env["PULUMI_BACKEND_URL"] = f"file://{backend}"
             env.setdefault("PULUMI_HOME", str(backend.parent / "home"))
@@ -236,18 +263,35 @@ class Engine:
             f"passphrase of its secrets; the default {LAB_PASSPHRASE!r} is for lab stacks only"
         )
 
-    def stale_locks(self, stack: str) -> list[Path]:
+    def backend_url(self, cwd: Path | None = None) -> str:
+        """The state backend pulumi uses for the project at `cwd` (default: root), in pulumi's
+        order: PULUMI_BACKEND_URL (environment or `extra_env`), else `backend` (tests), else
+        the project's `backend: url:` in Pulumi.yaml, else the checkout's private file
+        backend. Example: ``Engine(root).backend_url()`` → ``file:///…/.pulumi-state/backend``
+        """
+        project = cwd or self.root
+        return self.env(None, project).get("PULUMI_BACKEND_URL") or str(project_backend(project))
+
+    def stale_locks(self, stack: str, cwd: Path | None = None) -> list[Path]:
         """The file backend's locks on `stack` left by a pulumi process of this machine that
         no longer runs (killed mid-update): the lock names this hostname and its pid is gone,
         or is now some other program (`/proc/PID/cmdline` is not a pulumi). A lock of a live
         pulumi or of another hostname is never stale.
+
+        Only a `file://` backend is looked at: on a shared backend (S3, GCS, Azure, Pulumi
+        Cloud) a lock's hostname and pid cannot prove its run is dead (CI runners and
+        containers on other machines often share a hostname, and their pids are not ours), so
+        no lock there is ever stale: `StackLockedError` says how to clear one by hand.
 
         Limit: pids are those of this pid namespace. A pulumi in another pid namespace with
         the same hostname (a container sharing this host's UTS namespace and this state
         directory) looks dead here, and its lock would be cancelled: do not share a file
         backend between pid namespaces that share a hostname.
         """
-        backend = self.backend or self.root / ".pulumi-state" / "backend"
+        url = self.backend_url(cwd)
+        if not url.startswith("file://"):
+            return []
+        backend = Path(os.path.expanduser(url.removeprefix("file://").split("?", 1)[0]))
         stale = []
         for path in (backend / ".pulumi" / "locks").rglob("*.json"):
             try:
@@ -271,12 +315,13 @@ class Engine:
         kills pulumi when it passes and raises `EngineError`; the lock it leaves is stale and
         cancelled by the next `up`, `refresh` or `destroy`.
 
-        Before `up`, `refresh` and `destroy`, a lock a killed pulumi left is removed with
-        `pulumi cancel` (the engine then drops the killed run's pending creates with a warning,
-        and vlaninfra's creates adopt what that run made on the hosts).
+        Before `up`, `refresh` and `destroy`, a lock a killed pulumi left on a file backend is
+        removed with `pulumi cancel` (the engine then drops the killed run's pending creates
+        with a warning, and vlaninfra's creates adopt what that run made on the hosts). A run
+        refused by another run's lock raises `StackLockedError`.
         """
         if stack is not None and args and args[0] in ("up", "refresh", "destroy") \
-                and self.stale_locks(stack):
+                and self.stale_locks(stack, cwd):
             self.run(stack, "cancel", "--yes", check=False, cwd=cwd)
         full = [*args, "--non-interactive"]
         if stack is not None:
@@ -300,6 +345,8 @@ class Engine:
                           for x in (exc.stdout, exc.stderr))
             raise EngineError(full, -9, f"{out}\nkilled after {timeout:g}s (timeout)") from None
         if check and proc.returncode != 0:
+            if stack is not None and _LOCKED in proc.stdout + proc.stderr:
+                raise StackLockedError(full, proc.returncode, proc.stdout + proc.stderr, stack)
             raise EngineError(full, proc.returncode, proc.stdout + proc.stderr)
         return proc.stdout
 
@@ -322,6 +369,19 @@ class Engine:
         """
         out = self.run(stack, *args, "--json", cwd=cwd)
         return summary_of(out)
+
+
+def project_backend(project: Path) -> str | None:
+    """The `backend: url:` of the project's Pulumi.yaml, if it names one.
+
+    Example: ``project_backend(Path("stacks/.."))`` → ``None``
+    """
+    try:
+        meta = yaml.safe_load((project / "Pulumi.yaml").read_text()) or {}
+        url = meta["backend"]["url"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return str(url) if url else None
 
 
 def _is_pulumi(pid: int) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vlaninfra._text import table
-from vlaninfra.engine import Engine, EngineError, project_root
+from vlaninfra.engine import Engine, EngineError, StackLockedError, project_root
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.record import OUTPUT, ROLLOUT_ENV, records_of, who
 from vlaninfra.verify import Verification
@@ -178,6 +178,9 @@ def _apply(s: _Stack, what: str, message: str, control: dict[str, Any]) -> Step:
         # --json: an error comes back as the engine's diagnostics, not the display's tail.
         s.run("up", "--yes", "--skip-preview", "--json", "--message", message,
               control={**control, "verify": True, "report": report, "by": who()})
+    except StackLockedError:  # another run holds the stack: refuse, never roll back over it
+        Path(report).unlink(missing_ok=True)
+        raise
     except EngineError as err:
         Path(report).unlink(missing_ok=True)
         return Step(what, False, str(err), None, time.monotonic() - started)
@@ -211,7 +214,8 @@ def up(stack: str, *, engine: Engine | None = None, cwd: Path | None = None,
     """Preview, apply, verify, record; on failure roll back to the last verified record.
 
     `confirm` sees the preview and may refuse (then nothing changes); `rollback=False` leaves
-    a failed change in place for inspection. Example: ``up("lab", rollback=False).ok``
+    a failed change in place for inspection. Raises `StackLockedError`, with nothing changed,
+    when another run holds the stack's lock. Example: ``up("lab", rollback=False).ok``
     """
     s = _stack(stack, engine, cwd)
     before = _records(s)

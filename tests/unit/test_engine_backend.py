@@ -1,0 +1,102 @@
+"""Which state backend the engine helper uses, and its locks: a shared backend's lock is never
+cleared automatically, and a run refused by a lock says which stack and what to do."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from vlaninfra.engine import Engine, StackLockedError
+
+S3 = "s3://state?endpoint=http://203.0.113.250:7070&s3ForcePathStyle=true&region=us-east-1"
+LOCKED = """error: the stack is currently locked by 1 lock(s). Either wait for the other \
+process(es) to end or delete the lock file with `pulumi cancel`.
+  s3://state/.pulumi/locks/organization/p/team/0b.json?endpoint=http://203.0.113.250:7070: \
+created by ci@runner-7 (pid 4242) at 2026-11-29T09:28:39Z
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("PULUMI_BACKEND_URL", "PULUMI_HOME"):
+        monkeypatch.delenv(key, raising=False)
+
+
+def _dead_lock(backend: Path, stack: str) -> Path:
+    """A lock of this hostname whose pid runs nothing: stale on a file backend."""
+    locks = backend / ".pulumi" / "locks" / "organization" / "p" / stack
+    locks.mkdir(parents=True)
+    path = locks / "dead.json"
+    path.write_text(json.dumps({"pid": 2**22 + 7, "hostname": socket.gethostname()}))
+    return path
+
+
+def _project(tmp_path: Path, extra: str = "") -> Path:
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "Pulumi.yaml").write_text(f"name: p\nruntime: python\n{extra}")
+    return tmp_path
+
+
+def test_the_default_is_the_checkouts_private_file_backend(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    assert Engine(root).backend_url() == f"file://{root}/.pulumi-state/backend"
+    lock = _dead_lock(root / ".pulumi-state" / "backend", "s")
+    assert Engine(root).stale_locks("s") == [lock]
+
+
+def test_a_file_backend_url_in_the_environment_is_where_stale_locks_are_looked_for(
+        tmp_path: Path) -> None:
+    root = _project(tmp_path / "checkout")
+    other = tmp_path / "elsewhere"
+    lock = _dead_lock(other, "s")
+    _dead_lock(root / ".pulumi-state" / "backend", "s")  # not the backend in use
+    engine = Engine(root, extra_env={"PULUMI_BACKEND_URL": f"file://{other}"})
+    assert engine.backend_url() == f"file://{other}"
+    assert engine.stale_locks("s") == [lock]
+
+
+def test_no_lock_on_a_shared_backend_is_ever_stale(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    # Even a dead pid of this hostname in the local directory does not make an S3 lock stale:
+    # the S3 lock may be a live run on another machine with the same hostname.
+    _dead_lock(root / ".pulumi-state" / "backend", "s")
+    engine = Engine(root, extra_env={"PULUMI_BACKEND_URL": S3})
+    assert engine.backend_url() == S3
+    assert engine.stale_locks("s") == []
+
+
+def test_the_projects_backend_setting_is_left_to_pulumi(tmp_path: Path) -> None:
+    root = _project(tmp_path, f"backend:\n  url: {S3}\n")
+    engine = Engine(root)
+    assert "PULUMI_BACKEND_URL" not in engine.env()
+    assert engine.backend_url() == S3
+    assert engine.stale_locks("s") == []
+    assert not (root / ".pulumi-state").exists()
+    # The environment still wins over the project setting, as in pulumi.
+    env_wins = Engine(root, extra_env={"PULUMI_BACKEND_URL": "file:///srv/state"})
+    assert env_wins.backend_url() == "file:///srv/state"
+
+
+def test_a_run_refused_by_a_lock_names_the_stack_the_lock_and_the_fix(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    fake = root / ".engine" / "bin" / "pulumi"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(f"#!/bin/sh\ncat >&2 <<'EOF'\n{LOCKED}EOF\nexit 255\n")
+    fake.chmod(0o755)
+    engine = Engine(root, passphrase="p", extra_env={"PULUMI_BACKEND_URL": S3,
+                                                     "PATH": os.environ["PATH"]})
+    with pytest.raises(StackLockedError) as caught:
+        engine.run("team", "up", "--yes")
+    err = caught.value
+    assert err.stack == "team"
+    assert err.holders == ("s3://state/.pulumi/locks/organization/p/team/0b.json?endpoint=http:"
+                           "//203.0.113.250:7070: created by ci@runner-7 (pid 4242) at "
+                           "2026-11-29T09:28:39Z",)
+    text = str(err)
+    assert text.startswith("stack team is locked by another update, so nothing was changed")
+    assert "`pulumi cancel --yes --stack team`" in text
+    assert "ci@runner-7 (pid 4242)" in text
