@@ -10,7 +10,7 @@ import pytest
 
 from tests.unit.layout.layout_helpers import config, errors_of, plan_of, site
 from vlaninfra.cli_plan import schema_text
-from vlaninfra.layout import ProbePlan
+from vlaninfra.layout import ProbePlan, render_plan
 
 S = "sites.paris"
 WEB2 = {"name": "web2", "host": "h2", "network": "pub_net", "image": "vlaninfra/busybox:lab"}
@@ -133,3 +133,14 @@ def test_the_schema_describes_probes() -> None:
     probe = schema["$defs"]["probe"]
     assert probe["required"] == ["from", "to"]
     assert probe["properties"]["expect"]["enum"] == ["reach", "blocked"]
+
+
+def test_the_plan_lists_the_probes_where_they_run() -> None:
+    text = render_plan(plan_of(with_probes({"from": "web2", "to": "web1", "port": 80},
+                                           {"from": "h1", "to": "192.0.2.1",
+                                            "expect": "blocked"})))
+    lines = text[text.index("  probes (run by verification)"):].splitlines()
+    assert [line.split() for line in lines[1:4]] == [
+        ["PROBE", "RUNS", "ON", "TARGET", "CHECK", "EXPECT"],
+        ["web2", "->", "web1:80", "h2", "in", "web2", "192.0.2.130", "tcp", "80", "reach"],
+        ["h1", "->", "192.0.2.1", "(expect", "blocked)", "h1", "192.0.2.1", "ping", "blocked"]]
