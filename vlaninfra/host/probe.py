@@ -150,8 +150,8 @@ def _setns(fd: int) -> None:
 
 def _socket_in(pid: int, family: int) -> socket.socket:
     """A TCP socket in the network namespace of process ``pid``. A socket keeps the namespace
-    it was made in, so a throw-away thread enters it, makes the socket and ends: no thread of
-    the agent ever changes namespace."""
+    it was made in, so a throw-away thread enters it, makes the socket and ends: the agent's
+    own threads stay in the host's namespace, and the image needs no tools."""
     made: list[socket.socket | BaseException] = []
 
     def enter() -> None:
