@@ -165,8 +165,9 @@ def hosts_of(layout: Layout) -> dict[tuple[str, str], DockerHost]:
 
 
 def routers_of(layout: Layout) -> dict[tuple[str, str], DockerHost]:
-    """How to reach every managed router that has upstream routes to apply, from its `ssh`
-    settings or the lab inventory (the lab site's router). Example: ``routers_of(layout)``"""
+    """How to reach every managed router that has upstream routes to apply or probes to run,
+    from its `ssh` settings or the lab inventory (the lab site's router).
+    Example: ``routers_of(layout)``"""
     reach = _Reach()
     return {
         (site.name, router.name): reach.target(
@@ -177,9 +178,10 @@ def routers_of(layout: Layout) -> dict[tuple[str, str], DockerHost]:
             lambda lab_site: lab_site.router,
         )
         for site in layout.sites
-        if any(n.driver == "ipvlan" and n.mode in ("l3", "l3s") for n in site.networks)
         for i, router in enumerate(site.routers)
-        if router.managed
+        if router.managed and (
+            any(n.driver == "ipvlan" and n.mode in ("l3", "l3s") for n in site.networks)
+            or any(p.source == router.name for p in site.probes))
     }
 
 

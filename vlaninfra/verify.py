@@ -6,7 +6,9 @@ What is checked, from the plan alone (`checks_for`, pure):
 - it reaches its gateway (`ping` inside the container; macvlan and ipvlan L2 networks);
 - no other LAN device answers for its address (an ARP probe from the host);
 - each host reaches its own containers through its shim, where the layout has one;
-- each managed router reaches the containers in routed (ipvlan L3) subnets through its routes.
+- each managed router reaches the containers in routed (ipvlan L3) subnets through its routes;
+- the user's probes (``sites.<site>.probes``): from a host, a container or the managed router
+  to a container or an address, a TCP connect or a ping, expected to reach or to be blocked.
 
 `verify` runs the checks of every host in parallel (one `probe.run` round trip per host) and
 returns a `Verification`, whose `table()` is the demo's reachability table generalised.
@@ -27,7 +29,7 @@ from typing import Any
 
 from vlaninfra._text import table
 from vlaninfra.errors import VlanInfraError
-from vlaninfra.layout import ContainerPlan, HostPlan, Plan, SitePlan
+from vlaninfra.layout import ContainerPlan, HostPlan, Plan, ProbePlan, SitePlan
 
 __all__ = ["Check", "Row", "Verification", "checks_for", "verify"]
 
@@ -43,7 +45,7 @@ class Check:
     where: str
     """The host or router that runs it."""
     check: str
-    """What is checked: management, container, gateway, address-unique, shim, router."""
+    """What is checked: management, container, gateway, address-unique, shim, router, probe."""
     target: str
     args: Mapping[str, Any]
     """The agent's check (``probe.run``), or empty for the management check."""
@@ -128,6 +130,21 @@ def _host_checks(site: SitePlan, host: HostPlan) -> list[Check]:
     return checks
 
 
+def _probe_check(p: ProbePlan) -> Check:
+    """A user probe as the agent's check: ``tcp`` with a port, else a ping from the member
+    (``ping``) or from inside the container (``exec-ping``)."""
+    args: dict[str, Any] = {"target": str(p.target), "expect": p.expect}
+    if p.port is not None:
+        args.update(kind="tcp", port=p.port)
+        if p.container is not None:
+            args["container"] = p.container
+    elif p.container is not None:
+        args.update(kind="exec-ping", container=p.container)
+    else:
+        args["kind"] = "ping"
+    return Check(p.member, "probe", p.label, args)
+
+
 def checks_for(plan: Plan) -> dict[tuple[str, str], list[Check]]:
     """Every check of `plan`, by (site, host or router name). Pure.
 
@@ -135,17 +152,22 @@ def checks_for(plan: Plan) -> dict[tuple[str, str], list[Check]]:
     """
     out: dict[tuple[str, str], list[Check]] = {}
     for site in plan.sites:
+        probes: dict[tuple[bool, str], list[Check]] = {}
+        for p in site.probes:
+            probes.setdefault((p.on_router, p.member), []).append(_probe_check(p))
         for host in site.hosts:
-            out[(site.name, host.name)] = _host_checks(site, host)
+            out[(site.name, host.name)] = [*_host_checks(site, host),
+                                           *probes.get((False, host.name), [])]
         routed = [(h, c) for h in site.hosts for c in h.containers
                   if c.ipv4 is not None and any(
                       n.name == c.network and n.ipvlan_mode in ("l3", "l3s") for n in h.networks)]
         for router in site.routers:
-            if router.managed and site.upstream_routes:
-                out[(site.name, router.name)] = [Check(router.name, "management", "agent hello",
-                                                       {})] + [
-                    Check(router.name, "router", f"{router.name} -> {c.name} {c.ipv4} ({h.name})",
-                          {"kind": "ping", "target": str(c.ipv4)}) for h, c in routed]
+            checks = [Check(router.name, "router", f"{router.name} -> {c.name} {c.ipv4} ({h.name})",
+                            {"kind": "ping", "target": str(c.ipv4)}) for h, c in routed
+                      if site.upstream_routes] + probes.get((True, router.name), [])
+            if router.managed and checks:
+                out[(site.name, router.name)] = [
+                    Check(router.name, "management", "agent hello", {}), *checks]
     return out
 
 

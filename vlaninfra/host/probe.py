@@ -10,20 +10,28 @@ Kinds of check:
 - ``exec-ping`` {container, target}: ``ping`` from inside the container (its gateway);
 - ``ping`` {target}: ``ping`` from the host's own namespace (its containers, through a shim);
 - ``arp-unique`` {device, address, own}: an ARP probe (RFC 5227, sender 0.0.0.0) out of
-  ``device``; any answer from a MAC outside ``own`` means another LAN device holds the address.
+  ``device``; any answer from a MAC outside ``own`` means another LAN device holds the address;
+- ``tcp`` {target, port, container?}: a TCP connect from the host's namespace, or from inside
+  ``container``'s network namespace (entered by the agent: the image needs no tools).
+
+``ping``, ``exec-ping`` and ``tcp`` take ``expect``: ``reach`` (the default) retries until the
+deadline; ``blocked`` makes one attempt of ``BLOCKED_TIMEOUT`` seconds and passes when it fails.
 
 Example: ``run(ctx, [{"kind": "ping", "target": "192.0.2.130"}], timeout=10)``
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import ipaddress
+import os
 import select
 import shutil
 import socket
 import struct
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -32,10 +40,12 @@ from typing import Any
 from vlaninfra.host.context import Context
 from vlaninfra.host.errors import OpError
 
-__all__ = ["MAX_TIMEOUT", "run"]
+__all__ = ["BLOCKED_TIMEOUT", "MAX_TIMEOUT", "run"]
 
 MAX_TIMEOUT = 60.0
 """The longest deadline one ``probe.run`` accepts, in seconds."""
+BLOCKED_TIMEOUT = 2.0
+"""Seconds an ``expect: blocked`` check waits for an answer before it counts as blocked."""
 _ETH_P_ARP = 0x0806
 Result = dict[str, Any]
 
@@ -70,13 +80,25 @@ def _container(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
     return _result(not wrong, started, "; ".join(wrong) or "running")
 
 
-def _ping_until(argv_for: Callable[[], Result], deadline: float) -> Result:
-    """Repeats a one-shot ping until it answers or the deadline passes (a fresh container's
-    first packet may wait for ARP)."""
-    result = argv_for()
+def _until(once: Callable[[float], Result], check: dict[str, Any], deadline: float) -> Result:
+    """``expect: reach`` repeats a one-shot attempt (given its wait in seconds) until it
+    answers or the deadline passes (a fresh container's first packet may wait for ARP, its
+    server may still be starting); ``expect: blocked`` makes one attempt of
+    ``BLOCKED_TIMEOUT`` and passes when it gets no answer."""
+    if check.get("expect") == "blocked":
+        started = time.monotonic()
+        if started + BLOCKED_TIMEOUT > deadline:
+            return _result(False, started, "not run: deadline passed")
+        result = once(BLOCKED_TIMEOUT)
+        if result["ok"] is None:
+            return result
+        return {**result, "ok": not result["ok"], "detail": (
+            f"answers, expected blocked: {result['detail']}" if result["ok"]
+            else f"blocked: {result['detail']}")}
+    result = once(1.0)
     while result["ok"] is False and time.monotonic() + 1.5 < deadline:
         time.sleep(0.3)
-        result = argv_for()
+        result = once(1.0)
     return result
 
 
@@ -84,8 +106,9 @@ def _exec_ping(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
     started = time.monotonic()
     api = ctx.docker()
 
-    def once() -> Result:
-        ex = api.exec_create(check["container"], ["ping", "-c", "1", "-W", "1", check["target"]])
+    def once(wait: float) -> Result:
+        ex = api.exec_create(check["container"],
+                             ["ping", "-c", "1", "-W", f"{wait:.0f}", check["target"]])
         out = api.exec_start(ex["Id"])
         code = api.exec_inspect(ex["Id"]).get("ExitCode")
         if code in (126, 127):
@@ -94,7 +117,7 @@ def _exec_ping(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
         return _result(code == 0, started, "answers" if code == 0 else (text[-1] if text else
                                                                          f"exit {code}"))
 
-    return _ping_until(once, deadline)
+    return _until(once, check, deadline)
 
 
 def _ping(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
@@ -103,13 +126,83 @@ def _ping(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
     if ping is None:
         return _result(None, started, "no `ping` on the host")
 
-    def once() -> Result:
-        proc = subprocess.run([ping, "-n", "-c", "1", "-W", "1", check["target"]],
-                              capture_output=True, text=True, timeout=5, check=False)
+    def once(wait: float) -> Result:
+        proc = subprocess.run([ping, "-n", "-c", "1", "-W", f"{wait:.0f}", check["target"]],
+                              capture_output=True, text=True, timeout=wait + 4, check=False)
         return _result(proc.returncode == 0, started,
                        "answers" if proc.returncode == 0 else "no answer")
 
-    return _ping_until(once, deadline)
+    return _until(once, check, deadline)
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    if hasattr(os, "setns"):  # Python 3.12+
+        os.setns(fd, _CLONE_NEWNET)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def _socket_in(pid: int, family: int) -> socket.socket:
+    """A TCP socket in the network namespace of process ``pid``. A socket keeps the namespace
+    it was made in, so a throw-away thread enters it, makes the socket and ends: the agent's
+    own threads stay in the host's namespace, and the image needs no tools."""
+    made: list[socket.socket | BaseException] = []
+
+    def enter() -> None:
+        try:
+            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _setns(fd)
+            finally:
+                os.close(fd)
+            made.append(socket.socket(family, socket.SOCK_STREAM))
+        except BaseException as exc:  # handed to the caller below
+            made.append(exc)
+
+    thread = threading.Thread(target=enter, name="probe-netns", daemon=True)
+    thread.start()
+    thread.join()
+    if isinstance(made[0], BaseException):
+        raise made[0]
+    return made[0]
+
+
+def _tcp(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
+    started = time.monotonic()
+    target, port = str(check["target"]), int(check["port"])
+    family = socket.AF_INET6 if ipaddress.ip_address(target).version == 6 else socket.AF_INET
+    pid = None
+    if check.get("container"):
+        from docker.errors import NotFound
+
+        try:
+            state = ctx.docker().inspect_container(check["container"]).get("State") or {}
+        except NotFound:
+            return _result(False, started, f"no container {check['container']}")
+        if not state.get("Running") or not state.get("Pid"):
+            return _result(False, started, f"container {check['container']} is not running")
+        pid = int(state["Pid"])
+
+    def once(wait: float) -> Result:
+        s = _socket_in(pid, family) if pid is not None else socket.socket(family)
+        with s:
+            s.settimeout(max(0.05, min(wait, deadline - time.monotonic())))
+            try:
+                s.connect((target, port))
+            except TimeoutError:
+                return _result(False, started, f"no answer from {target}:{port} in {wait:g} s")
+            except OSError as exc:
+                why = os.strerror(exc.errno) if exc.errno else str(exc)
+                return _result(False, started, f"{target}:{port}: {why.lower()}")
+        return _result(True, started, f"connected to {target}:{port}")
+
+    return _until(once, check, deadline)
 
 
 _ARP_LISTEN = 0.5
@@ -157,6 +250,7 @@ _KINDS: dict[str, Callable[[Context, dict[str, Any], float], Result]] = {
     "exec-ping": _exec_ping,
     "ping": _ping,
     "arp-unique": _arp_unique,
+    "tcp": _tcp,
 }
 
 
@@ -169,7 +263,7 @@ def _one(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
 
 
 _MAX_WORKERS = 64
-_LOOPING = frozenset({"ping", "exec-ping"})
+_LOOPING = frozenset({"ping", "exec-ping", "tcp"})
 
 
 def run(ctx: Context, checks: list[dict[str, Any]], timeout: float = 20.0) -> list[Result]:
@@ -187,13 +281,21 @@ def run(ctx: Context, checks: list[dict[str, Any]], timeout: float = 20.0) -> li
             except ValueError:
                 raise OpError(errno.EINVAL, f"a check's target is an IP address, not "
                                             f"{check['target']!r}") from None
+        if check.get("expect", "reach") not in ("reach", "blocked"):
+            raise OpError(errno.EINVAL, f"a check's expect is reach or blocked, not "
+                                        f"{check['expect']!r}")
+        port = check.get("port")
+        if check["kind"] == "tcp" and (isinstance(port, bool) or not isinstance(port, int)
+                                       or not 0 < port < 65536):
+            raise OpError(errno.EINVAL, f"a tcp check's port is 1-65535, not {port!r}")
     started = time.monotonic()
     deadline = started + timeout
     pool = ThreadPoolExecutor(max_workers=max(1, min(len(checks), _MAX_WORKERS)),
                               thread_name_prefix="probe")
     # Quick one-shot checks first, so ping loops (which may run to the deadline) never hold
     # back a container or ARP check when there are more checks than workers.
-    order = sorted(range(len(checks)), key=lambda i: checks[i]["kind"] in _LOOPING)
+    order = sorted(range(len(checks)), key=lambda i: checks[i]["kind"] in _LOOPING
+                   and checks[i].get("expect") != "blocked")
     futures = {i: pool.submit(_one, ctx, checks[i], deadline) for i in order}
     wait(futures.values(), timeout=timeout + 1.0)
     pool.shutdown(wait=False, cancel_futures=True)

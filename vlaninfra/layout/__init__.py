@@ -25,6 +25,8 @@ from ._model import (
     MacvlanMode,
     MacvlanNetwork,
     Network,
+    Probe,
+    ProbeExpect,
     RestartPolicy,
     Router,
     Shim,
@@ -49,6 +51,7 @@ from ._plan import (
     plan,
     validate,
 )
+from ._probes import ProbePlan
 from ._render import render_plan
 
 __all__ = [
@@ -70,6 +73,9 @@ __all__ = [
     "Network",
     "NetworkPlan",
     "Plan",
+    "Probe",
+    "ProbeExpect",
+    "ProbePlan",
     "RestartPolicy",
     "Router",
     "Shim",

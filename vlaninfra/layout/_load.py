@@ -22,6 +22,7 @@ from ._model import (
     Tenant,
     TenantSubnet,
 )
+from ._probes import PROBE
 from ._spec import (
     MISSING,
     Address,
@@ -159,6 +160,7 @@ _SITE_OBJ = Obj("site", "A site: LAN, routers, hosts, networks, tenants, contain
       "macvlan and ipvlan networks."),
     F("tenants", List(_TENANT), "Tenants and their routed subnets."),
     F("containers", List(_CONTAINER), "Containers."),
+    F("probes", List(PROBE), "Reachability checks verification runs besides its own."),
 ), Site)
 
 _SITES = Named(_SITE, _SITE_OBJ)

@@ -21,6 +21,8 @@ __all__ = [
     "MacvlanMode",
     "MacvlanNetwork",
     "Network",
+    "Probe",
+    "ProbeExpect",
     "RestartPolicy",
     "Router",
     "Shim",
@@ -39,6 +41,7 @@ IpvlanMode = Literal["l2", "l3", "l3s"]
 IpvlanFlag = Literal["bridge", "private", "vepa"]
 RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]
 ShimRoutes = Literal["per-container", "ip-range"]
+ProbeExpect = Literal["reach", "blocked"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -225,6 +228,29 @@ class Container:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Probe:
+    """A reachability check the user adds to verification.
+
+    Example: ``Probe(source="h1", to="web1", port=80)`` (h1 reaches web1's port 80), or
+    ``Probe(source="web1", to="198.18.2.10", expect="blocked")`` (web1 must not).
+    """
+
+    source: str
+    """``from`` in the config: a host of the site (runs on the host, through its shim where it
+    has one), a container of the site (runs inside it; ``host/name`` when the name is on several
+    hosts) or the site's managed router."""
+    to: str
+    """A container of the site (its planned address; ``host/name`` when ambiguous) or an IP
+    address."""
+    port: int | None = None
+    """TCP port to connect to; without it an ICMP echo (ping)."""
+    expect: ProbeExpect = "reach"
+    """``blocked``: passes when the connection or ping fails within its short timeout."""
+    name: str | None = None
+    """Shown in the verification table; unique in the site."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Site:
     """One site: its LAN, routers, hosts, networks, tenants and containers.
 
@@ -238,6 +264,8 @@ class Site:
     tenants: tuple[Tenant, ...] = ()
     containers: tuple[Container, ...] = ()
     routers: tuple[Router, ...] = ()
+    probes: tuple[Probe, ...] = ()
+    """Reachability checks verification runs besides the ones the layout implies."""
     inventory: str | None = None
     """``"lab"``: SSH targets come from the local lab at run time, so ``ssh`` is optional."""
 

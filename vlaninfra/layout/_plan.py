@@ -29,6 +29,7 @@ from ._model import (
     Site,
     SshTarget,
 )
+from ._probes import ProbePlan, resolve_probes
 from ._validate import Facts, Pool, analyse, shim_name
 
 __all__ = [
@@ -170,6 +171,8 @@ class SitePlan:
     """Where upstream_routes go; applied by vlaninfra only to ``managed`` ones."""
     upstream_routes: tuple[UpstreamRoute, ...]
     hosts: tuple[HostPlan, ...]
+    probes: tuple[ProbePlan, ...] = ()
+    """The user's reachability checks (``sites.<site>.probes``), resolved to addresses."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,7 +306,8 @@ def _site(site: Site, facts: Facts, ledger: Ledger, assigned: Mapping[str, Assig
             networks=tuple(networks), shims=tuple(shims),
             routes=tuple(HostRoute(r, s.name) for s in shims for r in s.routes),
             containers=tuple(containers)))
+    address_of = {(h, c.name): c.ipv4 or c.ipv6 for h, cs in by_host.items() for c in cs}
     return SitePlan(site.name, site.lan, site.inventory, site.routers,
-                    tuple(upstream), tuple(hosts))
+                    tuple(upstream), tuple(hosts), resolve_probes(site, address_of))
 
 

@@ -66,6 +66,12 @@ def _site(site: SitePlan) -> list[str]:
                          for r in site.upstream_routes], "    ")
     for host in site.hosts:
         lines += _host(host)
+    if site.probes:
+        lines.append("  probes (run by verification)")
+        lines += _table(("PROBE", "RUNS ON", "TARGET", "CHECK", "EXPECT"),
+                        [(p.label, p.member + (f" in {p.container}" if p.container else ""),
+                          p.target, f"tcp {p.port}" if p.port else "ping", p.expect)
+                         for p in site.probes], "    ")
     return lines
 
 

@@ -21,6 +21,7 @@ from ._model import (
     Site,
     Subnet,
 )
+from ._probes import probe_problems
 
 __all__ = [
     "IFNAMSIZ",
@@ -234,6 +235,9 @@ def _site(check: _Check, site: Site) -> None:
         _parents(check, site, host, host_index[host.name], net_index)
     _containers(check, site, hosts, nets)
     _upstream(check, site, host_index)
+    check.problems += probe_problems(site, {
+        (r.container.host, r.container.name) for r in check.facts.containers
+        if r.site is site and (r.pool4 is not None or r.pool6 is not None)})
 
 
 def _lan(check: _Check, site: Site) -> None:

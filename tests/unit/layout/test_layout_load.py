@@ -29,7 +29,8 @@ def test_public_names_are_exactly_these() -> None:
         "AddressRange", "Container", "ContainerPlan", "Host", "HostPlan", "HostRoute",
         "IPAddress", "IPNetwork", "IpvlanFlag", "IpvlanMode", "IpvlanNetwork", "Lan",
         "Layout", "MacvlanMode", "MacvlanNetwork", "Network", "NetworkPlan", "Plan",
-        "RestartPolicy", "Router", "Shim", "ShimPlan", "ShimRoutes", "Site", "SitePlan",
+        "Probe", "ProbeExpect", "ProbePlan", "RestartPolicy", "Router", "Shim", "ShimPlan",
+        "ShimRoutes", "Site", "SitePlan",
         "SshTarget", "Subnet", "SubnetPlan", "Tenant", "TenantSubnet", "UpstreamRoute",
         "VlanParentPlan", "config_schema", "derive_mac", "load_config", "plan",
         "render_plan", "validate",
@@ -76,7 +77,7 @@ def test_every_structural_error_at_once_with_paths() -> None:
     assert found == [
         ("sites.paris.colour", "blue",
          "unknown key 'colour'; expected one of: inventory, lan, routers, hosts, networks, "
-         "tenants, containers"),
+         "tenants, containers, probes"),
         ("sites.paris.hosts[0].lan_address", "192.0.2.300",
          "expected an IPv4 address, e.g. 192.0.2.10"),
         ("sites.paris.hosts[1].parents", "eth0", "expected a list, got a string"),
@@ -174,7 +175,8 @@ def test_schema_describes_every_key_the_loader_reads() -> None:
     schema = json.loads(schema_text())
     site_def = schema["$defs"]["site"]
     assert set(site_def["properties"]) == {
-        "inventory", "lan", "routers", "hosts", "networks", "tenants", "containers"}
+        "inventory", "lan", "routers", "hosts", "networks", "tenants", "containers",
+        "probes"}
     assert site_def["additionalProperties"] is False
     assert schema["$defs"]["macvlan_network"]["properties"]["mode"]["enum"] == [
         "bridge", "private", "vepa", "passthru"]

@@ -48,8 +48,10 @@ def test_checks_of_the_lab_layout() -> None:
     assert sorted(checks) == [("a", "h1"), ("a", "h2")]  # no upstream routes: no router checks
     h1 = checks[("a", "h1")]
     kinds = [c.check for c in h1]
-    # management, then per container: container, gateway, address-unique; then shim pings
-    assert kinds == ["management", *["container", "gateway", "address-unique"] * 2, "shim", "shim"]
+    # management, then per container: container, gateway, address-unique; then shim pings,
+    # then the layout's probes run from h1
+    assert kinds == ["management", *["container", "gateway", "address-unique"] * 2, "shim", "shim",
+                     "probe"]
     web1 = next(c for s in the_plan.sites for h in s.hosts for c in h.containers
                 if c.name == "web1")
     lan = the_plan.sites[0].lan
@@ -58,15 +60,15 @@ def test_checks_of_the_lab_layout() -> None:
     assert h1[2].args == {"kind": "exec-ping", "container": "web1", "target": str(lan.gateway)}
     assert h1[3].args == {"kind": "arp-unique", "device": "eth0", "address": str(web1.ipv4),
                           "own": [web1.mac]}
-    assert h1[-2].args == {"kind": "ping", "target": str(web1.ipv4)}
+    assert h1[-3].args == {"kind": "ping", "target": str(web1.ipv4)}
 
 
 def test_routed_tenants_are_checked_from_the_managed_router() -> None:
     the_plan = plan(load_config({"sites": sites_of("lab-ipvlan")}))
     checks = checks_for(the_plan)
     router = checks[("a", "gw")]
-    assert [c.check for c in router] == ["management", "router", "router"]
-    targets = {c.args["target"] for c in router[1:]}
+    assert [c.check for c in router] == ["management", "router", "router", "probe", "probe"]
+    targets = {c.args["target"] for c in router[1:3]}
     assert targets == {str(c.ipv4) for h in the_plan.sites[0].hosts for c in h.containers}
     # ipvlan L3: no gateway ping, no ARP probe (no L2 on the LAN), no shim
     assert {c.check for c in checks[("a", "v1")]} == {"management", "container"}

@@ -29,15 +29,25 @@ from vlaninfra.transport._zipapp import Bundle, build_bundle
 RECONCILE = "the next `pulumi up` (or `pulumi refresh`) reconciles it"
 
 
-def pings_only(ch: FakeChannel) -> None:
-    """An agent that answers ping and nothing else (an op that hangs on the host)."""
-    for req in ch.requests():
-        if req["op"] == "ping":
-            ch.out.put(protocol.encode(protocol.success(req["id"], {"pid": 1})))
+def until(condition: Any, bound: float = 5.0) -> None:
+    """Waits for ``condition()`` (a step another thread takes), failing after ``bound`` s: a
+    test never guesses how long a thread takes to get somewhere on a loaded machine."""
+    end = time.monotonic() + bound
+    while not condition():
+        assert time.monotonic() < end, f"not within {bound}s: {condition}"
+        time.sleep(0.005)
 
 
 def test_deadline_aborts_the_session_and_every_pending_call_is_outcome_unknown() -> None:
-    ch = FakeChannel(pings_only)
+    seen: list[str] = []
+
+    def agent(ch: FakeChannel) -> None:
+        for req in ch.requests():
+            seen.append(req["op"])
+            if req["op"] == "ping":
+                ch.out.put(protocol.encode(protocol.success(req["id"], {"pid": 1})))
+
+    ch = FakeChannel(agent)
     s = Session(ch, "root@h:22", peer_timeout=5, ping_interval=0.1)
     s.wait_ready(5)
     other: list[BaseException] = []
@@ -50,7 +60,7 @@ def test_deadline_aborts_the_session_and_every_pending_call_is_outcome_unknown()
 
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.2)
+    until(lambda: "docker.container.create" in seen)  # pending when the deadline aborts
     began = time.monotonic()
     with pytest.raises(OutcomeUnknownError) as info:
         s.call("shim.ensure", {"name": "shim0"}, 0.5)
@@ -96,7 +106,8 @@ def test_pings_keep_a_long_op_alive() -> None:
                 threading.Timer(1.5, lambda r=req: ch.out.put(protocol.encode(
                     protocol.success(r["id"], "done")))).start()
 
-    s = Session(FakeChannel(slow_op), "h", peer_timeout=0.6, ping_interval=0.2)
+    # The op outlasts peer_timeout; a ping's round trip may take up to 0.75 s under load.
+    s = Session(FakeChannel(slow_op), "h", peer_timeout=1.0, ping_interval=0.25)
     s.wait_ready(5)
     assert s.call("docker.container.start", {}, 10) == "done"
     assert s.alive
@@ -106,10 +117,14 @@ def test_pings_keep_a_long_op_alive() -> None:
 def test_more_calls_than_slots_queue_and_deadlines_start_with_the_slot() -> None:
     lock = threading.Lock()
     state = {"out": 0, "max": 0}
+    hold = threading.Event()
 
     def agent(ch: FakeChannel) -> None:
         def run(req: dict[str, Any]) -> None:
-            time.sleep(0.3)
+            if req["args"].get("hold"):
+                hold.wait(10)
+            else:
+                time.sleep(0.3)
             with lock:
                 state["out"] -= 1
             ch.out.put(protocol.encode(protocol.success(req["id"], req["args"]["n"])))
@@ -124,20 +139,24 @@ def test_more_calls_than_slots_queue_and_deadlines_start_with_the_slot() -> None
     s.wait_ready(5)
     results: dict[int, Any] = {}
     threads = [threading.Thread(target=lambda n=n: results.__setitem__(
-        n, s.call("debug.sleep", {"n": n}, 1.0))) for n in range(6)]
+        n, s.call("debug.sleep", {"n": n}, 5.0))) for n in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     # 6 calls of 0.3 s through 2 slots take ~0.9 s; a deadline also bounds the slot wait
     assert results == {n: n for n in range(6)} and state["max"] == 2
-    busy = [threading.Thread(target=s.call, args=("debug.sleep", {"n": 0}, 5)) for _ in "ab"]
+    busy = [threading.Thread(target=s.call, args=("debug.sleep", {"n": 0, "hold": True}, 10))
+            for _ in "ab"]
     for t in busy:
         t.start()
-    time.sleep(0.05)
-    with pytest.raises(TransportError, match=r"stayed busy with other ops for 0\.1s; "
-                       "nothing was sent") as info:
-        s.call("debug.sleep", {"n": 9}, 0.1)
+    until(lambda: state["out"] == 2)  # both slots taken, held until `hold` is set
+    try:
+        with pytest.raises(TransportError, match=r"stayed busy with other ops for 0\.1s; "
+                           "nothing was sent") as info:
+            s.call("debug.sleep", {"n": 9}, 0.1)
+    finally:
+        hold.set()
     assert not isinstance(info.value, OutcomeUnknownError)
     for t in busy:
         t.join()
@@ -203,7 +222,7 @@ def test_stderr_flood_keeps_a_bounded_tail_and_rate_limits_logging(
         ch.err.put(b"y" * 3_000_000)  # one endless line, no newline
         ch.err.put(b"\nlast words\n")
         ch.die()
-        time.sleep(0.5)
+        until(lambda: s.stderr_tail()[-1:] == ["last words"])
     tail = s.stderr_tail()
     assert len(tail) <= 20 and all(len(line) <= STDERR_LINE for line in tail)
     assert tail[-1] == "last words"
@@ -266,10 +285,11 @@ def test_stale_archive_is_uploaded_then_started() -> None:
 def test_outcome_unknown_drops_the_connection_and_the_next_call_reconnects() -> None:
     conn = FakeConnector(FakeChannel(hello_agent), FakeChannel(hello_agent))
     agent = Agent(LocalTarget(), conn)
-    agent.op_deadline = 0.3
     agent.call("ping")
+    agent.op_deadline = 0.3  # for the hanging op only: the handshakes and pings get 30 s
     with pytest.raises(OutcomeUnknownError):
         agent.call("hang")
+    agent.op_deadline = 30.0
     assert conn.closed >= 1
     assert agent.call("ping")["pid"] == 7 and conn.started == 2
     agent.close()
@@ -468,7 +488,7 @@ def test_callers_waiting_on_a_failed_start_share_its_verdict() -> None:
     class Unreachable(FakeConnector):
         def start(self, bundle: Bundle) -> FakeChannel:
             self.started += 1
-            time.sleep(0.5)
+            time.sleep(1.0)  # every caller's thread is started and waiting by then
             raise TransportError("cannot connect to h: timed out after 15s", host="h")
 
     conn = Unreachable()
