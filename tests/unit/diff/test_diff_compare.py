@@ -63,6 +63,7 @@ def test_one_name_on_two_hosts_is_not_paired_wrongly() -> None:
     def edit(site: Any) -> None:
         hosts = [h["name"] for h in site["hosts"]]
         site["containers"] = [c for c in site["containers"] if c["name"] != "web1"]
+        site["probes"] = [p for p in site.get("probes", []) if "web1" not in (p["from"], p["to"])]
         site["containers"] += [{**site["containers"][0], "name": "dup", "host": h}
                                for h in hosts]
 
