@@ -28,6 +28,7 @@ __all__ = [
     "Site",
     "SshTarget",
     "Subnet",
+    "Switch",
     "Tenant",
     "TenantSubnet",
 ]
@@ -39,6 +40,7 @@ IpvlanMode = Literal["l2", "l3", "l3s"]
 IpvlanFlag = Literal["bridge", "private", "vepa"]
 RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]
 ShimRoutes = Literal["per-container", "ip-range"]
+Promiscuous = Literal["allowed", "denied"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +91,16 @@ class Lan:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Switch:
+    """What the switch port behind a parent allows (port security), e.g.
+    ``Switch(mac_limit_per_port=16, promiscuous="denied")``; ``None`` means not stated."""
+
+    mac_limit_per_port: int | None = None
+    promiscuous: Promiscuous | None = None
+    """``denied``: the port drops frames from MACs it did not learn first (no macvlan)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Router:
     """An upstream router of a site, e.g. ``Router(name="gw", address=ip_address("192.0.2.1"))``."""
 
@@ -112,6 +124,8 @@ class Host:
     """Physical NICs (or trunks) that networks may use; ``eth0.50`` derives from ``eth0``."""
     docker_version: str | None = None
     """The daemon's version, e.g. ``"20.10"``; when absent the strict 20.10 rules apply."""
+    switch_per_parent: Mapping[str, Switch] = field(default_factory=dict)
+    """The switch port behind a parent, when it differs from the site's ``switch``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -238,6 +252,8 @@ class Site:
     tenants: tuple[Tenant, ...] = ()
     containers: tuple[Container, ...] = ()
     routers: tuple[Router, ...] = ()
+    switch: Switch | None = None
+    """What the site's switch ports allow; a host's ``switch_per_parent`` overrides it."""
     inventory: str | None = None
     """``"lab"``: SSH targets come from the local lab at run time, so ``ssh`` is optional."""
 

@@ -76,7 +76,7 @@ def test_every_structural_error_at_once_with_paths() -> None:
     assert found == [
         ("sites.paris.colour", "blue",
          "unknown key 'colour'; expected one of: inventory, lan, routers, hosts, networks, "
-         "tenants, containers"),
+         "tenants, containers, switch"),
         ("sites.paris.hosts[0].lan_address", "192.0.2.300",
          "expected an IPv4 address, e.g. 192.0.2.10"),
         ("sites.paris.hosts[1].parents", "eth0", "expected a list, got a string"),
@@ -174,7 +174,7 @@ def test_schema_describes_every_key_the_loader_reads() -> None:
     schema = json.loads(schema_text())
     site_def = schema["$defs"]["site"]
     assert set(site_def["properties"]) == {
-        "inventory", "lan", "routers", "hosts", "networks", "tenants", "containers"}
+        "inventory", "lan", "routers", "hosts", "networks", "tenants", "containers", "switch"}
     assert site_def["additionalProperties"] is False
     assert schema["$defs"]["macvlan_network"]["properties"]["mode"]["enum"] == [
         "bridge", "private", "vepa", "passthru"]
