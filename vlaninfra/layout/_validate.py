@@ -21,6 +21,7 @@ from ._model import (
     Site,
     Subnet,
 )
+from ._modes import mode_problems
 from ._switch import switch_problems
 
 __all__ = [
@@ -235,7 +236,7 @@ def _site(check: _Check, site: Site) -> None:
         _parents(check, site, host, host_index[host.name], net_index)
     _containers(check, site, hosts, nets)
     _upstream(check, site, host_index)
-    check.problems += switch_problems(site)
+    check.problems += mode_problems(site) + switch_problems(site)
 
 
 def _lan(check: _Check, site: Site) -> None:

@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from tests.unit.layout.layout_helpers import Config, config, errors_of, plan_of, site
+from tests.unit.layout.layout_helpers import (
+    Config,
+    config,
+    errors_of,
+    plan_of,
+    site,
+    warnings_of,
+)
 from vlaninfra.errors import LayoutError
 from vlaninfra.layout import load_config
 from vlaninfra.layout._switch import ADVICE, port_macs
@@ -84,3 +91,30 @@ def test_switch_per_parent_must_name_a_parent_and_values_are_typed() -> None:
     assert errors_of(bad) == [
         (f"{S}.switch.mac_limit_per_port", "expected 1 to 1000000"),
         (f"{S}.switch.promiscuous", "expected one of allowed, denied")]
+
+
+# -- macvlan modes, as measured on the lab (tests/lab/test_macvlan_modes.py) -----------
+
+def _mode(mode: str, n: int, shim: bool) -> Config:
+    cfg = _many("macvlan", n, switch={}, shim=shim)
+    cfg["sites"]["paris"]["networks"][0]["mode"] = mode
+    return cfg
+
+
+def test_vepa_warns_that_it_needs_a_hairpin_switch_port() -> None:
+    assert [p for p, _ in errors_of(_mode("private", 2, shim=True))] == [
+        f"{S}.networks[0].mode"]  # the shim cannot reach the containers (measured)
+    assert errors_of(_mode("vepa", 2, shim=True)) == []
+    assert warnings_of(_mode("vepa", 2, shim=False)) == [(f"{S}.networks[0].mode", (
+        "with macvlan vepa, containers on one host (h1) reach each other only if the switch "
+        "port sends frames back out the port they came in (hairpin / reflective relay); "
+        "enable it on the switch, or use mode bridge"))]
+    assert warnings_of(_mode("vepa", 1, shim=False)) == []
+
+
+def test_passthru_holds_one_container_and_no_shim() -> None:
+    assert [p for p, _ in errors_of(_mode("passthru", 2, shim=False))] == [
+        f"{S}.containers[1].network"]
+    assert [p for p, _ in errors_of(_mode("passthru", 1, shim=True))] == [
+        f"{S}.networks[0].shim"]
+    assert errors_of(_mode("passthru", 1, shim=False)) == []
