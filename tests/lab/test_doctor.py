@@ -37,7 +37,10 @@ def _sites(lab: Inventory, **site_over: Any) -> dict[str, Any]:
     a shim, one fixed-address container per host; addresses from the lab inventory."""
     site = lab.sites[0]
     lan = ipaddress.ip_network(site.lan)
-    at = lambda n: str(lan.network_address + n)  # noqa: E731
+
+    def at(n: int) -> str:
+        return str(lan.network_address + n)
+
     h1, h2 = site.hosts[:2]
     body: dict[str, Any] = {
         "inventory": "lab",
