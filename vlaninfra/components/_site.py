@@ -105,6 +105,8 @@ class SiteNetwork(pulumi.ComponentResource):
                     hostname=c.hostname,
                     restart_policy=c.restart_policy,
                     config_path=f"{where}.containers.{c.name}",
+                    lan_device=None if net_plan.internal or net_plan.ipvlan_mode in ("l3", "l3s")
+                    else net_plan.parent,
                     opts=child,
                 )
         self.register_outputs({})
