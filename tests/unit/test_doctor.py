@@ -145,3 +145,12 @@ def test_report_lines_and_exit_status() -> None:
     assert report.ok and report.text() == (
         "warning: k: m\ndoctor: 0 error(s), 1 warning(s), 0 info in 1.2s\n")
     assert not Report((Finding("error", "k", "m"),), 0.0).ok
+
+
+def test_the_layouts_switch_facts_are_findings_too() -> None:
+    s = site()
+    s["switch"] = {"promiscuous": "denied"}
+    found = _find(config(paris=s))
+    # h1 presents web1's MAC; h2 has the network but no container or shim on it.
+    assert [(sev, key) for sev, key, _ in found] == [("error", f"{S}.networks[0].driver")]
+    assert "denies promiscuous operation" in found[0][2] and "ipvlan l2" in found[0][2]

@@ -101,7 +101,7 @@ def switch_problems(site: Site) -> list[Problem]:
                 f"{parts}; macvlan gives each container and shim a MAC) but the switch port "
                 f"allows {limit}: {ADVICE}, or raise the port's limit")))
         if pm.switch.promiscuous == "denied":
-            for name in pm.macvlan:
+            for name in users:
                 problems.append(Problem(f"sites.{site.name}.networks[{nets[name]}].driver",
                                         "macvlan", (
                     f"the switch port behind {pm.port} of host {pm.host.name} denies "
