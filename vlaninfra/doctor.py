@@ -363,6 +363,8 @@ def gather(site: Site, the_plan: Plan | None, host: str, member: Any, owner: str
                 arp[key] = {**answer, "address": check["address"], "device": check["device"]}
     except VlanInfraError as err:
         return HostFacts(error=str(err))
+    except (KeyError, TypeError, ValueError, AttributeError) as err:  # a malformed answer
+        return HostFacts(error=f"unexpected answer: {type(err).__name__}: {err}")
     return HostFacts(facts, clashes, arp)
 
 
