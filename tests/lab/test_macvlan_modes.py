@@ -70,10 +70,11 @@ def _mode(bed: Bed, mode: str, containers: int, shim: bool) -> Iterator[list[str
     everything removed afterwards, also on failure."""
     names = [f"mode-c{i + 1}" for i in range(containers)]
     try:
-        bed.agent.call("docker.network.create", name=NET, driver="macvlan",
-                       options={"parent": bed.host.parent, "macvlan_mode": mode},
-                       ipam=[{"subnet": str(bed.lan), "gateway": bed.gateway,
-                              "aux_addresses": {"shim": bed.at(250)}}])
+        made = bed.agent.call("docker.network.create", name=NET, driver="macvlan",
+                              options={"parent": bed.host.parent, "macvlan_mode": mode},
+                              ipam=[{"subnet": str(bed.lan), "gateway": bed.gateway,
+                                     "aux_addresses": {"shim": bed.at(250)}}])
+        assert made["options"]["macvlan_mode"] == mode  # the driver's option name
         for i, name in enumerate(names):
             bed.agent.call("docker.container.create", name=name, image=bed.host.image,
                            command=["/bin/sleep", "3600"], network=NET, ipv4=bed.at(200 + i))
