@@ -29,7 +29,7 @@ STACK = "bench"
 
 
 def main(per_host: int = 20) -> None:
-    inventory = lab_up(hosts=2)
+    lab_up(hosts=2)
     work = Path(tempfile.mkdtemp(prefix="vlaninfra-bench-rollout-"))
     project = work / "project"
     project.mkdir()
