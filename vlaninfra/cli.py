@@ -1,5 +1,5 @@
 """The `vlaninfra` command: `vlaninfra lab up|down|status`, `vlaninfra plan`, `vlaninfra demo`,
-`vlaninfra up|rollback|history`, `vlaninfra diff|graph`."""
+`vlaninfra up|rollback|history`, `vlaninfra diff|graph`, `vlaninfra doctor`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Example: ``vlaninfra plan --stack lab``
     """
-    from vlaninfra import cli_demo, cli_plan, cli_review, cli_rollout
+    from vlaninfra import cli_demo, cli_doctor, cli_plan, cli_review, cli_rollout
     from vlaninfra.lab import cli as lab_cli
 
     parser = argparse.ArgumentParser(prog="vlaninfra", description=__doc__)
@@ -23,6 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli_demo.add_parser(sub)
     cli_rollout.add_parser(sub)
     cli_review.add_parser(sub)
+    cli_doctor.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -193,12 +193,14 @@ def test_an_image_gone_from_h2_at_apply_time_rolls_back_on_its_own(lab_stack: La
 
 
 def test_a_change_failing_verification_rolls_back_on_its_own(lab_stack: LabStack) -> None:
-    peer = lab_stack.inventory.sites[0].peer.address.split("/")[0]
     current = history(lab_stack.name, **kw(lab_stack))[-1]["layout"]
     sites = json.loads(json.dumps(current))
-    # An address the LAN peer already uses: Docker and the plan cannot know; the ARP probe does.
+    # A container that exits at once: the apply succeeds, verification finds it not running.
+    # (An address another LAN device holds no longer gets this far: preview refuses it,
+    # tests/e2e/test_preview_address.py.)
     sites["a"]["containers"].append(
-        {"name": "dup", "host": "h2", "network": "pub_net", "image": IMAGE, "ipv4": peer})
+        {"name": "dup", "host": "h2", "network": "pub_net", "image": IMAGE,
+         "command": ["true"], "restart_policy": "no"})
     lab_stack.write(sites)
     before = snapshot(lab_stack)
     started = time.monotonic()
@@ -206,7 +208,7 @@ def test_a_change_failing_verification_rolls_back_on_its_own(lab_stack: LabStack
     took = time.monotonic() - started
     print(f"\nverification failure + rollback: {took:.1f} s\n{done.stdout}")
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "verification FAILED" in done.stdout and f"{peer} is also answered" in done.stdout
+    assert "verification FAILED" in done.stdout and "not running" in done.stdout
     assert "rollback to version 4: applied and verified" in done.stdout
     assert took < ROLLBACK_BOUND
     assert versions(lab_stack)[-2:] == [(5, "up", "failed-verification"),

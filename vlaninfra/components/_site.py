@@ -143,6 +143,8 @@ class SiteNetwork(pulumi.ComponentResource):
                     container_name=inputs.pop("name"),
                     **inputs,
                     config_path=f"{where}.containers.{c.name}",
+                    lan_device=None if net_plan.internal or net_plan.ipvlan_mode in ("l3", "l3s")
+                    else net_plan.parent,
                     opts=child,
                 )
         self.register_outputs({})

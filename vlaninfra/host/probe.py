@@ -10,7 +10,8 @@ Kinds of check:
 - ``exec-ping`` {container, target}: ``ping`` from inside the container (its gateway);
 - ``ping`` {target}: ``ping`` from the host's own namespace (its containers, through a shim);
 - ``arp-unique`` {device, address, own}: an ARP probe (RFC 5227, sender 0.0.0.0) out of
-  ``device``; any answer from a MAC outside ``own`` means another LAN device holds the address;
+  ``device``; any answer from a MAC outside ``own`` means another LAN device holds the address
+  (that MAC is then the answer's ``answered_by``);
 - ``tcp`` {target, port, container?}: a TCP connect from the host's namespace, or from inside
   ``container``'s network namespace (entered by the agent: the image needs no tools).
 
@@ -238,8 +239,9 @@ def _arp_unique(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
                 continue
             sender_mac, sender_ip = frame[22:28].hex(":"), frame[28:32]
             if sender_ip == address and sender_mac not in own:
-                return _result(False, started, f"{check['address']} is also answered by MAC "
-                                               f"{sender_mac} on the LAN ({check['device']})")
+                return {**_result(False, started, f"{check['address']} is also answered by MAC "
+                                                  f"{sender_mac} on the LAN ({check['device']})"),
+                        "answered_by": sender_mac}
     if first_sent is None or time.monotonic() - first_sent < _ARP_LISTEN:
         return _result(False, started, "not run: deadline passed")
     return _result(True, started, "no other LAN device answers")

@@ -19,6 +19,7 @@ from ._model import (
     Site,
     SshTarget,
     Subnet,
+    Switch,
     Tenant,
     TenantSubnet,
 )
@@ -63,6 +64,13 @@ _SSH = Obj("ssh", "How vlaninfra reaches the host over SSH.", (
     F("python", _TEXT, "Python interpreter on the host (python3)."),
 ), SshTarget)
 
+_SWITCH = Obj("switch", "What the switch port behind a parent allows (port security).", (
+    F("mac_limit_per_port", Int(1, 1_000_000),
+      "Most MACs the port accepts, e.g. 16 (switchport port-security maximum)."),
+    F("promiscuous", Enum(("allowed", "denied")),
+      "Whether the port accepts frames from several MACs (macvlan needs it)."),
+), Switch)
+
 _HOST = Obj("host", "A Docker host.", (
     F("name", _TEXT, "Host name, unique in the site.", required=True),
     F("ssh", _SSH, "SSH target; optional when the site says inventory: lab."),
@@ -71,6 +79,8 @@ _HOST = Obj("host", "A Docker host.", (
     F("parents", List(_TEXT, 1), "Parent NICs networks may use, e.g. [eth0]."),
     F("docker_version", _TEXT,
       "Docker daemon version, quoted, e.g. '20.10'; strict 20.10 rules when absent."),
+    F("switch_per_parent", Dict(_TEXT, _SWITCH),
+      "The switch port behind a parent, when it differs from the site's switch."),
 ), Host)
 
 _LAN = Obj("lan", "The site LAN.", (
@@ -161,6 +171,7 @@ _SITE_OBJ = Obj("site", "A site: LAN, routers, hosts, networks, tenants, contain
     F("tenants", List(_TENANT), "Tenants and their routed subnets."),
     F("containers", List(_CONTAINER), "Containers."),
     F("probes", List(PROBE), "Reachability checks verification runs besides its own."),
+    F("switch", _SWITCH, "What the site's switch ports allow (port security)."),
 ), Site)
 
 _SITES = Named(_SITE, _SITE_OBJ)

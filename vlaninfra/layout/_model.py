@@ -30,6 +30,7 @@ __all__ = [
     "Site",
     "SshTarget",
     "Subnet",
+    "Switch",
     "Tenant",
     "TenantSubnet",
 ]
@@ -42,6 +43,7 @@ IpvlanFlag = Literal["bridge", "private", "vepa"]
 RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]
 ShimRoutes = Literal["per-container", "ip-range"]
 ProbeExpect = Literal["reach", "blocked"]
+Promiscuous = Literal["allowed", "denied"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +94,16 @@ class Lan:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Switch:
+    """What the switch port behind a parent allows (port security), e.g.
+    ``Switch(mac_limit_per_port=16, promiscuous="denied")``; ``None`` means not stated."""
+
+    mac_limit_per_port: int | None = None
+    promiscuous: Promiscuous | None = None
+    """``denied``: the port drops frames from MACs it did not learn first (no macvlan)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Router:
     """An upstream router of a site, e.g. ``Router(name="gw", address=ip_address("192.0.2.1"))``."""
 
@@ -115,6 +127,8 @@ class Host:
     """Physical NICs (or trunks) that networks may use; ``eth0.50`` derives from ``eth0``."""
     docker_version: str | None = None
     """The daemon's version, e.g. ``"20.10"``; when absent the strict 20.10 rules apply."""
+    switch_per_parent: Mapping[str, Switch] = field(default_factory=dict)
+    """The switch port behind a parent, when it differs from the site's ``switch``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -266,6 +280,8 @@ class Site:
     routers: tuple[Router, ...] = ()
     probes: tuple[Probe, ...] = ()
     """Reachability checks verification runs besides the ones the layout implies."""
+    switch: Switch | None = None
+    """What the site's switch ports allow; a host's ``switch_per_parent`` overrides it."""
     inventory: str | None = None
     """``"lab"``: SSH targets come from the local lab at run time, so ``ssh`` is optional."""
 

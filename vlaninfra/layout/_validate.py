@@ -21,7 +21,9 @@ from ._model import (
     Site,
     Subnet,
 )
+from ._modes import mode_problems
 from ._probes import probe_problems
+from ._switch import switch_problems
 
 __all__ = [
     "IFNAMSIZ",
@@ -238,6 +240,7 @@ def _site(check: _Check, site: Site) -> None:
     check.problems += probe_problems(site, {
         (r.container.host, r.container.name) for r in check.facts.containers
         if r.site is site and (r.pool4 is not None or r.pool6 is not None)})
+    check.problems += mode_problems(site) + switch_problems(site)
 
 
 def _lan(check: _Check, site: Site) -> None:

@@ -6,17 +6,21 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, UpdateResult
 
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import marks
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, HostProvider, clash_of, host_label
+from ._base import CONFIG_PATH, CONNECTION, HostProvider, clash_of, has_unknowns, host_label
 
 __all__ = ["ContainerProvider"]
 
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+LAN_DEVICE = "lan_device"
+"""Property: the host interface preview probes a new address from (ARP); None: no probe."""
+ARP_BOUND = 3.0
+"""Seconds the preview's ARP probe of one new address may take (it listens about 1 s)."""
 
 
 def _addr(value: Any) -> str | None:
@@ -97,6 +101,36 @@ class ContainerProvider(HostProvider):
                 "vlaninfra never pulls: load it onto the host first, or name one that is there",
             )
         ]
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        result = super().check(olds, news)
+        if not result.failures:
+            result.failures = self._address_taken(olds, news)
+        return result
+
+    def _address_taken(self, olds: Mapping[str, Any], news: Mapping[str, Any]
+                       ) -> list[CheckFailure]:
+        """An address about to be assigned (new container, or a new address) that another
+        LAN device already answers for, by one ARP probe from the host (the verification's
+        ``arp-unique``, bounded by ``ARP_BOUND``)."""
+        ipv4, device = news.get("ipv4"), news.get(LAN_DEVICE)
+        if not ipv4 or not device or has_unknowns(news.get(CONNECTION)) or has_unknowns(ipv4) \
+                or (olds and _addr(olds.get("ipv4")) == _addr(ipv4)):
+            return []
+        probe = {"kind": "arp-unique", "device": device, "address": _addr(ipv4),
+                 "own": [_mac(news.get("mac"))] if news.get("mac") else []}
+        try:
+            answer = self.agent(news).call("probe.run", checks=[probe], timeout=ARP_BOUND)[0]
+        except VlanInfraError as err:
+            return [CheckFailure("ipv4", f"host {host_label(news)}: {err}")]
+        if not answer.get("answered_by"):
+            return []  # free, or not judged (a VLAN parent made later): verification checks
+        where = news.get(CONFIG_PATH) or "container"
+        return [CheckFailure("ipv4", (
+            f"{where}.ipv4: container {news.get('name')!r} would get {probe['address']} on "
+            f"host {host_label(news)}, but that address already answers on the LAN from MAC "
+            f"{answer['answered_by']} (ARP probe on {device}): another device holds it; free "
+            "it there, or give the container another address"))]
 
     def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
         found = agent.call("docker.container.inspect", name=news["name"])

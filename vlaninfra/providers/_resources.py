@@ -108,10 +108,14 @@ class Container(Resource, module="vlaninfra", name="Container"):
         restart_policy: str = "unless-stopped",
         labels: Mapping[str, str] | None = None,
         config_path: str | None = None,
+        lan_device: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
             **_host_props(host, config_path),
+            # Where preview sends an ARP probe for a new address (the network's parent on a
+            # LAN-facing network); not an input of the container, never a reason to change it.
+            "lan_device": lan_device,
             "name": container_name,
             "image": image,
             "command": list(command) if command else None,

@@ -77,7 +77,7 @@ def test_every_structural_error_at_once_with_paths() -> None:
     assert found == [
         ("sites.paris.colour", "blue",
          "unknown key 'colour'; expected one of: inventory, lan, routers, hosts, networks, "
-         "tenants, containers, probes"),
+         "tenants, containers, probes, switch"),
         ("sites.paris.hosts[0].lan_address", "192.0.2.300",
          "expected an IPv4 address, e.g. 192.0.2.10"),
         ("sites.paris.hosts[1].parents", "eth0", "expected a list, got a string"),
@@ -176,7 +176,7 @@ def test_schema_describes_every_key_the_loader_reads() -> None:
     site_def = schema["$defs"]["site"]
     assert set(site_def["properties"]) == {
         "inventory", "lan", "routers", "hosts", "networks", "tenants", "containers",
-        "probes"}
+        "probes", "switch"}
     assert site_def["additionalProperties"] is False
     assert schema["$defs"]["macvlan_network"]["properties"]["mode"]["enum"] == [
         "bridge", "private", "vepa", "passthru"]

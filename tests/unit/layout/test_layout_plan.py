@@ -172,7 +172,7 @@ def test_cli_lists_every_error_and_exits_1(tmp_path: Path,
         f"{path}: 2 error(s)",
         "  error: sites.paris.hosts[0].parents: expected a list, got a string (value: 'eth0')",
         "  error: sites.paris.hosts[1].port: unknown key 'port'; expected one of: name, ssh, "
-        "lan_address, lan_address6, parents, docker_version (value: 2)",
+        "lan_address, lan_address6, parents, docker_version, switch_per_parent (value: 2)",
     ]
 
 
