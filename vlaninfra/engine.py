@@ -237,7 +237,8 @@ class Engine:
         )
 
     def stale_locks(self, stack: str) -> list[Path]:
-        """The file backend's locks on `stack` left by a pulumi process of this machine that
+        """The file backend's (`PULUMI_BACKEND_URL`, as `env` sets it) locks on `stack` left
+        by a pulumi process of this machine that
         no longer runs (killed mid-update): the lock names this hostname and its pid is gone,
         or is now some other program (`/proc/PID/cmdline` is not a pulumi). A lock of a live
         pulumi or of another hostname is never stale.
@@ -247,7 +248,10 @@ class Engine:
         directory) looks dead here, and its lock would be cancelled: do not share a file
         backend between pid namespaces that share a hostname.
         """
-        backend = self.backend or self.root / ".pulumi-state" / "backend"
+        url = self.env().get("PULUMI_BACKEND_URL", "")
+        if not url.startswith("file://"):
+            return []  # another backend keeps its own locks
+        backend = Path(os.path.expanduser(url.removeprefix("file://").split("?", 1)[0]))
         stale = []
         for path in (backend / ".pulumi" / "locks").rglob("*.json"):
             try:
@@ -326,10 +330,14 @@ class Engine:
 
 def _is_pulumi(pid: int) -> bool:
     """Whether `pid` may be a running pulumi CLI in this pid namespace: False only when no
-    such process exists or its command line names another program (an empty one, as while
-    a process execs or of a zombie, counts as maybe)."""
+    such process exists, it is a zombie, or its command line names another program (an empty
+    one, as while a process execs, counts as maybe)."""
     try:
         argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+        # A zombie (state Z after the command's name) has exited: its parent was killed and
+        # nothing reaped it (a container whose PID 1 does not reap keeps it forever).
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[:1] == ["Z"]:
+            return False
     except FileNotFoundError:
         return False
     except OSError:

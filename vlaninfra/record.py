@@ -44,6 +44,7 @@ import getpass
 import json
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,8 @@ ROLLOUT_ENV = "VLANINFRA_ROLLOUT"
 FORMAT = 1
 KEEP_RECORDS = 100
 KEEP_LAYOUTS = 20
+READ_ATTEMPTS = 6
+"""Reads of the records before the program gives up (the engine may be writing them)."""
 
 
 @dataclass(frozen=True)
@@ -135,13 +138,17 @@ def previous_records(ctl: Control) -> Previous:
     from pulumi.runtime import invoke
 
     name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    try:
-        result = invoke("pulumi:pulumi:readStackOutputs", {"name": name})
-        value = result.value
-    except Exception as err:
-        raise VlanInfraError(f"cannot read the stack's records (output {OUTPUT!r}) from the "
-                             f"backend: {err}; nothing was changed: run again once the backend "
-                             "answers") from None
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            value = invoke("pulumi:pulumi:readStackOutputs", {"name": name}).value
+            break
+        except Exception as err:  # e.g. the file backend's checkpoint caught mid-write: EOF
+            if attempt == READ_ATTEMPTS - 1:
+                raise VlanInfraError(
+                    f"cannot read the stack's records (output {OUTPUT!r}) from the backend "
+                    f"({READ_ATTEMPTS} tries): {err}; nothing was changed: run again once the "
+                    "backend answers") from None
+            time.sleep(0.2 * (attempt + 1))
     if not isinstance(value, Mapping):
         raise VlanInfraError(f"the backend gave no outputs for stack {name} (got {value!r}); "
                              "nothing was changed: run again once the backend answers")

@@ -282,8 +282,8 @@ def _record_failure(s: _Stack, last: int, control: Mapping[str, Any], error: str
         finally:
             Path(path).unlink(missing_ok=True)
     except (EngineError, StopIteration, KeyError, TypeError, ValueError) as err:
-        return (f"\n(the failed attempt could not be recorded in the stack's history: "
-                f"{str(err).splitlines()[0]})")
+        return "\n(the failed attempt could not be recorded in the stack's history: " + \
+            " ".join(str(err).split()) + ")"
     return ""
 
 
@@ -336,8 +336,9 @@ def up(stack: str, *, engine: Engine | None = None, cwd: Path | None = None,
                   _rollback_control(target), last)
     final = (f"version {target['version']}'s layout is back on the hosts, verified; the stack "
              "config still holds the failed change: fix it and run `vlaninfra up` again"
-             if back.ok else "the rollback did not verify either: inspect the hosts "
-             "(`vlaninfra history`, `pulumi refresh`)")
+             if back.ok else f"the rollback {'did not verify' if back.applied else 'failed'}"
+             " too: inspect the hosts (`vlaninfra history`, `pulumi refresh`), then run "
+             f"`vlaninfra rollback --stack {stack} --to {target['version']}`")
     return Report(stack, "up", (step, back), final)
 
 
