@@ -339,3 +339,25 @@ def test_a_controller_killed_mid_apply_is_converged_by_the_next_up(
 def before_names(snap: dict[str, Any]) -> list[str]:
     return [f"{h}/{n}" for h, state in snap.items() if h != "router"
             for n in state["containers"]]
+
+
+def test_a_secret_layout_stays_secret_in_the_records(lab_stack: LabStack) -> None:
+    """With `vlaninfra:sites` set as a secret, every record's layout is kept encrypted in
+    state; history and rollback still read it."""
+    last = history(lab_stack.name, **kw(lab_stack))[-1]
+    lab_stack.write(last["layout"])
+    lab_stack.run("config", "set", "--secret", "vlaninfra:sites", json.dumps(last["layout"]))
+    try:
+        report = up(lab_stack.name, **kw(lab_stack))
+        assert report.ok, report.text()
+        back = rollback(lab_stack.name, to=int(last["version"]), **kw(lab_stack))
+        assert back.ok, back.text()
+    finally:
+        lab_stack.write(last["layout"])
+    state = json.loads(lab_stack.run("stack", "export"))["deployment"]
+    [root] = [r for r in state["resources"] if r["type"] == "pulumi:pulumi:Stack"]
+    layouts = [r["layout"] for r in root["outputs"]["vlaninfra"]["records"] if r.get("layout")]
+    assert layouts and all("ciphertext" in layout for layout in layouts), layouts
+    now = history(lab_stack.name, **kw(lab_stack))
+    assert [r["status"] for r in now[-2:]] == ["verified", "verified"]
+    assert now[-1]["layout"] == now[-2]["layout"] == last["layout"]
