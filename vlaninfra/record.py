@@ -346,17 +346,19 @@ def finalized(records: Sequence[Mapping[str, Any]], version: int,
 def with_failure(records: Sequence[Mapping[str, Any]], last: int,
                  attempt: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The records after a failed controller apply that started from version `last`: the
-    record that apply left (when the engine kept its outputs, e.g. a delete failed after every
-    create went through) gets status `apply-failed` in place; else `attempt` is appended as
-    version ``last + 1``. Example: ``with_failure(records, 3, {"failed": ["..."]})``"""
+    record that apply left (version ``last + 1``, `applied`: the engine kept its outputs, e.g.
+    a delete failed after every create went through) gets status `apply-failed` in place;
+    else `attempt` is appended as the next version (never touching another run's record).
+    Example: ``with_failure(records, 3, {"failed": ["..."]})``"""
     out = [dict(r) for r in records]
     fail = {"status": "apply-failed", "failed": list(attempt.get("failed") or [])}
-    if out and int(out[-1].get("version", 0)) > last:
+    newest = max((int(r.get("version", 0)) for r in out), default=0)
+    if out and newest == last + 1 and out[-1].get("status") == "applied":
         out[-1].update(fail)
         return out
     return prune([*out, {"time": _now(), "layout": None, "allocations": None,
                          "containers": None, "summary": "", **attempt, **fail,
-                         "version": last + 1}])
+                         "version": newest + 1}])
 
 
 def _output(records: Sequence[Mapping[str, Any]], secret: bool) -> dict[str, Any]:

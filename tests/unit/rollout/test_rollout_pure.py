@@ -120,6 +120,11 @@ def test_a_failed_apply_is_recorded_in_place_or_appended() -> None:
     out = with_failure([first, left], 1, {"action": "up", "failed": ["delete failed"]})
     assert [(r["version"], r["status"]) for r in out] == [(1, "verified"), (2, "apply-failed")]
     assert out[-1]["layout"] == left["layout"]
+    # another run's record after `last` is never taken for this one's
+    other = {**left, "status": "verified"}
+    out = with_failure([first, other], 1, {"action": "up", "failed": ["x"]})
+    assert [(r["version"], r["status"]) for r in out] == [
+        (1, "verified"), (2, "verified"), (3, "apply-failed")]
 
 
 def test_finalize_sets_the_status_in_place() -> None:
