@@ -261,7 +261,7 @@ def _stack_urn(s: _Stack) -> str:
 def _record_failure(s: _Stack, last: int, control: Mapping[str, Any], error: str) -> str:
     """Records a failed run 1 as `apply-failed` in the state's record output (`stack export`,
     edit, `stack import`; no resource touched). Returns a note when that failed too."""
-    attempt = {"by": who(), "time": _now(), "action": control.get("action", "up"),
+    attempt = {"by": who(), "action": control.get("action", "up"),
                "rollback_to": control.get("rollback_to"),
                "failed": [ln for ln in error.strip().splitlines() if ln.strip()][-5:]}
     try:
@@ -336,10 +336,6 @@ def up(stack: str, *, engine: Engine | None = None, cwd: Path | None = None,
              " too: inspect the hosts (`vlaninfra history`, `pulumi refresh`), then run "
              f"`vlaninfra rollback --stack {stack} --to {target['version']}`")
     return Report(stack, "up", (step, back), final)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def rollback(stack: str, *, to: int | None = None, engine: Engine | None = None,
