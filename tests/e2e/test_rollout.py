@@ -294,9 +294,11 @@ def test_a_controller_killed_mid_apply_is_converged_by_the_next_up(
                 if container_facts(lab_stack.host(h), n)]
 
     log = tmp_path / "killed-up.log"
+    argv = cli_argv(lab_stack, "up", "--stack", lab_stack.name, "--yes")
+    argv["env"]["TMPDIR"] = str(tmp_path)  # the control file the killed run leaves behind
     with log.open("w") as out:
-        proc = subprocess.Popen(**cli_argv(lab_stack, "up", "--stack", lab_stack.name, "--yes"),
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(**argv, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
         deadline = time.monotonic() + UP_BOUND
         while not made() and proc.poll() is None and time.monotonic() < deadline:
