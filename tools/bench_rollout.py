@@ -60,7 +60,8 @@ def main(per_host: int = 20) -> None:
         for step in report.steps:
             v = step.verification
             extra = (f"; verification {v.seconds:.1f} s for {len(v.rows)} checks, "
-                     f"{v.seconds / (2 * per_host):.3f} s per container") if v else ""
+                     f"{v.seconds / (2 * per_host):.3f} s per container; the finalize run "
+                     f"{step.finalize_seconds:.1f} s") if v else ""
             print(f"  {step.what}: {step.seconds:.1f} s{extra}")
         return report
 

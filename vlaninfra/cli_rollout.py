@@ -26,7 +26,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("rollback", help="apply a recorded version again, verified")
     p.add_argument("--stack", required=True)
     p.add_argument("--to", type=int, metavar="VERSION",
-                   help="default: the last verified version before the current one")
+                   help="default: the last verified version before the one on the hosts")
     p.add_argument("--yes", action="store_true", help="apply without asking")
     p.set_defaults(func=_rollback)
     p = sub.add_parser("history", help="the stack's recorded versions")

@@ -386,10 +386,14 @@ def project_backend(project: Path) -> str | None:
 
 def _is_pulumi(pid: int) -> bool:
     """Whether `pid` may be a running pulumi CLI in this pid namespace: False only when no
-    such process exists or its command line names another program (an empty one, as while
-    a process execs or of a zombie, counts as maybe)."""
+    such process exists, it is a zombie, or its command line names another program (an empty
+    one, as while a process execs, counts as maybe)."""
     try:
         argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+        # A zombie (state Z after the command's name) has exited: its parent was killed and
+        # nothing reaped it (a container whose PID 1 does not reap keeps it forever).
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[:1] == ["Z"]:
+            return False
     except FileNotFoundError:
         return False
     except OSError:

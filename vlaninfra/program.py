@@ -208,13 +208,15 @@ def run() -> None:
     source = f"stacks/Pulumi.{pulumi.get_stack()}.yaml"
     try:
         # Known-good records (vlaninfra.record): a rollback's layout, pinned allocations.
-        ctl, records = record.control(), record.previous_records()
-        sites = record.sites(lambda: config.require_object("sites"), ctl)
-        if ctl.layout is not None:
-            source = f"the layout of version {ctl.rollback_to}"
+        ctl = record.control()
+        previous = record.previous_records(ctl)
+        sites, pinned = record.target(lambda: config.require_object("sites"), previous.records,
+                                      ctl)
+        if ctl.phase == "finalize" or ctl.layout is not None:
+            source = f"the layout of version {ctl.version or ctl.rollback_to}"
         layout = load_config({"sites": sites}, source=source)
-        the_plan = plan(layout, previous=record.pins(records, ctl))
-        record.check_rollback(records, ctl, the_plan)  # exactly the recorded allocations
+        the_plan = plan(layout, previous=pinned)
+        record.check_exact(previous.records, ctl, the_plan)  # exactly the recorded allocations
         hosts = hosts_of(layout)
         routers = routers_of(layout)
         problems = check_secrets(_by_config_path(layout, hosts, routers), pulumi.get_stack())
@@ -227,7 +229,7 @@ def run() -> None:
     for warning in the_plan.warnings:
         pulumi.log.warn(str(warning))
     resources = record.custom_resources(deploy(the_plan, hosts, routers))
-    record.export(sites, the_plan, resources, records, ctl,
+    record.export(sites, the_plan, resources, previous, ctl,
                   verify=lambda: verify(the_plan, hosts, routers, _config_value))
 
 

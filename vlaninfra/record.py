@@ -3,26 +3,38 @@
 The program exports one stack output, ``vlaninfra`` = ``{"format": 1, "records": [...]}``.
 Each record says what one apply did: its version (vlaninfra's own counter: the file backend's
 history has no version numbers and no `stack export --version`), time, who, the action (`up`,
-`rollback`, `pulumi up`), its status (`verified`, `failed-verification`, `apply-failed`,
-`unverified` for a plain `pulumi up`), the vlaninfra version, a summary, the layout as applied
-(the `vlaninfra:sites` config, plain JSON), the plan's pinned allocations and every container's
-address and MAC. The program reads the previous records of its own stack (the engine's
-`readStackOutputs` invoke: no resource added, any backend) and appends; a failed apply keeps
-the previous outputs. Layouts are kept for the newest `KEEP_LAYOUTS` records.
+`rollback`, `pulumi up`), its status, the vlaninfra version, a summary, the layout as applied
+(the `vlaninfra:sites` config; kept secret in state when that config value is a secret), the
+plan's pinned allocations and every container's address and MAC. The program reads the
+previous records of its own stack (the engine's `readStackOutputs` invoke: no resource added,
+any backend) and appends. Layouts are kept for the newest `KEEP_LAYOUTS` records.
+
+Statuses: `applied` (the controller's apply went through; verification still to come),
+`verified` / `failed-verification` (set in place by the controller's finalize run),
+`apply-failed` (written by the controller after a failed apply), `unverified` (a plain
+`pulumi up`).
 
 `vlaninfra up` / `rollback` (`vlaninfra.rollout`) steer the program through one environment
-variable, `VLANINFRA_ROLLOUT`, naming a JSON file: ``{"action", "verify", "report", "layout",
-"pins", "rollback_to", "attempt", "by"}``. Without it the program is a plain `pulumi up`: the
-stack config's layout, the last record's allocations pinned, no verification.
+variable, `VLANINFRA_ROLLOUT`, naming a JSON file (`Control`). Phase ``apply``: the layout
+(the config's, or a rollback's `layout` and `pins`) is applied and recorded as version
+``last + 1``, status `applied`. Phase ``finalize`` (run with ``--target`` the stack resource
+alone, so the engine changes no resource): the program plans record ``version`` again with its
+own allocations, checks it plans the very addresses and MACs recorded, verifies through the
+agents, writes the report and sets that record's status in place. So verification always sees
+the state the whole `pulumi up`, deletes included, left, and a record says `verified` only
+when its apply succeeded. ``last`` is the newest version the controller read: a program that
+reads other records (a backend error, a concurrent update) stops before changing anything.
+Without the variable the program is a plain `pulumi up`: the stack config's layout, the last
+record's allocations pinned, no verification; an unreadable record output stops it too.
 
 Example (the program)::
 
-    control = record.control()
-    records = record.previous_records()
-    sites = record.sites(config, control)
-    the_plan = plan(layout, previous=record.pins(records, control))
+    ctl = record.control()
+    previous = record.previous_records(ctl)
+    layout_value, pinned = record.target(config_sites, previous.records, ctl)
+    the_plan = plan(layout, previous=pinned)
     ...
-    record.export(sites, the_plan, resources, records, control, verify=...)
+    record.export(layout_value, the_plan, resources, previous, ctl, verify=...)
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ import getpass
 import json
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,15 +57,17 @@ __all__ = [
     "OUTPUT",
     "ROLLOUT_ENV",
     "Control",
+    "Previous",
+    "check_exact",
     "control",
     "export",
     "last_applied",
     "new_record",
-    "pins",
     "previous_records",
     "prune",
-    "sites",
     "summary",
+    "target",
+    "with_failure",
 ]
 
 OUTPUT = "vlaninfra"
@@ -62,6 +77,8 @@ ROLLOUT_ENV = "VLANINFRA_ROLLOUT"
 FORMAT = 1
 KEEP_RECORDS = 100
 KEEP_LAYOUTS = 20
+READ_ATTEMPTS = 6
+"""Reads of the records before the program gives up (the engine may be writing them)."""
 
 
 @dataclass(frozen=True)
@@ -69,12 +86,17 @@ class Control:
     """What the controller asks of this run of the program (see the module doc)."""
 
     action: str = "pulumi up"
-    verify: bool = False
+    phase: str = "apply"
+    """``apply`` or ``finalize`` (verify record `version`, change no resource)."""
     report: str | None = None
+    """Where the finalize run writes the verification (JSON)."""
     layout: Mapping[str, Any] | None = None
     pins: Mapping[str, Sequence[str]] | None = None
     rollback_to: int | None = None
-    attempt: Mapping[str, Any] | None = None
+    last: int | None = None
+    """The newest version the controller read (0: none); None for a plain `pulumi up`."""
+    version: int | None = None
+    """The record a finalize run verifies."""
     by: str = field(default_factory=lambda: who())
 
 
@@ -101,18 +123,45 @@ def control() -> Control:
     return Control(**{k: v for k, v in data.items() if k in known})
 
 
-def previous_records() -> list[dict[str, Any]]:
-    """The records of this stack's last successful update (empty for a new stack)."""
+@dataclass(frozen=True)
+class Previous:
+    """The records the stack's state holds, and whether they were kept secret."""
+
+    records: list[dict[str, Any]]
+    secret: bool = False
+
+
+def previous_records(ctl: Control) -> Previous:
+    """The records of this stack's state. A new stack reads as no records (the engine answers
+    with empty outputs); any failure to read them raises, and so does a controller run that
+    reads other records than it expects (``ctl.last``): versions never restart by mistake."""
     import pulumi
     from pulumi.runtime import invoke
 
     name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    try:
-        result = invoke("pulumi:pulumi:readStackOutputs", {"name": name})
-    except Exception:  # a brand-new stack has no outputs to read
-        return []
-    outputs = (result.value or {}).get("outputs") or {}
-    return records_of(outputs.get(OUTPUT))
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            value = invoke("pulumi:pulumi:readStackOutputs", {"name": name}).value
+            break
+        except Exception as err:  # e.g. the file backend's checkpoint caught mid-write: EOF
+            if attempt == READ_ATTEMPTS - 1:
+                raise VlanInfraError(
+                    f"cannot read the stack's records (output {OUTPUT!r}) from the backend "
+                    f"({READ_ATTEMPTS} tries): {err}; nothing was changed: run again once the "
+                    "backend answers") from None
+            time.sleep(0.2 * (attempt + 1))
+    if not isinstance(value, Mapping):
+        raise VlanInfraError(f"the backend gave no outputs for stack {name} (got {value!r}); "
+                             "nothing was changed: run again once the backend answers")
+    outputs = value.get("outputs") or {}
+    records = records_of(outputs.get(OUTPUT))
+    have = max((int(r["version"]) for r in records if "version" in r), default=0)
+    if ctl.last is not None and have != ctl.last:
+        raise VlanInfraError(f"expected the stack's records up to version {ctl.last}, read "
+                             f"{'up to version ' + str(have) if have else 'none'} (another "
+                             "update in between, or the backend answered partly); nothing was "
+                             "changed: check `vlaninfra history` and run again")
+    return Previous(records, OUTPUT in (value.get("secretOutputNames") or ()))
 
 
 def records_of(output: Any) -> list[dict[str, Any]]:
@@ -140,9 +189,24 @@ def _canon(value: Any) -> Any:
     return value
 
 
-def sites(config_sites: Callable[[], Any], ctl: Control) -> Any:
-    """The layout to apply: the controller's (a rollback) or the stack config's."""
-    return ctl.layout if ctl.layout is not None else config_sites()
+def target(config_sites: Callable[[], Any], records: Sequence[Mapping[str, Any]],
+           ctl: Control) -> tuple[Any, dict[str, list[str]]]:
+    """The layout to plan and the allocations to pin: record ``ctl.version``'s own (a finalize
+    run), the controller's (a rollback), else the stack config's with `pins(records)`."""
+    if ctl.phase == "finalize":
+        found = _version_of(records, ctl.version)
+        if found is None or found.get("layout") is None or found.get("allocations") is None:
+            raise VlanInfraError(f"version {ctl.version} is not recorded with its layout and "
+                                 "allocations, so it cannot be verified; nothing was changed")
+        return found["layout"], pins([found], Control())
+    layout = ctl.layout if ctl.layout is not None else config_sites()
+    return layout, pins(records, ctl)
+
+
+def _version_of(records: Sequence[Mapping[str, Any]], version: int | None
+                ) -> Mapping[str, Any] | None:
+    return next((r for r in records if version is not None and r.get("version") == version),
+                None)
 
 
 def pins(records: Sequence[Mapping[str, Any]], ctl: Control) -> dict[str, list[str]]:
@@ -192,24 +256,29 @@ def _containers(the_plan: Plan) -> dict[str, dict[str, str | None]]:
     }
 
 
-def check_rollback(records: Sequence[Mapping[str, Any]], ctl: Control, the_plan: Plan) -> None:
-    """For a rollback (``ctl.rollback_to``): raises if any container would not get the address
-    and MAC its target record holds (a pin that no longer holds), so nothing is changed.
+def check_exact(records: Sequence[Mapping[str, Any]], ctl: Control, the_plan: Plan) -> None:
+    """For a rollback (``ctl.rollback_to``) or a finalize run (``ctl.version``): raises if any
+    container would not get the address and MAC that record holds (a pin that no longer
+    holds), so nothing is changed, and a finalize run never verifies another plan than the
+    one applied.
 
-    Example: ``check_rollback(records, Control(rollback_to=3), the_plan)``
+    Example: ``check_exact(records, Control(rollback_to=3), the_plan)``
     """
-    if ctl.rollback_to is None:
+    version = ctl.version if ctl.phase == "finalize" else ctl.rollback_to
+    if version is None:
         return
-    target = next((r for r in records if r.get("version") == ctl.rollback_to), None)
-    if target is None or target.get("containers") is None:
-        raise VlanInfraError(f"version {ctl.rollback_to} keeps no container addresses, so it "
+    doing = (f"verifying version {version}" if ctl.phase == "finalize"
+             else f"rolling back to version {version}")
+    found = _version_of(records, version)
+    if found is None or found.get("containers") is None:
+        raise VlanInfraError(f"version {version} keeps no container addresses, so it "
                              "cannot be restored exactly; nothing was changed: roll back to "
                              "another verified version (`vlaninfra history`)")
-    want, have = _canon(target["containers"]), _canon(_containers(the_plan))
+    want, have = _canon(found["containers"]), _canon(_containers(the_plan))
     differ = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
     if differ:
         raise VlanInfraError(
-            f"rolling back to version {ctl.rollback_to} would not restore the recorded address "
+            f"{doing} would not restore the recorded address "
             f"or MAC of {len(differ)} container(s): " + "; ".join(
                 f"{k} (recorded {want.get(k)}, planned {have.get(k)})" for k in differ)
             + "; nothing was changed: fix the stack config and run `vlaninfra up`, or roll "
@@ -225,7 +294,7 @@ def new_record(layout: Any, the_plan: Plan, ctl: Control, version: int) -> dict[
         "by": ctl.by,
         "action": ctl.action,
         "rollback_to": ctl.rollback_to,
-        "status": "unverified",
+        "status": "unverified" if ctl.action == "pulumi up" else "applied",
         "vlaninfra": _version(),
         "summary": summary(the_plan),
         "layout": json.loads(json.dumps(layout)),
@@ -264,50 +333,77 @@ def _same_as_last(records: Sequence[Mapping[str, Any]], new: Mapping[str, Any]) 
 
 def next_records(records: Sequence[Mapping[str, Any]], new: dict[str, Any],
                  ctl: Control) -> list[dict[str, Any]]:
-    """The records after this run: the controller's failed attempt (if any), then `new`;
-    a plain `pulumi up` that changed nothing adds nothing."""
+    """The records after an apply: `new` appended; a plain `pulumi up` that changed nothing
+    adds nothing."""
     out = [dict(r) for r in records]
     if ctl.action == "pulumi up" and _same_as_last(out, new):
         return out
-    if ctl.attempt is not None:
-        out.append({**ctl.attempt, "version": new["version"]})
-        new = {**new, "version": new["version"] + 1}
-    out.append(new)
-    return prune(out)
+    return prune([*out, new])
 
 
-def export(layout: Any, the_plan: Plan, resources: Sequence[Any],
-           records: Sequence[Mapping[str, Any]], ctl: Control,
-           verify: Callable[[], Any]) -> None:
-    """Exports the records once every resource is in place; with ``ctl.verify`` verification
-    runs first (`verify()` returns a `vlaninfra.verify.Verification`) and decides the status,
-    and the report goes to ``ctl.report``."""
-    import asyncio
+def finalized(records: Sequence[Mapping[str, Any]], version: int,
+              verification: Any) -> list[dict[str, Any]]:
+    """The records with version `version`'s status set from `verification` (a
+    `vlaninfra.verify.Verification`), in place: no new version."""
+    failed = [f"{r.where} {r.check} {r.target}: {r.detail}" for r in verification.failed][:20]
+    return [{**r, "status": "verified" if verification.ok else "failed-verification",
+             "failed": failed} if r.get("version") == version else dict(r) for r in records]
 
+
+def with_failure(records: Sequence[Mapping[str, Any]], last: int,
+                 attempt: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The records after a failed controller apply that started from version `last`: the
+    record that apply left (version ``last + 1``, `applied`: the engine kept its outputs, e.g.
+    a delete failed after every create went through) gets status `apply-failed` in place;
+    else `attempt` is appended as the next version (never touching another run's record).
+    Example: ``with_failure(records, 3, {"failed": ["..."]})``"""
+    out = [dict(r) for r in records]
+    fail = {"status": "apply-failed", "failed": list(attempt.get("failed") or [])}
+    newest = max((int(r.get("version", 0)) for r in out), default=0)
+    if out and newest == last + 1 and out[-1].get("status") == "applied":
+        out[-1].update(fail)
+        return out
+    return prune([*out, {"time": _now(), "layout": None, "allocations": None,
+                         "containers": None, "summary": "", **attempt, **fail,
+                         "version": newest + 1}])
+
+
+def _output(records: Sequence[Mapping[str, Any]], secret: bool) -> dict[str, Any]:
+    """The stack output value; with `secret`, every kept layout is a secret in state."""
     import pulumi
 
+    if secret:
+        records = [{**r, "layout": pulumi.Output.secret(r["layout"])}
+                   if r.get("layout") is not None else r for r in records]
+    return {"format": FORMAT, "records": list(records)}
+
+
+def export(layout: Any, the_plan: Plan, resources: Sequence[Any], previous: Previous,
+           ctl: Control, verify: Callable[[], Any]) -> None:
+    """Exports the records. Phase apply: once every resource is in place, `new_record` is
+    appended (a preview keeps the records as they are). Phase finalize: `verify()` (returns a
+    `vlaninfra.verify.Verification`) decides record ``ctl.version``'s status and the report goes
+    to ``ctl.report``. Layouts stay secret when the `vlaninfra:sites` config is one, or the
+    records already were."""
+    import pulumi
+
+    records = previous.records
+    secret = previous.secret or pulumi.runtime.is_config_secret("vlaninfra:sites")
+    if pulumi.runtime.is_dry_run():
+        pulumi.export(OUTPUT, _output(records, secret))
+        return
+    if ctl.phase == "finalize":
+        assert ctl.version is not None
+        verification = verify()
+        if ctl.report:
+            Path(ctl.report).write_text(json.dumps(verification.to_json()), encoding="utf-8")
+        pulumi.export(OUTPUT, _output(finalized(records, ctl.version, verification), secret))
+        return
     version = max((int(r.get("version", 0)) for r in records), default=0) + 1
     new = new_record(layout, the_plan, ctl, version)
-    if pulumi.runtime.is_dry_run():
-        pulumi.export(OUTPUT, {"format": FORMAT, "records": list(records)})
-        return
-
-    def finish(verification: Any) -> dict[str, Any]:
-        if verification is not None:
-            new["status"] = "verified" if verification.ok else "failed-verification"
-            new["failed"] = [f"{r.where} {r.check} {r.target}: {r.detail}"
-                             for r in verification.failed][:20]
-            if ctl.report:
-                Path(ctl.report).write_text(json.dumps(verification.to_json()), encoding="utf-8")
-        return {"format": FORMAT, "records": next_records(records, new, ctl)}
-
-    async def after_apply(_ids: Any) -> dict[str, Any]:
-        if not ctl.verify:
-            return finish(None)
-        return finish(await asyncio.get_running_loop().run_in_executor(None, verify))
-
     ids = [r.id for r in resources]
-    pulumi.export(OUTPUT, pulumi.Output.all(*ids).apply(after_apply))
+    pulumi.export(OUTPUT, pulumi.Output.all(*ids).apply(
+        lambda _ids: _output(next_records(records, new, ctl), secret)))
 
 
 def custom_resources(components: Sequence[Any]) -> list[Any]:

@@ -6,6 +6,21 @@ fails part way or verification fails, apply the last verified record again (its 
 allocations pinned), verify it, and report. `rollback`: apply a recorded version, verified.
 The records live in the stack's state (`vlaninfra.record`), so neither needs a git checkout.
 
+One apply is two engine runs of the same program (`vlaninfra.record` has the details):
+1. ``pulumi up``: the change, recorded as version N with status `applied`;
+2. the finalize run, ``pulumi up --target <the stack resource> --expect-no-changes``: the
+   program plans version N again with its recorded allocations, verifies through the agents
+   and sets version N's status (`verified` or `failed-verification`) in place. The engine
+   changes no resource in it (nothing but the stack is targeted), so verification sees the
+   state the whole first run left, its deletes included.
+A failed run 1 is recorded as `apply-failed` at once (`pulumi stack export`/`import` of the
+record output: the hosts are not touched), with or without a rollback. A finalize run costs
+about 2 s plus the checks on the 4-container lab stack.
+
+Rollback without a version goes to `rollback_target`: the newest verified version older than
+the one the hosts hold now (a rollback record counts as the version it restored), skipping
+versions whose layout and allocations equal what is there.
+
 Example::
 
     report = up("prod", engine=Engine(project_root()))
@@ -26,10 +41,11 @@ from typing import Any
 from vlaninfra._text import table
 from vlaninfra.engine import Engine, EngineError, StackLockedError, project_root
 from vlaninfra.errors import VlanInfraError
-from vlaninfra.record import OUTPUT, ROLLOUT_ENV, records_of, who
+from vlaninfra.record import OUTPUT, ROLLOUT_ENV, records_of, who, with_failure
 from vlaninfra.verify import Verification
 
-__all__ = ["Report", "RolloutError", "history", "render_history", "rollback", "up"]
+__all__ = ["Report", "RolloutError", "history", "render_history", "rollback",
+           "rollback_target", "up"]
 
 Confirm = Callable[[str], bool]
 """Shown the preview; True to go on."""
@@ -49,6 +65,8 @@ class Step:
     verification: Verification | None
     seconds: float
     version: int | None = None
+    finalize_seconds: float = 0.0
+    """How long the finalize (verification) run took, included in `seconds`."""
 
     @property
     def ok(self) -> bool:
@@ -64,16 +82,16 @@ class Step:
         if v is None:
             return [f"{self.what}: applied in {took}{recorded}, not verified:",
                     *_indent(self.error or "")]
+        took += f", of which verification run {self.finalize_seconds:.1f} s"
         if v.ok:
             return [f"{self.what}: applied and verified in {took}{recorded}: "
-                    f"{len(v.rows)} checks passed ({v.seconds:.1f} s)"]
-        failed = [f"{r.where} {r.check} {r.target}: {r.detail}" for r in v.failed]
+                    f"{len(v.rows)} checks passed ({v.seconds:.1f} s)", *_indent(v.table())]
         return [f"{self.what}: applied in {took}{recorded}, verification FAILED "
-                f"({len(failed)} of {len(v.rows)} checks):", *_indent("\n".join(failed))]
+                f"({len(v.failed)} of {len(v.rows)} checks):", *_indent(v.table())]
 
 
 def _indent(text: str) -> list[str]:
-    return ["    " + line for line in text.strip().splitlines()]
+    return ["    " + line for line in text.strip("\n").splitlines()]
 
 
 @dataclass(frozen=True)
@@ -139,7 +157,7 @@ def history(stack: str, *, engine: Engine | None = None,
 
 def _records(s: _Stack) -> list[dict[str, Any]]:
     try:
-        out = s.run("stack", "output", "--json")
+        out = s.run("stack", "output", "--json", "--show-secrets")
     except EngineError as err:
         raise RolloutError(f"stack {s.name}: cannot read its outputs (does the stack exist? "
                            f"`pulumi stack ls`):\n{err}") from None
@@ -171,27 +189,100 @@ def _last_verified(records: Sequence[Mapping[str, Any]],
                  and (before is None or int(r["version"]) < before)), None)
 
 
-def _apply(s: _Stack, what: str, message: str, control: dict[str, Any]) -> Step:
+def rollback_target(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """Where `rollback` without a version goes: the newest verified version older than the one
+    the hosts hold now (the newest record; a rollback record counts as the version it restored),
+    skipping versions whose layout and allocations equal the newest record's (nothing to undo).
+
+    Example: versions 1, 2 verified, 3 failed, 4 = rollback to 2 → version 1.
+    """
+    if not records:
+        return None
+    now = records[-1]
+    origin = int(now.get("rollback_to") or now["version"])
+    same = ("layout", "allocations")
+    return next((r for r in reversed(records)
+                 if r.get("status") == "verified" and r.get("layout") is not None
+                 and r.get("allocations") is not None and int(r["version"]) < origin
+                 and any(r.get(k) != now.get(k) for k in same)), None)
+
+
+def _last(records: Sequence[Mapping[str, Any]]) -> int:
+    return max((int(r["version"]) for r in records), default=0)
+
+
+def _apply(s: _Stack, what: str, message: str, control: dict[str, Any], last: int) -> Step:
+    """Run 1 (apply, recorded as `applied`), then the finalize run (verify, status in place).
+    A failed run 1 is recorded as `apply-failed` before this returns."""
+    started = time.monotonic()
+    control = {**control, "phase": "apply", "last": last, "by": who()}
+    try:
+        # --json: an error comes back as the engine's diagnostics, not the display's tail.
+        s.run("up", "--yes", "--skip-preview", "--json", "--message", message, control=control)
+    except StackLockedError:  # another run holds the stack: refuse, never roll back over it
+        raise
+    except EngineError as err:
+        note = _record_failure(s, last, control, str(err))
+        return Step(what, False, str(err) + note, None, time.monotonic() - started)
+    # The program refuses unless it read exactly versions up to `last`, and appends one.
+    verification, error, took = _finalize(s, last + 1)
+    return Step(what, True, error, verification, time.monotonic() - started, last + 1, took)
+
+
+def _finalize(s: _Stack, version: int) -> tuple[Verification | None, str | None, float]:
+    """The finalize run: verifies version `version` and sets its status; no resource changes."""
     report = _write_temp({})
     started = time.monotonic()
     try:
-        # --json: an error comes back as the engine's diagnostics, not the display's tail.
-        s.run("up", "--yes", "--skip-preview", "--json", "--message", message,
-              control={**control, "verify": True, "report": report, "by": who()})
-    except StackLockedError:  # another run holds the stack: refuse, never roll back over it
-        Path(report).unlink(missing_ok=True)
-        raise
+        s.run("up", "--yes", "--skip-preview", "--json", "--target", _stack_urn(s),
+              "--expect-no-changes", "--message", f"vlaninfra verify version {version}",
+              control={"phase": "finalize", "version": version, "last": version,
+                       "report": report, "by": who()})
+        data = json.loads(Path(report).read_text(encoding="utf-8") or "{}")
     except EngineError as err:
+        return None, f"the verification run failed, so version {version} stays unverified:\n" \
+            f"{err}", time.monotonic() - started
+    finally:
         Path(report).unlink(missing_ok=True)
-        return Step(what, False, str(err), None, time.monotonic() - started)
-    data = json.loads(Path(report).read_text(encoding="utf-8") or "{}")
-    Path(report).unlink(missing_ok=True)
-    verification = Verification.from_json(data) if data else None
-    records = _records(s)
-    version = int(records[-1]["version"]) if records else None
-    error = None if data else ("the program did not verify (is the stack's program "
-                               "vlaninfra.program, and this vlaninfra version?)")
-    return Step(what, True, error, verification, time.monotonic() - started, version)
+    took = time.monotonic() - started
+    if not data:
+        return None, ("the program did not verify (is the stack's program vlaninfra.program, "
+                      "and this vlaninfra version?)"), took
+    return Verification.from_json(data), None, took
+
+
+def _stack_urn(s: _Stack) -> str:
+    """The URN of the stack resource: the only target of a finalize run."""
+    import yaml
+
+    meta = yaml.safe_load(((s.cwd or s.engine.root) / "Pulumi.yaml").read_text()) or {}
+    project = meta["name"]
+    return f"urn:pulumi:{s.name}::{project}::pulumi:pulumi:Stack::{project}-{s.name}"
+
+
+def _record_failure(s: _Stack, last: int, control: Mapping[str, Any], error: str) -> str:
+    """Records a failed run 1 as `apply-failed` in the state's record output (`stack export`,
+    edit, `stack import`; no resource touched). Returns a note when that failed too."""
+    attempt = {"by": who(), "action": control.get("action", "up"),
+               "rollback_to": control.get("rollback_to"),
+               "failed": [ln for ln in error.strip().splitlines() if ln.strip()][-5:]}
+    try:
+        doc = json.loads(s.run("stack", "export"))
+        stack = next(r for r in doc["deployment"]["resources"]
+                     if r.get("type") == "pulumi:pulumi:Stack")
+        outputs = stack.setdefault("outputs", {})
+        old = outputs.get(OUTPUT) or {"format": 1, "records": []}
+        outputs[OUTPUT] = {**old, "records": with_failure(old.get("records") or [], last,
+                                                           attempt)}
+        path = _write_temp(doc)
+        try:
+            s.run("stack", "import", "--file", path)
+        finally:
+            Path(path).unlink(missing_ok=True)
+    except (EngineError, StopIteration, KeyError, TypeError, ValueError) as err:
+        return "\n(the failed attempt could not be recorded in the stack's history: " + \
+            " ".join(str(err).split()) + ")"
+    return ""
 
 
 def _preview(s: _Stack, control: Mapping[str, Any], confirm: Confirm | None) -> None:
@@ -219,8 +310,8 @@ def up(stack: str, *, engine: Engine | None = None, cwd: Path | None = None,
     """
     s = _stack(stack, engine, cwd)
     before = _records(s)
-    _preview(s, {"action": "up"}, confirm)
-    step = _apply(s, "apply", "vlaninfra up", {"action": "up"})
+    _preview(s, {"action": "up", "last": _last(before)}, confirm)
+    step = _apply(s, "apply", "vlaninfra up", {"action": "up"}, _last(before))
     if step.ok:
         return Report(stack, "up", (step,), f"version {step.version} is on the hosts, verified")
     target = _last_verified(before)
@@ -233,30 +324,27 @@ def up(stack: str, *, engine: Engine | None = None, cwd: Path | None = None,
         return Report(stack, "up", (step,), "no verified version is recorded yet, so nothing "
                       "to roll back to: the hosts hold what the failed apply left; fix the "
                       "layout and run `vlaninfra up` again (or `pulumi destroy`)")
-    control = _rollback_control(target)
-    if not step.applied:  # the program recorded nothing: record the failed attempt now
-        control["attempt"] = {"time": _now(), "by": who(), "action": "up",
-                              "status": "apply-failed", "layout": None, "allocations": None,
-                              "containers": None, "summary": "",
-                              "failed": (step.error or "").strip().splitlines()[-5:],
-                              "rollback_to": None}
+    try:
+        last = _last(_records(s))
+    except RolloutError as err:
+        return Report(stack, "up", (step,), f"not rolled back: the records could not be read "
+                      f"after the failed change ({err}); run `vlaninfra rollback --stack "
+                      f"{stack} --to {target['version']}` once the backend answers")
     back = _apply(s, f"rollback to version {target['version']}",
-                  f"vlaninfra rollback to {target['version']} (automatic)", control)
+                  f"vlaninfra rollback to {target['version']} (automatic)",
+                  _rollback_control(target), last)
     final = (f"version {target['version']}'s layout is back on the hosts, verified; the stack "
              "config still holds the failed change: fix it and run `vlaninfra up` again"
-             if back.ok else "the rollback did not verify either: inspect the hosts "
-             "(`vlaninfra history`, `pulumi refresh`)")
+             if back.ok else f"the rollback {'did not verify' if back.applied else 'failed'}"
+             " too: inspect the hosts (`vlaninfra history`, `pulumi refresh`), then run "
+             f"`vlaninfra rollback --stack {stack} --to {target['version']}`")
     return Report(stack, "up", (step, back), final)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def rollback(stack: str, *, to: int | None = None, engine: Engine | None = None,
              cwd: Path | None = None, confirm: Confirm | None = None) -> Report:
-    """Applies recorded version `to` (default: the last verified version before the current
-    one) with its allocations pinned, verifies and records it.
+    """Applies recorded version `to` (default: `rollback_target`) with its allocations pinned,
+    verifies and records it.
 
     Example: ``rollback("lab", to=3).ok``
     """
@@ -267,10 +355,11 @@ def rollback(stack: str, *, to: int | None = None, engine: Engine | None = None,
                            "to (run `vlaninfra up` first)")
     current = int(records[-1]["version"])
     if to is None:
-        target = _last_verified(records, before=current)
+        target = rollback_target(records)
         if target is None:
-            raise RolloutError(f"stack {stack}: no verified version before the current one "
-                               f"({current}); see `vlaninfra history --stack {stack}`")
+            raise RolloutError(f"stack {stack}: no verified version before the one on the "
+                               f"hosts (version {current}); see `vlaninfra history --stack "
+                               f"{stack}`")
     else:
         found = [r for r in records if int(r.get("version", -1)) == to]
         known = ", ".join(str(r.get("version")) for r in records)
@@ -287,9 +376,9 @@ def rollback(stack: str, *, to: int | None = None, engine: Engine | None = None,
                                f"roll back to another version (`vlaninfra history --stack "
                                f"{stack}`)")
     control = _rollback_control(target)
-    _preview(s, control, confirm)
+    _preview(s, {**control, "last": current}, confirm)
     step = _apply(s, f"rollback to version {target['version']}",
-                  f"vlaninfra rollback to {target['version']}", control)
+                  f"vlaninfra rollback to {target['version']}", control, current)
     final = (f"version {target['version']}'s layout is on the hosts, verified (recorded as "
              f"version {step.version})" if step.ok else "the rollback did not verify: "
              "inspect the hosts (`vlaninfra history`, `pulumi refresh`)")

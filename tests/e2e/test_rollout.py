@@ -1,5 +1,5 @@
 """Verified apply and rollback (`vlaninfra up | rollback | history`) through the real engine
-on the lab: issue 9's acceptance 1, 2, 3, 6 and 8.
+on the lab: issue 9's acceptance 1, 2, 3, 6, 7 and 8.
 
 The tests run in file order on one stack (the `lab` stack's layout): each starts from what the
 previous one left. LAN addresses come from the stack config and the lab inventory.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -16,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.observe import LabStack, container_facts, docker, host_state, ip_json
-from vlaninfra.rollout import Report, RolloutError, history, rollback, up
+from tests.e2e.observe import LabStack, container_facts, docker, host_state, ip_json, sh
+from vlaninfra.rollout import Report, RolloutError, history, rollback, rollback_target, up
 
 pytestmark = [pytest.mark.lab, pytest.mark.engine]
 
@@ -73,15 +74,21 @@ def versions(stack: LabStack) -> list[tuple[int, str, str]]:
     return [(r["version"], r["action"], r["status"]) for r in history(stack.name, **kw(stack))]
 
 
-def cli(stack: LabStack, *args: str) -> subprocess.CompletedProcess[str]:
-    """`vlaninfra ARGS` in the scratch project, on the stack's own backend, without a TTY."""
+def cli_argv(stack: LabStack, *args: str) -> dict[str, Any]:
+    """How to run `vlaninfra ARGS` in the scratch project, on the stack's own backend."""
     backend = stack.engine.backend
     assert backend is not None
     env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{backend}",
            "PULUMI_HOME": str(backend.parent / "home")}
     vlaninfra = Path(stack.engine.root) / ".venv" / "bin" / "vlaninfra"
-    return subprocess.run([str(vlaninfra), *args], cwd=stack.project, env=env, text=True,
-                          capture_output=True, stdin=subprocess.DEVNULL, check=False)
+    return {"args": [str(vlaninfra), *args], "cwd": stack.project, "env": env,
+            "stdin": subprocess.DEVNULL}
+
+
+def cli(stack: LabStack, *args: str) -> subprocess.CompletedProcess[str]:
+    """`vlaninfra ARGS` in the scratch project, on the stack's own backend, without a TTY."""
+    return subprocess.run(**cli_argv(stack, *args), text=True, capture_output=True,
+                          check=False)
 
 
 def with_containers(stack: LabStack, *extra: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +124,7 @@ def test_first_up_is_verified_and_recorded(lab_stack: LabStack) -> None:
 
 def test_bad_input_is_refused_and_changes_nothing(lab_stack: LabStack) -> None:
     before, logins = snapshot(lab_stack), lab_stack.logins()
-    with pytest.raises(RolloutError, match="no verified version before the current one"):
+    with pytest.raises(RolloutError, match="no verified version before the one on the hosts"):
         rollback(lab_stack.name, **kw(lab_stack))
     with pytest.raises(RolloutError, match=r"no version 99 \(known: 1\)"):
         rollback(lab_stack.name, to=99, **kw(lab_stack))
@@ -264,3 +271,96 @@ def test_a_container_failing_to_start_on_h2_rolls_back(
     assert took < ROLLBACK_BOUND
     assert versions(lab_stack)[-2:] == [(9, "up", "apply-failed"), (10, "rollback", "verified")]
     assert snapshot(lab_stack) == before
+
+
+def test_a_controller_killed_mid_apply_is_converged_by_the_next_up(
+    lab_stack: LabStack, tmp_path: Path,
+) -> None:
+    """`vlaninfra up` killed (SIGKILL, its whole process group: pulumi, the program, the
+    providers) once the first new container exists on a host: the next `vlaninfra up` clears
+    the stale lock, adopts what the killed run made, verifies and records; going back to the
+    version before gives exactly the hosts as they were (nothing orphaned)."""
+    records = history(lab_stack.name, **kw(lab_stack))
+    last = records[-1]
+    assert last["status"] == "verified"
+    before = snapshot(lab_stack)
+    sites = json.loads(json.dumps(last["layout"]))
+    new = {"h1": "web11", "h2": "web12"}
+    sites["a"]["containers"] += [
+        {"name": name, "host": host, "network": "pub_net", "image": IMAGE}
+        for host, name in new.items()]
+    lab_stack.write(sites)
+
+    def made() -> list[str]:
+        return [f"{h}/{n}" for h, n in new.items()
+                if container_facts(lab_stack.host(h), n)]
+
+    log = tmp_path / "killed-up.log"
+    argv = cli_argv(lab_stack, "up", "--stack", lab_stack.name, "--yes")
+    argv["env"]["TMPDIR"] = str(tmp_path)  # the control file the killed run leaves behind
+    with log.open("w") as out:
+        proc = subprocess.Popen(**argv, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + UP_BOUND
+        while not made() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the up ended before it was killed:\n{log.read_text()}"
+        first = made()
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    time.sleep(0.5)
+    alive = [ln for ln in sh("ps", "-e", "-o", "pgid=,stat=,args=").splitlines()
+             if ln.split()[0] == str(proc.pid) and not ln.split()[1].startswith("Z")]
+    assert not alive, alive
+    pending = json.loads(lab_stack.run("stack", "export"))["deployment"].get(
+        "pending_operations") or []
+    print(f"\nkilled once {first} existed; {len(pending)} pending operation(s) left")
+
+    started = time.monotonic()
+    done = cli(lab_stack, "up", "--stack", lab_stack.name, "--yes")
+    took = time.monotonic() - started
+    print(f"the next `vlaninfra up`: {took:.1f} s\n{done.stdout}{done.stderr}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "applied and verified" in done.stdout and "web12" in done.stdout
+    assert not json.loads(lab_stack.run("stack", "export"))["deployment"].get(
+        "pending_operations")
+    now = versions(lab_stack)
+    assert now[-1][1:] == ("up", "verified") and now[-1][0] > last["version"], now
+    assert [v for v, _, _ in now] == list(range(1, len(now) + 1))
+    after = containers(lab_stack)
+    assert sorted(after) == sorted([*before_names(before), *(f"{h}/{n}" for h, n in
+                                                             new.items())])
+    # nothing orphaned: back to the version before the kill, the hosts are as they were
+    report = rollback(lab_stack.name, to=int(last["version"]), **kw(lab_stack))
+    assert report.ok, report.text()
+    assert snapshot(lab_stack) == before
+
+
+def before_names(snap: dict[str, Any]) -> list[str]:
+    return [f"{h}/{n}" for h, state in snap.items() if h != "router"
+            for n in state["containers"]]
+
+
+def test_a_secret_layout_stays_secret_in_the_records(lab_stack: LabStack) -> None:
+    """With `vlaninfra:sites` set as a secret, every record's layout is kept encrypted in
+    state; the controller still reads them (history, rollback targets, pins)."""
+    last = history(lab_stack.name, **kw(lab_stack))[-1]
+    lab_stack.write(last["layout"])
+    lab_stack.run("config", "set", "--secret", "vlaninfra:sites", json.dumps(last["layout"]))
+    try:
+        report = up(lab_stack.name, **kw(lab_stack))
+        assert report.ok, report.text()
+    finally:
+        lab_stack.write(last["layout"])
+    state = json.loads(lab_stack.run("stack", "export"))["deployment"]
+    [root] = [r for r in state["resources"] if r["type"] == "pulumi:pulumi:Stack"]
+    layouts = [r["layout"] for r in root["outputs"]["vlaninfra"]["records"] if r.get("layout")]
+    assert layouts and all("ciphertext" in layout for layout in layouts), layouts
+    now = history(lab_stack.name, **kw(lab_stack))
+    assert (now[-1]["version"], now[-1]["status"]) == (last["version"] + 1, "verified")
+    assert now[-1]["layout"] == now[-2]["layout"] == last["layout"]
+    assert rollback_target(now) is not None

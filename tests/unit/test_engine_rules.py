@@ -272,6 +272,7 @@ def test_demo_keeps_the_stack_on_a_refresh_error(
 
 def test_a_lock_is_stale_only_when_its_pid_is_no_running_pulumi(tmp_path: Path) -> None:
     import socket
+    import time
 
     from vlaninfra.engine import Engine
 
@@ -279,16 +280,22 @@ def test_a_lock_is_stale_only_when_its_pid_is_no_running_pulumi(tmp_path: Path) 
     fake.parent.mkdir()
     fake.symlink_to(os.path.realpath(sys.executable))  # a binary: argv[0] stays this path
     live = subprocess.Popen([str(fake), "-c", "import time; time.sleep(30)"])
+    dead = subprocess.Popen([str(fake), "-c", "pass"])  # exits; not reaped yet: a zombie
+    dead_stat = Path(f"/proc/{dead.pid}/stat")
+    while dead_stat.read_text().rsplit(")", 1)[-1].split()[0] != "Z":
+        time.sleep(0.01)
     try:
         locks = tmp_path / "backend" / ".pulumi" / "locks" / "org" / "proj" / "s"
         locks.mkdir(parents=True)
         for name, pid, host in (("live", live.pid, socket.gethostname()),
                                 ("other-program", os.getpid(), socket.gethostname()),
                                 ("gone", 2**22 + 7, socket.gethostname()),
+                                ("zombie", dead.pid, socket.gethostname()),
                                 ("elsewhere", 2**22 + 7, "another-machine")):
             (locks / f"{name}.json").write_text(json.dumps({"pid": pid, "hostname": host}))
         stale = Engine(tmp_path, backend=tmp_path / "backend").stale_locks("s")
-        assert sorted(p.stem for p in stale) == ["gone", "other-program"]
+        assert sorted(p.stem for p in stale) == ["gone", "other-program", "zombie"]
     finally:
         live.kill()
         live.wait()
+        dead.wait()

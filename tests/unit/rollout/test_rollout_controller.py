@@ -3,6 +3,7 @@ to roll back, to what, what is recorded, and what is refused before anything run
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,42 +12,61 @@ from typing import Any
 
 import pytest
 
+from vlaninfra import rollout
 from vlaninfra.engine import EngineError
 from vlaninfra.record import ROLLOUT_ENV
-from vlaninfra.rollout import RolloutError, rollback, up
+from vlaninfra.rollout import RolloutError
 
 
 @dataclass(frozen=True)
 class FakeEngine:
-    """Answers `stack output`, `preview` and `up` like the program would; `outcomes` scripts
-    each `up`: "ok" (verified), "bad" (verification fails) or "fail" (the apply fails)."""
+    """Answers `stack output|export|import`, `preview` and both runs of an apply (`up`, then
+    the finalize `up --target`) like the program would; `outcomes` scripts each apply: "ok"
+    (verified), "bad" (verification fails), "silent" (no report) or "fail" (run 1 fails)."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
     outcomes: list[str] = field(default_factory=list)
     controls: list[dict[str, Any]] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    root: Path = Path("/nonexistent")
+    lost_after_apply: bool = False
+    """The backend stops answering once the first apply went through."""
 
     def run(self, stack: str | None, *args: str, check: bool = True, cwd: Path | None = None
             ) -> str:
-        self.calls.append(args[0])
+        if self.lost_after_apply and "up" in self.calls and args[0] in ("up", "stack"):
+            raise EngineError(list(args), 255, "backend timeout")
+        self.calls.append(" ".join(args[:2]) if args[0] == "stack" else args[0])
         if args[:2] == ("stack", "output"):
             return json.dumps({"vlaninfra": {"format": 1, "records": self.records}})
+        if args[:2] == ("stack", "export"):
+            return json.dumps({"deployment": {"resources": [{"type": "pulumi:pulumi:Stack",
+                "outputs": {"vlaninfra": {"format": 1, "records": self.records}}}]}})
+        if args[:2] == ("stack", "import"):
+            doc = json.loads(Path(args[args.index("--file") + 1]).read_text())
+            self.records[:] = doc["deployment"]["resources"][0]["outputs"]["vlaninfra"][
+                "records"]
+            return ""
         control = json.loads(Path(self.extra_env[ROLLOUT_ENV]).read_text())
+        assert control["last"] == max((r["version"] for r in self.records), default=0)
         if args[0] == "preview":
             return "preview of the change"
         self.controls.append(control)
-        outcome = self.outcomes.pop(0)
-        if outcome == "fail":
+        if control["phase"] == "finalize":
+            assert "--target" in args and "--expect-no-changes" in args
+            outcome = self.outcomes.pop(0)
+            rows = [["h1", "gateway", "web1", outcome == "ok", 1.0, "answers"]]
+            if outcome != "silent":  # "silent": a program that never writes the report
+                Path(control["report"]).write_text(json.dumps({"seconds": 0.5, "rows": rows}))
+                self.records[-1]["status"] = ("verified" if outcome == "ok"
+                                              else "failed-verification")
+            return ""
+        if self.outcomes[0] == "fail":
+            self.outcomes.pop(0)
             raise EngineError(list(args), 1, "image x is not on host h2")
-        rows = [["h1", "gateway", "web1", outcome == "ok", 1.0, "answers"]]
-        if outcome != "silent":  # "silent": a program that never writes the report
-            Path(control["report"]).write_text(json.dumps({"seconds": 0.5, "rows": rows}))
-        if control.get("attempt"):
-            self.records.append({**control["attempt"], "version": len(self.records) + 1})
         self.records.append({
-            "version": len(self.records) + 1, "action": control["action"],
-            "status": "verified" if outcome == "ok" else "failed-verification",
+            "version": len(self.records) + 1, "action": control["action"], "status": "applied",
             "layout": control.get("layout") or {"n": len(self.records) + 1},
             "allocations": {}, "rollback_to": control.get("rollback_to")})
         return ""
@@ -60,12 +80,30 @@ def fake(records: int = 0, *outcomes: str) -> Any:
     return engine
 
 
+@pytest.fixture(autouse=True)
+def _project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "Pulumi.yaml").write_text("name: proj\nruntime: python\n")
+    monkeypatch.chdir(tmp_path)
+
+
+def up(stack: str, **kw: Any) -> Any:
+    return rollout.up(stack, cwd=Path.cwd(), **kw)
+
+
+def rollback(stack: str, **kw: Any) -> Any:
+    return rollout.rollback(stack, cwd=Path.cwd(), **kw)
+
+
 def test_a_verified_change_is_not_rolled_back() -> None:
     engine = fake(1, "ok")
     report = up("s", engine=engine)
     assert report.ok and not report.rolled_back
-    assert engine.calls == ["stack", "preview", "up", "stack"]
+    assert engine.calls == ["stack output", "preview", "up", "up"]
     assert "recorded as version 2" in report.text()
+    assert "gateway" in report.text()  # the whole verification table
+    assert [(r["version"], r["status"]) for r in engine.records] == [
+        (1, "verified"), (2, "verified")]
+    assert engine.controls[1]["version"] == 2
 
 
 def test_a_failed_apply_rolls_back_to_the_last_verified_and_records_the_attempt() -> None:
@@ -74,18 +112,18 @@ def test_a_failed_apply_rolls_back_to_the_last_verified_and_records_the_attempt(
     assert not report.ok and report.rolled_back and report.steps[1].ok
     back = engine.controls[1]
     assert (back["action"], back["layout"], back["pins"]) == ("rollback", {"n": 2}, {"k": ["a2"]})
-    assert back["attempt"]["status"] == "apply-failed"
-    assert "image x is not on host h2" in back["attempt"]["failed"][-1]
     assert [(r["version"], r["status"]) for r in engine.records][-2:] == [
         (3, "apply-failed"), (4, "verified")]
+    assert "image x is not on host h2" in engine.records[2]["failed"][-1]
     assert "image x is not on host h2" in report.text()
 
 
-def test_failed_verification_rolls_back_without_an_extra_attempt_record() -> None:
+def test_failed_verification_rolls_back_and_keeps_the_failed_version() -> None:
     engine = fake(1, "bad", "ok")
     report = up("s", engine=engine)
     assert not report.ok and report.rolled_back
-    assert "attempt" not in engine.controls[1]
+    assert [(r["version"], r["status"]) for r in engine.records] == [
+        (1, "verified"), (2, "failed-verification"), (3, "verified")]
     assert "verification FAILED" in report.text()
 
 
@@ -96,11 +134,29 @@ def test_no_rollback_leaves_the_change_and_says_how_to_return() -> None:
     assert "`vlaninfra rollback` returns to version 1" in report.final
 
 
-def test_a_first_up_that_fails_has_nothing_to_roll_back_to() -> None:
+@pytest.mark.parametrize("rollback_", [True, False])
+def test_a_failed_apply_is_recorded_without_a_rollback(rollback_: bool) -> None:
     engine = fake(0, "fail")
-    report = up("s", engine=engine)
+    report = up("s", engine=engine, rollback=rollback_)
     assert not report.ok and len(engine.controls) == 1
-    assert "no verified version is recorded yet" in report.final
+    assert [(r["version"], r["status"]) for r in engine.records] == [(1, "apply-failed")]
+    if rollback_:
+        assert "no verified version is recorded yet" in report.final
+    engine = fake(1, "fail")
+    report = up("s", engine=engine, rollback=False)
+    assert [(r["version"], r["status"]) for r in engine.records] == [
+        (1, "verified"), (2, "apply-failed")]
+
+
+def test_a_backend_lost_after_the_apply_is_a_clear_report() -> None:
+    engine = dataclasses.replace(fake(1, "ok"), lost_after_apply=True)
+    report = up("s", engine=engine)
+    assert not report.ok and not report.rolled_back
+    text = report.text()
+    assert "version 2 stays unverified" in text and "backend timeout" in text
+    assert "not rolled back: the records could not be read" in text
+    assert "vlaninfra rollback --stack s --to 1" in text
+    assert engine.records[-1]["status"] == "applied"
 
 
 def test_not_confirmed_changes_nothing() -> None:
@@ -114,11 +170,15 @@ def test_rollback_defaults_to_the_last_verified_before_the_current() -> None:
     engine = fake(3, "ok")
     report = rollback("s", engine=engine)
     assert report.ok and engine.controls[0]["rollback_to"] == 2
+    # right after that rollback (to 2) the hosts hold version 2: the next goes to 1
+    engine.outcomes.append("ok")
+    report = rollback("s", engine=engine)
+    assert report.ok and engine.controls[-2]["rollback_to"] == 1
 
 
 @pytest.mark.parametrize(("records", "to", "message"), [
     (0, None, "no recorded versions yet"),
-    (1, None, "no verified version before the current one"),
+    (1, None, "no verified version before the one on the hosts"),
     (2, 9, r"no version 9 \(known: 1, 2\)"),
 ])
 def test_rollback_refuses_bad_input_before_running_anything(
@@ -126,7 +186,7 @@ def test_rollback_refuses_bad_input_before_running_anything(
     engine = fake(records)
     with pytest.raises(RolloutError, match=message):
         rollback("s", to=to, engine=engine)
-    assert engine.calls == ["stack"]
+    assert engine.calls == ["stack output"]
 
 
 def test_rollback_refuses_a_version_without_its_layout() -> None:
@@ -166,4 +226,4 @@ def test_rollback_refuses_a_version_without_its_allocations() -> None:
     engine.records[0]["allocations"] = None
     with pytest.raises(RolloutError, match="version 1 keeps no allocations"):
         rollback("s", to=1, engine=engine)
-    assert engine.calls == ["stack"]
+    assert engine.calls == ["stack output"]

@@ -20,14 +20,16 @@ from vlaninfra.record import (
     KEEP_LAYOUTS,
     KEEP_RECORDS,
     Control,
-    check_rollback,
+    check_exact,
+    finalized,
     new_record,
     next_records,
     pins,
     prune,
     records_of,
+    with_failure,
 )
-from vlaninfra.rollout import render_history
+from vlaninfra.rollout import render_history, rollback_target
 from vlaninfra.verify import Row, Verification, _run_member, checks_for
 
 STACKS = project_root() / "stacks"
@@ -107,30 +109,88 @@ def test_a_plain_pulumi_up_that_changes_nothing_adds_no_record() -> None:
     assert [r["version"] for r in next_records([first], other, Control())] == [1, 2]
 
 
-def test_a_failed_attempt_is_recorded_before_its_rollback() -> None:
+def test_a_failed_apply_is_recorded_in_place_or_appended() -> None:
     the_plan = lab_plan()
-    first = new_record(sites_of("lab"), the_plan, Control(action="up"), 1)
-    ctl = Control(action="rollback", rollback_to=1, attempt={"status": "apply-failed"})
-    back = new_record(sites_of("lab"), the_plan, ctl, 2)
-    out = next_records([first], back, ctl)
+    first = {**new_record(sites_of("lab"), the_plan, Control(action="up"), 1),
+             "status": "verified"}
+    # the failed run left no record: the attempt is appended as the next version
+    out = with_failure([first], 1, {"action": "up", "failed": ["image x missing on h2"]})
+    assert [(r["version"], r["status"]) for r in out] == [(1, "verified"), (2, "apply-failed")]
+    assert out[-1]["failed"] == ["image x missing on h2"] and out[-1]["layout"] is None
+    # the engine kept the failed run's record (a delete failed after the creates): in place
+    left = new_record(sites_of("lab"), the_plan, Control(action="up"), 2)
+    out = with_failure([first, left], 1, {"action": "up", "failed": ["delete failed"]})
+    assert [(r["version"], r["status"]) for r in out] == [(1, "verified"), (2, "apply-failed")]
+    assert out[-1]["layout"] == left["layout"]
+    # another run's record after `last` is never taken for this one's
+    other = {**left, "status": "verified"}
+    out = with_failure([first, other], 1, {"action": "up", "failed": ["x"]})
     assert [(r["version"], r["status"]) for r in out] == [
-        (1, "unverified"), (2, "apply-failed"), (3, "unverified")]
-    assert out[-1]["rollback_to"] == 1
+        (1, "verified"), (2, "verified"), (3, "apply-failed")]
+
+
+def test_finalize_sets_the_status_in_place() -> None:
+    the_plan = lab_plan()
+    applied = new_record(sites_of("lab"), the_plan, Control(action="up"), 1)
+    assert applied["status"] == "applied"
+    assert new_record(sites_of("lab"), the_plan, Control(), 1)["status"] == "unverified"
+    bad = Verification((Row("h1", "shim", "h1 -> web1", False, 1.0, "no answer"),), 1.0)
+    [out] = finalized([applied], 1, bad)
+    assert (out["version"], out["status"]) == (1, "failed-verification")
+    assert out["failed"] == ["h1 shim h1 -> web1: no answer"]
+    [out] = finalized([applied], 1, Verification((), 1.0))
+    assert out["status"] == "verified"
+
+
+def test_a_finalize_run_verifies_only_the_plan_it_recorded() -> None:
+    the_plan = lab_plan()
+    applied = new_record(sites_of("lab"), the_plan, Control(action="up"), 4)
+    ctl = Control(phase="finalize", version=4)
+    check_exact([applied], ctl, the_plan)
+    key = next(iter(applied["containers"]))
+    moved = {**applied["containers"], key: {**applied["containers"][key], "ipv4": "192.0.2.9"}}
+    with pytest.raises(VlanInfraError, match=f"verifying version 4 .*{key}"):
+        check_exact([{**applied, "containers": moved}], ctl, the_plan)
+
+
+def _rec(version: int, status: str, layout: int, rollback_to: int | None = None
+         ) -> dict[str, Any]:
+    return {"version": version, "status": status, "layout": {"n": layout},
+            "allocations": {"k": [str(layout)]}, "rollback_to": rollback_to}
+
+
+@pytest.mark.parametrize(("records", "want"), [
+    # after an automatic rollback to 2, the hosts hold version 2's layout: go before it
+    ([_rec(1, "verified", 1), _rec(2, "verified", 2), _rec(3, "apply-failed", 3),
+      _rec(4, "verified", 2, rollback_to=2)], 1),
+    # a plain newest version: the verified one before it
+    ([_rec(1, "verified", 1), _rec(2, "verified", 2)], 1),
+    # a change left failing verification (--no-rollback): the last verified before it
+    ([_rec(1, "verified", 1), _rec(2, "verified", 2), _rec(3, "failed-verification", 3)], 2),
+    # versions with the very layout on the hosts are skipped (nothing to undo)
+    ([_rec(1, "verified", 1), _rec(2, "verified", 2), _rec(3, "verified", 2)], 1),
+    ([_rec(1, "verified", 1)], None),
+    ([], None),
+])
+def test_rollback_without_a_version_goes_before_what_the_hosts_hold(
+        records: list[dict[str, Any]], want: int | None) -> None:
+    found = rollback_target(records)
+    assert (found["version"] if found else None) == want
 
 
 def test_a_rollback_must_restore_every_recorded_address_and_mac() -> None:
     the_plan = lab_plan()
     target = new_record(sites_of("lab"), the_plan, Control(action="up"), 3)
     ctl = Control(action="rollback", rollback_to=3)
-    check_rollback([target], ctl, the_plan)  # the same plan: fine
-    check_rollback([], Control(), the_plan)  # not a rollback: nothing to compare
+    check_exact([target], ctl, the_plan)  # the same plan: fine
+    check_exact([], Control(), the_plan)  # not a rollback: nothing to compare
     key = next(iter(target["containers"]))
     other_mac = {**target["containers"][key], "mac": "02:00:00:00:00:99"}
     moved = {**target, "containers": {**target["containers"], key: other_mac}}
     with pytest.raises(VlanInfraError, match=f"1 container.*{key}.*nothing was changed"):
-        check_rollback([moved], ctl, the_plan)
+        check_exact([moved], ctl, the_plan)
     with pytest.raises(VlanInfraError, match="keeps no container addresses"):
-        check_rollback([{**target, "containers": None}], ctl, the_plan)
+        check_exact([{**target, "containers": None}], ctl, the_plan)
 
 
 def test_prune_keeps_the_newest_layouts() -> None:
