@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
-from vlaninfra.host import docker_facts, docker_ops, facts, ops, probe, protocol
+from vlaninfra.host import docker_facts, docker_ops, facts, guard, ops, probe, protocol
 from vlaninfra.host.context import Context
 from vlaninfra.host.errors import OpError
 
@@ -138,6 +138,9 @@ OPS: dict[str, Callable[..., Any]] = {
     "docker.container.update": docker_ops.container_update,
     "docker.container.start": docker_ops.container_start,
     "probe.run": probe.run,
+    "guard.arm": guard.arm,
+    "guard.disarm": guard.disarm,
+    "guard.status": guard.status,
 }
 """Every op the agent serves: name → function(ctx, **args)."""
 
