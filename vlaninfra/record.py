@@ -75,6 +75,8 @@ class Control:
     rollback_to: int | None = None
     attempt: Mapping[str, Any] | None = None
     by: str = field(default_factory=lambda: who())
+    guard: Mapping[str, Any] | None = None
+    """The hosts' commit-confirmed guards (`vlaninfra.confirm`)."""
 
 
 def who() -> str:
@@ -259,7 +261,11 @@ def next_records(records: Sequence[Mapping[str, Any]], new: dict[str, Any],
                  ctl: Control) -> list[dict[str, Any]]:
     """The records after this run: the controller's failed attempt (if any), then `new`;
     a plain `pulumi up` that changed nothing adds nothing."""
-    out = [dict(r) for r in records]
+    from vlaninfra.confirm import settle
+
+    out = settle([dict(r) for r in records], ctl)
+    if ctl.action == "confirm":  # the pending record is now verified; nothing is appended
+        return out
     if ctl.action == "pulumi up" and _same_as_last(out, new):
         return out
     if ctl.attempt is not None:
@@ -279,6 +285,8 @@ def export(layout: Any, the_plan: Plan, resources: Sequence[Any],
 
     import pulumi
 
+    from vlaninfra.confirm import mark_pending
+
     version = max((int(r.get("version", 0)) for r in records), default=0) + 1
     new = new_record(layout, the_plan, ctl, version)
     if pulumi.runtime.is_dry_run():
@@ -292,6 +300,7 @@ def export(layout: Any, the_plan: Plan, resources: Sequence[Any],
                              for r in verification.failed][:20]
             if ctl.report:
                 Path(ctl.report).write_text(json.dumps(verification.to_json()), encoding="utf-8")
+        mark_pending(new, ctl)
         return {"format": FORMAT, "records": next_records(records, new, ctl)}
 
     async def after_apply(_ids: Any) -> dict[str, Any]:

@@ -56,6 +56,7 @@ __all__ = [
     "MAX_SECONDS",
     "arm",
     "disarm",
+    "forget",
     "pidfiles",
     "plan_links",
     "plan_routes",
@@ -344,6 +345,16 @@ def pidfiles(netns_inodes: Sequence[int]) -> list[Path]:
         return []
     prefixes = tuple(f"{ino}-" for ino in netns_inodes)
     return sorted(p for p in GUARD_DIR.glob("*.pid") if p.name.startswith(prefixes))
+
+
+def forget(netns_inodes: Sequence[int]) -> None:
+    """Removes the guard files of these network namespaces (after `lab down` ended their
+    restorers: the namespaces are gone, an inode number may be reused)."""
+    if GUARD_DIR.is_dir():
+        prefixes = tuple(f"{ino}-" for ino in netns_inodes)
+        for p in GUARD_DIR.iterdir():
+            if p.name.startswith(prefixes):
+                p.unlink(missing_ok=True)
 
 
 # -- the restorer -----------------------------------------------------------------------------
