@@ -84,16 +84,15 @@ __all__ = [
 ]
 
 GUARD = "guard"
-"""The control file's key for the guards: ``{"arm": {token, deadline, return_to}}`` or
+"""The control file's key for the guards: ``{"arm": {token, seconds, return_to}}`` or
 ``{"disarm": {token, required}}``."""
 MIN_WINDOW = 10.0
 MAX_WINDOW = 86400.0
 WATCH_GRACE = 2.0
 """Seconds after the deadline before the controller rolls back: the hosts have restored
 their plumbing by then, so the two never change one link at the same time."""
-ARMED_SLACK = 60.0
-"""Seconds past a record's deadline during which its guards may still be armed (a host whose
-clock runs late, a restorer that waited for its lock)."""
+_ARMED: dict[str, float] = {}
+"""In the program: the deadline (epoch) of the guards it armed, by token."""
 _LOCK_RETRY = 600.0
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
@@ -149,9 +148,9 @@ def mark_pending(new: dict[str, Any], ctl: Any) -> None:
     """In the program: the record of a windowed apply carries its deadline, guards' token and
     the version it returns to; verified, it is ``pending`` until confirmed."""
     arm = (getattr(ctl, "guard", None) or {}).get("arm")
-    if not arm:
+    if not arm or arm["token"] not in _ARMED:
         return
-    new.update(deadline=_iso(float(arm["deadline"])), token=arm["token"],
+    new.update(deadline=_iso(_ARMED[arm["token"]]), token=arm["token"],
                return_to=arm.get("return_to"))
     if new.get("status") == "verified":
         new["status"] = "pending"
@@ -173,12 +172,6 @@ def settle(records: list[dict[str, Any]], ctl: Any) -> list[dict[str, Any]]:
                      "rolled-back" if ctl.action == "rollback" else "superseded",
                      settled=_iso(time.time()))
     return records
-
-
-def _may_be_armed(records: Sequence[Mapping[str, Any]]) -> bool:
-    now = time.time()
-    return any(r.get("deadline") and _epoch(str(r["deadline"])) + ARMED_SLACK > now
-               for r in records[-5:])
 
 
 # -- in the program: arm or disarm every host's guard ----------------------------------------
@@ -218,10 +211,8 @@ def guard_hosts(ctl: Any, members: Mapping[str, Any], config: Callable[[str], An
 
     if "arm" in asked:
         arm = asked["arm"]
-        seconds = float(arm["deadline"]) - time.time()
-        if seconds < 1:
-            raise VlanInfraError("the confirm window ended before the hosts were armed: nothing "
-                                 "was changed; give a longer --confirm-within")
+        seconds = float(arm["seconds"])
+        _ARMED[arm["token"]] = time.time() + seconds  # the window counts from here
         done = each("guard.arm", token=arm["token"], seconds=seconds)
         failed = [f"{name(k)}: {r}" for k, (ok, _, r) in done.items() if not ok]
         if failed:
@@ -246,7 +237,7 @@ def guard_hosts(ctl: Any, members: Mapping[str, Any], config: Callable[[str], An
         if not good:
             problems.append(f"{name(k)}: {detail}")
         rows.append(Row(members[k].name, "guard", "disarm", good, took * 1000, detail))
-    if getattr(ctl, "report", None):
+    if ctl.action == "confirm" and ctl.report:
         Path(ctl.report).write_text(json.dumps(Verification(tuple(rows), 0.0).to_json()),
                                     encoding="utf-8")
     if problems and disarm.get("required"):
@@ -354,10 +345,10 @@ def _refuse_pending(s: _Stack, records: Sequence[Mapping[str, Any]]) -> None:
                            "first; nothing was changed")
 
 
-def _disarm_first(records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    if not _may_be_armed(records):
-        return None
-    return {GUARD: {"disarm": {"token": None, "required": False}}}
+_DISARM = {GUARD: {"disarm": {"token": None, "required": False}}}
+"""Before a run applies: any guard still armed (an earlier window's, maybe of a failed
+attempt) must not undo this run's change. One round trip per host, in the program process
+that verifies anyway."""
 
 
 def up(stack: str, within: str | float | None = None, *, engine: Engine | None = None,
@@ -380,7 +371,7 @@ def up(stack: str, within: str | float | None = None, *, engine: Engine | None =
     _refuse_pending(s, records)
     if seconds is None:
         report = _up(stack, engine=s.engine, cwd=cwd, confirm=confirm, rollback=rollback,
-                     extra=_disarm_first(records))
+                     extra=_DISARM)
         return Report(stack, "up", (*first, *report.steps), report.final)
     target = _last_verified(records)
     if target is None:
@@ -388,29 +379,27 @@ def up(stack: str, within: str | float | None = None, *, engine: Engine | None =
                            "to, and none is recorded yet: run `vlaninfra up` first; nothing was "
                            "changed")
     token = secrets.token_hex(6)
-    deadline = time.time() + seconds
     back = int(target["version"])
-    _start_watcher(s, token, deadline)
-    try:
-        report = _up(stack, engine=s.engine, cwd=cwd, confirm=confirm, rollback=rollback,
-                     extra={GUARD: {"arm": {"token": token, "deadline": deadline,
-                                            "return_to": back}}})
-    except BaseException:
-        _stop_watcher(s, token)
-        raise
+    report = _up(stack, engine=s.engine, cwd=cwd, confirm=confirm, rollback=rollback,
+                 extra={GUARD: {"arm": {"token": token, "seconds": seconds, "return_to": back}}})
     if not report.ok:
         final = (f"{report.final}; the hosts' guards still put back version {back}'s plumbing "
-                 f"at {_iso(deadline)} (no change where the rollback already did)")
+                 f"when the window ends (no change where the rollback already did)")
         return Report(stack, "up", (*first, *report.steps), final)
-    if time.time() >= deadline:
-        late = _expire(s, _records(s), _records(s)[-1])
+    records = _records(s)
+    p = pending(records)
+    if p is None or p.get("token") != token:
+        return Report(stack, "up", (*first, *report.steps), f"{report.final}; but the record "
+                      "is not pending (another run?): see `vlaninfra history`")
+    if _expired(p):
+        late = _expire(s, records, p)
         return Report(stack, "up", (*first, *report.steps, *late),
                       f"the window ended during the apply: version {back} was applied again; "
                       "give a longer --confirm-within")
-    version = report.steps[-1].version
+    _start_watcher(s, token, _epoch(str(p["deadline"])))
     return Report(stack, "up", (*first, *report.steps),
-                  f"version {version} is on the hosts, verified, and PENDING until "
-                  f"{_iso(deadline)}: run `vlaninfra confirm --stack {stack}` to keep it; "
+                  f"version {p['version']} is on the hosts, verified, and PENDING until "
+                  f"{p['deadline']}: run `vlaninfra confirm --stack {stack}` to keep it; "
                   f"otherwise the hosts put their plumbing back and version {back} is applied "
                   "again")
 
@@ -442,7 +431,7 @@ def rollback(stack: str, *, to: int | None = None, engine: Engine | None = None,
         target = int(found["version"]) if found else None
     same = p is not None and not _expired(p) and target == p.get("return_to")
     report = _rollback(stack, to=to, engine=s.engine, cwd=cwd, confirm=confirm,
-                       extra=None if same else _disarm_first(records))
+                       extra=None if same else _DISARM)
     if p is not None and report.ok:
         _stop_watcher(s, str(p.get("token")))
     return Report(stack, "rollback", (*first, *report.steps), report.final)
@@ -491,7 +480,8 @@ def confirm(stack: str, *, engine: Engine | None = None, cwd: Path | None = None
     verification = Verification.from_json(data) if data else Verification((), 0.0)
     return Report(stack, "confirm", (Step(what, True, None, verification,
                                           time.monotonic() - started, int(p["version"])),),
-                  f"version {p['version']} is confirmed: it stays on the hosts")
+                  f"version {p['version']} is confirmed and stays on the hosts (guards: "
+                  + ", ".join(f"{r.where} {r.detail}" for r in verification.rows) + ")")
 
 
 def notes(stack: str, records: Sequence[Mapping[str, Any]], *,

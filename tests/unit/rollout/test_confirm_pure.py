@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from vlaninfra.confirm import (
+    _ARMED,
     _iso,
-    _may_be_armed,
     mark_pending,
     parse_duration,
     pending,
@@ -45,7 +45,8 @@ def rec(version: int, status: str, **kw: Any) -> dict[str, Any]:
 
 
 def arm(deadline: float) -> dict[str, Any]:
-    return {"arm": {"token": "t1", "deadline": deadline, "return_to": 3}}
+    _ARMED["t1"] = deadline  # what guard_hosts notes when it arms the hosts
+    return {"arm": {"token": "t1", "seconds": 60, "return_to": 3}}
 
 
 def test_a_verified_windowed_apply_is_pending_a_failed_one_keeps_its_status() -> None:
@@ -84,10 +85,3 @@ def test_confirm_verifies_its_own_pending_record_only() -> None:
 def test_other_runs_settle_a_pending_record(action: str, offset: float, status: str) -> None:
     records = [rec(2, "pending", token="t1", deadline=_iso(time.time() + offset))]
     assert settle(records, Control(action=action))[0]["status"] == status
-
-
-def test_guards_may_be_armed_near_a_windowed_records_deadline() -> None:
-    assert not _may_be_armed([rec(1, "verified")])
-    assert _may_be_armed([rec(2, "rolled-back", deadline=_iso(time.time() + 5))])
-    assert _may_be_armed([rec(2, "expired", deadline=_iso(time.time() - 10))])
-    assert not _may_be_armed([rec(2, "expired", deadline=_iso(time.time() - 3600))])
