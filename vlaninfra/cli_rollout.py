@@ -1,6 +1,7 @@
-"""`vlaninfra up | rollback | history --stack S`: verified apply, rollback, known-good records
-(see `vlaninfra.rollout`). They act on the Pulumi project of the current directory (the
-checkout's `stacks/` by default), with the engine and backend `tools/pulumi` uses."""
+"""`vlaninfra up | rollback | history | confirm --stack S`: verified apply, rollback, known-good
+records (see `vlaninfra.rollout`), commit confirmed (`up --confirm-within`, `vlaninfra.confirm`).
+They act on the Pulumi project of the current directory (the checkout's `stacks/` by default),
+with the engine and backend `tools/pulumi` uses."""
 
 from __future__ import annotations
 

@@ -9,20 +9,23 @@ matter:
   managed router once to arm a guard (a snapshot of the stack's links and proto-57 routes,
   and a detached restorer); at the deadline each puts its own plumbing back, reachable or
   not;
-- **the controller**: a detached watcher started by `up` applies the version the change left
-  (`return_to`, the last verified one) again at the deadline plus `WATCH_GRACE`, when the
-  record is still pending. Containers and networks come back this way, once the host answers.
-  Any later `vlaninfra up`, `rollback` or `confirm` that finds an expired pending record says
-  so and does that rollback itself first (the watcher may have died with the machine).
+- **the controller**: a detached watcher, started by `up` once the change is verified and
+  pending, applies the version the change left (`return_to`, the last verified one) again at
+  the deadline plus `WATCH_GRACE`, when the record is still pending. Containers and networks
+  come back this way, once the host answers. Any later `vlaninfra up`, `rollback` or
+  `confirm` that finds an expired pending record says so and does that rollback itself first
+  (the watcher may have died with the machine).
 
 The record of the change gets status ``pending`` with its ``deadline``, ``token`` (the
 guards') and ``return_to``; `confirm` disarms the guards on every host (a resource-free run of
 the program with the pending layout) and marks it ``verified`` with the time ``confirmed``;
 otherwise it ends ``expired``, ``rolled-back`` (a `vlaninfra rollback` in the window) or
 ``superseded``. While one change is pending, `vlaninfra up` is refused: confirm or roll back
-first. A run that may find guards still armed (a windowed record whose deadline is near, or
-this machine's watcher alive) disarms them before it applies, so an old window never undoes a
-newer change; a rollback to the very version the guards keep leaves them armed.
+first. Every other `vlaninfra up` or `rollback` disarms whatever guard of the stack is still
+armed before it applies (one round trip per host, in the program that verifies anyway), so an
+old window never undoes a newer change; a rollback to the very version the guards keep leaves
+them armed (they restore the same state). The window counts from the arming, at the start of
+the apply run.
 
 Example::
 

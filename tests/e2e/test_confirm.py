@@ -218,7 +218,7 @@ def test_cut_management_path_host_restores_itself_then_rollback_converges(
     good = versions(lab_stack)[-1][0]
     lab_stack.write(changed_layout(
         lab_stack, {"name": "web7", "host": "h2", "network": "pub_net", "image": IMAGE},
-        routes="ip-range"))
+        routes="per-container"))  # version 4 routes the ip-range
     old_routes = ip_json(h1.netns, "route", "show", "proto", "57")
     result: dict[str, subprocess.CompletedProcess[str]] = {}
     thread = threading.Thread(target=lambda: result.update(up=cli(

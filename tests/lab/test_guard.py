@@ -186,3 +186,38 @@ def test_a_new_token_replaces_the_guard_and_bad_input_is_refused(ns: str) -> Non
         with pytest.raises(Exception, match="guard: "):
             agent.call("guard.arm", **args)
     assert agent.call("guard.status", owner=OWNER)["armed"] is False
+
+
+def test_lab_down_ends_restorers_and_watchers_left_behind() -> None:
+    """A crashed run leaves a host's restorer and a controller's watcher: `lab down` ends both
+    (found from their pidfiles) and removes the guard's files."""
+    import subprocess
+
+    from vlaninfra.confirm import _watch_dir
+    from vlaninfra.lab import lab_down, lab_up
+    from vlaninfra.lab._procs import alive
+
+    instance = "g7"
+    lab_down(instance)
+    watcher = None
+    try:
+        host = lab_up(hosts=1, instance=instance).sites[0].hosts[0]
+        agent = agent_for(LocalTarget(netns=host.netns))
+        restorer = agent.call("guard.arm", owner=OWNER, token="t1", seconds=600)["pid"]
+        close_all()
+        # a watcher of a stack on this lab, as `up --confirm-within` starts it
+        watcher = subprocess.Popen(["sleep", "600"], start_new_session=True)
+        folder = _watch_dir()
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (folder / f"lab-{instance}-0123456789ab.pid").write_text(f"{watcher.pid}\n")
+        assert alive(restorer)
+        inode = _inode(host.netns)
+        lab_down(instance)
+        watcher.wait(10)
+        assert not alive(restorer)
+        assert not list(guard.GUARD_DIR.glob(f"{inode}-*"))
+    finally:
+        if watcher is not None and watcher.poll() is None:
+            watcher.kill()
+        (_watch_dir() / f"lab-{instance}-0123456789ab.pid").unlink(missing_ok=True)
+        lab_down(instance)

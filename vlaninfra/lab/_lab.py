@@ -524,6 +524,9 @@ def _teardown(instance: str, names: set[str], *, whole: bool) -> list[str]:
     leftovers = _guard_pidfiles(instance, inodes, whole)
     d.kill_processes(lambda: own_processes([*_pidfiles(state, owners), *leftovers], inodes))
     guard.forget(inodes)
+    for p in leftovers:
+        for stale in (p, p.with_suffix(".json")):
+            stale.unlink(missing_ok=True)
     survivors = [
         f"process {p.pid} ({p.cmdline[:120]}) still runs in namespace {x}: the lab did not "
         "start it, so it was left running and keeps that namespace alive; end it if it is stale"
