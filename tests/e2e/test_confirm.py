@@ -216,9 +216,10 @@ def test_cut_management_path_host_restores_itself_then_rollback_converges(
     h1 = lab_stack.host("h1")
     before = snapshot(lab_stack)
     good = versions(lab_stack)[-1][0]
+    now = history(lab_stack.name, **kw(lab_stack))[-1]["layout"]["a"]["networks"][0]["shim"]
     lab_stack.write(changed_layout(
         lab_stack, {"name": "web7", "host": "h2", "network": "pub_net", "image": IMAGE},
-        routes="per-container"))  # version 4 routes the ip-range
+        routes="ip-range" if now.get("routes") != "ip-range" else "per-container"))
     old_routes = ip_json(h1.netns, "route", "show", "proto", "57")
     result: dict[str, subprocess.CompletedProcess[str]] = {}
     thread = threading.Thread(target=lambda: result.update(up=cli(
