@@ -348,6 +348,24 @@ def _refuse_pending(s: _Stack, records: Sequence[Mapping[str, Any]]) -> None:
                            "first; nothing was changed")
 
 
+def _refresh_if_restored(s: _Stack, records: Sequence[Mapping[str, Any]]) -> None:
+    """After a windowed change that failed (its record carries the guards' token and was
+    neither kept nor rolled back by a later run), the hosts may have put their plumbing back
+    without the stack's state knowing: `pulumi refresh` first, so the apply sees what is
+    there (else re-applying the same change would find nothing to do)."""
+    last = records[-1] if records else None
+    if last is None or not last.get("token") or last.get("status") in ("pending", "verified"):
+        return
+    print(f"stack {s.name}: version {last['version']} ({last.get('status')}) was applied with "
+          "--confirm-within, so the hosts may have put their plumbing back: refreshing the "
+          "stack's state first", file=sys.stderr, flush=True)
+    try:
+        s.run("refresh", "--yes", "--skip-preview")
+    except EngineError as err:
+        raise RolloutError(f"stack {s.name}: cannot refresh its state from the hosts (are they "
+                           f"reachable?); nothing was changed:\n{err}") from None
+
+
 _DISARM = {GUARD: {"disarm": {"token": None, "required": False}}}
 """Before a run applies: any guard still armed (an earlier window's, maybe of a failed
 attempt) must not undo this run's change. One round trip per host, in the program process
@@ -372,6 +390,7 @@ def up(stack: str, within: str | float | None = None, *, engine: Engine | None =
     if first:
         records = _records(s)
     _refuse_pending(s, records)
+    _refresh_if_restored(s, records)
     if seconds is None:
         report = _up(stack, engine=s.engine, cwd=cwd, confirm=confirm, rollback=rollback,
                      extra=_DISARM)
@@ -433,6 +452,7 @@ def rollback(stack: str, *, to: int | None = None, engine: Engine | None = None,
         found = _last_verified(records, before=int(records[-1]["version"]))
         target = int(found["version"]) if found else None
     same = p is not None and not _expired(p) and target == p.get("return_to")
+    _refresh_if_restored(s, records)
     report = _rollback(stack, to=to, engine=s.engine, cwd=cwd, confirm=confirm,
                        extra=None if same else _DISARM)
     if p is not None and report.ok:
