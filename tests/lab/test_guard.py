@@ -221,3 +221,55 @@ def test_lab_down_ends_restorers_and_watchers_left_behind() -> None:
             watcher.kill()
         (_watch_dir() / f"lab-{instance}-0123456789ab.pid").unlink(missing_ok=True)
         lab_down(instance)
+
+
+@pytest.mark.vm
+def test_vlan_parent_restored_on_a_vm_host() -> None:
+    """Where the kernel has 802.1Q (a QEMU lab host over SSH): the stack's VLAN parent with its
+    shim and the shim's route come back, after the change removed them and made another."""
+    from pathlib import Path
+
+    from vlaninfra.lab import lab_down, lab_up
+    from vlaninfra.lab._vm import vm_unavailable_reason
+    from vlaninfra.transport import SshTarget
+
+    if (reason := vm_unavailable_reason()) is not None:
+        pytest.skip(f"VM lab members unavailable: {reason}")
+    instance = "g8"
+    lab_down(instance)
+    try:
+        inv = lab_up(hosts=1, vm_hosts=1, instance=instance)
+        vm = next(h for h in inv.sites[0].hosts if h.kind == "vm")
+        agent = agent_for(SshTarget(vm.mgmt_address, private_key=Path(inv.key_path).read_text(),
+                                    host_key=vm.host_key, port=vm.ssh_port, user=vm.user))
+
+        def plumbing() -> dict[str, Any]:
+            snap = agent.call("host.snapshot")
+            return {"links": sorted(json.dumps({k: v for k, v in link.items() if k != "index"},
+                                               sort_keys=True) for link in snap["links"]),
+                    "routes": sorted(json.dumps(r, sort_keys=True) for r in snap["routes"])}
+
+        agent.call("vlan.ensure", trunk="eth0", vlan_id=50, name="eth0.50", owner=OWNER, spec="v")
+        agent.call("shim.ensure", name="shim50", parent="eth0.50", address="198.18.50.250/32",
+                   routes=["198.18.50.128/26"], owner=OWNER, spec="s")
+        time.sleep(2)  # IPv6 on the new links settles
+        before = plumbing()
+        armed = agent.call("guard.arm", owner=OWNER, token="t1", seconds=WINDOW)
+        assert sorted(armed["links"]) == ["eth0.50", "shim50"] and armed["routes"] == 1
+        agent.call("shim.delete", name="shim50", owner=OWNER)
+        agent.call("vlan.delete", name="eth0.50", owner=OWNER)
+        agent.call("vlan.ensure", trunk="eth0", vlan_id=60, name="eth0.60", owner=OWNER, spec="w")
+        agent.call("shim.ensure", name="shim60", parent="eth0.60", address="198.18.60.250/32",
+                   routes=["198.18.60.128/26"], owner=OWNER, spec="s")
+        assert plumbing() != before
+        close_all()
+        agent = agent_for(SshTarget(vm.mgmt_address, private_key=Path(inv.key_path).read_text(),
+                                    host_key=vm.host_key, port=vm.ssh_port, user=vm.user))
+        fired = wait_fired(agent, WINDOW + 10)
+        print(f"\nVM host restored {fired['late_ms']:.0f} ms after the deadline: {fired['done']}")
+        assert fired["errors"] == [], fired
+        time.sleep(2)
+        assert plumbing() == before
+    finally:
+        close_all()
+        lab_down(instance)
