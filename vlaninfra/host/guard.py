@@ -277,7 +277,8 @@ def _base(owner: str) -> Path:
 
 
 def _private_dir() -> None:
-    """``/run/vlaninfra/guard``, 0700, ours, no symlink: nobody else may plant a guard."""
+    """``/run/vlaninfra/guard``: 0700, ours, no symlink, in a directory only we may write:
+    nobody else may plant or read a guard."""
     for d in (GUARD_DIR.parent, GUARD_DIR):
         try:
             d.mkdir(mode=0o700, exist_ok=True)
@@ -286,9 +287,11 @@ def _private_dir() -> None:
             raise OpError(errno.EACCES, f"cannot create {d}: the guard needs root on the host "
                                         "(give the host `sudo: true` in its ssh settings)"
                           ) from None
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
-            raise OpError(errno.EPERM, f"{d} is not a private directory of this user (a "
-                                       "symlink, or open to others): remove it and retry")
+        # /run/vlaninfra may be shared with other tools (readable); the guard's own is 0700.
+        mask = 0o077 if d == GUARD_DIR else 0o022
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & mask:
+            raise OpError(errno.EPERM, f"{d} is not a directory of this user closed to others "
+                                       "(a symlink, or writable by others): remove it and retry")
 
 
 @contextlib.contextmanager
