@@ -285,7 +285,8 @@ def _start_watcher(s: _Stack, token: str, deadline: float) -> None:
     base.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     _stop_watcher(s, None)
     project = (s.cwd or s.engine.root).resolve()
-    with open(f"{base}.log", "a", encoding="utf-8") as log:
+    fd = os.open(f"{base}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with open(fd, "a", encoding="utf-8") as log:
         log.write(f"{_iso(time.time())} watching stack {s.name} (token {token}): rollback at "
                   f"{_iso(deadline + WATCH_GRACE)} unless confirmed\n")
         log.flush()

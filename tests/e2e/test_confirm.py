@@ -78,7 +78,9 @@ def changed_layout(stack: LabStack, *extra: dict[str, Any], routes: str) -> dict
 def no_guard_left(lab_stack: LabStack) -> Iterator[None]:
     """Whatever a failing test left armed is ended: the hosts' restorers, the watcher."""
     yield
-    confirm._stop_watcher(_stack(lab_stack.name, lab_stack.engine, lab_stack.project), None)
+    s = _stack(lab_stack.name, lab_stack.engine, lab_stack.project)
+    confirm._stop_watcher(s, None)
+    Path(f"{confirm._watch_base(s)}.log").unlink(missing_ok=True)
     inodes = [_inode(h) for h in lab_stack.hosts]
     for pidfile in guard.pidfiles(inodes):
         if (pid := recorded_pid(pidfile)) is not None:
