@@ -1,6 +1,7 @@
-"""`vlaninfra up | rollback | history --stack S`: verified apply, rollback, known-good records
-(see `vlaninfra.rollout`). They act on the Pulumi project of the current directory (the
-checkout's `stacks/` by default), with the engine and backend `tools/pulumi` uses."""
+"""`vlaninfra up | rollback | history | confirm --stack S`: verified apply, rollback, known-good
+records (see `vlaninfra.rollout`), commit confirmed (`up --confirm-within`, `vlaninfra.confirm`).
+They act on the Pulumi project of the current directory (the checkout's `stacks/` by default),
+with the engine and backend `tools/pulumi` uses."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from vlaninfra import confirm
 from vlaninfra.cli_plan import find_project_root
 from vlaninfra.errors import VlanInfraError
-from vlaninfra.rollout import Confirm, Report, history, render_history, rollback, up
+from vlaninfra.rollout import Confirm, Report, history, render_history
 
 __all__ = ["add_parser"]
 
@@ -22,7 +24,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--yes", action="store_true", help="apply without asking")
     p.add_argument("--no-rollback", action="store_true",
                    help="leave a failed change on the hosts for inspection")
+    p.add_argument("--confirm-within", metavar="DURATION",
+                   help="keep the change only if `vlaninfra confirm` follows within DURATION "
+                        "(60s, 5m, 1m30s); otherwise the hosts and vlaninfra undo it")
     p.set_defaults(func=_up)
+    p = sub.add_parser("confirm", help="keep a change applied with --confirm-within")
+    p.add_argument("--stack", required=True)
+    p.set_defaults(func=_confirm_pending)
     p = sub.add_parser("rollback", help="apply a recorded version again, verified")
     p.add_argument("--stack", required=True)
     p.add_argument("--to", type=int, metavar="VERSION",
@@ -64,13 +72,23 @@ def _report(command: str, act: Callable[[], Report]) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    return _report("up", lambda: up(args.stack, confirm=_confirm(args),
-                                    rollback=not args.no_rollback, cwd=find_project_root()))
+    def act() -> Report:
+        within = args.confirm_within
+        if within is not None:
+            confirm.parse_duration(within)  # a bad duration is reported before anything else
+        return confirm.up(args.stack, within, confirm=_confirm(args),
+                          rollback=not args.no_rollback, cwd=find_project_root())
+
+    return _report("up", act)
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    return _report("rollback", lambda: rollback(args.stack, to=args.to, confirm=_confirm(args),
-                                                cwd=find_project_root()))
+    return _report("rollback", lambda: confirm.rollback(
+        args.stack, to=args.to, confirm=_confirm(args), cwd=find_project_root()))
+
+
+def _confirm_pending(args: argparse.Namespace) -> int:
+    return _report("confirm", lambda: confirm.confirm(args.stack, cwd=find_project_root()))
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -84,4 +102,6 @@ def _history(args: argparse.Namespace) -> int:
               f"{args.stack}` records them)")
         return 0
     print(render_history(records))
+    for line in confirm.notes(args.stack, records, cwd=find_project_root()):
+        print(line)
     return 0

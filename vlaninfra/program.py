@@ -19,7 +19,7 @@ from typing import Any
 
 import pulumi
 
-from vlaninfra import record
+from vlaninfra import confirm, record
 from vlaninfra.components import deploy
 from vlaninfra.engine import config_key, holds_private_key
 from vlaninfra.errors import LayoutError, VlanInfraError
@@ -212,7 +212,7 @@ def run() -> None:
         previous = record.previous_records(ctl)
         sites, pinned = record.target(lambda: config.require_object("sites"), previous.records,
                                       ctl)
-        if ctl.phase == "finalize" or ctl.layout is not None:
+        if ctl.phase in ("finalize", "confirm") or ctl.layout is not None:
             source = f"the layout of version {ctl.version or ctl.rollback_to}"
         layout = load_config({"sites": sites}, source=source)
         the_plan = plan(layout, previous=pinned)
@@ -222,6 +222,8 @@ def run() -> None:
         problems = check_secrets(_by_config_path(layout, hosts, routers), pulumi.get_stack())
         if problems:
             raise VlanInfraError("\n".join(problems))
+        # `vlaninfra up --confirm-within` / `confirm`: the hosts' guards, before any change.
+        confirm.guard_hosts(ctl, _by_config_path(layout, hosts, routers), _config_value)
     except LayoutError as err:
         raise pulumi.RunError(f"{source} is not a valid layout:\n{err}") from None
     except VlanInfraError as err:

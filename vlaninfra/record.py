@@ -87,7 +87,8 @@ class Control:
 
     action: str = "pulumi up"
     phase: str = "apply"
-    """``apply`` or ``finalize`` (verify record `version`, change no resource)."""
+    """``apply``; ``finalize`` (verify record `version`) or ``confirm`` (confirm it): these two
+    change no resource."""
     report: str | None = None
     """Where the finalize run writes the verification (JSON)."""
     layout: Mapping[str, Any] | None = None
@@ -96,8 +97,12 @@ class Control:
     last: int | None = None
     """The newest version the controller read (0: none); None for a plain `pulumi up`."""
     version: int | None = None
-    """The record a finalize run verifies."""
+    """The record a finalize (or confirm) run verifies (or confirms)."""
+    guard: Mapping[str, Any] | None = None
+    """The hosts' commit-confirmed guards to arm or disarm (`vlaninfra.confirm`)."""
     by: str = field(default_factory=lambda: who())
+    guard: Mapping[str, Any] | None = None
+    """The hosts' commit-confirmed guards (`vlaninfra.confirm`)."""
 
 
 def who() -> str:
@@ -193,7 +198,7 @@ def target(config_sites: Callable[[], Any], records: Sequence[Mapping[str, Any]]
            ctl: Control) -> tuple[Any, dict[str, list[str]]]:
     """The layout to plan and the allocations to pin: record ``ctl.version``'s own (a finalize
     run), the controller's (a rollback), else the stack config's with `pins(records)`."""
-    if ctl.phase == "finalize":
+    if ctl.phase in ("finalize", "confirm"):
         found = _version_of(records, ctl.version)
         if found is None or found.get("layout") is None or found.get("allocations") is None:
             raise VlanInfraError(f"version {ctl.version} is not recorded with its layout and "
@@ -264,7 +269,7 @@ def check_exact(records: Sequence[Mapping[str, Any]], ctl: Control, the_plan: Pl
 
     Example: ``check_exact(records, Control(rollback_to=3), the_plan)``
     """
-    version = ctl.version if ctl.phase == "finalize" else ctl.rollback_to
+    version = ctl.version if ctl.phase in ("finalize", "confirm") else ctl.rollback_to
     if version is None:
         return
     doing = (f"verifying version {version}" if ctl.phase == "finalize"
@@ -333,9 +338,11 @@ def _same_as_last(records: Sequence[Mapping[str, Any]], new: Mapping[str, Any]) 
 
 def next_records(records: Sequence[Mapping[str, Any]], new: dict[str, Any],
                  ctl: Control) -> list[dict[str, Any]]:
-    """The records after an apply: `new` appended; a plain `pulumi up` that changed nothing
-    adds nothing."""
-    out = [dict(r) for r in records]
+    """The records after an apply: a pending change it ends settled (`vlaninfra.confirm`),
+    `new` appended; a plain `pulumi up` that changed nothing adds nothing."""
+    from vlaninfra.confirm import settle
+
+    out = settle([dict(r) for r in records], ctl)
     if ctl.action == "pulumi up" and _same_as_last(out, new):
         return out
     return prune([*out, new])
@@ -346,8 +353,15 @@ def finalized(records: Sequence[Mapping[str, Any]], version: int,
     """The records with version `version`'s status set from `verification` (a
     `vlaninfra.verify.Verification`), in place: no new version."""
     failed = [f"{r.where} {r.check} {r.target}: {r.detail}" for r in verification.failed][:20]
-    return [{**r, "status": "verified" if verification.ok else "failed-verification",
-             "failed": failed} if r.get("version") == version else dict(r) for r in records]
+
+    def status(r: Mapping[str, Any]) -> str:
+        if not verification.ok:
+            return "failed-verification"
+        # a windowed apply (`vlaninfra.confirm.mark_pending`) waits for `vlaninfra confirm`
+        return "pending" if r.get("token") and r.get("deadline") else "verified"
+
+    return [{**r, "status": status(r), "failed": failed} if r.get("version") == version
+            else dict(r) for r in records]
 
 
 def with_failure(records: Sequence[Mapping[str, Any]], last: int,
@@ -383,9 +397,12 @@ def export(layout: Any, the_plan: Plan, resources: Sequence[Any], previous: Prev
     """Exports the records. Phase apply: once every resource is in place, `new_record` is
     appended (a preview keeps the records as they are). Phase finalize: `verify()` (returns a
     `vlaninfra.verify.Verification`) decides record ``ctl.version``'s status and the report goes
-    to ``ctl.report``. Layouts stay secret when the `vlaninfra:sites` config is one, or the
-    records already were."""
+    to ``ctl.report``. Phase confirm: the pending record is settled (`vlaninfra.confirm`).
+    Layouts stay secret when the `vlaninfra:sites` config is one, or the records already were.
+    """
     import pulumi
+
+    from vlaninfra.confirm import mark_pending, settle
 
     records = previous.records
     secret = previous.secret or pulumi.runtime.is_config_secret("vlaninfra:sites")
@@ -399,8 +416,12 @@ def export(layout: Any, the_plan: Plan, resources: Sequence[Any], previous: Prev
             Path(ctl.report).write_text(json.dumps(verification.to_json()), encoding="utf-8")
         pulumi.export(OUTPUT, _output(finalized(records, ctl.version, verification), secret))
         return
+    if ctl.phase == "confirm":  # `vlaninfra confirm`: the pending record becomes verified
+        pulumi.export(OUTPUT, _output(settle([dict(r) for r in records], ctl), secret))
+        return
     version = max((int(r.get("version", 0)) for r in records), default=0) + 1
     new = new_record(layout, the_plan, ctl, version)
+    mark_pending(new, ctl)  # a windowed apply: deadline, guards' token, version to return to
     ids = [r.id for r in resources]
     pulumi.export(OUTPUT, pulumi.Output.all(*ids).apply(
         lambda _ids: _output(next_records(records, new, ctl), secret)))

@@ -301,17 +301,19 @@ def _rollback_control(target: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def up(stack: str, *, engine: Engine | None = None, cwd: Path | None = None,
-       confirm: Confirm | None = None, rollback: bool = True) -> Report:
+       confirm: Confirm | None = None, rollback: bool = True,
+       extra: Mapping[str, Any] | None = None) -> Report:
     """Preview, apply, verify, record; on failure roll back to the last verified record.
 
     `confirm` sees the preview and may refuse (then nothing changes); `rollback=False` leaves
-    a failed change in place for inspection. Raises `StackLockedError`, with nothing changed,
+    a failed change in place for inspection; `extra` goes into the apply's control file
+    (`vlaninfra.confirm`: the hosts' guards). Raises `StackLockedError`, with nothing changed,
     when another run holds the stack's lock. Example: ``up("lab", rollback=False).ok``
     """
     s = _stack(stack, engine, cwd)
     before = _records(s)
     _preview(s, {"action": "up", "last": _last(before)}, confirm)
-    step = _apply(s, "apply", "vlaninfra up", {"action": "up"}, _last(before))
+    step = _apply(s, "apply", "vlaninfra up", {"action": "up", **(extra or {})}, _last(before))
     if step.ok:
         return Report(stack, "up", (step,), f"version {step.version} is on the hosts, verified")
     target = _last_verified(before)
@@ -342,9 +344,10 @@ def up(stack: str, *, engine: Engine | None = None, cwd: Path | None = None,
 
 
 def rollback(stack: str, *, to: int | None = None, engine: Engine | None = None,
-             cwd: Path | None = None, confirm: Confirm | None = None) -> Report:
+             cwd: Path | None = None, confirm: Confirm | None = None,
+             extra: Mapping[str, Any] | None = None) -> Report:
     """Applies recorded version `to` (default: `rollback_target`) with its allocations pinned,
-    verifies and records it.
+    verifies and records it; `extra` goes into the apply's control file (as for `up`).
 
     Example: ``rollback("lab", to=3).ok``
     """
@@ -375,7 +378,7 @@ def rollback(stack: str, *, to: int | None = None, engine: Engine | None = None,
                                "addresses cannot be restored exactly; nothing was changed: "
                                f"roll back to another version (`vlaninfra history --stack "
                                f"{stack}`)")
-    control = _rollback_control(target)
+    control = {**_rollback_control(target), **(extra or {})}
     _preview(s, {**control, "last": current}, confirm)
     step = _apply(s, f"rollback to version {target['version']}",
                   f"vlaninfra rollback to {target['version']}", control, current)

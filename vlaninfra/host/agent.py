@@ -28,7 +28,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
-from vlaninfra.host import docker_facts, docker_ops, doctor_facts, facts, ops, probe, protocol
+from vlaninfra.host import (
+    docker_facts,
+    docker_ops,
+    doctor_facts,
+    facts,
+    guard,
+    ops,
+    probe,
+    protocol,
+)
 from vlaninfra.host.context import Context
 from vlaninfra.host.errors import OpError
 
@@ -139,6 +148,9 @@ OPS: dict[str, Callable[..., Any]] = {
     "docker.container.start": docker_ops.container_start,
     "probe.run": probe.run,
     "doctor.facts": doctor_facts.collect,
+    "guard.arm": guard.arm,
+    "guard.disarm": guard.disarm,
+    "guard.status": guard.status,
 }
 """Every op the agent serves: name → function(ctx, **args)."""
 

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from vlaninfra.host import guard
 from vlaninfra.lab import _daemons as d
 from vlaninfra.lab import _labvm as vm
 from vlaninfra.lab import _netns as n
@@ -496,6 +497,12 @@ def lab_up(
 # --- down -------------------------------------------------------------------------------------
 
 
+def _guard_pidfiles(instance: str, inodes: list[int], whole: bool) -> list[Path]:
+    from vlaninfra.confirm import watcher_pidfiles
+
+    return [*guard.pidfiles(inodes), *(watcher_pidfiles(instance) if whole else [])]
+
+
 def _teardown(instance: str, names: set[str], *, whole: bool) -> list[str]:
     """End processes, mounts, namespaces, links and files of `names` (or the whole instance).
     Return the processes the lab did not start that still run in one of its namespaces (not
@@ -512,7 +519,14 @@ def _teardown(instance: str, names: set[str], *, whole: bool) -> list[str]:
     else:
         mount_dirs = [str(state / x) for x in names] + [str(RUN_DIR / x) for x in names]
     # Only processes the lab recorded (and theirs): never one that merely names a lab path.
-    d.kill_processes(lambda: own_processes(_pidfiles(state, owners), inodes))
+    # Also commit-confirmed guards' restorers in its namespaces and, with the whole
+    # instance, the controller's watchers of its stacks (vlaninfra.host.guard, .confirm).
+    leftovers = _guard_pidfiles(instance, inodes, whole)
+    d.kill_processes(lambda: own_processes([*_pidfiles(state, owners), *leftovers], inodes))
+    guard.forget(inodes)
+    for p in leftovers:
+        for stale in (p, p.with_suffix(".json")):
+            stale.unlink(missing_ok=True)
     survivors = [
         f"process {p.pid} ({p.cmdline[:120]}) still runs in namespace {x}: the lab did not "
         "start it, so it was left running and keeps that namespace alive; end it if it is stale"

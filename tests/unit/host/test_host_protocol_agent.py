@@ -154,7 +154,7 @@ def test_ops_registry_has_the_documented_names() -> None:
         "docker.network.create", "docker.network.remove", "docker.network.connect",
         "docker.network.disconnect", "docker.container.inspect", "docker.container.create",
         "docker.container.remove", "docker.container.update", "docker.container.start",
-        "probe.run", "doctor.facts"}
+        "probe.run", "doctor.facts", "guard.arm", "guard.disarm", "guard.status"}
 
 
 def test_ping_is_answered_while_every_worker_is_busy() -> None:

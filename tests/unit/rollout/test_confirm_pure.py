@@ -1,0 +1,87 @@
+"""Commit confirmed, the pure parts: durations, pending records and how runs settle them.
+Through the real engine and lab: tests/e2e/test_confirm.py."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from vlaninfra.confirm import (
+    _ARMED,
+    _iso,
+    mark_pending,
+    parse_duration,
+    pending,
+    settle,
+)
+from vlaninfra.record import Control
+from vlaninfra.rollout import RolloutError
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("60s", 60), ("60", 60), ("5m", 300), ("1m30s", 90), ("2h", 7200), (" 15S ", 15),
+    ("1h0m10s", 3610), ("24h", 86400)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "s", "60x", "-60s", "1.5m", "m5", "60s60s", "5 m", "1d"])
+def test_not_a_duration(text: str) -> None:
+    with pytest.raises(RolloutError, match=r"is not a duration: give e\.g\. 60s, 5m or 1m30s; "
+                                           r"nothing was changed"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["9s", "0", "25h"])
+def test_windows_out_of_bounds(text: str) -> None:
+    with pytest.raises(RolloutError, match="between 10s and 24h, and longer than an apply"):
+        parse_duration(text)
+
+
+def rec(version: int, status: str, **kw: Any) -> dict[str, Any]:
+    return {"version": version, "status": status, **kw}
+
+
+def arm(deadline: float) -> dict[str, Any]:
+    _ARMED["t1"] = deadline  # what guard_hosts notes when it arms the hosts
+    return {"arm": {"token": "t1", "seconds": 60, "return_to": 3}}
+
+
+def test_a_verified_windowed_apply_is_pending_a_failed_one_keeps_its_status() -> None:
+    deadline = time.time() + 60
+    new = rec(4, "verified")
+    mark_pending(new, Control(action="up", guard=arm(deadline)))
+    assert new == rec(4, "pending", deadline=_iso(deadline), token="t1", return_to=3)
+    failed = rec(4, "failed-verification")
+    mark_pending(failed, Control(action="up", guard=arm(deadline)))
+    assert failed["status"] == "failed-verification" and failed["token"] == "t1"
+    plain = rec(4, "verified")
+    mark_pending(plain, Control(action="up"))
+    assert plain == rec(4, "verified")
+
+
+def test_pending_is_the_newest_record_only() -> None:
+    assert pending([rec(1, "verified"), rec(2, "pending")]) == rec(2, "pending")
+    assert pending([rec(2, "pending"), rec(3, "verified")]) is None
+    assert pending([]) is None
+
+
+def test_confirm_verifies_its_own_pending_record_only() -> None:
+    future = _iso(time.time() + 30)
+    records = [rec(1, "verified"), rec(2, "pending", token="t1", deadline=future)]
+    out = settle([dict(r) for r in records],
+                 Control(action="confirm", guard={"disarm": {"token": "t1"}}))
+    assert out[1]["status"] == "verified" and "confirmed" in out[1]
+    other = settle([dict(r) for r in records],
+                   Control(action="confirm", guard={"disarm": {"token": "t9"}}))
+    assert other[1]["status"] == "pending"
+
+
+@pytest.mark.parametrize(("action", "offset", "status"), [
+    ("rollback", 30, "rolled-back"), ("rollback", -1, "expired"), ("up", -1, "expired"),
+    ("up", 30, "superseded"), ("pulumi up", 30, "pending")])
+def test_other_runs_settle_a_pending_record(action: str, offset: float, status: str) -> None:
+    records = [rec(2, "pending", token="t1", deadline=_iso(time.time() + offset))]
+    assert settle(records, Control(action=action))[0]["status"] == status
