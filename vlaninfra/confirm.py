@@ -351,12 +351,17 @@ def _refuse_pending(s: _Stack, records: Sequence[Mapping[str, Any]]) -> None:
 
 
 def _refresh_if_restored(s: _Stack, records: Sequence[Mapping[str, Any]]) -> None:
-    """After a windowed change that failed (its record carries the guards' token and was
-    neither kept nor rolled back by a later run), the hosts may have put their plumbing back
-    without the stack's state knowing: `pulumi refresh` first, so the apply sees what is
-    there (else re-applying the same change would find nothing to do)."""
-    last = records[-1] if records else None
-    if last is None or not last.get("token") or last.get("status") in ("pending", "verified"):
+    """After a windowed change that failed (its record carries the guards' token, and no
+    verified version came after it: maybe only a failed rollback attempt), the hosts may
+    have put their plumbing back without the stack's state knowing: `pulumi refresh` first,
+    so the apply sees what is there (else re-applying the same change would do nothing)."""
+    since = []
+    for r in reversed(records):
+        if r.get("status") in ("pending", "verified"):
+            break
+        since.append(r)
+    last = next((r for r in since if r.get("token")), None)
+    if last is None:
         return
     print(f"stack {s.name}: version {last['version']} ({last.get('status')}) was applied with "
           "--confirm-within, so the hosts may have put their plumbing back: refreshing the "

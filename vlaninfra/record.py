@@ -101,8 +101,6 @@ class Control:
     guard: Mapping[str, Any] | None = None
     """The hosts' commit-confirmed guards to arm or disarm (`vlaninfra.confirm`)."""
     by: str = field(default_factory=lambda: who())
-    guard: Mapping[str, Any] | None = None
-    """The hosts' commit-confirmed guards (`vlaninfra.confirm`)."""
 
 
 def who() -> str:
@@ -173,13 +171,19 @@ def records_of(output: Any) -> list[dict[str, Any]]:
     """The records in a `vlaninfra` stack output value (empty when absent or foreign)."""
     if not isinstance(output, Mapping) or output.get("format") != FORMAT:
         return []
-    out = []
-    for r in output.get("records") or ():
-        if isinstance(r, Mapping):
-            # The engine hands numbers back as floats.
-            out.append({**r, **{k: int(r[k]) for k in ("version", "rollback_to")
-                                if isinstance(r.get(k), (int, float))}})
-    return out
+    # The engine hands numbers back as floats (a layout's `port: 80` as 80.0).
+    return [_whole(dict(r)) for r in output.get("records") or () if isinstance(r, Mapping)]
+
+
+def _whole(value: Any) -> Any:
+    """`value` with every whole float as an int, recursively."""
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_whole(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _canon(value: Any) -> Any:
@@ -189,9 +193,7 @@ def _canon(value: Any) -> Any:
         return {k: _canon(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):
         return [_canon(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+    return _whole(value)
 
 
 def target(config_sites: Callable[[], Any], records: Sequence[Mapping[str, Any]],

@@ -107,7 +107,8 @@ def test_bad_input_is_refused_and_changes_nothing(lab_stack: LabStack) -> None:
 
 
 def test_first_verified_version(lab_stack: LabStack) -> None:
-    assert up(lab_stack.name, **kw(lab_stack)).ok
+    report = up(lab_stack.name, **kw(lab_stack))
+    assert report.ok, report.text()
     done = cli(lab_stack, "confirm", "--stack", lab_stack.name)
     assert done.returncode == 2 and "the last version, 1, is verified" in done.stderr
 

@@ -16,8 +16,9 @@ from vlaninfra.confirm import (
     pending,
     settle,
 )
-from vlaninfra.record import Control
+from vlaninfra.record import Control, finalized
 from vlaninfra.rollout import RolloutError
+from vlaninfra.verify import Row, Verification
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -51,15 +52,18 @@ def arm(deadline: float) -> dict[str, Any]:
 
 def test_a_verified_windowed_apply_is_pending_a_failed_one_keeps_its_status() -> None:
     deadline = time.time() + 60
-    new = rec(4, "verified")
+    new = rec(4, "applied")  # the apply run notes the window ...
     mark_pending(new, Control(action="up", guard=arm(deadline)))
-    assert new == rec(4, "pending", deadline=_iso(deadline), token="t1", return_to=3)
-    failed = rec(4, "failed-verification")
-    mark_pending(failed, Control(action="up", guard=arm(deadline)))
-    assert failed["status"] == "failed-verification" and failed["token"] == "t1"
-    plain = rec(4, "verified")
+    assert new == rec(4, "applied", deadline=_iso(deadline), token="t1", return_to=3)
+    plain = rec(5, "applied")
     mark_pending(plain, Control(action="up"))
-    assert plain == rec(4, "verified")
+    assert plain == rec(5, "applied")
+    # ... and the finalize run, verified, makes it pending; failed, it keeps its status
+    ok = Verification((), 0.0)
+    bad = Verification((Row("h1", "gateway", "web1", False, 1.0, "no answer"),), 0.0)
+    assert finalized([new], 4, ok)[0]["status"] == "pending"
+    assert finalized([new], 4, bad)[0]["status"] == "failed-verification"
+    assert finalized([plain], 5, ok)[0]["status"] == "verified"
 
 
 def test_pending_is_the_newest_record_only() -> None:

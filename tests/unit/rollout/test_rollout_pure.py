@@ -219,6 +219,15 @@ def test_records_of_ignores_foreign_outputs() -> None:
     assert records_of({"format": 1, "records": [{"version": 1}]}) == [{"version": 1}]
 
 
+def test_records_of_gives_whole_numbers_back_as_ints() -> None:
+    """The engine's outputs hold numbers as floats: a layout read back must plan as written."""
+    layout = {"a": {"probes": [{"from": "h1", "to": "web1", "port": 80.0}], "mtu": 1500.5}}
+    got = records_of({"format": 1, "records": [{"version": 2.0, "layout": layout}]})
+    assert got == [{"version": 2, "layout": {"a": {
+        "probes": [{"from": "h1", "to": "web1", "port": 80}], "mtu": 1500.5}}}]
+    assert isinstance(got[0]["layout"]["a"]["probes"][0]["port"], int)
+
+
 def test_history_table_and_verification_round_trip() -> None:
     records = [
         {"version": 1, "time": "t1", "by": "ops@m", "action": "up", "status": "verified",
