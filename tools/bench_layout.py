@@ -37,7 +37,8 @@ def build() -> dict[str, Any]:
         sites[f"site{s}"] = {
             "lan": {"subnet": f"{lan}.0/18", "gateway": f"{lan}.1",
                     "dhcp_pool": f"{lan}.100-{lan}.200"},
-            "routers": [{"name": "gw", "address": f"{lan}.1", "managed": True}],
+            "routers": [{"name": "gw", "address": f"{lan}.1", "managed": True,
+                         "ssh": {"address": f"203.0.113.{s * 16 + 15}"}}],
             "hosts": [{"name": host, "ssh": {"address": f"203.0.113.{s * 16 + h + 1}"},
                        "lan_address": f"{lan}.{h + 10}", "parents": ["eth0"],
                        "docker_version": "20.10"} for h, host in enumerate(hosts)],
