@@ -17,8 +17,9 @@ matter:
   (the watcher may have died with the machine).
 
 The record of the change gets status ``pending`` with its ``deadline``, ``token`` (the
-guards') and ``return_to``; `confirm` disarms the guards on every host (a resource-free run of
-the program with the pending layout) and marks it ``verified`` with the time ``confirmed``;
+guards') and ``return_to``; `confirm` disarms the guards on every host (a run of the program
+like the finalize run: that version's own layout, only the stack resource targeted) and marks
+it ``verified`` with the time ``confirmed``;
 otherwise it ends ``expired``, ``rolled-back`` (a `vlaninfra rollback` in the window) or
 ``superseded``. While one change is pending, `vlaninfra up` is refused: confirm or roll back
 first. Every other `vlaninfra up` or `rollback` disarms whatever guard of the stack is still
@@ -53,7 +54,7 @@ from typing import Any
 
 from vlaninfra.engine import Engine, EngineError, is_lab_stack, project_root, stack_file
 from vlaninfra.errors import VlanInfraError
-from vlaninfra.record import who
+from vlaninfra.record import last_applied, who
 from vlaninfra.rollout import (
     Confirm,
     Report,
@@ -65,6 +66,7 @@ from vlaninfra.rollout import (
     _stack,
     _stack_urn,
     _write_temp,
+    read_report,
     rollback_target,
 )
 from vlaninfra.rollout import rollback as _rollback
@@ -216,8 +218,10 @@ def guard_hosts(ctl: Any, members: Mapping[str, Any], config: Callable[[str], An
     if "arm" in asked:
         arm = asked["arm"]
         seconds = float(arm["seconds"])
-        _ARMED[arm["token"]] = time.time() + seconds  # the window counts from here
         done = each("guard.arm", token=arm["token"], seconds=seconds)
+        # Each host counts its window from when its arm arrived: the recorded deadline (and
+        # the watcher's, WATCH_GRACE later) comes after every host's.
+        _ARMED[arm["token"]] = time.time() + seconds
         failed = [f"{name(k)}: {r}" for k, (ok, _, r) in done.items() if not ok]
         if failed:
             each("guard.disarm", token=arm["token"])
@@ -357,7 +361,7 @@ def _refresh_if_restored(s: _Stack, records: Sequence[Mapping[str, Any]]) -> Non
     so the apply sees what is there (else re-applying the same change would do nothing)."""
     since = []
     for r in reversed(records):
-        if r.get("status") in ("pending", "verified"):
+        if r.get("status") == "verified" or (r.get("status") == "pending" and not _expired(r)):
             break
         since.append(r)
     last = next((r for r in since if r.get("token")), None)
@@ -407,6 +411,15 @@ def up(stack: str, within: str | float | None = None, *, engine: Engine | None =
         raise RolloutError(f"stack {stack}: --confirm-within needs a verified version to return "
                            "to, and none is recorded yet: run `vlaninfra up` first; nothing was "
                            "changed")
+    on_hosts = last_applied(records)
+    if on_hosts is None or on_hosts.get("version") != target.get("version"):
+        # The guards keep what the hosts hold now; the watcher returns to `target`: the two
+        # must be the same state, or an expired window leaves a mix of both.
+        raise RolloutError(f"stack {stack}: --confirm-within needs the hosts to hold a verified "
+                           f"version, but they hold version {(on_hosts or {}).get('version')} "
+                           f"({(on_hosts or {}).get('status')}); run `vlaninfra up` (or "
+                           f"`vlaninfra rollback --to {target['version']}`) first; nothing was "
+                           "changed")
     token = secrets.token_hex(6)
     back = int(target["version"])
     report = _up(stack, engine=s.engine, cwd=cwd, confirm=confirm, rollback=rollback,
@@ -421,8 +434,11 @@ def up(stack: str, within: str | float | None = None, *, engine: Engine | None =
         return Report(stack, "up", (*first, *report.steps), f"{report.final}; but the record "
                       "is not pending (another run?): see `vlaninfra history`")
     if _expired(p):
+        ended = Step(f"window of version {p['version']}", False,
+                     f"it ended at {p['deadline']}, before the apply and its verification "
+                     "did", None, 0.0)
         late = _expire(s, records, p)
-        return Report(stack, "up", (*first, *report.steps, *late),
+        return Report(stack, "up", (*first, *report.steps, ended, *late),
                       f"the window ended during the apply: version {back} was applied again; "
                       "give a longer --confirm-within")
     _start_watcher(s, token, _epoch(str(p["deadline"])))
@@ -507,7 +523,7 @@ def confirm(stack: str, *, engine: Engine | None = None, cwd: Path | None = None
                       f"their plumbing back and version {p.get('return_to')} is applied again; "
                       f"run `vlaninfra confirm --stack {stack}` again before then")
     finally:
-        data = json.loads(Path(report).read_text(encoding="utf-8") or "{}")
+        data = read_report(report)
         Path(report).unlink(missing_ok=True)
     _stop_watcher(s, str(p["token"]))
     verification = Verification.from_json(data) if data else Verification((), 0.0)

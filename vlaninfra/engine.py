@@ -94,12 +94,24 @@ def stack_file(project: Path, stack: str) -> Path:
 
     Example: ``stack_file(project_root(), "lab")`` → ``.../stacks/Pulumi.lab.yaml``
     """
+    folder = _meta(project).get("stackConfigDir")
+    return project / str(folder or ".") / f"Pulumi.{stack}.yaml"
+
+
+def _meta(project: Path) -> dict[str, Any]:
+    """The project's Pulumi.yaml (empty when unreadable)."""
     try:
         meta = yaml.safe_load((project / "Pulumi.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
-        meta = {}
-    folder = meta.get("stackConfigDir") if isinstance(meta, dict) else None
-    return project / str(folder or ".") / f"Pulumi.{stack}.yaml"
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def project_name(project: Path) -> str | None:
+    """The project's name in its Pulumi.yaml. Example: ``project_name(root)`` → ``"vlaninfra"``
+    """
+    name = _meta(project).get("name")
+    return str(name) if name else None
 
 
 def is_lab_stack(path: Path) -> bool:
@@ -292,11 +304,14 @@ class Engine:
         if not url.startswith("file://"):
             return []
         backend = Path(os.path.expanduser(url.removeprefix("file://").split("?", 1)[0]))
+        # .pulumi/locks/organization/PROJECT/STACK/ID.json (or a legacy locks/STACK/ID.json)
+        project = (project_name(cwd or self.root), "locks")
         stale = []
         for path in (backend / ".pulumi" / "locks").rglob("*.json"):
             try:
                 lock = json.loads(path.read_text())
-                if path.parent.name != stack or lock["hostname"] != socket.gethostname():
+                if path.parent.name != stack or path.parent.parent.name not in project \
+                        or lock["hostname"] != socket.gethostname():
                     continue
                 pid = int(lock["pid"])
             except (OSError, ValueError, KeyError, TypeError):
@@ -316,13 +331,14 @@ class Engine:
         cancelled by the next `up`, `refresh` or `destroy`.
 
         Before `up`, `refresh` and `destroy`, a lock a killed pulumi left on a file backend is
-        removed with `pulumi cancel` (the engine then drops the killed run's pending creates
-        with a warning, and vlaninfra's creates adopt what that run made on the hosts). A run
-        refused by another run's lock raises `StackLockedError`.
+        removed: exactly that lock file (`pulumi cancel` would remove every lock of the stack,
+        a live run's too); the engine then drops the killed run's pending creates with a
+        warning, and vlaninfra's creates adopt what that run made on the hosts. A run refused
+        by another run's lock raises `StackLockedError`.
         """
-        if stack is not None and args and args[0] in ("up", "refresh", "destroy") \
-                and self.stale_locks(stack, cwd):
-            self.run(stack, "cancel", "--yes", check=False, cwd=cwd)
+        if stack is not None and args and args[0] in ("up", "refresh", "destroy"):
+            for lock in self.stale_locks(stack, cwd):
+                lock.unlink(missing_ok=True)
         full = [*args, "--non-interactive"]
         if stack is not None:
             full += ["--stack", stack]
@@ -377,9 +393,8 @@ def project_backend(project: Path) -> str | None:
     Example: ``project_backend(Path("stacks/.."))`` → ``None``
     """
     try:
-        meta = yaml.safe_load((project / "Pulumi.yaml").read_text()) or {}
-        url = meta["backend"]["url"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        url = _meta(project)["backend"]["url"]
+    except (KeyError, TypeError):
         return None
     return str(url) if url else None
 

@@ -225,9 +225,10 @@ def run() -> None:
         # `vlaninfra up --confirm-within` / `confirm`: the hosts' guards, before any change.
         confirm.guard_hosts(ctl, _by_config_path(layout, hosts, routers), _config_value)
     except LayoutError as err:
-        raise pulumi.RunError(f"{source} is not a valid layout:\n{err}") from None
+        raise pulumi.RunError(f"{source} is not a valid layout:\n{err}\n{record.REFUSED}"
+                              ) from None
     except VlanInfraError as err:
-        raise pulumi.RunError(f"{source}: {err}") from None
+        raise pulumi.RunError(f"{source}: {err}\n{record.REFUSED}") from None
     for warning in the_plan.warnings:
         pulumi.log.warn(str(warning))
     resources = record.custom_resources(deploy(the_plan, hosts, routers))

@@ -12,7 +12,8 @@ any backend) and appends. Layouts are kept for the newest `KEEP_LAYOUTS` records
 Statuses: `applied` (the controller's apply went through; verification still to come),
 `verified` / `failed-verification` (set in place by the controller's finalize run),
 `apply-failed` (written by the controller after a failed apply), `unverified` (a plain
-`pulumi up`).
+`pulumi up`); a windowed apply (`vlaninfra.confirm`) is `pending` once verified, then
+`verified` (confirmed), `expired`, `rolled-back` or `superseded`.
 
 `vlaninfra up` / `rollback` (`vlaninfra.rollout`) steer the program through one environment
 variable, `VLANINFRA_ROLLOUT`, naming a JSON file (`Control`). Phase ``apply``: the layout
@@ -55,6 +56,7 @@ from vlaninfra.layout import Plan
 
 __all__ = [
     "OUTPUT",
+    "REFUSED",
     "ROLLOUT_ENV",
     "Control",
     "Previous",
@@ -72,6 +74,9 @@ __all__ = [
 
 OUTPUT = "vlaninfra"
 """The stack output holding the records."""
+REFUSED = "(vlaninfra refused this run before any change: nothing was changed)"
+"""Ends every error the program raises before it registers a resource: the controller then
+knows the hosts are untouched (no failed attempt to record, nothing to roll back)."""
 ROLLOUT_ENV = "VLANINFRA_ROLLOUT"
 """Environment variable naming the controller's JSON file (set by `vlaninfra.rollout`)."""
 FORMAT = 1
@@ -101,6 +106,9 @@ class Control:
     guard: Mapping[str, Any] | None = None
     """The hosts' commit-confirmed guards to arm or disarm (`vlaninfra.confirm`)."""
     by: str = field(default_factory=lambda: who())
+    run: str | None = None
+    """The controller's id of this apply, kept in its record: a failed apply marks only the
+    record its own run left."""
 
 
 def who() -> str:
@@ -274,8 +282,9 @@ def check_exact(records: Sequence[Mapping[str, Any]], ctl: Control, the_plan: Pl
     version = ctl.version if ctl.phase in ("finalize", "confirm") else ctl.rollback_to
     if version is None:
         return
-    doing = (f"verifying version {version}" if ctl.phase == "finalize"
-             else f"rolling back to version {version}")
+    doing = {"finalize": f"verifying version {version}",
+             "confirm": f"confirming version {version}"}.get(
+        ctl.phase, f"rolling back to version {version}")
     found = _version_of(records, version)
     if found is None or found.get("containers") is None:
         raise VlanInfraError(f"version {version} keeps no container addresses, so it "
@@ -301,6 +310,7 @@ def new_record(layout: Any, the_plan: Plan, ctl: Control, version: int) -> dict[
         "by": ctl.by,
         "action": ctl.action,
         "rollback_to": ctl.rollback_to,
+        "run": ctl.run,
         "status": "unverified" if ctl.action == "pulumi up" else "applied",
         "vlaninfra": _version(),
         "summary": summary(the_plan),
@@ -376,7 +386,8 @@ def with_failure(records: Sequence[Mapping[str, Any]], last: int,
     out = [dict(r) for r in records]
     fail = {"status": "apply-failed", "failed": list(attempt.get("failed") or [])}
     newest = max((int(r.get("version", 0)) for r in out), default=0)
-    if out and newest == last + 1 and out[-1].get("status") == "applied":
+    if (out and newest == last + 1 and out[-1].get("status") == "applied"
+            and attempt.get("run") is not None and out[-1].get("run") == attempt.get("run")):
         out[-1].update(fail)
         return out
     return prune([*out, {"time": _now(), "layout": None, "allocations": None,

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,13 +40,27 @@ from pathlib import Path
 from typing import Any
 
 from vlaninfra._text import table
-from vlaninfra.engine import Engine, EngineError, StackLockedError, project_root
+from vlaninfra.engine import (
+    Engine,
+    EngineError,
+    StackLockedError,
+    project_name,
+    project_root,
+)
 from vlaninfra.errors import VlanInfraError
-from vlaninfra.record import OUTPUT, ROLLOUT_ENV, records_of, who, with_failure
+from vlaninfra.record import OUTPUT, REFUSED, ROLLOUT_ENV, records_of, who, with_failure
 from vlaninfra.verify import Verification
 
-__all__ = ["Report", "RolloutError", "history", "render_history", "rollback",
-           "rollback_target", "up"]
+__all__ = [
+    "Report",
+    "RolloutError",
+    "history",
+    "read_report",
+    "render_history",
+    "rollback",
+    "rollback_target",
+    "up",
+]
 
 Confirm = Callable[[str], bool]
 """Shown the preview; True to go on."""
@@ -215,13 +230,17 @@ def _apply(s: _Stack, what: str, message: str, control: dict[str, Any], last: in
     """Run 1 (apply, recorded as `applied`), then the finalize run (verify, status in place).
     A failed run 1 is recorded as `apply-failed` before this returns."""
     started = time.monotonic()
-    control = {**control, "phase": "apply", "last": last, "by": who()}
+    control = {**control, "phase": "apply", "last": last, "by": who(),
+               "run": secrets.token_hex(6)}
     try:
         # --json: an error comes back as the engine's diagnostics, not the display's tail.
         s.run("up", "--yes", "--skip-preview", "--json", "--message", message, control=control)
     except StackLockedError:  # another run holds the stack: refuse, never roll back over it
         raise
     except EngineError as err:
+        if REFUSED in str(err):  # e.g. another run added a version since ours read them
+            raise RolloutError(f"stack {s.name}: {what} was refused before any change, so "
+                               f"nothing was changed or recorded:\n{err}") from None
         note = _record_failure(s, last, control, str(err))
         return Step(what, False, str(err) + note, None, time.monotonic() - started)
     # The program refuses unless it read exactly versions up to `last`, and appends one.
@@ -238,7 +257,7 @@ def _finalize(s: _Stack, version: int) -> tuple[Verification | None, str | None,
               "--expect-no-changes", "--message", f"vlaninfra verify version {version}",
               control={"phase": "finalize", "version": version, "last": version,
                        "report": report, "by": who()})
-        data = json.loads(Path(report).read_text(encoding="utf-8") or "{}")
+        data = read_report(report)
     except EngineError as err:
         return None, f"the verification run failed, so version {version} stays unverified:\n" \
             f"{err}", time.monotonic() - started
@@ -251,19 +270,28 @@ def _finalize(s: _Stack, version: int) -> tuple[Verification | None, str | None,
     return Verification.from_json(data), None, took
 
 
+def read_report(path: str) -> dict[str, Any]:
+    """What the program wrote to the control file's `report` (empty when nothing readable)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _stack_urn(s: _Stack) -> str:
     """The URN of the stack resource: the only target of a finalize run."""
-    import yaml
-
-    meta = yaml.safe_load(((s.cwd or s.engine.root) / "Pulumi.yaml").read_text()) or {}
-    project = meta["name"]
-    return f"urn:pulumi:{s.name}::{project}::pulumi:pulumi:Stack::{project}-{s.name}"
+    project = project_name(s.cwd or s.engine.root)
+    stack = s.name.rsplit("/", 1)[-1]  # `org/project/stack` names the same stack
+    return f"urn:pulumi:{stack}::{project}::pulumi:pulumi:Stack::{project}-{stack}"
 
 
 def _record_failure(s: _Stack, last: int, control: Mapping[str, Any], error: str) -> str:
     """Records a failed run 1 as `apply-failed` in the state's record output (`stack export`,
     edit, `stack import`; no resource touched). Returns a note when that failed too."""
-    attempt = {"by": who(), "action": control.get("action", "up"),
+    arm = (control.get("guard") or {}).get("arm") or {}  # a windowed apply's guards
+    attempt = {"by": who(), "action": control.get("action", "up"), "run": control.get("run"),
+               "token": arm.get("token"),
                "rollback_to": control.get("rollback_to"),
                "failed": [ln for ln in error.strip().splitlines() if ln.strip()][-5:]}
     try:

@@ -293,8 +293,14 @@ def test_a_lock_is_stale_only_when_its_pid_is_no_running_pulumi(tmp_path: Path) 
                                 ("zombie", dead.pid, socket.gethostname()),
                                 ("elsewhere", 2**22 + 7, "another-machine")):
             (locks / f"{name}.json").write_text(json.dumps({"pid": pid, "hostname": host}))
+        other = locks.parent.parent / "other-project" / "s"  # the same stack name elsewhere
+        other.mkdir(parents=True)
+        (other / "gone.json").write_text(json.dumps({"pid": 2**22 + 7,
+                                                     "hostname": socket.gethostname()}))
+        (tmp_path / "Pulumi.yaml").write_text("name: proj\nruntime: python\n")
         stale = Engine(tmp_path, backend=tmp_path / "backend").stale_locks("s")
         assert sorted(p.stem for p in stale) == ["gone", "other-program", "zombie"]
+        assert all(p.parent == locks for p in stale)
     finally:
         live.kill()
         live.wait()

@@ -528,8 +528,8 @@ def _describe(state: Mapping[str, Any], again: bool) -> dict[str, Any]:
 def disarm(ctx: Context, owner: str, token: str | None = None) -> dict[str, Any]:
     """Ends `owner`'s guard (only the one armed with `token`, when given): the change is kept.
     ``{"disarmed": True}`` when a guard was waiting; ``{"disarmed": False, "fired": {...}}``
-    when its restorer had already put the plumbing back; ``{"disarmed": False}`` when there
-    was none.
+    when the restorer of the window `token` names had already put the plumbing back;
+    ``{"disarmed": False}`` when there was none.
 
     Example: ``disarm(ctx, "vlaninfra/prod", "3f2a9c01")`` → ``{"disarmed": True, ...}``
     """
@@ -545,8 +545,9 @@ def disarm(ctx: Context, owner: str, token: str | None = None) -> dict[str, Any]
             state_path.unlink(missing_ok=True)
             Path(f"{base}.pid").unlink(missing_ok=True)
             return {"disarmed": True, "token": state.get("token"), "fired": None}
-        fired = _read(base.with_name(base.name + ".fired.json"))
-        if fired is not None and token not in (None, fired.get("token")):
+        # What fired is news only to the run that asks for that very window (`confirm`).
+        fired = _read(base.with_name(base.name + ".fired.json")) if token else None
+        if fired is not None and fired.get("token") != token:
             fired = None
         return {"disarmed": False, "fired": fired}
 

@@ -14,7 +14,7 @@ import pytest
 
 from vlaninfra import rollout
 from vlaninfra.engine import EngineError
-from vlaninfra.record import ROLLOUT_ENV
+from vlaninfra.record import REFUSED, ROLLOUT_ENV
 from vlaninfra.rollout import RolloutError
 
 
@@ -65,8 +65,12 @@ class FakeEngine:
         if self.outcomes[0] == "fail":
             self.outcomes.pop(0)
             raise EngineError(list(args), 1, "image x is not on host h2")
+        if self.outcomes[0] == "refused":  # the program stops before registering anything
+            self.outcomes.pop(0)
+            raise EngineError(list(args), 1, f"records moved on\n{REFUSED}")
         self.records.append({
             "version": len(self.records) + 1, "action": control["action"], "status": "applied",
+            "run": control["run"],
             "layout": control.get("layout") or {"n": len(self.records) + 1},
             "allocations": {}, "rollback_to": control.get("rollback_to")})
         return ""
@@ -116,6 +120,17 @@ def test_a_failed_apply_rolls_back_to_the_last_verified_and_records_the_attempt(
         (3, "apply-failed"), (4, "verified")]
     assert "image x is not on host h2" in engine.records[2]["failed"][-1]
     assert "image x is not on host h2" in report.text()
+
+
+def test_a_refused_apply_is_neither_recorded_nor_rolled_back() -> None:
+    """E.g. another run added a version between this one's preview and apply: rolling back
+    would undo that run's change."""
+    engine = fake(2, "refused")
+    with pytest.raises(RolloutError, match="refused before any change"):
+        up("s", engine=engine)
+    assert [(r["version"], r["status"]) for r in engine.records] == [
+        (1, "verified"), (2, "verified")]
+    assert len(engine.controls) == 1
 
 
 def test_failed_verification_rolls_back_and_keeps_the_failed_version() -> None:

@@ -118,15 +118,16 @@ def test_a_failed_apply_is_recorded_in_place_or_appended() -> None:
     assert [(r["version"], r["status"]) for r in out] == [(1, "verified"), (2, "apply-failed")]
     assert out[-1]["failed"] == ["image x missing on h2"] and out[-1]["layout"] is None
     # the engine kept the failed run's record (a delete failed after the creates): in place
-    left = new_record(sites_of("lab"), the_plan, Control(action="up"), 2)
-    out = with_failure([first, left], 1, {"action": "up", "failed": ["delete failed"]})
+    left = new_record(sites_of("lab"), the_plan, Control(action="up", run="r1"), 2)
+    out = with_failure([first, left], 1, {"action": "up", "run": "r1", "failed": ["delete"]})
     assert [(r["version"], r["status"]) for r in out] == [(1, "verified"), (2, "apply-failed")]
     assert out[-1]["layout"] == left["layout"]
-    # another run's record after `last` is never taken for this one's
-    other = {**left, "status": "verified"}
-    out = with_failure([first, other], 1, {"action": "up", "failed": ["x"]})
-    assert [(r["version"], r["status"]) for r in out] == [
-        (1, "verified"), (2, "verified"), (3, "apply-failed")]
+    # another run's record after `last` is never taken for this one's: verified, or only
+    # applied so far (that run is between its apply and its finalize run, or crashed)
+    for other in ({**left, "status": "verified"}, {**left, "run": "r2"}):
+        out = with_failure([first, other], 1, {"action": "up", "run": "r1", "failed": ["x"]})
+        assert [(r["version"], r["status"]) for r in out] == [
+            (1, "verified"), (2, other["status"]), (3, "apply-failed")]
 
 
 def test_finalize_sets_the_status_in_place() -> None:
