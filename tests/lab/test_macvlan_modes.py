@@ -162,10 +162,10 @@ def test_passthru_holds_one_container_no_shim_and_takes_the_nic_from_the_host(be
         assert shim.value.errno == errno.EINVAL, shim.value
         peer = in_netns(bed.peer_netns, "ping", "-c", "1", "-W", "1", host_lan)
         assert peer.returncode != 0, "the host's own address answered beside a passthru link"
-    # passthru gave the container's MAC to the parent itself, so the LAN peer learnt the host's
-    # own address at that MAC; once the network is gone the host has its NIC and MAC back,
-    # and answers again as soon as the peer's stale ARP entry goes (here: flushed).
-    neigh = in_netns(bed.peer_netns, "ip", "neigh", "show", host_lan).stdout
-    assert mac in neigh, neigh
+    # passthru gave the container's MAC to the parent itself, so the LAN peer may hold the
+    # host's own address at that MAC for a while (or may already have re-learnt it: the
+    # kernel re-resolves a stale entry on its own timing, so either is seen here); once the
+    # network is gone the host has its NIC and MAC back, and answers again as soon as the
+    # peer's stale ARP entry goes (here: flushed).
     in_netns(bed.peer_netns, "ip", "neigh", "flush", host_lan)
     assert in_netns(bed.peer_netns, "ping", "-c", "1", "-W", "2", host_lan).returncode == 0
