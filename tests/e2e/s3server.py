@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.lab._agent_fixtures import mgmt_link, netns
+from tests.lab._agent_fixtures import mgmt_link, netns, stop
 from vlaninfra.engine import project_root
 
 PORT = 7070
@@ -93,11 +93,6 @@ def s3_server() -> Iterator[S3Server]:
                        "&s3ForcePathStyle=true&region=us-east-1")
                 yield S3Server(url, data / "gw", secret)
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop(proc, 10)
     finally:
         shutil.rmtree(data, ignore_errors=True)

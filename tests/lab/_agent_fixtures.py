@@ -31,6 +31,16 @@ IMAGE = "vxa-busybox:lab"
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
 
+def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str], grace: float) -> None:
+    """Ends a daemon a fixture started: SIGTERM, then SIGKILL after `grace` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a command (no shell); raise with its stderr when it fails."""
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
@@ -175,12 +185,7 @@ def sshd(ns: str, listen: str, port: int = 22) -> Iterator[Sshd]:
         yield Sshd(listen, port, host_pub, client_priv, log, tmp, proc)
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, 10)
         _kill_netns_pids(ns)  # per-connection sshd children and agents
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -270,12 +275,7 @@ def dockerd(ns: str) -> Iterator[Dockerd]:
                 api2 = Dockerd(socket_path, exec_root, data_root, IMAGE, proc).api()
                 for c in api2.containers(all=True):  # type: ignore[attr-defined]
                     api2.remove_container(c["Id"], force=True)  # type: ignore[attr-defined]
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, 30)
         log.close()
         _unmount_under(exec_root, data_root)
         shutil.rmtree(exec_root, ignore_errors=True)
