@@ -22,7 +22,7 @@ import paramiko
 
 from vlaninfra.transport._bootstrap import bootstrap_argv
 from vlaninfra.transport._errors import AuthenticationError, HostKeyError, TransportError
-from vlaninfra.transport._stats import bump
+from vlaninfra.transport._stats import bump, trace
 from vlaninfra.transport._targets import SshTarget
 from vlaninfra.transport._zipapp import Bundle
 
@@ -194,6 +194,7 @@ class SshConnector:
         entry = target.host if target.port == 22 else f"[{target.host}]:{target.port}"
         client.get_host_keys().add(entry, pinned.get_name(), pinned)
         client.set_missing_host_key_policy(_PinnedPolicy(target, pinned))
+        started = time.monotonic()
         try:
             client.connect(
                 target.host,
@@ -234,6 +235,7 @@ class SshConnector:
         assert transport is not None
         transport.set_keepalive(30)
         bump("ssh_connections")
+        trace(target.label, "connect", "", started)
         log.info("connected to %s", target.label)
         return client
 
