@@ -98,7 +98,7 @@ def _add(zf: zipfile.ZipFile, arcname: str, data: bytes) -> None:
     info = zipfile.ZipInfo(arcname, date_time=_EPOCH)
     info.external_attr = 0o644 << 16
     info.compress_type = zipfile.ZIP_DEFLATED
-    zf.writestr(info, data, compresslevel=9)
+    zf.writestr(info, data, compresslevel=1)  # every provider process builds it: be quick
 
 
 @functools.lru_cache(maxsize=1)
