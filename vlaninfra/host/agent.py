@@ -45,6 +45,19 @@ __all__ = ["OPS", "describe_error", "handle", "main", "run_request"]
 
 log = logging.getLogger("vlaninfra.host.agent")
 MAX_WORKERS = 16
+BATCH_WORKERS = 8
+"""Threads that ``parallel`` batches and ``check.facts`` run their entries on (kept for the
+agent's life: each keeps its netlink socket and Docker client)."""
+_batch_pool: ThreadPoolExecutor | None = None
+_batch_pool_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _batch_pool
+    with _batch_pool_lock:
+        if _batch_pool is None:
+            _batch_pool = ThreadPoolExecutor(BATCH_WORKERS, thread_name_prefix="batch")
+        return _batch_pool
 
 
 def ping(ctx: Context) -> dict[str, Any]:
@@ -93,6 +106,33 @@ def host_snapshot(ctx: Context) -> dict[str, Any]:
     }
 
 
+def check_facts(ctx: Context) -> dict[str, Any]:
+    """What preview checks ask about a host, for every object at once (one round trip per
+    host instead of one per resource): links by name (as ``link.get``), main-table routes (as
+    ``route.list``), image tags and ids, Docker networks and containers by name (as
+    ``docker.network.inspect`` / ``docker.container.inspect``). The Docker parts are None
+    when the Docker socket does not exist."""
+    with ctx.netlink() as ipr:
+        links = {link["name"]: link for link in facts.read_links(ipr)}
+        routes = facts.read_routes(ipr)
+    out: dict[str, Any] = {"links": links, "routes": routes, "images": None,
+                           "networks": None, "containers": None}
+    if not ctx.docker_available():
+        return out
+    images: set[str] = set()
+    for image in ctx.docker().images():
+        images.update(image.get("RepoTags") or [])
+        images.add(image["Id"])
+    nets = [n["name"] for n in docker_facts.network_list(ctx)]
+    ctrs = [c["name"] for c in docker_facts.container_list(ctx)]
+    net_dicts = list(_pool().map(lambda n: docker_facts.network_inspect(ctx, n), nets))
+    ctr_dicts = list(_pool().map(lambda c: docker_facts.container_inspect(ctx, c), ctrs))
+    out["images"] = sorted(images)
+    out["networks"] = {n: d for n, d in zip(nets, net_dicts, strict=True) if d is not None}
+    out["containers"] = {c: d for c, d in zip(ctrs, ctr_dicts, strict=True) if d is not None}
+    return out
+
+
 def debug_sleep(ctx: Context, seconds: float) -> float:
     """Sleep up to 30 s and return the seconds slept (timeouts, concurrency, death tests)."""
     if not isinstance(seconds, (int, float)) or not 0 <= seconds <= 30:
@@ -101,20 +141,28 @@ def debug_sleep(ctx: Context, seconds: float) -> float:
     return float(seconds)
 
 
-def batch(ctx: Context, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run ``[{op, args}]`` in order; each entry becomes ``{ok, result}`` or ``{ok, error}``.
+def batch(ctx: Context, calls: list[dict[str, Any]], parallel: bool = False
+          ) -> list[dict[str, Any]]:
+    """Run ``[{op, args}]`` in order (with ``parallel``: concurrently, for independent reads);
+    each entry becomes ``{ok, result}`` or ``{ok, error}``, in the order of ``calls``.
 
-    Meant for preview-time checks (many cheap facts in one round trip).
+    Meant for checks and reads (many cheap facts in one round trip).
     """
-    out: list[dict[str, Any]] = []
-    for call in calls:
+    if not isinstance(calls, list):
+        raise OpError(_errno.EINVAL, "batch: calls must be a list of {op, args}")
+
+    def one(call: object) -> dict[str, Any]:
         try:
-            if not isinstance(call, dict) or call.get("op") == "batch":
-                raise OpError(_errno.EINVAL, "batch entries are {op, args} (no nested batch)")
-            out.append({"ok": True, "result": handle(ctx, call.get("op"), call.get("args"))})
+            if not isinstance(call, dict) or call.get("op") in ("batch", "check.facts"):
+                raise OpError(_errno.EINVAL, "batch entries are {op, args} (no nested batch "
+                                             "or check.facts)")
+            return {"ok": True, "result": handle(ctx, call.get("op"), call.get("args"))}
         except Exception as exc:
-            out.append({"ok": False, "error": describe_error(exc)})
-    return out
+            return {"ok": False, "error": describe_error(exc)}
+
+    if not parallel or len(calls) < 2:
+        return [one(call) for call in calls]
+    return list(_pool().map(one, calls))
 
 
 OPS: dict[str, Callable[..., Any]] = {
@@ -129,6 +177,7 @@ OPS: dict[str, Callable[..., Any]] = {
     "route.ensure": ops.route_ensure,
     "route.delete": ops.route_delete,
     "host.snapshot": host_snapshot,
+    "check.facts": check_facts,
     "shim.ensure": ops.shim_ensure,
     "shim.read": ops.shim_read,
     "shim.delete": ops.shim_delete,

@@ -33,6 +33,7 @@ from vlaninfra.transport import (
     Target,
     TransportError,
     agent_for,
+    checking,
 )
 
 __all__ = [
@@ -305,16 +306,17 @@ class HostProvider(ResourceProvider):
         if failures or not changed or has_unknowns(news.get(CONNECTION)):
             return CheckResult(news, failures)
         try:
-            agent = self.agent(news)
-            if not has_unknowns(news):
-                failures += self.validate_on_host(agent, news)
-            # A new resource whose name is taken on the host by an object that is not this
-            # stack's: said at preview, before anything is created.
-            if _olds == {} and not has_unknowns(news.get("name")):
-                clash = self.clash(agent, news)
-                if clash:
-                    where = news.get(CONFIG_PATH) or self.KIND
-                    failures.append(CheckFailure("name", f"{where}: {clash}"))
+            with checking():  # host facts from one snapshot per host, not one call each
+                agent = self.agent(news)
+                if not has_unknowns(news):
+                    failures += self.validate_on_host(agent, news)
+                # A new resource whose name is taken on the host by an object that is not this
+                # stack's: said at preview, before anything is created.
+                if _olds == {} and not has_unknowns(news.get("name")):
+                    clash = self.clash(agent, news)
+                    if clash:
+                        where = news.get(CONFIG_PATH) or self.KIND
+                        failures.append(CheckFailure("name", f"{where}: {clash}"))
         except VlanInfraError as err:
             failures.append(CheckFailure(CONNECTION, f"host {host_label(news)}: {err}"))
         return CheckResult(news, failures)

@@ -29,6 +29,7 @@ from vlaninfra.transport._errors import (
     OutcomeUnknownError,
     TransportError,
 )
+from vlaninfra.transport._facts import checking
 from vlaninfra.transport._stats import reset_stats, stats
 from vlaninfra.transport._targets import LocalTarget, SshTarget, Target
 from vlaninfra.transport._zipapp import Bundle, build_bundle
@@ -47,6 +48,7 @@ __all__ = [
     "TransportError",
     "agent_for",
     "build_bundle",
+    "checking",
     "close_all",
     "reset_stats",
     "stats",

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any, Protocol
 
 from vlaninfra._env import env_seconds
@@ -17,14 +18,15 @@ from vlaninfra.transport._errors import (
     OutcomeUnknownError,
     TransportError,
 )
+from vlaninfra.transport._facts import FACT_OPS, MAX_AGE, answer, in_check
 from vlaninfra.transport._local import LocalConnector
 from vlaninfra.transport._session import Channel, Session, secs
 from vlaninfra.transport._ssh import SshConnector
-from vlaninfra.transport._stats import bump
+from vlaninfra.transport._stats import bump, trace
 from vlaninfra.transport._targets import LocalTarget, SshTarget, Target
 from vlaninfra.transport._zipapp import Bundle, build_bundle
 
-__all__ = ["DOCKER_OPS", "Agent", "agent_for", "close_all"]
+__all__ = ["DOCKER_OPS", "READ_OPS", "Agent", "agent_for", "close_all"]
 
 log = logging.getLogger("vlaninfra.transport")
 
@@ -35,6 +37,15 @@ DOCKER_OPS = frozenset({
     "docker.network.connect", "docker.network.disconnect", "debug.sleep",
 })
 """Ops that wait on the Docker daemon's work (or on purpose): the long deadline applies."""
+
+READ_OPS = frozenset({
+    "link.get", "link.exists", "route.list", "route.get", "shim.read", "docker.version",
+    "docker.image.exists", "docker.network.inspect", "docker.container.inspect",
+})
+"""Ops that only read the host: calls of these made while another is on its way are sent
+together as one ``batch`` round trip (the engine checks and reads every resource at once)."""
+BATCH_MAX = 64
+"""At most this many reads go in one ``batch`` request."""
 
 
 class _Connector(Protocol):
@@ -97,6 +108,11 @@ class Agent:
         self._session: Session | None = None
         self._lock = threading.Lock()
         self._failed: tuple[float, TransportError] | None = None
+        self._reads: list[tuple[str, dict[str, Any], Future[Any]]] = []
+        self._reads_lock = threading.Lock()
+        self._reading = False
+        self._facts: tuple[float, dict[str, Any] | None] | None = None
+        self._facts_lock = threading.Lock()
 
     def deadline_for(self, op: str) -> float:
         """The deadline of ``op`` in seconds (``docker_deadline`` or ``op_deadline``)."""
@@ -115,10 +131,23 @@ class Agent:
         Example: ``agent.call("shim.delete", name="shim0")`` → ``{"deleted": True}``
         """
         bump("calls")
+        if op in FACT_OPS and in_check():
+            facts = self._check_facts()
+            known, result = answer(facts, op, args) if facts is not None else (False, None)
+            if known:
+                return result
+        if op in READ_OPS:
+            return self._read(op, dict(args))
+        return self._send(op, dict(args))
+
+    def _send(self, op: str, args: dict[str, Any]) -> Any:
         for attempt in range(2):
             session = self._session_for_call()
+            started = time.monotonic()
             try:
-                return session.call(op, dict(args), self.deadline_for(op))
+                result = session.call(op, args, self.deadline_for(op))
+                trace(self.label, "call", op, started)
+                return result
             except OutcomeUnknownError:
                 self._drop(session)
                 raise
@@ -131,6 +160,73 @@ class Agent:
                 log.info("agent session to %s had ended before %s was sent; starting a "
                          "new one", self.label, op)
         raise AssertionError("unreachable")
+
+    def _check_facts(self) -> dict[str, Any] | None:
+        """The host's check snapshot (``check.facts``), fetched once per :data:`MAX_AGE`
+        seconds by whichever check asks first; None when the agent could not make one (the
+        checks then ask the host one by one)."""
+        with self._facts_lock:
+            if self._facts is None or time.monotonic() - self._facts[0] > MAX_AGE:
+                try:
+                    facts: dict[str, Any] | None = self._send("check.facts", {})
+                except HostError as exc:
+                    log.info("no check snapshot from %s (%s); asking per object", self.label,
+                             exc)
+                    facts = None
+                self._facts = (time.monotonic(), facts)
+            return self._facts[1]
+
+    def _read(self, op: str, args: dict[str, Any]) -> Any:
+        """A read op: sent at once when no read is on its way, else queued; the caller that
+        found the queue idle sends what queues up meanwhile, as one ``batch`` per round trip
+        (entries run concurrently on the host), until the queue is empty."""
+        future: Future[Any] = Future()
+        with self._reads_lock:
+            self._reads.append((op, args, future))
+            lead, self._reading = not self._reading, True
+        if lead:
+            self._send_reads()
+        return future.result()
+
+    def _send_reads(self) -> None:
+        while True:
+            with self._reads_lock:
+                calls, self._reads = self._reads[:BATCH_MAX], self._reads[BATCH_MAX:]
+                if not calls:
+                    self._reading = False
+                    return
+            try:
+                if len(calls) == 1:
+                    op, args, future = calls[0]
+                    future.set_result(self._send(op, args))
+                    continue
+                answers = self._send("batch", {"calls": [{"op": op, "args": args}
+                                                         for op, args, _ in calls],
+                                               "parallel": True})
+            except BaseException as exc:  # every queued caller gets the failure
+                if not isinstance(exc, Exception):  # interrupted: nobody sends the rest
+                    with self._reads_lock:
+                        calls, self._reads, self._reading = calls + self._reads, [], False
+                for _, _, future in calls:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            if not isinstance(answers, list) or len(answers) != len(calls):
+                bad = TransportError(f"agent on {self.label} answered a batch of {len(calls)} "
+                                     "reads with something else", host=self.label)
+                for _, _, future in calls:
+                    future.set_exception(bad)
+                continue
+            for (op, _, future), reply in zip(calls, answers, strict=True):
+                if reply.get("ok"):
+                    future.set_result(reply.get("result"))
+                else:
+                    error = reply.get("error") or {}
+                    future.set_exception(HostError(
+                        str(error.get("message") or "unknown error"), op=op, host=self.label,
+                        errno=error.get("errno"), details=error.get("details")))
 
     def start(self) -> dict[str, Any]:
         """Start (or check) the agent now instead of on first call; returns ``info``."""
@@ -183,8 +279,11 @@ class Agent:
         timer = threading.Timer(self.start_deadline, expire)
         timer.daemon = True
         timer.start()
+        started = time.monotonic()
         try:
-            return self._start_steps(bundle)
+            session = self._start_steps(bundle)
+            trace(self.label, "start", "", started)
+            return session
         except (TransportError, OSError, EOFError) as exc:
             if not expired.is_set():
                 raise

@@ -148,7 +148,7 @@ def test_unserialisable_result_becomes_an_error() -> None:
 def test_ops_registry_has_the_documented_names() -> None:
     assert set(agent.OPS) == {
         "ping", "hello", "batch", "debug.sleep", "link.get", "link.exists", "route.list",
-        "route.get", "route.ensure", "route.delete", "host.snapshot", "shim.ensure",
+        "route.get", "route.ensure", "route.delete", "host.snapshot", "check.facts", "shim.ensure",
         "shim.read", "shim.delete", "vlan.ensure",
         "vlan.delete", "docker.version", "docker.image.exists", "docker.network.inspect",
         "docker.network.create", "docker.network.remove", "docker.network.connect",
