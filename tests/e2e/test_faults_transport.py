@@ -592,3 +592,38 @@ def test_no_leftovers_in_the_fault_host(host: Host) -> None:
     assert [p.name for p in host.cache.iterdir()] == [build_bundle().name]
     assert not (host.home / "vxa-mark").exists()
     assert oct(host.cache.stat().st_mode)[-3:] == "700"
+
+
+# -- one connection per host, reads batched and checks from one snapshot --------------------
+
+
+def test_reads_and_checks_share_one_connection_and_few_round_trips(host: Host) -> None:
+    from vlaninfra.transport import checking
+
+    agent = agent_for(host.target())
+    agent.call("ping")
+    names = [f"ghost{i}" for i in range(40)]
+    found: dict[str, object] = {}
+    go = threading.Barrier(len(names))
+
+    def read(name: str) -> None:
+        go.wait(30)  # all at once, as the engine's refresh reads
+        found[name] = agent.call("docker.container.inspect", name=name)
+
+    threads = [threading.Thread(target=read, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert found == dict.fromkeys(names)
+    assert stats()["requests"] < 2 + 40 // 2, stats()  # ping + reads batched while one is out
+    requests = stats()["requests"]
+    with checking():  # a preview's checks: one snapshot, then answered here
+        assert agent.call("link.exists", name="lo") is True
+        assert all(agent.call("docker.container.inspect", name=n) is None for n in names)
+        assert agent.call("route.get", dst="198.18.99.0/24") is None
+        # what the snapshot cannot vouch for is still asked on the host
+        assert agent.call("docker.image.exists", name="vlaninfra/none:0") is False
+        assert agent.call("link.exists", name="nonic0") is False
+    assert stats()["requests"] == requests + 3  # the snapshot and the two it lacked
+    assert stats()["ssh_connections"] == 1 and stats()["agent_starts"] == 1

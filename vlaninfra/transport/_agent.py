@@ -144,6 +144,7 @@ class Agent:
         for attempt in range(2):
             session = self._session_for_call()
             started = time.monotonic()
+            bump("requests")
             try:
                 result = session.call(op, args, self.deadline_for(op))
                 trace(self.label, "call", op, started)

@@ -14,7 +14,7 @@ import time
 
 __all__ = ["bump", "reset_stats", "stats", "trace"]
 
-_KEYS = ("ssh_connections", "agent_starts", "uploads", "calls")
+_KEYS = ("ssh_connections", "agent_starts", "uploads", "calls", "requests")
 _lock = threading.Lock()
 _counts = dict.fromkeys(_KEYS, 0)
 
@@ -26,7 +26,8 @@ def bump(key: str, n: int = 1) -> None:
 
 
 def stats() -> dict[str, int]:
-    """A copy of the counters: ``ssh_connections``, ``agent_starts``, ``uploads``, ``calls``.
+    """A copy of the counters: ``ssh_connections``, ``agent_starts``, ``uploads``, ``calls``
+    (``Agent.call``s) and ``requests`` (round trips to agents: a batch of reads is one).
 
     Example: ``stats()["ssh_connections"]`` → ``1`` after many calls to one host.
     """

@@ -50,7 +50,8 @@ def test_public_names() -> None:
         "HostKeyError", "LocalTarget", "OutcomeUnknownError", "SshTarget", "Target",
         "TransportError", "agent_for",
         "build_bundle", "checking", "close_all", "reset_stats", "stats"}
-    assert set(transport.stats()) == {"ssh_connections", "agent_starts", "uploads", "calls"}
+    assert set(transport.stats()) == {"ssh_connections", "agent_starts", "uploads", "calls",
+                                      "requests"}
 
 
 def test_ssh_target_hides_secrets_and_pickles() -> None:
