@@ -40,10 +40,10 @@ elif ! have "$bin/pulumi" || [ ! -x "$bin/pulumi-language-python" ]; then
 fi
 
 # Dynamic providers run as the plugin `pulumi-resource-pulumi-python`: python -m pulumi.dynamic,
-# in the project's virtualenv.
+# in the project's virtualenv, through vlaninfra.providers.serve (more request threads).
 cat > "$bin/pulumi-resource-pulumi-python.new" <<EOS
 #!/bin/sh
-exec "$root/.venv/bin/python" -u -m pulumi.dynamic "\$@"
+exec "$root/.venv/bin/python" -u -m vlaninfra.providers.serve "\$@"
 EOS
 chmod 0755 "$bin/pulumi-resource-pulumi-python.new"
 mv -f "$bin/pulumi-resource-pulumi-python.new" "$bin/pulumi-resource-pulumi-python"

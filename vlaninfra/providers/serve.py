@@ -1,0 +1,41 @@
+"""The dynamic-provider server with a wider request pool: ``python -m vlaninfra.providers.serve``.
+
+Pulumi's server (``python -m pulumi.dynamic``) answers the engine's requests on 4 threads, so
+at most 4 creates, updates or reads run at once whatever the engine's ``--parallel``; each
+waits on a host most of the time. This runs the same server with ``VLANINFRA_PROVIDER_WORKERS``
+threads (default 16; the engine's ``--parallel``, 4 per CPU by default, still bounds it).
+``tools/build-engine.sh`` makes the engine's ``pulumi-resource-pulumi-python`` start it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import runpy
+from typing import Any
+
+__all__ = ["WORKERS", "main"]
+
+WORKERS = max(1, int(os.environ.get("VLANINFRA_PROVIDER_WORKERS", "16") or 16))
+"""Threads the server answers requests on."""
+
+
+def main() -> None:
+    """Run ``pulumi.dynamic``'s server; the first thread pool it makes (the gRPC server's)
+    gets `WORKERS` threads, every later one is left as it is asked for."""
+    base = concurrent.futures.ThreadPoolExecutor
+
+    class _Wider(base):  # type: ignore[valid-type,misc]
+        def __init__(self, max_workers: int | None = None, *args: Any, **kw: Any) -> None:
+            concurrent.futures.ThreadPoolExecutor = base  # type: ignore[misc]
+            super().__init__(max(max_workers or 0, WORKERS), *args, **kw)
+
+    concurrent.futures.ThreadPoolExecutor = _Wider  # type: ignore[misc]
+    try:
+        runpy.run_module("pulumi.dynamic", run_name="__main__", alter_sys=True)
+    finally:
+        concurrent.futures.ThreadPoolExecutor = base  # type: ignore[misc]
+
+
+if __name__ == "__main__":
+    main()
