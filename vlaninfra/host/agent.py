@@ -338,5 +338,16 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("VLANINFRA_AGENT_LOG", "INFO"),
         format=f"vlaninfra-agent[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
     )
+    threading.Thread(target=_warm_up, daemon=True, name="warm-up").start()
     serve(Context(), sys.stdin.buffer, proto_out)
     return 0
+
+
+def _warm_up() -> None:
+    """Import the Docker SDK and pyroute2 (about 1 s together) while the controller is still
+    between the banner and its first op, instead of inside the first op that needs them."""
+    try:
+        import docker  # noqa: F401
+        import pyroute2  # noqa: F401
+    except Exception:  # the op that needs one reports it
+        log.debug("warm-up import failed", exc_info=True)
