@@ -21,7 +21,6 @@ from vlaninfra.transport._errors import (
 from vlaninfra.transport._facts import FACT_OPS, MAX_AGE, answer, in_check
 from vlaninfra.transport._local import LocalConnector
 from vlaninfra.transport._session import Channel, Session, secs
-from vlaninfra.transport._ssh import SshConnector
 from vlaninfra.transport._stats import bump, trace
 from vlaninfra.transport._targets import LocalTarget, SshTarget, Target
 from vlaninfra.transport._zipapp import Bundle, build_bundle
@@ -101,9 +100,15 @@ class Agent:
         """Seconds for connecting, uploading, starting the agent and its ``hello``."""
         self.peer_timeout = env_seconds("VLANINFRA_PEER_TIMEOUT", 15.0)
         """Seconds of silence (while calls are pending) before the peer counts as dead."""
+        if connector is None and isinstance(target, SshTarget):
+            # paramiko is imported on first use: a run that contacts no host never needs it.
+            from vlaninfra.transport._ssh import SshConnector
+
+            connector = SshConnector(target)
+        elif connector is None and isinstance(target, LocalTarget):
+            connector = LocalConnector(target)
         if connector is None:
-            connector = (SshConnector(target) if isinstance(target, SshTarget)
-                         else LocalConnector(target))
+            raise TypeError(f"not a transport target: {type(target).__name__}")
         self._connector = connector
         self._session: Session | None = None
         self._lock = threading.Lock()
