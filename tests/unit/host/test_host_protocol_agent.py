@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import time
 from typing import Any
 
 import pytest
@@ -134,6 +135,17 @@ def test_batch_runs_each_entry_and_reports_errors_inline() -> None:
     assert out[0]["ok"] is True
     assert [o["error"]["errno"] for o in out[1:]] == [errno.EOPNOTSUPP, errno.EINVAL,
                                                       errno.EINVAL]
+
+
+def test_a_parallel_batch_runs_entries_at_once_and_answers_in_order() -> None:
+    ctx = Context(docker_socket="/nonexistent.sock")
+    calls = [{"op": "debug.sleep", "args": {"seconds": 0.3}} for _ in range(6)]
+    began = time.monotonic()
+    out = agent.batch(ctx, [*calls, {"op": "check.facts", "args": {}}, {"op": "nope"}],
+                      parallel=True)
+    assert time.monotonic() - began < 6 * 0.3  # not one after another
+    assert [o.get("result") for o in out[:6]] == [0.3] * 6
+    assert [o["error"]["errno"] for o in out[6:]] == [errno.EINVAL, errno.EOPNOTSUPP]
 
 
 def test_unserialisable_result_becomes_an_error() -> None:
