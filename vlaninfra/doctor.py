@@ -96,7 +96,8 @@ class HostFacts:
     clashes: Mapping[str, str] = field(default_factory=dict)
     """Config key -> why the object the plan would create there cannot be (preview checks)."""
     arp: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """Config key of a container's address -> the ``arp-unique`` probe's answer."""
+    """Config key of a container's address -> the ``arp-unique`` (IPv4) or ``ndp-unique``
+    (IPv6) probe's answer."""
     error: str | None = None
 
 
@@ -121,6 +122,10 @@ def _cloud(dmi: Mapping[str, Any]) -> str | None:
     values = [str(v) for v in dmi.values() if v]
     return next((name for name, pattern in _CLOUDS if any(pattern.search(v) for v in values)),
                 None)
+
+
+def _probe_name(answer: Mapping[str, Any]) -> str:
+    return "NDP probe" if ":" in str(answer.get("address")) else "ARP probe"
 
 
 def _host_findings(site: Site, hi: int, hf: HostFacts) -> list[Finding]:
@@ -203,7 +208,8 @@ def _host_findings(site: Site, hi: int, hf: HostFacts) -> list[Finding]:
         if answer.get("answered_by"):
             out.append(Finding("error", key, (
                 f"{who}: the planned address {answer.get('address')} already answers on the "
-                f"LAN from MAC {answer['answered_by']} (ARP probe on {answer.get('device')}): "
+                f"LAN from MAC {answer['answered_by']} ({_probe_name(answer)} on "
+                f"{answer.get('device')}): "
                 "another device holds it; free it there, or give the container another "
                 "address")))
         elif answer.get("ok") is not True:
@@ -326,12 +332,16 @@ def _arp_checks(site: Site, the_plan: Plan | None, host: str,
     out: list[tuple[str, dict[str, Any]]] = []
     for c in hp.containers:
         net = next(n for n in hp.networks if n.name == c.network)
-        if c.ipv4 is None or net.internal or net.ipvlan_mode in ("l3", "l3s") \
-                or net.parent not in links:
+        if net.internal or net.ipvlan_mode in ("l3", "l3s") or net.parent not in links:
             continue
-        key = keys[(host, c.name)] + (".ipv4" if fixed[(host, c.name)] else "")
-        out.append((key, {"kind": "arp-unique", "device": net.parent, "address": str(c.ipv4),
-                          "own": [c.mac] if c.mac else []}))
+        if c.ipv4 is not None:
+            key = keys[(host, c.name)] + (".ipv4" if fixed[(host, c.name)] else "")
+            out.append((key, {"kind": "arp-unique", "device": net.parent,
+                              "address": str(c.ipv4), "own": [c.mac] if c.mac else []}))
+        if c.ipv6 is not None:  # NDP (neighbour solicitation) for IPv6
+            out.append((keys[(host, c.name)] + ".ipv6", {
+                "kind": "ndp-unique", "device": net.parent, "address": str(c.ipv6),
+                "own": [c.mac] if c.mac else []}))
     return out
 
 
