@@ -24,7 +24,7 @@ from typing import Any, Literal
 from vlaninfra.errors import LayoutError, VlanInfraError
 from vlaninfra.layout import IpvlanNetwork, Layout, MacvlanNetwork, Network, Plan, Site, plan
 from vlaninfra.layout import validate as validate_layout
-from vlaninfra.layout._validate import docker_allows_shared_parent
+from vlaninfra.layout._validate import docker_allows_shared_parent, routes_tenants
 
 __all__ = ["CLOUD_ADVICE", "Finding", "HostFacts", "Report", "diagnose", "doctor", "gather"]
 
@@ -124,6 +124,21 @@ def _cloud(dmi: Mapping[str, Any]) -> str | None:
                 None)
 
 
+def _routed_here(site: Site, host: str) -> dict[int, list[str]]:
+    """IP version -> the networks whose routed (tenant) subnets the site's router sends to
+    ``host``."""
+    nets = {n.name: n for n in site.networks}
+    out: dict[int, list[str]] = {}
+    for t in site.tenants:
+        for ts in t.subnets:
+            net = nets.get(ts.network)
+            if net is not None and routes_tenants(net) and (ts.host or net.hosts[0]) == host:
+                names = out.setdefault(ts.subnet.version, [])
+                if net.name not in names:
+                    names.append(net.name)
+    return out
+
+
 def _probe_name(answer: Mapping[str, Any]) -> str:
     return "NDP probe" if ":" in str(answer.get("address")) else "ARP probe"
 
@@ -203,6 +218,16 @@ def _host_findings(site: Site, hi: int, hf: HostFacts) -> list[Finding]:
             f"{who}: ip_forward is 0 while it routes the tenants of {', '.join(l3)} (ipvlan "
             "l3): set net.ipv4.ip_forward=1 (in /etc/sysctl.d) if tenant traffic must pass "
             "between the host's interfaces")))
+    # A macvlan tenant subnet (any family), or an IPv6 one: the host is its router.
+    routed = _routed_here(site, host.name)
+    for version, sysctl, fact in ((4, "net.ipv4.ip_forward", "ip_forward"),
+                                  (6, "net.ipv6.conf.all.forwarding", "ip6_forward")):
+        routing = [n for n in routed.get(version, []) if version == 6 or n not in l3]
+        if routing and facts.get(fact) is False:
+            out.append(Finding("warning", f"host {site.name}/{host.name}: {sysctl}", (
+                f"{who}: {sysctl} is 0 while it routes the IPv{version} tenant subnets of "
+                f"{', '.join(routing)}: set {sysctl}=1 (in /etc/sysctl.d), or the router's "
+                "routes to them lead nowhere")))
     out += [Finding("error", key, f"{who}: {why}") for key, why in hf.clashes.items()]
     for key, answer in hf.arp.items():
         if answer.get("answered_by"):

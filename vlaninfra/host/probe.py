@@ -281,7 +281,7 @@ def _neighbour_solicitation(mac: bytes, source: bytes | None, target: bytes) -> 
     """An Ethernet frame with an ICMPv6 neighbour solicitation for ``target``: from the
     device's link-local address with its MAC as option (address resolution, RFC 4861), or
     without one from ``::`` (duplicate address detection, RFC 4862)."""
-    group = bytes.fromhex("ff020000000000000000000001ff") + target[13:]
+    group = ipaddress.IPv6Address("ff02::1:ff00:0").packed[:13] + target[13:]  # solicited-node
     src = source or bytes(16)
     body = struct.pack("!BBHI16s", 135, 0, 0, 0, target)
     if source is not None:
