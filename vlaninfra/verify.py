@@ -2,11 +2,13 @@
 
 What is checked, from the plan alone (`checks_for`, pure):
 - the management path to every host and managed router answers (the agent's hello);
-- each container runs with its planned IPv4 address and MAC;
-- it reaches its gateway (`ping` inside the container; macvlan and ipvlan L2 networks);
-- no other LAN device answers for its address (an ARP probe from the host);
-- each host reaches its own containers through its shim, where the layout has one;
-- each managed router reaches the containers in routed (ipvlan L3) subnets through its routes;
+- each container runs with its planned IPv4 and IPv6 addresses and MAC;
+- it reaches its gateways (`ping` inside the container; macvlan and ipvlan L2 networks);
+- no other LAN device answers for its addresses (ARP, for IPv6 NDP probes from the host);
+- each host reaches its own containers through its shim (each family the shim has an
+  address of), where the layout has one;
+- each managed router reaches the containers in routed subnets (ipvlan L3, macvlan tenants)
+  through its routes;
 - the user's probes (``sites.<site>.probes``): from a host, a container or the managed router
   to a container or an address, a TCP connect or a ping, expected to reach or to be blocked.
 
