@@ -24,7 +24,7 @@ from typing import Any, Literal
 from vlaninfra.errors import LayoutError, VlanInfraError
 from vlaninfra.layout import IpvlanNetwork, Layout, MacvlanNetwork, Network, Plan, Site, plan
 from vlaninfra.layout import validate as validate_layout
-from vlaninfra.layout._validate import docker_allows_shared_parent
+from vlaninfra.layout._validate import docker_allows_shared_parent, routes_tenants
 
 __all__ = ["CLOUD_ADVICE", "Finding", "HostFacts", "Report", "diagnose", "doctor", "gather"]
 
@@ -96,7 +96,8 @@ class HostFacts:
     clashes: Mapping[str, str] = field(default_factory=dict)
     """Config key -> why the object the plan would create there cannot be (preview checks)."""
     arp: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """Config key of a container's address -> the ``arp-unique`` probe's answer."""
+    """Config key of a container's address -> the ``arp-unique`` (IPv4) or ``ndp-unique``
+    (IPv6) probe's answer."""
     error: str | None = None
 
 
@@ -121,6 +122,25 @@ def _cloud(dmi: Mapping[str, Any]) -> str | None:
     values = [str(v) for v in dmi.values() if v]
     return next((name for name, pattern in _CLOUDS if any(pattern.search(v) for v in values)),
                 None)
+
+
+def _routed_here(site: Site, host: str) -> dict[int, list[str]]:
+    """IP version -> the networks whose routed (tenant) subnets the site's router sends to
+    ``host``."""
+    nets = {n.name: n for n in site.networks}
+    out: dict[int, list[str]] = {}
+    for t in site.tenants:
+        for ts in t.subnets:
+            net = nets.get(ts.network)
+            if net is not None and routes_tenants(net) and (ts.host or net.hosts[0]) == host:
+                names = out.setdefault(ts.subnet.version, [])
+                if net.name not in names:
+                    names.append(net.name)
+    return out
+
+
+def _probe_name(answer: Mapping[str, Any]) -> str:
+    return "NDP probe" if ":" in str(answer.get("address")) else "ARP probe"
 
 
 def _host_findings(site: Site, hi: int, hf: HostFacts) -> list[Finding]:
@@ -198,12 +218,23 @@ def _host_findings(site: Site, hi: int, hf: HostFacts) -> list[Finding]:
             f"{who}: ip_forward is 0 while it routes the tenants of {', '.join(l3)} (ipvlan "
             "l3): set net.ipv4.ip_forward=1 (in /etc/sysctl.d) if tenant traffic must pass "
             "between the host's interfaces")))
+    # A macvlan tenant subnet (any family), or an IPv6 one: the host is its router.
+    routed = _routed_here(site, host.name)
+    for version, sysctl, fact in ((4, "net.ipv4.ip_forward", "ip_forward"),
+                                  (6, "net.ipv6.conf.all.forwarding", "ip6_forward")):
+        routing = [n for n in routed.get(version, []) if version == 6 or n not in l3]
+        if routing and facts.get(fact) is False:
+            out.append(Finding("warning", f"host {site.name}/{host.name}: {sysctl}", (
+                f"{who}: {sysctl} is 0 while it routes the IPv{version} tenant subnets of "
+                f"{', '.join(routing)}: set {sysctl}=1 (in /etc/sysctl.d), or the router's "
+                "routes to them lead nowhere")))
     out += [Finding("error", key, f"{who}: {why}") for key, why in hf.clashes.items()]
     for key, answer in hf.arp.items():
         if answer.get("answered_by"):
             out.append(Finding("error", key, (
                 f"{who}: the planned address {answer.get('address')} already answers on the "
-                f"LAN from MAC {answer['answered_by']} (ARP probe on {answer.get('device')}): "
+                f"LAN from MAC {answer['answered_by']} ({_probe_name(answer)} on "
+                f"{answer.get('device')}): "
                 "another device holds it; free it there, or give the container another "
                 "address")))
         elif answer.get("ok") is not True:
@@ -326,12 +357,16 @@ def _arp_checks(site: Site, the_plan: Plan | None, host: str,
     out: list[tuple[str, dict[str, Any]]] = []
     for c in hp.containers:
         net = next(n for n in hp.networks if n.name == c.network)
-        if c.ipv4 is None or net.internal or net.ipvlan_mode in ("l3", "l3s") \
-                or net.parent not in links:
+        if net.internal or net.ipvlan_mode in ("l3", "l3s") or net.parent not in links:
             continue
-        key = keys[(host, c.name)] + (".ipv4" if fixed[(host, c.name)] else "")
-        out.append((key, {"kind": "arp-unique", "device": net.parent, "address": str(c.ipv4),
-                          "own": [c.mac] if c.mac else []}))
+        if c.ipv4 is not None:
+            key = keys[(host, c.name)] + (".ipv4" if fixed[(host, c.name)] else "")
+            out.append((key, {"kind": "arp-unique", "device": net.parent,
+                              "address": str(c.ipv4), "own": [c.mac] if c.mac else []}))
+        if c.ipv6 is not None:  # NDP (neighbour solicitation) for IPv6
+            out.append((keys[(host, c.name)] + ".ipv6", {
+                "kind": "ndp-unique", "device": net.parent, "address": str(c.ipv6),
+                "own": [c.mac] if c.mac else []}))
     return out
 
 

@@ -2,11 +2,13 @@
 
 What is checked, from the plan alone (`checks_for`, pure):
 - the management path to every host and managed router answers (the agent's hello);
-- each container runs with its planned IPv4 address and MAC;
-- it reaches its gateway (`ping` inside the container; macvlan and ipvlan L2 networks);
-- no other LAN device answers for its address (an ARP probe from the host);
-- each host reaches its own containers through its shim, where the layout has one;
-- each managed router reaches the containers in routed (ipvlan L3) subnets through its routes;
+- each container runs with its planned IPv4 and IPv6 addresses and MAC;
+- it reaches its gateways (`ping` inside the container; macvlan and ipvlan L2 networks);
+- no other LAN device answers for its addresses (ARP, for IPv6 NDP probes from the host);
+- each host reaches its own containers through its shim (each family the shim has an
+  address of), where the layout has one;
+- each managed router reaches the containers in routed subnets (ipvlan L3, macvlan tenants)
+  through its routes;
 - the user's probes (``sites.<site>.probes``): from a host, a container or the managed router
   to a container or an address, a TCP connect or a ping, expected to reach or to be blocked.
 
@@ -29,7 +31,7 @@ from typing import Any
 
 from vlaninfra._text import table
 from vlaninfra.errors import VlanInfraError
-from vlaninfra.layout import ContainerPlan, HostPlan, Plan, ProbePlan, SitePlan
+from vlaninfra.layout import ContainerPlan, HostPlan, IPAddress, Plan, ProbePlan, SitePlan
 
 __all__ = ["Check", "Row", "Verification", "checks_for", "verify"]
 
@@ -99,34 +101,42 @@ class Verification:
         return cls(tuple(Row(*r) for r in data.get("rows", ())), float(data.get("seconds", 0)))
 
 
-def _gateway(site: SitePlan, host: HostPlan, c: ContainerPlan) -> str | None:
+def _addresses(c: ContainerPlan) -> list[IPAddress]:
+    return [a for a in (c.ipv4, c.ipv6) if a is not None]
+
+
+def _gateways(host: HostPlan, c: ContainerPlan) -> list[str]:
     net = next(n for n in host.networks if n.name == c.network)
-    if net.internal or net.ipvlan_mode in ("l3", "l3s") or c.ipv4 is None:
-        return None
-    return next((str(s.gateway) for s in net.subnets
-                 if s.gateway is not None and c.ipv4 in s.subnet), None)
+    if net.internal or net.ipvlan_mode in ("l3", "l3s"):
+        return []
+    return [str(s.gateway) for a in _addresses(c) for s in net.subnets
+            if s.gateway is not None and a in s.subnet][:2]
 
 
 def _host_checks(site: SitePlan, host: HostPlan) -> list[Check]:
     checks = [Check(host.name, "management", "agent hello", {})]
     for c in host.containers:
         net = next(n for n in host.networks if n.name == c.network)
-        checks.append(Check(host.name, "container", f"{c.name} {c.ipv4 or ''} {c.mac or ''}",
+        checks.append(Check(host.name, "container",
+                            " ".join(str(x) for x in (c.name, c.ipv4, c.ipv6, c.mac) if x),
                             {"kind": "container", "name": c.name, "network": c.network,
-                             "ipv4": str(c.ipv4) if c.ipv4 else None, "mac": c.mac}))
-        gateway = _gateway(site, host, c)
-        if gateway is not None:
+                             "ipv4": str(c.ipv4) if c.ipv4 else None, "mac": c.mac,
+                             **({"ipv6": str(c.ipv6)} if c.ipv6 else {})}))
+        for gateway in _gateways(host, c):
             checks.append(Check(host.name, "gateway", f"{c.name} -> {gateway}",
                                 {"kind": "exec-ping", "container": c.name, "target": gateway}))
-        if c.ipv4 is not None and not net.internal and net.ipvlan_mode not in ("l3", "l3s"):
-            checks.append(Check(host.name, "address-unique", f"{c.ipv4} on {net.parent}",
-                                {"kind": "arp-unique", "device": net.parent,
-                                 "address": str(c.ipv4), "own": [c.mac] if c.mac else []}))
+        if not net.internal and net.ipvlan_mode not in ("l3", "l3s"):
+            for a in _addresses(c):
+                checks.append(Check(host.name, "address-unique", f"{a} on {net.parent}", {
+                    "kind": "arp-unique" if a.version == 4 else "ndp-unique",
+                    "device": net.parent, "address": str(a), "own": [c.mac] if c.mac else []}))
     for shim in host.shims:
+        families = {a.version for a in shim.addresses}
         for c in host.containers:
-            if c.network == shim.network and c.ipv4 is not None:
-                checks.append(Check(host.name, "shim", f"{host.name} -> {c.name} {c.ipv4}",
-                                    {"kind": "ping", "target": str(c.ipv4)}))
+            for a in _addresses(c):
+                if c.network == shim.network and a.version in families:
+                    checks.append(Check(host.name, "shim", f"{host.name} -> {c.name} {a}",
+                                        {"kind": "ping", "target": str(a)}))
     return checks
 
 
@@ -158,13 +168,13 @@ def checks_for(plan: Plan) -> dict[tuple[str, str], list[Check]]:
         for host in site.hosts:
             out[(site.name, host.name)] = [*_host_checks(site, host),
                                            *probes.get((False, host.name), [])]
-        routed = [(h, c) for h in site.hosts for c in h.containers
-                  if c.ipv4 is not None and any(
-                      n.name == c.network and n.ipvlan_mode in ("l3", "l3s") for n in h.networks)]
+        prefixes = [r.prefix for r in site.upstream_routes]
+        routed = [(h, c, a) for h in site.hosts for c in h.containers for a in _addresses(c)
+                  if any(a in p for p in prefixes)]
         for router in site.routers:
-            checks = [Check(router.name, "router", f"{router.name} -> {c.name} {c.ipv4} ({h.name})",
-                            {"kind": "ping", "target": str(c.ipv4)}) for h, c in routed
-                      if site.upstream_routes] + probes.get((True, router.name), [])
+            checks = [Check(router.name, "router", f"{router.name} -> {c.name} {a} ({h.name})",
+                            {"kind": "ping", "target": str(a)}) for h, c, a in routed
+                      ] + probes.get((True, router.name), [])
             if router.managed and checks:
                 out[(site.name, router.name)] = [
                     Check(router.name, "management", "agent hello", {}), *checks]

@@ -82,6 +82,24 @@ def test_a_route_or_address_in_a_lab_range_is_refused_naming_both() -> None:
     assert "--instance NAME" in text and "Nothing was built" in text
 
 
+def test_ipv6_lans_use_the_documentation_prefix_and_are_checked_against_the_root() -> None:
+    doc = ipaddress.IPv6Network("2001:db8::/32")
+    for slot in range(MAX_SLOTS):
+        for site in plan(INSTANCES[slot], slot, sites=MAX_SITES).sites:
+            assert ipaddress.IPv6Network(site.lan6).subnet_of(doc)
+    addrs = [{"ifname": "eth0", "addr_info": [
+        {"family": "inet6", "local": "fd00::2", "prefixlen": 64},  # this machine's eth0
+        {"family": "inet6", "local": "fe80::1", "prefixlen": 64}]}]
+    routes = [{"dst": "2001:db8::/32", "gateway": "fd00::1", "dev": "eth0"},
+              {"dst": "ff00::/8", "dev": "eth0", "table": "local", "type": "multicast"}]
+    table = parse_root_table(json.dumps(addrs), json.dumps(routes))
+    assert [e.text for e in table] == ["address fd00::2/64 on eth0",
+                                       "route 2001:db8::/32 via fd00::1 dev eth0"]
+    found = overlaps(lab_ranges(plan("default", 0), (), POOL), table)
+    assert [(r.what, str(r.network), e.text) for r, e in found] == [
+        ("site a IPv6 LAN", "2001:db8:1::/64", "route 2001:db8::/32 via fd00::1 dev eth0")]
+
+
 def test_a_wider_route_overlaps_too() -> None:
     p = plan("default", 0)
     table = [_entry("route 198.51.0.0/16 via 192.0.2.9 dev eth0", "198.51.0.0/16")]
@@ -132,9 +150,10 @@ def test_the_instances_own_links_are_its_own_and_no_others() -> None:
 
 def test_this_machines_table_is_read_and_the_default_lab_fits_it() -> None:
     table = read_root_table()
-    shown = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True,
-                           check=True).stdout  # fmt: skip
-    expected = {f"address {f[3]} on {f[1]}" for f in (x.split() for x in shown.splitlines())}
+    shown = "".join(subprocess.run(["ip", "-o", family, "addr", "show"], capture_output=True,
+                                   text=True, check=True).stdout for family in ("-4", "-6"))
+    expected = {f"address {f[3]} on {f[1]}" for f in (x.split() for x in shown.splitlines())
+                if not f[3].startswith("fe80:")}
     assert {e.text for e in table if e.text.startswith("address ")} == expected
     # On the machine this was written on, eth0 is 192.0.2.2/24: the old default site a LAN.
     assert not any(e.text.startswith("route default") for e in table)

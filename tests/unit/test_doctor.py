@@ -126,6 +126,33 @@ def test_ip_forward_where_ipvlan_l3_routes_tenants() -> None:
     assert _find(config(paris=s), _facts(ip_forward=True)) == []
 
 
+def test_ipv6_forwarding_where_the_host_routes_an_ipv6_tenant() -> None:
+    s = site(containers=[])
+    s["lan"]["subnet6"] = "2001:db8:1::/64"
+    s["hosts"][0]["lan_address6"] = "2001:db8:1::11"
+    s["networks"][0]["shim"] = {"address_per_host": {"h1": "192.0.2.250"}}
+    s["tenants"] = [{"name": "t6", "subnets": [
+        {"subnet": "2001:db8:ff06::/64", "network": "pub_net", "host": "h1"}]}]
+    found = _find(config(paris=s), _facts(ip6_forward=False))
+    assert [(sev, key) for sev, key, _ in found] == [
+        ("warning", "host paris/h1: net.ipv6.conf.all.forwarding")]
+    assert "routes the IPv6 tenant subnets of pub_net" in found[0][2]
+    assert _find(config(paris=s), _facts(ip6_forward=True)) == []
+
+
+def test_a_planted_ipv6_address_is_named_by_its_key() -> None:
+    s = site()
+    s["networks"][0]["subnets"].append({"subnet": "2001:db8:1::/64"})
+    s["containers"][0]["ipv6"] = "2001:db8:1::5"
+    answer = {"ok": False, "answered_by": "02:00:00:00:00:99", "address": "2001:db8:1::5",
+              "device": "eth0"}
+    found = _find(config(paris=s), HostFacts(_facts(), arp={f"{S}.containers[0].ipv6": answer}))
+    assert found == [("error", f"{S}.containers[0].ipv6", (
+        "host h1: the planned address 2001:db8:1::5 already answers on the LAN from MAC "
+        "02:00:00:00:00:99 (NDP probe on eth0): another device holds it; free it there, or "
+        "give the container another address"))]
+
+
 def test_unreachable_hosts_clashes_and_addresses_on_the_lan() -> None:
     found = _find(config(), h2=HostFacts(error="connection refused"))
     assert found == [("error", f"{S}.hosts[1].ssh",

@@ -31,7 +31,7 @@ from vlaninfra.errors import VlanInfraError
 
 ROOT = project_root()
 STACKS = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
-LAB_STACKS = {"lab", "lab-ipvlan", "lab-vlan"}
+LAB_STACKS = {"lab", "lab-dualstack", "lab-ipvlan", "lab-vlan"}
 
 
 def _name(path: Path) -> str:

@@ -64,6 +64,7 @@ def shim_inputs(shim: ShimPlan) -> dict[str, Any]:
         "kind": shim.kind,
         "mode": shim.mode,
         "address": str(shim.address),
+        "extra_addresses": [str(a) for a in shim.addresses[1:]],
         "routes": [str(r) for r in shim.routes],
     }
 

@@ -6,8 +6,9 @@
   any ``ip link add``) and with ``EOPNOTSUPP`` by one that has not; no link is created.
 - ``dmi``: vendor and product from ``/sys/class/dmi/id`` (local firmware facts, no metadata
   service); ``dmi_dir`` points elsewhere so a test can fake a cloud VM.
-- ``ip_forward``, the kernel release, every link (name, kind, up, parent) and the Docker
-  daemon's version and macvlan/ipvlan networks (name, driver, parent, labels).
+- ``ip_forward`` (and ``ip6_forward``: IPv6 ``all.forwarding``), the kernel release, every
+  link (name, kind, up, parent) and the Docker daemon's version and macvlan/ipvlan networks
+  (name, driver, parent, labels).
 
 Example: ``collect(ctx)["kinds"] == {"macvlan": True, "ipvlan": False, "vlan": False}``
 """
@@ -31,6 +32,7 @@ DMI_KEYS = ("sys_vendor", "product_name", "board_vendor", "bios_vendor", "chassi
 KINDS = ("macvlan", "ipvlan", "vlan")
 _PROBE_NAME = "vldoctor0"
 _IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+_IP6_FORWARD = "/proc/sys/net/ipv6/conf/all/forwarding"
 
 
 def _read(path: str | Path, limit: int = 256) -> str | None:
@@ -77,8 +79,9 @@ def collect(ctx: Context, dmi_dir: str = DMI_DIR) -> dict[str, Any]:
                              "parent": (full.get("options") or {}).get("parent"),
                              "labels": full.get("labels") or {}})
         docker = {"version": docker_facts.docker_version(ctx)["version"], "networks": networks}
-    forward = _read(_IP_FORWARD)
+    forward, forward6 = _read(_IP_FORWARD), _read(_IP6_FORWARD)
     return {
+        "ip6_forward": None if forward6 is None else forward6 == "1",
         "kernel": platform.release(),
         "kinds": kinds,
         "dmi": {key: _read(Path(dmi_dir) / key) for key in DMI_KEYS},

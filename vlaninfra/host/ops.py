@@ -92,6 +92,9 @@ def _parent_index(ipr: Any, parent: str) -> int:
         raise
 
 
+_IFA_F_NODAD = 0x02
+
+
 def _converge_addresses(ipr: Any, index: int, want: list[ipaddress.IPv4Interface
                                                          | ipaddress.IPv6Interface]) -> None:
     have = read_addresses(ipr, index)
@@ -110,9 +113,12 @@ def _converge_addresses(ipr: Any, index: int, want: list[ipaddress.IPv4Interface
     for iface in want:
         if str(iface) in have:
             continue
+        # IPv6 without duplicate address detection: the address is usable at once (not
+        # "tentative" for a second); the plan's ledger and the NDP check did that job.
+        extra = {"flags": _IFA_F_NODAD} if iface.version == 6 else {}
         try:
             ipr.addr("add", index=index, address=str(iface.ip),
-                     prefixlen=iface.network.prefixlen)
+                     prefixlen=iface.network.prefixlen, **extra)
         except Exception as exc:
             _ignore(exc, frozenset({errno.EEXIST}))
 
@@ -227,6 +233,7 @@ def shim_ensure(
     owner: str = marks.ADHOC_OWNER,
     spec: str | None = None,
     ifindex: int | None = None,
+    extra_addresses: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Converge a host shim: a macvlan/ipvlan link on ``parent`` with one address and routes.
 
@@ -235,7 +242,8 @@ def shim_ensure(
     and is the macvlan/ipvlan link ``ifindex`` that state recorded (made before marks
     existed); any other link is an ``EEXIST`` error naming its owner, and is left untouched.
     An owned link is recreated when its kind, parent, mode (or ipvlan flag) differ; it gets
-    exactly ``address`` (others removed, IPv6 link-local kept), is brought up, and its routes
+    exactly ``address`` and ``extra_addresses`` (its IPv6 address, tenant gateways; others
+    removed, IPv6 link-local kept; IPv6 ones without DAD), is brought up, and its routes
     become exactly ``routes`` (added dev-scoped, proto 57; routes other protocols put through
     it are left alone). If this call created the link and a later step fails, the link is
     deleted again.
@@ -259,7 +267,7 @@ def shim_ensure(
     elif flag is not None:
         raise OpError(errno.EINVAL, "flag applies to ipvlan shims only")
     try:
-        want_addr = [ipaddress.ip_interface(address)] if address else []
+        want_addr = [ipaddress.ip_interface(a) for a in (address, *extra_addresses) if a]
         want_routes = [ipaddress.ip_network(r) for r in routes]
     except ValueError as exc:
         raise OpError(errno.EINVAL, f"shim {name!r}: {exc}") from exc

@@ -6,12 +6,15 @@ answers ``{"ok": True | False | None, "ms": float, "detail": str}``; ``None`` me
 not be judged here (no ``ping`` in the image, say) and is reported, not failed.
 
 Kinds of check:
-- ``container`` {name, network, ipv4, mac}: running, on ``network`` with that address and MAC;
+- ``container`` {name, network, ipv4, ipv6?, mac}: running, on ``network`` with those
+  addresses and MAC;
 - ``exec-ping`` {container, target}: ``ping`` from inside the container (its gateway);
 - ``ping`` {target}: ``ping`` from the host's own namespace (its containers, through a shim);
 - ``arp-unique`` {device, address, own}: an ARP probe (RFC 5227, sender 0.0.0.0) out of
   ``device``; any answer from a MAC outside ``own`` means another LAN device holds the address
   (that MAC is then the answer's ``answered_by``);
+- ``ndp-unique`` {device, address, own}: the same for an IPv6 address, with neighbour
+  solicitations (from the device's link-local address, else from ``::`` as in DAD);
 - ``tcp`` {target, port, container?}: a TCP connect from the host's namespace, or from inside
   ``container``'s network namespace (entered by the agent: the image needs no tools).
 
@@ -74,6 +77,7 @@ def _container(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
         f"{what} {have or 'none'} (planned {want})"
         for what, have, want in (
             ("address", net.get("IPAddress"), check.get("ipv4")),
+            ("IPv6 address", net.get("GlobalIPv6Address"), check.get("ipv6")),
             ("MAC", (net.get("MacAddress") or "").lower(), (check.get("mac") or "").lower()),
         )
         if want and have != want
@@ -247,7 +251,88 @@ def _arp_unique(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
     return _result(True, started, "no other LAN device answers")
 
 
+_ETH_P_IPV6 = 0x86DD
+_ICMPV6 = 58
+
+
+def _link_local(device: str) -> bytes | None:
+    """The device's IPv6 link-local address (16 bytes), or None (no IPv6 on it)."""
+    try:
+        with open("/proc/net/if_inet6", encoding="ascii") as f:
+            for line in f:
+                hexaddr, _, _, scope, _, name = line.split()
+                if name == device and scope == "20":
+                    return bytes.fromhex(hexaddr)
+    except OSError:
+        pass
+    return None
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _neighbour_solicitation(mac: bytes, source: bytes | None, target: bytes) -> bytes:
+    """An Ethernet frame with an ICMPv6 neighbour solicitation for ``target``: from the
+    device's link-local address with its MAC as option (address resolution, RFC 4861), or
+    without one from ``::`` (duplicate address detection, RFC 4862)."""
+    group = ipaddress.IPv6Address("ff02::1:ff00:0").packed[:13] + target[13:]  # solicited-node
+    src = source or bytes(16)
+    body = struct.pack("!BBHI16s", 135, 0, 0, 0, target)
+    if source is not None:
+        body += struct.pack("!BB6s", 1, 1, mac)
+    pseudo = src + group + struct.pack("!I3xB", len(body), _ICMPV6)
+    body = body[:2] + struct.pack("!H", _checksum(pseudo + body)) + body[4:]
+    ip6 = struct.pack("!IHBB16s16s", 0x60000000, len(body), _ICMPV6, 255, src, group)
+    return b"\x33\x33" + group[12:] + mac + struct.pack("!H", _ETH_P_IPV6) + ip6 + body
+
+
+def _ndp_unique(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
+    """``arp-unique`` for IPv6: neighbour solicitations out of ``device``; a neighbour
+    advertisement for the address from a MAC outside ``own`` means another LAN device holds
+    it."""
+    started = time.monotonic()
+    if started + _ARP_LISTEN > deadline:
+        return _result(False, started, "not run: deadline passed")
+    address = ipaddress.IPv6Address(check["address"]).packed
+    own = {str(m).lower() for m in check.get("own") or ()}
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_IPV6)) as s:
+        s.bind((check["device"], _ETH_P_IPV6))
+        mac: bytes = s.getsockname()[4]
+        own.add(mac.hex(":"))
+        probe = _neighbour_solicitation(mac, _link_local(check["device"]), address)
+        listen_until = min(deadline, time.monotonic() + 1.0)
+        next_send = 0.0
+        first_sent: float | None = None
+        while (now := time.monotonic()) < listen_until:
+            if now >= next_send:
+                s.send(probe)
+                next_send = now + 0.3
+                first_sent = now if first_sent is None else first_sent
+            ready, _, _ = select.select([s], [], [], min(0.1, listen_until - now))
+            if not ready:
+                continue
+            frame = s.recv(256)
+            # Ethernet 14 + IPv6 40 + a neighbour advertisement (type 136) for the address.
+            if len(frame) < 78 or frame[20] != _ICMPV6 or frame[54] != 136:
+                continue
+            sender_mac = frame[6:12].hex(":")
+            if frame[62:78] == address and sender_mac not in own:
+                return {**_result(False, started, f"{check['address']} is also answered by MAC "
+                                                  f"{sender_mac} on the LAN ({check['device']})"),
+                        "answered_by": sender_mac}
+    if first_sent is None or time.monotonic() - first_sent < _ARP_LISTEN:
+        return _result(False, started, "not run: deadline passed")
+    return _result(True, started, "no other LAN device answers")
+
+
 _KINDS: dict[str, Callable[[Context, dict[str, Any], float], Result]] = {
+    "ndp-unique": _ndp_unique,
     "container": _container,
     "exec-ping": _exec_ping,
     "ping": _ping,

@@ -83,6 +83,8 @@ class Router:
     host_key: str
     """Pinned host key, ``ssh-ed25519 AAAA…``."""
     lan_address: str
+    lan_address6: str = ""
+    """IPv6 address on the LAN with prefix length (namespace labs), e.g. ``2001:db8:1::1/64``."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class Peer:
 
     netns: str
     address: str
+    address6: str = ""
+    """IPv6 address on the LAN with prefix length, e.g. ``2001:db8:1::2/64``."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,8 @@ class Host:
     """VM hosts: the machine-wide VM name (QEMU ``-name vt-<vm_name>``), e.g. ``vl-a-v1``."""
     console_log: str | None = None
     """VM hosts: the guest's serial console log on this machine."""
+    lan_address6: str = ""
+    """IPv6 address on the LAN with prefix length; ``""`` on VM hosts (no IPv6 yet)."""
 
     @property
     def is_vm(self) -> bool:
@@ -168,6 +174,9 @@ class Site:
     hosts: tuple[Host, ...]
     vlan_peers: tuple[VlanPeer, ...] = ()
     """VM guests terminating one VLAN each (``lab up --vlan-peer VID=ADDR/PREFIX``)."""
+    lan6: str = ""
+    """The LAN's IPv6 prefix, e.g. ``2001:db8:1::/64`` (2001:db8::/32 only)."""
+    gateway6: str = ""
 
 
 @dataclass(frozen=True)
@@ -214,6 +223,8 @@ class Inventory:
                     peer=Peer(**s["peer"]),
                     hosts=tuple(Host(**h) for h in s["hosts"]),
                     vlan_peers=tuple(VlanPeer(**v) for v in s.get("vlan_peers", ())),
+                    lan6=s.get("lan6", ""),
+                    gateway6=s.get("gateway6", ""),
                 )
                 for s in data["sites"]
             ),

@@ -159,9 +159,12 @@ def _build_site(site: SitePlan) -> None:
         n.add_veth(site.switch_netns, node.name, node.netns, "eth0")
         n.set_up(site.switch_netns, node.name, master="br0")
         n.addr_replace(node.netns, "eth0", node.lan_address)
+        n.addr_replace(node.netns, "eth0", node.lan_address6, "nodad")
         n.set_up(node.netns, "eth0")
         if node.gateway:
             n.route_replace(node.netns, "default", node.gateway)
+        if node.gateway6:
+            n.route_replace(node.netns, "default", node.gateway6, "-6")
         if node.mgmt_address and node.mgmt_root_address:
             n.add_veth(None, node.netns, node.netns, "mgmt0")
             n.addr_replace(None, node.netns, f"{node.mgmt_root_address}/31")
@@ -169,6 +172,7 @@ def _build_site(site: SitePlan) -> None:
             n.addr_replace(node.netns, "mgmt0", f"{node.mgmt_address}/31")
             n.set_up(node.netns, "mgmt0")
     n.sysctl(site.router.netns, "net.ipv4.ip_forward", "1")
+    n.sysctl(site.router.netns, "net.ipv6.conf.all.forwarding", "1")
 
 
 def _build_wan(p: LabPlan) -> None:
@@ -451,6 +455,7 @@ def lab_up(
                         docker_socket=sock,
                         parent="eth0",
                         lan_address=h.lan_address,
+                        lan_address6=h.lan_address6,
                         sshd_log=str(state / h.netns / "sshd.log"),
                         docker_version=d.docker_version(sock),
                         image=IMAGE,
@@ -472,8 +477,12 @@ def lab_up(
                         user="root",
                         host_key=host_keys[r.netns],
                         lan_address=r.lan_address,
+                        lan_address6=r.lan_address6,
                     ),
-                    peer=Peer(netns=site.peer.netns, address=site.peer.lan_address),
+                    peer=Peer(netns=site.peer.netns, address=site.peer.lan_address,
+                              address6=site.peer.lan_address6),
+                    lan6=site.lan6,
+                    gateway6=site.gateway6,
                     hosts=tuple(inv_hosts + (vm_hosts_inv if i == 0 else [])),
                     vlan_peers=tuple(vlan_peers_inv if i == 0 else []),
                 )

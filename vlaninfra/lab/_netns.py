@@ -152,12 +152,12 @@ def set_up(ns: str | None, name: str, *, master: str | None = None) -> None:
     _ip(ns, "link", "set", name, *(("master", master) if master else ()), "up")
 
 
-def addr_replace(ns: str | None, name: str, cidr: str) -> None:
-    _ip(ns, "addr", "replace", cidr, "dev", name)
+def addr_replace(ns: str | None, name: str, cidr: str, *flags: str) -> None:
+    _ip(ns, "addr", "replace", cidr, "dev", name, *flags)
 
 
-def route_replace(ns: str, dst: str, via: str) -> None:
-    _ip(ns, "route", "replace", dst, "via", via)
+def route_replace(ns: str, dst: str, via: str, *family: str) -> None:
+    _ip(ns, *family, "route", "replace", dst, "via", via)
 
 
 def sysctl(ns: str, key: str, value: str) -> None:

@@ -10,7 +10,7 @@ __all__ = ["http_ok"]
 def http_ok(netns: str, address: str, timeout: float = 3.0) -> bool:
     """Whether `http://address/` answers 200 from inside network namespace `netns`.
 
-    Example: ``http_ok("vl-a-peer", "198.51.100.130")``
+    Example: ``http_ok("vl-a-peer", "198.51.100.130")`` (or an IPv6 address)
     """
     proc = subprocess.run(
         [
@@ -26,7 +26,7 @@ def http_ok(netns: str, address: str, timeout: float = 3.0) -> bool:
             "/dev/null",
             "-w",
             "%{http_code}",
-            f"http://{address}/",
+            f"http://[{address}]/" if ":" in address else f"http://{address}/",
         ],
         capture_output=True,
         text=True,

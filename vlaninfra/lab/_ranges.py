@@ -32,6 +32,8 @@ __all__ = [
     "read_root_table",
 ]
 
+_LINK_LOCAL = ipaddress.IPv6Network("fe80::/10")
+_MULTICAST = ipaddress.IPv6Network("ff00::/8")
 _TAP_PREFIX = "vt-"  # QEMU taps of lab VMs: vt-<vm name>-l / -m
 # Route types that are not a destination reachable through a link.
 _NOT_REACHABLE = {"local", "broadcast", "multicast", "anycast", "blackhole", "unreachable"}
@@ -43,16 +45,16 @@ class LabRange:
 
     what: str
     """What uses it, e.g. ``site a LAN`` or ``management of vl-a-h1``."""
-    network: ipaddress.IPv4Network
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
 class RootEntry:
-    """An IPv4 address or route of the root namespace."""
+    """An IPv4 or IPv6 address or route of the root namespace."""
 
     text: str
     """As a person reads it: ``address 192.0.2.2/24 on eth0``, ``route 10.0.0.0/8 via … dev …``."""
-    network: ipaddress.IPv4Network
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
     dev: str
     """The link it is on ("" for a route without one, e.g. multipath)."""
 
@@ -63,7 +65,9 @@ def lab_ranges(p: LabPlan, vms: Sequence[VmPlan], address_pool: str) -> list[Lab
     Example: ``lab_ranges(plan("default", 0), (), "198.19.128.0/17")[0].what == "site a LAN"``
     """
     net = ipaddress.IPv4Network
-    out = [LabRange(f"site {s.name} LAN", net(s.lan)) for s in p.sites]
+    out: list[LabRange] = [LabRange(f"site {s.name} LAN", net(s.lan)) for s in p.sites]
+    out += [LabRange(f"site {s.name} IPv6 LAN", ipaddress.IPv6Network(s.lan6))
+            for s in p.sites if s.lan6]
     for node in p.mgmt_nodes:
         out.append(LabRange(f"management of {node.netns}", net(f"{node.mgmt_root_address}/31")))
     wan = p.sites[0].wan
@@ -82,19 +86,21 @@ def _entry(text: str, cidr: str, dev: str) -> RootEntry | None:
         network = ipaddress.ip_interface(cidr).network
     except ValueError:
         return None
-    if not isinstance(network, ipaddress.IPv4Network):
-        return None
+    if isinstance(network, ipaddress.IPv6Network) and (
+            network.subnet_of(_LINK_LOCAL) or network.subnet_of(_MULTICAST)):
+        return None  # every link has these; the lab's own links use them too
     return RootEntry(text, network, dev)
 
 
 def parse_root_table(addrs_json: str, routes_json: str) -> list[RootEntry]:
-    """Entries from ``ip -j -4 addr show`` and ``ip -j -4 route show table all`` output;
-    default routes and local/broadcast routes (their addresses are listed already) left out."""
+    """Entries from ``ip -j addr show`` and ``ip -j route show table all`` output (``-4`` or
+    ``-6``); default routes, local/broadcast routes (their addresses are listed already) and
+    IPv6 link-local and multicast prefixes left out."""
     entries: list[RootEntry] = []
     for link in json.loads(addrs_json or "[]"):
         dev = str(link.get("ifname", ""))
         for a in link.get("addr_info", []):
-            if a.get("family", "inet") == "inet" and "local" in a:
+            if a.get("family", "inet") in ("inet", "inet6") and "local" in a:
                 cidr = f"{a['local']}/{a.get('prefixlen', 32)}"
                 if (e := _entry(f"address {cidr} on {dev}", cidr, dev)) is not None:
                     entries.append(e)
@@ -113,18 +119,19 @@ def parse_root_table(addrs_json: str, routes_json: str) -> list[RootEntry]:
             )
             if x
         )
-        cidr = dst if "/" in dst else f"{dst}/32"
+        cidr = dst if "/" in dst else f"{dst}/{128 if ':' in dst else 32}"
         if (e := _entry(f"route {dst} {where}".strip(), cidr, dev)) is not None:
             entries.append(e)
     return entries
 
 
 def read_root_table() -> list[RootEntry]:
-    """This machine's root-namespace IPv4 addresses and (non-default) routes, all tables."""
-    return parse_root_table(
-        run(["ip", "-j", "-4", "addr", "show"]),
-        run(["ip", "-j", "-4", "route", "show", "table", "all"]),
-    )
+    """This machine's root-namespace IPv4 and IPv6 addresses and (non-default) routes, all
+    tables."""
+    return [e for family in ("-4", "-6") for e in parse_root_table(
+        run(["ip", "-j", family, "addr", "show"]),
+        run(["ip", "-j", family, "route", "show", "table", "all"]),
+    )]
 
 
 def own_links(instance: str, devs: Iterable[str]) -> frozenset[str]:
@@ -142,7 +149,8 @@ def overlaps(
 ) -> list[tuple[LabRange, RootEntry]]:
     """Every (lab range, root entry) pair that overlaps, entries on `own` links left out."""
     return [
-        (r, e) for r in ranges for e in table if e.dev not in own and r.network.overlaps(e.network)
+        (r, e) for r in ranges for e in table if e.dev not in own
+        and r.network.version == e.network.version and r.network.overlaps(e.network)
     ]
 
 

@@ -22,6 +22,10 @@ Addressing (slot 0 is the default instance, slots 1-3 are other instances):
   has at most 15 hosts alone, 7 with a second site). 203.0.113.128/25 is left to other
   test fixtures (agent tests, VM hosts);
 - router-to-router: 198.18.255.(2s)/31 (site a even, site b odd).
+- IPv6 beside it on every site LAN, from the documentation prefix only (never ``fd00::/8``,
+  which these machines' own eth0 uses): 2001:db8:(16s + i + 1)::/64 for site i of slot s,
+  e.g. 2001:db8:1::/64 for site a of the default instance; router ::1, peer ::2, host n
+  ::(10 + n) in hex (``::b``), added without DAD. VM members have no IPv6 yet.
 
 VM members (QEMU guests, all on site a's switch; see `plan_vms`):
 
@@ -132,6 +136,10 @@ class NodePlan:
     """Namespace side of the management /31 (None: no management link, the peer)."""
     mgmt_root_address: str | None
     """Root-namespace side of the management /31."""
+    lan_address6: str = ""
+    """IPv6 address on ``eth0`` with prefix length, e.g. ``2001:db8:1::b/64``."""
+    gateway6: str | None = None
+    """IPv6 default route (None for the router itself)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,9 @@ class SitePlan:
     peer: NodePlan
     hosts: tuple[NodePlan, ...]
     wan: WanPlan | None
+    lan6: str = ""
+    """The LAN's IPv6 prefix, e.g. ``2001:db8:1::/64``."""
+    gateway6: str = ""
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -194,6 +205,10 @@ def _lan(slot: int, site: int) -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network(f"{_OTHER_LANS + 256 * (8 * slot + site)}/24")
 
 
+def _lan6(slot: int, site: int) -> ipaddress.IPv6Network:
+    return ipaddress.IPv6Network(f"2001:db8:{16 * slot + site + 1:x}::/64")
+
+
 def _mgmt(slot: int, link: int) -> tuple[str, str]:
     root = _MGMT + 32 * slot + 2 * link
     return str(root + 1), str(root)
@@ -209,6 +224,7 @@ def _node(
     link: int | None,
 ) -> NodePlan:
     mgmt, mgmt_root = _mgmt(slot, link) if link is not None else (None, None)
+    lan6 = _lan6(slot, SITE_NAMES.index(site))
     return NodePlan(
         name=name,
         netns=f"{prefix}{site}-{name}",
@@ -216,6 +232,8 @@ def _node(
         gateway=None if name == "gw" else str(lan.network_address + 1),
         mgmt_address=mgmt,
         mgmt_root_address=mgmt_root,
+        lan_address6=f"{lan6.network_address + host_part}/{lan6.prefixlen}",
+        gateway6=None if name == "gw" else str(lan6.network_address + 1),
     )
 
 
@@ -255,6 +273,8 @@ def plan(instance: str, slot: int, sites: int = 1, hosts: int = 2) -> LabPlan:
                     for n in range(1, hosts + 1)
                 ),
                 wan=wan,
+                lan6=str(_lan6(slot, i)),
+                gateway6=str(_lan6(slot, i).network_address + 1),
             )
         )
     return LabPlan(instance=instance, slot=slot, sites=tuple(result))

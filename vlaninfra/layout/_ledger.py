@@ -160,9 +160,11 @@ def _shims(ledger: Ledger, layout: Layout) -> None:
         for i, net in enumerate(site.networks):
             if net.shim is None:
                 continue
-            for host, address in net.shim.address_per_host.items():
-                ledger.claim(address, f"shim {shim_name(net)} on host {host}",
-                             f"sites.{site.name}.networks[{i}].shim.address_per_host.{host}")
+            for key, addresses in (("address_per_host", net.shim.address_per_host),
+                                   ("address6_per_host", net.shim.address6_per_host)):
+                for host, address in addresses.items():
+                    ledger.claim(address, f"shim {shim_name(net)} on host {host}",
+                                 f"sites.{site.name}.networks[{i}].shim.{key}.{host}")
 
 
 def allocate(layout: Layout, facts: Facts,

@@ -107,8 +107,10 @@ _SUBNET = Obj("subnet", "One IPAM pool of a network.", (
 _SHIM = Obj("shim", "Host-side interface so each host reaches its own containers.", (
     F("address_per_host", Dict(_TEXT, Address(4)), "The shim's address on each host.",
       required=True),
+    F("address6_per_host", Dict(_TEXT, Address(6)),
+      "The shim's IPv6 address on each host (in an IPv6 subnet of the network)."),
     F("routes", Enum(("per-container", "ip-range")),
-      "per-container: one /32 per container of the host; ip-range: the ip_range."),
+      "per-container: one /32 (/128) per container of the host; ip-range: the ip_ranges."),
     F("name", _TEXT, "Interface name (shim-<network>), at most 15 bytes."),
 ), Shim)
 
@@ -137,7 +139,8 @@ _IPVLAN = Obj("ipvlan_network", "A Docker ipvlan network.", (
 
 _TENANT_SUBNET = Obj("tenant_subnet", "A routed subnet of a tenant.", (
     F("subnet", Prefix(), "The routed prefix.", required=True),
-    F("network", _TEXT, "The ipvlan l3/l3s network serving it.", required=True),
+    F("network", _TEXT, "The ipvlan l3/l3s network serving it (or a macvlan bridge network "
+      "whose shim is its gateway).", required=True),
     F("host", _TEXT, "The host the router sends it to (needed if the network spans hosts)."),
 ), TenantSubnet)
 

@@ -150,8 +150,12 @@ class Shim:
     """
 
     address_per_host: Mapping[str, IPv4Address]
+    address6_per_host: Mapping[str, IPv6Address] = field(default_factory=dict)
+    """The shim's IPv6 address on each host (in an IPv6 subnet of the network), so the host
+    reaches its containers' IPv6 addresses too."""
     routes: ShimRoutes = "per-container"
-    """``per-container``: one /32 per container of that host; ``ip-range``: the ip_range."""
+    """``per-container``: one /32 (/128) per container of that host; ``ip-range``: the
+    ip_ranges."""
     name: str | None = None
     """The interface name; defaults to ``shim-<network>``."""
 
@@ -202,7 +206,9 @@ Network = MacvlanNetwork | IpvlanNetwork
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TenantSubnet:
-    """A routed subnet of a tenant, served by an ipvlan l3/l3s network on one host.
+    """A routed subnet of a tenant, served by an ipvlan l3/l3s network on one host, or by a
+    macvlan (bridge) network whose shim on that host is the subnet's gateway (the host routes
+    it; where the kernel has no ipvlan).
 
     Example: ``TenantSubnet(subnet=IPv4Network("198.18.1.0/24"), network="tenants", host="h1")``
     """

@@ -9,6 +9,8 @@ from ipaddress import (
     IPv4Address,
     IPv4Interface,
     IPv6Address,
+    IPv6Interface,
+    ip_interface,
     ip_network,
 )
 from typing import Literal
@@ -30,7 +32,7 @@ from ._model import (
     SshTarget,
 )
 from ._probes import ProbePlan, resolve_probes
-from ._validate import Facts, Pool, analyse, shim_name
+from ._validate import Facts, Pool, analyse, routed_pool, shim_name
 
 __all__ = [
     "ContainerPlan",
@@ -93,6 +95,16 @@ class ShimPlan:
     address: IPv4Interface
     routes: tuple[IPNetwork, ...]
     network: str
+    address6: IPv6Interface | None = None
+    """Its IPv6 address (``shim.address6_per_host``), when the network has IPv6."""
+    gateways: tuple[IPv4Interface | IPv6Interface, ...] = ()
+    """The gateways of the macvlan tenant subnets it routes (the host is their router)."""
+
+    @property
+    def addresses(self) -> tuple[IPv4Interface | IPv6Interface, ...]:
+        """Every address the link gets, e.g. ``(198.51.100.250/24, 2001:db8:1::fa/64)``."""
+        six = (self.address6,) if self.address6 is not None else ()
+        return (self.address, *six, *self.gateways)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,9 +229,11 @@ def _aux(pool: Pool, site: Site) -> dict[str, IPAddress]:
     aux: dict[str, IPAddress] = dict(pool.subnet.aux_addresses)
     sub = pool.subnet.subnet
     shim = pool.network.shim
-    if shim is not None:
-        for host, shim_address in shim.address_per_host.items():
-            aux[f"shim-{host}"] = shim_address
+    for key, addresses in (("shim", shim.address_per_host if shim else {}),
+                           ("shim", shim.address6_per_host if shim else {})):
+        for host, shim_address in addresses.items():
+            if shim_address in sub:
+                aux[f"{key}-{host}"] = shim_address
     for h in site.hosts:
         for address in (h.lan_address, h.lan_address6):
             if address is not None and address in sub:
@@ -255,17 +269,27 @@ def _shim_plan(net: Network, host: str, pools: list[Pool],
     if shim is None or host not in shim.address_per_host:
         return None
     address = shim.address_per_host[host]
-    v4 = [p for p in pools if p.subnet.subnet.version == 4]
-    prefix = next(p.subnet.subnet.prefixlen for p in v4 if address in p.subnet.subnet)
+    address6 = shim.address6_per_host.get(host)
+    own = [p for p in pools if p.tenant is None]
+    prefix = next(p.subnet.subnet.prefixlen for p in own if address in p.subnet.subnet)
+    six = None if address6 is None else IPv6Interface((address6, next(
+        p.subnet.subnet.prefixlen for p in own if address6 in p.subnet.subnet)))
+    # A tenant subnet on macvlan is routed by the host: the shim holds its gateway, so the
+    # subnet is connected there and needs no route of its own.
+    gateways = tuple(ip_interface((p.gateway, p.subnet.subnet.prefixlen)) for p in pools
+                     if p.tenant is not None and isinstance(net, MacvlanNetwork))
+    versions = {4} | ({6} if six is not None else set())
     routes: tuple[IPNetwork, ...]
     if shim.routes == "ip-range":
-        routes = tuple(p.subnet.ip_range for p in v4 if p.subnet.ip_range is not None)
+        routes = tuple(p.subnet.ip_range for p in own if p.subnet.ip_range is not None
+                       and p.subnet.ip_range.version in versions)
     else:
-        routes = tuple(ip_network(c.ipv4) for c in containers
-                       if c.network == net.name and c.ipv4 is not None)
+        routes = tuple(ip_network(a) for c in containers if c.network == net.name
+                       and c.tenant is None for a in (c.ipv4, c.ipv6)
+                       if a is not None and a.version in versions)
     mode = "bridge" if isinstance(net, MacvlanNetwork) else net.mode
     return ShimPlan(shim_name(net), net.parent_on(host), net.driver, mode,
-                    IPv4Interface((address, prefix)), routes, net.name)
+                    IPv4Interface((address, prefix)), routes, net.name, six, gateways)
 
 
 def _site(site: Site, facts: Facts, ledger: Ledger, assigned: Mapping[str, Assigned]) -> SitePlan:
@@ -292,8 +316,8 @@ def _site(site: Site, facts: Facts, ledger: Ledger, assigned: Mapping[str, Assig
             shim = _shim_plan(net, host.name, pools, containers)
             if shim is not None:
                 shims.append(shim)
-            if isinstance(net, IpvlanNetwork) and net.mode in ("l3", "l3s"):
-                for p in pools:
+            for p in pools:
+                if routed_pool(p):
                     via = host.lan_address if p.subnet.subnet.version == 4 else host.lan_address6
                     assert via is not None
                     upstream.append(UpstreamRoute(p.subnet.subnet, via, p.tenant, host.name,

@@ -39,7 +39,8 @@ def _host(host: HostPlan) -> list[str]:
     if host.shims:
         lines.append("    shims")
         lines += _table(("NAME", "PARENT", "KIND", "MODE", "ADDRESS", "NETWORK", "ROUTES"),
-                        [(s.name, s.parent, s.kind, s.mode, s.address, s.network,
+                        [(s.name, s.parent, s.kind, s.mode,
+                          ", ".join(str(a) for a in s.addresses), s.network,
                           ", ".join(str(r) for r in s.routes)) for s in host.shims], "      ")
     if host.containers:
         lines.append("    containers")

@@ -33,6 +33,8 @@ __all__ = [
     "analyse",
     "docker_allows_shared_parent",
     "mac_problem",
+    "routed_pool",
+    "routes_tenants",
     "shim_name",
 ]
 
@@ -434,20 +436,25 @@ def _shim(check: _Check, site: Site, base: str, net: Network) -> None:
         check.warn(f"{base}.mode", net.mode, (
             "with macvlan vepa the shim reaches containers only through a switch port in "
             "hairpin (reflective relay) mode"))
-    v4 = [s for s in net.subnets if s.subnet.version == 4]
-    for host, address in shim.address_per_host.items():
-        path = f"{base}.shim.address_per_host.{host}"
-        if host not in net.hosts:
-            check.error(path, address, "the host is not in this network's hosts: add it there")
-        elif not any(address in s.subnet for s in v4):
-            nets = ", ".join(str(s.subnet) for s in v4) or "none"
-            check.error(path, address,
-                        f"the shim address is outside the network's IPv4 subnets ({nets})")
-        elif any(address in (s.subnet.network_address, s.subnet.broadcast_address) for s in v4):
-            check.error(path, address, "the network or broadcast address cannot be a shim address")
-    if shim.routes == "ip-range" and not any(s.ip_range is not None for s in v4):
+    for key, version, addresses in (("address_per_host", 4, shim.address_per_host),
+                                    ("address6_per_host", 6, shim.address6_per_host)):
+        subs = [s for s in net.subnets if s.subnet.version == version]
+        for host, address in addresses.items():
+            path = f"{base}.shim.{key}.{host}"
+            specials = [s.subnet.network_address for s in subs] + [
+                s.subnet.broadcast_address for s in subs if version == 4]
+            if host not in net.hosts:
+                check.error(path, address, "the host is not in this network's hosts: add it there")
+            elif not any(address in s.subnet for s in subs):
+                nets = ", ".join(str(s.subnet) for s in subs) or "none"
+                check.error(path, address, f"the shim address is outside the network's "
+                                           f"IPv{version} subnets ({nets})")
+            elif address in specials:
+                check.error(path, address,
+                            "the network or broadcast address cannot be a shim address")
+    if shim.routes == "ip-range" and not any(s.ip_range is not None for s in net.subnets):
         check.error(f"{base}.shim.routes", shim.routes,
-                    "routes: ip-range needs an ip_range on an IPv4 subnet: add one or use "
+                    "routes: ip-range needs an ip_range on a subnet: add one or use "
                     "per-container")
 
 
@@ -464,11 +471,13 @@ def _tenants(check: _Check, site: Site, nets: dict[str, Network],
                 check.error(f"{path}.network", ts.network,
                             f"unknown network; site {site.name} has: {', '.join(nets) or 'none'}")
                 continue
-            if not (isinstance(net, IpvlanNetwork) and net.mode in ("l3", "l3s")):
+            if not routes_tenants(net):
                 mode = f"{net.driver} {net.mode}"
                 check.error(f"{path}.network", ts.network, (
-                    f"tenant subnets are routed to an ipvlan l3 or l3s network; {ts.network} "
-                    f"is {mode}"))
+                    f"tenant subnets are routed to an ipvlan l3 or l3s network, or to a "
+                    f"macvlan bridge network with a shim; {ts.network} is {mode}"
+                    + ("" if net.shim is not None or not isinstance(net, MacvlanNetwork)
+                       else " without a shim")))
                 continue
             host = ts.host
             if host is None and len(net.hosts) != 1:
@@ -480,6 +489,13 @@ def _tenants(check: _Check, site: Site, nets: dict[str, Network],
             if host not in net.hosts:
                 check.error(f"{path}.host", host,
                             f"network {net.name} is not on this host: add it to its hosts")
+                continue
+            if isinstance(net, MacvlanNetwork) and net.shim is not None and host not in (
+                    net.shim.address_per_host):
+                check.error(f"{path}.host", host, (
+                    f"network {net.name} has no shim on host {host}, and on macvlan the "
+                    f"shim is the tenant subnet's gateway: add {host} to "
+                    f"sites.{site.name}.networks[{net_index[net.name]}].shim.address_per_host"))
                 continue
             subnet = Subnet(subnet=ts.subnet)
             gateway = _subnet(check, path, subnet, net)
@@ -704,9 +720,25 @@ def _pick(check: _Check, base: str, key: str, address: IPAddress | None, pools: 
     return True, pools[0] if pools else None
 
 
+def routes_tenants(net: Network) -> bool:
+    """Whether ``net`` serves routed tenant subnets: ipvlan l3/l3s, or macvlan bridge with a
+    shim (the host routes them through the shim, which holds their gateways).
+
+    Example: ``routes_tenants(IpvlanNetwork(name="t", parent="eth0", hosts=("h1",), mode="l3"))``
+    """
+    if isinstance(net, IpvlanNetwork):
+        return net.mode in ("l3", "l3s")
+    return net.mode == "bridge" and net.shim is not None
+
+
+def routed_pool(pool: Pool) -> bool:
+    """Whether the upstream router reaches ``pool`` through a host (an upstream route)."""
+    return routes_tenants(pool.network) and (
+        isinstance(pool.network, IpvlanNetwork) or pool.tenant is not None)
+
+
 def _upstream(check: _Check, site: Site, host_index: dict[str, int]) -> None:
-    routed = [p for p in check.facts.pools if p.site == site.name
-              and isinstance(p.network, IpvlanNetwork) and p.network.mode in ("l3", "l3s")]
+    routed = [p for p in check.facts.pools if p.site == site.name and routed_pool(p)]
     for pool in routed:
         for host in pool.hosts:
             if host not in host_index:

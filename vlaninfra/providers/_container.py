@@ -111,26 +111,32 @@ class ContainerProvider(HostProvider):
     def _address_taken(self, olds: Mapping[str, Any], news: Mapping[str, Any]
                        ) -> list[CheckFailure]:
         """An address about to be assigned (new container, or a new address) that another
-        LAN device already answers for, by one ARP probe from the host (the verification's
-        ``arp-unique``, bounded by ``ARP_BOUND``)."""
-        ipv4, device = news.get("ipv4"), news.get(LAN_DEVICE)
-        if not ipv4 or not device or has_unknowns(news.get(CONNECTION)) or has_unknowns(ipv4) \
-                or (olds and _addr(olds.get("ipv4")) == _addr(ipv4)):
+        LAN device already answers for, by one ARP (IPv4) or NDP (IPv6) probe from the host
+        (the verification's ``arp-unique``/``ndp-unique``, bounded by ``ARP_BOUND``)."""
+        device = news.get(LAN_DEVICE)
+        if not device or has_unknowns(news.get(CONNECTION)):
             return []
-        probe = {"kind": "arp-unique", "device": device, "address": _addr(ipv4),
-                 "own": [_mac(news.get("mac"))] if news.get("mac") else []}
+        probes = {key: {"kind": kind, "device": device, "address": _addr(news[key]),
+                        "own": [_mac(news.get("mac"))] if news.get("mac") else []}
+                  for key, kind in (("ipv4", "arp-unique"), ("ipv6", "ndp-unique"))
+                  if news.get(key) and not has_unknowns(news[key])
+                  and not (olds and _addr(olds.get(key)) == _addr(news[key]))}
+        if not probes:
+            return []
         try:
-            answer = self.agent(news).call("probe.run", checks=[probe], timeout=ARP_BOUND)[0]
+            answers = self.agent(news).call("probe.run", checks=list(probes.values()),
+                                            timeout=ARP_BOUND)
         except VlanInfraError as err:
-            return [CheckFailure("ipv4", f"host {host_label(news)}: {err}")]
-        if not answer.get("answered_by"):
-            return []  # free, or not judged (a VLAN parent made later): verification checks
+            return [CheckFailure(next(iter(probes)), f"host {host_label(news)}: {err}")]
         where = news.get(CONFIG_PATH) or "container"
-        return [CheckFailure("ipv4", (
-            f"{where}.ipv4: container {news.get('name')!r} would get {probe['address']} on "
+        return [CheckFailure(key, (
+            f"{where}.{key}: container {news.get('name')!r} would get {probe['address']} on "
             f"host {host_label(news)}, but that address already answers on the LAN from MAC "
-            f"{answer['answered_by']} (ARP probe on {device}): another device holds it; free "
-            "it there, or give the container another address"))]
+            f"{answer['answered_by']} ({'ARP' if key == 'ipv4' else 'NDP'} probe on {device}): "
+            "another device holds it; free it there, or give the container another address"))
+            for (key, probe), answer in zip(probes.items(), answers, strict=True)
+            # Free, or not judged (a VLAN parent made later): verification checks.
+            if answer.get("answered_by")]
 
     def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
         found = agent.call("docker.container.inspect", name=news["name"])

@@ -142,7 +142,8 @@ class HostShim(Resource, module="vlaninfra", name="HostShim"):
     Example::
 
         HostShim("shim-h1", host=h1, shim_name="vshim0", parent="eth0",
-                 address="192.0.2.250/32", routes=["192.0.2.128/26"])
+                 address="192.0.2.250/32", routes=["192.0.2.128/26"],
+                 extra_addresses=["2001:db8::fa/64"])  # IPv6, tenant gateways
     """
 
     mac_address: pulumi.Output[str]
@@ -160,6 +161,7 @@ class HostShim(Resource, module="vlaninfra", name="HostShim"):
         mode: str | None = None,
         config_path: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
+        extra_addresses: Sequence[str] = (),
     ) -> None:
         props = {
             **_host_props(host, config_path),
@@ -168,6 +170,7 @@ class HostShim(Resource, module="vlaninfra", name="HostShim"):
             "kind": kind,
             "mode": mode,
             "address": address,
+            "extra_addresses": list(extra_addresses),
             "routes": list(routes),
             "mac_address": None,
             "ifindex": None,

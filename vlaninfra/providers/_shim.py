@@ -32,11 +32,20 @@ class ShimProvider(HostProvider):
 
     KIND = "shim"
     REPLACE_KEYS = frozenset({"name"})
-    INPUT_KEYS = frozenset({"name", "parent", "kind", "mode", "address", "routes"})
+    INPUT_KEYS = frozenset({"name", "parent", "kind", "mode", "address", "routes",
+                            "extra_addresses"})
+
+    def spec(self, props: Mapping[str, Any]) -> str:
+        # A shim without further addresses keeps the mark it had before they existed.
+        n = self.normalize(props)
+        keys = self.INPUT_KEYS if n["extra_addresses"] else self.INPUT_KEYS - {"extra_addresses"}
+        return marks.spec_hash({k: n.get(k) for k in sorted(keys)})
 
     def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
         address = props.get("address")
         return {
+            "extra_addresses": sorted(str(ipaddress.ip_interface(a))
+                                      for a in props.get("extra_addresses") or []),
             "name": props.get("name"),
             "parent": props.get("parent"),
             "kind": props.get("kind") or "macvlan",
@@ -69,6 +78,7 @@ class ShimProvider(HostProvider):
             kind=n["kind"],
             mode=n["mode"],
             address=n["address"],
+            extra_addresses=n["extra_addresses"],
             routes=n["routes"],
             owner=self.owner(props),
             spec=self.spec(props),
@@ -88,6 +98,11 @@ class ShimProvider(HostProvider):
         if found is None:
             return ReadResult(id_="", outs={})
         addresses = sorted(found.get("addresses") or [])
+        want = self.normalize(props)["address"]
+        # The primary address is the one state has, else the only IPv4 one; the rest are
+        # the further addresses (IPv6, tenant gateways).
+        v4 = [a for a in addresses if ipaddress.ip_interface(a).version == 4]
+        primary = want if want in addresses else (v4[0] if len(v4) == 1 else None)
         actual = {
             **props,
             **self.normalize(
@@ -96,14 +111,15 @@ class ShimProvider(HostProvider):
                     "parent": found.get("parent"),
                     "kind": found.get("kind"),
                     "mode": found.get("mode"),
-                    "address": addresses[0] if len(addresses) == 1 else None,
+                    "address": primary,
+                    "extra_addresses": [a for a in addresses if a != primary],
                     "routes": found.get("routes") or [],
                 }
             ),
         }
-        if len(addresses) != 1:
-            # Several (or no) addresses is drift the next `up` repairs; show what is there.
-            actual["address"] = ",".join(addresses) or None
+        if primary is None:
+            # Several (or no) IPv4 addresses is drift the next `up` repairs; show what is there.
+            actual["address"] = ",".join(v4) or None
         outs = {**actual, "mac_address": found.get("mac"), "ifindex": found.get("index")}
         return ReadResult(id_=id_, outs=outs, inputs=actual)
 

@@ -18,7 +18,7 @@ from vlaninfra.errors import VlanInfraError
 from vlaninfra.layout import Plan, load_config, plan
 from vlaninfra.review import render_dot
 
-STACKS = ("lab", "lab-ipvlan", "lab-vlan", "static-pool", "ipvlan-l2", "ipvlan-l3",
+STACKS = ("lab", "lab-dualstack", "lab-ipvlan", "lab-vlan", "static-pool", "ipvlan-l2", "ipvlan-l3",
           "macvlan-shim")
 
 

@@ -230,7 +230,7 @@ CASES: list[tuple[str, Callable[[Config], object], list[tuple[str, str]]]] = [
                 s["networks"][0].update(shim={"address_per_host": {"h1": "192.0.2.250"},
                                               "routes": "ip-range"})),
      [(f"{NET0}.shim.routes",
-       "routes: ip-range needs an ip_range on an IPv4 subnet: add one or use per-container")]),
+       "routes: ip-range needs an ip_range on a subnet: add one or use per-container")]),
     ("shim on a macvlan private network",
      lambda s: s["networks"][0].update(mode="private", shim={"address_per_host": {
          "h1": "192.0.2.250"}}),
@@ -457,7 +457,8 @@ def test_tenant_subnet_needs_an_l3_network() -> None:
     s["tenants"][0]["subnets"][0]["network"] = "l2"
     assert errors_of(config(paris=s)) == [
         (f"{S}.tenants[0].subnets[0].network",
-         "tenant subnets are routed to an ipvlan l3 or l3s network; l2 is ipvlan l2")]
+         "tenant subnets are routed to an ipvlan l3 or l3s network, or to a macvlan bridge "
+         "network with a shim; l2 is ipvlan l2")]
 
 
 def test_tenant_subnet_on_multi_host_network_needs_its_host() -> None:
