@@ -1,11 +1,35 @@
 """Suite-wide: tests marked `lab` need root (namespaces, dockerd, sshd, QEMU); without it they
-are skipped, with the reason, never silently."""
+are skipped, with the reason, never silently.
+
+`vm_lab`: the one VM lab of the session (booting QEMU guests under TCG costs a minute or two,
+so every module that needs VM lab hosts shares it).
+"""
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
+
+from vlaninfra.lab import Inventory, lab_down, lab_up
+from vlaninfra.lab._vm import vm_unavailable_reason
+
+VM_LAB = "iv"
+"""Lab instance of the shared VM lab: site a with namespace host h1, VM host v1 and a VLAN 50
+peer p1 (198.18.50.2/24)."""
+VM_LAB_VLAN_PEER = (50, "198.18.50.2/24")
+
+
+@dataclass(frozen=True)
+class VmLabBoot:
+    """How the session's VM lab came up: its inventory and the seconds the booting
+    `lab_up` took."""
+
+    inventory: Inventory
+    seconds: float
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -15,3 +39,38 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("lab"):
             item.add_marker(skip)
+
+
+def up_vm_lab() -> Inventory:
+    """Brings the shared VM lab up (2-4 s when it already runs, a full boot after a
+    `lab_down`) and returns its inventory."""
+    return lab_up(hosts=1, vm_hosts=1, vlan_peers=[VM_LAB_VLAN_PEER], instance=VM_LAB)
+
+
+@pytest.fixture(scope="session")
+def vm_lab_boot() -> Iterator[VmLabBoot]:
+    """Boots the shared VM lab once per session (a leftover instance is removed first) and
+    removes it at the end, also on failure. `VLANINFRA_E2E_REUSE_LAB=1` (development reruns)
+    reuses a running instance and leaves it up; `vlaninfra lab down --instance iv` removes it."""
+    reason = vm_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"VM lab hosts unavailable: {reason}")
+    reuse = bool(os.environ.get("VLANINFRA_E2E_REUSE_LAB"))
+    if not reuse:
+        lab_down(VM_LAB)
+    try:
+        t0 = time.monotonic()
+        inventory = up_vm_lab()
+        yield VmLabBoot(inventory, time.monotonic() - t0)
+    finally:
+        if not reuse:
+            lab_down(VM_LAB)
+
+
+@pytest.fixture(scope="module")
+def vm_lab(vm_lab_boot: VmLabBoot) -> Inventory:
+    """The shared VM lab, up (again, should a test before have taken it down). Contract: a
+    test leaves its hosts, router and peers as it found them (stacks destroyed, its own
+    links removed); a test that takes the lab down or changes it for good must come last in
+    the session or bring it back (`up_vm_lab`)."""
+    return up_vm_lab()

@@ -1,17 +1,15 @@
 """ipvlan and 802.1Q end to end: the real engine on VM lab hosts (QEMU; this machine's kernel has
-neither). One lab instance of its own (`iv`: LAN, router, peer, VM host v1 and a VLAN 50 peer),
-so the macvlan suite and this one never share `default`; each stack is generated from its stack
-file (or the test) with that instance's addresses, and `VLANINFRA_LAB_INSTANCE` points the
-program at the instance. Each class is one scenario on one stack, its tests in file order;
-every stack is destroyed at the end of its class and the lab brought down, also on failure.
-`VLANINFRA_E2E_REUSE_LAB=1` (for development reruns) reuses a running `iv` instance and leaves
-it up at the end; `vlaninfra lab down --instance iv` removes it.
+neither). On the session's shared VM lab (`vm_lab`, instance `iv`: LAN, router, peer, VM host v1
+and a VLAN 50 peer), so the macvlan suite and this one never share `default`; each stack is
+generated from its stack file (or the test) with that instance's addresses, and
+`VLANINFRA_LAB_INSTANCE` points the program at the instance. Each class is one scenario on one
+stack, its tests in file order; every stack is destroyed at the end of its class, also on
+failure, leaving the VM host as the class found it.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,29 +26,11 @@ from tests.e2e.vm_observe import (
     vm_stack,
     vm_state,
 )
-from vlaninfra.lab import Host, Inventory, http_ok, lab_down, lab_up
-from vlaninfra.lab._vm import vm_unavailable_reason
+from vlaninfra.lab import Host, Inventory, http_ok
 
 pytestmark = [pytest.mark.lab, pytest.mark.engine, pytest.mark.vm]
 
-INSTANCE = "iv"
-VLAN_PEER = (50, "198.18.50.2/24")
 IMAGE = "vlaninfra/busybox:lab"
-
-
-@pytest.fixture(scope="module")
-def vm_lab() -> Iterator[Inventory]:
-    reason = vm_unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"VM lab hosts unavailable: {reason}")
-    reuse = bool(os.environ.get("VLANINFRA_E2E_REUSE_LAB"))
-    if not reuse:
-        lab_down(INSTANCE)
-    try:
-        yield lab_up(hosts=1, vm_hosts=1, vlan_peers=[VLAN_PEER], instance=INSTANCE)
-    finally:
-        if not reuse:
-            lab_down(INSTANCE)
 
 
 def _v1(inv: Inventory) -> Host:
@@ -211,7 +191,7 @@ class TestIpvlanL2ManyContainers:
     ) -> None:
         inv = stack.inventory
         v1 = _v1(inv)
-        switch, port = f"vl{INSTANCE}-a-sw", f"vt-{v1.vm_name}-l"
+        switch, port = f"vl{inv.instance}-a-sw", f"vt-{v1.vm_name}-l"
         # stack, SiteNetwork, network, shim, 50 containers
         assert stack.changes("up", "--yes", "--parallel", "10") == {"create": 54}
         ips = _container_ips(inv)
@@ -227,7 +207,7 @@ class TestIpvlanL2ManyContainers:
     def test_macvlan_by_contrast_shows_one_mac_per_container(self, stack: LabStack) -> None:
         inv = stack.inventory
         v1 = _v1(inv)
-        switch, port = f"vl{INSTANCE}-a-sw", f"vt-{v1.vm_name}-l"
+        switch, port = f"vl{inv.instance}-a-sw", f"vt-{v1.vm_name}-l"
         assert set(stack.changes("destroy", "--yes")) <= {"delete"}
         stack.base_sites = _many(inv, "macvlan", 3)
         stack.write(stack.base_sites)

@@ -16,6 +16,7 @@ import pytest
 
 from tests.lab._agent_fixtures import netns, root_only, sh
 from vlaninfra.host import guard
+from vlaninfra.lab import Inventory
 from vlaninfra.transport import Agent, LocalTarget, agent_for, close_all
 
 pytestmark = [pytest.mark.lab, root_only]
@@ -224,24 +225,20 @@ def test_lab_down_ends_restorers_and_watchers_left_behind() -> None:
 
 
 @pytest.mark.vm
-def test_vlan_parent_restored_on_a_vm_host() -> None:
-    """Where the kernel has 802.1Q (a QEMU lab host over SSH): the stack's VLAN parent with its
-    shim and the shim's route come back, after the change removed them and made another."""
+def test_vlan_parent_restored_on_a_vm_host(vm_lab: Inventory) -> None:
+    """Where the kernel has 802.1Q (a QEMU lab host over SSH, of the session's shared VM lab):
+    the stack's VLAN parent with its shim and the shim's route come back, after the change
+    removed them and made another."""
     from pathlib import Path
 
-    from vlaninfra.lab import lab_down, lab_up
-    from vlaninfra.lab._vm import vm_unavailable_reason
     from vlaninfra.transport import SshTarget
 
-    if (reason := vm_unavailable_reason()) is not None:
-        pytest.skip(f"VM lab members unavailable: {reason}")
-    instance = "g8"
-    lab_down(instance)
+    inv = vm_lab
+    vm = next(h for h in inv.sites[0].hosts if h.kind == "vm")
+    target = SshTarget(vm.mgmt_address, private_key=Path(inv.key_path).read_text(),
+                       host_key=vm.host_key, port=vm.ssh_port, user=vm.user)
     try:
-        inv = lab_up(hosts=1, vm_hosts=1, instance=instance)
-        vm = next(h for h in inv.sites[0].hosts if h.kind == "vm")
-        agent = agent_for(SshTarget(vm.mgmt_address, private_key=Path(inv.key_path).read_text(),
-                                    host_key=vm.host_key, port=vm.ssh_port, user=vm.user))
+        agent = agent_for(target)
 
         def plumbing() -> dict[str, Any]:
             snap = agent.call("host.snapshot")
@@ -263,8 +260,7 @@ def test_vlan_parent_restored_on_a_vm_host() -> None:
                    routes=["198.18.60.128/26"], owner=OWNER, spec="s")
         assert plumbing() != before
         close_all()
-        agent = agent_for(SshTarget(vm.mgmt_address, private_key=Path(inv.key_path).read_text(),
-                                    host_key=vm.host_key, port=vm.ssh_port, user=vm.user))
+        agent = agent_for(target)
         fired = wait_fired(agent, WINDOW + 10)
         print(f"\nVM host restored {fired['late_ms']:.0f} ms after the deadline: {fired['done']}")
         assert fired["errors"] == [], fired
@@ -272,4 +268,11 @@ def test_vlan_parent_restored_on_a_vm_host() -> None:
         assert plumbing() == before
     finally:
         close_all()
-        lab_down(instance)
+        # The shared lab's VM host as it was: no guard left armed, none of this test's links.
+        agent = agent_for(target)
+        agent.call("guard.disarm", owner=OWNER, token="t1")
+        for shim in ("shim50", "shim60"):
+            agent.call("shim.delete", name=shim, owner=OWNER)
+        for vlan in ("eth0.50", "eth0.60"):
+            agent.call("vlan.delete", name=vlan, owner=OWNER)
+        close_all()

@@ -1,9 +1,9 @@
 """VM hosts and VLAN peers as lab members: ``lab_up(vm_hosts=…, vlan_peers=…)``.
 
 The pure tests (addressing, inventory format, CLI parsing) need nothing. The lab tests use
-their own instance ``v1`` (one namespace host, VM host ``v1``, VLAN peer ``p1`` on VLAN 50:
-two QEMU guests) and remove it at the end, even on failure; they skip, with the reason, when
-QEMU cannot run here.
+the session's shared VM lab (`vm_lab`, instance ``iv``: one namespace host, VM host ``v1``,
+VLAN peer ``p1`` on VLAN 50: two QEMU guests); the last of them takes it down and checks that
+nothing is left. They skip, with the reason, when QEMU cannot run here.
 """
 
 from __future__ import annotations
@@ -13,19 +13,19 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import VM_LAB, VM_LAB_VLAN_PEER, VmLabBoot, up_vm_lab
 from tests.lab.lab_helpers import in_netns, leftovers
 from vlaninfra.lab import Inventory, LabError, VlanPeer, _vm, lab_down, lab_status, lab_up
 from vlaninfra.lab._labvm import vm_leftovers
 from vlaninfra.lab._topology import MAX_VMS, plan, plan_vms, vm_instance_of
 from vlaninfra.lab.cli import _vlan_peer
 
-INSTANCE = "v1"
-VLAN, PEER_ADDR, HOST_VLAN_ADDR = 50, "198.18.50.2/24", "198.18.50.1/24"
+INSTANCE = VM_LAB
+(VLAN, PEER_ADDR), HOST_VLAN_ADDR = VM_LAB_VLAN_PEER, "198.18.50.1/24"
 
 
 # --- pure -------------------------------------------------------------------------------------
@@ -160,25 +160,10 @@ def _qemu_pids(instance: str) -> dict[str, int]:
     }
 
 
-@pytest.fixture(scope="module")
-def vm_lab() -> Iterator[tuple[Inventory, float]]:
-    reason = _vm.vm_unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"VM lab members unavailable: {reason}")
-    lab_down(INSTANCE)
-    try:
-        t0 = time.monotonic()
-        inv = lab_up(hosts=1, vm_hosts=1, vlan_peers=[(VLAN, PEER_ADDR)], instance=INSTANCE)
-        print(f"\nlab_up with 1 VM host + 1 VLAN peer: {time.monotonic() - t0:.1f} s")
-        yield inv, time.monotonic() - t0
-    finally:
-        lab_down(INSTANCE)
-
-
 @pytest.mark.lab
 @pytest.mark.vm
-def test_vm_host_is_a_host_like_the_namespace_hosts(vm_lab: tuple[Inventory, float]) -> None:
-    inv, _ = vm_lab
+def test_vm_host_is_a_host_like_the_namespace_hosts(vm_lab: Inventory) -> None:
+    inv = vm_lab
     site = inv.sites[0]
     ns_host, vm_host = site.hosts
     assert (ns_host.kind, vm_host.kind) == ("netns", "vm")
@@ -221,8 +206,8 @@ def test_vm_host_is_a_host_like_the_namespace_hosts(vm_lab: tuple[Inventory, flo
 
 @pytest.mark.lab
 @pytest.mark.vm
-def test_vm_host_shares_the_lan_with_namespace_members(vm_lab: tuple[Inventory, float]) -> None:
-    inv, _ = vm_lab
+def test_vm_host_shares_the_lan_with_namespace_members(vm_lab: Inventory) -> None:
+    inv = vm_lab
     site = inv.sites[0]
     ns_host, vm_host = site.hosts
     ping = in_netns(
@@ -235,8 +220,8 @@ def test_vm_host_shares_the_lan_with_namespace_members(vm_lab: tuple[Inventory, 
 
 @pytest.mark.lab
 @pytest.mark.vm
-def test_vlan_peer_answers_on_its_vlan_only(vm_lab: tuple[Inventory, float]) -> None:
-    inv, _ = vm_lab
+def test_vlan_peer_answers_on_its_vlan_only(vm_lab: Inventory) -> None:
+    inv = vm_lab
     site = inv.sites[0]
     vm_host = site.hosts[1]
     (peer,) = site.vlan_peers
@@ -261,8 +246,8 @@ def test_vlan_peer_answers_on_its_vlan_only(vm_lab: tuple[Inventory, float]) -> 
 
 @pytest.mark.lab
 @pytest.mark.vm
-def test_status_shows_vm_members(vm_lab: tuple[Inventory, float]) -> None:
-    inv, _ = vm_lab
+def test_status_shows_vm_members(vm_lab: Inventory) -> None:
+    inv = vm_lab
     out = lab_status(INSTANCE)
     v1, p1 = inv.sites[0].hosts[1], inv.sites[0].vlan_peers[0]
     want = rf"host +v1 vm {v1.vm_name}: .*sshd up, dockerd up {re.escape(v1.docker_version)}"
@@ -273,12 +258,12 @@ def test_status_shows_vm_members(vm_lab: tuple[Inventory, float]) -> None:
 
 @pytest.mark.lab
 @pytest.mark.vm
-def test_lab_up_again_keeps_the_running_vms(vm_lab: tuple[Inventory, float]) -> None:
-    inv, first = vm_lab
+def test_lab_up_again_keeps_the_running_vms(vm_lab: Inventory, vm_lab_boot: VmLabBoot) -> None:
+    inv, first = vm_lab, vm_lab_boot.seconds
     pids = _qemu_pids(INSTANCE)
     assert sorted(pids) == [f"vl{INSTANCE}-a-p1", f"vl{INSTANCE}-a-v1"]
     t0 = time.monotonic()
-    again = lab_up(hosts=1, vm_hosts=1, vlan_peers=[(VLAN, PEER_ADDR)], instance=INSTANCE)
+    again = up_vm_lab()
     took = time.monotonic() - t0
     assert _qemu_pids(INSTANCE) == pids
     assert again == inv
@@ -287,8 +272,9 @@ def test_lab_up_again_keeps_the_running_vms(vm_lab: tuple[Inventory, float]) -> 
 
 @pytest.mark.lab
 @pytest.mark.vm
-def test_lab_down_leaves_nothing(vm_lab: tuple[Inventory, float]) -> None:
-    inv, _ = vm_lab
+def test_lab_down_leaves_nothing(vm_lab: Inventory) -> None:
+    """Last user of the shared VM lab in this session's order (a later one brings it back)."""
+    inv = vm_lab
     state = Path(inv.key_path).parent
     lab_down(INSTANCE)
     deadline = time.monotonic() + 10

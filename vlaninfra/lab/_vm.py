@@ -628,7 +628,7 @@ def start_vm(
     mgmt_peer: str,
     authorized_key: str,
     mac_seed: int,
-    memory_mb: int = 1024,
+    memory_mb: int = 2048,
     vlans: Sequence[tuple[int, str | None]] = (),
     identity_file: Path | None = None,
     ssh_timeout: float = 60.0,
@@ -731,7 +731,9 @@ def start_vm(
         ("-machine", "pc"),
         ("-accel", "tcg,tb-size=256"),
         ("-cpu", "max"),
-        ("-smp", "1"),
+        # Two vCPUs (multi-threaded TCG): Docker's per-container work (runc, the shim, dockerd's
+        # re-execs) is CPU-bound under emulation; 2 GiB so 50 containers run without reclaim.
+        ("-smp", "2"),
         ("-m", str(memory_mb)),
         ("-display", "none"),
         ("-monitor", "none"),
