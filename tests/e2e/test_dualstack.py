@@ -172,8 +172,19 @@ def test_docker_ipv6_behaviour_measured(dual: LabStack, baseline: dict[str, Any]
     seen = _quirks(dual)
     print(json.dumps(seen, indent=1))
     assert seen["version"].startswith("20.10")
-    measured = {"container IPv6 default route": ["default", "via", site.gateway6]}
+    measured = {
+        "no --ipv6: network created": True, "no --ipv6: EnableIPv6": False,
+        "no --ipv6: IPv6 pool kept": True, "no --ipv6: container gets IPv6": False,
+        # --ip6 is silently ignored: the container runs without IPv6 (the plan sets --ipv6).
+        "no --ipv6: --ip6 starts a container": True, "no --ipv6: --ip6 gives IPv6": False,
+        "--ipv6 without gateway: recorded gateway": None,
+        "container IPv6 address nodad": True,
+        "container IPv6 default route": ["default", "via", site.gateway6],
+    }
     assert {k: seen[k] for k in measured} == measured
+    # An IPv6-only network still gets an IPv4 pool of the daemon's, and containers an IPv4
+    # address from it (on the LAN): the layout refuses IPv6-only networks.
+    assert seen["IPv6 only: IPv4 pool added"] and seen["IPv6 only: container gets IPv4"]
     assert dual.state() == {k: v for k, v in baseline.items() if k != "router"}
 
 

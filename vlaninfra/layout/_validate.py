@@ -502,6 +502,18 @@ def _tenants(check: _Check, site: Site, nets: dict[str, Network],
             _add_pool(check, site, net, subnet, path, (host,), tenant.name, gateway)
     for net in site.networks:
         for host in net.hosts:
+            families = {p.subnet.subnet.version
+                        for p in check.facts.by_net_host.get((site.name, net.name, host), [])}
+            if families == {6}:
+                # Measured on Docker 20.10.24: the daemon then adds an IPv4 pool of its own and
+                # gives every container an address from it, on the LAN.
+                check.error(f"sites.{site.name}.networks[{net_index[net.name]}].subnets", [], (
+                    f"network {net.name} has IPv6 but no IPv4 subnet on host {host}: Docker "
+                    "adds an IPv4 pool of its own and gives containers addresses from it; add "
+                    "an IPv4 subnet (or a tenant's)"))
+                break
+    for net in site.networks:
+        for host in net.hosts:
             if (site.name, net.name, host) not in check.facts.by_net_host:
                 check.error(f"sites.{site.name}.networks[{net_index[net.name]}].subnets", [], (
                     f"no subnet on host {host}: add subnets (or a tenant subnet), else Docker "

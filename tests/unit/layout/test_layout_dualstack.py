@@ -165,3 +165,14 @@ def test_macvlan_without_shim_serves_no_tenant() -> None:
             "tenant subnets are routed to an ipvlan l3 or l3s network, or to a macvlan bridge "
             "network with a shim; pub_net is macvlan bridge without a shim") \
         in errors_of(config(paris=s))
+
+
+def test_an_ipv6_only_network_is_refused() -> None:
+    s = _dual()
+    s["networks"][0]["subnets"].pop(0)
+    s["networks"][0].pop("shim")
+    s["containers"] = [c for c in s["containers"] if "ipv4" not in c]
+    assert errors_of(config(paris=s)) == [
+        (f"{NET0}.subnets",
+         "network pub_net has IPv6 but no IPv4 subnet on host h1: Docker adds an IPv4 pool of "
+         "its own and gives containers addresses from it; add an IPv4 subnet (or a tenant's)")]
