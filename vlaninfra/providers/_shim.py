@@ -14,7 +14,7 @@ from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import marks
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, HostProvider, clash_of, host_label, nic_missing
+from ._base import CONFIG_PATH, PERSIST, HostProvider, clash_of, host_label, nic_missing
 
 __all__ = ["ShimProvider"]
 
@@ -32,7 +32,9 @@ class ShimProvider(HostProvider):
 
     KIND = "shim"
     REPLACE_KEYS = frozenset({"name"})
-    INPUT_KEYS = frozenset({"name", "parent", "kind", "mode", "address", "routes"})
+    SPEC_KEYS = frozenset({"name", "parent", "kind", "mode", "address", "routes"})
+    INPUT_KEYS = SPEC_KEYS | {PERSIST}
+    PERSISTS = True
 
     def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
         address = props.get("address")
@@ -44,6 +46,7 @@ class ShimProvider(HostProvider):
             or ("bridge" if props.get("kind", "macvlan") == "macvlan" else "l2"),
             "address": str(ipaddress.ip_interface(address)) if address else None,
             "routes": _routes(props.get("routes")),
+            PERSIST: bool(props.get(PERSIST)),
         }
 
     def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
@@ -73,6 +76,7 @@ class ShimProvider(HostProvider):
             owner=self.owner(props),
             spec=self.spec(props),
             ifindex=ifindex,
+            **self.persist_args(props),
         )
         return {**props, "mac_address": found.get("mac"), "ifindex": found.get("index")}
 
@@ -84,7 +88,8 @@ class ShimProvider(HostProvider):
         return CreateResult(id_=f"{props['host']}/{props['name']}", outs=outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        found = self.agent(props).call("shim.read", name=props["name"])
+        found = self.agent(props).call("shim.read", name=props["name"],
+                                       **self.persist_args(props))
         if found is None:
             return ReadResult(id_="", outs={})
         addresses = sorted(found.get("addresses") or [])
@@ -98,6 +103,7 @@ class ShimProvider(HostProvider):
                     "mode": found.get("mode"),
                     "address": addresses[0] if len(addresses) == 1 else None,
                     "routes": found.get("routes") or [],
+                    PERSIST: self.persisted(found, props),
                 }
             ),
         }
@@ -117,7 +123,7 @@ class ShimProvider(HostProvider):
         try:
             result = self.agent(props).call(
                 "shim.delete", name=props["name"], owner=self.owner(props),
-                ifindex=props.get("ifindex"))
+                ifindex=props.get("ifindex"), **self.persist_args(props))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err
         self.removed(props, result)
