@@ -9,6 +9,7 @@ machine's filesystem, so each keeps its files below its own root in the lab's st
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import stat
@@ -43,7 +44,7 @@ def _shim(host: Host) -> dict[str, object]:
         "alias": link[0].get("ifalias") if link else None,
         "addresses": sorted(f"{a['local']}/{a['prefixlen']}" for a in addrs
                             if a["family"] == "inet"),
-        "routes": sorted(r["dst"] for r in routes),
+        "routes": sorted(str(ipaddress.ip_network(r["dst"])) for r in routes),
     }
 
 
