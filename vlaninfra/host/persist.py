@@ -7,7 +7,8 @@ containers back onto those links). Files, all root-only, under the host's root (
 namespace hosts, which share one filesystem, each get their own via ``VLANINFRA_HOST_ROOT``):
 
 - ``/etc/vlaninfra/persist/<project>--<stack>/<kind>--<name>.json`` (0600, directories 0700):
-  one per object: owner, kind, name, spec hash (the object's mark), the op and its arguments;
+  one per object: owner, kind, name, spec hash (the object's mark), the arguments of the
+  kind's ensure op;
 - ``/usr/local/lib/vlaninfra/agent.pyz``: the agent archive that wrote them (0600);
 - ``/usr/local/sbin/vlaninfra-restore``: the boot hook, ``python3 -I agent.pyz restore`` (0700);
 - on systemd hosts (``/run/systemd/system`` exists, sd_booted(3)) also
@@ -69,8 +70,6 @@ __all__ = [
     "restore",
     "restore_main",
 ]
-
-log = logging.getLogger("vlaninfra.host.persist")
 
 FORMAT = 1
 ROOT_ENV = "VLANINFRA_HOST_ROOT"
