@@ -56,6 +56,7 @@ depmod -b rootfs "$V"
 
 step "rootfs: lab init, sshd config, busybox image tarball"
 install -m 755 "$HERE/lab-init" rootfs/sbin/lab-init
+ln -s lab-init rootfs/sbin/reboot  # the guest's `reboot`: lab-init reboots on SIGUSR1
 cat > rootfs/etc/ssh/sshd_config.d/vlaninfra-lab.conf <<'EOI'
 # vlaninfra lab host: root, key-only, one per-VM ed25519 host key
 HostKey /etc/ssh/ssh_host_ed25519_key

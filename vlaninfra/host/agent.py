@@ -35,6 +35,7 @@ from vlaninfra.host import (
     facts,
     guard,
     ops,
+    persist,
     probe,
     protocol,
 )
@@ -174,15 +175,19 @@ OPS: dict[str, Callable[..., Any]] = {
     "link.exists": facts.link_exists,
     "route.list": facts.route_list,
     "route.get": facts.route_get,
-    "route.ensure": ops.route_ensure,
-    "route.delete": ops.route_delete,
+    # Ops that make what a reboot loses also keep (and their reads check) the file that
+    # brings it back, when the caller names the owning stack (`persist_owner`).
+    "route.ensure": persist.ensuring("route", ops.route_ensure),
+    "route.delete": persist.deleting("route", ops.route_delete),
+    "route.read": persist.reading("route", facts.route_get),
     "host.snapshot": host_snapshot,
     "check.facts": check_facts,
-    "shim.ensure": ops.shim_ensure,
-    "shim.read": ops.shim_read,
-    "shim.delete": ops.shim_delete,
-    "vlan.ensure": ops.vlan_ensure,
-    "vlan.delete": ops.vlan_delete,
+    "shim.ensure": persist.ensuring("shim", ops.shim_ensure),
+    "shim.read": persist.reading("shim", ops.shim_read),
+    "shim.delete": persist.deleting("shim", ops.shim_delete),
+    "vlan.ensure": persist.ensuring("vlan", ops.vlan_ensure),
+    "vlan.read": persist.reading("vlan", facts.link_get),
+    "vlan.delete": persist.deleting("vlan", ops.vlan_delete),
     "docker.version": docker_facts.docker_version,
     "docker.image.exists": docker_facts.image_exists,
     "docker.network.inspect": docker_facts.network_inspect,
@@ -329,7 +334,10 @@ def serve(ctx: Context, stdin: BinaryIO, stdout: BinaryIO, workers: int = MAX_WO
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the zipapp / ``python -m vlaninfra.host``."""
+    """Entry point of the zipapp / ``python -m vlaninfra.host``; ``restore`` runs the boot
+    hook's restore (:func:`vlaninfra.host.persist.restore_main`) instead of serving."""
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["restore"]:
+        return persist.restore_main()
     proto_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr

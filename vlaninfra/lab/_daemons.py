@@ -157,9 +157,13 @@ def write_sshd_config(
         "PermitUserEnvironment no",
         "ClientAliveInterval 0",
     ]
+    # The namespaces share this machine's filesystem: what the host agent keeps to survive a
+    # reboot (vlaninfra.host.persist) goes below a root of this namespace's own.
+    env = [f"VLANINFRA_HOST_ROOT={state / 'root'}"]
     if docker_socket:
         # `docker` and the Docker SDK in an SSH session talk to this host's own daemon.
-        lines.append(f"SetEnv DOCKER_HOST=unix://{docker_socket}")
+        env.insert(0, f"DOCKER_HOST=unix://{docker_socket}")
+    lines.append("SetEnv " + " ".join(env))
     path = state / "sshd_config"
     path.write_text("\n".join(lines) + "\n")
     return path

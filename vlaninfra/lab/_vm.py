@@ -11,6 +11,9 @@ Build (`build_base_image`, once, cached): ``tools/vm/build-base.sh`` unpacks a b
 iproute2, iputils-ping, kmod, curl, docker.io) into a 2G ext4 image and builds a tiny boot
 initramfs. ``tools/vm/lab-init`` is the guest's PID 1.
 
+A guest's ``reboot`` resets the machine inside the same QEMU (same overlay disk, taps and
+fw_cfg keys); `reboot_vm` does that and waits until the guest is back.
+
 Run (`start_vm`): a qcow2 overlay on the base image in the VM's state directory; QEMU daemonized
 with two NICs whose taps QEMU creates in the root namespace (non-persistent: they vanish with
 the QEMU process):
@@ -77,6 +80,7 @@ __all__ = [
     "lan_mac",
     "mgmt_mac",
     "qemu_rss_bytes",
+    "reboot_vm",
     "run_ssh",
     "ssh_argv",
     "start_vm",
@@ -737,7 +741,6 @@ def start_vm(
         ("-m", str(memory_mb)),
         ("-display", "none"),
         ("-monitor", "none"),
-        ("-no-reboot",),
         ("-serial", f"file:{console}"),
         ("-D", str(qemu_log)),
         ("-d", "guest_errors,cpu_reset"),
@@ -876,6 +879,57 @@ def start_vm(
     except BaseException:
         stop_vm(state_dir)
         raise
+
+
+def _wait_ssh(address: str, known_hosts: Path, identity: Path, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        proc = subprocess.run(_ssh_argv(address, known_hosts, identity, ["true"], 10),
+                              capture_output=True, text=True, timeout=30, check=False)
+        if proc.returncode == 0:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def reboot_vm(state_dir: Path, address: str, identity: Path, *, timeout: float = 240.0,
+              ) -> float:
+    """Reboot the VM of ``state_dir`` from inside (the guest's ``reboot`` over ssh to its
+    management ``address`` with key ``identity``: lab-init stops dockerd, syncs and resets the
+    machine; QEMU keeps running on the same overlay disk) and wait until it is back: "=== LAB
+    DOCKER READY" on the console again and ssh answering. Returns the seconds taken.
+
+    Example: ``reboot_vm(Path(".lab/iv/vm/v1"), "203.0.113.130", key)`` → ``41.3``
+    """
+    state_dir = state_dir.resolve()
+    pid = _pid_from_state(state_dir)
+    console, known_hosts = state_dir / "console.log", state_dir / "known_hosts"
+    if pid is None:
+        raise VmError(f"vm {state_dir.name}: not running (no QEMU pid in {state_dir})")
+    offset = console.stat().st_size
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    # the session may drop before it answers: the console says whether the guest rebooted
+    _run(_ssh_argv(address, known_hosts, identity, ["reboot"]), timeout=30, check=False)
+    while True:
+        if _pid_from_state(state_dir) != pid:
+            raise VmError(f"vm {state_dir.name}: QEMU (pid {pid}) exited on reboot; "
+                          f"console:\n{_tail(console)}")
+        with open(console, "rb") as f:
+            f.seek(offset)
+            since = f.read().decode(errors="replace")
+        if "=== LAB FAILED" in since:
+            raise VmError(f"vm {state_dir.name}: failed while rebooting; console:\n"
+                          f"{_tail(console)}")
+        if "=== LAB DOCKER READY" in since:
+            break
+        if time.monotonic() > deadline:
+            raise VmError(f"vm {state_dir.name}: not back within {timeout:.0f} s of `reboot`; "
+                          f"console:\n{_tail(console)}")
+        time.sleep(0.5)
+    if not _wait_ssh(address, known_hosts, identity, deadline):
+        raise VmError(f"vm {state_dir.name}: ssh did not answer within {timeout:.0f} s of "
+                      "`reboot`")
+    return round(time.monotonic() - t0, 2)
 
 
 # --------------------------------------------------------------------------------------------

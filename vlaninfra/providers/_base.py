@@ -39,6 +39,7 @@ from vlaninfra.transport import (
 __all__ = [
     "CONNECTION",
     "OWNER",
+    "PERSIST",
     "DockerHost",
     "HostProvider",
     "ProviderError",
@@ -58,6 +59,10 @@ CONFIG_PATH = "config_path"
 """Property naming the config key a resource came from, so errors say what to change."""
 OWNER = "owner"
 """Property naming the owning stack (`project/stack`): the mark put on everything created."""
+PERSIST = "persist"
+"""Input of the objects a reboot loses (links, addresses, routes): true when the host keeps the
+file that brings the object back at boot (`vlaninfra.host.persist`). `check` sets it; `read`
+reports it false when the file is missing or would not re-create the live object (drift)."""
 
 # Properties that describe how to reach a host (or who asks), not the object on it: never a
 # reason to replace it.
@@ -213,6 +218,8 @@ class HostProvider(ResourceProvider):
     INPUT_KEYS: frozenset[str] = frozenset()
     SPEC_KEYS: frozenset[str] | None = None
     """The normalized inputs hashed into the spec mark (default: `INPUT_KEYS`)."""
+    PERSISTS = False
+    """Whether the object is kept across reboot (the `persist` input, one of `INPUT_KEYS`)."""
 
     # -- hooks -------------------------------------------------------------------------------
     def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
@@ -241,6 +248,14 @@ class HostProvider(ResourceProvider):
         """The spec hash of the inputs that define the object."""
         n = self.normalize(props)
         return marks.spec_hash({k: n.get(k) for k in sorted(self.SPEC_KEYS or self.INPUT_KEYS)})
+
+    def persist_args(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        """The op argument asking the host to keep (or check) the object's boot file."""
+        return {"persist_owner": self.owner(props)} if props.get(PERSIST) else {}
+
+    def persisted(self, found: Mapping[str, Any], props: Mapping[str, Any]) -> bool:
+        """The `persist` input as read from the host: whether its file matches the object."""
+        return bool(props.get(PERSIST)) and found.get("persisted") == "ok"
 
     def mark_args(self, props: Mapping[str, Any]) -> dict[str, Any]:
         """The op arguments marking an object as this stack's."""
@@ -299,6 +314,8 @@ class HostProvider(ResourceProvider):
         return ProviderError(f"{head}: {what} failed: {err}")
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        if self.PERSISTS and PERSIST not in news:
+            news = {**news, PERSIST: True}
         failures = self.validate(news)
         # The host is asked only about objects that are new or changed: a run that changes
         # nothing contacts no host (drift is what refresh is for).

@@ -13,7 +13,7 @@ from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, HostProvider, host_label
+from ._base import CONFIG_PATH, PERSIST, HostProvider, host_label
 
 __all__ = ["RouterRouteProvider"]
 
@@ -42,13 +42,16 @@ class RouterRouteProvider(HostProvider):
 
     KIND = "route"
     REPLACE_KEYS = frozenset({"destination"})
-    INPUT_KEYS = frozenset({"destination", "via", "dev"})
+    SPEC_KEYS = frozenset({"destination", "via", "dev"})
+    INPUT_KEYS = SPEC_KEYS | {PERSIST}
+    PERSISTS = True
 
     def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "destination": _net(props.get("destination")),
             "via": _addr(props.get("via")),
             "dev": props.get("dev") or None,
+            PERSIST: bool(props.get(PERSIST)),
         }
 
     def validate(self, news: Mapping[str, Any]) -> list[CheckFailure]:
@@ -90,7 +93,7 @@ class RouterRouteProvider(HostProvider):
         legacy = _addr(olds.get("via")) if olds and olds.get("proto") == "static" else None
         found = self.agent(props).call(
             "route.ensure", dst=n["destination"], via=n["via"], dev=n["dev"], legacy_via=legacy,
-            recorded_via=_addr(olds.get("via")) if olds else None,
+            recorded_via=_addr(olds.get("via")) if olds else None, **self.persist_args(props),
         )
         return {**props, "out_dev": found.get("dev"), "proto": found.get("proto")}
 
@@ -102,7 +105,8 @@ class RouterRouteProvider(HostProvider):
         return CreateResult(id_=f"{props['host']}/{_net(props['destination'])}", outs=outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        found = self.agent(props).call("route.get", dst=_net(props["destination"]))
+        found = self.agent(props).call("route.read", dst=_net(props["destination"]),
+                                       **self.persist_args(props))
         if found is None or found.get("gateway") is None:
             return ReadResult(id_="", outs={})
         actual = {
@@ -112,6 +116,7 @@ class RouterRouteProvider(HostProvider):
                     "destination": found["dst"],
                     "via": found["gateway"],
                     "dev": found.get("dev") if props.get("dev") else None,
+                    PERSIST: self.persisted(found, props),
                 }
             ),
         }
@@ -128,6 +133,7 @@ class RouterRouteProvider(HostProvider):
         n = self.normalize(props)
         try:
             self.agent(props).call("route.delete", dst=n["destination"], via=n["via"],
-                                   legacy=props.get("proto") == "static")
+                                   legacy=props.get("proto") == "static",
+                                   **self.persist_args(props))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err

@@ -14,7 +14,7 @@ from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import marks
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, HostProvider, clash_of, host_label, nic_missing
+from ._base import CONFIG_PATH, PERSIST, HostProvider, clash_of, host_label, nic_missing
 
 __all__ = ["ShimProvider"]
 
@@ -32,13 +32,15 @@ class ShimProvider(HostProvider):
 
     KIND = "shim"
     REPLACE_KEYS = frozenset({"name"})
-    INPUT_KEYS = frozenset({"name", "parent", "kind", "mode", "address", "routes",
-                            "extra_addresses"})
+    SPEC_KEYS = frozenset({"name", "parent", "kind", "mode", "address", "routes",
+                           "extra_addresses"})
+    INPUT_KEYS = SPEC_KEYS | {PERSIST}
+    PERSISTS = True
 
     def spec(self, props: Mapping[str, Any]) -> str:
         # A shim without further addresses keeps the mark it had before they existed.
         n = self.normalize(props)
-        keys = self.INPUT_KEYS if n["extra_addresses"] else self.INPUT_KEYS - {"extra_addresses"}
+        keys = self.SPEC_KEYS if n["extra_addresses"] else self.SPEC_KEYS - {"extra_addresses"}
         return marks.spec_hash({k: n.get(k) for k in sorted(keys)})
 
     def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,6 +55,7 @@ class ShimProvider(HostProvider):
             or ("bridge" if props.get("kind", "macvlan") == "macvlan" else "l2"),
             "address": str(ipaddress.ip_interface(address)) if address else None,
             "routes": _routes(props.get("routes")),
+            PERSIST: bool(props.get(PERSIST)),
         }
 
     def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
@@ -83,6 +86,7 @@ class ShimProvider(HostProvider):
             owner=self.owner(props),
             spec=self.spec(props),
             ifindex=ifindex,
+            **self.persist_args(props),
         )
         return {**props, "mac_address": found.get("mac"), "ifindex": found.get("index")}
 
@@ -94,7 +98,8 @@ class ShimProvider(HostProvider):
         return CreateResult(id_=f"{props['host']}/{props['name']}", outs=outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        found = self.agent(props).call("shim.read", name=props["name"])
+        found = self.agent(props).call("shim.read", name=props["name"],
+                                       **self.persist_args(props))
         if found is None:
             return ReadResult(id_="", outs={})
         addresses = sorted(found.get("addresses") or [])
@@ -114,6 +119,7 @@ class ShimProvider(HostProvider):
                     "address": primary,
                     "extra_addresses": [a for a in addresses if a != primary],
                     "routes": found.get("routes") or [],
+                    PERSIST: self.persisted(found, props),
                 }
             ),
         }
@@ -133,7 +139,7 @@ class ShimProvider(HostProvider):
         try:
             result = self.agent(props).call(
                 "shim.delete", name=props["name"], owner=self.owner(props),
-                ifindex=props.get("ifindex"))
+                ifindex=props.get("ifindex"), **self.persist_args(props))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err
         self.removed(props, result)

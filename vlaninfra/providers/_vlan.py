@@ -15,7 +15,7 @@ from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, HostProvider, host_label, nic_missing
+from ._base import CONFIG_PATH, PERSIST, HostProvider, host_label, nic_missing
 
 __all__ = ["VlanParentProvider"]
 
@@ -31,7 +31,9 @@ class VlanParentProvider(HostProvider):
 
     KIND = "vlan parent"
     REPLACE_KEYS = frozenset({"name", "trunk", "vlan_id"})
-    INPUT_KEYS = REPLACE_KEYS
+    SPEC_KEYS = REPLACE_KEYS
+    INPUT_KEYS = REPLACE_KEYS | {PERSIST}
+    PERSISTS = True
 
     def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
         vid = props.get("vlan_id")
@@ -39,7 +41,8 @@ class VlanParentProvider(HostProvider):
             vid = int(vid)  # the engine carries every number as a float
         elif isinstance(vid, str) and vid.isdigit():
             vid = int(vid)
-        return {"name": props.get("name"), "trunk": props.get("trunk"), "vlan_id": vid}
+        return {"name": props.get("name"), "trunk": props.get("trunk"), "vlan_id": vid,
+                PERSIST: bool(props.get(PERSIST))}
 
     def validate(self, news: Mapping[str, Any]) -> list[CheckFailure]:
         where = news.get(CONFIG_PATH) or "vlan parent"
@@ -65,20 +68,27 @@ class VlanParentProvider(HostProvider):
                 f"{n['vlan_id']} on {n['trunk']!r}; vlaninfra leaves it alone: name another "
                 "VLAN parent")
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
+    def _ensure(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        # The host keeps a boot file only for a link it made (one found there is not ours).
         n = self.normalize(props)
+        found: dict[str, Any] = self.agent(props).call(
+            "vlan.ensure", trunk=n["trunk"], vlan_id=n["vlan_id"], name=n["name"],
+            owner=self.owner(props), spec=self.spec(props), **self.persist_args(props),
+        )
+        return found
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
         try:
-            found = self.agent(props).call(
-                "vlan.ensure", trunk=n["trunk"], vlan_id=n["vlan_id"], name=n["name"],
-                owner=self.owner(props), spec=self.spec(props),
-            )
+            found = self._ensure(props)
         except VlanInfraError as err:
             raise self.fail(props, "create", err) from err
         outs = {**props, "created": bool(found["created"]), "ifindex": found.get("index")}
-        return CreateResult(id_=f"{props['host']}/{n['name']}", outs=outs)
+        return CreateResult(id_=f"{props['host']}/{props['name']}", outs=outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        found = self.agent(props).call("link.get", name=props["name"])
+        ours = bool(props.get("created"))
+        found = self.agent(props).call("vlan.read", name=props["name"],
+                                       **(self.persist_args(props) if ours else {}))
         if found is None:
             return ReadResult(id_="", outs={})
         # Another kind of link under this name shows as a changed trunk and id: a replacement.
@@ -89,6 +99,8 @@ class VlanParentProvider(HostProvider):
                     "name": found["name"],
                     "trunk": found.get("parent") if found.get("kind") == "vlan" else None,
                     "vlan_id": found.get("vlan_id"),
+                    # an adopted link is not ours to bring back: nothing to keep
+                    PERSIST: self.persisted(found, props) if ours else props.get(PERSIST),
                 }
             ),
         }
@@ -96,8 +108,15 @@ class VlanParentProvider(HostProvider):
         return ReadResult(id_=id_, outs=outs, inputs=actual)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        # Only the transport properties can change in place; ownership stays as recorded.
-        return UpdateResult(outs={**olds, **news, "created": bool(olds.get("created"))})
+        # Only the transport properties and `persist` change in place; ownership stays as
+        # recorded. A link vlaninfra made is ensured again, which rewrites its boot file.
+        outs = {**olds, **news, "created": bool(olds.get("created"))}
+        if olds.get("created"):
+            try:
+                outs["ifindex"] = self._ensure(outs).get("index")
+            except VlanInfraError as err:
+                raise self.fail(news, "update", err) from err
+        return UpdateResult(outs=outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         if not props.get("created"):
@@ -105,7 +124,7 @@ class VlanParentProvider(HostProvider):
         try:
             result = self.agent(props).call(
                 "vlan.delete", name=props["name"], owner=self.owner(props),
-                ifindex=props.get("ifindex"))
+                ifindex=props.get("ifindex"), **self.persist_args(props))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err
         self.removed(props, result)

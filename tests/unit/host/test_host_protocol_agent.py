@@ -161,7 +161,7 @@ def test_ops_registry_has_the_documented_names() -> None:
     assert set(agent.OPS) == {
         "ping", "hello", "batch", "debug.sleep", "link.get", "link.exists", "route.list",
         "route.get", "route.ensure", "route.delete", "host.snapshot", "check.facts", "shim.ensure",
-        "shim.read", "shim.delete", "vlan.ensure",
+        "shim.read", "shim.delete", "vlan.ensure", "vlan.read", "route.read",
         "vlan.delete", "docker.version", "docker.image.exists", "docker.network.inspect",
         "docker.network.create", "docker.network.remove", "docker.network.connect",
         "docker.network.disconnect", "docker.container.inspect", "docker.container.create",

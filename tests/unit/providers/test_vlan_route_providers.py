@@ -84,13 +84,13 @@ def test_vlan_that_was_already_there_is_adopted_and_left_on_delete(agent: FakeAg
 
 
 def test_vlan_read_gone_keeps_ownership_and_id_change_replaces(agent: FakeAgent) -> None:
-    agent.responses["link.get"] = None
+    agent.responses["vlan.read"] = None
     assert VlanParentProvider().read("h1/eth0.50", vlan(created=True)).id == ""
-    agent.responses["link.get"] = _link(vlan_id=51)
+    agent.responses["vlan.read"] = _link(vlan_id=51)
     read = VlanParentProvider().read("h1/eth0.50", vlan(created=True))
     assert read.outs is not None and read.outs["created"] is True and read.inputs is not None
     assert VlanParentProvider().diff("x", read.inputs, vlan()).replaces == ["vlan_id"]
-    agent.responses["link.get"] = _link()
+    agent.responses["vlan.read"] = _link()
     same = VlanParentProvider().read("h1/eth0.50", vlan(created=False))
     assert same.inputs is not None
     assert VlanParentProvider().diff("x", same.inputs, vlan()).changes is False
@@ -142,14 +142,14 @@ def test_route_create_and_delete_call_the_router(agent: FakeAgent) -> None:
 
 
 def test_route_refresh_gone_and_drifted(agent: FakeAgent) -> None:
-    agent.responses["route.get"] = None
+    agent.responses["route.read"] = None
     assert RouterRouteProvider().read("gw/198.18.1.0/24", route()).id == ""
-    agent.responses["route.get"] = _found(via="192.0.2.99")
+    agent.responses["route.read"] = _found(via="192.0.2.99")
     read = RouterRouteProvider().read("gw/198.18.1.0/24", route())
     assert read.id == "gw/198.18.1.0/24" and read.inputs is not None
     diff = RouterRouteProvider().diff("x", read.inputs, route())
     assert diff.changes is True and diff.replaces == []  # a new next hop is an update
-    agent.responses["route.get"] = _found()
+    agent.responses["route.read"] = _found()
     same = RouterRouteProvider().read("gw/198.18.1.0/24", route())
     assert same.inputs is not None
     assert RouterRouteProvider().diff("x", same.inputs, route()).changes is False

@@ -1,0 +1,99 @@
+"""The `persist` input of shims, 802.1Q parents and router routes: set by `check`, passed to the
+host as `persist_owner` with every change, and read back as drift when the host's boot file is
+missing or would not re-create the object (the next `up` is an update that writes it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.unit.providers.test_providers import shim
+from tests.unit.providers.test_vlan_route_providers import route, vlan
+from vlaninfra.providers import RouterRouteProvider, ShimProvider, VlanParentProvider
+from vlaninfra.transport.testing import FakeAgent
+
+OWNER = "vlaninfra/prod"
+
+
+def _shim_link() -> dict[str, Any]:
+    return {"name": "vshim0", "kind": "macvlan", "parent": "eth0", "mode": "bridge",
+            "addresses": ["192.0.2.250/32"], "routes": ["192.0.2.130/32", "192.0.2.131/32"],
+            "mac": "02:00:00:00:00:01", "index": 9}
+
+
+@pytest.mark.parametrize("provider,props", [
+    (ShimProvider(), shim()), (VlanParentProvider(), vlan()), (RouterRouteProvider(), route()),
+])
+def test_check_asks_for_persistence_without_changing_the_mark(
+    agent: FakeAgent, provider: Any, props: dict[str, Any]
+) -> None:
+    agent.responses.update({"link.exists": True, "link.get": None, "route.get": None})
+    news = provider.check({}, props).inputs
+    assert news["persist"] is True
+    # the spec hash (in the link alias) is the one objects made before carry
+    assert provider.spec(news) == provider.spec(props)
+
+
+def test_shim_changes_and_reads_carry_the_owner(agent: FakeAgent) -> None:
+    props = {**shim(), "persist": True, "owner": OWNER}
+    agent.responses["shim.ensure"] = _shim_link()
+    ShimProvider().create(props)
+    assert agent.calls_to("shim.ensure")[0]["persist_owner"] == OWNER
+    agent.responses["shim.read"] = {**_shim_link(), "persisted": "missing"}
+    read = ShimProvider().read("h1/vshim0", props)
+    assert read.inputs is not None and read.inputs["persist"] is False
+    assert agent.calls_to("shim.read")[0]["persist_owner"] == OWNER
+    diff = ShimProvider().diff("s", read.inputs, props)
+    assert diff.changes is True and diff.replaces == []  # an update writes it back
+    agent.responses["shim.read"] = {**_shim_link(), "persisted": "ok"}
+    same = ShimProvider().read("h1/vshim0", props)
+    assert same.inputs is not None
+    assert ShimProvider().diff("s", same.inputs, props).changes is False
+    agent.responses["shim.delete"] = {"deleted": True}
+    ShimProvider().delete("h1/vshim0", props)
+    assert agent.calls_to("shim.delete")[0]["persist_owner"] == OWNER
+
+
+def test_state_from_before_persistence_updates_once(agent: FakeAgent) -> None:
+    old = shim()  # no `persist`: made by an earlier version
+    agent.responses.update({"link.exists": True, "link.get": None})
+    news = ShimProvider().check(old, shim()).inputs
+    assert ShimProvider().diff("s", old, news).changes is True
+    agent.responses["shim.read"] = _shim_link()
+    read = ShimProvider().read("h1/vshim0", old)
+    assert "persist_owner" not in agent.calls_to("shim.read")[0]
+    assert read.inputs is not None and not read.inputs.get("persist")
+
+
+def test_vlan_parent_is_kept_only_when_vlaninfra_made_it(agent: FakeAgent) -> None:
+    link = {"name": "eth0.50", "kind": "vlan", "parent": "eth0", "vlan_id": 50, "index": 7}
+    mine = {**vlan(), "persist": True, "owner": OWNER, "created": True}
+    agent.responses["vlan.read"] = {**link, "persisted": "altered"}
+    read = VlanParentProvider().read("h1/eth0.50", mine)
+    assert read.inputs is not None and read.inputs["persist"] is False
+    agent.responses["vlan.ensure"] = {**link, "created": True}
+    VlanParentProvider().update("h1/eth0.50", read.inputs, mine)
+    assert agent.calls_to("vlan.ensure")[0]["persist_owner"] == OWNER
+    found = {**mine, "created": False}
+    agent.responses["vlan.read"] = link
+    read = VlanParentProvider().read("h1/eth0.50", found)
+    assert "persist_owner" not in agent.calls_to("vlan.read")[-1]
+    assert read.inputs is not None and read.inputs["persist"] is True
+    VlanParentProvider().update("h1/eth0.50", found, found)
+    assert len(agent.calls_to("vlan.ensure")) == 1  # a link found there is never touched
+
+
+def test_route_changes_and_reads_carry_the_owner(agent: FakeAgent) -> None:
+    props = {**route(), "persist": True, "owner": OWNER}
+    found = {"dst": "198.18.1.0/24", "gateway": "192.0.2.21", "dev": "eth0",
+             "proto": "vlaninfra", "metric": None}
+    agent.responses["route.ensure"] = found
+    RouterRouteProvider().create(props)
+    assert agent.calls_to("route.ensure")[0]["persist_owner"] == OWNER
+    agent.responses["route.read"] = {**found, "persisted": "missing"}
+    read = RouterRouteProvider().read("gw/198.18.1.0/24", props)
+    assert read.inputs is not None and read.inputs["persist"] is False
+    agent.responses["route.delete"] = {"deleted": True}
+    RouterRouteProvider().delete("gw/198.18.1.0/24", props)
+    assert agent.calls_to("route.delete")[0]["persist_owner"] == OWNER
