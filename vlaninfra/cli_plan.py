@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from vlaninfra.errors import LayoutError
 from vlaninfra.layout import config_schema, plan, render_plan
-from vlaninfra.layout._files import load_stack_file
+from vlaninfra.loader import load_stack_file
 
 __all__ = ["SCHEMA_PATH", "add_parser", "find_project_root", "main_plan", "run", "schema_text"]
 
