@@ -205,7 +205,11 @@ def run() -> None:
         raise pulumi.RunError(f"{source}: {err}\n{record.REFUSED}") from None
     for warning in the_plan.warnings:
         pulumi.log.warn(str(warning))
-    resources = record.custom_resources(deploy(the_plan, hosts, routers))
+    sites_declared = deploy(the_plan, hosts, routers, layout=layout)
+    # What each site looks like once applied (addresses, MACs, ids): `pulumi stack output sites`.
+    pulumi.export("sites", {s.name: d.outputs for s, d in zip(the_plan.sites, sites_declared,
+                                                              strict=True)})
+    resources = record.custom_resources(sites_declared)
     record.export(sites, the_plan, resources, previous, ctl,
                   verify=lambda: verify(the_plan, hosts, routers, _config_value))
 

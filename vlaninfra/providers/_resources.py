@@ -19,7 +19,7 @@ end up in every URN and in state: they never move without Pulumi aliases.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import pulumi
 from pulumi import Input
@@ -166,10 +166,17 @@ class DockerNetwork(_Dynamic, module="vlaninfra", name="DockerNetwork"):
     network_id: pulumi.Output[str]
     """The daemon's id of the network."""
 
+    @overload
+    def __init__(self, resource_name: str, args: DockerNetworkArgs | DockerNetworkArgsDict,
+                 opts: pulumi.ResourceOptions | None = None) -> None: ...
+
+    @overload
+    def __init__(self, resource_name: str, *, opts: pulumi.ResourceOptions | None = None,
+                 **kwargs: Unpack[DockerNetworkArgsDict]) -> None: ...
+
     def __init__(self, resource_name: str,
                  args: DockerNetworkArgs | DockerNetworkArgsDict | None = None,
-                 opts: pulumi.ResourceOptions | None = None,
-                 **kwargs: Unpack[DockerNetworkArgsDict]) -> None:
+                 opts: pulumi.ResourceOptions | None = None, **kwargs: Any) -> None:
         a = _args(DockerNetworkArgs, args, kwargs)
         props = {
             **_host_props(a.host, a.config_path),
@@ -273,9 +280,17 @@ class Container(_Dynamic, module="vlaninfra", name="Container"):
     mac_address: pulumi.Output[str]
     """Its MAC address on the network."""
 
-    def __init__(self, resource_name: str, args: ContainerArgs | ContainerArgsDict | None = None,
-                 opts: pulumi.ResourceOptions | None = None,
-                 **kwargs: Unpack[ContainerArgsDict]) -> None:
+    @overload
+    def __init__(self, resource_name: str, args: ContainerArgs | ContainerArgsDict,
+                 opts: pulumi.ResourceOptions | None = None) -> None: ...
+
+    @overload
+    def __init__(self, resource_name: str, *, opts: pulumi.ResourceOptions | None = None,
+                 **kwargs: Unpack[ContainerArgsDict]) -> None: ...
+
+    def __init__(self, resource_name: str,
+                 args: ContainerArgs | ContainerArgsDict | None = None,
+                 opts: pulumi.ResourceOptions | None = None, **kwargs: Any) -> None:
         a = _args(ContainerArgs, args, kwargs)
         props = {
             **_host_props(a.host, a.config_path),
@@ -363,9 +378,17 @@ class HostShim(_Dynamic, module="vlaninfra", name="HostShim"):
     mac_address: pulumi.Output[str]
     """The shim's MAC address."""
 
-    def __init__(self, resource_name: str, args: HostShimArgs | HostShimArgsDict | None = None,
-                 opts: pulumi.ResourceOptions | None = None,
-                 **kwargs: Unpack[HostShimArgsDict]) -> None:
+    @overload
+    def __init__(self, resource_name: str, args: HostShimArgs | HostShimArgsDict,
+                 opts: pulumi.ResourceOptions | None = None) -> None: ...
+
+    @overload
+    def __init__(self, resource_name: str, *, opts: pulumi.ResourceOptions | None = None,
+                 **kwargs: Unpack[HostShimArgsDict]) -> None: ...
+
+    def __init__(self, resource_name: str,
+                 args: HostShimArgs | HostShimArgsDict | None = None,
+                 opts: pulumi.ResourceOptions | None = None, **kwargs: Any) -> None:
         a = _args(HostShimArgs, args, kwargs)
         props = {
             **_host_props(a.host, a.config_path),
@@ -431,10 +454,17 @@ class VlanParent(_Dynamic, module="vlaninfra", name="VlanParent"):
     created: pulumi.Output[bool]
     """True when vlaninfra created the link (so delete removes it); False when it was there."""
 
+    @overload
+    def __init__(self, resource_name: str, args: VlanParentArgs | VlanParentArgsDict,
+                 opts: pulumi.ResourceOptions | None = None) -> None: ...
+
+    @overload
+    def __init__(self, resource_name: str, *, opts: pulumi.ResourceOptions | None = None,
+                 **kwargs: Unpack[VlanParentArgsDict]) -> None: ...
+
     def __init__(self, resource_name: str,
                  args: VlanParentArgs | VlanParentArgsDict | None = None,
-                 opts: pulumi.ResourceOptions | None = None,
-                 **kwargs: Unpack[VlanParentArgsDict]) -> None:
+                 opts: pulumi.ResourceOptions | None = None, **kwargs: Any) -> None:
         a = _args(VlanParentArgs, args, kwargs)
         props = {
             **_host_props(a.host, a.config_path),
@@ -498,10 +528,17 @@ class RouterRoute(_Dynamic, module="vlaninfra", name="RouterRoute"):
     out_dev: pulumi.Output[str]
     """The device the router sends the prefix out of."""
 
+    @overload
+    def __init__(self, resource_name: str, args: RouterRouteArgs | RouterRouteArgsDict,
+                 opts: pulumi.ResourceOptions | None = None) -> None: ...
+
+    @overload
+    def __init__(self, resource_name: str, *, opts: pulumi.ResourceOptions | None = None,
+                 **kwargs: Unpack[RouterRouteArgsDict]) -> None: ...
+
     def __init__(self, resource_name: str,
                  args: RouterRouteArgs | RouterRouteArgsDict | None = None,
-                 opts: pulumi.ResourceOptions | None = None,
-                 **kwargs: Unpack[RouterRouteArgsDict]) -> None:
+                 opts: pulumi.ResourceOptions | None = None, **kwargs: Any) -> None:
         a = _args(RouterRouteArgs, args, kwargs)
         props = {
             **_host_props(a.router, a.config_path),
