@@ -11,6 +11,7 @@ from typing import Any
 import pulumi
 from typing_extensions import TypedDict
 
+from vlaninfra.errors import LayoutError, VlanInfraError
 from vlaninfra.layout import Layout, Plan, SitePlan, plan
 from vlaninfra.layout import Site as LayoutSite
 from vlaninfra.providers import (
@@ -171,9 +172,14 @@ def _route_of(site: SitePlan, prefix: str) -> Any:
 
 
 def _plan_alone(args: SiteArgs) -> SitePlan:
+    """The site planned alone; an invalid layout stops the program before anything is declared,
+    listing every error by config key (no traceback)."""
     if args.site is None:
-        raise ValueError("SiteArgs: give site (its layout) or plan")
-    return plan(Layout(sites=(args.site,)), previous=args.previous).sites[0]
+        raise VlanInfraError("SiteArgs: give site (its layout) or plan")
+    try:
+        return plan(Layout(sites=(args.site,)), previous=args.previous).sites[0]
+    except LayoutError as err:
+        raise pulumi.RunError(f"site {args.site.name} is not a valid layout:\n{err}") from None
 
 
 def _reach(args: SiteArgs, what: str) -> Mapping[str, DockerHost]:
@@ -181,7 +187,7 @@ def _reach(args: SiteArgs, what: str) -> Mapping[str, DockerHost]:
     from vlaninfra.program import hosts_of, routers_of
 
     if args.site is None:
-        raise ValueError(f"SiteArgs: give {what} (how to reach them) with a plan")
+        raise VlanInfraError(f"SiteArgs: give {what} (how to reach them) with a plan")
     layout = Layout(sites=(args.site,))
     found = hosts_of(layout) if what == "hosts" else routers_of(layout)
     return {name: target for (_, name), target in found.items()}

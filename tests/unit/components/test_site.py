@@ -95,3 +95,17 @@ def test_args_object_dict_and_keywords_declare_the_same_inputs(mocks: Mocks) -> 
     assert inputs[0] == inputs[1] == inputs[2]
     assert inputs[0]["command"] == ["sleep", "1"] and inputs[0]["restart_policy"] == (
         "unless-stopped")
+
+
+def test_an_invalid_site_stops_the_program_listing_its_errors(mocks: Mocks) -> None:
+    from dataclasses import replace
+
+    bad = replace(_site(), containers=(*_site().containers, _site().containers[0]))
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def run() -> None:
+        Site("a", SiteArgs(site=bad, hosts={"h1": H1}))
+
+    with pytest.raises(pulumi.RunError, match=r"site a is not a valid layout:\n.*sites\.a\."):
+        run()
+    assert "a-h1-web1" not in mocks.resources
