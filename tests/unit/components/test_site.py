@@ -109,3 +109,20 @@ def test_an_invalid_site_stops_the_program_listing_its_errors(mocks: Mocks) -> N
     with pytest.raises(pulumi.RunError, match=r"site a is not a valid layout:\n.*sites\.a\."):
         run()
     assert "a-h1-web1" not in mocks.resources
+
+
+def test_get_reads_an_existing_object_by_name_and_id(mocks: Mocks) -> None:
+    from vlaninfra.providers import DockerNetwork
+
+    ids: list[str] = []
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def run() -> Any:
+        net = DockerNetwork.get("old-pub", "abc123", host=H1, network_name="pub")
+        return net.id.apply(ids.append)
+
+    run()
+    assert ids == ["abc123"]
+    typ, inputs = mocks.resources["old-pub"]
+    assert typ.endswith(":DockerNetwork") and inputs["name"] == "pub"
+    assert inputs["connection"]["address"] == "203.0.113.9"
