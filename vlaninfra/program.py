@@ -30,6 +30,7 @@ from vlaninfra.verify import verify
 
 __all__ = ["check_secrets", "hosts_of", "routers_of", "run"]
 
+
 class _Reach:
     """Resolves how to reach hosts and routers: their `ssh` settings, else the site's
     inventory (`vlaninfra.inventory`; opened once, only when a site needs it)."""
@@ -40,20 +41,20 @@ class _Reach:
     def target(self, site: Site, role: Role, name: str, ssh: SshTarget | None, key: str
                ) -> DockerHost:
         """`ssh` when given; else what the site's inventory says about the member."""
-        if ssh is None and site.inventory is None:
-            raise VlanInfraError(
-                f"{key}: required outside the lab (the site has no `inventory: lab`); "
-                "give its ssh address and host_key"
-            )
         if ssh is None:
-            assert site.inventory is not None
-            if site.inventory not in self._open:
-                self._open[site.inventory] = open_inventory(site.inventory)
-            ssh = self._open[site.inventory](site.name, role, name)
+            inventory = site.inventory
+            if inventory is None:
+                raise VlanInfraError(
+                    f"{key}: required outside the lab (the site has no `inventory: lab`); "
+                    "give its ssh address and host_key"
+                )
+            if inventory not in self._open:
+                self._open[inventory] = open_inventory(inventory)
+            ssh = self._open[inventory](site.name, role, name)
             if ssh is None:
                 raise VlanInfraError(
-                    f"{key}: {name!r} is not in the {site.inventory} inventory "
-                    f"(run `vlaninfra lab up` with enough hosts)"
+                    f"{key}: {name!r} is not in the {inventory} inventory "
+                    "(the lab's: run `vlaninfra lab up` with enough hosts)"
                 )
         return DockerHost(
             name,
