@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,10 @@ STACK = "upgrade"
 
 def _old_sources(dest: Path) -> Path:
     """The `vlaninfra` package as it was at `BEFORE`, unpacked into `dest`."""
-    archive = dest / "old.tar"
-    subprocess.run(["git", "-C", str(project_root()), "archive", "-o", str(archive), BEFORE,
-                    "vlaninfra"], check=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="data")
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(project_root()), "archive", BEFORE, "vlaninfra"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest
 
 
