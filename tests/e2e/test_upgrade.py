@@ -71,7 +71,7 @@ def test_a_stack_deployed_before_site_upgrades_without_touching_a_host(
     hosts = [h for s in lab_inventory.sites for h in s.hosts]
     before = {h.name: host_state(h) for h in hosts}
 
-    steps = _steps(new.run(STACK, "preview", "--json", cwd=proj))
+    steps = _steps(new.run(STACK, "preview", "--json", "--show-sames", cwd=proj))
     changed = [(op, t) for op, t in steps if op not in ("same", "read")]
     sites = len(yaml.safe_load((proj / f"Pulumi.{STACK}.yaml").read_text())
                 ["config"]["vlaninfra:sites"])
