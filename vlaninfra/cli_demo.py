@@ -13,7 +13,7 @@ from vlaninfra._text import table
 from vlaninfra.engine import Engine, EngineError, is_lab_stack, project_root, stack_file
 from vlaninfra.lab import Inventory, http_ok, lab_up
 from vlaninfra.layout import Plan, plan
-from vlaninfra.layout._files import load_stack_file
+from vlaninfra.loader import load_stack_file
 
 __all__ = ["add_parser", "lab_rebuilt", "reachability", "render_table"]
 

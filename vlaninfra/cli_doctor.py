@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     Example: ``run(argparse.Namespace(stack="lab", file=None))``
     """
     from vlaninfra.doctor import doctor
-    from vlaninfra.layout._files import load_stack_file
+    from vlaninfra.loader import load_stack_file
     from vlaninfra.program import hosts_of
 
     out, err = out or sys.stdout, err or sys.stderr

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from vlaninfra.engine import stack_file
 from vlaninfra.errors import LayoutError
 from vlaninfra.layout import config_schema, plan, render_plan
-from vlaninfra.layout._files import load_stack_file
+from vlaninfra.loader import load_stack_file
 
 __all__ = ["SCHEMA_PATH", "add_parser", "find_project_root", "main_plan", "run", "schema_text"]
 
@@ -47,7 +48,8 @@ def add_parser(subparsers: Any) -> None:
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--stack", metavar="NAME", help="read stacks/Pulumi.NAME.yaml")
+    which.add_argument("--stack", metavar="NAME",
+                       help="read the project's Pulumi.NAME.yaml (in its stackConfigDir)")
     which.add_argument("file", nargs="?", metavar="FILE", help="a stack file to read")
     which.add_argument("--write-schema", action="store_true",
                        help=f"regenerate {SCHEMA_PATH.name} from the code and exit")
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             print("vlaninfra plan: no Pulumi.yaml here or above; run it inside the project",
                   file=err)
             return 1
-        path = root / "stacks" / f"Pulumi.{args.stack}.yaml"
+        path = stack_file(root, args.stack)  # the project's stackConfigDir
     else:
         path = Path(args.file)
     try:

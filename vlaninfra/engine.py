@@ -78,15 +78,17 @@ _HOLDER = re.compile(r"[^\s\\\"]+: created by \S+ \(pid \d+\) at [\dT:.-]+(?:Z|[
 
 
 def project_root(start: Path | None = None) -> Path:
-    """The directory holding Pulumi.yaml, from `start` (default: this package's checkout) upwards.
+    """The directory holding Pulumi.yaml, from `start` (default: this package's checkout, else
+    the current directory: an installed package serves the project it runs in) upwards.
 
     Example: ``project_root() / "stacks"``
     """
-    here = (start or Path(__file__)).resolve()
-    for d in (here, *here.parents):
-        if (d / "Pulumi.yaml").is_file():
-            return d
-    raise VlanInfraError(f"no Pulumi.yaml above {here}")
+    starts = [start] if start else [Path(__file__), Path.cwd()]  # installed: the cwd's project
+    for here in (s.resolve() for s in starts):
+        for d in (here, *here.parents):
+            if (d / "Pulumi.yaml").is_file():
+                return d
+    raise VlanInfraError(f"no Pulumi.yaml above {' or '.join(str(s) for s in starts)}")
 
 
 def stack_file(project: Path, stack: str) -> Path:

@@ -2,8 +2,8 @@
 
 A stack file (`stacks/Pulumi.<stack>.yaml`) holds the layout under `vlaninfra:sites`. A site
 that says `inventory: lab` takes its hosts' (and its managed router's) SSH targets from the
-local lab (`vlaninfra lab up`): from instance `default`, or the instance named by the
-environment variable `VLANINFRA_LAB_INSTANCE` (so a test can point a stack at its own lab).
+inventory of that name (`vlaninfra.inventory`), which the local lab registers: its instance
+`default`, or the one the environment variable `VLANINFRA_LAB_INSTANCE` names.
 
 Example (the whole of `stacks/__main__.py`)::
 
@@ -23,68 +23,50 @@ from vlaninfra import confirm, record
 from vlaninfra.components import deploy
 from vlaninfra.engine import config_key, holds_private_key
 from vlaninfra.errors import LayoutError, VlanInfraError
+from vlaninfra.inventory import Resolver, Role, open_inventory
 from vlaninfra.layout import Layout, Site, SshTarget, load_config, plan
 from vlaninfra.providers import DockerHost
 from vlaninfra.verify import verify
 
-__all__ = ["LAB_INSTANCE_ENV", "check_secrets", "hosts_of", "routers_of", "run"]
-
-LAB_INSTANCE_ENV = "VLANINFRA_LAB_INSTANCE"
-"""Environment variable naming the lab instance whose inventory `inventory: lab` sites use."""
+__all__ = ["check_secrets", "hosts_of", "routers_of", "run"]
 
 
 class _Reach:
-    """Resolves how to reach hosts and routers: their `ssh` settings, else the lab inventory
-    (read once, only when a site needs it)."""
+    """Resolves how to reach hosts and routers: their `ssh` settings, else the site's
+    inventory (`vlaninfra.inventory`; opened once, only when a site needs it)."""
 
     def __init__(self) -> None:
-        self._lab: Any = None
+        self._open: dict[str, Resolver] = {}
 
-    def lab(self) -> Any:
-        if self._lab is None:
-            from vlaninfra.lab import load_inventory
-
-            self._lab = load_inventory(os.environ.get(LAB_INSTANCE_ENV) or "default")
-        return self._lab
-
-    def target(
-        self, site: Site, name: str, ssh: SshTarget | None, key: str, from_lab: Callable[[Any], Any]
-    ) -> DockerHost:
-        """`ssh` when given; else the lab member `from_lab(lab site)` names (lab sites only)."""
-        if ssh is not None:
-            return DockerHost(
-                name,
-                ssh.address,
-                host_key=ssh.host_key,
-                port=ssh.port,
-                user=ssh.user,
-                key_path=_key_file(ssh, key),
-                key_config=ssh.private_key_config,
-                sudo=ssh.sudo,
-                python=ssh.python,
-                docker_socket=ssh.docker_socket,
-            )
-        if site.inventory != "lab":
-            raise VlanInfraError(
-                f"{key}: required outside the lab (the site has no `inventory: lab`); "
-                "give its ssh address and host_key"
-            )
-        lab = self.lab()
-        for lab_site in lab.sites:
-            if lab_site.name == site.name or len(lab.sites) == 1:
-                member = from_lab(lab_site)
-                if member is not None:
-                    return DockerHost(
-                        name,
-                        member.mgmt_address,
-                        host_key=member.host_key,
-                        port=member.ssh_port,
-                        user=member.user,
-                        key_path=str(lab.key_path),
-                        docker_socket=getattr(member, "docker_socket", "/var/run/docker.sock"),
-                    )
-        raise VlanInfraError(
-            f"{key}: {name!r} is not in the lab (run `vlaninfra lab up` with enough hosts)"
+    def target(self, site: Site, role: Role, name: str, ssh: SshTarget | None, key: str
+               ) -> DockerHost:
+        """`ssh` when given; else what the site's inventory says about the member."""
+        if ssh is None:
+            inventory = site.inventory
+            if inventory is None:
+                raise VlanInfraError(
+                    f"{key}: required outside the lab (the site has no `inventory: lab`); "
+                    "give its ssh address and host_key"
+                )
+            if inventory not in self._open:
+                self._open[inventory] = open_inventory(inventory)
+            ssh = self._open[inventory](site.name, role, name)
+            if ssh is None:
+                raise VlanInfraError(
+                    f"{key}: {name!r} is not in the {inventory} inventory "
+                    "(the lab's: run `vlaninfra lab up` with enough hosts)"
+                )
+        return DockerHost(
+            name,
+            ssh.address,
+            host_key=ssh.host_key,
+            port=ssh.port,
+            user=ssh.user,
+            key_path=_key_file(ssh, key),
+            key_config=ssh.private_key_config,
+            sudo=ssh.sudo,
+            python=ssh.python,
+            docker_socket=ssh.docker_socket,
         )
 
 
@@ -152,12 +134,9 @@ def hosts_of(layout: Layout) -> dict[tuple[str, str], DockerHost]:
     """How to reach every host of the layout, from its `ssh` settings or the lab inventory."""
     reach = _Reach()
 
-    def lab_host(name: str) -> Callable[[Any], Any]:
-        return lambda lab_site: next((h for h in lab_site.hosts if h.name == name), None)
-
     return {
         (site.name, host.name): reach.target(
-            site, host.name, host.ssh, f"sites.{site.name}.hosts[{i}].ssh", lab_host(host.name)
+            site, "host", host.name, host.ssh, f"sites.{site.name}.hosts[{i}].ssh"
         )
         for site in layout.sites
         for i, host in enumerate(site.hosts)
@@ -171,11 +150,7 @@ def routers_of(layout: Layout) -> dict[tuple[str, str], DockerHost]:
     reach = _Reach()
     return {
         (site.name, router.name): reach.target(
-            site,
-            router.name,
-            router.ssh,
-            f"sites.{site.name}.routers[{i}].ssh",
-            lambda lab_site: lab_site.router,
+            site, "router", router.name, router.ssh, f"sites.{site.name}.routers[{i}].ssh"
         )
         for site in layout.sites
         for i, router in enumerate(site.routers)
@@ -231,7 +206,11 @@ def run() -> None:
         raise pulumi.RunError(f"{source}: {err}\n{record.REFUSED}") from None
     for warning in the_plan.warnings:
         pulumi.log.warn(str(warning))
-    resources = record.custom_resources(deploy(the_plan, hosts, routers))
+    sites_declared = deploy(the_plan, hosts, routers, layout=layout)
+    # What each site looks like once applied (addresses, MACs, ids): `pulumi stack output sites`.
+    pulumi.export("sites", {s.name: d.outputs for s, d in zip(the_plan.sites, sites_declared,
+                                                              strict=True)})
+    resources = record.custom_resources(sites_declared)
     record.export(sites, the_plan, resources, previous, ctl,
                   verify=lambda: verify(the_plan, hosts, routers, _config_value))
 

@@ -13,8 +13,7 @@ import yaml
 
 from tests.e2e.observe import LabStack, sh
 from vlaninfra.engine import LAB_PASSPHRASE, Engine, project_root
-from vlaninfra.lab import Inventory
-from vlaninfra.program import LAB_INSTANCE_ENV
+from vlaninfra.lab import LAB_INSTANCE_ENV, Inventory
 
 _SETTLE = (
     "for i in $(seq 50); do [ -z \"$(ip -6 addr show tentative)\" ] && break; sleep 0.2; done"

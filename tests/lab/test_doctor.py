@@ -22,9 +22,9 @@ from tests.lab.conftest import SHARED
 from tests.lab.lab_helpers import docker, in_netns
 from vlaninfra.cli import main
 from vlaninfra.doctor import CLOUD_ADVICE, Report, doctor
-from vlaninfra.lab import Inventory
+from vlaninfra.lab import LAB_INSTANCE_ENV, Inventory
 from vlaninfra.layout import Layout, load_config
-from vlaninfra.program import LAB_INSTANCE_ENV, hosts_of
+from vlaninfra.program import hosts_of
 from vlaninfra.transport import LocalTarget, agent_for, close_all
 
 pytestmark = pytest.mark.lab

@@ -7,7 +7,8 @@ from typing import Any
 
 import pulumi
 
-from vlaninfra.layout import ContainerPlan, HostPlan, NetworkPlan, Plan, ShimPlan, SitePlan
+from vlaninfra.layout import ContainerPlan, HostPlan, NetworkPlan, ShimPlan, SitePlan
+from vlaninfra.layout import Site as LayoutSite
 from vlaninfra.providers import (
     Container,
     DockerHost,
@@ -18,14 +19,39 @@ from vlaninfra.providers import (
 )
 
 __all__ = [
+    "ConfigPaths",
     "SiteNetwork",
     "SiteVlanParents",
     "UpstreamRoutes",
     "container_inputs",
-    "deploy",
     "network_inputs",
     "shim_inputs",
 ]
+
+
+class ConfigPaths:
+    """The layout keys of a site's objects, the form layout errors use
+    (``sites.a.containers[0]``), for provider messages. Without the site's layout, objects are
+    named instead (``sites.a.containers.web1``)."""
+
+    def __init__(self, site: str, layout: LayoutSite | None = None) -> None:
+        self.site = site
+        self._hosts = {h.name: i for i, h in enumerate(layout.hosts)} if layout else {}
+        self._networks = {n.name: i for i, n in enumerate(layout.networks)} if layout else {}
+        self._containers = ({(c.host, c.name): i for i, c in enumerate(layout.containers)}
+                            if layout else {})
+
+    def _key(self, kind: str, index: int | None, name: str) -> str:
+        return f"sites.{self.site}.{kind}" + (f"[{index}]" if index is not None else f".{name}")
+
+    def host(self, name: str) -> str:
+        return self._key("hosts", self._hosts.get(name), name)
+
+    def network(self, name: str) -> str:
+        return self._key("networks", self._networks.get(name), name)
+
+    def container(self, host: str, name: str) -> str:
+        return self._key("containers", self._containers.get((host, name)), name)
 
 
 def _ipam(network: NetworkPlan) -> list[dict[str, Any]]:
@@ -102,16 +128,17 @@ class SiteNetwork(pulumi.ComponentResource):
         network: str,
         hosts: Sequence[tuple[DockerHost, HostPlan]],
         vlans: Mapping[tuple[str, str], VlanParent] | None = None,
+        paths: ConfigPaths | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("vlaninfra:index:SiteNetwork", resource_name, None, opts)
         vlans = vlans or {}
+        paths = paths or ConfigPaths(site)
         self.networks: dict[str, DockerNetwork] = {}
         self.shims: dict[str, HostShim] = {}
         self.containers: dict[str, Container] = {}
         child = pulumi.ResourceOptions(parent=self)
         for host, host_plan in hosts:
-            where = f"sites.{site}"
             net_plan = next(n for n in host_plan.networks if n.name == network)
             vlan = vlans.get((host.name, net_plan.parent))
             # Created after and deleted before the 802.1Q parent it hangs off.
@@ -122,7 +149,7 @@ class SiteNetwork(pulumi.ComponentResource):
                 host=host,
                 network_name=inputs.pop("name"),
                 **inputs,
-                config_path=f"{where}.networks.{network}",
+                config_path=paths.network(network),
                 opts=on_vlan,
             )
             self.networks[host.name] = net
@@ -133,7 +160,7 @@ class SiteNetwork(pulumi.ComponentResource):
                     host=host,
                     shim_name=inputs.pop("name"),
                     **inputs,
-                    config_path=f"{where}.networks.{network}.shim",
+                    config_path=f"{paths.network(network)}.shim",
                     opts=on_vlan,
                 )
             for c in (c for c in host_plan.containers if c.network == network):
@@ -143,7 +170,7 @@ class SiteNetwork(pulumi.ComponentResource):
                     host=host,
                     container_name=inputs.pop("name"),
                     **inputs,
-                    config_path=f"{where}.containers.{c.name}",
+                    config_path=paths.container(host_plan.name, c.name),
                     lan_device=None if net_plan.internal or net_plan.ipvlan_mode in ("l3", "l3s")
                     else net_plan.parent,
                     opts=child,
@@ -163,9 +190,11 @@ class SiteVlanParents(pulumi.ComponentResource):
         *,
         site: str,
         hosts: Sequence[tuple[DockerHost, HostPlan]],
+        paths: ConfigPaths | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("vlaninfra:index:SiteVlanParents", resource_name, None, opts)
+        paths = paths or ConfigPaths(site)
         self.parents: dict[tuple[str, str], VlanParent] = {}
         """(host, sub-interface) → its resource."""
         for host, host_plan in hosts:
@@ -176,7 +205,7 @@ class SiteVlanParents(pulumi.ComponentResource):
                     parent_name=v.name,
                     trunk=v.trunk,
                     vlan_id=v.vlan_id,
-                    config_path=f"sites.{site}.hosts.{host_plan.name}.parents",
+                    config_path=f"{paths.host(host_plan.name)}.parents",
                     opts=pulumi.ResourceOptions(parent=self),
                 )
         self.register_outputs({})
@@ -213,45 +242,3 @@ class UpstreamRoutes(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(parent=self),
                 )
         self.register_outputs({})
-
-
-def deploy(
-    plan: Plan,
-    hosts: Mapping[tuple[str, str], DockerHost],
-    routers: Mapping[tuple[str, str], DockerHost] | None = None,
-) -> list[pulumi.ComponentResource]:
-    """Declares every 802.1Q parent, network, shim and container of `plan`, and the upstream
-    routes on managed routers; `hosts` and `routers` map (site, name) to how to reach it.
-
-    Example: ``deploy(layout.plan(load_config(cfg)), {("paris", "h1"): DockerHost(...)})``
-    """
-    out: list[pulumi.ComponentResource] = []
-    for site in plan.sites:
-        vlans: dict[tuple[str, str], VlanParent] = {}
-        if any(h.vlan_parents for h in site.hosts):
-            parents = SiteVlanParents(
-                f"{site.name}-vlans",
-                site=site.name,
-                hosts=[(hosts[(site.name, h.name)], h) for h in site.hosts if h.vlan_parents],
-            )
-            vlans = parents.parents
-            out.append(parents)
-        names = sorted({n.name for h in site.hosts for n in h.networks})
-        for name in names:
-            members = [
-                (hosts[(site.name, h.name)], h)
-                for h in site.hosts
-                if any(n.name == name for n in h.networks)
-            ]
-            out.append(
-                SiteNetwork(
-                    f"{site.name}-{name}", site=site.name, network=name, hosts=members,
-                    vlans=vlans,
-                )
-            )
-        if site.upstream_routes and any(r.managed for r in site.routers):
-            managed = {
-                r.name: (routers or {})[(site.name, r.name)] for r in site.routers if r.managed
-            }
-            out.append(UpstreamRoutes(f"{site.name}-routes", site=site, routers=managed))
-    return out

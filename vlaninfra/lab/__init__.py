@@ -30,8 +30,10 @@ from vlaninfra.lab._inventory import (
 )
 from vlaninfra.lab._lab import ensure_dockerd, lab_down, lab_instances, lab_status, lab_up
 from vlaninfra.lab._probe import http_ok
+from vlaninfra.lab._resolver import LAB_INSTANCE_ENV
 
 __all__ = [
+    "LAB_INSTANCE_ENV",
     "Host",
     "Inventory",
     "LabError",

@@ -6,10 +6,10 @@ pinned per-VM host key) at a management address reachable from the root namespac
 ``/var/run/docker.sock`` in the guest, ``eth0`` on the lab's LAN switch, the local image
 ``vlaninfra/busybox:lab`` imported.
 
-Build (`build_base_image`, once, cached): ``tools/vm/build-base.sh`` unpacks a bookworm
+Build (`build_base_image`, once, cached): ``vm_image/build-base.sh`` unpacks a bookworm
 ``linux-image-*-cloud-amd64`` package, debootstraps a minbase rootfs (openssh-server, python3,
 iproute2, iputils-ping, kmod, curl, docker.io) into a 2G ext4 image and builds a tiny boot
-initramfs. ``tools/vm/lab-init`` is the guest's PID 1.
+initramfs. ``vm_image/lab-init`` is the guest's PID 1.
 
 A guest's ``reboot`` resets the machine inside the same QEMU (same overlay disk, taps and
 fw_cfg keys); `reboot_vm` does that and waits until the guest is back.
@@ -97,7 +97,7 @@ QEMU = "qemu-system-x86_64"
 
 # Bump when the Python side of the build changes the artifacts (the scripts are hashed anyway).
 _BUILD_FORMAT = "vlaninfra-vm-base/1"
-_TOOLS_DIR = Path(__file__).resolve().parents[2] / "tools" / "vm"
+_TOOLS_DIR = Path(__file__).resolve().parent / "vm_image"
 _BUILD_INPUTS = ("build-base.sh", "lab-init", "initramfs-init")
 _ARTIFACTS = ("vmlinuz", "initrd.gz", "base.ext4", "kernel-release")
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,9}")
@@ -245,7 +245,7 @@ def apt_mirror(suite: str = DEFAULT_SUITE) -> str:
 
 
 def cache_key(kernel_package: str = DEFAULT_KERNEL_PACKAGE, suite: str = DEFAULT_SUITE) -> str:
-    """Hash of everything the base image is built from: the scripts in tools/vm, the kernel
+    """Hash of everything the base image is built from: the scripts in vm_image, the kernel
     package and the suite (not the mirror: any mirror yields the same image).
 
     Example: ``cache_key()`` → ``"9c1e0b6f2d4a7e31"``
@@ -397,6 +397,7 @@ def build_base_image(
         try:
             proc = subprocess.run(
                 [
+                    "bash",
                     str(_TOOLS_DIR / "build-base.sh"),
                     str(work),
                     kernel_package,

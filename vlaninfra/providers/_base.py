@@ -65,8 +65,9 @@ file that brings the object back at boot (`vlaninfra.host.persist`). `check` set
 reports it false when the file is missing or would not re-create the live object (drift)."""
 
 # Properties that describe how to reach a host (or who asks), not the object on it: never a
-# reason to replace it.
-_TRANSPORT_KEYS = frozenset({CONNECTION, CONFIG_PATH, OWNER})
+# reason to replace it. The config path is not one: it only labels messages, and an object
+# whose key moved (a container added above it) is not changed.
+_TRANSPORT_KEYS = frozenset({CONNECTION, OWNER})
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 """How the dynamic-provider protocol spells a value not known during preview."""

@@ -15,7 +15,7 @@ from vlaninfra import record
 from vlaninfra.engine import Engine, EngineError, project_root, stack_file
 from vlaninfra.errors import LayoutError, VlanInfraError
 from vlaninfra.layout import Plan, load_config, plan
-from vlaninfra.layout._files import read_stack_config
+from vlaninfra.loader import read_stack_config
 from vlaninfra.rollout import history
 
 __all__ = ["Change", "load_change"]

@@ -63,7 +63,7 @@ def test_macvlan_on_an_8021q_parent_gets_its_vlan_parent_and_shim() -> None:
         "name": "v50", "driver": "macvlan", "parent": "eth0.50", "hosts": ["v1"],
         "subnets": [{"subnet": "198.18.50.0/24"}],
         "shim": {"address_per_host": {"v1": "198.18.50.250"}}}]))  # fmt: skip
-    assert _types(mocks) == ["DockerNetwork", "HostShim", "SiteNetwork", "SiteVlanParents",
+    assert _types(mocks) == ["DockerNetwork", "HostShim", "Site", "SiteNetwork", "SiteVlanParents",
                              "VlanParent"]
     vlan = next(i for t, _, i in mocks.resources if t.endswith("VlanParent"))
     assert (vlan["name"], vlan["trunk"], vlan["vlan_id"]) == ("eth0.50", "eth0", 50)
@@ -74,7 +74,7 @@ def test_ipvlan_l3_tenants_get_routes_on_the_managed_router_and_no_shim() -> Non
         [{"name": "t3", "driver": "ipvlan", "mode": "l3", "parent": "eth0", "hosts": ["v1"]}],
         tenants=[{"name": "ta", "subnets": [{"subnet": "198.18.1.0/24", "network": "t3"}]},
                  {"name": "tb", "subnets": [{"subnet": "198.18.2.0/24", "network": "t3"}]}]))
-    assert _types(mocks) == ["DockerNetwork", "RouterRoute", "RouterRoute", "SiteNetwork",
+    assert _types(mocks) == ["DockerNetwork", "RouterRoute", "RouterRoute", "Site", "SiteNetwork",
                              "UpstreamRoutes"]
     routes = sorted((i["destination"], i["via"], i["host"]) for t, _, i in mocks.resources
                     if t.endswith("RouterRoute"))

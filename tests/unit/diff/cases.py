@@ -10,7 +10,7 @@ from typing import Any
 
 from vlaninfra.engine import project_root
 from vlaninfra.layout import Plan, load_config, plan
-from vlaninfra.layout._files import read_stack_config
+from vlaninfra.loader import read_stack_config
 from vlaninfra.review import Diff, compare
 
 Config = dict[str, Any]

@@ -19,7 +19,7 @@ from vlaninfra.layout import (
     MacvlanNetwork,
     load_config,
 )
-from vlaninfra.layout._files import load_stack_file, read_stack_config
+from vlaninfra.loader import load_stack_file, read_stack_config
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -13,7 +13,7 @@ from tests.unit.layout.layout_helpers import config, plan_of, site
 from vlaninfra import cli_plan
 from vlaninfra.errors import LayoutError
 from vlaninfra.layout import Plan, load_config, plan
-from vlaninfra.layout._files import load_stack_file
+from vlaninfra.loader import load_stack_file
 
 ROOT = Path(__file__).resolve().parents[3]
 STACKS = ROOT / "stacks"
@@ -211,7 +211,7 @@ def test_the_layout_package_does_no_io_and_never_imports_pulumi() -> None:
     import subprocess
     import sys
     code = ("import sys, vlaninfra.layout; "
-            "print(sorted(m for m in ('pulumi', 'yaml', 'vlaninfra.layout._files') "
+            "print(sorted(m for m in ('pulumi', 'yaml', 'vlaninfra.loader') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT).stdout

@@ -58,7 +58,7 @@ def test_a_lab_router_comes_from_the_instance_the_environment_names(
     import vlaninfra.lab
 
     monkeypatch.setattr(vlaninfra.lab, "load_inventory", load)
-    monkeypatch.setenv(program.LAB_INSTANCE_ENV, "iv")
+    monkeypatch.setenv(vlaninfra.lab.LAB_INSTANCE_ENV, "iv")
     layout = _layout({"name": "gw", "address": "192.0.2.1", "managed": True}, inventory="lab")
     gw = program.routers_of(layout)[("a", "gw")]
     assert asked == ["iv"]

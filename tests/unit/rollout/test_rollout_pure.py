@@ -15,7 +15,7 @@ from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import probe
 from vlaninfra.host.errors import OpError
 from vlaninfra.layout import load_config, plan
-from vlaninfra.layout._files import read_stack_config
+from vlaninfra.loader import read_stack_config
 from vlaninfra.record import (
     KEEP_LAYOUTS,
     KEEP_RECORDS,

@@ -8,7 +8,7 @@ from typing import Any
 
 from vlaninfra.engine import project_root
 from vlaninfra.layout import load_config, plan
-from vlaninfra.layout._files import read_stack_config
+from vlaninfra.loader import read_stack_config
 from vlaninfra.verify import Verification, _run_member, checks_for
 
 LAB: Any = read_stack_config(project_root() / "stacks" / "Pulumi.lab.yaml")["sites"]

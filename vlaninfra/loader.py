@@ -8,9 +8,7 @@ from typing import Any
 import yaml
 
 from vlaninfra.errors import LayoutError, Problem
-
-from ._load import load_config
-from ._model import Layout
+from vlaninfra.layout import Layout, load_config
 
 __all__ = ["NAMESPACE", "load_stack_file", "read_stack_config"]
 

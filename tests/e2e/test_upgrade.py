@@ -1,0 +1,86 @@
+"""Upgrading a deployed stack to the `Site` component: a stack that the code before it deployed
+(the `lab` stack, run from that commit's sources) previews with the new code with no change to
+any host object: no create, update, replace or delete but the new `Site` components themselves
+(state only: a component has nothing on a host), and after one `up` with no change at all."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.observe import host_state
+from vlaninfra.engine import LAB_PASSPHRASE, Engine, project_root
+from vlaninfra.lab import Inventory
+from vlaninfra.lab._inventory import lab_root
+
+pytestmark = [pytest.mark.lab, pytest.mark.engine]
+
+BEFORE = "fce9cac80ba574dbac6953322bb5d3d6e03a9ba0"
+"""The last commit whose program declared a site's components at the stack's root."""
+STACK = "upgrade"
+
+
+def _old_sources(dest: Path) -> Path:
+    """The `vlaninfra` package as it was at `BEFORE`, unpacked into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(project_root()), "archive", BEFORE, "vlaninfra"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+@pytest.fixture
+def project(lab_inventory: Inventory, tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A scratch project running the `lab` stack, its backend destroyed at the end."""
+    proj = tmp_path / "project"
+    proj.mkdir()
+    (proj / "Pulumi.yaml").write_text("name: vlaninfra\nruntime: python\n")
+    (proj / "__main__.py").write_text("from vlaninfra.program import run\n\nrun()\n")
+    config = yaml.safe_load((project_root() / "stacks" / "Pulumi.lab.yaml").read_text())
+    (proj / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(
+        {"config": {"vlaninfra:sites": config["config"]["vlaninfra:sites"]}}))
+    backend = tmp_path / "backend"
+    new = Engine(project_root(), backend=backend, passphrase=LAB_PASSPHRASE)
+    new.ensure_stack(STACK, cwd=proj)
+    try:
+        yield proj, backend
+    finally:
+        new.run(STACK, "destroy", "--yes", "--skip-preview", check=False, cwd=proj)
+
+
+def _steps(output: str) -> list[tuple[str, str]]:
+    doc: dict[str, Any] = json.loads(output)
+    return sorted((s["op"], s["urn"].split("::")[-2].split("$")[-1]) for s in doc["steps"])
+
+
+def test_a_stack_deployed_before_site_upgrades_without_touching_a_host(
+    project: tuple[Path, Path], lab_inventory: Inventory, tmp_path: Path
+) -> None:
+    proj, backend = project
+    old = Engine(project_root(), backend=backend, passphrase=LAB_PASSPHRASE,
+                 extra_env={"PYTHONPATH": str(_old_sources(tmp_path / "old")),
+                            "VLANINFRA_LAB_DIR": str(lab_root())})
+    new = Engine(project_root(), backend=backend, passphrase=LAB_PASSPHRASE)
+    old.run(STACK, "up", "--yes", "--skip-preview", cwd=proj)
+    hosts = [h for s in lab_inventory.sites for h in s.hosts]
+    before = {h.name: host_state(h) for h in hosts}
+
+    steps = _steps(new.run(STACK, "preview", "--json", "--show-sames", cwd=proj))
+    changed = [(op, t) for op, t in steps if op not in ("same", "read")]
+    sites = len(yaml.safe_load((proj / f"Pulumi.{STACK}.yaml").read_text())
+                ["config"]["vlaninfra:sites"])
+    assert changed == [("create", "vlaninfra:index:Site")] * sites, changed
+    assert len(steps) > 5  # the lab stack's resources all matched their old URNs
+
+    new.run(STACK, "up", "--yes", "--skip-preview", cwd=proj)
+    new.run(STACK, "preview", "--expect-no-changes", cwd=proj)
+    assert {h.name: host_state(h) for h in hosts} == before
+    out = json.loads(new.run(STACK, "stack", "output", "sites", "--json", cwd=proj))
+    assert all(c["ipv4"] and c["mac"] for site in out.values()
+               for c in site["containers"].values())
