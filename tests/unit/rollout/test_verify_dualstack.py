@@ -7,7 +7,7 @@ from typing import Any
 
 from vlaninfra.engine import project_root
 from vlaninfra.layout import load_config, plan
-from vlaninfra.layout._files import read_stack_config
+from vlaninfra.loader import read_stack_config
 from vlaninfra.verify import checks_for
 
 SITES: Any = read_stack_config(project_root() / "stacks" / "Pulumi.lab-dualstack.yaml")["sites"]
