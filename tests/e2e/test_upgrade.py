@@ -1,7 +1,9 @@
 """Upgrading a deployed stack to the `Site` component: a stack that the code before it deployed
 (the `lab` stack, run from that commit's sources) previews with the new code with no change to
-any host object: no create, update, replace or delete but the new `Site` components themselves
-(state only: a component has nothing on a host), and after one `up` with no change at all."""
+any host object: no create, replace or delete but the new `Site` components themselves (state
+only: a component has nothing on a host), no update but the `persist` input of the objects a
+reboot loses (their boot files get written; the live objects stay as they are), and after one
+`up` with no change at all."""
 
 from __future__ import annotations
 
@@ -54,9 +56,11 @@ def project(lab_inventory: Inventory, tmp_path: Path) -> Iterator[tuple[Path, Pa
         new.run(STACK, "destroy", "--yes", "--skip-preview", check=False, cwd=proj)
 
 
-def _steps(output: str) -> list[tuple[str, str]]:
+def _steps(output: str) -> list[tuple[str, str, tuple[str, ...]]]:
     doc: dict[str, Any] = json.loads(output)
-    return sorted((s["op"], s["urn"].split("::")[-2].split("$")[-1]) for s in doc["steps"])
+    return sorted((s["op"], s["urn"].split("::")[-2].split("$")[-1],
+                   tuple(sorted(s.get("diffReasons") or s.get("detailedDiff") or ())))
+                  for s in doc["steps"])
 
 
 def test_a_stack_deployed_before_site_upgrades_without_touching_a_host(
@@ -72,10 +76,13 @@ def test_a_stack_deployed_before_site_upgrades_without_touching_a_host(
     before = {h.name: host_state(h) for h in hosts}
 
     steps = _steps(new.run(STACK, "preview", "--json", "--show-sames", cwd=proj))
-    changed = [(op, t) for op, t in steps if op not in ("same", "read")]
+    changed = [(op, t, d) for op, t, d in steps if op not in ("same", "read")]
     sites = len(yaml.safe_load((proj / f"Pulumi.{STACK}.yaml").read_text())
                 ["config"]["vlaninfra:sites"])
-    assert changed == [("create", "vlaninfra:index:Site")] * sites, changed
+    created = [(op, t) for op, t, _ in changed if op != "update"]
+    assert created == [("create", "vlaninfra:index:Site")] * sites, changed
+    updated = [(t, d) for op, t, d in changed if op == "update"]
+    assert updated and all(d == ("persist",) for _, d in updated), changed
     assert len(steps) > 5  # the lab stack's resources all matched their old URNs
 
     new.run(STACK, "up", "--yes", "--skip-preview", cwd=proj)
