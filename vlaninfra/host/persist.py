@@ -87,7 +87,8 @@ KINDS = tuple(_ENSURE)
 reached through either."""
 _ARGS = {
     "vlan": ("trunk", "vlan_id", "name", "owner", "spec"),
-    "shim": ("name", "parent", "kind", "mode", "address", "routes", "flag", "owner", "spec"),
+    "shim": ("name", "parent", "kind", "mode", "address", "extra_addresses", "routes", "flag",
+             "owner", "spec"),
     "route": ("dst", "via", "dev"),
 }
 """The arguments stored per kind: what defines the object (never ``ifindex`` or a recorded
@@ -171,6 +172,8 @@ def _entry(kind: str, owner: str, args: Mapping[str, Any]) -> dict[str, Any]:
     stored = {k: args.get(k) for k in _ARGS[kind]}
     if kind == "route":
         stored["dst"] = _name(kind, stored)
+    if kind == "shim":
+        stored["extra_addresses"] = list(stored.get("extra_addresses") or ())
     return {
         "format": FORMAT,
         "owner": owner,
@@ -363,6 +366,10 @@ def _load(path: Path) -> dict[str, Any]:
     return entry
 
 
+def _interfaces(values: Any) -> list[str]:
+    return sorted(str(ipaddress.ip_interface(v)) for v in values)
+
+
 def check(store: Store, kind: str, owner: str, live: Mapping[str, Any] | None) -> str:
     """``"ok"`` when ``owner``'s file would re-create exactly the ``live`` object (as its read
     op reports it, marks included), else what is wrong with the file.
@@ -395,12 +402,12 @@ def check(store: Store, kind: str, owner: str, live: Mapping[str, Any] | None) -
             have.update(kind=live.get("kind"), parent=live.get("parent"),
                         vlan_id=live.get("vlan_id"))
         else:
+            addresses = [args["address"]] if args.get("address") else []
             want.update(kind=args["kind"], parent=args["parent"], mode=args["mode"],
-                        addresses=[str(ipaddress.ip_interface(args["address"]))]
-                        if args.get("address") else [],
+                        addresses=_interfaces([*addresses, *args["extra_addresses"]]),
                         routes=sorted(str(ipaddress.ip_network(r)) for r in args["routes"]))
             have.update(kind=live.get("kind"), parent=live.get("parent"),
-                        mode=live.get("mode"), addresses=sorted(live.get("addresses") or []),
+                        mode=live.get("mode"), addresses=_interfaces(live.get("addresses") or []),
                         routes=sorted(live.get("routes") or []))
     differs = sorted(k for k in want if want[k] != have[k])
     if differs:

@@ -98,7 +98,7 @@ class FakeIPRoute:
         return [{"index": i, "IFA_ADDRESS": a, "prefixlen": p} for i, a, p in self.addrs
                 if i == index]
 
-    def addr(self, cmd: str, index: int, address: str, prefixlen: int) -> None:
+    def addr(self, cmd: str, index: int, address: str, prefixlen: int, flags: int = 0) -> None:
         key = (index, address, prefixlen)
         if cmd == "add":
             if key in self.addrs:

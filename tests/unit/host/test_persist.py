@@ -64,7 +64,7 @@ def test_up_keeps_one_root_only_file_per_object_and_the_hook(store: Store, ctx: 
     # marked like the live object: the owner and the spec of its alias
     assert (entry["owner"], entry["kind"], entry["name"], entry["spec"]) == (
         OWNER, "shim", "shim0", "aaaaaaaaaaaa")
-    assert entry["args"] == {**SHIM, "flag": None}
+    assert entry["args"] == {**SHIM, "flag": None, "extra_addresses": []}
     assert store.archive.read_bytes() == b"PK fake agent archive"
     assert _mode(store.archive) == 0o600 and _mode(store.hook) == 0o700
     hook = store.hook.read_text()
@@ -107,6 +107,21 @@ def test_read_reports_what_is_wrong_with_the_file(store: Store, ctx: Any) -> Non
     # the next `up` (an update: ensure again) writes it back
     agent.handle(ctx, "shim.ensure", {**SHIM, "persist_owner": OWNER})
     assert agent.handle(ctx, "shim.read", args)["persisted"] == "ok"
+
+
+def test_a_dual_stack_shim_is_kept_and_restored_with_its_further_addresses(
+        store: Store, ctx: Any) -> None:
+    shim = {**SHIM, "extra_addresses": ["2001:db8:1::fffe/128"],
+            "routes": ["192.0.2.128/26", "2001:db8:1::10/128"]}
+    agent.handle(ctx, "vlan.ensure", {**VLAN, "persist_owner": OWNER})
+    agent.handle(ctx, "shim.ensure", {**shim, "persist_owner": OWNER})
+    args = {"name": "shim0", "persist_owner": OWNER}
+    assert agent.handle(ctx, "shim.read", args)["persisted"] == "ok"
+    fresh: Any = FakeContext()
+    assert persist.restore(fresh, store, wait=0, say=lambda _: None) == 0
+    restored = ops.shim_read(fresh, "shim0")
+    assert restored is not None
+    assert sorted(restored["addresses"]) == sorted(["192.0.2.250/32", "2001:db8:1::fffe/128"])
 
 
 def test_live_drift_shows_in_the_file_check_too(store: Store, ctx: Any) -> None:
