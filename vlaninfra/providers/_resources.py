@@ -14,7 +14,7 @@ from pulumi.dynamic import Resource
 
 from ._base import CONFIG_PATH, CONNECTION, HOST, OWNER, DockerHost
 from ._container import ContainerProvider
-from ._network import NetworkProvider
+from ._network import LAN_ADDRESSES, NetworkProvider
 from ._route import RouterRouteProvider
 from ._shim import ShimProvider
 from ._vlan import VlanParentProvider
@@ -60,10 +60,13 @@ class DockerNetwork(Resource, module="vlaninfra", name="DockerNetwork"):
         enable_ipv6: bool = False,
         labels: Mapping[str, str] | None = None,
         config_path: str | None = None,
+        lan_addresses: Sequence[Mapping[str, Any]] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
             **_host_props(host, config_path),
+            # What its containers' checks will probe, probed at once (see LAN_ADDRESSES).
+            LAN_ADDRESSES: [dict(a) for a in lan_addresses],
             "name": network_name,
             "driver": driver,
             "parent": parent,
