@@ -112,6 +112,20 @@ def container_inputs(c: ContainerPlan, network_id: Any) -> dict[str, Any]:
     }
 
 
+def _lan_device(net: NetworkPlan) -> str | None:
+    """The host NIC a new container address is probed from; None: no LAN device sees it."""
+    return None if net.internal or net.ipvlan_mode in ("l3", "l3s") else net.parent
+
+
+def _lan_addresses(host_plan: HostPlan, net: NetworkPlan) -> list[dict[str, Any]]:
+    """The `DockerNetwork` ``lan_addresses``: its containers' addresses its check probes."""
+    device = _lan_device(net)
+    return [{"key": key, "address": str(address), "mac": c.mac, "device": device,
+             "name": c.name}
+            for c in host_plan.containers if device and c.network == net.name
+            for key, address in (("ipv4", c.ipv4), ("ipv6", c.ipv6)) if address]
+
+
 class SiteNetwork(pulumi.ComponentResource):
     """One macvlan or ipvlan network laid across the hosts of a site: the Docker network on
     each host, each host's shim (its address reserved in every host's IPAM as an aux-address),
@@ -150,6 +164,7 @@ class SiteNetwork(pulumi.ComponentResource):
                 network_name=inputs.pop("name"),
                 **inputs,
                 config_path=paths.network(network),
+                lan_addresses=_lan_addresses(host_plan, net_plan),
                 opts=on_vlan,
             )
             self.networks[host.name] = net
@@ -171,8 +186,7 @@ class SiteNetwork(pulumi.ComponentResource):
                     container_name=inputs.pop("name"),
                     **inputs,
                     config_path=paths.container(host_plan.name, c.name),
-                    lan_device=None if net_plan.internal or net_plan.ipvlan_mode in ("l3", "l3s")
-                    else net_plan.parent,
+                    lan_device=_lan_device(net_plan),
                     opts=child,
                 )
         self.register_outputs({})

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+import json
+import threading
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, UpdateResult
@@ -14,13 +17,52 @@ from vlaninfra.transport import Agent
 
 from ._base import CONFIG_PATH, CONNECTION, HostProvider, clash_of, has_unknowns, host_label
 
-__all__ = ["ContainerProvider"]
+__all__ = ["ContainerProvider", "address_probe", "probe_addresses"]
 
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 LAN_DEVICE = "lan_device"
 """Property: the host interface preview probes a new address from (ARP); None: no probe."""
 ARP_BOUND = 3.0
 """Seconds the preview's ARP probe of one new address may take (it listens about 1 s)."""
+ANSWER_AGE = 30.0
+"""Seconds a probe answer serves the checks of this provider process (one engine phase checks
+a network and then its containers within it)."""
+
+_answers: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+_answers_lock = threading.Lock()
+
+
+def address_probe(key: str, device: str, address: Any, mac: Any) -> dict[str, Any]:
+    """The ``probe.run`` check that an address (``key`` ipv4 or ipv6) about to be given to a
+    container with MAC ``mac`` is answered by no other LAN device on ``device``."""
+    return {"kind": "arp-unique" if key == "ipv4" else "ndp-unique", "device": device,
+            "address": _addr(address), "own": [_mac(mac)] if mac else []}
+
+
+def _cache_key(props: Mapping[str, Any], probe: Mapping[str, Any]) -> tuple[str, str]:
+    return (json.dumps(props[CONNECTION], sort_keys=True), json.dumps(probe, sort_keys=True))
+
+
+def probe_addresses(agent: Agent, props: Mapping[str, Any], probes: Sequence[dict[str, Any]]
+                    ) -> list[dict[str, Any]]:
+    """Answers ``probes`` on the host of ``props``: fresh answers (under ``ANSWER_AGE``) from
+    this process's cache, the others in ONE ``probe.run`` (the agent runs its checks in
+    parallel: about 1 s whatever their number), kept for the checks that follow."""
+    keys = [_cache_key(props, p) for p in probes]
+    now = time.monotonic()
+    with _answers_lock:
+        known = {k: _answers[k][1] for k in keys
+                 if k in _answers and now - _answers[k][0] < ANSWER_AGE}
+    ask = [i for i, k in enumerate(keys) if k not in known]
+    if ask:
+        answers = agent.call("probe.run", checks=[probes[i] for i in ask], timeout=ARP_BOUND)
+        done = time.monotonic()
+        with _answers_lock:
+            for i, answer in zip(ask, answers, strict=True):
+                known[keys[i]] = answer
+                if answer.get("ok") is True or answer.get("answered_by"):  # judged
+                    _answers[keys[i]] = (done, answer)
+    return [known[k] for k in keys]
 
 
 def _addr(value: Any) -> str | None:
@@ -116,16 +158,16 @@ class ContainerProvider(HostProvider):
         device = news.get(LAN_DEVICE)
         if not device or has_unknowns(news.get(CONNECTION)):
             return []
-        probes = {key: {"kind": kind, "device": device, "address": _addr(news[key]),
-                        "own": [_mac(news.get("mac"))] if news.get("mac") else []}
-                  for key, kind in (("ipv4", "arp-unique"), ("ipv6", "ndp-unique"))
+        probes = {key: address_probe(key, device, news[key], news.get("mac"))
+                  for key in ("ipv4", "ipv6")
                   if news.get(key) and not has_unknowns(news[key])
                   and not (olds and _addr(olds.get(key)) == _addr(news[key]))}
         if not probes:
             return []
         try:
-            answers = self.agent(news).call("probe.run", checks=list(probes.values()),
-                                            timeout=ARP_BOUND)
+            # Usually answered from the probe its network's check made for all its new
+            # addresses at once (NetworkProvider.check); else probed here.
+            answers = probe_addresses(self.agent(news), news, list(probes.values()))
         except VlanInfraError as err:
             return [CheckFailure(next(iter(probes)), f"host {host_label(news)}: {err}")]
         where = news.get(CONFIG_PATH) or "container"

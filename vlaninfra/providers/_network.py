@@ -6,15 +6,30 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, UpdateResult
 
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import marks
-from vlaninfra.transport import Agent
+from vlaninfra.transport import Agent, checking
 
-from ._base import CONFIG_PATH, HostProvider, clash_of, host_label, nic_missing
+from ._base import (
+    CONFIG_PATH,
+    CONNECTION,
+    HostProvider,
+    clash_of,
+    has_unknowns,
+    host_label,
+    nic_missing,
+)
+from ._container import _addr, address_probe, probe_addresses
 
-__all__ = ["NetworkProvider", "network_options", "normalize_ipam"]
+__all__ = ["LAN_ADDRESSES", "NetworkProvider", "network_options", "normalize_ipam"]
+
+LAN_ADDRESSES = "lan_addresses"
+"""Property: the addresses the plan gives containers on this network on this host that the LAN
+may answer for, ``[{key: ipv4|ipv6, address, mac, device, name}]``. Not an input
+of the network (never a reason to change it): its check probes the new ones at once, so that
+its containers' checks find their answers ready instead of probing one after another."""
 
 MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")
 IPVLAN_MODES = ("l2", "l3", "l3s")
@@ -124,6 +139,41 @@ class NetworkProvider(HostProvider):
 
     def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
         return nic_missing(agent, news, "parent", "network")
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        result = super().check(olds, news)
+        if not result.failures:
+            self._probe_ahead(olds, news)
+        return result
+
+    def _probe_ahead(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:
+        """Probes in one ``probe.run`` the planned addresses new since the last run (none on
+        a run that changes nothing: no host is asked) that no container of this stack holds
+        on this network yet (from the check snapshot, no extra round trip). Only warms the
+        cache: each container's check still judges and reports its own address."""
+        before = (olds.get(LAN_ADDRESSES) or []) if olds else []
+        planned = [a for a in news.get(LAN_ADDRESSES) or [] if a not in before]
+        if not planned or has_unknowns(planned) or has_unknowns(news.get(CONNECTION)):
+            return
+        try:
+            with checking():
+                agent = self.agent(news)
+                probes = [address_probe(a["key"], a["device"], a["address"], a.get("mac"))
+                          for a in planned if not self._held(agent, news, a)]
+                if probes:
+                    probe_addresses(agent, news, probes)
+        except VlanInfraError:
+            pass  # the containers' checks probe on their own and say what failed
+
+    def _held(self, agent: Agent, news: Mapping[str, Any], planned: Mapping[str, Any]) -> bool:
+        """Whether this stack's container already holds the planned address on this network
+        (it is not about to be assigned)."""
+        found = agent.call("docker.container.inspect", name=planned["name"])
+        if found is None or not marks.is_ours(marks.of_labels(found.get("labels")),
+                                              self.owner(news)):
+            return False
+        attached = (found.get("networks") or {}).get(news["name"]) or {}
+        return _addr(attached.get(planned["key"])) == _addr(planned["address"])
 
     def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
         found = agent.call("docker.network.inspect", name=news["name"])

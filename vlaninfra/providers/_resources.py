@@ -29,7 +29,7 @@ from typing_extensions import NotRequired, TypedDict, Unpack
 
 from ._base import CONFIG_PATH, CONNECTION, HOST, OWNER, DockerHost
 from ._container import ContainerProvider
-from ._network import NetworkProvider
+from ._network import LAN_ADDRESSES, NetworkProvider
 from ._route import RouterRouteProvider
 from ._shim import ShimProvider
 from ._vlan import VlanParentProvider
@@ -119,6 +119,7 @@ class DockerNetworkArgsDict(TypedDict):
     enable_ipv6: NotRequired[Input[bool]]
     labels: NotRequired[Input[Mapping[str, Input[str]]] | None]
     config_path: NotRequired[Input[str] | None]
+    lan_addresses: NotRequired[Input[Sequence[Input[Mapping[str, Any]]]]]
 
 
 @pulumi.input_type
@@ -144,13 +145,17 @@ class DockerNetworkArgs:
     labels: Input[Mapping[str, Input[str]]] | None
     config_path: Input[str] | None
     """The layout key it comes from (``sites.a.networks[0]``), used in messages."""
+    lan_addresses: Input[Sequence[Input[Mapping[str, Any]]]]
+    """The addresses its containers get on this host, which preview probes on the LAN at once
+    (`vlaninfra.components` fills it from the plan; never a reason for an update)."""
 
     def __init__(self, *, host: DockerHost, network_name: Input[str], driver: Input[str],
                  parent: Input[str], ipam: Input[Sequence[Input[IpamPool]]],
                  mode: Input[str] | None = None, flag: Input[str] | None = None,
                  internal: Input[bool] = False, enable_ipv6: Input[bool] = False,
                  labels: Input[Mapping[str, Input[str]]] | None = None,
-                 config_path: Input[str] | None = None) -> None:
+                 config_path: Input[str] | None = None,
+                 lan_addresses: Input[Sequence[Input[Mapping[str, Any]]]] = ()) -> None:
         _set(self, locals())
 
 
@@ -180,6 +185,9 @@ class DockerNetwork(_Dynamic, module="vlaninfra", name="DockerNetwork"):
         a = _args(DockerNetworkArgs, args, kwargs)
         props = {
             **_host_props(a.host, a.config_path),
+            # What its containers' checks will probe, probed at once (see LAN_ADDRESSES).
+            LAN_ADDRESSES: [_dict(x) for x in a.lan_addresses]
+            if isinstance(a.lan_addresses, (list, tuple)) else a.lan_addresses,
             "name": a.network_name,
             "driver": a.driver,
             "parent": a.parent,

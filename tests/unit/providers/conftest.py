@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from vlaninfra.providers import _base
+from vlaninfra.providers import _base, _container
 from vlaninfra.transport.testing import FakeAgent
 
 
@@ -14,4 +14,5 @@ from vlaninfra.transport.testing import FakeAgent
 def agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAgent]:
     fake = FakeAgent()
     monkeypatch.setattr(_base.HostProvider, "agent", lambda self, props: fake)
+    monkeypatch.setattr(_container, "_answers", {})  # no probe answer from another test
     yield fake
