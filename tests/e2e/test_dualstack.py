@@ -255,7 +255,7 @@ def test_doctor_and_preview_find_an_ipv6_address_already_on_the_lan(dual: LabSta
         assert "(NDP probe on eth0)" in errors[0].message
         dual.write(sites)
         out = dual.run("preview", check=False)
-        assert f"sites.{name}.containers.web9.ipv6: container 'web9' would get {planted}" in out
+        assert f"{key}: container 'web9' would get {planted}" in out, out
         assert "(NDP probe on eth0): another device holds it" in out
     finally:
         sh("ip", "-n", peer, "addr", "del", f"{planted}/{prefix}", "dev", "eth0", check=False)

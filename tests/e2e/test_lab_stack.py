@@ -38,8 +38,8 @@ def test_up_from_empty_peer_and_hosts_reach_the_containers(
     before = lab_stack.logins()
     changes = lab_stack.changes("up", "--yes")
     after = lab_stack.logins()
-    # stack + 1 component + per host: network, shim, 2 containers
-    assert changes == {"create": 2 + 2 * 4}
+    # stack + site root + 1 component + per host: network, shim, 2 containers
+    assert changes == {"create": 3 + 2 * 4}
     # One connection per host in each engine phase (preview, then update): never per resource.
     assert {h: after[h] - before[h] for h in after} == {"h1": 2, "h2": 2}
     found = facts(lab_stack)
@@ -61,21 +61,21 @@ def test_without_the_shim_a_host_cannot_reach_its_containers(lab_stack: LabStack
         # Drift repair is the next test's business; here only prove the gotcha.
         assert lab_stack.changes("up", "--yes", "--refresh", "--skip-preview") == {
             "create": 1,
-            "same": 9,
+            "same": 10,
         }
     assert http_ok(h1.netns, ip)
 
 
 def test_second_up_changes_nothing_and_contacts_no_host(lab_stack: LabStack) -> None:
     before = lab_stack.logins()
-    assert lab_stack.changes("up", "--yes") == {"same": 10}
+    assert lab_stack.changes("up", "--yes") == {"same": 11}
     # Nothing to create or change: no host is contacted (drift is refresh's job).
     assert lab_stack.logins() == before
 
 
 def test_refresh_opens_one_connection_per_host(lab_stack: LabStack) -> None:
     before = lab_stack.logins()
-    assert lab_stack.changes("refresh", "--yes", "--skip-preview") == {"same": 10}
+    assert lab_stack.changes("refresh", "--yes", "--skip-preview") == {"same": 11}
     after = lab_stack.logins()
     assert {h: after[h] - before[h] for h in after} == {"h1": 1, "h2": 1}
 
@@ -92,14 +92,14 @@ def test_refresh_sees_drift_and_up_repairs_it(lab_stack: LabStack) -> None:
     assert lab_stack.changes("refresh", "--yes", "--skip-preview") == {
         "delete": 2,
         "update": 1,
-        "same": 7,
+        "same": 8,
     }
-    assert lab_stack.changes("up", "--yes") == {"create": 2, "update": 1, "same": 7}
+    assert lab_stack.changes("up", "--yes") == {"create": 2, "update": 1, "same": 8}
     assert dropped in sh("ip", "-n", h2.netns, "route", "show", "dev", SHIM)
     for key, fact in facts(lab_stack).items():
         host = lab_stack.host(key.split("/")[0])
         assert http_ok(host.netns, fact["ip"]), f"{key} not reachable from its host after repair"
-    assert lab_stack.changes("up", "--yes") == {"same": 10}
+    assert lab_stack.changes("up", "--yes") == {"same": 11}
 
 
 def test_adding_a_container_creates_only_it(lab_stack: LabStack) -> None:
@@ -110,7 +110,7 @@ def test_adding_a_container_creates_only_it(lab_stack: LabStack) -> None:
     )
     lab_stack.write(sites)
     # the new container, and h1's shim gets its /32 route
-    assert lab_stack.changes("up", "--yes") == {"create": 1, "update": 1, "same": 9}
+    assert lab_stack.changes("up", "--yes") == {"create": 1, "update": 1, "same": 10}
     after = facts(lab_stack)
     assert {k: v for k, v in after.items() if k != "h1/web5"} == before
     assert http_ok(lab_stack.peer_netns, after["h1/web5"]["ip"])
@@ -136,7 +136,7 @@ def test_changing_a_container_ip_replaces_only_that_container(lab_stack: LabStac
     out = lab_stack.run("preview", "--diff")
     assert "replace" in out
     assert lab_stack.state() == preview_state, "preview changed a host"
-    assert lab_stack.changes("up", "--yes") == {"replace": 1, "update": 1, "same": 9}
+    assert lab_stack.changes("up", "--yes") == {"replace": 1, "update": 1, "same": 10}
     after = facts(lab_stack)
     assert after["h1/web5"]["ip"] == "198.51.100.170"
     assert after["h1/web5"]["id"] != before["h1/web5"]["id"]
@@ -219,7 +219,7 @@ def test_a_network_change_replaces_the_network_and_restores_its_containers(
     lab_stack: LabStack,
 ) -> None:
     lab_stack.write(lab_stack.base_sites)
-    assert lab_stack.changes("up", "--yes") == {"delete": 1, "update": 1, "same": 9}  # web5
+    assert lab_stack.changes("up", "--yes") == {"delete": 1, "update": 1, "same": 10}  # web5
     h1 = lab_stack.host("h1")
     before = facts(lab_stack)
     network_before = docker(h1, "network", "inspect", "-f", "{{.Id}}", "pub_net").strip()
@@ -235,7 +235,7 @@ def test_a_network_change_replaces_the_network_and_restores_its_containers(
         changes = lab_stack.changes("up", "--yes")
     finally:
         lab_stack.write(lab_stack.base_sites)
-    assert changes == {"replace": 6, "same": 4}  # 2 networks + 4 containers; shims untouched
+    assert changes == {"replace": 6, "same": 5}  # 2 networks + 4 containers; shims untouched
     after = facts(lab_stack)
     assert docker(h1, "network", "inspect", "-f", "{{.Id}}", "pub_net").strip() != network_before
     assert {k: (v["ip"], v["mac"]) for k, v in after.items()} == {
@@ -243,7 +243,7 @@ def test_a_network_change_replaces_the_network_and_restores_its_containers(
     }
     for key, fact in after.items():
         assert http_ok(lab_stack.peer_netns, fact["ip"]), f"{key} not reachable after the change"
-    assert lab_stack.changes("up", "--yes") == {"replace": 6, "same": 4}
+    assert lab_stack.changes("up", "--yes") == {"replace": 6, "same": 5}
 
 
 def test_destroy_returns_every_host_to_its_state_before_the_first_up(

@@ -72,13 +72,13 @@ def test_a_hand_edited_or_removed_file_is_drift_that_up_repairs(lab_stack: LabSt
     entry["args"]["address"] = entry["args"]["address"].replace(".250/", ".249/")
     _file(h1).write_text(json.dumps(entry))
     _file(h2).unlink()
-    assert lab_stack.changes("refresh", "--yes", "--skip-preview") == {"update": 2, "same": 8}
+    assert lab_stack.changes("refresh", "--yes", "--skip-preview") == {"update": 2, "same": 9}
     preview = lab_stack.run("preview", "--diff")
     assert re.search(r"persist\s*:\s*false\s*=>\s*true", preview), preview
-    assert lab_stack.changes("up", "--yes") == {"update": 2, "same": 8}
+    assert lab_stack.changes("up", "--yes") == {"update": 2, "same": 9}
     for h in (h1, h2):
         assert json.loads(_file(h).read_text()) == json.loads(kept[h.name])
-    assert lab_stack.changes("up", "--yes") == {"same": 10}
+    assert lab_stack.changes("up", "--yes") == {"same": 11}
 
 
 def test_the_boot_hook_brings_a_lost_shim_back_with_its_marks(lab_stack: LabStack) -> None:

@@ -250,9 +250,13 @@ class HostProvider(ResourceProvider):
         n = self.normalize(props)
         return marks.spec_hash({k: n.get(k) for k in sorted(self.SPEC_KEYS or self.INPUT_KEYS)})
 
-    def persist_args(self, props: Mapping[str, Any]) -> dict[str, Any]:
-        """The op argument asking the host to keep (or check) the object's boot file."""
-        return {"persist_owner": self.owner(props)} if props.get(PERSIST) else {}
+    def persist_args(self, props: Mapping[str, Any], *, deleting: bool = False
+                     ) -> dict[str, Any]:
+        """The op argument asking the host to keep (or check) the object's boot file; a delete
+        always asks to remove it (state may say `persist: false` after a refresh found the
+        file missing or altered, and a file left behind would re-create the object at boot)."""
+        wanted = props.get(PERSIST) or (deleting and self.PERSISTS)
+        return {"persist_owner": self.owner(props)} if wanted else {}
 
     def persisted(self, found: Mapping[str, Any], props: Mapping[str, Any]) -> bool:
         """The `persist` input as read from the host: whether its file matches the object."""

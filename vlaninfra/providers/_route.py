@@ -134,6 +134,6 @@ class RouterRouteProvider(HostProvider):
         try:
             self.agent(props).call("route.delete", dst=n["destination"], via=n["via"],
                                    legacy=props.get("proto") == "static",
-                                   **self.persist_args(props))
+                                   **self.persist_args(props, deleting=True))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err

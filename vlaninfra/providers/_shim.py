@@ -139,7 +139,8 @@ class ShimProvider(HostProvider):
         try:
             result = self.agent(props).call(
                 "shim.delete", name=props["name"], owner=self.owner(props),
-                ifindex=props.get("ifindex"), **self.persist_args(props))
+                ifindex=props.get("ifindex"),
+                **self.persist_args(props, deleting=True))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err
         self.removed(props, result)

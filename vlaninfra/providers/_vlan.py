@@ -124,7 +124,8 @@ class VlanParentProvider(HostProvider):
         try:
             result = self.agent(props).call(
                 "vlan.delete", name=props["name"], owner=self.owner(props),
-                ifindex=props.get("ifindex"), **self.persist_args(props))
+                ifindex=props.get("ifindex"),
+                **self.persist_args(props, deleting=True))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err
         self.removed(props, result)

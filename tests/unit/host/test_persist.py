@@ -228,3 +228,10 @@ def test_the_archive_restores_from_its_zipapp(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-I", str(pyz), "restore"], capture_output=True,
                           text=True, env=env, timeout=60, check=False)
     assert (proc.returncode, proc.stdout) == (0, ""), proc.stderr
+
+
+def test_deleting_an_object_without_a_file_touches_nothing(store: Store, ctx: Any) -> None:
+    agent.handle(ctx, "vlan.ensure", VLAN)  # made without persistence (an older stack)
+    agent.handle(ctx, "vlan.delete", {"name": "eth0.50", "owner": OWNER,
+                                      "persist_owner": OWNER})
+    assert not (store.root / "etc").exists()

@@ -71,8 +71,10 @@ def test_vlan_created_by_vlaninfra_is_removed_on_delete(agent: FakeAgent) -> Non
     made = VlanParentProvider().create(vlan())
     assert made.id == "h1/eth0.50" and made.outs is not None and made.outs["created"] is True
     VlanParentProvider().delete(made.id, made.outs)
+    # a delete always removes the boot file too (state may say persist: false)
     assert agent.calls_to("vlan.delete") == [{"name": "eth0.50", "owner": "adhoc",
-                                              "ifindex": made.outs["ifindex"]}]
+                                              "ifindex": made.outs["ifindex"],
+                                              "persist_owner": "adhoc"}]
 
 
 def test_vlan_that_was_already_there_is_adopted_and_left_on_delete(agent: FakeAgent) -> None:
@@ -138,7 +140,7 @@ def test_route_create_and_delete_call_the_router(agent: FakeAgent) -> None:
     RouterRouteProvider().delete(made.id, made.outs)
     # The route it recorded is `proto static`: made before vlaninfra had its own protocol.
     assert agent.calls_to("route.delete") == [{"dst": "198.18.1.0/24", "via": "192.0.2.21",
-                                               "legacy": True}]
+                                               "legacy": True, "persist_owner": "adhoc"}]
 
 
 def test_route_refresh_gone_and_drifted(agent: FakeAgent) -> None:
