@@ -341,7 +341,7 @@ def forget(store: Store, kind: str, owner: str, name: str) -> bool:
     """Remove ``owner``'s file of ``kind`` object ``name`` (the hook too, with the last file);
     False when there was none."""
     path = store.file(kind, owner, _name(kind, {_KEY[kind]: name}))
-    if not path.exists():
+    if not path.exists() and not store.base.exists():
         return False  # nothing kept: touch nothing (a host without files gets no directory)
     try:
         with _locked(store):

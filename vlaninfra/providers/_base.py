@@ -206,6 +206,15 @@ def _differs(old: Any, new: Any) -> bool:
     return bool(new == UNKNOWN or old != new)
 
 
+def _can_persist(connection: Any) -> bool:
+    """Whether a host keeps boot files: not a network namespace reached with the local
+    transport, which shares this machine's filesystem and would have its objects re-created in
+    the machine's own namespace at boot (the lab's namespace hosts, reached over SSH, get a
+    root of their own: `VLANINFRA_HOST_ROOT`)."""
+    return not (isinstance(connection, Mapping) and connection.get("kind") == "local"
+                and connection.get("netns"))
+
+
 class HostProvider(ResourceProvider):
     """Base of the providers: subclasses declare their keys and implement the operations.
 
@@ -255,7 +264,8 @@ class HostProvider(ResourceProvider):
         """The op argument asking the host to keep (or check) the object's boot file; a delete
         always asks to remove it (state may say `persist: false` after a refresh found the
         file missing or altered, and a file left behind would re-create the object at boot)."""
-        wanted = props.get(PERSIST) or (deleting and self.PERSISTS)
+        wanted = props.get(PERSIST) or (deleting and self.PERSISTS
+                                        and _can_persist(props.get(CONNECTION)))
         return {"persist_owner": self.owner(props)} if wanted else {}
 
     def persisted(self, found: Mapping[str, Any], props: Mapping[str, Any]) -> bool:
@@ -320,7 +330,7 @@ class HostProvider(ResourceProvider):
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         if self.PERSISTS and PERSIST not in news:
-            news = {**news, PERSIST: True}
+            news = {**news, PERSIST: _can_persist(news.get(CONNECTION))}
         failures = self.validate(news)
         # The host is asked only about objects that are new or changed: a run that changes
         # nothing contacts no host (drift is what refresh is for).

@@ -34,11 +34,13 @@ DOCKER_OPS = frozenset({
     "docker.container.create", "docker.container.start", "docker.container.remove",
     "docker.container.update", "docker.network.create", "docker.network.remove",
     "docker.network.connect", "docker.network.disconnect", "debug.sleep",
+    "check.facts",  # inspects every network and container of the host
 })
 """Ops that wait on the Docker daemon's work (or on purpose): the long deadline applies."""
 
 READ_OPS = frozenset({
-    "link.get", "link.exists", "route.list", "route.get", "shim.read", "docker.version",
+    "link.get", "link.exists", "route.list", "route.get", "shim.read", "vlan.read",
+    "route.read", "docker.version",
     "docker.image.exists", "docker.network.inspect", "docker.container.inspect",
 })
 """Ops that only read the host: calls of these made while another is on its way are sent
@@ -175,7 +177,7 @@ class Agent:
             if self._facts is None or time.monotonic() - self._facts[0] > MAX_AGE:
                 try:
                     facts: dict[str, Any] | None = self._send("check.facts", {})
-                except HostError as exc:
+                except (HostError, TransportError) as exc:
                     log.info("no check snapshot from %s (%s); asking per object", self.label,
                              exc)
                     facts = None

@@ -235,3 +235,13 @@ def test_deleting_an_object_without_a_file_touches_nothing(store: Store, ctx: An
     agent.handle(ctx, "vlan.delete", {"name": "eth0.50", "owner": OWNER,
                                       "persist_owner": OWNER})
     assert not (store.root / "etc").exists()
+
+
+def test_deleting_the_last_object_whose_file_went_still_removes_the_hook(
+        store: Store, ctx: Any) -> None:
+    _up(ctx)
+    for path in store.persist_dir.glob("*/*.json"):
+        path.unlink()  # removed by hand
+    agent.handle(ctx, "shim.delete", {"name": "shim0", "owner": OWNER, "persist_owner": OWNER})
+    assert not (store.root / "usr/local/sbin/vlaninfra-restore").exists()
+    assert not (store.root / "usr/local/lib/vlaninfra/agent.pyz").exists()

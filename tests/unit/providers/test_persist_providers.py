@@ -35,6 +35,19 @@ def test_check_asks_for_persistence_without_changing_the_mark(
     assert provider.spec(news) == provider.spec(props)
 
 
+def test_a_namespace_host_on_the_local_transport_keeps_no_boot_file(agent: FakeAgent) -> None:
+    # it shares this machine's filesystem: its file would re-create the shim in the machine's
+    # own namespace at boot
+    props = {**shim(), "connection": {"kind": "local", "netns": "ns1", "python": "python3",
+                                      "docker_socket": "/run/ns1/docker.sock", "sudo": False}}
+    agent.responses.update({"link.exists": True, "link.get": None})
+    news = ShimProvider().check({}, props).inputs
+    assert news["persist"] is False
+    agent.responses["shim.delete"] = {"deleted": True}
+    ShimProvider().delete("h1/vshim0", news)
+    assert "persist_owner" not in agent.calls_to("shim.delete")[0]
+
+
 def test_shim_changes_and_reads_carry_the_owner(agent: FakeAgent) -> None:
     props = {**shim(), "persist": True, "owner": OWNER}
     agent.responses["shim.ensure"] = _shim_link()
