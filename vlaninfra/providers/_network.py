@@ -12,7 +12,7 @@ from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import marks
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, HostProvider, clash_of, host_label, nic_missing
+from ._base import CONFIG_PATH, HostProvider, docker_clash, nic_missing
 
 __all__ = ["NetworkProvider", "network_options", "normalize_ipam"]
 
@@ -126,11 +126,7 @@ class NetworkProvider(HostProvider):
         return nic_missing(agent, news, "parent", "network")
 
     def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
-        found = agent.call("docker.network.inspect", name=news["name"])
-        if found is None:
-            return None
-        return clash_of(f"network {news['name']!r} on host {host_label(news)}",
-                        marks.of_labels(found.get("labels")), self.owner(news))
+        return docker_clash(agent, "docker.network.inspect", self.KIND, news, self.owner(news))
 
     def _outs(self, props: Mapping[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
         return {**props, "network_id": found["id"]}
