@@ -66,6 +66,8 @@ from vlaninfra.rollout import (
     _stack,
     _stack_urn,
     _write_temp,
+    attempt,
+    left_by,
     read_report,
     rollback_target,
 )
@@ -183,34 +185,104 @@ def settle(records: list[dict[str, Any]], ctl: Any) -> list[dict[str, Any]]:
 # -- in the program: arm or disarm every host's guard ----------------------------------------
 
 
-def guard_hosts(ctl: Any, members: Mapping[str, Any], config: Callable[[str], Any]) -> None:
+def refuse_unguarded(records: Sequence[Mapping[str, Any]], ctl: Any, stack: str) -> None:
+    """In the program's apply run (not a preview): while the newest record is a change
+    pending confirmation, a run that neither handles its guards (``ctl.guard``) nor returns to
+    the very version they keep (a rollback to its `return_to`) is refused, nothing changed: its
+    change would be undone by the hosts' guards at the deadline. So a plain `pulumi up` (or
+    `vlaninfra.rollout.up` without a window) cannot be silently undone."""
+    p = pending(records)
+    if p is None or getattr(ctl, "guard", None):
+        return
+    if ctl.action == "rollback" and ctl.rollback_to == p.get("return_to"):
+        return
+    when = (f"its window ended at {p['deadline']} and it is not rolled back yet"
+            if _expired(p) else f"until {p['deadline']}")
+    run = "a plain `pulumi up`" if ctl.action == "pulumi up" else f"this {ctl.action}"
+    raise VlanInfraError(
+        f"version {p['version']} was applied with --confirm-within and is pending "
+        f"confirmation ({when}): {run} would be undone by the hosts' guards. Confirm it "
+        f"(`vlaninfra confirm --stack {stack}`) or roll it back (`vlaninfra rollback --stack "
+        f"{stack}`) first; nothing was changed")
+
+
+def _identity(host: Any) -> str:
+    try:
+        return json.dumps(host.connection(), sort_keys=True, default=str)
+    except ValueError:
+        return f"?{host.name}"
+
+
+def _dropped(ctl: Any, members: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
+             members_of: Callable[[Any], Mapping[str, Any]] | None) -> dict[str, Any]:
+    """The hosts and routers whose guard a window still running may keep armed (they were
+    in its layout) but that this apply's layout no longer has: the apply that drops them
+    disarms them, or their restorers would later put plumbing back on a host the stack no
+    longer manages."""
+    if ctl.phase != "apply" or members_of is None:
+        return {}
+    now = {_identity(m) for m in members.values()}
+    out: dict[str, Any] = {}
+    for r in records:
+        if not (r.get("token") and r.get("deadline") and r.get("layout") is not None) \
+                or _expired(r):
+            continue
+        try:
+            theirs = members_of(r["layout"])
+        except VlanInfraError as err:
+            raise VlanInfraError(f"cannot tell which hosts version {r['version']}'s window "
+                                 f"armed ({err})") from None
+        out.update({f"{k} of version {r['version']}": m for k, m in theirs.items()
+                    if _identity(m) not in now})
+    return out
+
+
+def _each(members: Mapping[str, Any], config: Callable[[str], Any], owner: str, op: str,
+          **args: Any) -> dict[str, tuple[bool, float, Any]]:
+    """Agent op `op` on every member at once: ``(ok, seconds, result or error)`` by key."""
+    from vlaninfra.providers._base import CONNECTION, target_of
+    from vlaninfra.transport import agent_for
+
+    def one(key: str) -> tuple[bool, float, Any]:
+        started = time.monotonic()
+        try:
+            agent = agent_for(target_of({CONNECTION: members[key].connection()}, config))
+            result = agent.call(op, owner=owner, **args)
+            return True, time.monotonic() - started, result
+        except VlanInfraError as err:
+            return False, time.monotonic() - started, str(err)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(members)))) as pool:
+        return dict(zip(members, pool.map(one, members), strict=True))
+
+
+def guard_hosts(ctl: Any, members: Mapping[str, Any], config: Callable[[str], Any],
+                records: Sequence[Mapping[str, Any]] = (),
+                members_of: Callable[[Any], Mapping[str, Any]] | None = None) -> None:
     """Before any resource is registered: arm (or disarm) the guard of this stack on every
     host and managed router (`members`: config key of its ssh settings → `DockerHost`), as
     ``ctl.guard`` asks. An arm that fails anywhere fails the run, nothing changed (the hosts
     already armed are disarmed again); a required disarm that fails, or finds a host that
-    already restored, fails it too (the change stays pending). A preview does nothing."""
+    already restored, fails it too (the change stays pending). Any apply also disarms the
+    hosts a running window armed that its layout drops (`records`: the stack's records;
+    `members_of(layout)`: the members of a recorded layout). A preview does nothing."""
     import pulumi
 
-    from vlaninfra.providers._base import CONNECTION, target_of
-    from vlaninfra.transport import agent_for
-
     asked = getattr(ctl, "guard", None) or {}
-    if not asked or pulumi.runtime.is_dry_run() or not members:
+    if pulumi.runtime.is_dry_run():
         return
     owner = f"{pulumi.get_project()}/{pulumi.get_stack()}"
-
-    def each(op: str, **args: Any) -> dict[str, tuple[bool, float, Any]]:
-        def one(key: str) -> tuple[bool, float, Any]:
-            started = time.monotonic()
-            try:
-                agent = agent_for(target_of({CONNECTION: members[key].connection()}, config))
-                result = agent.call(op, owner=owner, **args)
-                return True, time.monotonic() - started, result
-            except VlanInfraError as err:
-                return False, time.monotonic() - started, str(err)
-
-        with ThreadPoolExecutor(max_workers=max(1, min(16, len(members)))) as pool:
-            return dict(zip(members, pool.map(one, members), strict=True))
+    dropped = _dropped(ctl, members, records, members_of)
+    for k, (ok, _, r) in _each(dropped, config, owner, "guard.disarm").items():
+        if ok:
+            pulumi.log.info(f"confirm guard: {dropped[k].name} ({k}) is no longer in the "
+                            f"layout: {'disarmed' if r.get('disarmed') else 'none armed'}")
+        else:
+            pulumi.log.warn(f"confirm guard: {dropped[k].name} ({k}) is no longer in the "
+                            f"layout, but its guard could not be disarmed ({r}): until its "
+                            "deadline it may put this stack's plumbing back there")
+    if not asked or not members:
+        return
 
     def name(key: str) -> str:
         return f"{members[key].name} ({key})"
@@ -218,20 +290,20 @@ def guard_hosts(ctl: Any, members: Mapping[str, Any], config: Callable[[str], An
     if "arm" in asked:
         arm = asked["arm"]
         seconds = float(arm["seconds"])
-        done = each("guard.arm", token=arm["token"], seconds=seconds)
+        done = _each(members, config, owner, "guard.arm", token=arm["token"], seconds=seconds)
         # Each host counts its window from when its arm arrived: the recorded deadline (and
         # the watcher's, WATCH_GRACE later) comes after every host's.
         _ARMED[arm["token"]] = time.time() + seconds
         failed = [f"{name(k)}: {r}" for k, (ok, _, r) in done.items() if not ok]
         if failed:
-            each("guard.disarm", token=arm["token"])
+            _each(members, config, owner, "guard.disarm", token=arm["token"])
             raise VlanInfraError("cannot arm the confirm guard on " + "; ".join(failed)
                                  + "; nothing was changed: make the host reachable (the guard "
                                  "needs root there: `sudo: true`), or apply without "
                                  "--confirm-within")
         return
     disarm = asked.get("disarm") or {}
-    done = each("guard.disarm", token=disarm.get("token"))
+    done = _each(members, config, owner, "guard.disarm", token=disarm.get("token"))
     rows, problems = [], []
     for k, (ok, took, r) in done.items():
         fired = r.get("fired") if ok and isinstance(r, dict) else None
@@ -383,6 +455,37 @@ attempt) must not undo this run's change. One round trip per host, in the progra
 that verifies anyway."""
 
 
+def _after(s: _Stack, action: str, first: tuple[Step, ...],
+           act: Callable[[], Report]) -> Report:
+    """`act()`'s report after the steps `first` (an expired change rolled back): once those
+    changed the hosts, a refusal of the rest is reported with them (exit 1, what the hosts
+    hold, what to run), never as "nothing was changed"."""
+    try:
+        report = act()
+    except VlanInfraError as err:
+        if not first:
+            raise
+        held = (f"version {first[-1].what.rsplit(' ', 1)[-1]}'s layout, verified"
+                if all(x.ok for x in first) else left_by(first[-1]))
+        report = Report(s.name, action, (Step(action, False, str(err), None, 0.0,
+                                              started=False),),
+                        f"the change whose window had ended was rolled back first, so the "
+                        f"hosts hold {held}; then the {action} itself was refused (see above): "
+                        f"run `vlaninfra {action} --stack {s.name}` again once that is fixed")
+    return Report(s.name, action, (*first, *report.steps), report.final)
+
+
+def _watch_or_say(s: _Stack, token: str, deadline: float) -> str:
+    """Starts the watcher; a note for the report when it cannot start."""
+    try:
+        _start_watcher(s, token, deadline)
+    except OSError as err:
+        return (f"; the watcher could not start ({err}), so if you do not confirm, run "
+                f"`vlaninfra rollback --stack {s.name}` after {_iso(deadline)} (the hosts' "
+                "guards still put their plumbing back on their own)")
+    return ""
+
+
 def up(stack: str, within: str | float | None = None, *, engine: Engine | None = None,
        cwd: Path | None = None, confirm: Confirm | None = None,
        rollback: bool = True) -> Report:
@@ -398,14 +501,18 @@ def up(stack: str, within: str | float | None = None, *, engine: Engine | None =
     s = _stack(stack, engine, cwd)
     records = _records(s)
     first = _converge_expired(s, records)
-    if first:
-        records = _records(s)
+    return _after(s, "up", first, lambda: _up_now(s, seconds, confirm, rollback,
+                                                  _records(s) if first else records))
+
+
+def _up_now(s: _Stack, seconds: float | None, confirm: Confirm | None, rollback: bool,
+            records: list[dict[str, Any]]) -> Report:
+    stack = s.name
     _refuse_pending(s, records)
     _refresh_if_restored(s, records)
     if seconds is None:
-        report = _up(stack, engine=s.engine, cwd=cwd, confirm=confirm, rollback=rollback,
-                     extra=_DISARM)
-        return Report(stack, "up", (*first, *report.steps), report.final)
+        return _up(stack, engine=s.engine, cwd=s.cwd, confirm=confirm, rollback=rollback,
+                   extra=_DISARM)
     target = _last_verified(records)
     if target is None:
         raise RolloutError(f"stack {stack}: --confirm-within needs a verified version to return "
@@ -422,31 +529,48 @@ def up(stack: str, within: str | float | None = None, *, engine: Engine | None =
                            "changed")
     token = secrets.token_hex(6)
     back = int(target["version"])
-    report = _up(stack, engine=s.engine, cwd=cwd, confirm=confirm, rollback=rollback,
+    report = _up(stack, engine=s.engine, cwd=s.cwd, confirm=confirm, rollback=rollback,
                  extra={GUARD: {"arm": {"token": token, "seconds": seconds, "return_to": back}}})
     if not report.ok:
         final = (f"{report.final}; the hosts' guards still put back version {back}'s plumbing "
                  f"when the window ends (no change where the rollback already did)")
-        return Report(stack, "up", (*first, *report.steps), final)
-    records = _records(s)
+        return Report(stack, "up", report.steps, final)
+    try:
+        records = _records(s)
+    except RolloutError as err:  # the change is on the hosts: the watcher must run anyway
+        note = _watch_or_say(s, token, time.time() + seconds)
+        return Report(stack, "up", report.steps, f"{report.final}, PENDING for about "
+                      f"{seconds:.0f} s, but its record could not be read back ({err}): run "
+                      f"`vlaninfra confirm --stack {stack}` to keep it; otherwise the hosts "
+                      f"put their plumbing back and version {back} is applied again{note}")
     p = pending(records)
     if p is None or p.get("token") != token:
-        return Report(stack, "up", (*first, *report.steps), f"{report.final}; but the record "
-                      "is not pending (another run?): see `vlaninfra history`")
+        return Report(stack, "up", report.steps, f"{report.final}; but the record is not "
+                      "pending (another run?): see `vlaninfra history`")
     if _expired(p):
         ended = Step(f"window of version {p['version']}", False,
                      f"it ended at {p['deadline']}, before the apply and its verification "
                      "did", None, 0.0)
-        late = _expire(s, records, p)
-        return Report(stack, "up", (*first, *report.steps, ended, *late),
-                      f"the window ended during the apply: version {back} was applied again; "
-                      "give a longer --confirm-within")
-    _start_watcher(s, token, _epoch(str(p["deadline"])))
-    return Report(stack, "up", (*first, *report.steps),
+        late = attempt(f"rollback to version {back}", lambda: _expire_step(s, records, p))
+        return Report(stack, "up", (*report.steps, ended, late), (
+            f"the window ended during the apply: version {back} was applied again; give a "
+            "longer --confirm-within") if late.ok else (
+            f"the window ended during the apply and the return to version {back} failed: the "
+            f"hosts hold {left_by(late if late.started else report.steps[-1])} (their guards "
+            f"put back version {back}'s plumbing); run `vlaninfra rollback --stack {stack} "
+            f"--to {back}`"))
+    note = _watch_or_say(s, token, _epoch(str(p["deadline"])))
+    return Report(stack, "up", report.steps,
                   f"version {p['version']} is on the hosts, verified, and PENDING until "
                   f"{p['deadline']}: run `vlaninfra confirm --stack {stack}` to keep it; "
                   f"otherwise the hosts put their plumbing back and version {back} is applied "
-                  "again")
+                  f"again{note}")
+
+
+def _expire_step(s: _Stack, records: Sequence[Mapping[str, Any]],
+                 record: Mapping[str, Any]) -> Step:
+    steps = _expire(s, records, record)
+    return steps[-1]
 
 
 def rollback(stack: str, *, to: int | None = None, engine: Engine | None = None,
@@ -460,27 +584,31 @@ def rollback(stack: str, *, to: int | None = None, engine: Engine | None = None,
     s = _stack(stack, engine, cwd)
     records = _records(s)
     p = pending(records)
+    first: tuple[Step, ...] = ()
     if p is not None and _expired(p):
         first = _converge_expired(s, records)
         if to is None or to == p.get("return_to"):
             return Report(stack, "rollback", first, f"version {p['version']} was not confirmed "
                           f"in time: version {p.get('return_to')}'s layout is back on the hosts"
                           + (", verified" if all(x.ok for x in first) else
-                             " (NOT verified: see above)"))
-        records = _records(s)
-    else:
-        first = ()
+                             f" (NOT verified: the hosts hold {left_by(first[-1])}; see above)"))
+    return _after(s, "rollback", first, lambda: _rollback_now(
+        s, to, confirm, p, _records(s) if first else records))
+
+
+def _rollback_now(s: _Stack, to: int | None, confirm: Confirm | None,
+                  p: Mapping[str, Any] | None, records: list[dict[str, Any]]) -> Report:
     target = to
     if target is None and records:
         found = rollback_target(records)
         target = int(found["version"]) if found else None
     same = p is not None and not _expired(p) and target == p.get("return_to")
     _refresh_if_restored(s, records)
-    report = _rollback(stack, to=to, engine=s.engine, cwd=cwd, confirm=confirm,
+    report = _rollback(s.name, to=to, engine=s.engine, cwd=s.cwd, confirm=confirm,
                        extra=None if same else _DISARM)
     if p is not None and report.ok:
         _stop_watcher(s, str(p.get("token")))
-    return Report(stack, "rollback", (*first, *report.steps), report.final)
+    return report
 
 
 def confirm(stack: str, *, engine: Engine | None = None, cwd: Path | None = None) -> Report:

@@ -13,9 +13,9 @@ One apply is two engine runs of the same program (`vlaninfra.record` has the det
    and sets version N's status (`verified` or `failed-verification`) in place. The engine
    changes no resource in it (nothing but the stack is targeted), so verification sees the
    state the whole first run left, its deletes included.
-A failed run 1 is recorded as `apply-failed` at once (`pulumi stack export`/`import` of the
-record output: the hosts are not touched), with or without a rollback. A finalize run costs
-about 2 s plus the checks on the 4-container lab stack.
+A failed run 1 is recorded as `apply-failed` at once, with or without a rollback, by a third
+targeted run of the same kind (phase ``failed``): the engine's lock held, no resource changed.
+A finalize run costs about 2 s plus the checks on the 4-container lab stack.
 
 Rollback without a version goes to `rollback_target`: the newest verified version older than
 the one the hosts hold now (a rollback record counts as the version it restored), skipping
@@ -48,13 +48,15 @@ from vlaninfra.engine import (
     project_root,
 )
 from vlaninfra.errors import VlanInfraError
-from vlaninfra.record import OUTPUT, REFUSED, ROLLOUT_ENV, records_of, who, with_failure
+from vlaninfra.record import OUTPUT, REFUSED, ROLLOUT_ENV, records_of, who
 from vlaninfra.verify import Verification
 
 __all__ = [
     "Report",
     "RolloutError",
+    "attempt",
     "history",
+    "left_by",
     "read_report",
     "render_history",
     "rollback",
@@ -82,6 +84,9 @@ class Step:
     version: int | None = None
     finalize_seconds: float = 0.0
     """How long the finalize (verification) run took, included in `seconds`."""
+    started: bool = True
+    """False: refused before it changed anything (`error` says why), e.g. the stack was locked
+    for a rollback after a failed change."""
 
     @property
     def ok(self) -> bool:
@@ -90,6 +95,9 @@ class Step:
 
     def lines(self) -> list[str]:
         took = f"{self.seconds:.1f} s"
+        if not self.started:
+            return [f"{self.what}: NOT RUN (this step itself changed nothing):",
+                    *_indent(self.error or "")]
         if not self.applied:
             return [f"{self.what}: the apply FAILED after {took}:", *_indent(self.error or "")]
         recorded = f" (recorded as version {self.version})" if self.version else ""
@@ -287,30 +295,52 @@ def _stack_urn(s: _Stack) -> str:
 
 
 def _record_failure(s: _Stack, last: int, control: Mapping[str, Any], error: str) -> str:
-    """Records a failed run 1 as `apply-failed` in the state's record output (`stack export`,
-    edit, `stack import`; no resource touched). Returns a note when that failed too."""
+    """Records a failed run 1 as `apply-failed` with a targeted run of the program (phase
+    ``failed``, `vlaninfra.record.export_failure`): like the finalize run it holds the stack's
+    lock, reads the records then and changes no resource, so another run's state is never
+    written back. Returns a note when that failed too."""
     arm = (control.get("guard") or {}).get("arm") or {}  # a windowed apply's guards
     attempt = {"by": who(), "action": control.get("action", "up"), "run": control.get("run"),
                "token": arm.get("token"),
                "rollback_to": control.get("rollback_to"),
                "failed": [ln for ln in error.strip().splitlines() if ln.strip()][-5:]}
     try:
+        # Which resources the state holds: the run registers each again, by URN alone (a
+        # resource another run adds in between makes the engine refuse: nothing written).
         doc = json.loads(s.run("stack", "export"))
-        stack = next(r for r in doc["deployment"]["resources"]
-                     if r.get("type") == "pulumi:pulumi:Stack")
-        outputs = stack.setdefault("outputs", {})
-        old = outputs.get(OUTPUT) or {"format": 1, "records": []}
-        outputs[OUTPUT] = {**old, "records": with_failure(old.get("records") or [], last,
-                                                           attempt)}
-        path = _write_temp(doc)
-        try:
-            s.run("stack", "import", "--file", path)
-        finally:
-            Path(path).unlink(missing_ok=True)
-    except (EngineError, StopIteration, KeyError, TypeError, ValueError) as err:
+        urns = [{k: r.get(k) for k in ("urn", "type", "custom", "parent")}
+                for r in doc["deployment"].get("resources") or () if not r.get("delete")]
+        s.run("up", "--yes", "--skip-preview", "--json", "--target", _stack_urn(s),
+              "--expect-no-changes", "--message", "vlaninfra: record the failed apply",
+              control={"phase": "failed", "action": attempt["action"], "last": last,
+                       "run": control.get("run"), "by": attempt["by"], "attempt": attempt,
+                       "urns": urns})
+    except (EngineError, KeyError, TypeError, ValueError) as err:
         return "\n(the failed attempt could not be recorded in the stack's history: " + \
             " ".join(str(err).split()) + ")"
     return ""
+
+
+def attempt(what: str, apply: Callable[[], Step]) -> Step:
+    """`apply()`, or a step that did not run when it was refused (`VlanInfraError`): after an
+    earlier step changed the hosts, a refused rollback is a failure to report, never a
+    "nothing was changed"."""
+    started = time.monotonic()
+    try:
+        return apply()
+    except VlanInfraError as err:
+        return Step(what, False, str(err), None, time.monotonic() - started, started=False)
+
+
+def left_by(step: Step) -> str:
+    """What a failed or unverified `step` left on the hosts, for a report's final state."""
+    if not step.started:
+        return "what was there before it"
+    if not step.applied:
+        return (f"whatever its failed apply left ({step.what}: part of it may be applied; "
+                "recorded as apply-failed in `vlaninfra history`)")
+    state = "not verified" if step.verification is None else "verification FAILED"
+    return f"version {step.version} ({step.what}, {state})"
 
 
 def _preview(s: _Stack, control: Mapping[str, Any], confirm: Confirm | None) -> None:
@@ -360,14 +390,21 @@ def up(stack: str, *, engine: Engine | None = None, cwd: Path | None = None,
         return Report(stack, "up", (step,), f"not rolled back: the records could not be read "
                       f"after the failed change ({err}); run `vlaninfra rollback --stack "
                       f"{stack} --to {target['version']}` once the backend answers")
-    back = _apply(s, f"rollback to version {target['version']}",
-                  f"vlaninfra rollback to {target['version']} (automatic)",
-                  _rollback_control(target), last)
-    final = (f"version {target['version']}'s layout is back on the hosts, verified; the stack "
-             "config still holds the failed change: fix it and run `vlaninfra up` again"
-             if back.ok else f"the rollback {'did not verify' if back.applied else 'failed'}"
-             " too: inspect the hosts (`vlaninfra history`, `pulumi refresh`), then run "
-             f"`vlaninfra rollback --stack {stack} --to {target['version']}`")
+    what = f"rollback to version {target['version']}"
+    back = attempt(what, lambda: _apply(s, what, f"vlaninfra rollback to {target['version']} "
+                                        "(automatic)", _rollback_control(target), last))
+    again = f"`vlaninfra rollback --stack {stack} --to {target['version']}`"
+    if back.ok:
+        final = (f"version {target['version']}'s layout is back on the hosts, verified; the "
+                 "stack config still holds the failed change: fix it and run `vlaninfra up` "
+                 "again")
+    elif not back.started:
+        final = (f"NOT rolled back (the rollback was refused, see above): the hosts hold "
+                 f"{left_by(step)}; once the cause is gone, run {again}")
+    else:
+        final = (f"the rollback {'did not verify' if back.applied else 'failed'} too: the hosts "
+                 f"hold {left_by(back)}; inspect them (`vlaninfra history`, `pulumi refresh`), "
+                 f"then run {again}")
     return Report(stack, "up", (step, back), final)
 
 
@@ -411,6 +448,8 @@ def rollback(stack: str, *, to: int | None = None, engine: Engine | None = None,
     step = _apply(s, f"rollback to version {target['version']}",
                   f"vlaninfra rollback to {target['version']}", control, current)
     final = (f"version {target['version']}'s layout is on the hosts, verified (recorded as "
-             f"version {step.version})" if step.ok else "the rollback did not verify: "
-             "inspect the hosts (`vlaninfra history`, `pulumi refresh`)")
+             f"version {step.version})" if step.ok else f"the rollback "
+             f"{'did not verify' if step.applied else 'failed'}: the hosts hold "
+             f"{left_by(step)}; inspect them (`vlaninfra history`, `pulumi refresh`), then run "
+             f"`vlaninfra rollback --stack {stack} --to {target['version']}` again")
     return Report(stack, "rollback", (step,), final)

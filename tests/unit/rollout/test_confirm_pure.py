@@ -4,18 +4,22 @@ Through the real engine and lab: tests/e2e/test_confirm.py."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from vlaninfra.confirm import (
     _ARMED,
+    _dropped,
     _iso,
     mark_pending,
     parse_duration,
     pending,
+    refuse_unguarded,
     settle,
 )
+from vlaninfra.errors import VlanInfraError
 from vlaninfra.record import Control, finalized
 from vlaninfra.rollout import RolloutError
 from vlaninfra.verify import Row, Verification
@@ -89,3 +93,47 @@ def test_confirm_verifies_its_own_pending_record_only() -> None:
 def test_other_runs_settle_a_pending_record(action: str, offset: float, status: str) -> None:
     records = [rec(2, "pending", token="t1", deadline=_iso(time.time() + offset))]
     assert settle(records, Control(action=action))[0]["status"] == status
+
+
+@pytest.mark.parametrize(("ctl", "refused"), [
+    (Control(action="pulumi up"), True),                       # a plain `pulumi up`
+    (Control(action="up"), True),                              # `rollout.up` without a window
+    (Control(action="rollback", rollback_to=1), True),         # elsewhere, guards still armed
+    (Control(action="rollback", rollback_to=3), False),        # the very version they keep
+    (Control(action="up", guard={"disarm": {"token": None}}), False),  # `vlaninfra up`
+])
+def test_an_apply_that_the_guards_would_undo_is_refused(ctl: Control, refused: bool) -> None:
+    records = [rec(3, "verified"),
+               rec(4, "pending", token="t1", return_to=3, deadline=_iso(time.time() + 30))]
+    if not refused:
+        refuse_unguarded(records, ctl, "prod")
+        return
+    with pytest.raises(VlanInfraError) as err:
+        refuse_unguarded(records, ctl, "prod")
+    assert "version 4 was applied with --confirm-within and is pending confirmation" in str(err)
+    assert "`vlaninfra confirm --stack prod`" in str(err)
+    assert "`vlaninfra rollback --stack prod`" in str(err) and "nothing was changed" in str(err)
+    refuse_unguarded(records[:1], ctl, "prod")  # nothing pending: any run goes
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    address: str
+
+    def connection(self) -> dict[str, Any]:
+        return {"kind": "ssh", "address": self.address}
+
+
+def test_hosts_a_running_window_armed_and_the_layout_drops_are_found() -> None:
+    h1, h2 = Member("h1", "192.0.2.11"), Member("h2", "192.0.2.12")
+    layouts = {"both": {"h1": h1, "h2": h2}, "h1": {"h1": h1}}
+    records = [rec(3, "verified", layout="h1"),
+               rec(4, "pending", token="t1", layout="both", deadline=_iso(time.time() + 30)),
+               rec(2, "expired", token="t0", layout="both", deadline=_iso(time.time() - 1))]
+    found = _dropped(Control(action="rollback"), {"x": Member("h1", "192.0.2.11")}, records,
+                     layouts.__getitem__)
+    assert found == {"h2 of version 4": h2}
+    assert _dropped(Control(action="rollback", phase="finalize"), {"x": h1}, records,
+                    layouts.__getitem__) == {}
+    assert _dropped(Control(action="up"), layouts["both"], records, layouts.__getitem__) == {}

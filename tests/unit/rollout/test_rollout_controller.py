@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from vlaninfra import rollout
-from vlaninfra.engine import EngineError
-from vlaninfra.record import REFUSED, ROLLOUT_ENV
+from vlaninfra.engine import EngineError, StackLockedError
+from vlaninfra.record import REFUSED, ROLLOUT_ENV, with_failure
 from vlaninfra.rollout import RolloutError
 
 
@@ -42,13 +42,14 @@ class FakeEngine:
             return json.dumps({"vlaninfra": {"format": 1, "records": self.records}})
         if args[:2] == ("stack", "export"):
             return json.dumps({"deployment": {"resources": [{"type": "pulumi:pulumi:Stack",
-                "outputs": {"vlaninfra": {"format": 1, "records": self.records}}}]}})
-        if args[:2] == ("stack", "import"):
-            doc = json.loads(Path(args[args.index("--file") + 1]).read_text())
-            self.records[:] = doc["deployment"]["resources"][0]["outputs"]["vlaninfra"][
-                "records"]
-            return ""
+                "urn": "u", "outputs": {"vlaninfra": {"format": 1, "records": self.records}}}]}})
         control = json.loads(Path(self.extra_env[ROLLOUT_ENV]).read_text())
+        if control.get("phase") == "failed":  # records the failed apply; no resource changes
+            assert "--target" in args and "--expect-no-changes" in args
+            assert control["urns"] == [{"urn": "u", "type": "pulumi:pulumi:Stack",
+                                        "custom": None, "parent": None}]
+            self.records[:] = with_failure(self.records, control["last"], control["attempt"])
+            return ""
         assert control["last"] == max((r["version"] for r in self.records), default=0)
         if args[0] == "preview":
             return "preview of the change"
@@ -65,6 +66,9 @@ class FakeEngine:
         if self.outcomes[0] == "fail":
             self.outcomes.pop(0)
             raise EngineError(list(args), 1, "image x is not on host h2")
+        if self.outcomes[0] == "locked":  # another run holds the stack
+            self.outcomes.pop(0)
+            raise StackLockedError(list(args), 255, "the stack is currently locked", "s")
         if self.outcomes[0] == "refused":  # the program stops before registering anything
             self.outcomes.pop(0)
             raise EngineError(list(args), 1, f"records moved on\n{REFUSED}")
@@ -242,3 +246,22 @@ def test_rollback_refuses_a_version_without_its_allocations() -> None:
     with pytest.raises(RolloutError, match="version 1 keeps no allocations"):
         rollback("s", to=1, engine=engine)
     assert engine.calls == ["stack output"]
+
+
+@pytest.mark.parametrize(("outcomes", "held"), [
+    (("fail", "locked"), "whatever its failed apply left"),
+    (("bad", "refused"), "version 2 (apply, verification FAILED)"),
+])
+def test_a_rollback_refused_after_a_change_is_a_failure_not_nothing_changed(
+        outcomes: tuple[str, ...], held: str) -> None:
+    """The change reached the hosts, then the rollback was refused (another run's lock, or
+    the program stopped it): a report (exit 1) saying what the hosts hold and what to run."""
+    engine = fake(1, *outcomes)
+    report = up("s", engine=engine)
+    assert not report.ok and report.rolled_back and not report.steps[1].started
+    text = report.text()
+    assert "rollback to version 1: NOT RUN (this step itself changed nothing)" in text
+    assert f"NOT rolled back (the rollback was refused, see above): the hosts hold {held}" in (
+        report.final)
+    assert "`vlaninfra rollback --stack s --to 1`" in report.final
+    assert "nothing was changed" not in report.final
