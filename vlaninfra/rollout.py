@@ -54,14 +54,21 @@ from vlaninfra.verify import Verification
 __all__ = [
     "Report",
     "RolloutError",
+    "Stack",
+    "Step",
     "attempt",
     "history",
+    "last_verified",
     "left_by",
+    "read_records",
     "read_report",
     "render_history",
     "rollback",
     "rollback_target",
+    "stack_of",
+    "stack_urn",
     "up",
+    "write_temp",
 ]
 
 Confirm = Callable[[str], bool]
@@ -141,7 +148,9 @@ class Report:
 
 
 @dataclass(frozen=True)
-class _Stack:
+class Stack:
+    """One stack of one project, run with `engine` (`stack_of` makes one)."""
+
     engine: Engine
     name: str
     cwd: Path | None
@@ -149,7 +158,7 @@ class _Stack:
     def run(self, *args: str, control: Mapping[str, Any] | None = None) -> str:
         if control is None:
             return self.engine.run(self.name, *args, cwd=self.cwd)
-        path = _write_temp(control)
+        path = write_temp(control)
         try:
             engine = dataclasses.replace(self.engine, extra_env={
                 **self.engine.extra_env, ROLLOUT_ENV: path})
@@ -158,15 +167,18 @@ class _Stack:
             Path(path).unlink(missing_ok=True)
 
 
-def _write_temp(data: Mapping[str, Any]) -> str:
+def write_temp(data: Mapping[str, Any]) -> str:
+    """`data` as JSON in a new private temporary file (0600); its path. The caller removes it."""
     with tempfile.NamedTemporaryFile("w", prefix="vlaninfra-rollout-", suffix=".json",
                                      delete=False) as f:
         json.dump(data, f)
         return f.name
 
 
-def _stack(stack: str, engine: Engine | None, cwd: Path | None) -> _Stack:
-    return _Stack(engine or Engine(project_root()), stack, cwd)
+def stack_of(stack: str, engine: Engine | None, cwd: Path | None) -> Stack:
+    """Stack `stack` of the project at `cwd` (default: the engine's root), run with `engine`
+    (default: this checkout's). Example: ``read_records(stack_of("lab", None, None))``"""
+    return Stack(engine or Engine(project_root()), stack, cwd)
 
 
 def history(stack: str, *, engine: Engine | None = None,
@@ -175,10 +187,11 @@ def history(stack: str, *, engine: Engine | None = None,
 
     Example: ``[r["version"] for r in history("lab")]``
     """
-    return _records(_stack(stack, engine, cwd))
+    return read_records(stack_of(stack, engine, cwd))
 
 
-def _records(s: _Stack) -> list[dict[str, Any]]:
+def read_records(s: Stack) -> list[dict[str, Any]]:
+    """The stack's records, oldest first; `RolloutError` when its outputs cannot be read."""
     try:
         out = s.run("stack", "output", "--json", "--show-secrets")
     except EngineError as err:
@@ -204,8 +217,10 @@ def render_history(records: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(table(("version", "time", "by", "action", "status", "", "summary"), rows))
 
 
-def _last_verified(records: Sequence[Mapping[str, Any]],
-                   before: int | None = None) -> Mapping[str, Any] | None:
+def last_verified(records: Sequence[Mapping[str, Any]],
+                  before: int | None = None) -> Mapping[str, Any] | None:
+    """The newest verified record (older than version `before`) that keeps its layout and
+    allocations: what a failed change returns to."""
     return next((r for r in reversed(records)
                  if r.get("status") == "verified" and r.get("layout") is not None
                  and r.get("allocations") is not None
@@ -234,7 +249,7 @@ def _last(records: Sequence[Mapping[str, Any]]) -> int:
     return max((int(r["version"]) for r in records), default=0)
 
 
-def _apply(s: _Stack, what: str, message: str, control: dict[str, Any], last: int) -> Step:
+def _apply(s: Stack, what: str, message: str, control: dict[str, Any], last: int) -> Step:
     """Run 1 (apply, recorded as `applied`), then the finalize run (verify, status in place).
     A failed run 1 is recorded as `apply-failed` before this returns."""
     started = time.monotonic()
@@ -256,12 +271,12 @@ def _apply(s: _Stack, what: str, message: str, control: dict[str, Any], last: in
     return Step(what, True, error, verification, time.monotonic() - started, last + 1, took)
 
 
-def _finalize(s: _Stack, version: int) -> tuple[Verification | None, str | None, float]:
+def _finalize(s: Stack, version: int) -> tuple[Verification | None, str | None, float]:
     """The finalize run: verifies version `version` and sets its status; no resource changes."""
-    report = _write_temp({})
+    report = write_temp({})
     started = time.monotonic()
     try:
-        s.run("up", "--yes", "--skip-preview", "--json", "--target", _stack_urn(s),
+        s.run("up", "--yes", "--skip-preview", "--json", "--target", stack_urn(s),
               "--expect-no-changes", "--message", f"vlaninfra verify version {version}",
               control={"phase": "finalize", "version": version, "last": version,
                        "report": report, "by": who()})
@@ -287,14 +302,14 @@ def read_report(path: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _stack_urn(s: _Stack) -> str:
+def stack_urn(s: Stack) -> str:
     """The URN of the stack resource: the only target of a finalize run."""
     project = project_name(s.cwd or s.engine.root)
     stack = s.name.rsplit("/", 1)[-1]  # `org/project/stack` names the same stack
     return f"urn:pulumi:{stack}::{project}::pulumi:pulumi:Stack::{project}-{stack}"
 
 
-def _record_failure(s: _Stack, last: int, control: Mapping[str, Any], error: str) -> str:
+def _record_failure(s: Stack, last: int, control: Mapping[str, Any], error: str) -> str:
     """Records a failed run 1 as `apply-failed` with a targeted run of the program (phase
     ``failed``, `vlaninfra.record.export_failure`): like the finalize run it holds the stack's
     lock, reads the records then and changes no resource, so another run's state is never
@@ -310,7 +325,7 @@ def _record_failure(s: _Stack, last: int, control: Mapping[str, Any], error: str
         doc = json.loads(s.run("stack", "export"))
         urns = [{k: r.get(k) for k in ("urn", "type", "custom", "parent")}
                 for r in doc["deployment"].get("resources") or () if not r.get("delete")]
-        s.run("up", "--yes", "--skip-preview", "--json", "--target", _stack_urn(s),
+        s.run("up", "--yes", "--skip-preview", "--json", "--target", stack_urn(s),
               "--expect-no-changes", "--message", "vlaninfra: record the failed apply",
               control={"phase": "failed", "action": attempt["action"], "last": last,
                        "run": control.get("run"), "by": attempt["by"], "attempt": attempt,
@@ -343,7 +358,7 @@ def left_by(step: Step) -> str:
     return f"version {step.version} ({step.what}, {state})"
 
 
-def _preview(s: _Stack, control: Mapping[str, Any], confirm: Confirm | None) -> None:
+def _preview(s: Stack, control: Mapping[str, Any], confirm: Confirm | None) -> None:
     try:
         shown = s.run("preview", "--diff", "--suppress-outputs", control=control)
     except EngineError as err:
@@ -368,13 +383,13 @@ def up(stack: str, *, engine: Engine | None = None, cwd: Path | None = None,
     (`vlaninfra.confirm`: the hosts' guards). Raises `StackLockedError`, with nothing changed,
     when another run holds the stack's lock. Example: ``up("lab", rollback=False).ok``
     """
-    s = _stack(stack, engine, cwd)
-    before = _records(s)
+    s = stack_of(stack, engine, cwd)
+    before = read_records(s)
     _preview(s, {"action": "up", "last": _last(before)}, confirm)
     step = _apply(s, "apply", "vlaninfra up", {"action": "up", **(extra or {})}, _last(before))
     if step.ok:
         return Report(stack, "up", (step,), f"version {step.version} is on the hosts, verified")
-    target = _last_verified(before)
+    target = last_verified(before)
     if not rollback:
         return Report(stack, "up", (step,), "the failed change is left on the hosts for "
                       "inspection (--no-rollback); `vlaninfra rollback` returns to version "
@@ -385,7 +400,7 @@ def up(stack: str, *, engine: Engine | None = None, cwd: Path | None = None,
                       "to roll back to: the hosts hold what the failed apply left; fix the "
                       "layout and run `vlaninfra up` again (or `pulumi destroy`)")
     try:
-        last = _last(_records(s))
+        last = _last(read_records(s))
     except RolloutError as err:
         return Report(stack, "up", (step,), f"not rolled back: the records could not be read "
                       f"after the failed change ({err}); run `vlaninfra rollback --stack "
@@ -416,8 +431,8 @@ def rollback(stack: str, *, to: int | None = None, engine: Engine | None = None,
 
     Example: ``rollback("lab", to=3).ok``
     """
-    s = _stack(stack, engine, cwd)
-    records = _records(s)
+    s = stack_of(stack, engine, cwd)
+    records = read_records(s)
     if not records:
         raise RolloutError(f"stack {stack} has no recorded versions yet: nothing to roll back "
                            "to (run `vlaninfra up` first)")
