@@ -394,6 +394,9 @@ def with_failure(records: Sequence[Mapping[str, Any]], last: int,
     else `attempt` is appended as the next version (never touching another run's record).
     Example: ``with_failure(records, 3, {"failed": ["..."]})``"""
     out = [dict(r) for r in records]
+    if attempt.get("run") is not None and any(
+            r.get("run") == attempt["run"] and r.get("status") == "apply-failed" for r in out):
+        return out  # recorded already (a retried recording run)
     fail = {"status": "apply-failed", "failed": list(attempt.get("failed") or [])}
     newest = max((int(r.get("version", 0)) for r in out), default=0)
     if (out and newest == last + 1 and out[-1].get("status") == "applied"

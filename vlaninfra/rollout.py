@@ -319,21 +319,27 @@ def _record_failure(s: Stack, last: int, control: Mapping[str, Any], error: str)
                "token": arm.get("token"),
                "rollback_to": control.get("rollback_to"),
                "failed": [ln for ln in error.strip().splitlines() if ln.strip()][-5:]}
-    try:
-        # Which resources the state holds: the run registers each again, by URN alone (a
-        # resource another run adds in between makes the engine refuse: nothing written).
-        doc = json.loads(s.run("stack", "export"))
-        urns = [{k: r.get(k) for k in ("urn", "type", "custom", "parent")}
-                for r in doc["deployment"].get("resources") or () if not r.get("delete")]
-        s.run("up", "--yes", "--skip-preview", "--json", "--target", stack_urn(s),
-              "--expect-no-changes", "--message", "vlaninfra: record the failed apply",
-              control={"phase": "failed", "action": attempt["action"], "last": last,
-                       "run": control.get("run"), "by": attempt["by"], "attempt": attempt,
-                       "urns": urns})
-    except (EngineError, KeyError, TypeError, ValueError) as err:
-        return "\n(the failed attempt could not be recorded in the stack's history: " + \
-            " ".join(str(err).split()) + ")"
-    return ""
+    error_note = ""
+    for _ in range(2):  # once more after an engine error (recording twice changes nothing)
+        try:
+            # Which resources the state holds: the run registers each again, by URN alone (a
+            # resource another run adds in between makes the engine refuse: nothing written).
+            doc = json.loads(s.run("stack", "export"))
+            urns = list({r["urn"]: {k: r.get(k) for k in ("urn", "type", "custom", "parent")}
+                         for r in doc["deployment"].get("resources") or ()
+                         if not r.get("delete")}.values())
+            s.run("up", "--yes", "--skip-preview", "--json", "--target", stack_urn(s),
+                  "--expect-no-changes", "--message", "vlaninfra: record the failed apply",
+                  control={"phase": "failed", "action": attempt["action"], "last": last,
+                           "run": control.get("run"), "by": attempt["by"],
+                           "attempt": attempt, "urns": urns})
+            return ""
+        except (EngineError, KeyError, TypeError, ValueError) as err:
+            error_note = ("\n(the failed attempt could not be recorded in the stack's history: "
+                          + " ".join(str(err).split()) + ")")
+            if isinstance(err, StackLockedError) or not isinstance(err, EngineError):
+                break
+    return error_note
 
 
 def attempt(what: str, apply: Callable[[], Step]) -> Step:

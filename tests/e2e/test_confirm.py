@@ -283,7 +283,7 @@ def test_an_apply_the_guards_would_undo_is_refused_in_the_window(lab_stack: LabS
         routes="per-container"))
     t = time.monotonic()
     with pytest.raises(EngineError) as plain:
-        lab_stack.run("up", "--yes", "--skip-preview")
+        lab_stack.run("up", "--yes", "--skip-preview", "--json")  # --json: the diagnostics
     FIGURES["plain `pulumi up` refused in a window"] = f"{time.monotonic() - t:.1f} s"
     for text in (f"version {pending_versions[-1][0]} was applied with --confirm-within and is "
                  "pending confirmation", "a plain `pulumi up` would be undone by the hosts' "

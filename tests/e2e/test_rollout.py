@@ -395,8 +395,9 @@ def hooked(stack: LabStack, hook: Callable[[str], bool]) -> dict[str, Any]:
 
 
 def resources(stack: LabStack) -> list[dict[str, Any]]:
-    """The state's resources but the stack itself (whose outputs hold the records)."""
-    state = json.loads(stack.run("stack", "export"))["deployment"]
+    """The state's resources but the stack itself (whose outputs hold the records), secrets
+    shown (each save encrypts them anew)."""
+    state = json.loads(stack.run("stack", "export", "--show-secrets"))["deployment"]
     return [r for r in state["resources"] if r["type"] != "pulumi:pulumi:Stack"]
 
 
