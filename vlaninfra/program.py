@@ -210,8 +210,6 @@ def run() -> None:
         # Known-good records (vlaninfra.record): a rollback's layout, pinned allocations.
         ctl = record.control()
         previous = record.previous_records(ctl)
-        if record.export_failure(previous, ctl):  # a failed apply's record, nothing else
-            return
         sites, pinned = record.target(lambda: config.require_object("sites"), previous.records,
                                       ctl)
         if ctl.phase in ("finalize", "confirm") or ctl.layout is not None:

@@ -63,7 +63,6 @@ __all__ = [
     "check_exact",
     "control",
     "export",
-    "export_failure",
     "last_applied",
     "new_record",
     "previous_records",
@@ -110,11 +109,6 @@ class Control:
     run: str | None = None
     """The controller's id of this apply, kept in its record: a failed apply marks only the
     record its own run left."""
-    attempt: Mapping[str, Any] | None = None
-    """Phase ``failed``: the failed apply to record (`with_failure`)."""
-    urns: Sequence[Mapping[str, Any]] | None = None
-    """Phase ``failed``: the resources in state (urn, type, custom, parent), registered again
-    as they are (`export_failure`)."""
 
 
 def who() -> str:
@@ -173,7 +167,7 @@ def previous_records(ctl: Control) -> Previous:
     outputs = value.get("outputs") or {}
     records = records_of(outputs.get(OUTPUT))
     have = max((int(r["version"]) for r in records if "version" in r), default=0)
-    if ctl.last is not None and have != ctl.last and ctl.phase != "failed":
+    if ctl.last is not None and have != ctl.last:
         raise VlanInfraError(f"expected the stack's records up to version {ctl.last}, read "
                              f"{'up to version ' + str(have) if have else 'none'} (another "
                              "update in between, or the backend answered partly); nothing was "
@@ -406,35 +400,6 @@ def with_failure(records: Sequence[Mapping[str, Any]], last: int,
     return prune([*out, {"time": _now(), "layout": None, "allocations": None,
                          "containers": None, "summary": "", **attempt, **fail,
                          "version": newest + 1}])
-
-
-def export_failure(previous: Previous, ctl: Control) -> bool:
-    """Phase ``failed`` (a targeted run, like the finalize run): records the controller's
-    failed apply (``ctl.attempt``, started from version ``ctl.last``) with `with_failure` on
-    the records read in this very run, under the engine's lock, so no other run's record or
-    resource is ever written back. Every resource of ``ctl.urns`` is registered again by its
-    URN alone: untargeted, the engine keeps its state as it is and calls no provider. False
-    (nothing done) in any other phase.
-
-    Example (the program): ``if record.export_failure(previous, ctl): return``
-    """
-    if ctl.phase != "failed":
-        return False
-    import pulumi
-
-    made: dict[str, pulumi.Resource] = {}
-    for r in ctl.urns or ():
-        kind, urn = str(r["type"]), str(r["urn"])
-        if kind.startswith("pulumi:providers:") or kind == "pulumi:pulumi:Stack":
-            continue  # the engine registers these itself
-        opts = pulumi.ResourceOptions(parent=made.get(str(r.get("parent"))))
-        name = urn.rsplit("::", 1)[-1]
-        made[urn] = (pulumi.CustomResource(kind, name, {}, opts) if r.get("custom")
-                     else pulumi.ComponentResource(kind, name, None, opts))
-    secret = previous.secret or pulumi.runtime.is_config_secret("vlaninfra:sites")
-    records = with_failure(previous.records, int(ctl.last or 0), ctl.attempt or {})
-    pulumi.export(OUTPUT, _output(records, secret))
-    return True
 
 
 def _output(records: Sequence[Mapping[str, Any]], secret: bool) -> dict[str, Any]:

@@ -13,9 +13,10 @@ One apply is two engine runs of the same program (`vlaninfra.record` has the det
    and sets version N's status (`verified` or `failed-verification`) in place. The engine
    changes no resource in it (nothing but the stack is targeted), so verification sees the
    state the whole first run left, its deletes included.
-A failed run 1 is recorded as `apply-failed` at once, with or without a rollback, by a third
-targeted run of the same kind (phase ``failed``): the engine's lock held, no resource changed.
-A finalize run costs about 2 s plus the checks on the 4-container lab stack.
+A failed run 1 is recorded as `apply-failed` at once (`pulumi stack export`/`import` of the
+record output: the hosts are not touched; not atomic against a concurrent run, the engine's
+lock is not held), with or without a rollback. A finalize run costs about 2 s plus the checks
+on the 4-container lab stack.
 
 Rollback without a version goes to `rollback_target`: the newest verified version older than
 the one the hosts hold now (a rollback record counts as the version it restored), skipping
@@ -48,7 +49,7 @@ from vlaninfra.engine import (
     project_root,
 )
 from vlaninfra.errors import VlanInfraError
-from vlaninfra.record import OUTPUT, REFUSED, ROLLOUT_ENV, records_of, who
+from vlaninfra.record import OUTPUT, REFUSED, ROLLOUT_ENV, records_of, who, with_failure
 from vlaninfra.verify import Verification
 
 __all__ = [
@@ -310,36 +311,38 @@ def stack_urn(s: Stack) -> str:
 
 
 def _record_failure(s: Stack, last: int, control: Mapping[str, Any], error: str) -> str:
-    """Records a failed run 1 as `apply-failed` with a targeted run of the program (phase
-    ``failed``, `vlaninfra.record.export_failure`): like the finalize run it holds the stack's
-    lock, reads the records then and changes no resource, so another run's state is never
-    written back. Returns a note when that failed too."""
+    """Records a failed run 1 as `apply-failed` in the state's record output (`stack export`,
+    edit, `stack import`; no resource touched), once more after an engine error (recording
+    twice adds nothing, `with_failure`). Not atomic: the engine's lock is not held between the
+    export and the import, so a run in between is overwritten (README, "Verified apply and
+    rollback"). Returns a note when the recording failed."""
     arm = (control.get("guard") or {}).get("arm") or {}  # a windowed apply's guards
     attempt = {"by": who(), "action": control.get("action", "up"), "run": control.get("run"),
                "token": arm.get("token"),
                "rollback_to": control.get("rollback_to"),
                "failed": [ln for ln in error.strip().splitlines() if ln.strip()][-5:]}
-    error_note = ""
-    for _ in range(2):  # once more after an engine error (recording twice changes nothing)
+    note = ""
+    for _ in range(2):
         try:
-            # Which resources the state holds: the run registers each again, by URN alone (a
-            # resource another run adds in between makes the engine refuse: nothing written).
             doc = json.loads(s.run("stack", "export"))
-            urns = list({r["urn"]: {k: r.get(k) for k in ("urn", "type", "custom", "parent")}
-                         for r in doc["deployment"].get("resources") or ()
-                         if not r.get("delete")}.values())
-            s.run("up", "--yes", "--skip-preview", "--json", "--target", stack_urn(s),
-                  "--expect-no-changes", "--message", "vlaninfra: record the failed apply",
-                  control={"phase": "failed", "action": attempt["action"], "last": last,
-                           "run": control.get("run"), "by": attempt["by"],
-                           "attempt": attempt, "urns": urns})
+            stack = next(r for r in doc["deployment"]["resources"]
+                         if r.get("type") == "pulumi:pulumi:Stack")
+            outputs = stack.setdefault("outputs", {})
+            old = outputs.get(OUTPUT) or {"format": 1, "records": []}
+            outputs[OUTPUT] = {**old, "records": with_failure(old.get("records") or [], last,
+                                                               attempt)}
+            path = write_temp(doc)
+            try:
+                s.run("stack", "import", "--file", path)
+            finally:
+                Path(path).unlink(missing_ok=True)
             return ""
-        except (EngineError, KeyError, TypeError, ValueError) as err:
-            error_note = ("\n(the failed attempt could not be recorded in the stack's history: "
-                          + " ".join(str(err).split()) + ")")
+        except (EngineError, StopIteration, KeyError, TypeError, ValueError) as err:
+            note = ("\n(the failed attempt could not be recorded in the stack's history: "
+                    + " ".join(str(err).split()) + ")")
             if isinstance(err, StackLockedError) or not isinstance(err, EngineError):
                 break
-    return error_note
+    return note
 
 
 def attempt(what: str, apply: Callable[[], Step]) -> Step:

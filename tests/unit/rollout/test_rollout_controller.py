@@ -14,7 +14,7 @@ import pytest
 
 from vlaninfra import rollout
 from vlaninfra.engine import EngineError, StackLockedError
-from vlaninfra.record import REFUSED, ROLLOUT_ENV, with_failure
+from vlaninfra.record import REFUSED, ROLLOUT_ENV
 from vlaninfra.rollout import RolloutError
 
 
@@ -32,6 +32,8 @@ class FakeEngine:
     root: Path = Path("/nonexistent")
     lost_after_apply: bool = False
     """The backend stops answering once the first apply went through."""
+    import_errors: list[EngineError] = field(default_factory=list)
+    """Raised, one each, by the next `stack import`s."""
 
     def run(self, stack: str | None, *args: str, check: bool = True, cwd: Path | None = None
             ) -> str:
@@ -42,14 +44,15 @@ class FakeEngine:
             return json.dumps({"vlaninfra": {"format": 1, "records": self.records}})
         if args[:2] == ("stack", "export"):
             return json.dumps({"deployment": {"resources": [{"type": "pulumi:pulumi:Stack",
-                "urn": "u", "outputs": {"vlaninfra": {"format": 1, "records": self.records}}}]}})
-        control = json.loads(Path(self.extra_env[ROLLOUT_ENV]).read_text())
-        if control.get("phase") == "failed":  # records the failed apply; no resource changes
-            assert "--target" in args and "--expect-no-changes" in args
-            assert control["urns"] == [{"urn": "u", "type": "pulumi:pulumi:Stack",
-                                        "custom": None, "parent": None}]
-            self.records[:] = with_failure(self.records, control["last"], control["attempt"])
+                "outputs": {"vlaninfra": {"format": 1, "records": self.records}}}]}})
+        if args[:2] == ("stack", "import"):
+            if self.import_errors:
+                raise self.import_errors.pop(0)
+            doc = json.loads(Path(args[args.index("--file") + 1]).read_text())
+            self.records[:] = doc["deployment"]["resources"][0]["outputs"]["vlaninfra"][
+                "records"]
             return ""
+        control = json.loads(Path(self.extra_env[ROLLOUT_ENV]).read_text())
         assert control["last"] == max((r["version"] for r in self.records), default=0)
         if args[0] == "preview":
             return "preview of the change"
@@ -265,3 +268,21 @@ def test_a_rollback_refused_after_a_change_is_a_failure_not_nothing_changed(
         report.final)
     assert "`vlaninfra rollback --stack s --to 1`" in report.final
     assert "nothing was changed" not in report.final
+
+
+@pytest.mark.parametrize(("errors", "recorded", "imports"), [
+    ([EngineError(["stack", "import"], 255, "backend timeout")], True, 2),
+    ([EngineError(["stack", "import"], 255, "timeout")] * 2, False, 2),
+    ([StackLockedError(["stack", "import"], 255, "the stack is currently locked", "s")],
+     False, 1),
+])
+def test_recording_a_failed_apply_is_tried_once_more_after_an_engine_error(
+        errors: list[EngineError], recorded: bool, imports: int) -> None:
+    """`stack export`/`import` once more after an engine error (not when another run holds
+    the stack): recorded once, or a note saying the attempt could not be recorded."""
+    engine = dataclasses.replace(fake(1, "fail"), import_errors=list(errors))
+    report = up("s", engine=engine, rollback=False)
+    assert engine.calls.count("stack import") == imports
+    assert [r["status"] for r in engine.records] == (
+        ["verified", "apply-failed"] if recorded else ["verified"])
+    assert ("could not be recorded" in report.text()) is not recorded
