@@ -25,8 +25,9 @@ up` is refused: confirm or roll back first; the program itself refuses any other
 guards would undo (a plain `pulumi up`, `vlaninfra.rollout.up`), and an apply whose layout drops
 a host a running window armed disarms that host's guard. Every other `vlaninfra up` or
 `rollback` disarms whatever guard of the stack is still armed before it applies (one round trip
-per host, in the program that verifies anyway), so an old window never undoes a newer change; a
-rollback to the very version the guards keep leaves them armed (they restore the same state).
+per host, in the program that verifies anyway), so an old window never undoes a newer change;
+also a rollback to the very version the guards keep: once the window is settled no guard may
+fire later and undo an apply that nothing refuses any more (a plain `pulumi up`).
 The window counts from the arming, at the start of the apply run. Once a step changed the hosts,
 a later refusal is reported with it (exit 1: what the hosts hold, what to run), never as
 "nothing was changed".
@@ -60,7 +61,6 @@ from vlaninfra.rollout import (
     left_by,
     read_records,
     read_report,
-    rollback_target,
     stack_of,
     stack_urn,
     write_temp,
@@ -277,7 +277,7 @@ def rollback(stack: str, *, to: int | None = None, engine: Engine | None = None,
              cwd: Path | None = None, confirm: Confirm | None = None) -> Report:
     """`vlaninfra.rollout.rollback`, aware of pending changes: an expired one is rolled back
     first (that is the whole job when `to` is its return version, or None); guards that may
-    be armed are disarmed unless the rollback goes to the very version they keep.
+    be armed are disarmed before it applies, also when it goes to the very version they keep.
 
     Example: ``rollback("lab").ok``
     """
@@ -298,14 +298,9 @@ def rollback(stack: str, *, to: int | None = None, engine: Engine | None = None,
 
 def _rollback_now(s: Stack, to: int | None, confirm: Confirm | None,
                   p: Mapping[str, Any] | None, records: list[dict[str, Any]]) -> Report:
-    target = to
-    if target is None and records:
-        found = rollback_target(records)
-        target = int(found["version"]) if found else None
-    same = p is not None and not expired(p) and target == p.get("return_to")
     _refresh_if_restored(s, records)
     report = _rollback(s.name, to=to, engine=s.engine, cwd=s.cwd, confirm=confirm,
-                       extra=None if same else _DISARM)
+                       extra=_DISARM)
     if p is not None and report.ok:
         stop_watcher(s, str(p.get("token")))
     return report
