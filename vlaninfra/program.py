@@ -198,7 +198,8 @@ def run() -> None:
         if problems:
             raise VlanInfraError("\n".join(problems))
         # `vlaninfra up --confirm-within` / `confirm`: the hosts' guards, before any change.
-        confirm.guard_hosts(ctl, _by_config_path(layout, hosts, routers), _config_value)
+        confirm.guard_hosts(ctl, _by_config_path(layout, hosts, routers), _config_value,
+                            previous.records, _members_of)
     except LayoutError as err:
         raise pulumi.RunError(f"{source} is not a valid layout:\n{err}\n{record.REFUSED}"
                               ) from None
@@ -213,6 +214,12 @@ def run() -> None:
     resources = record.custom_resources(sites_declared)
     record.export(sites, the_plan, resources, previous, ctl,
                   verify=lambda: verify(the_plan, hosts, routers, _config_value))
+
+
+def _members_of(sites: Any) -> dict[str, DockerHost]:
+    """Every SSH target of a recorded layout (`vlaninfra:sites` value), by its layout key."""
+    layout = load_config({"sites": sites}, source="a recorded layout")
+    return _by_config_path(layout, hosts_of(layout), routers_of(layout))
 
 
 def _config_value(key: str) -> Any:

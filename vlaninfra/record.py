@@ -12,7 +12,7 @@ any backend) and appends. Layouts are kept for the newest `KEEP_LAYOUTS` records
 Statuses: `applied` (the controller's apply went through; verification still to come),
 `verified` / `failed-verification` (set in place by the controller's finalize run),
 `apply-failed` (written by the controller after a failed apply), `unverified` (a plain
-`pulumi up`); a windowed apply (`vlaninfra.confirm`) is `pending` once verified, then
+`pulumi up`); a windowed apply (`vlaninfra.window`) is `pending` once verified, then
 `verified` (confirmed), `expired`, `rolled-back` or `superseded`.
 
 `vlaninfra up` / `rollback` (`vlaninfra.rollout`) steer the program through one environment
@@ -104,7 +104,7 @@ class Control:
     version: int | None = None
     """The record a finalize (or confirm) run verifies (or confirms)."""
     guard: Mapping[str, Any] | None = None
-    """The hosts' commit-confirmed guards to arm or disarm (`vlaninfra.confirm`)."""
+    """The hosts' commit-confirmed guards to arm or disarm (`vlaninfra.window`)."""
     by: str = field(default_factory=lambda: who())
     run: str | None = None
     """The controller's id of this apply, kept in its record: a failed apply marks only the
@@ -172,6 +172,10 @@ def previous_records(ctl: Control) -> Previous:
                              f"{'up to version ' + str(have) if have else 'none'} (another "
                              "update in between, or the backend answered partly); nothing was "
                              "changed: check `vlaninfra history` and run again")
+    if ctl.phase == "apply" and not pulumi.runtime.is_dry_run():
+        from vlaninfra.window import refuse_unguarded
+
+        refuse_unguarded(records, ctl, pulumi.get_stack())  # a change pending confirmation
     return Previous(records, OUTPUT in (value.get("secretOutputNames") or ()))
 
 
@@ -350,9 +354,9 @@ def _same_as_last(records: Sequence[Mapping[str, Any]], new: Mapping[str, Any]) 
 
 def next_records(records: Sequence[Mapping[str, Any]], new: dict[str, Any],
                  ctl: Control) -> list[dict[str, Any]]:
-    """The records after an apply: a pending change it ends settled (`vlaninfra.confirm`),
+    """The records after an apply: a pending change it ends settled (`vlaninfra.window`),
     `new` appended; a plain `pulumi up` that changed nothing adds nothing."""
-    from vlaninfra.confirm import settle
+    from vlaninfra.window import settle
 
     out = settle([dict(r) for r in records], ctl)
     if ctl.action == "pulumi up" and _same_as_last(out, new):
@@ -369,7 +373,7 @@ def finalized(records: Sequence[Mapping[str, Any]], version: int,
     def status(r: Mapping[str, Any]) -> str:
         if not verification.ok:
             return "failed-verification"
-        # a windowed apply (`vlaninfra.confirm.mark_pending`) waits for `vlaninfra confirm`
+        # a windowed apply (`vlaninfra.window.mark_pending`) waits for `vlaninfra confirm`
         return "pending" if r.get("token") and r.get("deadline") else "verified"
 
     return [{**r, "status": status(r), "failed": failed} if r.get("version") == version
@@ -384,6 +388,9 @@ def with_failure(records: Sequence[Mapping[str, Any]], last: int,
     else `attempt` is appended as the next version (never touching another run's record).
     Example: ``with_failure(records, 3, {"failed": ["..."]})``"""
     out = [dict(r) for r in records]
+    if attempt.get("run") is not None and any(
+            r.get("run") == attempt["run"] and r.get("status") == "apply-failed" for r in out):
+        return out  # recorded already (a retried recording run)
     fail = {"status": "apply-failed", "failed": list(attempt.get("failed") or [])}
     newest = max((int(r.get("version", 0)) for r in out), default=0)
     if (out and newest == last + 1 and out[-1].get("status") == "applied"
@@ -410,12 +417,12 @@ def export(layout: Any, the_plan: Plan, resources: Sequence[Any], previous: Prev
     """Exports the records. Phase apply: once every resource is in place, `new_record` is
     appended (a preview keeps the records as they are). Phase finalize: `verify()` (returns a
     `vlaninfra.verify.Verification`) decides record ``ctl.version``'s status and the report goes
-    to ``ctl.report``. Phase confirm: the pending record is settled (`vlaninfra.confirm`).
+    to ``ctl.report``. Phase confirm: the pending record is settled (`vlaninfra.window`).
     Layouts stay secret when the `vlaninfra:sites` config is one, or the records already were.
     """
     import pulumi
 
-    from vlaninfra.confirm import mark_pending, settle
+    from vlaninfra.window import mark_pending, settle
 
     records = previous.records
     secret = previous.secret or pulumi.runtime.is_config_secret("vlaninfra:sites")

@@ -14,8 +14,9 @@ One apply is two engine runs of the same program (`vlaninfra.record` has the det
    changes no resource in it (nothing but the stack is targeted), so verification sees the
    state the whole first run left, its deletes included.
 A failed run 1 is recorded as `apply-failed` at once (`pulumi stack export`/`import` of the
-record output: the hosts are not touched), with or without a rollback. A finalize run costs
-about 2 s plus the checks on the 4-container lab stack.
+record output: the hosts are not touched; not atomic against a concurrent run, the engine's
+lock is not held), with or without a rollback. A finalize run costs about 2 s plus the checks
+on the 4-container lab stack.
 
 Rollback without a version goes to `rollback_target`: the newest verified version older than
 the one the hosts hold now (a rollback record counts as the version it restored), skipping
@@ -54,12 +55,21 @@ from vlaninfra.verify import Verification
 __all__ = [
     "Report",
     "RolloutError",
+    "Stack",
+    "Step",
+    "attempt",
     "history",
+    "last_verified",
+    "left_by",
+    "read_records",
     "read_report",
     "render_history",
     "rollback",
     "rollback_target",
+    "stack_of",
+    "stack_urn",
     "up",
+    "write_temp",
 ]
 
 Confirm = Callable[[str], bool]
@@ -82,6 +92,9 @@ class Step:
     version: int | None = None
     finalize_seconds: float = 0.0
     """How long the finalize (verification) run took, included in `seconds`."""
+    started: bool = True
+    """False: refused before it changed anything (`error` says why), e.g. the stack was locked
+    for a rollback after a failed change."""
 
     @property
     def ok(self) -> bool:
@@ -90,6 +103,9 @@ class Step:
 
     def lines(self) -> list[str]:
         took = f"{self.seconds:.1f} s"
+        if not self.started:
+            return [f"{self.what}: NOT RUN (this step itself changed nothing):",
+                    *_indent(self.error or "")]
         if not self.applied:
             return [f"{self.what}: the apply FAILED after {took}:", *_indent(self.error or "")]
         recorded = f" (recorded as version {self.version})" if self.version else ""
@@ -133,7 +149,9 @@ class Report:
 
 
 @dataclass(frozen=True)
-class _Stack:
+class Stack:
+    """One stack of one project, run with `engine` (`stack_of` makes one)."""
+
     engine: Engine
     name: str
     cwd: Path | None
@@ -141,7 +159,7 @@ class _Stack:
     def run(self, *args: str, control: Mapping[str, Any] | None = None) -> str:
         if control is None:
             return self.engine.run(self.name, *args, cwd=self.cwd)
-        path = _write_temp(control)
+        path = write_temp(control)
         try:
             engine = dataclasses.replace(self.engine, extra_env={
                 **self.engine.extra_env, ROLLOUT_ENV: path})
@@ -150,15 +168,18 @@ class _Stack:
             Path(path).unlink(missing_ok=True)
 
 
-def _write_temp(data: Mapping[str, Any]) -> str:
+def write_temp(data: Mapping[str, Any]) -> str:
+    """`data` as JSON in a new private temporary file (0600); its path. The caller removes it."""
     with tempfile.NamedTemporaryFile("w", prefix="vlaninfra-rollout-", suffix=".json",
                                      delete=False) as f:
         json.dump(data, f)
         return f.name
 
 
-def _stack(stack: str, engine: Engine | None, cwd: Path | None) -> _Stack:
-    return _Stack(engine or Engine(project_root()), stack, cwd)
+def stack_of(stack: str, engine: Engine | None, cwd: Path | None) -> Stack:
+    """Stack `stack` of the project at `cwd` (default: the engine's root), run with `engine`
+    (default: this checkout's). Example: ``read_records(stack_of("lab", None, None))``"""
+    return Stack(engine or Engine(project_root()), stack, cwd)
 
 
 def history(stack: str, *, engine: Engine | None = None,
@@ -167,10 +188,11 @@ def history(stack: str, *, engine: Engine | None = None,
 
     Example: ``[r["version"] for r in history("lab")]``
     """
-    return _records(_stack(stack, engine, cwd))
+    return read_records(stack_of(stack, engine, cwd))
 
 
-def _records(s: _Stack) -> list[dict[str, Any]]:
+def read_records(s: Stack) -> list[dict[str, Any]]:
+    """The stack's records, oldest first; `RolloutError` when its outputs cannot be read."""
     try:
         out = s.run("stack", "output", "--json", "--show-secrets")
     except EngineError as err:
@@ -196,8 +218,10 @@ def render_history(records: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(table(("version", "time", "by", "action", "status", "", "summary"), rows))
 
 
-def _last_verified(records: Sequence[Mapping[str, Any]],
-                   before: int | None = None) -> Mapping[str, Any] | None:
+def last_verified(records: Sequence[Mapping[str, Any]],
+                  before: int | None = None) -> Mapping[str, Any] | None:
+    """The newest verified record (older than version `before`) that keeps its layout and
+    allocations: what a failed change returns to."""
     return next((r for r in reversed(records)
                  if r.get("status") == "verified" and r.get("layout") is not None
                  and r.get("allocations") is not None
@@ -226,7 +250,7 @@ def _last(records: Sequence[Mapping[str, Any]]) -> int:
     return max((int(r["version"]) for r in records), default=0)
 
 
-def _apply(s: _Stack, what: str, message: str, control: dict[str, Any], last: int) -> Step:
+def _apply(s: Stack, what: str, message: str, control: dict[str, Any], last: int) -> Step:
     """Run 1 (apply, recorded as `applied`), then the finalize run (verify, status in place).
     A failed run 1 is recorded as `apply-failed` before this returns."""
     started = time.monotonic()
@@ -248,12 +272,12 @@ def _apply(s: _Stack, what: str, message: str, control: dict[str, Any], last: in
     return Step(what, True, error, verification, time.monotonic() - started, last + 1, took)
 
 
-def _finalize(s: _Stack, version: int) -> tuple[Verification | None, str | None, float]:
+def _finalize(s: Stack, version: int) -> tuple[Verification | None, str | None, float]:
     """The finalize run: verifies version `version` and sets its status; no resource changes."""
-    report = _write_temp({})
+    report = write_temp({})
     started = time.monotonic()
     try:
-        s.run("up", "--yes", "--skip-preview", "--json", "--target", _stack_urn(s),
+        s.run("up", "--yes", "--skip-preview", "--json", "--target", stack_urn(s),
               "--expect-no-changes", "--message", f"vlaninfra verify version {version}",
               control={"phase": "finalize", "version": version, "last": version,
                        "report": report, "by": who()})
@@ -279,41 +303,71 @@ def read_report(path: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _stack_urn(s: _Stack) -> str:
+def stack_urn(s: Stack) -> str:
     """The URN of the stack resource: the only target of a finalize run."""
     project = project_name(s.cwd or s.engine.root)
     stack = s.name.rsplit("/", 1)[-1]  # `org/project/stack` names the same stack
     return f"urn:pulumi:{stack}::{project}::pulumi:pulumi:Stack::{project}-{stack}"
 
 
-def _record_failure(s: _Stack, last: int, control: Mapping[str, Any], error: str) -> str:
+def _record_failure(s: Stack, last: int, control: Mapping[str, Any], error: str) -> str:
     """Records a failed run 1 as `apply-failed` in the state's record output (`stack export`,
-    edit, `stack import`; no resource touched). Returns a note when that failed too."""
+    edit, `stack import`; no resource touched), once more after an engine error (recording
+    twice adds nothing, `with_failure`). Not atomic: the engine's lock is not held between the
+    export and the import, so a run in between is overwritten (README, "Verified apply and
+    rollback"). Returns a note when the recording failed."""
     arm = (control.get("guard") or {}).get("arm") or {}  # a windowed apply's guards
     attempt = {"by": who(), "action": control.get("action", "up"), "run": control.get("run"),
                "token": arm.get("token"),
                "rollback_to": control.get("rollback_to"),
                "failed": [ln for ln in error.strip().splitlines() if ln.strip()][-5:]}
-    try:
-        doc = json.loads(s.run("stack", "export"))
-        stack = next(r for r in doc["deployment"]["resources"]
-                     if r.get("type") == "pulumi:pulumi:Stack")
-        outputs = stack.setdefault("outputs", {})
-        old = outputs.get(OUTPUT) or {"format": 1, "records": []}
-        outputs[OUTPUT] = {**old, "records": with_failure(old.get("records") or [], last,
-                                                           attempt)}
-        path = _write_temp(doc)
+    note = ""
+    for _ in range(2):
         try:
-            s.run("stack", "import", "--file", path)
-        finally:
-            Path(path).unlink(missing_ok=True)
-    except (EngineError, StopIteration, KeyError, TypeError, ValueError) as err:
-        return "\n(the failed attempt could not be recorded in the stack's history: " + \
-            " ".join(str(err).split()) + ")"
-    return ""
+            doc = json.loads(s.run("stack", "export"))
+            stack = next(r for r in doc["deployment"]["resources"]
+                         if r.get("type") == "pulumi:pulumi:Stack")
+            outputs = stack.setdefault("outputs", {})
+            old = outputs.get(OUTPUT) or {"format": 1, "records": []}
+            outputs[OUTPUT] = {**old, "records": with_failure(old.get("records") or [], last,
+                                                               attempt)}
+            path = write_temp(doc)
+            try:
+                s.run("stack", "import", "--file", path)
+            finally:
+                Path(path).unlink(missing_ok=True)
+            return ""
+        except (EngineError, StopIteration, KeyError, TypeError, ValueError) as err:
+            note = ("\n(the failed attempt could not be recorded in the stack's history: "
+                    + " ".join(str(err).split()) + ")")
+            if isinstance(err, StackLockedError) or not isinstance(err, EngineError):
+                break
+    return note
 
 
-def _preview(s: _Stack, control: Mapping[str, Any], confirm: Confirm | None) -> None:
+def attempt(what: str, apply: Callable[[], Step]) -> Step:
+    """`apply()`, or a step that did not run when it was refused (`VlanInfraError`): after an
+    earlier step changed the hosts, a refused rollback is a failure to report, never a
+    "nothing was changed"."""
+    started = time.monotonic()
+    try:
+        return apply()
+    except VlanInfraError as err:
+        return Step(what, False, str(err), None, time.monotonic() - started, started=False)
+
+
+def left_by(step: Step) -> str:
+    """What a failed or unverified `step` left on the hosts, for a report's final state."""
+    if not step.started:
+        return "what was there before it"
+    if not step.applied:
+        return (f"whatever its failed apply left ({step.what}: part of it may be applied; "
+                "recorded as apply-failed in `vlaninfra history`)")
+    state = "not verified" if step.verification is None else "verification FAILED"
+    return f"version {step.version} ({step.what}, {state})"
+
+
+def _preview(s: Stack, control: Mapping[str, Any], confirm: Confirm | None) -> None:
     try:
         shown = s.run("preview", "--diff", "--suppress-outputs", control=control)
     except EngineError as err:
@@ -338,13 +392,13 @@ def up(stack: str, *, engine: Engine | None = None, cwd: Path | None = None,
     (`vlaninfra.confirm`: the hosts' guards). Raises `StackLockedError`, with nothing changed,
     when another run holds the stack's lock. Example: ``up("lab", rollback=False).ok``
     """
-    s = _stack(stack, engine, cwd)
-    before = _records(s)
+    s = stack_of(stack, engine, cwd)
+    before = read_records(s)
     _preview(s, {"action": "up", "last": _last(before)}, confirm)
     step = _apply(s, "apply", "vlaninfra up", {"action": "up", **(extra or {})}, _last(before))
     if step.ok:
         return Report(stack, "up", (step,), f"version {step.version} is on the hosts, verified")
-    target = _last_verified(before)
+    target = last_verified(before)
     if not rollback:
         return Report(stack, "up", (step,), "the failed change is left on the hosts for "
                       "inspection (--no-rollback); `vlaninfra rollback` returns to version "
@@ -355,19 +409,26 @@ def up(stack: str, *, engine: Engine | None = None, cwd: Path | None = None,
                       "to roll back to: the hosts hold what the failed apply left; fix the "
                       "layout and run `vlaninfra up` again (or `pulumi destroy`)")
     try:
-        last = _last(_records(s))
+        last = _last(read_records(s))
     except RolloutError as err:
         return Report(stack, "up", (step,), f"not rolled back: the records could not be read "
                       f"after the failed change ({err}); run `vlaninfra rollback --stack "
                       f"{stack} --to {target['version']}` once the backend answers")
-    back = _apply(s, f"rollback to version {target['version']}",
-                  f"vlaninfra rollback to {target['version']} (automatic)",
-                  _rollback_control(target), last)
-    final = (f"version {target['version']}'s layout is back on the hosts, verified; the stack "
-             "config still holds the failed change: fix it and run `vlaninfra up` again"
-             if back.ok else f"the rollback {'did not verify' if back.applied else 'failed'}"
-             " too: inspect the hosts (`vlaninfra history`, `pulumi refresh`), then run "
-             f"`vlaninfra rollback --stack {stack} --to {target['version']}`")
+    what = f"rollback to version {target['version']}"
+    back = attempt(what, lambda: _apply(s, what, f"vlaninfra rollback to {target['version']} "
+                                        "(automatic)", _rollback_control(target), last))
+    again = f"`vlaninfra rollback --stack {stack} --to {target['version']}`"
+    if back.ok:
+        final = (f"version {target['version']}'s layout is back on the hosts, verified; the "
+                 "stack config still holds the failed change: fix it and run `vlaninfra up` "
+                 "again")
+    elif not back.started:
+        final = (f"NOT rolled back (the rollback was refused, see above): the hosts hold "
+                 f"{left_by(step)}; once the cause is gone, run {again}")
+    else:
+        final = (f"the rollback {'did not verify' if back.applied else 'failed'} too: the hosts "
+                 f"hold {left_by(back)}; inspect them (`vlaninfra history`, `pulumi refresh`), "
+                 f"then run {again}")
     return Report(stack, "up", (step, back), final)
 
 
@@ -379,8 +440,8 @@ def rollback(stack: str, *, to: int | None = None, engine: Engine | None = None,
 
     Example: ``rollback("lab", to=3).ok``
     """
-    s = _stack(stack, engine, cwd)
-    records = _records(s)
+    s = stack_of(stack, engine, cwd)
+    records = read_records(s)
     if not records:
         raise RolloutError(f"stack {stack} has no recorded versions yet: nothing to roll back "
                            "to (run `vlaninfra up` first)")
@@ -411,6 +472,8 @@ def rollback(stack: str, *, to: int | None = None, engine: Engine | None = None,
     step = _apply(s, f"rollback to version {target['version']}",
                   f"vlaninfra rollback to {target['version']}", control, current)
     final = (f"version {target['version']}'s layout is on the hosts, verified (recorded as "
-             f"version {step.version})" if step.ok else "the rollback did not verify: "
-             "inspect the hosts (`vlaninfra history`, `pulumi refresh`)")
+             f"version {step.version})" if step.ok else f"the rollback "
+             f"{'did not verify' if step.applied else 'failed'}: the hosts hold "
+             f"{left_by(step)}; inspect them (`vlaninfra history`, `pulumi refresh`), then run "
+             f"`vlaninfra rollback --stack {stack} --to {target['version']}` again")
     return Report(stack, "rollback", (step,), final)

@@ -22,15 +22,19 @@ import pytest
 from tests.e2e.observe import LabStack, docker, ip_json
 from tests.e2e.test_faults_transport import blackhole
 from tests.e2e.test_rollout import cli, kw, snapshot, versions
-from vlaninfra import confirm
+from vlaninfra import confirm, watcher, window
+from vlaninfra.engine import EngineError
 from vlaninfra.host import guard
 from vlaninfra.lab import Host
 from vlaninfra.lab._procs import recorded_pid
-from vlaninfra.rollout import _stack, history, up
+from vlaninfra.rollout import RolloutError, history, stack_of, up
 
 pytestmark = [pytest.mark.lab, pytest.mark.engine]
 
 WINDOW = 20
+LONG_WINDOW = 40
+"""For tests that roll back in the window: the rollback must reach the hosts before the
+deadline (a windowed `up` takes about 12 s, the rollback's apply starts some 8 s later)."""
 IMAGE = "vlaninfra/busybox:lab"
 FIGURES: dict[str, str] = {}
 
@@ -62,7 +66,7 @@ def plumbing(state: dict[str, Any], host: str) -> dict[str, Any]:
 
 
 def deadline_of(stack: LabStack) -> float:
-    return confirm._epoch(history(stack.name, **kw(stack))[-1]["deadline"])
+    return window.epoch(history(stack.name, **kw(stack))[-1]["deadline"])
 
 
 def changed_layout(stack: LabStack, *extra: dict[str, Any], routes: str) -> dict[str, Any]:
@@ -78,9 +82,9 @@ def changed_layout(stack: LabStack, *extra: dict[str, Any], routes: str) -> dict
 def no_guard_left(lab_stack: LabStack) -> Iterator[None]:
     """Whatever a failing test left armed is ended: the hosts' restorers, the watcher."""
     yield
-    s = _stack(lab_stack.name, lab_stack.engine, lab_stack.project)
-    confirm._stop_watcher(s, None)
-    Path(f"{confirm._watch_base(s)}.log").unlink(missing_ok=True)
+    s = stack_of(lab_stack.name, lab_stack.engine, lab_stack.project)
+    watcher.stop_watcher(s, None)
+    Path(f"{watcher.watch_base(s)}.log").unlink(missing_ok=True)
     inodes = [_inode(h) for h in lab_stack.hosts]
     for pidfile in guard.pidfiles(inodes):
         if (pid := recorded_pid(pidfile)) is not None:
@@ -177,7 +181,7 @@ def test_confirmed_change_is_kept(lab_stack: LabStack) -> None:
     kept = snapshot(lab_stack)
     record = history(lab_stack.name, **kw(lab_stack))[-1]
     assert record["status"] == "verified" and record.get("confirmed")
-    time.sleep(max(0.0, deadline - time.time()) + confirm.WATCH_GRACE + 5)
+    time.sleep(max(0.0, deadline - time.time()) + watcher.WATCH_GRACE + 5)
     assert snapshot(lab_stack) == kept
     assert all(fired(h, started) is None for h in lab_stack.hosts)
     assert versions(lab_stack)[-1] == (4, "up", "verified")
@@ -185,27 +189,29 @@ def test_confirmed_change_is_kept(lab_stack: LabStack) -> None:
     assert done.returncode == 2 and "nothing is pending confirmation" in done.stderr
 
 
-def test_rollback_in_the_window_then_the_host_timers_change_nothing(lab_stack: LabStack,
-                                                                   ) -> None:
-    """The other order: the controller rolls back first, then the hosts' timers fire; they aim
-    at the same state, so nothing moves. A second pending `up` is refused meanwhile."""
+def test_rollback_in_the_window_disarms_every_guard(lab_stack: LabStack) -> None:
+    """The other order: the controller rolls back first; it disarms every host's guard before
+    it applies, so after the window none fires (none could undo a later apply) and nothing
+    moves. A second pending `up` is refused meanwhile."""
     before = snapshot(lab_stack)
+    n = versions(lab_stack)[-1][0] + 1
     lab_stack.write(changed_layout(
         lab_stack, {"name": "web6", "host": "h2", "network": "pub_net", "image": IMAGE},
         routes="per-container"))
     started = time.time()
     done = cli(lab_stack, "up", "--stack", lab_stack.name, "--yes", "--confirm-within",
-               f"{WINDOW}s")
+               f"{LONG_WINDOW}s")
     assert done.returncode == 0, done.stdout + done.stderr
     done = cli(lab_stack, "up", "--stack", lab_stack.name, "--yes", "--confirm-within", "60s")
-    assert done.returncode == 2 and "version 5 is pending confirmation" in done.stderr
+    assert done.returncode == 2 and f"version {n} is pending confirmation" in done.stderr
     done = cli(lab_stack, "rollback", "--stack", lab_stack.name, "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     assert snapshot(lab_stack) == before
-    assert versions(lab_stack)[-2:] == [(5, "up", "rolled-back"), (6, "rollback", "verified")]
-    for h in lab_stack.hosts:
-        restored = wait_for(f"{h.name}'s guard fires", lambda h=h: fired(h, started), WINDOW + 10)
-        assert restored["done"] == [] and restored["errors"] == [], restored
+    assert versions(lab_stack)[-2:] == [(n, "up", "rolled-back"), (n + 1, "rollback",
+                                                          "verified")]
+    assert not any(armed(h) for h in lab_stack.hosts)
+    time.sleep(max(0.0, deadline_of_version(lab_stack, n) - time.time()) + 3)
+    assert [fired(h, started) for h in lab_stack.hosts] == [None] * len(lab_stack.hosts)
     assert snapshot(lab_stack) == before
 
 
@@ -263,3 +269,90 @@ def test_cut_management_path_host_restores_itself_then_rollback_converges(
     assert done.returncode == 0, done.stdout + done.stderr
     assert snapshot(lab_stack) == before
     assert "web7" not in docker(lab_stack.host("h2"), "ps", "-a", "--format", "{{.Names}}")
+
+
+def test_an_apply_the_guards_would_undo_is_refused_in_the_window(lab_stack: LabStack) -> None:
+    """While a change is pending, a plain `pulumi up` of another change (and
+    `vlaninfra.rollout.up` without a window) would be undone by the hosts' guards at the
+    deadline: both are refused, nothing changed, naming `vlaninfra confirm` and `rollback`;
+    the window goes on and `confirm` keeps the pending change."""
+    lab_stack.write(changed_layout(
+        lab_stack, {"name": "web8", "host": "h1", "network": "pub_net", "image": IMAGE},
+        routes="ip-range"))
+    done = cli(lab_stack, "up", "--stack", lab_stack.name, "--yes", "--confirm-within", "60s")
+    assert done.returncode == 0, done.stdout + done.stderr
+    pending_state, pending_versions = snapshot(lab_stack), versions(lab_stack)
+    assert pending_versions[-1][2] == "pending"
+    lab_stack.write(changed_layout(
+        lab_stack, {"name": "web9", "host": "h2", "network": "pub_net", "image": IMAGE},
+        routes="per-container"))
+    t = time.monotonic()
+    with pytest.raises(EngineError) as plain:
+        lab_stack.run("up", "--yes", "--skip-preview", "--json")  # --json: the diagnostics
+    FIGURES["plain `pulumi up` refused in a window"] = f"{time.monotonic() - t:.1f} s"
+    for text in (f"version {pending_versions[-1][0]} was applied with --confirm-within and is "
+                 "pending confirmation", "a plain `pulumi up` would be undone by the hosts' "
+                 "guards", f"`vlaninfra confirm --stack {lab_stack.name}`",
+                 f"`vlaninfra rollback --stack {lab_stack.name}`", "nothing was changed"):
+        assert text in str(plain.value), str(plain.value)
+    with pytest.raises(RolloutError, match="this up would be undone by the hosts' guards"):
+        up(lab_stack.name, **kw(lab_stack))
+    assert snapshot(lab_stack) == pending_state
+    assert versions(lab_stack) == pending_versions
+    done = cli(lab_stack, "confirm", "--stack", lab_stack.name)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert versions(lab_stack)[-1][2] == "verified"
+
+
+def armed(h: Host) -> bool:
+    """Whether a guard is armed on `h` (its file is there, its restorer waits)."""
+    return any(not p.name.endswith(".fired.json")
+               for p in guard.GUARD_DIR.glob(f"{_inode(h)}-*.json"))
+
+
+def without_h2(sites: dict[str, Any]) -> dict[str, Any]:
+    """The layout `sites` with host h2 and everything on it left out."""
+    site = json.loads(json.dumps(sites))["a"]
+    gone = {"h2", *(c["name"] for c in site["containers"] if c["host"] == "h2")}
+    site["hosts"] = [h for h in site["hosts"] if h["name"] != "h2"]
+    site["containers"] = [c for c in site["containers"] if c["host"] != "h2"]
+    for net in site["networks"]:
+        net["hosts"] = [h for h in net["hosts"] if h != "h2"]
+        net["shim"]["address_per_host"].pop("h2", None)
+    site["probes"] = [p for p in site.get("probes", [])
+                      if p["from"] not in gone and p["to"] not in gone]
+    return {"a": site}
+
+
+def test_a_host_dropped_in_the_window_is_disarmed_by_the_apply_that_drops_it(
+        lab_stack: LabStack) -> None:
+    """From a version without h2, a windowed change adds h2 back (both hosts armed); the
+    rollback in the window returns to the version without h2 and disarms both: h1's as every
+    rollback in a window does, h2's as the host its layout drops, so its restorer never puts
+    plumbing back on a host the stack no longer manages. After the deadline none fired."""
+    h1, h2 = lab_stack.host("h1"), lab_stack.host("h2")
+    full = lab_stack.sites()
+    lab_stack.write(without_h2(full))
+    report = confirm.up(lab_stack.name, **kw(lab_stack))
+    assert report.ok, report.text()
+    alone = snapshot(lab_stack)
+    lab_stack.write(full)
+    started = time.time()
+    done = cli(lab_stack, "up", "--stack", lab_stack.name, "--yes", "--confirm-within",
+               f"{LONG_WINDOW}s")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert armed(h1) and armed(h2)
+    windowed = versions(lab_stack)[-1][0]
+    done = cli(lab_stack, "rollback", "--stack", lab_stack.name, "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not armed(h1) and not armed(h2)
+    assert snapshot(lab_stack) == alone
+    time.sleep(max(0.0, deadline_of_version(lab_stack, windowed) - time.time()) + 3)
+    assert (fired(h1, started), fired(h2, started)) == (None, None)
+    assert snapshot(lab_stack) == alone
+
+
+def deadline_of_version(stack: LabStack, version: int) -> float:
+    """The recorded deadline (epoch) of windowed version `version`."""
+    return window.epoch(next(r["deadline"] for r in history(stack.name, **kw(stack))
+                             if r["version"] == version))

@@ -12,12 +12,16 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.observe import LabStack, container_facts, docker, host_state, ip_json, sh
+from vlaninfra.engine import Engine
+from vlaninfra.record import ROLLOUT_ENV
 from vlaninfra.rollout import Report, RolloutError, history, rollback, rollback_target, up
 
 pytestmark = [pytest.mark.lab, pytest.mark.engine]
@@ -364,3 +368,78 @@ def test_a_secret_layout_stays_secret_in_the_records(lab_stack: LabStack) -> Non
     assert (now[-1]["version"], now[-1]["status"]) == (last["version"] + 1, "verified")
     assert now[-1]["layout"] == now[-2]["layout"] == last["layout"]
     assert rollback_target(now) is not None
+
+
+@dataclass(frozen=True)
+class HookedEngine(Engine):
+    """The real engine; `hook(phase)` runs right before the controller's `pulumi up` of each
+    phase (apply, finalize), until it returns True once."""
+
+    hook: Callable[[str], bool] | None = None
+    done: list[str] = field(default_factory=list)
+
+    def run(self, stack: str | None, *args: str, check: bool = True, cwd: Path | None = None,
+            timeout: float | None = None) -> str:
+        path = self.extra_env.get(ROLLOUT_ENV)
+        if args[:1] == ("up",) and path and self.hook is not None and not self.done:
+            phase = json.loads(Path(path).read_text())["phase"]
+            if self.hook(phase):
+                self.done.append(phase)
+        return super().run(stack, *args, check=check, cwd=cwd, timeout=timeout)
+
+
+def hooked(stack: LabStack, hook: Callable[[str], bool]) -> dict[str, Any]:
+    e = stack.engine
+    return {"engine": HookedEngine(e.root, e.backend, e.passphrase, hook=hook),
+            "cwd": stack.project}
+
+
+def failing_change(stack: LabStack, start: bool) -> dict[str, Any]:
+    """The newest layout plus a container on h2 whose command is not in the image when
+    `start` is False (the apply fails part way), else one that starts."""
+    sites: dict[str, Any] = json.loads(json.dumps(history(stack.name, **kw(stack))[-1]["layout"]))
+    sites["a"]["containers"].append(
+        {"name": "web13", "host": "h2", "network": "pub_net", "image": IMAGE,
+         **({} if start else {"command": ["/no/such/program"]})})
+    return sites
+
+
+def test_a_rollback_refused_after_a_change_says_what_the_hosts_hold(
+        lab_stack: LabStack) -> None:
+    """Another machine's run takes the stack's lock right after the change reached the hosts
+    (before the verification run): the rollback cannot run. The report says so, what the
+    hosts hold and what to run, never "nothing was changed"; once the lock is gone, the
+    command it names converges."""
+    last = history(lab_stack.name, **kw(lab_stack))[-1]
+    before = snapshot(lab_stack)
+    lab_stack.write(failing_change(lab_stack, start=True))
+    assert lab_stack.engine.backend is not None
+    lock = (lab_stack.engine.backend / ".pulumi" / "locks" / "organization" / "vlaninfra"
+            / lab_stack.name / "other-machine.json")
+
+    def lock_it(now: str) -> bool:
+        if now != "finalize":
+            return False
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.write_text(json.dumps({"pid": 4242, "username": "ci", "hostname": "elsewhere",
+                                    "timestamp": "2026-01-01T00:00:00Z"}))
+        return True
+
+    try:
+        report = up(lab_stack.name, **hooked(lab_stack, lock_it))
+    finally:
+        lock.unlink(missing_ok=True)
+    text = report.text()
+    print(f"\nrollback refused by a lock before the verification run:\n{text}")
+    assert not report.ok and report.rolled_back and not report.steps[1].started
+    assert f"rollback to version {last['version']}: NOT RUN" in text and "elsewhere" in text
+    assert "NOT rolled back (the rollback was refused, see above): the hosts hold " in (
+        report.final)
+    assert f"`vlaninfra rollback --stack {lab_stack.name} --to {last['version']}`" in report.final
+    assert "nothing was changed" not in report.final
+    assert report.steps[0].applied and "stays unverified" in text
+    assert f"version {last['version'] + 1} (apply, not verified)" in report.final
+    assert container_facts(lab_stack.host("h2"), "web13")
+    back = rollback(lab_stack.name, to=int(last["version"]), **kw(lab_stack))
+    assert back.ok, back.text()
+    assert snapshot(lab_stack) == before

@@ -194,9 +194,9 @@ def test_lab_down_ends_restorers_and_watchers_left_behind() -> None:
     (found from their pidfiles) and removes the guard's files."""
     import subprocess
 
-    from vlaninfra.confirm import _watch_dir
     from vlaninfra.lab import lab_down, lab_up
     from vlaninfra.lab._procs import alive
+    from vlaninfra.watcher import watch_dir as _watch_dir
 
     instance = "g7"
     lab_down(instance)

@@ -401,6 +401,18 @@ def clash_of(what: str, mark: marks.Mark | None, owner: str,
     return None
 
 
+def docker_clash(agent: Agent, inspect: str, kind: str, news: Mapping[str, Any],
+                 owner: str) -> str | None:
+    """The clash message for the Docker object `news["name"]` when one of that name exists and
+    its vlaninfra label is not `owner`'s (`inspect`: the agent op that finds it). Example:
+    ``docker_clash(agent, "docker.network.inspect", "network", news, "p/s")``"""
+    found = agent.call(inspect, name=news["name"])
+    if found is None:
+        return None
+    return clash_of(f"{kind} {news['name']!r} on host {host_label(news)}",
+                    marks.of_labels(found.get("labels")), owner)
+
+
 def nic_missing(
     agent: Agent, news: Mapping[str, Any], key: str, what: str
 ) -> list[CheckFailure]:

@@ -12,10 +12,9 @@ from typing import Any
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, UpdateResult
 
 from vlaninfra.errors import VlanInfraError
-from vlaninfra.host import marks
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, CONNECTION, HostProvider, clash_of, has_unknowns, host_label
+from ._base import CONFIG_PATH, CONNECTION, HostProvider, docker_clash, has_unknowns, host_label
 
 __all__ = ["ContainerProvider", "address_probe", "probe_addresses"]
 
@@ -181,11 +180,7 @@ class ContainerProvider(HostProvider):
             if answer.get("answered_by")]
 
     def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
-        found = agent.call("docker.container.inspect", name=news["name"])
-        if found is None:
-            return None
-        return clash_of(f"container {news['name']!r} on host {host_label(news)}",
-                        marks.of_labels(found.get("labels")), self.owner(news))
+        return docker_clash(agent, "docker.container.inspect", self.KIND, news, self.owner(news))
 
     def _outs(self, props: Mapping[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
         attached = (found.get("networks") or {}).get(props["network"]) or {}

@@ -12,15 +12,7 @@ from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import marks
 from vlaninfra.transport import Agent, checking
 
-from ._base import (
-    CONFIG_PATH,
-    CONNECTION,
-    HostProvider,
-    clash_of,
-    has_unknowns,
-    host_label,
-    nic_missing,
-)
+from ._base import CONFIG_PATH, CONNECTION, HostProvider, docker_clash, has_unknowns, nic_missing
 from ._container import _addr, address_probe, probe_addresses
 
 __all__ = ["LAN_ADDRESSES", "NetworkProvider", "network_options", "normalize_ipam"]
@@ -176,11 +168,7 @@ class NetworkProvider(HostProvider):
         return _addr(attached.get(planned["key"])) == _addr(planned["address"])
 
     def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
-        found = agent.call("docker.network.inspect", name=news["name"])
-        if found is None:
-            return None
-        return clash_of(f"network {news['name']!r} on host {host_label(news)}",
-                        marks.of_labels(found.get("labels")), self.owner(news))
+        return docker_clash(agent, "docker.network.inspect", self.KIND, news, self.owner(news))
 
     def _outs(self, props: Mapping[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
         return {**props, "network_id": found["id"]}

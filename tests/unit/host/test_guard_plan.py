@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vlaninfra.host import marks
-from vlaninfra.host.guard import plan_links, plan_routes, snapshot_of
+from vlaninfra.host.restore import plan_links, plan_routes, snapshot_of
 
 OWNER = "vlaninfra/prod"
 

@@ -4,21 +4,25 @@ Through the real engine and lab: tests/e2e/test_confirm.py."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from vlaninfra.confirm import (
-    _ARMED,
-    _iso,
-    mark_pending,
-    parse_duration,
-    pending,
-    settle,
-)
+from vlaninfra.errors import VlanInfraError
 from vlaninfra.record import Control, finalized
 from vlaninfra.rollout import RolloutError
 from vlaninfra.verify import Row, Verification
+from vlaninfra.window import (
+    _ARMED,
+    _dropped,
+    iso,
+    mark_pending,
+    parse_duration,
+    pending,
+    refuse_unguarded,
+    settle,
+)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -54,7 +58,7 @@ def test_a_verified_windowed_apply_is_pending_a_failed_one_keeps_its_status() ->
     deadline = time.time() + 60
     new = rec(4, "applied")  # the apply run notes the window ...
     mark_pending(new, Control(action="up", guard=arm(deadline)))
-    assert new == rec(4, "applied", deadline=_iso(deadline), token="t1", return_to=3)
+    assert new == rec(4, "applied", deadline=iso(deadline), token="t1", return_to=3)
     plain = rec(5, "applied")
     mark_pending(plain, Control(action="up"))
     assert plain == rec(5, "applied")
@@ -73,7 +77,7 @@ def test_pending_is_the_newest_record_only() -> None:
 
 
 def test_confirm_verifies_its_own_pending_record_only() -> None:
-    future = _iso(time.time() + 30)
+    future = iso(time.time() + 30)
     records = [rec(1, "verified"), rec(2, "pending", token="t1", deadline=future)]
     out = settle([dict(r) for r in records],
                  Control(action="confirm", guard={"disarm": {"token": "t1"}}))
@@ -87,5 +91,49 @@ def test_confirm_verifies_its_own_pending_record_only() -> None:
     ("rollback", 30, "rolled-back"), ("rollback", -1, "expired"), ("up", -1, "expired"),
     ("up", 30, "superseded"), ("pulumi up", 30, "pending")])
 def test_other_runs_settle_a_pending_record(action: str, offset: float, status: str) -> None:
-    records = [rec(2, "pending", token="t1", deadline=_iso(time.time() + offset))]
+    records = [rec(2, "pending", token="t1", deadline=iso(time.time() + offset))]
     assert settle(records, Control(action=action))[0]["status"] == status
+
+
+@pytest.mark.parametrize(("ctl", "refused"), [
+    (Control(action="pulumi up"), True),                       # a plain `pulumi up`
+    (Control(action="up"), True),                              # `rollout.up` without a window
+    (Control(action="rollback", rollback_to=1), True),         # elsewhere, guards still armed
+    (Control(action="rollback", rollback_to=3), False),        # the very version they keep
+    (Control(action="up", guard={"disarm": {"token": None}}), False),  # `vlaninfra up`
+])
+def test_an_apply_that_the_guards_would_undo_is_refused(ctl: Control, refused: bool) -> None:
+    records = [rec(3, "verified"),
+               rec(4, "pending", token="t1", return_to=3, deadline=iso(time.time() + 30))]
+    if not refused:
+        refuse_unguarded(records, ctl, "prod")
+        return
+    with pytest.raises(VlanInfraError) as err:
+        refuse_unguarded(records, ctl, "prod")
+    assert "version 4 was applied with --confirm-within and is pending confirmation" in str(err)
+    assert "`vlaninfra confirm --stack prod`" in str(err)
+    assert "`vlaninfra rollback --stack prod`" in str(err) and "nothing was changed" in str(err)
+    refuse_unguarded(records[:1], ctl, "prod")  # nothing pending: any run goes
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    address: str
+
+    def connection(self) -> dict[str, Any]:
+        return {"kind": "ssh", "address": self.address}
+
+
+def test_hosts_a_running_window_armed_and_the_layout_drops_are_found() -> None:
+    h1, h2 = Member("h1", "192.0.2.11"), Member("h2", "192.0.2.12")
+    layouts = {"both": {"h1": h1, "h2": h2}, "h1": {"h1": h1}}
+    records = [rec(3, "verified", layout="h1"),
+               rec(4, "pending", token="t1", layout="both", deadline=iso(time.time() + 30)),
+               rec(2, "expired", token="t0", layout="both", deadline=iso(time.time() - 1))]
+    found = _dropped(Control(action="rollback"), {"x": Member("h1", "192.0.2.11")}, records,
+                     layouts.__getitem__)
+    assert found == {"h2 of version 4": h2}
+    assert _dropped(Control(action="rollback", phase="finalize"), {"x": h1}, records,
+                    layouts.__getitem__) == {}
+    assert _dropped(Control(action="up"), layouts["both"], records, layouts.__getitem__) == {}

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from vlaninfra import rollout
-from vlaninfra.engine import EngineError
+from vlaninfra.engine import EngineError, StackLockedError
 from vlaninfra.record import REFUSED, ROLLOUT_ENV
 from vlaninfra.rollout import RolloutError
 
@@ -32,6 +32,8 @@ class FakeEngine:
     root: Path = Path("/nonexistent")
     lost_after_apply: bool = False
     """The backend stops answering once the first apply went through."""
+    import_errors: list[EngineError] = field(default_factory=list)
+    """Raised, one each, by the next `stack import`s."""
 
     def run(self, stack: str | None, *args: str, check: bool = True, cwd: Path | None = None
             ) -> str:
@@ -44,6 +46,8 @@ class FakeEngine:
             return json.dumps({"deployment": {"resources": [{"type": "pulumi:pulumi:Stack",
                 "outputs": {"vlaninfra": {"format": 1, "records": self.records}}}]}})
         if args[:2] == ("stack", "import"):
+            if self.import_errors:
+                raise self.import_errors.pop(0)
             doc = json.loads(Path(args[args.index("--file") + 1]).read_text())
             self.records[:] = doc["deployment"]["resources"][0]["outputs"]["vlaninfra"][
                 "records"]
@@ -65,6 +69,9 @@ class FakeEngine:
         if self.outcomes[0] == "fail":
             self.outcomes.pop(0)
             raise EngineError(list(args), 1, "image x is not on host h2")
+        if self.outcomes[0] == "locked":  # another run holds the stack
+            self.outcomes.pop(0)
+            raise StackLockedError(list(args), 255, "the stack is currently locked", "s")
         if self.outcomes[0] == "refused":  # the program stops before registering anything
             self.outcomes.pop(0)
             raise EngineError(list(args), 1, f"records moved on\n{REFUSED}")
@@ -242,3 +249,40 @@ def test_rollback_refuses_a_version_without_its_allocations() -> None:
     with pytest.raises(RolloutError, match="version 1 keeps no allocations"):
         rollback("s", to=1, engine=engine)
     assert engine.calls == ["stack output"]
+
+
+@pytest.mark.parametrize(("outcomes", "held"), [
+    (("fail", "locked"), "whatever its failed apply left"),
+    (("bad", "refused"), "version 2 (apply, verification FAILED)"),
+])
+def test_a_rollback_refused_after_a_change_is_a_failure_not_nothing_changed(
+        outcomes: tuple[str, ...], held: str) -> None:
+    """The change reached the hosts, then the rollback was refused (another run's lock, or
+    the program stopped it): a report (exit 1) saying what the hosts hold and what to run."""
+    engine = fake(1, *outcomes)
+    report = up("s", engine=engine)
+    assert not report.ok and report.rolled_back and not report.steps[1].started
+    text = report.text()
+    assert "rollback to version 1: NOT RUN (this step itself changed nothing)" in text
+    assert f"NOT rolled back (the rollback was refused, see above): the hosts hold {held}" in (
+        report.final)
+    assert "`vlaninfra rollback --stack s --to 1`" in report.final
+    assert "nothing was changed" not in report.final
+
+
+@pytest.mark.parametrize(("errors", "recorded", "imports"), [
+    ([EngineError(["stack", "import"], 255, "backend timeout")], True, 2),
+    ([EngineError(["stack", "import"], 255, "timeout")] * 2, False, 2),
+    ([StackLockedError(["stack", "import"], 255, "the stack is currently locked", "s")],
+     False, 1),
+])
+def test_recording_a_failed_apply_is_tried_once_more_after_an_engine_error(
+        errors: list[EngineError], recorded: bool, imports: int) -> None:
+    """`stack export`/`import` once more after an engine error (not when another run holds
+    the stack): recorded once, or a note saying the attempt could not be recorded."""
+    engine = dataclasses.replace(fake(1, "fail"), import_errors=list(errors))
+    report = up("s", engine=engine, rollback=False)
+    assert engine.calls.count("stack import") == imports
+    assert [r["status"] for r in engine.records] == (
+        ["verified", "apply-failed"] if recorded else ["verified"])
+    assert ("could not be recorded" in report.text()) is not recorded

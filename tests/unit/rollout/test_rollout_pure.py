@@ -326,3 +326,12 @@ def test_a_malformed_probe_answer_fails_its_rows_instead_of_raising(answer: Any)
     rows = _run_member(lambda member: Agent(), object(), checks)
     assert len(rows) == len(checks) and not any(r.ok for r in rows)
     assert all(r.detail.startswith("not verified: ") for r in rows)
+
+
+def test_recording_a_failed_apply_twice_changes_nothing() -> None:
+    from vlaninfra.record import with_failure
+
+    once = with_failure([{"version": 1, "status": "verified"}], 1,
+                        {"run": "r1", "failed": ["boom"]})
+    assert [(r["version"], r["status"]) for r in once] == [(1, "verified"), (2, "apply-failed")]
+    assert with_failure(once, 1, {"run": "r1", "failed": ["boom"]}) == once
