@@ -42,6 +42,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vlaninfra.host import persist
 from vlaninfra.host.context import Context
 from vlaninfra.host.errors import OpError
 from vlaninfra.host.facts import read_links, read_routes
@@ -259,6 +260,11 @@ def _wait_and_restore(base: Path, token: str) -> None:
 
             with IPRoute() as ipr:
                 result = restore(ipr, state["snapshot"], state["owner"])
+            if "files" in state:  # what the host re-creates at boot goes back too
+                try:
+                    persist.put_back(persist.Store.from_env(), state["owner"], state["files"])
+                except OpError as exc:
+                    result.setdefault("errors", []).append(f"boot files: {exc}")
             result.update(token=token, at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                           late_ms=round((time.monotonic() - deadline) * 1000, 1))
             log.warning("guard %s not confirmed in time: plumbing restored: %s", token, result)
@@ -308,7 +314,8 @@ def arm(ctx: Context, owner: str, token: str, seconds: float) -> dict[str, Any]:
         base.with_name(base.name + ".fired.json").unlink(missing_ok=True)
         state = {"owner": owner, "token": token, "deadline": time.monotonic() + float(seconds),
                  "armed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                 "snapshot": snapshot(ctx, owner)}
+                 "snapshot": snapshot(ctx, owner),
+                 "files": persist.files_of(persist.Store.from_env(), owner)}
         _write(state_path, state)
         try:
             state["pid"], state["pid_start"] = _spawn(base, token, lock_fd)

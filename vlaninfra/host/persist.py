@@ -63,8 +63,10 @@ __all__ = [
     "check",
     "deleting",
     "ensuring",
+    "files_of",
     "forget",
     "own_archive",
+    "put_back",
     "reading",
     "record",
     "restore",
@@ -357,6 +359,37 @@ def forget(store: Store, kind: str, owner: str, name: str) -> bool:
     except OSError as exc:
         raise _fail(path, exc) from exc
     return removed
+
+
+def files_of(store: Store, owner: str) -> dict[str, str]:
+    """``owner``'s boot files as they are now (name → text): what a commit-confirmed guard
+    keeps with the links and routes, so that its restore also puts back what the host would
+    re-create at boot."""
+    return {p.name: p.read_text() for p in sorted(store.owner_dir(owner).glob("*.json"))}
+
+
+def put_back(store: Store, owner: str, files: Mapping[str, str]) -> None:
+    """Make ``owner``'s boot files exactly ``files`` (from :func:`files_of`): the others of
+    ``owner`` go, the hook stays while any stack keeps a file. Other stacks' files are never
+    touched."""
+    if not files and not store.owner_dir(owner).exists():
+        return
+    try:
+        with _locked(store):
+            for path in store.owner_dir(owner).glob("*.json"):
+                if path.name not in files:
+                    path.unlink()
+            for name, text in files.items():
+                store.persist_dir.mkdir(mode=0o700, exist_ok=True)
+                _write(store.owner_dir(owner) / name, text.encode(), 0o600)
+            with contextlib.suppress(OSError):
+                store.owner_dir(owner).rmdir()  # only when empty
+            if not any(store.persist_dir.glob("*/*.json")):
+                _remove_hook(store)
+            elif not store.hook.exists():
+                _install_hook(store, own_archive())
+    except OSError as exc:
+        raise _fail(store.owner_dir(owner), exc) from exc
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -245,3 +245,21 @@ def test_deleting_the_last_object_whose_file_went_still_removes_the_hook(
     agent.handle(ctx, "shim.delete", {"name": "shim0", "owner": OWNER, "persist_owner": OWNER})
     assert not (store.root / "usr/local/sbin/vlaninfra-restore").exists()
     assert not (store.root / "usr/local/lib/vlaninfra/agent.pyz").exists()
+
+
+def test_a_guard_puts_the_boot_files_back_with_the_plumbing(store: Store, ctx: Any) -> None:
+    _up(ctx)
+    kept = persist.files_of(store, OWNER)
+    assert sorted(kept) == ["shim--shim0.json", "vlan--eth0.50.json"]
+    agent.handle(ctx, "shim.delete", {"name": "shim0", "owner": OWNER, "persist_owner": OWNER})
+    agent.handle(ctx, "route.ensure", {"dst": "198.18.1.0/24", "via": "192.0.2.21",
+                                       "persist_owner": OWNER})  # the change in the window
+    other = store.file("shim", "vlaninfra/other", "shim9")
+    other.parent.mkdir(mode=0o700)
+    other.write_text("{}")  # another stack's: never touched
+    persist.put_back(store, OWNER, kept)
+    assert persist.files_of(store, OWNER) == kept
+    assert other.read_text() == "{}"
+    persist.put_back(store, OWNER, {})
+    assert not store.owner_dir(OWNER).exists() and other.exists()
+    assert (store.root / "usr/local/sbin/vlaninfra-restore").exists()  # other still keeps one
