@@ -40,10 +40,18 @@ elif ! have "$bin/pulumi" || [ ! -x "$bin/pulumi-language-python" ]; then
 fi
 
 # Dynamic providers run as the plugin `pulumi-resource-pulumi-python`: python -m pulumi.dynamic,
-# in the project's virtualenv, through vlaninfra.providers.serve (more request threads).
+# in the project's virtualenv, through vlaninfra.providers.serve (more request threads); a
+# program whose PYTHONPATH puts an older vlaninfra first (one without it) gets Pulumi's own.
 cat > "$bin/pulumi-resource-pulumi-python.new" <<EOS
 #!/bin/sh
-exec "$root/.venv/bin/python" -u -m vlaninfra.providers.serve "\$@"
+exec "$root/.venv/bin/python" -u -c '
+try:
+    from vlaninfra.providers.serve import main
+except ImportError:
+    import runpy
+    def main() -> None:
+        runpy.run_module("pulumi.dynamic", run_name="__main__", alter_sys=True)
+main()' "\$@"
 EOS
 chmod 0755 "$bin/pulumi-resource-pulumi-python.new"
 mv -f "$bin/pulumi-resource-pulumi-python.new" "$bin/pulumi-resource-pulumi-python"
