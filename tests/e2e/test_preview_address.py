@@ -31,7 +31,7 @@ def test_preview_refuses_an_address_already_answering_on_the_lan(lab_stack: LabS
     finally:
         sh("ip", "-n", lab_stack.peer_netns, "addr", "del", f"{taken}/32", "dev", "eth0")
         lab_stack.write(lab_stack.base_sites)
-    assert "sites.a.containers.web1.ipv4: container 'web1' would get " + taken in out, out
+    assert f"sites.a.containers[{web1}].ipv4: container 'web1' would get {taken}" in out, out
     assert "already answers on the LAN from MAC" in out
     assert "give the container another address" in out
     assert lab_stack.state() == before, "preview changed a host"
