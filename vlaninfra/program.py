@@ -48,9 +48,15 @@ class _Reach:
                     f"{key}: required outside the lab (the site has no `inventory: lab`); "
                     "give its ssh address and host_key"
                 )
-            if inventory not in self._open:
-                self._open[inventory] = open_inventory(inventory)
-            ssh = self._open[inventory](site.name, role, name)
+            try:
+                if inventory not in self._open:
+                    self._open[inventory] = open_inventory(inventory)
+                ssh = self._open[inventory](site.name, role, name)
+            except VlanInfraError as err:
+                raise VlanInfraError(f"{key}: inventory {inventory!r}: {err}") from None
+            except Exception as err:  # a user's resolver: say where, not a traceback
+                raise VlanInfraError(f"{key}: inventory {inventory!r} failed to resolve "
+                                     f"{name!r}: {type(err).__name__}: {err}") from None
             if ssh is None:
                 raise VlanInfraError(
                     f"{key}: {name!r} is not in the {inventory} inventory "

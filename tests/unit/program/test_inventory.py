@@ -49,6 +49,16 @@ def test_a_member_the_inventory_lacks_names_its_key(monkeypatch: pytest.MonkeyPa
         program.hosts_of(_layout("lab"))
 
 
+def test_a_failing_resolver_is_one_message_naming_the_key(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from vlaninfra import inventory
+    rows: dict[tuple[str, str], SshTarget] = {}
+    monkeypatch.setitem(inventory._REGISTERED, "lab", lambda: lambda s, r, n: rows[s, n])
+    with pytest.raises(VlanInfraError, match=r"sites\.a\.hosts\[0\]\.ssh: inventory 'lab' "
+                       r"failed to resolve 'h1': KeyError"):
+        program.hosts_of(_layout("lab"))
+
+
 def test_the_lab_registers_itself_by_entry_point() -> None:
     from importlib.metadata import entry_points
     (ep,) = [e for e in entry_points(group=ENTRY_POINT_GROUP) if e.name == "lab"]
