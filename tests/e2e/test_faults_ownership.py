@@ -202,8 +202,8 @@ def net_id(host: Host, name: str) -> str:
 
 def converged(stack: LabStack) -> None:
     """A refresh finds the state matching every host, and an up has nothing to do."""
-    assert timed_changes(stack, "refresh", "--yes", "--skip-preview") == {"same": 10}
-    assert timed_changes(stack, "up", "--yes") == {"same": 10}
+    assert timed_changes(stack, "refresh", "--yes", "--skip-preview") == {"same": 11}
+    assert timed_changes(stack, "up", "--yes") == {"same": 11}
 
 
 # -- acceptance 2: the host's sshd session killed while the agent creates --------------------
@@ -264,7 +264,7 @@ def test_shim_left_by_an_interrupted_ensure_is_adopted(lab_stack: LabStack) -> N
     index = ip_json(h1.netns, "link", "show", SHIM)[0]["ifindex"]
     lab_stack.run("state", "delete", urn, "--yes")
     changes = timed_changes(lab_stack, "up", "--yes", "--skip-preview")
-    assert changes == {"create": 1, "same": 9}
+    assert changes == {"create": 1, "same": 10}
     assert ip_json(h1.netns, "link", "show", SHIM)[0]["ifindex"] == index  # the same link
     converged(lab_stack)
 
@@ -284,7 +284,7 @@ def test_network_left_by_an_interrupted_create_is_adopted_with_its_containers(
     start = time.monotonic()
     changes = timed_changes(lab_stack, "up", "--yes", "--skip-preview")
     print(f"converging up: {time.monotonic() - start:.1f}s {changes}")
-    assert changes == {"create": 3, "same": 7}
+    assert changes == {"create": 3, "same": 8}
     assert {"net": net_id(h1, "pub_net"), **ids(h1, "web1", "web2")} == made
     converged(lab_stack)
 
@@ -418,7 +418,7 @@ def test_two_stacks_on_one_host_never_touch_each_other(lab_stack: LabStack) -> N
     sh("ip", "-n", h1.netns, "link", "add", "vxb0", "type", "veth", "peer", "name", "vxb0p")
     sh("ip", "-n", h1.netns, "link", "set", "vxb0", "up")
     try:
-        assert timed_changes(b, "up", "--yes") == {"create": 5}
+        assert timed_changes(b, "up", "--yes") == {"create": 6}  # with its site root
         # B's objects carry B's mark; A's stack sees nothing of B and changes nothing.
         labels = docker_cli(h1, "inspect", "-f", "{{json .Config.Labels}}", "b-web1")
         assert '"io.vlaninfra.owner":"vlaninfra/e2e-b"' in labels
@@ -432,7 +432,7 @@ def test_two_stacks_on_one_host_never_touch_each_other(lab_stack: LabStack) -> N
         assert "container 'web1' on host h1" in out and "owned by stack 'vlaninfra/e2e'" \
             in out, out[-3000:]
         b.write(b.base_sites)
-        assert timed_changes(b, "destroy", "--yes", "--skip-preview") == {"delete": 5}
+        assert timed_changes(b, "destroy", "--yes", "--skip-preview") == {"delete": 6}
         assert not container_facts(h1, "b-web1") and not net_id(h1, "b_net")
     finally:
         b.engine.run(b.name, "destroy", "--yes", "--skip-preview", check=False, cwd=b.project)

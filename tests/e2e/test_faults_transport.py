@@ -583,7 +583,7 @@ def test_case1_engine_up_blackholed_mid_run_then_converges(
     # path restored: a second `up` converges with no manual step (objects whose create
     # reached h1 before the blackhole are adopted: the ownership work's adopt-on-EEXIST)
     lab_stack.run("up", "--yes", "--skip-preview")
-    assert lab_stack.changes("preview") == {"same": 2 + 2 * 4}
+    assert lab_stack.changes("preview") == {"same": 3 + 2 * 4}
     for name in ("web1", "web2"):
         assert container_facts(h1, name), name
 

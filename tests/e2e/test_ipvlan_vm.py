@@ -71,8 +71,8 @@ class TestIpvlanL3Tenants:
         self, stack: LabStack, baseline: dict[str, Any]
     ) -> None:
         inv = stack.inventory
-        # stack, SiteNetwork, network, 2 containers, UpstreamRoutes, 2 routes
-        assert stack.changes("up", "--yes") == {"create": 8}
+        # stack, Site, SiteNetwork, network, 2 containers, UpstreamRoutes, 2 routes
+        assert stack.changes("up", "--yes") == {"create": 9}
         v1 = _lan_ip(inv, 21)
         assert static_routes(inv.sites[0].router.netns) == {
             "198.18.1.0/24": v1, "198.18.2.0/24": v1}
@@ -109,7 +109,7 @@ class TestIpvlanL3Tenants:
         assert vm_state(inv, v1) == before
 
     def test_second_up_changes_nothing(self, stack: LabStack) -> None:
-        assert stack.changes("up", "--yes") == {"same": 8}
+        assert stack.changes("up", "--yes") == {"same": 9}
 
     def test_refresh_sees_router_and_host_drift_and_up_repairs_it(self, stack: LabStack) -> None:
         inv = stack.inventory
@@ -123,12 +123,12 @@ class TestIpvlanL3Tenants:
         assert not http_ok(peer, "198.18.1.5"), "the peer reaches app1 without the route"
         # route a and app2 gone, route b through another next hop
         assert stack.changes("refresh", "--yes", "--skip-preview") == {
-            "delete": 2, "update": 1, "same": 5}
-        assert stack.changes("up", "--yes") == {"create": 2, "update": 1, "same": 5}
+            "delete": 2, "update": 1, "same": 6}
+        assert stack.changes("up", "--yes") == {"create": 2, "update": 1, "same": 6}
         v1 = _lan_ip(inv, 21)
         assert static_routes(gw) == {"198.18.1.0/24": v1, "198.18.2.0/24": v1}
         assert http_ok(peer, "198.18.1.5") and http_ok(peer, "198.18.2.5")
-        assert stack.changes("up", "--yes") == {"same": 8}
+        assert stack.changes("up", "--yes") == {"same": 9}
 
     def test_destroy_returns_host_and_router_to_their_prior_state(
         self, stack: LabStack, baseline: dict[str, Any]
@@ -192,8 +192,8 @@ class TestIpvlanL2ManyContainers:
         inv = stack.inventory
         v1 = _v1(inv)
         switch, port = f"vl{inv.instance}-a-sw", f"vt-{v1.vm_name}-l"
-        # stack, SiteNetwork, network, shim, 50 containers
-        assert stack.changes("up", "--yes", "--parallel", "10") == {"create": 54}
+        # stack, Site, SiteNetwork, network, shim, 50 containers
+        assert stack.changes("up", "--yes", "--parallel", "10") == {"create": 55}
         ips = _container_ips(inv)
         assert len(ips) == 50 and len(set(ips.values())) == 50
         peer = inv.sites[0].peer.netns
@@ -211,7 +211,7 @@ class TestIpvlanL2ManyContainers:
         assert set(stack.changes("destroy", "--yes")) <= {"delete"}
         stack.base_sites = _many(inv, "macvlan", 3)
         stack.write(stack.base_sites)
-        assert stack.changes("up", "--yes") == {"create": 6}
+        assert stack.changes("up", "--yes") == {"create": 7}
         ips = _container_ips(inv)
         peer = inv.sites[0].peer.netns
         # The peer still maps these addresses to v1's MAC (the ipvlan containers had them).
@@ -254,7 +254,7 @@ class TestMacvlanOnVlan50:
         inv = stack.inventory
         v1 = _v1(inv).mgmt_address
         # stack, SiteVlanParents, VlanParent, SiteNetwork, network, shim, 2 containers
-        assert stack.changes("up", "--yes") == {"create": 8}
+        assert stack.changes("up", "--yes") == {"create": 9}
         assert "vlan protocol 802.1Q id 50" in ssh(inv, v1, "ip -d link show eth0.50")
         for name in ("tagged1", "tagged2"):
             assert ok(inv, v1, f"docker exec {name} ping -c 2 -W 2 198.18.50.2"), name
@@ -267,10 +267,10 @@ class TestMacvlanOnVlan50:
     def test_second_up_changes_nothing_and_refresh_repairs_drift(self, stack: LabStack) -> None:
         inv = stack.inventory
         v1 = _v1(inv).mgmt_address
-        assert stack.changes("up", "--yes") == {"same": 8}
+        assert stack.changes("up", "--yes") == {"same": 9}
         ssh(inv, v1, "ip link del shim-v50 && docker rm -f tagged2")
-        assert stack.changes("refresh", "--yes", "--skip-preview") == {"delete": 2, "same": 6}
-        assert stack.changes("up", "--yes") == {"create": 2, "same": 6}
+        assert stack.changes("refresh", "--yes", "--skip-preview") == {"delete": 2, "same": 7}
+        assert stack.changes("up", "--yes") == {"create": 2, "same": 7}
         assert ok(inv, v1, "curl -sf -m 3 http://198.18.50.131/")
 
     def test_destroy_removes_the_subinterface_it_created(
@@ -288,7 +288,7 @@ class TestMacvlanOnVlan50:
         ssh(inv, v1, "ip link add link eth0 name eth0.50 type vlan id 50 && "
             "ip link set eth0.50 up")  # fmt: skip
         try:
-            assert stack.changes("up", "--yes") == {"create": 8}
+            assert stack.changes("up", "--yes") == {"create": 9}
             assert ok(inv, v1, "docker exec tagged1 ping -c 2 -W 2 198.18.50.2")
             assert set(stack.changes("destroy", "--yes")) == {"delete"}
             # Neither Docker (it found it there) nor vlaninfra (not its own) removed it.

@@ -102,7 +102,7 @@ def test_expect_blocked_holds_where_the_macvlan_parent_is_cut_off(lab_stack: Lab
         _, result = verify_now(sites)
     finally:
         assert lab_stack.changes("up", "--yes", "--refresh", "--skip-preview") == {
-            "create": 1, "same": 9}
+            "create": 1, "same": 10}
     rows = probe_rows(result)
     assert rows["h1 -> web2:80 (expect blocked)"].ok is True
     assert rows["h1 -> web2:80 (expect blocked)"].detail.startswith("blocked: ")

@@ -99,8 +99,8 @@ def test_a_real_reboot_brings_parent_shim_routes_and_containers_back(
 ) -> None:
     inv = stack.inventory
     v1 = _v1(inv)
-    # stack, SiteVlanParents, VlanParent, SiteNetwork, network, shim, 2 containers
-    assert stack.changes("up", "--yes") == {"create": 8}
+    # stack, Site, SiteVlanParents, VlanParent, SiteNetwork, network, shim, 2 containers
+    assert stack.changes("up", "--yes") == {"create": 9}
     files = ssh(inv, v1.mgmt_address, f"stat -c '%a %n' {PERSIST} {PERSIST}/*")
     assert files.split("\n")[:3] == [
         f"700 {PERSIST}", f"600 {PERSIST}/shim--shim-v50.json",

@@ -121,7 +121,7 @@ def test_first_up_is_verified_and_recorded(lab_stack: LabStack) -> None:
     SNAPSHOTS[1] = snapshot(lab_stack)
     # The plain `pulumi up` still works, changes nothing and records nothing new.
     before = lab_stack.logins()
-    assert lab_stack.changes("up", "--yes") == {"same": 10}
+    assert lab_stack.changes("up", "--yes") == {"same": 11}
     assert lab_stack.logins() == before
     assert versions(lab_stack) == [(1, "up", "verified")]
 
