@@ -215,18 +215,36 @@ _ARP_LISTEN = 0.5
 
 
 def _arp_unique(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
+    address = socket.inet_aton(check["address"])
+
+    def probe(mac: bytes) -> bytes:
+        return (b"\xff" * 6 + mac + struct.pack("!H", _ETH_P_ARP)
+                + struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, b"\0" * 4,
+                              b"\0" * 6, address))
+
+    def answered_by(frame: bytes) -> str | None:
+        if len(frame) < 42 or frame[12:14] != b"\x08\x06" or frame[28:32] != address:
+            return None
+        return frame[22:28].hex(":")
+
+    return _unique(check, deadline, _ETH_P_ARP, probe, answered_by, 128)
+
+
+def _unique(check: dict[str, Any], deadline: float, ethertype: int,
+            probe_from: Callable[[bytes], bytes], answered_by: Callable[[bytes], str | None],
+            bufsize: int) -> Result:
+    """What ``arp-unique`` and ``ndp-unique`` share: send ``probe_from(device MAC)`` out of
+    ``device`` every 0.3 s for about 1 s; a frame ``answered_by`` a MAC outside ``own`` means
+    another LAN device holds the address; "unique" only after listening ``_ARP_LISTEN``."""
     started = time.monotonic()
     if started + _ARP_LISTEN > deadline:
         return _result(False, started, "not run: deadline passed")
-    address = socket.inet_aton(check["address"])
     own = {str(m).lower() for m in check.get("own") or ()}
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ARP)) as s:
-        s.bind((check["device"], _ETH_P_ARP))
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype)) as s:
+        s.bind((check["device"], ethertype))
         mac: bytes = s.getsockname()[4]
         own.add(mac.hex(":"))
-        probe = (b"\xff" * 6 + mac + struct.pack("!H", _ETH_P_ARP)
-                 + struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, b"\0" * 4,
-                               b"\0" * 6, address))
+        probe = probe_from(mac)
         listen_until = min(deadline, time.monotonic() + 1.0)
         next_send = 0.0
         first_sent: float | None = None
@@ -238,11 +256,8 @@ def _arp_unique(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
             ready, _, _ = select.select([s], [], [], min(0.1, listen_until - now))
             if not ready:
                 continue
-            frame = s.recv(128)
-            if len(frame) < 42 or frame[12:14] != b"\x08\x06":
-                continue
-            sender_mac, sender_ip = frame[22:28].hex(":"), frame[28:32]
-            if sender_ip == address and sender_mac not in own:
+            sender_mac = answered_by(s.recv(bufsize))
+            if sender_mac is not None and sender_mac not in own:
                 return {**_result(False, started, f"{check['address']} is also answered by MAC "
                                                   f"{sender_mac} on the LAN ({check['device']})"),
                         "answered_by": sender_mac}
@@ -296,39 +311,19 @@ def _ndp_unique(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
     """``arp-unique`` for IPv6: neighbour solicitations out of ``device``; a neighbour
     advertisement for the address from a MAC outside ``own`` means another LAN device holds
     it."""
-    started = time.monotonic()
-    if started + _ARP_LISTEN > deadline:
-        return _result(False, started, "not run: deadline passed")
     address = ipaddress.IPv6Address(check["address"]).packed
-    own = {str(m).lower() for m in check.get("own") or ()}
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_IPV6)) as s:
-        s.bind((check["device"], _ETH_P_IPV6))
-        mac: bytes = s.getsockname()[4]
-        own.add(mac.hex(":"))
-        probe = _neighbour_solicitation(mac, _link_local(check["device"]), address)
-        listen_until = min(deadline, time.monotonic() + 1.0)
-        next_send = 0.0
-        first_sent: float | None = None
-        while (now := time.monotonic()) < listen_until:
-            if now >= next_send:
-                s.send(probe)
-                next_send = now + 0.3
-                first_sent = now if first_sent is None else first_sent
-            ready, _, _ = select.select([s], [], [], min(0.1, listen_until - now))
-            if not ready:
-                continue
-            frame = s.recv(256)
-            # Ethernet 14 + IPv6 40 + a neighbour advertisement (type 136) for the address.
-            if len(frame) < 78 or frame[20] != _ICMPV6 or frame[54] != 136:
-                continue
-            sender_mac = frame[6:12].hex(":")
-            if frame[62:78] == address and sender_mac not in own:
-                return {**_result(False, started, f"{check['address']} is also answered by MAC "
-                                                  f"{sender_mac} on the LAN ({check['device']})"),
-                        "answered_by": sender_mac}
-    if first_sent is None or time.monotonic() - first_sent < _ARP_LISTEN:
-        return _result(False, started, "not run: deadline passed")
-    return _result(True, started, "no other LAN device answers")
+
+    def probe(mac: bytes) -> bytes:
+        return _neighbour_solicitation(mac, _link_local(check["device"]), address)
+
+    def answered_by(frame: bytes) -> str | None:
+        # Ethernet 14 + IPv6 40 + a neighbour advertisement (type 136) for the address.
+        if len(frame) < 78 or frame[20] != _ICMPV6 or frame[54] != 136 \
+                or frame[62:78] != address:
+            return None
+        return frame[6:12].hex(":")
+
+    return _unique(check, deadline, _ETH_P_IPV6, probe, answered_by, 256)
 
 
 _KINDS: dict[str, Callable[[Context, dict[str, Any], float], Result]] = {
