@@ -78,7 +78,8 @@ def test_upload_once_then_reuse_and_one_connection_for_many_threads(host: Host) 
     first = time.monotonic() - began
     assert info["uid"] == 0 and first < 30
     # the bootstrap finds no archive with this sha256 (stale), the archive is uploaded, again
-    assert stats() == {"ssh_connections": 1, "agent_starts": 2, "uploads": 1, "calls": 0}
+    assert stats() == {"ssh_connections": 1, "agent_starts": 2, "uploads": 1, "calls": 0,
+                       "requests": 0}
 
     errors: list[BaseException] = []
 
@@ -95,7 +96,8 @@ def test_upload_once_then_reuse_and_one_connection_for_many_threads(host: Host) 
     for t in threads:
         t.join()
     assert errors == []
-    assert stats() == {"ssh_connections": 1, "agent_starts": 2, "uploads": 1, "calls": 200}
+    assert stats() == {"ssh_connections": 1, "agent_starts": 2, "uploads": 1, "calls": 200,
+                       "requests": 200}
     time.sleep(0.2)
     assert host.sshd.accepted() - accepted == 1
 
@@ -103,7 +105,8 @@ def test_upload_once_then_reuse_and_one_connection_for_many_threads(host: Host) 
     close_all()
     reset_stats()
     agent_for(host.target()).call("ping")
-    assert stats() == {"ssh_connections": 1, "agent_starts": 1, "uploads": 0, "calls": 1}
+    assert stats() == {"ssh_connections": 1, "agent_starts": 1, "uploads": 0, "calls": 1,
+                       "requests": 1}
     archives = list((host.sshd.dir / "home" / ".cache" / "vlaninfra").glob("agent-*.pyz"))
     assert len(archives) == 1 and oct(archives[0].parent.stat().st_mode)[-3:] == "700"
     assert oct(archives[0].parent.parent.stat().st_mode)[-3:] == "700"  # ~/.cache, created

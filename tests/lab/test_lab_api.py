@@ -57,6 +57,7 @@ def test_public_names() -> None:
     assert sorted(vlaninfra.lab.__all__) == [
         "Host",
         "Inventory",
+        "LAB_INSTANCE_ENV",
         "LabError",
         "Peer",
         "Router",
@@ -77,15 +78,20 @@ def test_public_names() -> None:
 def test_inventory_json_round_trip() -> None:
     inv = Inventory.from_json(EXAMPLE)
     assert inv.hosts[0].docker_socket == "/run/vlaninfra-lab/vl-a-h1/docker.sock"
-    # Files without the VM members' fields still load; writing adds them with their defaults.
+    # Files without the VM members' or the IPv6 fields still load; writing adds them with their
+    # defaults (no VM, no IPv6).
     written = inv.to_json()
-    host = written["sites"][0]["hosts"][0]
+    site = written["sites"][0]
+    host = site["hosts"][0]
     assert (host["sshd_log_remote"], host["vm_name"], host["console_log"]) == (None, None, None)
-    assert written["sites"][0]["vlan_peers"] == []
+    assert (site["vlan_peers"], site["lan6"], site["gateway6"]) == ([], "", "")
+    assert (host["lan_address6"], site["router"]["lan_address6"], site["peer"]["address6"]) \
+        == ("", "", "")
     for site in written["sites"]:
-        del site["vlan_peers"]
+        del site["vlan_peers"], site["lan6"], site["gateway6"]
+        del site["router"]["lan_address6"], site["peer"]["address6"]
         for h in site["hosts"]:
-            del h["sshd_log_remote"], h["vm_name"], h["console_log"]
+            del h["sshd_log_remote"], h["vm_name"], h["console_log"], h["lan_address6"]
     assert written == json.loads(json.dumps(EXAMPLE))
     assert Inventory.from_json(inv.to_json()) == inv
 

@@ -303,6 +303,17 @@ def _respond(ctx: Context, writer: _Writer, message: dict[str, Any]) -> None:
     writer.write(run_request(ctx, message))
 
 
+# Set while no warm-up import runs. Ops wait for it: two threads importing the Docker SDK at
+# once can see a partly initialised `docker.types` (ImportError), so only one thread imports.
+_imported = threading.Event()
+_imported.set()
+
+
+def _run_op(ctx: Context, writer: _Writer, message: dict[str, Any]) -> None:
+    _imported.wait()
+    _respond(ctx, writer, message)
+
+
 def serve(ctx: Context, stdin: BinaryIO, stdout: BinaryIO, workers: int = MAX_WORKERS,
           max_line: int = protocol.MAX_LINE) -> None:
     """Serve requests from ``stdin`` until EOF; responses go to ``stdout``.
@@ -329,7 +340,7 @@ def serve(ctx: Context, stdin: BinaryIO, stdout: BinaryIO, workers: int = MAX_WO
             if message.get("op") == "ping":
                 _respond(ctx, writer, message)
             else:
-                pool.submit(_respond, ctx, writer, message)
+                pool.submit(_run_op, ctx, writer, message)
     log.info("stdin closed; exiting")
 
 
@@ -346,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("VLANINFRA_AGENT_LOG", "INFO"),
         format=f"vlaninfra-agent[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
     )
+    _imported.clear()
     threading.Thread(target=_warm_up, daemon=True, name="warm-up").start()
     serve(Context(), sys.stdin.buffer, proto_out)
     return 0
@@ -353,9 +365,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _warm_up() -> None:
     """Import the Docker SDK and pyroute2 (about 1 s together) while the controller is still
-    between the banner and its first op, instead of inside the first op that needs them."""
+    between the banner and its first op, instead of inside the first op that needs them;
+    ops start once it is done (:data:`_imported`)."""
     try:
         import docker  # noqa: F401
         import pyroute2  # noqa: F401
     except Exception:  # the op that needs one reports it
         log.debug("warm-up import failed", exc_info=True)
+    finally:
+        _imported.set()
