@@ -1,13 +1,21 @@
 """Builds the agent zipapp: ``vlaninfra.host`` plus its pure-Python dependencies.
 
-The archive is deterministic (sorted entries, fixed timestamps and modes), so its sha256
-names it: ``agent-<sha12>.pyz`` is uploaded once per host and reused by every later run with
-the same code. zipimport cannot load extension modules, so ``.so`` files are left out; every
-shipped dependency has a pure-Python fallback (charset_normalizer's ``md.py``/``cd.py``).
+The archive's sha256 names it: ``agent-<sha12>.pyz`` is uploaded once per host and reused by
+every later run with the same code. zipimport cannot load extension modules, so ``.so`` files
+are left out; every shipped dependency has a pure-Python fallback (charset_normalizer's
+``md.py``/``cd.py``).
+
+Each module ships with an unchecked-hash ``.pyc`` beside it (zipimport never writes one, so
+without them every agent start compiled the Docker SDK and pyroute2 again: about 1 s of CPU,
+2-3 s in a QEMU guest). A host whose Python has another bytecode magic ignores them and
+compiles the sources. Compiling takes about 1 s, so the archive is built once per set of
+sources and kept in ``${XDG_CACHE_HOME:-~/.cache}/vlaninfra/agent/``; every provider process
+reads the same file, so a run uploads one archive per host.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.metadata
@@ -15,6 +23,8 @@ import importlib.util
 import io
 import json
 import os
+import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,27 +108,92 @@ def _add(zf: zipfile.ZipFile, arcname: str, data: bytes) -> None:
     info = zipfile.ZipInfo(arcname, date_time=_EPOCH)
     info.external_attr = 0o644 << 16
     info.compress_type = zipfile.ZIP_DEFLATED
-    zf.writestr(info, data, compresslevel=1)  # every provider process builds it: be quick
+    zf.writestr(info, data, compresslevel=6)  # built once per set of sources (cached)
 
 
-@functools.lru_cache(maxsize=1)
-def build_bundle() -> Bundle:
-    """Build (once per process) the agent zipapp from the installed packages.
+def _pyc(arcname: str, source: bytes) -> bytes:
+    """``source`` compiled as an unchecked-hash pyc (PEP 552: zipimport loads it as is)."""
+    code = compile(source, arcname, "exec", dont_inherit=True)
+    from importlib import _bootstrap_external  # the stdlib's own pyc writer
 
-    Example: ``build_bundle().name`` → ``"agent-3f2a9c81d0e4.pyz"``
-    """
+    return bytes(_bootstrap_external._code_to_hash_pyc(  # type: ignore[attr-defined]
+        code, importlib.util.source_hash(source), False))
+
+
+def _entries() -> list[tuple[str, Path]]:
     host_dir = Path(__file__).resolve().parent.parent / "host"
     entries = _files(host_dir, "vlaninfra/host")
     for dep in AGENT_DEPENDENCIES:
         entries += _files(_package_dir(dep), dep)
+    return sorted(entries)
+
+
+def _build(entries: list[tuple[str, Path]]) -> bytes:
     manifest = {"dependencies": {dep: _version(dep) for dep in AGENT_DEPENDENCIES}}
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        _add(zf, "__main__.py", _MAIN.encode())
-        _add(zf, "vlaninfra/__init__.py", _ROOT_INIT.encode())
-        _add(zf, "vlaninfra_agent_manifest.json",
-             json.dumps(manifest, sort_keys=True, indent=1).encode())
-        for arcname, path in sorted(entries):
-            _add(zf, arcname, path.read_bytes())
-    data = buf.getvalue()
+        files = [("__main__.py", _MAIN.encode()), ("vlaninfra/__init__.py", _ROOT_INIT.encode()),
+                 ("vlaninfra_agent_manifest.json",
+                  json.dumps(manifest, sort_keys=True, indent=1).encode())]
+        for arcname, data in files + [(a, p.read_bytes()) for a, p in entries]:
+            _add(zf, arcname, data)
+            if arcname.endswith(".py"):
+                _add(zf, arcname + "c", _pyc(arcname, data))
+    return buf.getvalue()
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base, "vlaninfra", "agent")
+
+
+def _key(entries: list[tuple[str, Path]]) -> str:
+    """Names one set of sources (paths, sizes, mtimes), this builder and the bytecode magic."""
+    h = hashlib.sha256(importlib.util.MAGIC_NUMBER + Path(__file__).read_bytes())
+    for arcname, path in entries:
+        st = path.stat()
+        h.update(f"{arcname}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def _cached(entries: list[tuple[str, Path]]) -> bytes:
+    """The archive for ``entries`` from the cache, built and stored there first if missing;
+    when two processes build at once, the first stored copy is the one both use."""
+    path = _cache_dir() / f"bundle-{_key(entries)}.pyz"
+    with contextlib.suppress(OSError):
+        return path.read_bytes()
+    data = _build(entries)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
+            tmp.write(data)
+        try:
+            os.link(tmp.name, path)  # fails if another process stored it first
+        except FileExistsError:
+            data = path.read_bytes()
+        finally:
+            os.unlink(tmp.name)
+        _prune(path.parent)
+    except OSError:
+        pass  # no writable cache: this process uses what it built
+    return data
+
+
+def _prune(cache: Path, keep_days: float = 7) -> None:
+    """Forget archives of sources nobody built for a week (each is about 3 MB)."""
+    cutoff = time.time() - keep_days * 86400
+    for old in cache.glob("bundle-*.pyz"):
+        with contextlib.suppress(OSError):
+            if old.stat().st_atime < cutoff and old.stat().st_mtime < cutoff:
+                old.unlink()
+
+
+@functools.lru_cache(maxsize=1)
+def build_bundle() -> Bundle:
+    """The agent zipapp of the installed packages (once per process; from the cache when
+    these sources were built before).
+
+    Example: ``build_bundle().name`` → ``"agent-3f2a9c81d0e4.pyz"``
+    """
+    data = _cached(_entries())
     return Bundle(data=data, sha256=hashlib.sha256(data).hexdigest())
