@@ -8,6 +8,7 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -36,6 +37,8 @@ __all__ = [
     "project_root",
     "stack_file",
 ]
+
+log = logging.getLogger(__name__)
 
 LAB_PASSPHRASE = "vlaninfra-lab"
 """The passphrase of lab stacks' secrets when none is set: lab stacks only (`is_lab_stack`)."""
@@ -252,7 +255,10 @@ class Engine:
         if "PULUMI_BACKEND_URL" not in env and (
                 self.backend is not None or project_backend(cwd or self.root) is None):
             backend = self.backend or self.root / ".pulumi-state" / "backend"
-            env["PULUMI_BACKEND_URL"] = f"file://{backend}"
+            # No `.attrs` sidecars: the file bucket rewrites them in place (truncate, then
+            # write), so a pulumi killed at that moment leaves an empty one and every later
+            # command on the stack fails with "failed to load checkpoint: EOF".
+            env["PULUMI_BACKEND_URL"] = f"file://{backend}?metadata=skip"
             env.setdefault("PULUMI_HOME", str(backend.parent / "home"))
             if self.backend is None:
                 make_private(backend.parent, backend)
@@ -302,10 +308,9 @@ class Engine:
         directory) looks dead here, and its lock would be cancelled: do not share a file
         backend between pid namespaces that share a hostname.
         """
-        url = self.backend_url(cwd)
-        if not url.startswith("file://"):
+        backend = self._file_backend(cwd)
+        if backend is None:
             return []
-        backend = Path(os.path.expanduser(url.removeprefix("file://").split("?", 1)[0]))
         # .pulumi/locks/organization/PROJECT/STACK/ID.json (or a legacy locks/STACK/ID.json)
         project = (project_name(cwd or self.root), "locks")
         stale = []
@@ -322,6 +327,33 @@ class Engine:
                 stale.append(path)
         return stale
 
+    def _file_backend(self, cwd: Path | None) -> Path | None:
+        url = self.backend_url(cwd)
+        if not url.startswith("file://"):
+            return None
+        return Path(os.path.expanduser(url.removeprefix("file://").split("?", 1)[0]))
+
+    def torn_sidecars(self, cwd: Path | None = None) -> list[Path]:
+        """A file backend's `.attrs` sidecars (of stacks, locks and its meta file) that a
+        pulumi killed while rewriting one left empty or cut: pulumi cannot read the stack
+        while one is there ("failed to load checkpoint: EOF"), and one that is missing is
+        just a default. Backends this project makes write none; a backend given by URL or
+        `Pulumi.yaml` without `?metadata=skip` does."""
+        backend = self._file_backend(cwd)
+        if backend is None:
+            return []
+        state = backend / ".pulumi"
+        torn = []
+        for path in [state / "meta.yaml.attrs", *(state / "stacks").rglob("*.attrs"),
+                     *(state / "locks").rglob("*.attrs")]:
+            try:
+                json.loads(path.read_bytes())
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError):
+                torn.append(path)
+        return torn
+
     def run(
         self, stack: str | None, *args: str, check: bool = True, cwd: Path | None = None,
         timeout: float | None = None,
@@ -337,7 +369,15 @@ class Engine:
         a live run's too); the engine then drops the killed run's pending creates with a
         warning, and vlaninfra's creates adopt what that run made on the hosts. A run refused
         by another run's lock raises `StackLockedError`.
+
+        Before any command on a stack, sidecars a killed pulumi left torn
+        (:meth:`torn_sidecars`) are removed, so the next command can read the stack.
         """
+        if stack is not None:
+            for path in self.torn_sidecars(cwd):
+                log.warning("removing %s: a pulumi killed while writing it left it torn, and "
+                            "pulumi cannot read the stack while it is there", path)
+                path.unlink(missing_ok=True)
         if stack is not None and args and args[0] in ("up", "refresh", "destroy"):
             for lock in self.stale_locks(stack, cwd):
                 lock.unlink(missing_ok=True)

@@ -43,9 +43,25 @@ def _project(tmp_path: Path, extra: str = "") -> Path:
 
 def test_the_default_is_the_checkouts_private_file_backend(tmp_path: Path) -> None:
     root = _project(tmp_path)
-    assert Engine(root).backend_url() == f"file://{root}/.pulumi-state/backend"
+    assert Engine(root).backend_url() == f"file://{root}/.pulumi-state/backend?metadata=skip"
     lock = _dead_lock(root / ".pulumi-state" / "backend", "s")
     assert Engine(root).stale_locks("s") == [lock]
+
+
+def test_sidecars_a_killed_pulumi_left_torn_are_found(tmp_path: Path) -> None:
+    """The file bucket rewrites a `.attrs` sidecar in place; a pulumi killed meanwhile leaves
+    it empty and pulumi then cannot load the stack ("failed to load checkpoint: EOF")."""
+    root = _project(tmp_path / "checkout")
+    other = tmp_path / "elsewhere"
+    stacks = other / ".pulumi" / "stacks" / "p"
+    stacks.mkdir(parents=True)
+    (stacks / "s.json").write_text("{}")
+    (stacks / "s.json.attrs").write_text("")  # torn
+    (stacks / "t.json.attrs").write_text('{"user.content_type": "application/json"}')
+    (stacks / "u.json.attrs").write_text('{"user.con')  # cut
+    engine = Engine(root, extra_env={"PULUMI_BACKEND_URL": f"file://{other}"})
+    assert sorted(engine.torn_sidecars()) == [stacks / "s.json.attrs", stacks / "u.json.attrs"]
+    assert Engine(root, extra_env={"PULUMI_BACKEND_URL": S3}).torn_sidecars() == []
 
 
 def test_a_file_backend_url_in_the_environment_is_where_stale_locks_are_looked_for(
