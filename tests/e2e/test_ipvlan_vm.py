@@ -10,6 +10,7 @@ failure, leaving the VM host as the class found it.
 from __future__ import annotations
 
 import copy
+import ipaddress
 from collections.abc import Iterator
 from typing import Any
 
@@ -296,3 +297,171 @@ class TestMacvlanOnVlan50:
             assert not ok(inv, v1, "ip link show shim-v50")
         finally:
             ssh(inv, v1, "ip link del eth0.50", check=False)
+
+
+# -- issue 11, acceptance 2 on ipvlan: IPv6 beside IPv4, L2 on the LAN, L3 through the router --
+
+
+def _v6(inv: Inventory, host_part: str) -> str:
+    """An address of the site LAN's IPv6 prefix (from the inventory), e.g. ``::110``."""
+    return str(ipaddress.IPv6Network(inv.sites[0].lan6).network_address
+               + int(host_part.lstrip(":"), 16))
+
+
+def _dual_base(inv: Inventory) -> dict[str, Any]:
+    site = inv.sites[0]
+    v1 = _v1(inv)
+    return {
+        "inventory": "lab",
+        "lan": {"subnet": site.lan, "gateway": site.gateway, "subnet6": site.lan6},
+        "routers": [{"name": "gw", "address": site.gateway, "managed": True}],
+        "hosts": [{"name": "v1", "lan_address": v1.lan_address.split("/")[0],
+                   "lan_address6": v1.lan_address6.split("/")[0], "parents": ["eth0"],
+                   "docker_version": "20.10"}],
+    }  # fmt: skip
+
+
+def _dual_l2(inv: Inventory) -> dict[str, Any]:
+    """One ipvlan L2 network carrying the LAN's IPv4 and IPv6 subnets, a shim with an address
+    of each family, a container with a fixed IPv6 address and one with an allocated one."""
+    site = inv.sites[0]
+    net = {
+        "name": "dual_l2", "driver": "ipvlan", "mode": "l2", "parent": "eth0", "hosts": ["v1"],
+        "subnets": [
+            {"subnet": site.lan, "gateway": site.gateway, "ip_range": f"{_lan_ip(inv, 192)}/27"},
+            {"subnet": site.lan6, "gateway": site.gateway6, "ip_range": f"{_v6(inv, '::100')}/120"},
+        ],
+        "shim": {"name": "dual-shim", "address_per_host": {"v1": _lan_ip(inv, 120)},
+                 "address6_per_host": {"v1": _v6(inv, "::78")}},
+    }  # fmt: skip
+    return {"a": {**_dual_base(inv), "networks": [net], "containers": [
+        {"name": "l2fixed", "host": "v1", "network": "dual_l2", "image": IMAGE,
+         "ipv6": _v6(inv, "::110")},
+        {"name": "l2auto", "host": "v1", "network": "dual_l2", "image": IMAGE},
+    ]}}  # fmt: skip
+
+
+TENANT4, TENANT6 = "198.18.16.0/24", "2001:db8:ff16::/64"
+"""The L3 tenant's routed subnets: IPv4 beside IPv6 (Docker 20.10 gives an IPv6-only network
+an IPv4 pool of its own, so the layout refuses one)."""
+
+
+def _dual_l3(inv: Inventory) -> dict[str, Any]:
+    """An ipvlan L3 tenant with an IPv6 subnet beside its IPv4 one, routed by the managed
+    router via v1's LAN addresses (Docker 20.10: one ipvlan network per parent, so the L3
+    network comes after the L2 one is gone)."""
+    return {"a": {
+        **_dual_base(inv),
+        "networks": [{"name": "t6_l3", "driver": "ipvlan", "mode": "l3", "parent": "eth0",
+                      "hosts": ["v1"]}],
+        "tenants": [{"name": "t6", "subnets": [{"subnet": TENANT4, "network": "t6_l3"},
+                                               {"subnet": TENANT6, "network": "t6_l3"}]}],
+        "containers": [{"name": "app6", "host": "v1", "network": "t6_l3", "tenant": "t6",
+                        "image": IMAGE, "ipv4": "198.18.16.5", "ipv6": "2001:db8:ff16::5"}],
+    }}  # fmt: skip
+
+
+def _addresses(inv: Inventory) -> dict[str, tuple[str, str]]:
+    """Running containers on v1: name → (IPv4, IPv6) as Docker reports them."""
+    out = ssh(inv, _v1(inv).mgmt_address, (
+        "docker ps -q | xargs -r docker inspect -f '{{.Name}} {{range .NetworkSettings.Networks}}"
+        "{{.IPAddress}} {{.GlobalIPv6Address}}{{end}}'"))
+    rows = [line.split() for line in out.splitlines() if line.strip()]
+    return {r[0].lstrip("/"): (r[1], r[2] if len(r) > 2 else "") for r in rows}
+
+
+def _inside(inv: Inventory, container: str) -> str:
+    """A container's IPv6 addresses and routes, as its own busybox `ip` shows them."""
+    return ssh(inv, _v1(inv).mgmt_address,
+               f"docker exec {container} sh -c 'ip -6 addr show dev eth0; ip -6 route'")
+
+
+def _flush_neighbours(inv: Inventory) -> None:
+    """Earlier stacks gave these LAN addresses other MACs (macvlan); stale entries would hide
+    the ipvlan containers for seconds."""
+    for ns in (inv.sites[0].peer.netns, inv.sites[0].router.netns):
+        for family in ("-4", "-6"):
+            sh("ip", "-n", ns, family, "neigh", "flush", "all", check=False)
+
+
+class TestIpvlanDualStack:
+    @pytest.fixture(scope="class")
+    def stack(
+        self, vm_lab: Inventory, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[LabStack]:
+        assert _v1(vm_lab).lan_address6, "the VM host has no IPv6 LAN address (lab-init)"
+        _flush_neighbours(vm_lab)
+        s = vm_stack(vm_lab, tmp_path_factory.mktemp("dual"), "dual", _dual_l2(vm_lab))
+        try:
+            yield s
+        finally:
+            _destroyed(s)
+            _flush_neighbours(vm_lab)
+
+    @pytest.fixture(scope="class")
+    def baseline(self, stack: LabStack) -> dict[str, Any]:
+        inv = stack.inventory
+        gw = inv.sites[0].router.netns
+        return {"v1": vm_state(inv, _v1(inv).mgmt_address),
+                "router": router_routes(gw) + router_routes(gw, "-6")}
+
+    def test_ipvlan_l2_containers_answer_over_ipv6_and_ipv4(
+        self, stack: LabStack, baseline: dict[str, Any]
+    ) -> None:
+        inv = stack.inventory
+        v1 = _v1(inv).mgmt_address
+        # stack, Site, SiteNetwork, network, shim, 2 containers
+        assert stack.changes("up", "--yes") == {"create": 7}
+        got = _addresses(inv)
+        assert got["l2fixed"][1] == _v6(inv, "::110"), got
+        allocated = ipaddress.IPv6Address(got["l2auto"][1])
+        assert allocated in ipaddress.IPv6Network(f"{_v6(inv, '::100')}/120"), got
+        peer = inv.sites[0].peer.netns
+        for name, (ip4, ip6) in sorted(got.items()):
+            assert http_ok(peer, ip6), f"LAN peer cannot reach {name} at {ip6}"
+            assert http_ok(peer, ip4), f"LAN peer cannot reach {name} at {ip4}"
+            # The host reaches its own containers through the ipvlan shim, both families.
+            assert ok(inv, v1, f"curl -sf -m 3 http://[{ip6}]/"), f"v1 to {name} at {ip6}"
+            assert ok(inv, v1, f"curl -sf -m 3 http://{ip4}/"), f"v1 to {name} at {ip4}"
+        # The shim's IPv6 address is usable at once (no DAD), as on the namespace hosts.
+        shim = ssh(inv, v1, "ip -6 addr show dev dual-shim scope global")
+        assert "nodad" in shim and "tentative" not in shim, shim
+        # Docker 20.10 on ipvlan l2, as on macvlan: the container's IPv6 address without DAD
+        # (busybox shows IFA_F_NODAD as "flags 02"), its default route via the IPv6 gateway.
+        inside = _inside(inv, "l2fixed")
+        assert f"inet6 {_v6(inv, '::110')}/64 scope global flags 02" in inside, inside
+        assert f"default via {inv.sites[0].gateway6} dev eth0" in inside, inside
+        assert stack.changes("up", "--yes", "--skip-preview") == {"same": 7}
+
+    def test_ipvlan_l3_ipv6_tenant_is_routed_by_the_managed_router(self, stack: LabStack) -> None:
+        inv = stack.inventory
+        assert set(stack.changes("destroy", "--yes", "--skip-preview")) == {"delete"}
+        stack.base_sites = _dual_l3(inv)
+        stack.write(stack.base_sites)
+        # stack, Site, SiteNetwork, network, container, UpstreamRoutes, 2 routes
+        assert stack.changes("up", "--yes") == {"create": 8}
+        gw = inv.sites[0].router.netns
+        v1 = _v1(inv)
+        assert static_routes(gw, "-6") == {TENANT6: v1.lan_address6.split("/")[0]}
+        assert static_routes(gw) == {TENANT4: v1.lan_address.split("/")[0]}
+        assert _addresses(inv)["app6"] == ("198.18.16.5", "2001:db8:ff16::5")
+        peer = inv.sites[0].peer.netns
+        assert http_ok(peer, "2001:db8:ff16::5"), "LAN peer cannot reach the IPv6 tenant"
+        assert http_ok(peer, "198.18.16.5"), "LAN peer cannot reach the tenant over IPv4"
+        # Docker 20.10 on ipvlan l3: no DAD either; the IPv6 gateway is kept in IPAM but unused,
+        # the default route is the device (the host routes), as for IPv4.
+        inside = _inside(inv, "app6")
+        assert "inet6 2001:db8:ff16::5/64 scope global flags 02" in inside, inside
+        assert "default dev eth0" in inside and "default via" not in inside, inside
+        assert stack.changes("up", "--yes", "--skip-preview") == {"same": 8}
+
+    def test_destroy_leaves_host_and_router_as_before(
+        self, stack: LabStack, baseline: dict[str, Any]
+    ) -> None:
+        inv = stack.inventory
+        assert set(stack.changes("destroy", "--yes", "--skip-preview")) == {"delete"}
+        gw = inv.sites[0].router.netns
+        assert router_routes(gw) + router_routes(gw, "-6") == baseline["router"]
+        after = vm_state(inv, _v1(inv).mgmt_address)
+        for part, value in baseline["v1"].items():
+            assert after[part] == value, f"v1 {part} differs after destroy"

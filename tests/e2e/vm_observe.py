@@ -64,15 +64,15 @@ def vm_state(inv: Inventory, address: str) -> dict[str, Any]:
     }
 
 
-def router_routes(netns: str) -> list[str]:
-    """The router's main-table IPv4 routes, one JSON line each."""
-    out = json.loads(sh("ip", "-n", netns, "-4", "-j", "route", "show") or "[]")
+def router_routes(netns: str, family: str = "-4") -> list[str]:
+    """The router's main-table routes of `family` (``-4``/``-6``), one JSON line each."""
+    out = json.loads(sh("ip", "-n", netns, family, "-j", "route", "show") or "[]")
     return sorted(json.dumps(r, sort_keys=True) for r in out)
 
 
-def static_routes(netns: str) -> dict[str, str]:
-    """The router's routes vlaninfra added (`proto 57`): prefix → next hop."""
-    out = json.loads(sh("ip", "-n", netns, "-j", "route", "show", "proto", "57") or "[]")
+def static_routes(netns: str, family: str = "-4") -> dict[str, str]:
+    """The router's routes vlaninfra added (`proto 57`) of `family`: prefix → next hop."""
+    out = json.loads(sh("ip", "-n", netns, family, "-j", "route", "show", "proto", "57") or "[]")
     return {r["dst"]: r.get("gateway", "") for r in out}
 
 

@@ -48,6 +48,11 @@ def test_vm_addressing_is_disjoint_from_the_namespace_lab_and_the_vm_unit_tests(
                 assert a not in seen
                 seen.add(a)
             assert v.lan_address not in ns_lan
+            # IPv6 beside IPv4: same host part, the site's documentation-prefix LAN
+            assert ipaddress.IPv6Interface(v.lan_address6).network == ipaddress.IPv6Network(
+                p.sites[0].lan6)
+            assert v.lan_address6.split("/")[0].endswith(
+                f"::{int(v.lan_address.split('/')[0].rsplit('.', 1)[1]):x}")
             assert len(f"vt-{v.vm_name}-l") <= 15 and vm_instance_of(v.vm_name) == instance
     d = plan_vms(plan("default", 0, 1, 2), 2, [(50, "198.18.50.2/24")])
     assert [(v.name, v.vm_name, v.lan_address, v.mgmt_address) for v in d] == [
@@ -59,6 +64,7 @@ def test_vm_addressing_is_disjoint_from_the_namespace_lab_and_the_vm_unit_tests(
         "vlan-peer", 50, "198.18.50.2/24", "198.51.100.1",
     )  # fmt: skip
     assert len({v.mac_seed for v in d}) == 3
+    assert (d[0].lan_address6, d[0].gateway6) == ("2001:db8:1::15/64", "2001:db8:1::1")
 
 
 @pytest.mark.parametrize(

@@ -87,9 +87,12 @@ def test_kernel_cmdline_carries_addresses_and_vlans_but_no_keys() -> None:
         lan_address="198.51.100.21/24",
         lan_gateway="198.51.100.1",
         mgmt_address="203.0.113.242/30",
+        lan_address6="2001:db8:1::15/64",
+        lan_gateway6="2001:db8:1::1",
         vlans=[(50, "198.18.50.2/24"), (60, None)],
     )
     assert "vl.lan=198.51.100.21/24" in line and "vl.gw=198.51.100.1" in line
+    assert "vl.lan6=2001:db8:1::15/64" in line and "vl.gw6=2001:db8:1::1" in line
     assert "vl.mgmt=203.0.113.242/30" in line and "vl.vlans=50:198.18.50.2/24,60" in line
     assert "ssh-" not in line and "KEY" not in line.upper()
 
@@ -102,6 +105,11 @@ def test_kernel_cmdline_carries_addresses_and_vlans_but_no_keys() -> None:
         {"lan_gateway": "198.51.100.1 init=/bin/sh"},
         {"vlans": [(4095, "198.18.50.2/24")]},
         {"vlans": [(50, None), (50, None)]},
+        {"lan_address6": "2001:db8:1::15"},  # no prefix
+        {"lan_address6": "fd00::15/64"},  # outside the documentation prefix
+        {"lan_address6": "198.51.100.21/24"},
+        {"lan_address6": "2001:db8:1::15/64", "lan_gateway6": "2001:db8:2::1"},
+        {"lan_gateway6": "2001:db8:1::1"},  # a gateway without an address
     ],
 )
 def test_kernel_cmdline_rejects_bad_values(kwargs: dict[str, object]) -> None:

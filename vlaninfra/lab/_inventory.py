@@ -131,7 +131,7 @@ class Host:
     console_log: str | None = None
     """VM hosts: the guest's serial console log on this machine."""
     lan_address6: str = ""
-    """IPv6 address on the LAN with prefix length; ``""`` on VM hosts (no IPv6 yet)."""
+    """IPv6 address on the LAN with prefix length, e.g. ``2001:db8:1::15/64`` (VM hosts too)."""
 
     @property
     def is_vm(self) -> bool:

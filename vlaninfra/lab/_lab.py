@@ -329,6 +329,7 @@ def _vm_inventory(
                     docker_socket=vm.GUEST_DOCKER_SOCKET,
                     parent="eth0",
                     lan_address=v.lan_address,
+                    lan_address6=v.lan_address6,
                     sshd_log="",
                     docker_version=m.docker_version,
                     image=IMAGE,

@@ -201,6 +201,8 @@ def _start_or_keep(
             lan_bridge="br0",
             lan_address=plan.lan_address,
             lan_gateway=plan.gateway,
+            lan_address6=plan.lan_address6,
+            lan_gateway6=plan.gateway6 or None,
             mgmt_address=f"{plan.mgmt_address}/31",
             mgmt_peer=f"{plan.mgmt_root_address}/31",
             authorized_key=pubkey,

@@ -307,6 +307,9 @@ class VmPlan:
     vlan: int | None = None
     vlan_address: str | None = None
     """VLAN peers: the address on ``eth0.<vlan>``, with prefix length."""
+    lan_address6: str = ""
+    """IPv6 LAN address with prefix length (same host part as ``lan_address``)."""
+    gateway6: str = ""
 
 
 def _vlan_address(vid: object, address: object, lan: ipaddress.IPv4Network) -> str:
@@ -345,6 +348,7 @@ def plan_vms(
             f"(namespace host 11 would take VM host v1's LAN address)"
         )
     lan = ipaddress.IPv4Network(site.lan)
+    lan6 = ipaddress.IPv6Network(site.lan6)
     seen: dict[str, int] = {}
     peers = []
     for vid, address in vlan_peers:
@@ -363,6 +367,7 @@ def plan_vms(
         root = _VM_MGMT + 16 * p.slot + 2 * k
         vlan: int | None = None
         vaddr: str | None = None
+        host_part = (20 if is_host else 30) + number
         if not is_host:
             vlan, vaddr = peers[k - vm_hosts]
         result.append(
@@ -370,15 +375,15 @@ def plan_vms(
                 name=name,
                 vm_name=f"{prefix}{site.name}-{name}",
                 kind="host" if is_host else "vlan-peer",
-                lan_address=(
-                    f"{lan.network_address + (20 if is_host else 30) + number}/{lan.prefixlen}"
-                ),
+                lan_address=f"{lan.network_address + host_part}/{lan.prefixlen}",
                 gateway=site.gateway,
                 mgmt_address=str(root + 1),
                 mgmt_root_address=str(root),
                 mac_seed=256 * (1 + p.slot) + 1 + k,
                 vlan=vlan,
                 vlan_address=vaddr,
+                lan_address6=f"{lan6.network_address + host_part}/{lan6.prefixlen}",
+                gateway6=site.gateway6,
             )
         )
     return tuple(result)

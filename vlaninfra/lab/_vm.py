@@ -495,12 +495,32 @@ def _iface(value: str, what: str) -> ipaddress.IPv4Interface:
     return iface
 
 
+_LAB_V6 = ipaddress.IPv6Network("2001:db8::/32")
+
+
+def _iface6(value: str, what: str) -> ipaddress.IPv6Interface:
+    """An IPv6 address with prefix inside the documentation prefix (the lab's only IPv6)."""
+    try:
+        iface = ipaddress.ip_interface(value)
+    except ValueError as exc:
+        raise VmError(f"{what} {value!r} is not an address/prefix: {exc}") from exc
+    if not isinstance(iface, ipaddress.IPv6Interface) or "/" not in value:
+        raise VmError(
+            f"{what} {value!r} must be an IPv6 address with prefix, e.g. 2001:db8:1::15/64"
+        )
+    if not iface.network.subnet_of(_LAB_V6):
+        raise VmError(f"{what} {value!r} must lie in {_LAB_V6} (the lab uses no other IPv6)")
+    return iface
+
+
 def _kernel_cmdline(
     *,
     name: str,
     lan_address: str,
     lan_gateway: str | None,
     mgmt_address: str,
+    lan_address6: str = "",
+    lan_gateway6: str | None = None,
     vlans: Sequence[tuple[int, str | None]],
 ) -> str:
     args = ["console=ttyS0", "panic=-1", "quiet", f"vl.name={name}"]
@@ -511,6 +531,19 @@ def _kernel_cmdline(
         except ValueError as exc:
             raise VmError(f"lan_gateway {lan_gateway!r} is not an IPv4 address") from exc
         args.append(f"vl.gw={gw}")
+    if lan_address6:
+        lan6 = _iface6(lan_address6, "lan_address6")
+        args.append(f"vl.lan6={lan6.with_prefixlen}")
+        if lan_gateway6 is not None:
+            try:
+                gw6 = ipaddress.IPv6Address(lan_gateway6)
+            except ValueError as exc:
+                raise VmError(f"lan_gateway6 {lan_gateway6!r} is not an IPv6 address") from exc
+            if gw6 not in lan6.network:
+                raise VmError(f"lan_gateway6 {gw6} is not on lan_address6's subnet {lan6.network}")
+            args.append(f"vl.gw6={gw6}")
+    elif lan_gateway6 is not None:
+        raise VmError("lan_gateway6 needs lan_address6")
     args.append(f"vl.mgmt={_iface(mgmt_address, 'mgmt_address').with_prefixlen}")
     items = []
     for vid, addr in vlans:
@@ -631,6 +664,8 @@ def start_vm(
     lan_gateway: str | None,
     mgmt_address: str,
     mgmt_peer: str,
+    lan_address6: str = "",
+    lan_gateway6: str | None = None,
     authorized_key: str,
     mac_seed: int,
     memory_mb: int = 2048,
@@ -660,6 +695,8 @@ def start_vm(
         lan_address=lan_address,
         lan_gateway=lan_gateway,
         mgmt_address=mgmt_address,
+        lan_address6=lan_address6,
+        lan_gateway6=lan_gateway6,
         vlans=vlans,
     )
     mgmt_guest = _iface(mgmt_address, "mgmt_address")

@@ -29,6 +29,8 @@ class FakeIPRoute:
     def __init__(self) -> None:
         self.links: dict[int, dict[str, Any]] = {}
         self.addrs: list[tuple[int, str, int]] = []
+        self.addr_flags: dict[tuple[int, str, int], int] = {}
+        """IFA flags each address was added with (IFA_F_NODAD = 0x02)."""
         self.routes: list[dict[str, Any]] = []
         self.fail_route_add: set[str] = set()
         self.next_index = 1
@@ -104,6 +106,7 @@ class FakeIPRoute:
             if key in self.addrs:
                 raise NetlinkError(errno.EEXIST)
             self.addrs.append(key)
+            self.addr_flags[key] = flags
         else:
             if key not in self.addrs:
                 raise NetlinkError(errno.EADDRNOTAVAIL)
@@ -439,3 +442,20 @@ def test_vlan_delete_refuses_while_links_sit_on_it(ctx: Any) -> None:
     assert vlan["index"] in ctx.ipr.links and shim in ctx.ipr.links
     del ctx.ipr.links[shim]
     assert ops.vlan_delete(ctx, "eth0.50", owner="p/a") == {"deleted": True}
+
+
+def test_guard_restore_adds_ipv6_addresses_without_dad_like_the_live_op(ctx: Any) -> None:
+    from vlaninfra.host.restore import restore, snapshot_of
+
+    owner = "vlaninfra/prod"
+    live = ops.shim_ensure(ctx, "shim0", "eth0", address="192.0.2.250/24", owner=owner,
+                           extra_addresses=["2001:db8:1::fa/64"], routes=["2001:db8:1::110/128"])
+    nodad = {a: f for (i, a, _), f in ctx.ipr.addr_flags.items() if i == live["index"]}
+    assert nodad == {"192.0.2.250": 0, "2001:db8:1::fa": 0x02}
+    snap = snapshot_of(facts.read_links(ctx.ipr), facts.read_routes(ctx.ipr), owner)
+    ops.shim_delete(ctx, "shim0", owner=owner)  # the change the guard was armed for
+    out = restore(ctx.ipr, snap, owner)
+    assert out["errors"] == [] and "created link shim0 (macvlan on eth0)" in out["done"]
+    index = ctx.ipr._by_name("shim0")
+    restored = {a: f for (i, a, _), f in ctx.ipr.addr_flags.items() if i == index}
+    assert restored == nodad  # the IPv6 address is usable at once, not tentative for DAD

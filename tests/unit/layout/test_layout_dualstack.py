@@ -176,3 +176,42 @@ def test_an_ipv6_only_network_is_refused() -> None:
         (f"{NET0}.subnets",
          "network pub_net has IPv6 but no IPv4 subnet on host h1: Docker adds an IPv4 pool of "
          "its own and gives containers addresses from it; add an IPv4 subnet (or a tenant's)")]
+
+
+def _ipvlan(mode: str) -> Config:
+    """The dual-stack site with pub_net on ipvlan `mode` (the VM lab's shapes)."""
+    s = _dual()
+    s["networks"][0].update(driver="ipvlan", mode=mode)
+    return s
+
+
+def test_ipvlan_l2_dual_stack_plans_like_macvlan_behind_one_mac() -> None:
+    h1 = plan_of(config(paris=_ipvlan("l2"))).sites[0].hosts[0]
+    net, shim = h1.networks[0], h1.shims[0]
+    assert (net.driver, net.ipvlan_mode, net.enable_ipv6) == ("ipvlan", "l2", True)
+    assert (shim.kind, shim.mode) == ("ipvlan", "l2")
+    assert shim.addresses == (ip_interface("192.0.2.250/24"), ip_interface("2001:db8:1::fa/64"))
+    assert {r.version for r in shim.routes} == {4, 6}
+    assert all(c.mac is None and c.ipv6 is not None for c in h1.containers)
+
+
+def test_ipvlan_l3_ipv6_tenant_is_routed_via_the_hosts_ipv6_lan_address() -> None:
+    s = _ipvlan("l3")
+    net = s["networks"][0]
+    net.update(hosts=["h2"], subnets=[])
+    net.pop("shim")
+    s["tenants"] = [{"name": "t6", "subnets": [
+        {"subnet": "198.18.16.0/24", "network": "pub_net"},
+        {"subnet": "2001:db8:ff16::/64", "network": "pub_net"}]}]
+    s["containers"] = [{"name": "app6", "host": "h2", "network": "pub_net", "tenant": "t6",
+                        "image": "i", "ipv6": "2001:db8:ff16::5"}]
+    p = plan_of(config(paris=s)).sites[0]
+    assert [(str(r.prefix), str(r.via)) for r in p.upstream_routes] == [
+        ("198.18.16.0/24", "192.0.2.12"), ("2001:db8:ff16::/64", "2001:db8:1::12")]
+    h2 = p.hosts[1]
+    assert h2.shims == () and h2.routes == ()  # ipvlan l3: the host routes, no shim
+    assert h2.containers[0].ipv6 == ip_address("2001:db8:ff16::5")
+    del s["hosts"][1]["lan_address6"]
+    assert (f"{S}.hosts[1].lan_address6",
+            "required: the upstream router reaches 2001:db8:ff16::/64 through this host's LAN "
+            "address") in errors_of(config(paris=s))
