@@ -523,7 +523,9 @@ def _kernel_cmdline(
     lan_gateway6: str | None = None,
     vlans: Sequence[tuple[int, str | None]],
 ) -> str:
-    args = ["console=ttyS0", "panic=-1", "quiet", f"vl.name={name}"]
+    # A throwaway test guest under TCG: CPU-bug mitigations only slow its syscalls (lab up
+    # 28 s -> 20 s, `docker ps` 3.7 s -> 1.8 s, measured); it runs nothing but the lab.
+    args = ["console=ttyS0", "panic=-1", "quiet", "mitigations=off", f"vl.name={name}"]
     args.append(f"vl.lan={_iface(lan_address, 'lan_address').with_prefixlen}")
     if lan_gateway is not None:
         try:
