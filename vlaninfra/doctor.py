@@ -24,7 +24,8 @@ from typing import Any, Literal
 from vlaninfra.errors import LayoutError, VlanInfraError
 from vlaninfra.layout import IpvlanNetwork, Layout, MacvlanNetwork, Network, Plan, Site, plan
 from vlaninfra.layout import validate as validate_layout
-from vlaninfra.layout._validate import docker_allows_shared_parent, routes_tenants
+from vlaninfra.layout._docker import docker_allows_shared_parent
+from vlaninfra.layout._facts import routes_tenants
 
 __all__ = ["CLOUD_ADVICE", "Finding", "HostFacts", "Report", "diagnose", "doctor", "gather"]
 

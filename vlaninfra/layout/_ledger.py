@@ -26,8 +26,9 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from vlaninfra.errors import Problem
 
+from ._facts import Facts, Pool, Resolved
 from ._model import IPAddress, IpvlanNetwork, Layout
-from ._validate import Facts, Pool, Resolved, shim_name
+from ._names import shim_name
 
 __all__ = ["Assigned", "Ledger", "Previous", "allocate", "derive_mac"]
 

@@ -1,6 +1,6 @@
-"""macvlan mode rules beyond the shim's (``_validate._shim``) and passthru's (one container
-per host, the parent to itself: ``_validate``), from what each mode was measured to allow
-(README, "macvlan modes"; tests/lab/test_macvlan_modes.py).
+"""macvlan mode rules beyond the shim's (``_check_networks._shim``) and passthru's (one
+container per host, the parent to itself: ``_check_containers``, ``_check_hosts``), from what
+each mode was measured to allow (README, "macvlan modes"; tests/lab/test_macvlan_modes.py).
 
 - vepa: links on one parent reach each other only when the switch port sends frames back
   (hairpin, "reflective relay"), so two containers on one host get a warning.

@@ -17,6 +17,7 @@ from typing import Literal
 
 from vlaninfra.errors import LayoutError, Problem
 
+from ._facts import Facts, Pool, routed_pool
 from ._ledger import Assigned, Ledger, Previous, allocate
 from ._model import (
     IPAddress,
@@ -31,8 +32,9 @@ from ._model import (
     Site,
     SshTarget,
 )
+from ._names import shim_name
 from ._probes import ProbePlan, resolve_probes
-from ._validate import Facts, Pool, analyse, routed_pool, shim_name
+from ._validate import analyse
 
 __all__ = [
     "ContainerPlan",

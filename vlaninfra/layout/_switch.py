@@ -9,19 +9,18 @@ source MACs) drops every macvlan container. Both are refused at plan time, namin
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from vlaninfra.errors import Problem
 
 from ._model import Host, MacvlanNetwork, Site, Switch
+from ._names import VLAN
 
 __all__ = ["ADVICE", "PortMacs", "port_macs", "switch_problems"]
 
 ADVICE = ("use ipvlan l2 (driver: ipvlan, mode: l2): every container gets its own IP behind "
           "the host's one MAC")
 """The seed's advice for a switch that limits MACs per port."""
-_VLAN = re.compile(r"(.+)\.(\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +44,7 @@ class PortMacs:
 
 
 def _port(host: Host, parent: str) -> str:
-    m = _VLAN.fullmatch(parent)
+    m = VLAN.fullmatch(parent)
     return m.group(1) if m and parent not in host.parents and m.group(1) in host.parents \
         else parent
 
