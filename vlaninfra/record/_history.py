@@ -1,182 +1,37 @@
-"""Known-good records: what each apply put on the hosts, kept in the stack's own state.
-
-The program exports one stack output, ``vlaninfra`` = ``{"format": 1, "records": [...]}``.
-Each record says what one apply did: its version (vlaninfra's own counter: the file backend's
-history has no version numbers and no `stack export --version`), time, who, the action (`up`,
-`rollback`, `pulumi up`), its status, the vlaninfra version, a summary, the layout as applied
-(the `vlaninfra:sites` config; kept secret in state when that config value is a secret), the
-plan's pinned allocations and every container's address and MAC. The program reads the
-previous records of its own stack (the engine's `readStackOutputs` invoke: no resource added,
-any backend) and appends. Layouts are kept for the newest `KEEP_LAYOUTS` records.
-
-Statuses: `applied` (the controller's apply went through; verification still to come),
-`verified` / `failed-verification` (set in place by the controller's finalize run),
-`apply-failed` (written by the controller after a failed apply), `unverified` (a plain
-`pulumi up`); a windowed apply (`vlaninfra.window`) is `pending` once verified, then
-`verified` (confirmed), `expired`, `rolled-back` or `superseded`.
-
-`vlaninfra up` / `rollback` (`vlaninfra.rollout`) steer the program through one environment
-variable, `VLANINFRA_ROLLOUT`, naming a JSON file (`Control`). Phase ``apply``: the layout
-(the config's, or a rollback's `layout` and `pins`) is applied and recorded as version
-``last + 1``, status `applied`. Phase ``finalize`` (run with ``--target`` the stack resource
-alone, so the engine changes no resource): the program plans record ``version`` again with its
-own allocations, checks it plans the very addresses and MACs recorded, verifies through the
-agents, writes the report and sets that record's status in place. So verification always sees
-the state the whole `pulumi up`, deletes included, left, and a record says `verified` only
-when its apply succeeded. ``last`` is the newest version the controller read: a program that
-reads other records (a backend error, a concurrent update) stops before changing anything.
-Without the variable the program is a plain `pulumi up`: the stack config's layout, the last
-record's allocations pinned, no verification; an unreadable record output stops it too.
-
-Example (the program)::
-
-    ctl = record.control()
-    previous = record.previous_records(ctl)
-    layout_value, pinned = record.target(config_sites, previous.records, ctl)
-    the_plan = plan(layout, previous=pinned)
-    ...
-    record.export(layout_value, the_plan, resources, previous, ctl, verify=...)
-"""
+"""The records as data: what a new record holds, which allocations the next plan pins, which
+records are kept (`prune`), and how an apply, a finalize run or a failed apply changes the
+list. Pure: no engine, no Pulumi."""
 
 from __future__ import annotations
 
 import datetime
-import getpass
 import json
-import os
-import socket
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.layout import Plan
 
+from ._control import FORMAT, Control
+
 __all__ = [
-    "OUTPUT",
-    "REFUSED",
-    "ROLLOUT_ENV",
-    "Control",
-    "Previous",
+    "KEEP_LAYOUTS",
+    "KEEP_RECORDS",
     "check_exact",
-    "control",
-    "export",
+    "finalized",
     "last_applied",
     "new_record",
-    "previous_records",
+    "next_records",
+    "pins",
     "prune",
+    "records_of",
     "summary",
     "target",
     "with_failure",
 ]
 
-OUTPUT = "vlaninfra"
-"""The stack output holding the records."""
-REFUSED = "(vlaninfra refused this run before any change: nothing was changed)"
-"""Ends every error the program raises before it registers a resource: the controller then
-knows the hosts are untouched (no failed attempt to record, nothing to roll back)."""
-ROLLOUT_ENV = "VLANINFRA_ROLLOUT"
-"""Environment variable naming the controller's JSON file (set by `vlaninfra.rollout`)."""
-FORMAT = 1
 KEEP_RECORDS = 100
 KEEP_LAYOUTS = 20
-READ_ATTEMPTS = 6
-"""Reads of the records before the program gives up (the engine may be writing them)."""
-
-
-@dataclass(frozen=True)
-class Control:
-    """What the controller asks of this run of the program (see the module doc)."""
-
-    action: str = "pulumi up"
-    phase: str = "apply"
-    """``apply``; ``finalize`` (verify record `version`) or ``confirm`` (confirm it): these two
-    change no resource."""
-    report: str | None = None
-    """Where the finalize run writes the verification (JSON)."""
-    layout: Mapping[str, Any] | None = None
-    pins: Mapping[str, Sequence[str]] | None = None
-    rollback_to: int | None = None
-    last: int | None = None
-    """The newest version the controller read (0: none); None for a plain `pulumi up`."""
-    version: int | None = None
-    """The record a finalize (or confirm) run verifies (or confirms)."""
-    guard: Mapping[str, Any] | None = None
-    """The hosts' commit-confirmed guards to arm or disarm (`vlaninfra.window`)."""
-    by: str = field(default_factory=lambda: who())
-    run: str | None = None
-    """The controller's id of this apply, kept in its record: a failed apply marks only the
-    record its own run left."""
-
-
-def who() -> str:
-    """``user@machine``: who ran the apply."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
-def control() -> Control:
-    """The controller's instructions, or a plain `pulumi up`'s defaults."""
-    path = os.environ.get(ROLLOUT_ENV)
-    if not path:
-        return Control()
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise VlanInfraError(f"{ROLLOUT_ENV}={path}: cannot read it ({err}); unset it for a "
-                             "plain `pulumi up`") from None
-    known = set(Control.__dataclass_fields__)
-    return Control(**{k: v for k, v in data.items() if k in known})
-
-
-@dataclass(frozen=True)
-class Previous:
-    """The records the stack's state holds, and whether they were kept secret."""
-
-    records: list[dict[str, Any]]
-    secret: bool = False
-
-
-def previous_records(ctl: Control) -> Previous:
-    """The records of this stack's state. A new stack reads as no records (the engine answers
-    with empty outputs); any failure to read them raises, and so does a controller run that
-    reads other records than it expects (``ctl.last``): versions never restart by mistake."""
-    import pulumi
-    from pulumi.runtime import invoke
-
-    name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    for attempt in range(READ_ATTEMPTS):
-        try:
-            value = invoke("pulumi:pulumi:readStackOutputs", {"name": name}).value
-            break
-        except Exception as err:  # e.g. the file backend's checkpoint caught mid-write: EOF
-            if attempt == READ_ATTEMPTS - 1:
-                raise VlanInfraError(
-                    f"cannot read the stack's records (output {OUTPUT!r}) from the backend "
-                    f"({READ_ATTEMPTS} tries): {err}; nothing was changed: run again once the "
-                    "backend answers") from None
-            time.sleep(0.2 * (attempt + 1))
-    if not isinstance(value, Mapping):
-        raise VlanInfraError(f"the backend gave no outputs for stack {name} (got {value!r}); "
-                             "nothing was changed: run again once the backend answers")
-    outputs = value.get("outputs") or {}
-    records = records_of(outputs.get(OUTPUT))
-    have = max((int(r["version"]) for r in records if "version" in r), default=0)
-    if ctl.last is not None and have != ctl.last:
-        raise VlanInfraError(f"expected the stack's records up to version {ctl.last}, read "
-                             f"{'up to version ' + str(have) if have else 'none'} (another "
-                             "update in between, or the backend answered partly); nothing was "
-                             "changed: check `vlaninfra history` and run again")
-    if ctl.phase == "apply" and not pulumi.runtime.is_dry_run():
-        from vlaninfra.window import refuse_unguarded
-
-        refuse_unguarded(records, ctl, pulumi.get_stack())  # a change pending confirmation
-    return Previous(records, OUTPUT in (value.get("secretOutputNames") or ()))
 
 
 def records_of(output: Any) -> list[dict[str, Any]]:
@@ -400,58 +255,3 @@ def with_failure(records: Sequence[Mapping[str, Any]], last: int,
     return prune([*out, {"time": _now(), "layout": None, "allocations": None,
                          "containers": None, "summary": "", **attempt, **fail,
                          "version": newest + 1}])
-
-
-def _output(records: Sequence[Mapping[str, Any]], secret: bool) -> dict[str, Any]:
-    """The stack output value; with `secret`, every kept layout is a secret in state."""
-    import pulumi
-
-    if secret:
-        records = [{**r, "layout": pulumi.Output.secret(r["layout"])}
-                   if r.get("layout") is not None else r for r in records]
-    return {"format": FORMAT, "records": list(records)}
-
-
-def export(layout: Any, the_plan: Plan, resources: Sequence[Any], previous: Previous,
-           ctl: Control, verify: Callable[[], Any]) -> None:
-    """Exports the records. Phase apply: once every resource is in place, `new_record` is
-    appended (a preview keeps the records as they are). Phase finalize: `verify()` (returns a
-    `vlaninfra.verify.Verification`) decides record ``ctl.version``'s status and the report goes
-    to ``ctl.report``. Phase confirm: the pending record is settled (`vlaninfra.window`).
-    Layouts stay secret when the `vlaninfra:sites` config is one, or the records already were.
-    """
-    import pulumi
-
-    from vlaninfra.window import mark_pending, settle
-
-    records = previous.records
-    secret = previous.secret or pulumi.runtime.is_config_secret("vlaninfra:sites")
-    if pulumi.runtime.is_dry_run():
-        pulumi.export(OUTPUT, _output(records, secret))
-        return
-    if ctl.phase == "finalize":
-        assert ctl.version is not None
-        verification = verify()
-        if ctl.report:
-            Path(ctl.report).write_text(json.dumps(verification.to_json()), encoding="utf-8")
-        pulumi.export(OUTPUT, _output(finalized(records, ctl.version, verification), secret))
-        return
-    if ctl.phase == "confirm":  # `vlaninfra confirm`: the pending record becomes verified
-        pulumi.export(OUTPUT, _output(settle([dict(r) for r in records], ctl), secret))
-        return
-    version = max((int(r.get("version", 0)) for r in records), default=0) + 1
-    new = new_record(layout, the_plan, ctl, version)
-    mark_pending(new, ctl)  # a windowed apply: deadline, guards' token, version to return to
-    ids = [r.id for r in resources]
-    pulumi.export(OUTPUT, pulumi.Output.all(*ids).apply(
-        lambda _ids: _output(next_records(records, new, ctl), secret)))
-
-
-def custom_resources(components: Sequence[Any]) -> list[Any]:
-    """The custom resources (networks, shims, containers, 802.1Q parents, routes) of the
-    components `vlaninfra.components.deploy` returned."""
-    out: list[Any] = []
-    for comp in components:
-        for attr in ("parents", "networks", "shims", "containers", "routes"):
-            out.extend(getattr(comp, attr, {}).values())
-    return out
