@@ -26,33 +26,39 @@ Example::
 
     report = up("prod", engine=Engine(project_root()))
     print(report.text()); sys.exit(0 if report.ok else 1)
+
+Parts: `_stack` (engine runs with a control file, records read back, a failed apply recorded
+in the state), `_report` (each step and the run's report, the history table); this module
+holds the flow of `up` and `rollback` and how they choose the version to return to.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import secrets
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlaninfra._text import table
-from vlaninfra.engine import (
-    Engine,
-    EngineError,
-    StackLockedError,
-    project_name,
-    project_root,
-)
-from vlaninfra.errors import VlanInfraError
-from vlaninfra.record import OUTPUT, REFUSED, ROLLOUT_ENV, records_of, who, with_failure
+from vlaninfra.engine import Engine, EngineError, StackLockedError
+from vlaninfra.record import REFUSED, who
 from vlaninfra.verify import Verification
 
+from ._report import Report, Step, attempt, left_by, render_history
+from ._stack import (
+    RolloutError,
+    Stack,
+    history,
+    read_records,
+    read_report,
+    record_failure,
+    stack_of,
+    stack_urn,
+    write_temp,
+)
+
 __all__ = [
+    "Confirm",
     "Report",
     "RolloutError",
     "Stack",
@@ -74,148 +80,6 @@ __all__ = [
 
 Confirm = Callable[[str], bool]
 """Shown the preview; True to go on."""
-
-
-class RolloutError(VlanInfraError):
-    """`up` or `rollback` refused before changing anything (bad input, failing preview)."""
-
-
-@dataclass(frozen=True)
-class Step:
-    """One apply: what it was, whether it went through, its verification."""
-
-    what: str
-    applied: bool
-    error: str | None
-    verification: Verification | None
-    seconds: float
-    version: int | None = None
-    finalize_seconds: float = 0.0
-    """How long the finalize (verification) run took, included in `seconds`."""
-    started: bool = True
-    """False: refused before it changed anything (`error` says why), e.g. the stack was locked
-    for a rollback after a failed change."""
-
-    @property
-    def ok(self) -> bool:
-        # Every apply asks the program to verify: no verification is a failure, not a pass.
-        return self.applied and self.verification is not None and self.verification.ok
-
-    def lines(self) -> list[str]:
-        took = f"{self.seconds:.1f} s"
-        if not self.started:
-            return [f"{self.what}: NOT RUN (this step itself changed nothing):",
-                    *_indent(self.error or "")]
-        if not self.applied:
-            return [f"{self.what}: the apply FAILED after {took}:", *_indent(self.error or "")]
-        recorded = f" (recorded as version {self.version})" if self.version else ""
-        v = self.verification
-        if v is None:
-            return [f"{self.what}: applied in {took}{recorded}, not verified:",
-                    *_indent(self.error or "")]
-        took += f", of which verification run {self.finalize_seconds:.1f} s"
-        if v.ok:
-            return [f"{self.what}: applied and verified in {took}{recorded}: "
-                    f"{len(v.rows)} checks passed ({v.seconds:.1f} s)", *_indent(v.table())]
-        return [f"{self.what}: applied in {took}{recorded}, verification FAILED "
-                f"({len(v.failed)} of {len(v.rows)} checks):", *_indent(v.table())]
-
-
-def _indent(text: str) -> list[str]:
-    return ["    " + line for line in text.strip("\n").splitlines()]
-
-
-@dataclass(frozen=True)
-class Report:
-    """What `up` or `rollback` did. ``ok``: the requested change is on the hosts, verified."""
-
-    stack: str
-    action: str
-    steps: tuple[Step, ...]
-    final: str
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.steps) and all(s.ok for s in self.steps)
-
-    @property
-    def rolled_back(self) -> bool:
-        return len(self.steps) > 1
-
-    def text(self) -> str:
-        head = f"vlaninfra {self.action} --stack {self.stack}: {'ok' if self.ok else 'FAILED'}"
-        return "\n".join([head, *("  " + ln for s in self.steps for ln in s.lines()),
-                          f"  final state: {self.final}"])
-
-
-@dataclass(frozen=True)
-class Stack:
-    """One stack of one project, run with `engine` (`stack_of` makes one)."""
-
-    engine: Engine
-    name: str
-    cwd: Path | None
-
-    def run(self, *args: str, control: Mapping[str, Any] | None = None) -> str:
-        if control is None:
-            return self.engine.run(self.name, *args, cwd=self.cwd)
-        path = write_temp(control)
-        try:
-            engine = dataclasses.replace(self.engine, extra_env={
-                **self.engine.extra_env, ROLLOUT_ENV: path})
-            return engine.run(self.name, *args, cwd=self.cwd)
-        finally:
-            Path(path).unlink(missing_ok=True)
-
-
-def write_temp(data: Mapping[str, Any]) -> str:
-    """`data` as JSON in a new private temporary file (0600); its path. The caller removes it."""
-    with tempfile.NamedTemporaryFile("w", prefix="vlaninfra-rollout-", suffix=".json",
-                                     delete=False) as f:
-        json.dump(data, f)
-        return f.name
-
-
-def stack_of(stack: str, engine: Engine | None, cwd: Path | None) -> Stack:
-    """Stack `stack` of the project at `cwd` (default: the engine's root), run with `engine`
-    (default: this checkout's). Example: ``read_records(stack_of("lab", None, None))``"""
-    return Stack(engine or Engine(project_root()), stack, cwd)
-
-
-def history(stack: str, *, engine: Engine | None = None,
-            cwd: Path | None = None) -> list[dict[str, Any]]:
-    """The stack's records, oldest first (empty when none was recorded yet).
-
-    Example: ``[r["version"] for r in history("lab")]``
-    """
-    return read_records(stack_of(stack, engine, cwd))
-
-
-def read_records(s: Stack) -> list[dict[str, Any]]:
-    """The stack's records, oldest first; `RolloutError` when its outputs cannot be read."""
-    try:
-        out = s.run("stack", "output", "--json", "--show-secrets")
-    except EngineError as err:
-        raise RolloutError(f"stack {s.name}: cannot read its outputs (does the stack exist? "
-                           f"`pulumi stack ls`):\n{err}") from None
-    return records_of((json.loads(out or "{}") or {}).get(OUTPUT))
-
-
-def render_history(records: Sequence[Mapping[str, Any]]) -> str:
-    """The records as a table: version, time, by, action, status, summary."""
-    rows = []
-    for r in records:
-        action = r.get("action", "?")
-        if r.get("rollback_to") is not None:
-            action = f"{action} to {r['rollback_to']}"
-        note = r.get("summary") or ""
-        if r.get("failed"):
-            note = f"{r['failed'][0]}" + (f" (+{len(r['failed']) - 1} more)"
-                                          if len(r["failed"]) > 1 else "")
-        rows.append((r.get("version"), r.get("time"), r.get("by"), action, r.get("status"),
-                     "" if r.get("layout") is not None else "(layout not kept)"
-                     if r.get("status") == "verified" else "", note))
-    return "\n".join(table(("version", "time", "by", "action", "status", "", "summary"), rows))
 
 
 def last_verified(records: Sequence[Mapping[str, Any]],
@@ -265,7 +129,7 @@ def _apply(s: Stack, what: str, message: str, control: dict[str, Any], last: int
         if REFUSED in str(err):  # e.g. another run added a version since ours read them
             raise RolloutError(f"stack {s.name}: {what} was refused before any change, so "
                                f"nothing was changed or recorded:\n{err}") from None
-        note = _record_failure(s, last, control, str(err))
+        note = record_failure(s, last, control, str(err))
         return Step(what, False, str(err) + note, None, time.monotonic() - started)
     # The program refuses unless it read exactly versions up to `last`, and appends one.
     verification, error, took = _finalize(s, last + 1)
@@ -292,79 +156,6 @@ def _finalize(s: Stack, version: int) -> tuple[Verification | None, str | None, 
         return None, ("the program did not verify (is the stack's program vlaninfra.program, "
                       "and this vlaninfra version?)"), took
     return Verification.from_json(data), None, took
-
-
-def read_report(path: str) -> dict[str, Any]:
-    """What the program wrote to the control file's `report` (empty when nothing readable)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8") or "{}")
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def stack_urn(s: Stack) -> str:
-    """The URN of the stack resource: the only target of a finalize run."""
-    project = project_name(s.cwd or s.engine.root)
-    stack = s.name.rsplit("/", 1)[-1]  # `org/project/stack` names the same stack
-    return f"urn:pulumi:{stack}::{project}::pulumi:pulumi:Stack::{project}-{stack}"
-
-
-def _record_failure(s: Stack, last: int, control: Mapping[str, Any], error: str) -> str:
-    """Records a failed run 1 as `apply-failed` in the state's record output (`stack export`,
-    edit, `stack import`; no resource touched), once more after an engine error (recording
-    twice adds nothing, `with_failure`). Not atomic: the engine's lock is not held between the
-    export and the import, so a run in between is overwritten (README, "Verified apply and
-    rollback"). Returns a note when the recording failed."""
-    arm = (control.get("guard") or {}).get("arm") or {}  # a windowed apply's guards
-    attempt = {"by": who(), "action": control.get("action", "up"), "run": control.get("run"),
-               "token": arm.get("token"),
-               "rollback_to": control.get("rollback_to"),
-               "failed": [ln for ln in error.strip().splitlines() if ln.strip()][-5:]}
-    note = ""
-    for _ in range(2):
-        try:
-            doc = json.loads(s.run("stack", "export"))
-            stack = next(r for r in doc["deployment"]["resources"]
-                         if r.get("type") == "pulumi:pulumi:Stack")
-            outputs = stack.setdefault("outputs", {})
-            old = outputs.get(OUTPUT) or {"format": 1, "records": []}
-            outputs[OUTPUT] = {**old, "records": with_failure(old.get("records") or [], last,
-                                                               attempt)}
-            path = write_temp(doc)
-            try:
-                s.run("stack", "import", "--file", path)
-            finally:
-                Path(path).unlink(missing_ok=True)
-            return ""
-        except (EngineError, StopIteration, KeyError, TypeError, ValueError) as err:
-            note = ("\n(the failed attempt could not be recorded in the stack's history: "
-                    + " ".join(str(err).split()) + ")")
-            if isinstance(err, StackLockedError) or not isinstance(err, EngineError):
-                break
-    return note
-
-
-def attempt(what: str, apply: Callable[[], Step]) -> Step:
-    """`apply()`, or a step that did not run when it was refused (`VlanInfraError`): after an
-    earlier step changed the hosts, a refused rollback is a failure to report, never a
-    "nothing was changed"."""
-    started = time.monotonic()
-    try:
-        return apply()
-    except VlanInfraError as err:
-        return Step(what, False, str(err), None, time.monotonic() - started, started=False)
-
-
-def left_by(step: Step) -> str:
-    """What a failed or unverified `step` left on the hosts, for a report's final state."""
-    if not step.started:
-        return "what was there before it"
-    if not step.applied:
-        return (f"whatever its failed apply left ({step.what}: part of it may be applied; "
-                "recorded as apply-failed in `vlaninfra history`)")
-    state = "not verified" if step.verification is None else "verification FAILED"
-    return f"version {step.version} ({step.what}, {state})"
 
 
 def _preview(s: Stack, control: Mapping[str, Any], confirm: Confirm | None) -> None:

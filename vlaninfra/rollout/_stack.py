@@ -1,0 +1,143 @@
+"""One stack as `up` and `rollback` drive it: engine runs with a control file, its records read
+back, the program's verification report, and a failed apply recorded in the state
+(`pulumi stack export`, edit, `pulumi stack import`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vlaninfra.engine import (
+    Engine,
+    EngineError,
+    StackLockedError,
+    project_name,
+    project_root,
+)
+from vlaninfra.errors import VlanInfraError
+from vlaninfra.record import OUTPUT, ROLLOUT_ENV, records_of, who, with_failure
+
+__all__ = [
+    "RolloutError",
+    "Stack",
+    "history",
+    "read_records",
+    "read_report",
+    "record_failure",
+    "stack_of",
+    "stack_urn",
+    "write_temp",
+]
+
+
+class RolloutError(VlanInfraError):
+    """`up` or `rollback` refused before changing anything (bad input, failing preview)."""
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One stack of one project, run with `engine` (`stack_of` makes one)."""
+
+    engine: Engine
+    name: str
+    cwd: Path | None
+
+    def run(self, *args: str, control: Mapping[str, Any] | None = None) -> str:
+        if control is None:
+            return self.engine.run(self.name, *args, cwd=self.cwd)
+        path = write_temp(control)
+        try:
+            engine = dataclasses.replace(self.engine, extra_env={
+                **self.engine.extra_env, ROLLOUT_ENV: path})
+            return engine.run(self.name, *args, cwd=self.cwd)
+        finally:
+            Path(path).unlink(missing_ok=True)
+
+
+def write_temp(data: Mapping[str, Any]) -> str:
+    """`data` as JSON in a new private temporary file (0600); its path. The caller removes it."""
+    with tempfile.NamedTemporaryFile("w", prefix="vlaninfra-rollout-", suffix=".json",
+                                     delete=False) as f:
+        json.dump(data, f)
+        return f.name
+
+
+def stack_of(stack: str, engine: Engine | None, cwd: Path | None) -> Stack:
+    """Stack `stack` of the project at `cwd` (default: the engine's root), run with `engine`
+    (default: this checkout's). Example: ``read_records(stack_of("lab", None, None))``"""
+    return Stack(engine or Engine(project_root()), stack, cwd)
+
+
+def history(stack: str, *, engine: Engine | None = None,
+            cwd: Path | None = None) -> list[dict[str, Any]]:
+    """The stack's records, oldest first (empty when none was recorded yet).
+
+    Example: ``[r["version"] for r in history("lab")]``
+    """
+    return read_records(stack_of(stack, engine, cwd))
+
+
+def read_records(s: Stack) -> list[dict[str, Any]]:
+    """The stack's records, oldest first; `RolloutError` when its outputs cannot be read."""
+    try:
+        out = s.run("stack", "output", "--json", "--show-secrets")
+    except EngineError as err:
+        raise RolloutError(f"stack {s.name}: cannot read its outputs (does the stack exist? "
+                           f"`pulumi stack ls`):\n{err}") from None
+    return records_of((json.loads(out or "{}") or {}).get(OUTPUT))
+
+
+def read_report(path: str) -> dict[str, Any]:
+    """What the program wrote to the control file's `report` (empty when nothing readable)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def stack_urn(s: Stack) -> str:
+    """The URN of the stack resource: the only target of a finalize run."""
+    project = project_name(s.cwd or s.engine.root)
+    stack = s.name.rsplit("/", 1)[-1]  # `org/project/stack` names the same stack
+    return f"urn:pulumi:{stack}::{project}::pulumi:pulumi:Stack::{project}-{stack}"
+
+
+def record_failure(s: Stack, last: int, control: Mapping[str, Any], error: str) -> str:
+    """Records a failed run 1 as `apply-failed` in the state's record output (`stack export`,
+    edit, `stack import`; no resource touched), once more after an engine error (recording
+    twice adds nothing, `with_failure`). Not atomic: the engine's lock is not held between the
+    export and the import, so a run in between is overwritten (README, "Verified apply and
+    rollback"). Returns a note when the recording failed."""
+    arm = (control.get("guard") or {}).get("arm") or {}  # a windowed apply's guards
+    attempt = {"by": who(), "action": control.get("action", "up"), "run": control.get("run"),
+               "token": arm.get("token"),
+               "rollback_to": control.get("rollback_to"),
+               "failed": [ln for ln in error.strip().splitlines() if ln.strip()][-5:]}
+    note = ""
+    for _ in range(2):
+        try:
+            doc = json.loads(s.run("stack", "export"))
+            stack = next(r for r in doc["deployment"]["resources"]
+                         if r.get("type") == "pulumi:pulumi:Stack")
+            outputs = stack.setdefault("outputs", {})
+            old = outputs.get(OUTPUT) or {"format": 1, "records": []}
+            outputs[OUTPUT] = {**old, "records": with_failure(old.get("records") or [], last,
+                                                               attempt)}
+            path = write_temp(doc)
+            try:
+                s.run("stack", "import", "--file", path)
+            finally:
+                Path(path).unlink(missing_ok=True)
+            return ""
+        except (EngineError, StopIteration, KeyError, TypeError, ValueError) as err:
+            note = ("\n(the failed attempt could not be recorded in the stack's history: "
+                    + " ".join(str(err).split()) + ")")
+            if isinstance(err, StackLockedError) or not isinstance(err, EngineError):
+                break
+    return note
