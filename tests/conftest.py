@@ -1,5 +1,6 @@
-"""Suite-wide: tests marked `lab` need root (namespaces, dockerd, sshd, QEMU); without it they
-are skipped, with the reason, never silently.
+"""Suite-wide: the one root skip. Tests marked `lab` (namespaces, dockerd, sshd, QEMU) or `root`
+(root, but nothing shared) are skipped without root, with the reason, never silently; no test
+checks the user id itself.
 
 `vm_lab`: the one VM lab of the session (booting QEMU guests under TCG costs a minute or two,
 so every module that needs VM lab hosts shares it).
@@ -32,13 +33,21 @@ class VmLabBoot:
     seconds: float
 
 
+ROOT_MARKERS = {
+    "lab": "needs root: real network namespaces, dockerd, sshd, QEMU",
+    "root": "needs root",
+}
+"""Markers whose tests need root, with the reason a skip gives."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if os.geteuid() == 0:
         return
-    skip = pytest.mark.skip(reason="needs root: real network namespaces, dockerd, sshd, QEMU")
     for item in items:
-        if item.get_closest_marker("lab"):
-            item.add_marker(skip)
+        for marker, reason in ROOT_MARKERS.items():
+            if item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.skip(reason=reason))
+                break
 
 
 def up_vm_lab() -> Inventory:

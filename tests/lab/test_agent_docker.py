@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from tests.lab._agent_fixtures import Dockerd, dockerd, netns, root_only
+from tests.lab._agent_fixtures import Dockerd, dockerd, netns
 from vlaninfra.host import marks
 from vlaninfra.transport import Agent, HostError, LocalTarget, agent_for, close_all
 
-pytestmark = [pytest.mark.lab, root_only]
+pytestmark = pytest.mark.lab
 
 IPAM = [{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1", "ip_range": "192.0.2.128/26",
          "aux_addresses": {"shim": "192.0.2.250"}}]

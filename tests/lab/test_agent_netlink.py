@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.lab._agent_fixtures import netns, root_only, sh
+from tests.lab._agent_fixtures import netns, sh
 from vlaninfra.transport import (
     Agent,
     HostError,
@@ -22,7 +22,7 @@ from vlaninfra.transport import (
     stats,
 )
 
-pytestmark = [pytest.mark.lab, root_only]
+pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")

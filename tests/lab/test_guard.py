@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.lab._agent_fixtures import netns, root_only, sh
+from tests.lab._agent_fixtures import netns, sh
 from vlaninfra.host import guard
 from vlaninfra.lab import Inventory
 from vlaninfra.transport import Agent, LocalTarget, agent_for, close_all
 
-pytestmark = [pytest.mark.lab, root_only]
+pytestmark = pytest.mark.lab
 
 OWNER = "vlaninfra/guard-test"
 OTHER = "vlaninfra/someone-else"

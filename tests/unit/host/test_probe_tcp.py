@@ -74,7 +74,7 @@ def test_expect_blocked_gives_up_after_its_short_timeout(monkeypatch: pytest.Mon
     assert waits == [probe.BLOCKED_TIMEOUT]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="entering a network namespace needs root")
+@pytest.mark.root  # entering a network namespace, even our own, needs CAP_SYS_ADMIN
 def test_a_socket_made_in_a_process_namespace_connects_there(listener: int) -> None:
     # Our own namespace stands in for a container's: the socket is made by a throw-away
     # thread that entered /proc/<pid>/ns/net.
