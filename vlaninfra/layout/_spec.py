@@ -43,6 +43,12 @@ def _secure(value: object) -> bool:
     return isinstance(value, Mapping) and set(value) == {"secure"}
 
 
+def _refuse(out: list[Problem], path: str, value: object, message: str) -> Any:
+    """Reports ``value`` at ``path`` as a problem; MISSING, what a refused value reads as."""
+    out.append(Problem(path, value, message))
+    return MISSING
+
+
 class Kind:
     """How one config value is read and described."""
 
@@ -77,8 +83,7 @@ class Str(Kind):
         if not isinstance(value, str):
             return self.wrong(value, path, out, self.what)
         if self.pattern is not None and not re.fullmatch(self.pattern, value):
-            out.append(Problem(path, value, f"expected {self.what}"))
-            return MISSING
+            return _refuse(out, path, value, f"expected {self.what}")
         if self.max_bytes is not None and len(value.encode()) > self.max_bytes:
             out.append(Problem(path, value, (
                 f"{len(value.encode())} bytes is too long: the kernel allows "
@@ -102,8 +107,7 @@ class Enum(Kind):
         if not isinstance(value, str):
             return self.wrong(value, path, out, f"one of {names}")
         if value not in self.values:
-            out.append(Problem(path, value, f"expected one of {names}"))
-            return MISSING
+            return _refuse(out, path, value, f"expected one of {names}")
         return value
 
     def schema(self) -> Json:
@@ -119,8 +123,7 @@ class Int(Kind):
         if isinstance(value, bool) or not isinstance(value, int):
             return self.wrong(value, path, out, "an integer")
         if not self.minimum <= value <= self.maximum:
-            out.append(Problem(path, value, f"expected {self.minimum} to {self.maximum}"))
-            return MISSING
+            return _refuse(out, path, value, f"expected {self.minimum} to {self.maximum}")
         return value
 
     def schema(self) -> Json:
@@ -149,11 +152,9 @@ class Address(Kind):
         try:
             addr = ip_address(value)
         except ValueError:
-            out.append(Problem(path, value, f"expected {what}, e.g. {self._example()}"))
-            return MISSING
+            return _refuse(out, path, value, f"expected {what}, e.g. {self._example()}")
         if self.version is not None and addr.version != self.version:
-            out.append(Problem(path, value, f"expected {what}, e.g. {self._example()}"))
-            return MISSING
+            return _refuse(out, path, value, f"expected {what}, e.g. {self._example()}")
         return addr
 
     def _example(self) -> str:
@@ -176,19 +177,15 @@ class Prefix(Kind):
         if not isinstance(value, str):
             return self.wrong(value, path, out, what)
         if "/" not in value:
-            out.append(Problem(path, value, f"expected {what} with a length, e.g. {example}"))
-            return MISSING
+            return _refuse(out, path, value, f"expected {what} with a length, e.g. {example}")
         try:
             net = ip_network(value, strict=False)
         except ValueError:
-            out.append(Problem(path, value, f"expected {what}, e.g. {example}"))
-            return MISSING
+            return _refuse(out, path, value, f"expected {what}, e.g. {example}")
         if self.version is not None and net.version != self.version:
-            out.append(Problem(path, value, f"expected {what}, e.g. {example}"))
-            return MISSING
+            return _refuse(out, path, value, f"expected {what}, e.g. {example}")
         if ip_address(value.split("/")[0]) != net.network_address:
-            out.append(Problem(path, value, f"host bits are set: write {net}"))
-            return MISSING
+            return _refuse(out, path, value, f"host bits are set: write {net}")
         return net
 
     def schema(self) -> Json:
@@ -209,11 +206,9 @@ class Range(Kind):
                 raise ValueError(value)
             first, last = ip_address(parts[0].strip()), ip_address(parts[1].strip())
         except ValueError:
-            out.append(Problem(path, value, f"expected {what}"))
-            return MISSING
+            return _refuse(out, path, value, f"expected {what}")
         if first.version != last.version or int(first) > int(last):
-            out.append(Problem(path, value, "the range must run from low to high in one family"))
-            return MISSING
+            return _refuse(out, path, value, "the range must run from low to high in one family")
         return AddressRange(first, last)
 
     def schema(self) -> Json:
@@ -229,8 +224,7 @@ class List(Kind):
         if not isinstance(value, (list, tuple)):
             return self.wrong(value, path, out, "a list")
         if len(value) < self.min_items:
-            out.append(Problem(path, value, f"expected at least {self.min_items} item(s)"))
-            return MISSING
+            return _refuse(out, path, value, f"expected at least {self.min_items} item(s)")
         items = [self.item.parse(v, f"{path}[{i}]", out) for i, v in enumerate(value)]
         return MISSING if any(i is MISSING for i in items) else tuple(items)
 
@@ -242,24 +236,25 @@ class List(Kind):
 
 
 @dataclass(frozen=True)
-class Dict(Kind):
-    """A mapping with free keys matching ``key``; values read by ``item``."""
+class _Keyed(Kind):
+    """A mapping with free keys matching ``key``, each value read by ``item`` (`Dict`, `Named`)."""
 
     key: Str
     item: Kind
 
-    def parse(self, value: object, path: str, out: list[Problem]) -> Any:
-        if not isinstance(value, Mapping) or _secure(value):
-            return self.wrong(value, path, out, "a mapping")
-        result: dict[str, Any] = {}
-        bad = False
+    def entries(self, value: Mapping[Any, Any], path: str,
+                out: list[Problem]) -> list[tuple[str, Any]]:
+        """(key, value read) per entry; the value is MISSING when the key or the value is bad."""
+        pairs = []
         for k, v in value.items():
             sub = f"{path}.{k}"
             name = self.key.parse(k, sub, out)
-            parsed = self.item.parse(v, sub, out)
-            bad = bad or name is MISSING or parsed is MISSING
-            result[str(k)] = parsed
-        return MISSING if bad else result
+            parsed = self.read_item(k, v, sub, out)
+            pairs.append((str(k), MISSING if name is MISSING else parsed))
+        return pairs
+
+    def read_item(self, key: object, value: object, path: str, out: list[Problem]) -> Any:
+        return self.item.parse(value, path, out)
 
     def schema(self) -> Json:
         return {
@@ -267,6 +262,17 @@ class Dict(Kind):
             "propertyNames": self.key.schema(),
             "additionalProperties": self.item.schema(),
         }
+
+
+@dataclass(frozen=True)
+class Dict(_Keyed):
+    """A mapping with free keys matching ``key``; values read by ``item``."""
+
+    def parse(self, value: object, path: str, out: list[Problem]) -> Any:
+        if not isinstance(value, Mapping) or _secure(value):
+            return self.wrong(value, path, out, "a mapping")
+        pairs = self.entries(value, path, out)
+        return MISSING if any(v is MISSING for _, v in pairs) else dict(pairs)
 
 
 @dataclass(frozen=True)
@@ -337,29 +343,19 @@ class Obj(Kind):
 
 
 @dataclass(frozen=True)
-class Named(Kind):
+class Named(_Keyed):
     """A mapping ``name -> object``; the key becomes the object's ``name``."""
 
-    key: Str
     item: Obj
+
+    def read_item(self, key: object, value: object, path: str, out: list[Problem]) -> Any:
+        return self.item.parse(value, path, out, name=key)
 
     def parse(self, value: object, path: str, out: list[Problem]) -> Any:
         if not isinstance(value, Mapping) or _secure(value):
             return self.wrong(value, path, out, "a mapping of names to objects")
-        items = []
-        for k, v in value.items():
-            sub = f"{path}.{k}"
-            name = self.key.parse(k, sub, out)
-            parsed = self.item.parse(v, sub, out, name=k)
-            items.append(MISSING if name is MISSING else parsed)
+        items = [v for _, v in self.entries(value, path, out)]
         return MISSING if any(i is MISSING for i in items) else tuple(items)
-
-    def schema(self) -> Json:
-        return {
-            "type": "object",
-            "propertyNames": self.key.schema(),
-            "additionalProperties": self.item.schema(),
-        }
 
 
 @dataclass(frozen=True)
@@ -375,8 +371,7 @@ class OneOf(Kind):
         tag = value.get(self.key)
         if not isinstance(tag, str) or tag not in self.choices:
             names = ", ".join(self.choices)
-            out.append(Problem(f"{path}.{self.key}", tag, f"expected one of {names}"))
-            return MISSING
+            return _refuse(out, f"{path}.{self.key}", tag, f"expected one of {names}")
         return self.choices[str(tag)].parse(value, path, out)
 
     def schema(self) -> Json:
@@ -391,7 +386,7 @@ def collect_defs(kind: Kind, into: dict[str, Json]) -> None:
             return
         into[kind.name] = kind.definition()
         children = [f.kind for f in kind.fields]
-    elif isinstance(kind, (List, Dict, Named)):
+    elif isinstance(kind, (List, _Keyed)):
         children = [kind.item]
     elif isinstance(kind, OneOf):
         children = list(kind.choices.values())
