@@ -5,10 +5,10 @@ Pure: no host, no engine."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from ipaddress import ip_network
-from typing import Any
+from typing import Any, TypeVar
 
 from vlaninfra.components import container_inputs, network_inputs, shim_inputs
 from vlaninfra.layout import ContainerPlan, HostPlan, NetworkPlan, Plan, ShimPlan, SitePlan
@@ -34,6 +34,7 @@ _EMPTY = Plan((), ())
 
 Where = tuple[str, str, str]
 """(site, host, name)"""
+C = TypeVar("C")
 
 
 def compare(old: Plan | None, new: Plan, *, stack: str, base: str,
@@ -126,21 +127,32 @@ def _ipam_fields(olds: list[dict[str, Any]], news: list[dict[str, Any]]) -> list
     return out
 
 
-def _networks(old: Plan, new: Plan) -> list[NetworkChange]:
-    a, b = _by_where(old, "networks"), _by_where(new, "networks")
+def _by_presence(old: Plan, new: Plan, attr: str, changed: Callable[[Where, Any, Any], C | None],
+                 alone: Callable[[Where, Any, Action], C]) -> list[C]:
+    """Per object ``attr`` of either plan, by where: ``changed(where, was, now)`` when both
+    have it (None: no change), else ``alone(where, it, "add" or "remove")``."""
+    a, b = _by_where(old, attr), _by_where(new, attr)
     out = []
     for where in sorted(a.keys() | b.keys()):
         was, now = a.get(where), b.get(where)
         if was is not None and now is not None:
-            olds, news = network_inputs(was), network_inputs(now)
-            forced = _NETWORKS.diff("", olds, news).replaces
-            if forced:
-                out.append(_network(where, now, "replace", _fields(_NETWORKS, olds, news, forced)))
-        elif now is not None:
-            out.append(_network(where, now, "add", ()))
-        elif was is not None:
-            out.append(_network(where, was, "remove", ()))
+            change = changed(where, was, now)
+            if change is not None:
+                out.append(change)
+        else:
+            out.append(alone(where, now, "add") if now is not None else alone(where, was, "remove"))
     return out
+
+
+def _networks(old: Plan, new: Plan) -> list[NetworkChange]:
+    def changed(where: Where, was: NetworkPlan, now: NetworkPlan) -> NetworkChange | None:
+        olds, news = network_inputs(was), network_inputs(now)
+        forced = _NETWORKS.diff("", olds, news).replaces
+        return _network(where, now, "replace", _fields(_NETWORKS, olds, news, forced)) \
+            if forced else None
+
+    return _by_presence(old, new, "networks", changed,
+                        lambda where, n, action: _network(where, n, action, ()))
 
 
 def _network(where: Where, n: NetworkPlan, action: Action,
@@ -215,22 +227,17 @@ def _same_host(where: Where, was: ContainerPlan, now: ContainerPlan,
 
 
 def _shims(old: Plan, new: Plan) -> list[ShimChange]:
-    a, b = _by_where(old, "shims"), _by_where(new, "shims")
-    out = []
-    for where in sorted(a.keys() | b.keys()):
-        was, now = a.get(where), b.get(where)
-        if was is not None and now is not None:
-            olds, news = shim_inputs(was), shim_inputs(now)
-            result = _SHIMS.diff("", olds, news)
-            if result.changes:
-                action: Action = "replace" if result.replaces else "update"
-                shown = _SHIMS.INPUT_KEYS - {"routes"}
-                out.append(_shim(where, now, action, _fields(_SHIMS, olds, news, shown), was))
-        elif now is not None:
-            out.append(_shim(where, now, "add", (), None))
-        elif was is not None:
-            out.append(_shim(where, was, "remove", (), None))
-    return out
+    def changed(where: Where, was: ShimPlan, now: ShimPlan) -> ShimChange | None:
+        olds, news = shim_inputs(was), shim_inputs(now)
+        result = _SHIMS.diff("", olds, news)
+        if not result.changes:
+            return None
+        action: Action = "replace" if result.replaces else "update"
+        shown = _SHIMS.INPUT_KEYS - {"routes"}
+        return _shim(where, now, action, _fields(_SHIMS, olds, news, shown), was)
+
+    return _by_presence(old, new, "shims", changed,
+                        lambda where, s, action: _shim(where, s, action, (), None))
 
 
 def _shim(where: Where, s: ShimPlan, action: Action, fields: tuple[FieldChange, ...],
