@@ -5,12 +5,31 @@ from __future__ import annotations
 import contextlib
 import errno
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from tests.lab._agent_fixtures import Dockerd, dockerd, netns, root_only
 from vlaninfra.host import marks
+from vlaninfra.host.contract import (
+    NETWORK_CREATE,
+    NETWORK_INSPECT,
+    NETWORK_REMOVE,
+    Driver,
+    IpamPool,
+    MacvlanMode,
+    Mark,
+    Named,
+    NetworkCreate,
+    NetworkRemove,
+    NetworkSpec,
+    NetworkState,
+    Removed,
+    decode,
+    encode,
+    run,
+)
 from vlaninfra.transport import Agent, HostError, LocalTarget, agent_for, close_all
 
 pytestmark = [pytest.mark.lab, root_only]
@@ -42,12 +61,13 @@ def agent(daemon: tuple[str, Dockerd]) -> Iterator[Agent]:
         api.remove_network("lan")
 
 
-def _lan(agent: Agent) -> dict[str, Any]:
-    out: dict[str, Any] = agent.call(
-        "docker.network.create", name="lan", driver="macvlan",
-        options={"parent": "eth0", "macvlan_mode": "bridge"}, ipam=IPAM,
-        labels={"vlaninfra.test": "1"})
-    return out
+LAN = NetworkSpec("lan", Driver.MACVLAN, "eth0", MacvlanMode.BRIDGE,
+                  ipam=tuple(decode(IpamPool, p, "ipam") for p in IPAM),
+                  labels={"vlaninfra.test": "1"})
+
+
+def _lan(agent: Agent) -> NetworkState:
+    return run(agent, NETWORK_CREATE, NetworkCreate(LAN))
 
 
 def test_version_and_image(agent: Agent, daemon: tuple[str, Dockerd]) -> None:
@@ -60,21 +80,22 @@ def test_version_and_image(agent: Agent, daemon: tuple[str, Dockerd]) -> None:
 def test_network_create_inspect_remove(agent: Agent) -> None:
     before = agent.call("host.snapshot")
     net = _lan(agent)
-    assert net["driver"] == "macvlan" and net["parent_preexisted"] is True
-    assert net["options"] == {"parent": "eth0", "macvlan_mode": "bridge"}
-    assert net["ipam"] == IPAM
-    assert net["labels"] == {"vlaninfra.test": "1", **marks.labels("adhoc", None, None)}
-    assert (net["internal"], net["enable_ipv6"], net["containers"]) == (False, False, {})
+    assert net.driver == "macvlan" and net.parent_preexisted is True
+    assert (net.parent, net.mode, net.flag) == ("eth0", "bridge", None)
+    assert encode(net.ipam) == IPAM
+    assert net.labels == {"vlaninfra.test": "1", **marks.labels("adhoc", None, None)}
+    assert (net.internal, net.enable_ipv6, net.containers) == (False, False, ())
     again = agent.call("docker.network.inspect", name="lan")
-    assert again == {k: v for k, v in net.items() if k not in ("parent_preexisted", "adopted")}
-    assert agent.call("docker.network.inspect", name=net["id"][:6]) is None  # names only
-    assert _lan(agent)["adopted"] is True  # its own mark: a retried create converges
+    assert again["options"] == {"parent": "eth0", "macvlan_mode": "bridge"}
+    assert run(agent, NETWORK_INSPECT, Named("lan")) == replace(net, parent_preexisted=None)
+    assert agent.call("docker.network.inspect", name=net.id[:6]) is None  # names only
+    assert _lan(agent).adopted is True  # its own mark: a retried create converges
     with pytest.raises(HostError) as info:
-        agent.call("docker.network.create", name="lan", driver="macvlan", owner="p/b")
-    assert info.value.errno == errno.EEXIST and info.value.details["id"] == net["id"]
+        run(agent, NETWORK_CREATE, NetworkCreate(LAN, Mark("p/b")))
+    assert info.value.errno == errno.EEXIST and info.value.details["id"] == net.id
     assert "owned by stack 'adhoc'" in info.value.message
-    assert agent.call("docker.network.remove", name="lan") == {"removed": True}
-    assert agent.call("docker.network.remove", name="lan") == {"removed": False}
+    assert run(agent, NETWORK_REMOVE, NetworkRemove("lan")) == Removed(True)
+    assert run(agent, NETWORK_REMOVE, NetworkRemove("lan")) == Removed(False)
     assert agent.call("docker.network.inspect", name="lan") is None
     assert agent.call("host.snapshot") == before
 
@@ -82,9 +103,8 @@ def test_network_create_inspect_remove(agent: Agent) -> None:
 def test_network_create_rejected_by_docker_leaves_nothing(agent: Agent) -> None:
     before = agent.call("host.snapshot")
     with pytest.raises(HostError) as info:
-        agent.call("docker.network.create", name="lan", driver="macvlan",
-                   options={"parent": "eth0"},
-                   ipam=[{"subnet": "192.0.2.0/24", "gateway": "198.51.100.1"}])
+        run(agent, NETWORK_CREATE, NetworkCreate(replace(
+            LAN, ipam=(IpamPool("192.0.2.0/24", "198.51.100.1"),))))
     assert info.value.errno is not None and info.value.details.get("http_status")
     assert agent.call("host.snapshot") == before
 
@@ -164,7 +184,7 @@ def test_container_create_is_transactional(agent: Agent, daemon: tuple[str, Dock
         agent.call("docker.network.remove", name="lan")
     assert busy.value.errno == errno.EBUSY and "web" in busy.value.message
     assert agent.call("docker.container.remove", name="web") == {"removed": True}
-    assert agent.call("docker.network.remove", name="lan") == {"removed": True}
+    assert run(agent, NETWORK_REMOVE, NetworkRemove("lan")) == Removed(True)
 
 
 def test_objects_vlaninfra_did_not_make_are_never_touched(agent: Agent,

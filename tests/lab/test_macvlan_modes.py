@@ -24,6 +24,15 @@ from typing import Any
 import pytest
 
 from tests.lab.lab_helpers import in_netns
+from vlaninfra.host.contract import (
+    NETWORK_CREATE,
+    Driver,
+    IpamPool,
+    MacvlanMode,
+    NetworkCreate,
+    NetworkSpec,
+    run,
+)
 from vlaninfra.lab import Host as LabHost
 from vlaninfra.lab import Inventory
 from vlaninfra.transport import Agent, HostError, LocalTarget, agent_for, close_all
@@ -70,11 +79,10 @@ def _mode(bed: Bed, mode: str, containers: int, shim: bool) -> Iterator[list[str
     everything removed afterwards, also on failure."""
     names = [f"mode-c{i + 1}" for i in range(containers)]
     try:
-        made = bed.agent.call("docker.network.create", name=NET, driver="macvlan",
-                              options={"parent": bed.host.parent, "macvlan_mode": mode},
-                              ipam=[{"subnet": str(bed.lan), "gateway": bed.gateway,
-                                     "aux_addresses": {"shim": bed.at(250)}}])
-        assert made["options"]["macvlan_mode"] == mode  # the driver's option name
+        made = run(bed.agent, NETWORK_CREATE, NetworkCreate(NetworkSpec(
+            NET, Driver.MACVLAN, bed.host.parent, MacvlanMode(mode),
+            ipam=(IpamPool(str(bed.lan), bed.gateway, aux_addresses={"shim": bed.at(250)}),))))
+        assert made.mode == mode  # read back from the driver's option
         for i, name in enumerate(names):
             bed.agent.call("docker.container.create", name=name, image=bed.host.image,
                            command=["/bin/sleep", "3600"], network=NET, ipv4=bed.at(200 + i))

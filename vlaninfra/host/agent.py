@@ -40,9 +40,10 @@ from vlaninfra.host import (
     protocol,
 )
 from vlaninfra.host.context import Context
+from vlaninfra.host.contract import NETWORK_CREATE, NETWORK_REMOVE, Handler, handler
 from vlaninfra.host.errors import OpError
 
-__all__ = ["OPS", "describe_error", "handle", "main", "run_request"]
+__all__ = ["OPS", "TYPED", "describe_error", "handle", "main", "run_request"]
 
 log = logging.getLogger("vlaninfra.host.agent")
 MAX_WORKERS = 16
@@ -191,8 +192,6 @@ OPS: dict[str, Callable[..., Any]] = {
     "docker.version": docker_facts.docker_version,
     "docker.image.exists": docker_facts.image_exists,
     "docker.network.inspect": docker_facts.network_inspect,
-    "docker.network.create": docker_ops.network_create,
-    "docker.network.remove": docker_ops.network_remove,
     "docker.network.connect": docker_ops.network_connect,
     "docker.network.disconnect": docker_ops.network_disconnect,
     "docker.container.inspect": docker_facts.container_inspect,
@@ -206,7 +205,14 @@ OPS: dict[str, Callable[..., Any]] = {
     "guard.disarm": guard.disarm,
     "guard.status": guard.status,
 }
-"""Every op the agent serves: name → function(ctx, **args)."""
+"""The ops the agent serves with keyword args: name → function(ctx, **args)."""
+
+TYPED: dict[str, Handler[Any, Any]] = {h.op.name: h for h in (
+    handler(NETWORK_CREATE, docker_ops.network_create),
+    handler(NETWORK_REMOVE, docker_ops.network_remove),
+)}
+"""The ops of the typed contract (:mod:`vlaninfra.host.contract`): name → handler decoding the
+request's args into the op's argument type (a field it does not know is ``EINVAL``)."""
 
 _HTTP_ERRNO = {400: _errno.EINVAL, 401: _errno.EACCES, 403: _errno.EPERM, 404: _errno.ENOENT,
                409: _errno.EEXIST, 500: _errno.EIO, 503: _errno.EAGAIN}
@@ -214,9 +220,12 @@ _HTTP_ERRNO = {400: _errno.EINVAL, 401: _errno.EACCES, 403: _errno.EPERM, 404: _
 
 def handle(ctx: Context, op: object, args: object) -> Any:
     """Run one op by name with keyword ``args``; unknown ops and bad args are ``EINVAL``."""
+    typed = TYPED.get(op) if isinstance(op, str) else None
+    if typed is not None:
+        return typed(ctx, args)
     fn = OPS.get(op) if isinstance(op, str) else None
     if fn is None:
-        raise OpError(_errno.EOPNOTSUPP, f"unknown op {op!r}", known=sorted(OPS))
+        raise OpError(_errno.EOPNOTSUPP, f"unknown op {op!r}", known=sorted({*OPS, *TYPED}))
     if args is None:
         args = {}
     if not isinstance(args, dict):

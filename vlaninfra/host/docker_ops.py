@@ -10,8 +10,8 @@ Absence is decided by ``docker.errors.NotFound``, never by message text.
 A create that fails half-way removes what it made (Docker leaves a stopped container behind
 when starting it fails). Images are never pulled: a missing image is an ``ENOENT`` error.
 
-Example: ``network_create(ctx, "lan", "macvlan", {"parent": "eth0"},
-[{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1"}])``
+Example: ``network_create(ctx, NetworkCreate(NetworkSpec("lan", Driver.MACVLAN, "eth0",
+MacvlanMode.BRIDGE)))``
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ import errno
 import logging
 import socket
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from vlaninfra.host import facts, marks
 from vlaninfra.host.context import Context
+from vlaninfra.host.contract import NetworkCreate, NetworkRemove, NetworkState, Removed
 from vlaninfra.host.docker_facts import container_inspect, network_inspect
 from vlaninfra.host.errors import OpError, raise_undone
 
@@ -105,62 +107,39 @@ def _claim_existing(what: str, existing: Mapping[str, Any], owner: str,
         raise
 
 
-def network_create(
-    ctx: Context,
-    name: str,
-    driver: str,
-    options: Mapping[str, str] | None = None,
-    ipam: Sequence[Mapping[str, Any]] = (),
-    internal: bool = False,
-    enable_ipv6: bool = False,
-    labels: Mapping[str, str] | None = None,
-    owner: str = marks.ADHOC_OWNER,
-    spec: str | None = None,
-    resource: str | None = None,
-) -> dict[str, Any]:
-    """Create a network labelled as ``owner``'s (``spec``, config key ``resource``). One that
-    exists is taken over (``adopted: True``) when its labels name ``owner`` and ``spec``,
-    else ``EEXIST`` naming its owner. Returns the inspect result plus ``parent_preexisted``
-    (whether ``options["parent"]`` existed as a link before: for ``eth0.50`` Docker creates
-    the 802.1Q sub-interface and removes it with the network; None when adopted).
+def network_create(ctx: Context, args: NetworkCreate) -> NetworkState:
+    """Create the network ``args.spec`` labelled as ``args.mark``'s (owner, spec hash, config
+    key). One that exists is taken over (``adopted``) when its labels name that owner and
+    spec, else ``EEXIST`` naming its owner. ``parent_preexisted`` says whether the parent
+    existed as a link before (for ``eth0.50`` Docker creates the 802.1Q sub-interface and
+    removes it with the network; None when adopted).
 
-    Example: ``network_create(ctx, "lan", "macvlan", {"parent": "eth0",
-    "macvlan_mode": "bridge"}, [{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1",
-    "ip_range": "192.0.2.128/26", "aux_addresses": {"shim": "192.0.2.250"}}])``
+    Example: ``network_create(ctx, NetworkCreate(NetworkSpec("lan", Driver.MACVLAN, "eth0",
+    MacvlanMode.BRIDGE, ipam=(IpamPool("192.0.2.0/24", "192.0.2.1", "192.0.2.128/26",
+    {"shim": "192.0.2.250"}),))))``
     """
     from docker.types import IPAMConfig, IPAMPool
 
-    _check_name(name, "network name")
-    _check_name(driver, "network driver")
-    options = dict(options or {})
+    spec, mark = args.spec, args.mark
+    name = _check_name(spec.name, "network name")
     existing = network_inspect(ctx, name)
     if existing is not None:
-        _claim_existing(f"network {name!r}", existing, owner, spec)
+        _claim_existing(f"network {name!r}", existing, mark.owner, mark.spec)
         log.info("network.create %s: adopting the network an earlier run made", name)
-        return {**existing, "parent_preexisted": None, "adopted": True}
-    parent = options.get("parent")
-    parent_preexisted: bool | None = None
-    if parent is not None and driver in ("macvlan", "ipvlan"):
-        parent_preexisted = facts.link_exists(ctx, parent)
-    pools = []
-    for block in ipam:
-        unknown = set(block) - {"subnet", "gateway", "ip_range", "aux_addresses"}
-        if unknown or not block.get("subnet"):
-            raise OpError(errno.EINVAL, f"network {name!r}: IPAM block needs subnet and may "
-                                        f"have gateway, ip_range, aux_addresses; got {block}")
-        pools.append(IPAMPool(subnet=block["subnet"], iprange=block.get("ip_range"),
-                              gateway=block.get("gateway"),
-                              aux_addresses=dict(block.get("aux_addresses") or {}) or None))
+        return replace(NetworkState.of_inspect(existing), parent_preexisted=None, adopted=True)
+    parent_preexisted = facts.link_exists(ctx, spec.parent)
+    pools = [IPAMPool(subnet=p.subnet, iprange=p.ip_range, gateway=p.gateway,
+                      aux_addresses=dict(p.aux_addresses) or None) for p in spec.ipam]
     api = ctx.docker()
     created = api.create_network(
         name,
-        driver=driver,
-        options=options,
+        driver=spec.driver.value,
+        options=spec.docker_options(),
         ipam=IPAMConfig(driver="default", pool_configs=pools) if pools else None,
         check_duplicate=True,
-        internal=internal,
-        labels={**(labels or {}), **marks.labels(owner, spec, resource)},
-        enable_ipv6=enable_ipv6,
+        internal=spec.internal,
+        labels={**spec.labels, **marks.labels(mark.owner, mark.spec, mark.resource)},
+        enable_ipv6=spec.enable_ipv6,
     )
     try:
         result = network_inspect(ctx, name)
@@ -170,9 +149,7 @@ def network_create(
         if _remove_network_quietly(api, created.get("Id")):
             raise_undone(exc)
         raise
-    result["parent_preexisted"] = parent_preexisted
-    result["adopted"] = False
-    return result
+    return replace(NetworkState.of_inspect(result), parent_preexisted=parent_preexisted)
 
 
 def _remove_network_quietly(api: Any, net_id: str | None) -> bool:
@@ -189,22 +166,21 @@ def _remove_network_quietly(api: Any, net_id: str | None) -> bool:
     return True
 
 
-def network_remove(ctx: Context, name: str,
-                   owner: str = marks.ADHOC_OWNER, id: str | None = None) -> dict[str, Any]:
-    """Remove ``owner``'s network (its labels, or unlabelled and the ``id`` state recorded);
-    ``removed: False`` if it is gone, plus ``kept`` when one of that name is not ours (left
-    alone). Attached containers make it an ``EBUSY`` error naming them (they may be another
-    stack's: vlaninfra never disconnects them).
+def network_remove(ctx: Context, args: NetworkRemove) -> Removed:
+    """Remove ``args.owner``'s network (its labels, or unlabelled and the ``args.id`` state
+    recorded); ``removed: False`` if it is gone, plus ``kept`` when one of that name is not
+    ours (left alone). Attached containers make it an ``EBUSY`` error naming them (they may be
+    another stack's: vlaninfra never disconnects them).
 
-    Example: ``network_remove(ctx, "lan")`` → ``{"removed": True}``
+    Example: ``network_remove(ctx, NetworkRemove("lan"))`` → ``Removed(removed=True)``
     """
-    _check_name(name, "network name")
+    name = _check_name(args.name, "network name")
     net = network_inspect(ctx, name)
     if net is None:
-        return {"removed": False}
-    kept = _kept(f"network {name!r}", net, owner, id)
+        return Removed(False)
+    kept = _kept(f"network {name!r}", net, args.owner, args.id)
     if kept:
-        return {"removed": False, "kept": kept}
+        return Removed(False, kept)
     attached = sorted(net["containers"])
     if attached:
         raise OpError(errno.EBUSY, f"network {name!r} has containers attached: "
@@ -213,8 +189,8 @@ def network_remove(ctx: Context, name: str,
     try:
         ctx.docker().remove_network(net["id"])
     except _not_found():
-        return {"removed": False}
-    return {"removed": True}
+        return Removed(False)
+    return Removed(True)
 
 
 def container_create(

@@ -180,7 +180,8 @@ class ContainerProvider(HostProvider):
             if answer.get("answered_by")]
 
     def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
-        return docker_clash(agent, "docker.container.inspect", self.KIND, news, self.owner(news))
+        found = agent.call("docker.container.inspect", name=news["name"])
+        return docker_clash(self.KIND, found and found.get("labels"), news, self.owner(news))
 
     def _outs(self, props: Mapping[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
         attached = (found.get("networks") or {}).get(props["network"]) or {}
@@ -283,4 +284,4 @@ class ContainerProvider(HostProvider):
                 id=props.get("container_id"))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err
-        self.removed(props, result)
+        self.removed(props, result.get("kept"))

@@ -143,4 +143,4 @@ class ShimProvider(HostProvider):
                 **self.persist_args(props, deleting=True))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err
-        self.removed(props, result)
+        self.removed(props, result.get("kept"))

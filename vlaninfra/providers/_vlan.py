@@ -128,4 +128,4 @@ class VlanParentProvider(HostProvider):
                 **self.persist_args(props, deleting=True))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err
-        self.removed(props, result)
+        self.removed(props, result.get("kept"))

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from vlaninfra.host import marks
+from vlaninfra.host.contract import NETWORK_CREATE, NetworkState, encode
 from vlaninfra.providers import (
     ContainerProvider,
     NetworkProvider,
@@ -32,11 +33,12 @@ def _own(props: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_creates_carry_the_stacks_mark(agent: FakeAgent) -> None:
-    agent.responses["docker.network.create"] = {"id": "n1"}
+    agent.responses["docker.network.create"] = encode(NetworkState(
+        "n1", "lan", "macvlan", "eth0", "bridge", None, (), False, False, {}, ()))
     NetworkProvider().create(_own(network()))
-    call = agent.calls_to("docker.network.create")[0]
-    assert (call["owner"], call["resource"]) == (OWNER, "sites.a.networks[0]")
-    assert call["spec"] == NetworkProvider().spec(network()) and len(call["spec"]) == 12
+    call = NETWORK_CREATE.decode_args(agent.calls_to("docker.network.create")[0])
+    assert (call.mark.owner, call.mark.resource) == (OWNER, "sites.a.networks[0]")
+    assert call.mark.spec == NetworkProvider().spec(network()) and len(call.mark.spec) == 12
     agent.responses["shim.ensure"] = {"mac": "02:00:00:00:00:01", "index": 9}
     ShimProvider().create(_own(shim()))
     assert agent.calls_to("shim.ensure")[0]["owner"] == OWNER
@@ -94,19 +96,21 @@ def _labels(owner: str, spec: str | None) -> dict[str, str]:
 
 def test_check_reports_a_network_name_taken_on_the_host(agent: FakeAgent) -> None:
     agent.responses["link.exists"] = True
-    agent.responses["docker.network.inspect"] = {"id": "x", "labels": {}}
+    agent.responses["docker.network.inspect"] = {"id": "x", "name": "lan", "labels": {}}
     failures = NetworkProvider().check({}, _own(network())).failures
     assert [(f.property, f.reason) for f in failures] == [(
         "name",
         "sites.a.networks[0]: network 'lan' on host h1 (203.0.113.2) exists and is not owned "
         "by vlaninfra (no vlaninfra label); vlaninfra leaves it alone: rename yours in the "
         "config or remove it from the host")]
-    agent.responses["docker.network.inspect"] = {"id": "x", "labels": _labels("other/s", "a")}
+    agent.responses["docker.network.inspect"] = {"id": "x", "name": "lan",
+                                                 "labels": _labels("other/s", "a")}
     failures = NetworkProvider().check({}, _own(network())).failures
     assert "owned by stack 'other/s'" in failures[0].reason
     # Its own, same spec (an interrupted create): no clash, the create adopts it.
     spec = NetworkProvider().spec(network())
-    agent.responses["docker.network.inspect"] = {"id": "x", "labels": _labels(OWNER, spec)}
+    agent.responses["docker.network.inspect"] = {"id": "x", "name": "lan",
+                                                 "labels": _labels(OWNER, spec)}
     assert NetworkProvider().check({}, _own(network())).failures == []
 
 
