@@ -10,6 +10,7 @@ from ._codec import Caller, ContractError, Handler, Op, as_, decode, encode, han
 from ._common import Mark, Named, Removed
 from ._enums import (
     DEFAULT_MODE,
+    ROUTED,
     Choice,
     Driver,
     IpvlanFlag,
@@ -37,6 +38,7 @@ __all__ = [
     "NETWORK_CREATE",
     "NETWORK_INSPECT",
     "NETWORK_REMOVE",
+    "ROUTED",
     "Caller",
     "Choice",
     "ContractError",

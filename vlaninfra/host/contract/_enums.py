@@ -10,6 +10,7 @@ from ._codec import ContractError
 
 __all__ = [
     "DEFAULT_MODE",
+    "ROUTED",
     "Choice",
     "Driver",
     "IpvlanFlag",
@@ -58,11 +59,6 @@ class IpvlanMode(Choice):
     L3 = "l3"
     L3S = "l3s"
 
-    @property
-    def routed(self) -> bool:
-        """Whether the mode routes (l3, l3s) instead of bridging (l2)."""
-        return self is not IpvlanMode.L2
-
 
 class IpvlanFlag(Choice):
     """ipvlan flag."""
@@ -83,6 +79,9 @@ class RestartPolicy(Choice):
 
 LinkMode = MacvlanMode | IpvlanMode
 """The mode of a macvlan or ipvlan link or network."""
+
+ROUTED: frozenset[LinkMode] = frozenset({IpvlanMode.L3, IpvlanMode.L3S})
+"""The modes that route (no ARP on the LAN for the containers' addresses)."""
 
 DEFAULT_MODE: dict[Driver, LinkMode] = {Driver.MACVLAN: MacvlanMode.BRIDGE,
                                         Driver.IPVLAN: IpvlanMode.L2}
