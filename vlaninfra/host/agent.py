@@ -34,13 +34,27 @@ from vlaninfra.host import (
     doctor_facts,
     facts,
     guard,
-    ops,
     persist,
     probe,
     protocol,
+    typed_ops,
 )
 from vlaninfra.host.context import Context
-from vlaninfra.host.contract import NETWORK_CREATE, NETWORK_REMOVE, Handler, handler
+from vlaninfra.host.contract import (
+    NETWORK_CREATE,
+    NETWORK_REMOVE,
+    ROUTE_DELETE,
+    ROUTE_ENSURE,
+    ROUTE_READ,
+    SHIM_DELETE,
+    SHIM_ENSURE,
+    SHIM_READ,
+    VLAN_DELETE,
+    VLAN_ENSURE,
+    VLAN_READ,
+    Handler,
+    handler,
+)
 from vlaninfra.host.errors import OpError
 
 __all__ = ["OPS", "TYPED", "describe_error", "handle", "main", "run_request"]
@@ -176,19 +190,8 @@ OPS: dict[str, Callable[..., Any]] = {
     "link.exists": facts.link_exists,
     "route.list": facts.route_list,
     "route.get": facts.route_get,
-    # Ops that make what a reboot loses also keep (and their reads check) the file that
-    # brings it back, when the caller names the owning stack (`persist_owner`).
-    "route.ensure": persist.ensuring("route", ops.route_ensure),
-    "route.delete": persist.deleting("route", ops.route_delete),
-    "route.read": persist.reading("route", facts.route_get),
     "host.snapshot": host_snapshot,
     "check.facts": check_facts,
-    "shim.ensure": persist.ensuring("shim", ops.shim_ensure),
-    "shim.read": persist.reading("shim", ops.shim_read),
-    "shim.delete": persist.deleting("shim", ops.shim_delete),
-    "vlan.ensure": persist.ensuring("vlan", ops.vlan_ensure),
-    "vlan.read": persist.reading("vlan", facts.link_get),
-    "vlan.delete": persist.deleting("vlan", ops.vlan_delete),
     "docker.version": docker_facts.docker_version,
     "docker.image.exists": docker_facts.image_exists,
     "docker.network.inspect": docker_facts.network_inspect,
@@ -210,6 +213,17 @@ OPS: dict[str, Callable[..., Any]] = {
 TYPED: dict[str, Handler[Any, Any]] = {h.op.name: h for h in (
     handler(NETWORK_CREATE, docker_ops.network_create),
     handler(NETWORK_REMOVE, docker_ops.network_remove),
+    # Ops that make what a reboot loses also keep (and their reads check) the file that
+    # brings it back, when the caller names the owning stack (`persist_owner`).
+    handler(SHIM_ENSURE, typed_ops.shim_ensure),
+    handler(SHIM_READ, typed_ops.shim_read),
+    handler(SHIM_DELETE, typed_ops.shim_delete),
+    handler(VLAN_ENSURE, typed_ops.vlan_ensure),
+    handler(VLAN_READ, typed_ops.vlan_read),
+    handler(VLAN_DELETE, typed_ops.vlan_delete),
+    handler(ROUTE_ENSURE, typed_ops.route_ensure),
+    handler(ROUTE_READ, typed_ops.route_read),
+    handler(ROUTE_DELETE, typed_ops.route_delete),
 )}
 """The ops of the typed contract (:mod:`vlaninfra.host.contract`): name → handler decoding the
 request's args into the op's argument type (a field it does not know is ``EINVAL``)."""

@@ -23,7 +23,7 @@ from pulumi.dynamic import (
 
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import marks
-from vlaninfra.host.contract import Mark, encode
+from vlaninfra.host.contract import LinkState, Mark, RouteState, encode
 from vlaninfra.host.errors import OpError
 from vlaninfra.transport import (
     Agent,
@@ -260,18 +260,19 @@ class HostProvider(ResourceProvider):
         n = self.normalize(props)
         return marks.spec_hash({k: n.get(k) for k in sorted(self.SPEC_KEYS or self.INPUT_KEYS)})
 
-    def persist_args(self, props: Mapping[str, Any], *, deleting: bool = False
-                     ) -> dict[str, Any]:
-        """The op argument asking the host to keep (or check) the object's boot file; a delete
-        always asks to remove it (state may say `persist: false` after a refresh found the
-        file missing or altered, and a file left behind would re-create the object at boot)."""
+    def persist_owner(self, props: Mapping[str, Any], *, deleting: bool = False
+                      ) -> str | None:
+        """The op argument asking the host to keep (or check) the object's boot file: the
+        owning stack, or None. A delete always asks to remove it (state may say `persist:
+        false` after a refresh found the file missing or altered, and a file left behind
+        would re-create the object at boot)."""
         wanted = props.get(PERSIST) or (deleting and self.PERSISTS
                                         and _can_persist(props.get(CONNECTION)))
-        return {"persist_owner": self.owner(props)} if wanted else {}
+        return self.owner(props) if wanted else None
 
-    def persisted(self, found: Mapping[str, Any], props: Mapping[str, Any]) -> bool:
+    def persisted(self, found: LinkState | RouteState, props: Mapping[str, Any]) -> bool:
         """The `persist` input as read from the host: whether its file matches the object."""
-        return bool(props.get(PERSIST)) and found.get("persisted") == "ok"
+        return bool(props.get(PERSIST)) and found.persisted == "ok"
 
     def mark(self, props: Mapping[str, Any]) -> Mark:
         """The mark an op puts on the object: this stack, the spec hash, the config key."""

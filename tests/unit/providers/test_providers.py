@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from typing import Any
 
 import dill
@@ -20,7 +21,8 @@ from vlaninfra.providers import (
 from vlaninfra.transport import SshTarget
 from vlaninfra.transport.testing import FakeAgent
 
-H1 = DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAAtest", key_path="/nonexistent/key")
+H1 = DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAAtest")
+"""Authenticated by ssh-agent: reaching it reads no key file (the typed stand-in answers)."""
 
 
 def network(**over: Any) -> dict[str, Any]:
@@ -220,7 +222,7 @@ def test_shim_routes_are_compared_as_a_set_and_updated_in_place() -> None:
 
 
 def test_no_secret_in_properties_and_key_errors_name_the_file_not_the_key() -> None:
-    conn = H1.connection()
+    conn = replace(H1, key_path="/nonexistent/key").connection()
     assert "private_key" not in str(conn).replace("key_path", "")
     with pytest.raises(ProviderError, match="cannot read the SSH private key file /nonexistent"):
         _base.target_of({"connection": conn})

@@ -46,13 +46,22 @@ class ContractError(OpError):
         """The argument at fault (``mode``), when one is."""
 
 
+def _default(f: dataclasses.Field[Any]) -> object:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
 def encode(value: object) -> Any:
-    """The JSON form of a contract value: dataclasses as objects, enums as their values,
-    tuples as lists."""
+    """The JSON form of a contract value: dataclasses as objects (fields at their default
+    left out: the other side fills them in), enums as their values, tuples as lists."""
     if isinstance(value, Enum):
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: encode(v) for f in dataclasses.fields(value)
+                if (v := getattr(value, f.name)) != _default(f)}
     if isinstance(value, Mapping):
         return {str(k): encode(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
