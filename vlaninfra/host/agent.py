@@ -41,7 +41,13 @@ from vlaninfra.host import (
 )
 from vlaninfra.host.context import Context
 from vlaninfra.host.contract import (
+    CONTAINER_CREATE,
+    CONTAINER_REMOVE,
+    CONTAINER_START,
+    CONTAINER_UPDATE,
+    NETWORK_CONNECT,
     NETWORK_CREATE,
+    NETWORK_DISCONNECT,
     NETWORK_REMOVE,
     ROUTE_DELETE,
     ROUTE_ENSURE,
@@ -195,13 +201,7 @@ OPS: dict[str, Callable[..., Any]] = {
     "docker.version": docker_facts.docker_version,
     "docker.image.exists": docker_facts.image_exists,
     "docker.network.inspect": docker_facts.network_inspect,
-    "docker.network.connect": docker_ops.network_connect,
-    "docker.network.disconnect": docker_ops.network_disconnect,
     "docker.container.inspect": docker_facts.container_inspect,
-    "docker.container.create": docker_ops.container_create,
-    "docker.container.remove": docker_ops.container_remove,
-    "docker.container.update": docker_ops.container_update,
-    "docker.container.start": docker_ops.container_start,
     "probe.run": probe.run,
     "doctor.facts": doctor_facts.collect,
     "guard.arm": guard.arm,
@@ -213,6 +213,12 @@ OPS: dict[str, Callable[..., Any]] = {
 TYPED: dict[str, Handler[Any, Any]] = {h.op.name: h for h in (
     handler(NETWORK_CREATE, docker_ops.network_create),
     handler(NETWORK_REMOVE, docker_ops.network_remove),
+    handler(NETWORK_CONNECT, docker_ops.network_connect),
+    handler(NETWORK_DISCONNECT, docker_ops.network_disconnect),
+    handler(CONTAINER_CREATE, docker_ops.container_create),
+    handler(CONTAINER_REMOVE, docker_ops.container_remove),
+    handler(CONTAINER_UPDATE, docker_ops.container_update),
+    handler(CONTAINER_START, docker_ops.container_start),
     # Ops that make what a reboot loses also keep (and their reads check) the file that
     # brings it back, when the caller names the owning stack (`persist_owner`).
     handler(SHIM_ENSURE, typed_ops.shim_ensure),

@@ -11,6 +11,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, 
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import marks
 from vlaninfra.host.contract import (
+    CONTAINER_INSPECT,
     DEFAULT_MODE,
     NETWORK_CREATE,
     NETWORK_INSPECT,
@@ -163,12 +164,12 @@ class NetworkProvider(HostProvider):
     def _held(self, agent: Agent, news: Mapping[str, Any], planned: Mapping[str, Any]) -> bool:
         """Whether this stack's container already holds the planned address on this network
         (it is not about to be assigned)."""
-        found = agent.call("docker.container.inspect", name=planned["name"])
-        if found is None or not marks.is_ours(marks.of_labels(found.get("labels")),
-                                              self.owner(news)):
+        found = run(agent, CONTAINER_INSPECT, Named(planned["name"]))
+        if found is None or not marks.is_ours(marks.of_labels(found.labels), self.owner(news)):
             return False
-        attached = (found.get("networks") or {}).get(news["name"]) or {}
-        return _addr(attached.get(planned["key"])) == _addr(planned["address"])
+        attached = found.networks.get(news["name"])
+        held = getattr(attached, planned["key"]) if attached else None  # ipv4 or ipv6
+        return _addr(held) == _addr(planned["address"])
 
     def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
         found = run(agent, NETWORK_INSPECT, Named(news["name"]))

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.typed_calls import wire
 from tests.unit.host.test_host_ops_fake import FakeContext
 from vlaninfra.host import agent, marks, ops, persist
 from vlaninfra.host.errors import OpError
@@ -42,22 +43,9 @@ def ctx() -> FakeContext:
     return FakeContext()
 
 
-_SPEC = {"vlan.ensure": ("trunk", "vlan_id", "name"),
-         "shim.ensure": ("name", "parent", "kind", "mode", "address", "routes", "flag",
-                         "extra_addresses"),
-         "route.ensure": ("dst", "via", "dev")}
-
-
 def _handle(ctx: Any, op: str, args: dict[str, Any]) -> Any:
     """``agent.handle`` taking an ensure's arguments flat, as boot files keep them."""
-    if op in _SPEC:
-        spec = {("destination" if k == "dst" else k): v for k, v in args.items()
-                if k in _SPEC[op]}
-        mark = {k: args[k] for k in ("owner", "spec") if k in args}
-        rest = {k: v for k, v in args.items() if k not in _SPEC[op] and k not in mark}
-        args = {"spec": spec, **({"mark": mark} if mark and op != "route.ensure" else {}),
-                **rest}
-    return agent.handle(ctx, op, args)
+    return agent.handle(ctx, op, wire(op, args))
 
 
 def _up(ctx: Any) -> None:

@@ -10,12 +10,16 @@ import pytest
 
 from vlaninfra.host import marks
 from vlaninfra.host.contract import (
+    CONTAINER_INSPECT,
+    CONTAINER_REMOVE,
     LINK_GET,
     NETWORK_CREATE,
     ROUTE_ENSURE,
     ROUTE_GET,
     SHIM_ENSURE,
+    ContainerRef,
     NetworkState,
+    Removed,
 )
 from vlaninfra.providers import (
     ContainerProvider,
@@ -124,7 +128,7 @@ def test_check_reports_a_network_name_taken_on_the_host(agent: TypedAgent) -> No
 
 def test_check_reports_a_container_clash_even_before_its_network_exists(
         agent: TypedAgent) -> None:
-    agent.responses["docker.container.inspect"] = {"id": "c", "labels": {"a": "b"}}
+    agent.serve(CONTAINER_INSPECT, typed_host.container(labels={"a": "b"}))
     news = _own(container(network_id=UNKNOWN))
     failures = ContainerProvider().check({}, news).failures
     assert [f.property for f in failures] == ["name"]
@@ -172,10 +176,9 @@ def test_check_reports_a_route_another_protocol_owns(agent: TypedAgent) -> None:
 
 
 def test_delete_and_update_claim_through_what_state_recorded(agent: TypedAgent) -> None:
-    agent.responses["docker.container.remove"] = {"removed": True}
+    agent.serve(CONTAINER_REMOVE, Removed(True))
     ContainerProvider().delete("c", {**container(), "container_id": "c1"})
-    assert agent.calls_to("docker.container.remove") == [
-        {"name": "web1", "owner": "adhoc", "id": "c1"}]
+    assert agent.args(CONTAINER_REMOVE) == [ContainerRef("web1", "adhoc", "c1")]
     agent.serve(SHIM_ENSURE, typed_host.link("vshim0", kind="macvlan", index=4, mac=None))
     ShimProvider().update("s", {**shim(), "ifindex": 4}, _own(shim()))
     assert agent.args(SHIM_ENSURE)[0].ifindex == 4
@@ -188,7 +191,7 @@ def test_check_of_a_replacement_accepts_its_own_object_with_the_old_spec(
         agent: TypedAgent) -> None:
     # The engine checks a replacement with no old inputs while the old object is still there.
     agent.responses["docker.image.exists"] = True
-    agent.responses["docker.container.inspect"] = {"id": "c", "labels": _labels(OWNER, "old")}
+    agent.serve(CONTAINER_INSPECT, typed_host.container(labels=_labels(OWNER, "old")))
     assert ContainerProvider().check({}, _own(container(ipv4="192.0.2.170"))).failures == []
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from vlaninfra.host.contract import LinkState, Op, RouteState, encode
+from vlaninfra.host.contract import ContainerState, Endpoint, LinkState, Op, RouteState, encode
 from vlaninfra.transport.testing import FakeAgent
 
 A = TypeVar("A")
@@ -53,4 +53,13 @@ def route(dst: str = "198.18.1.0/24", **fields: Any) -> RouteState:
     """A route state with plausible defaults (vlaninfra's route via 192.0.2.21)."""
     base = RouteState(dst=dst, gateway="192.0.2.21", dev="eth0", scope="universe",
                       proto="vlaninfra", metric=None)
+    return replace(base, **fields)
+
+
+def container(name: str = "web1", **fields: Any) -> ContainerState:
+    """A running container state with plausible defaults (web1 on lan at 192.0.2.130)."""
+    base = ContainerState(id="c", name=name, image="vlaninfra/busybox:lab", command=None,
+                          hostname=None, running=True, restart_policy="unless-stopped",
+                          labels={}, networks={"lan": Endpoint("n1", "192.0.2.130", None,
+                                                                "02:42:c0:00:02:82")})
     return replace(base, **fields)

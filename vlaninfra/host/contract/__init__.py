@@ -8,6 +8,23 @@ Example: ``run(agent, NETWORK_REMOVE, NetworkRemove("lan", owner="infra/prod")).
 
 from ._codec import Caller, ContractError, Handler, Op, as_, decode, encode, handler, maybe, run
 from ._common import Mark, Named, Removed
+from ._container import (
+    CONTAINER_CREATE,
+    CONTAINER_INSPECT,
+    CONTAINER_REMOVE,
+    CONTAINER_START,
+    CONTAINER_UPDATE,
+    NETWORK_CONNECT,
+    NETWORK_DISCONNECT,
+    ContainerCreate,
+    ContainerRef,
+    ContainerSpec,
+    ContainerState,
+    ContainerUpdate,
+    Endpoint,
+    NetworkConnect,
+    NetworkDisconnect,
+)
 from ._enums import (
     DEFAULT_MODE,
     ROUTED,
@@ -63,9 +80,16 @@ from ._route import (
 )
 
 __all__ = [
+    "CONTAINER_CREATE",
+    "CONTAINER_INSPECT",
+    "CONTAINER_REMOVE",
+    "CONTAINER_START",
+    "CONTAINER_UPDATE",
     "DEFAULT_MODE",
     "LINK_GET",
+    "NETWORK_CONNECT",
     "NETWORK_CREATE",
+    "NETWORK_DISCONNECT",
     "NETWORK_INSPECT",
     "NETWORK_REMOVE",
     "ROUTED",
@@ -81,9 +105,15 @@ __all__ = [
     "VLAN_READ",
     "Caller",
     "Choice",
+    "ContainerCreate",
+    "ContainerRef",
+    "ContainerSpec",
+    "ContainerState",
+    "ContainerUpdate",
     "ContractError",
     "Deleted",
     "Driver",
+    "Endpoint",
     "Handler",
     "IpamPool",
     "IpvlanFlag",
@@ -95,7 +125,9 @@ __all__ = [
     "MacvlanMode",
     "Mark",
     "Named",
+    "NetworkConnect",
     "NetworkCreate",
+    "NetworkDisconnect",
     "NetworkRemove",
     "NetworkSpec",
     "NetworkState",

@@ -77,7 +77,7 @@ class ShimSpec:
     parent: str
     kind: Driver
     mode: LinkMode
-    address: str | None
+    address: str | None = None
     routes: tuple[str, ...] = ()
     flag: IpvlanFlag | None = None
     """ipvlan only; None: bridge."""
