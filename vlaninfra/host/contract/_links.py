@@ -57,7 +57,11 @@ class LinkState:
     @classmethod
     def of_link(cls, found: Mapping[str, Any]) -> LinkState:
         """From the agent's link dict (``facts.read_link``, plus what an op added)."""
-        return cls(**{f: found[f] for f in cls.__dataclass_fields__ if f in found})
+        fields = {f: found[f] for f in cls.__dataclass_fields__ if f in found}
+        for f in ("addresses", "routes"):
+            if f in fields:
+                fields[f] = tuple(fields[f])
+        return cls(**fields)
 
 
 def _link(value: object) -> LinkState | None:
