@@ -36,6 +36,7 @@ from vlaninfra.host.contract import (
     NetworkRemove,
     NetworkState,
     Removed,
+    RestartPolicy,
 )
 from vlaninfra.host.docker_facts import container_inspect, network_inspect
 from vlaninfra.host.errors import OpError, raise_undone
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("vlaninfra.host.docker_ops")
-_RESTART = ("no", "always", "unless-stopped", "on-failure")
+_RESTART = tuple(p.value for p in RestartPolicy)
 
 
 def _not_found() -> type[Exception]:
@@ -338,7 +339,7 @@ def container_update(ctx: Context, args: ContainerUpdate) -> ContainerState:
     """Change ``args.owner``'s container's restart policy in place; ``ENOENT`` if it does not
     exist, ``EPERM`` if it is not that owner's (see :func:`container_remove`).
 
-    Example: ``container_update(ctx, ContainerUpdate("web", RestartPolicy.ALWAYS))``
+    Example: ``container_update(ctx, ContainerUpdate("web", "on-failure:3"))``
     """
     name = _check_name(args.name, "container name")
     policy = parse_restart_policy(args.restart_policy)

@@ -222,9 +222,9 @@ class ContainerProvider(HostProvider):
                 name=n["name"], image=n["image"],
                 command=tuple(n["command"]) if n["command"] is not None else None,
                 network=n["network"], ipv4=n["ipv4"], ipv6=n["ipv6"], mac=n["mac"],
-                restart_policy=RestartPolicy(n["restart_policy"]), labels=n["labels"],
+                restart_policy=n["restart_policy"], labels=n["labels"],
                 hostname=n["hostname"]), self.mark(props)))
-        except (VlanInfraError, ContractError, ValueError) as err:
+        except (VlanInfraError, ContractError) as err:
             raise self.fail(props, "create", err) from err
         return CreateResult(id_=found.id, outs=self._outs(props, found))
 
@@ -273,11 +273,11 @@ class ContainerProvider(HostProvider):
                     new["network"], name, new["ipv4"], new["ipv6"], new["mac"], owner, id_))
             if old["restart_policy"] != new["restart_policy"]:
                 run(agent, CONTAINER_UPDATE, ContainerUpdate(
-                    name, RestartPolicy(new["restart_policy"]), owner, id_))
+                    name, new["restart_policy"], owner, id_))
             if new["running"] and not old["running"]:
                 run(agent, CONTAINER_START, ContainerRef(name, owner, id_))
             found = run(agent, CONTAINER_INSPECT, Named(name))
-        except (VlanInfraError, ValueError) as err:
+        except VlanInfraError as err:
             raise self.fail(news, "update", err) from err
         if found is None:
             raise self.fail(news, "update", ProviderError(f"container {name!r} vanished"))

@@ -44,7 +44,8 @@ class ContainerSpec:
     ipv4: str | None = None
     ipv6: str | None = None
     mac: str | None = None
-    restart_policy: RestartPolicy = RestartPolicy.UNLESS_STOPPED
+    restart_policy: str = RestartPolicy.UNLESS_STOPPED.value
+    """A :class:`RestartPolicy`, in Docker's spelling: ``on-failure`` may carry ``:N``."""
     labels: Mapping[str, str] = field(default_factory=dict)
     hostname: str | None = None
 
@@ -124,7 +125,8 @@ class ContainerUpdate:
     """Change ``owner``'s container's restart policy in place."""
 
     name: str
-    restart_policy: RestartPolicy
+    restart_policy: str
+    """As :attr:`ContainerSpec.restart_policy`."""
     owner: str = ADHOC_OWNER
     id: str | None = None
 
