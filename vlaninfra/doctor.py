@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from vlaninfra.errors import LayoutError, VlanInfraError
+from vlaninfra.host.contract import ROUTED
 from vlaninfra.layout import IpvlanNetwork, Layout, MacvlanNetwork, Network, Plan, Site, plan
 from vlaninfra.layout import validate as validate_layout
 from vlaninfra.layout._docker import docker_allows_shared_parent
@@ -358,7 +359,7 @@ def _arp_checks(site: Site, the_plan: Plan | None, host: str,
     out: list[tuple[str, dict[str, Any]]] = []
     for c in hp.containers:
         net = next(n for n in hp.networks if n.name == c.network)
-        if net.internal or net.ipvlan_mode in ("l3", "l3s") or net.parent not in links:
+        if net.internal or net.mode in ROUTED or net.parent not in links:
             continue
         if c.ipv4 is not None:
             key = keys[(host, c.name)] + (".ipv4" if fixed[(host, c.name)] else "")

@@ -31,6 +31,7 @@ from typing import Any
 
 from vlaninfra._text import table
 from vlaninfra.errors import VlanInfraError
+from vlaninfra.host.contract import ROUTED
 from vlaninfra.layout import ContainerPlan, HostPlan, IPAddress, Plan, ProbePlan, SitePlan
 
 __all__ = ["Check", "Row", "Verification", "checks_for", "verify"]
@@ -107,7 +108,7 @@ def _addresses(c: ContainerPlan) -> list[IPAddress]:
 
 def _gateways(host: HostPlan, c: ContainerPlan) -> list[str]:
     net = next(n for n in host.networks if n.name == c.network)
-    if net.internal or net.ipvlan_mode in ("l3", "l3s"):
+    if net.internal or net.mode in ROUTED:
         return []
     return [str(s.gateway) for a in _addresses(c) for s in net.subnets
             if s.gateway is not None and a in s.subnet][:2]
@@ -125,7 +126,7 @@ def _host_checks(site: SitePlan, host: HostPlan) -> list[Check]:
         for gateway in _gateways(host, c):
             checks.append(Check(host.name, "gateway", f"{c.name} -> {gateway}",
                                 {"kind": "exec-ping", "container": c.name, "target": gateway}))
-        if not net.internal and net.ipvlan_mode not in ("l3", "l3s"):
+        if not net.internal and net.mode not in ROUTED:
             for a in _addresses(c):
                 checks.append(Check(host.name, "address-unique", f"{a} on {net.parent}", {
                     "kind": "arp-unique" if a.version == 4 else "ndp-unique",

@@ -20,6 +20,7 @@ from vlaninfra.layout import (
     Container,
     Host,
     Lan,
+    MacvlanMode,
     MacvlanNetwork,
     Probe,
     Router,
@@ -66,7 +67,7 @@ def lab_site(name: str = "a") -> Site:
         networks=(
             MacvlanNetwork(
                 name=NETWORK,
-                mode="bridge",
+                mode=MacvlanMode.BRIDGE,
                 parent="eth0",
                 hosts=HOSTS,
                 subnets=(Subnet(subnet=LAN, gateway=gateway,

@@ -53,6 +53,15 @@ from tests.lab._agent_fixtures import (
 )
 from tests.unit.transport.test_transport_bounds import tampered
 from vlaninfra.host import protocol
+from vlaninfra.host.contract import (
+    NETWORK_CREATE,
+    Driver,
+    IpamPool,
+    MacvlanMode,
+    NetworkCreate,
+    NetworkSpec,
+    encode,
+)
 from vlaninfra.transport import (
     AgentExitedError,
     HostKeyError,
@@ -200,12 +209,12 @@ def test_case4a_dockerd_stopped_past_the_deadline(host: Host) -> None:
     agent = agent_for(host.target())
     agent.docker_deadline = 6.0  # bound: 6 s + 4 s
     assert agent.call("docker.network.inspect", name="flt-net") is None
-    ipam = [{"subnet": "198.18.77.0/24", "gateway": "198.18.77.1"}]
+    create = NetworkCreate(NetworkSpec("flt-net", Driver.MACVLAN, "eth0", MacvlanMode.BRIDGE,
+                                       ipam=(IpamPool("198.18.77.0/24", "198.18.77.1"),)))
     dockerd_pid = host.docker.proc.pid
     try:
         with stopped([dockerd_pid]):
-            exc, took = timed(agent.call, "docker.network.create", name="flt-net",
-                              driver="macvlan", options={"parent": "eth0"}, ipam=ipam)
+            exc, took = timed(agent.call, NETWORK_CREATE.name, **encode(create))
             assert isinstance(exc, OutcomeUnknownError), exc
             assert took < 6 + 4, took
             assert str(exc) == (f"outcome unknown on {host.target().label}: "

@@ -28,10 +28,14 @@ BEFORE = "fce9cac80ba574dbac6953322bb5d3d6e03a9ba0"
 STACK = "upgrade"
 
 
-def _old_sources(dest: Path) -> Path:
-    """The `vlaninfra` package as it was at `BEFORE`, unpacked into `dest`."""
+PROTOCOL_1 = "52f789ee9421ae5256cb446792a3f3125de3e3d2"
+"""The last commit whose agent spoke protocol 1 (ops with keyword args, no typed contract)."""
+
+
+def _old_sources(dest: Path, commit: str = BEFORE) -> Path:
+    """The `vlaninfra` package as it was at `commit`, unpacked into `dest`."""
     dest.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "-C", str(project_root()), "archive", BEFORE, "vlaninfra"],
+    archive = subprocess.run(["git", "-C", str(project_root()), "archive", commit, "vlaninfra"],
                              check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest
@@ -114,3 +118,26 @@ def test_a_stack_deployed_before_site_upgrades_without_touching_a_host(
     out = json.loads(new.run(STACK, "stack", "output", "sites", "--json", cwd=proj))
     assert all(c["ipv4"] and c["mac"] for site in out.values()
                for c in site["containers"].values())
+
+
+def test_a_stack_deployed_by_protocol_1_upgrades_with_no_change(
+    project: tuple[Path, Path], lab_inventory: Inventory, tmp_path: Path
+) -> None:
+    """The typed contract changed only what the controller and the agent say to each other:
+    a stack the code before it deployed previews with no change at all (same URNs, property
+    keys and values), and a refresh finds every object as it was."""
+    proj, backend = project
+    old = Engine(project_root(), backend=backend, passphrase=LAB_PASSPHRASE,
+                 extra_env={"PYTHONPATH": str(_old_sources(tmp_path / "old", PROTOCOL_1)),
+                            "VLANINFRA_LAB_DIR": str(
+                                inventory_path(lab_inventory.instance).parent.parent)})
+    new = Engine(project_root(), backend=backend, passphrase=LAB_PASSPHRASE)
+    old.run(STACK, "up", "--yes", "--skip-preview", cwd=proj)
+    hosts = [h for s in lab_inventory.sites for h in s.hosts]
+    before = {h.name: host_state(h) for h in hosts}
+
+    steps = _steps(new.run(STACK, "preview", "--json", "--show-sames", cwd=proj))
+    assert len(steps) > 5 and all(op == "same" for op, _, _ in steps), steps
+    new.run(STACK, "refresh", "--yes", "--skip-preview", cwd=proj)
+    new.run(STACK, "preview", "--expect-no-changes", cwd=proj)
+    assert {h.name: host_state(h) for h in hosts} == before

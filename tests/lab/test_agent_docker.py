@@ -5,12 +5,32 @@ from __future__ import annotations
 import contextlib
 import errno
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from tests.lab._agent_fixtures import Dockerd, dockerd, netns
+from tests.typed_calls import call
 from vlaninfra.host import marks
+from vlaninfra.host.contract import (
+    NETWORK_CREATE,
+    NETWORK_INSPECT,
+    NETWORK_REMOVE,
+    Driver,
+    IpamPool,
+    MacvlanMode,
+    Mark,
+    Named,
+    NetworkCreate,
+    NetworkRemove,
+    NetworkSpec,
+    NetworkState,
+    Removed,
+    decode,
+    encode,
+    run,
+)
 from vlaninfra.transport import Agent, HostError, LocalTarget, agent_for, close_all
 
 pytestmark = pytest.mark.lab
@@ -42,12 +62,13 @@ def agent(daemon: tuple[str, Dockerd]) -> Iterator[Agent]:
         api.remove_network("lan")
 
 
-def _lan(agent: Agent) -> dict[str, Any]:
-    out: dict[str, Any] = agent.call(
-        "docker.network.create", name="lan", driver="macvlan",
-        options={"parent": "eth0", "macvlan_mode": "bridge"}, ipam=IPAM,
-        labels={"vlaninfra.test": "1"})
-    return out
+LAN = NetworkSpec("lan", Driver.MACVLAN, "eth0", MacvlanMode.BRIDGE,
+                  ipam=tuple(decode(IpamPool, p, "ipam") for p in IPAM),
+                  labels={"vlaninfra.test": "1"})
+
+
+def _lan(agent: Agent) -> NetworkState:
+    return run(agent, NETWORK_CREATE, NetworkCreate(LAN))
 
 
 def test_version_and_image(agent: Agent, daemon: tuple[str, Dockerd]) -> None:
@@ -60,21 +81,22 @@ def test_version_and_image(agent: Agent, daemon: tuple[str, Dockerd]) -> None:
 def test_network_create_inspect_remove(agent: Agent) -> None:
     before = agent.call("host.snapshot")
     net = _lan(agent)
-    assert net["driver"] == "macvlan" and net["parent_preexisted"] is True
-    assert net["options"] == {"parent": "eth0", "macvlan_mode": "bridge"}
-    assert net["ipam"] == IPAM
-    assert net["labels"] == {"vlaninfra.test": "1", **marks.labels("adhoc", None, None)}
-    assert (net["internal"], net["enable_ipv6"], net["containers"]) == (False, False, {})
+    assert net.driver == "macvlan" and net.parent_preexisted is True
+    assert (net.parent, net.mode, net.flag) == ("eth0", "bridge", None)
+    assert encode(net.ipam) == IPAM
+    assert net.labels == {"vlaninfra.test": "1", **marks.labels("adhoc", None, None)}
+    assert (net.internal, net.enable_ipv6, net.containers) == (False, False, ())
     again = agent.call("docker.network.inspect", name="lan")
-    assert again == {k: v for k, v in net.items() if k not in ("parent_preexisted", "adopted")}
-    assert agent.call("docker.network.inspect", name=net["id"][:6]) is None  # names only
-    assert _lan(agent)["adopted"] is True  # its own mark: a retried create converges
+    assert again["options"] == {"parent": "eth0", "macvlan_mode": "bridge"}
+    assert run(agent, NETWORK_INSPECT, Named("lan")) == replace(net, parent_preexisted=None)
+    assert agent.call("docker.network.inspect", name=net.id[:6]) is None  # names only
+    assert _lan(agent).adopted is True  # its own mark: a retried create converges
     with pytest.raises(HostError) as info:
-        agent.call("docker.network.create", name="lan", driver="macvlan", owner="p/b")
-    assert info.value.errno == errno.EEXIST and info.value.details["id"] == net["id"]
+        run(agent, NETWORK_CREATE, NetworkCreate(LAN, Mark("p/b")))
+    assert info.value.errno == errno.EEXIST and info.value.details["id"] == net.id
     assert "owned by stack 'adhoc'" in info.value.message
-    assert agent.call("docker.network.remove", name="lan") == {"removed": True}
-    assert agent.call("docker.network.remove", name="lan") == {"removed": False}
+    assert run(agent, NETWORK_REMOVE, NetworkRemove("lan")) == Removed(True)
+    assert run(agent, NETWORK_REMOVE, NetworkRemove("lan")) == Removed(False)
     assert agent.call("docker.network.inspect", name="lan") is None
     assert agent.call("host.snapshot") == before
 
@@ -82,16 +104,15 @@ def test_network_create_inspect_remove(agent: Agent) -> None:
 def test_network_create_rejected_by_docker_leaves_nothing(agent: Agent) -> None:
     before = agent.call("host.snapshot")
     with pytest.raises(HostError) as info:
-        agent.call("docker.network.create", name="lan", driver="macvlan",
-                   options={"parent": "eth0"},
-                   ipam=[{"subnet": "192.0.2.0/24", "gateway": "198.51.100.1"}])
+        run(agent, NETWORK_CREATE, NetworkCreate(replace(
+            LAN, ipam=(IpamPool("192.0.2.0/24", "198.51.100.1"),))))
     assert info.value.errno is not None and info.value.details.get("http_status")
     assert agent.call("host.snapshot") == before
 
 
 def test_container_lifecycle(agent: Agent, daemon: tuple[str, Dockerd]) -> None:
     _lan(agent)
-    c = agent.call("docker.container.create", name="web", image=daemon[1].image,
+    c = call(agent, "docker.container.create", name="web", image=daemon[1].image,
                    command=["/bin/sleep", "3600"], network="lan", ipv4="192.0.2.130",
                    mac="02:42:c0:00:02:82", labels={"vlaninfra.test": "1"}, hostname="web")
     assert c["running"] is True and c["restart_policy"] == "unless-stopped"
@@ -105,34 +126,34 @@ def test_container_lifecycle(agent: Agent, daemon: tuple[str, Dockerd]) -> None:
         agent.call("docker.network.remove", name="lan")
     assert info.value.errno == errno.EBUSY and info.value.details["containers"] == ["web"]
     with pytest.raises(HostError) as info:
-        agent.call("docker.container.create", name="web", image=daemon[1].image, spec="other")
+        call(agent, "docker.container.create", name="web", image=daemon[1].image, spec="other")
     assert info.value.errno == errno.EEXIST and "with another spec" in info.value.message
-    upd = agent.call("docker.container.update", name="web", restart_policy="always")
+    upd = call(agent, "docker.container.update", name="web", restart_policy="always")
     assert upd["restart_policy"] == "always" and upd["id"] == c["id"]
-    upd = agent.call("docker.container.update", name="web", restart_policy="on-failure:3")
+    upd = call(agent, "docker.container.update", name="web", restart_policy="on-failure:3")
     assert upd["restart_policy"] == "on-failure:3"
-    assert agent.call("docker.container.remove", name="web") == {"removed": True}
-    assert agent.call("docker.container.remove", name="web") == {"removed": False}
+    assert call(agent, "docker.container.remove", name="web") == {"removed": True}
+    assert call(agent, "docker.container.remove", name="web") == {"removed": False}
     assert agent.call("docker.container.inspect", name="web") is None
 
 
 def test_connect_and_disconnect_are_idempotent(agent: Agent,
                                                daemon: tuple[str, Dockerd]) -> None:
     _lan(agent)
-    c = agent.call("docker.container.create", name="web", image=daemon[1].image,
+    c = call(agent, "docker.container.create", name="web", image=daemon[1].image,
                    command=["/bin/sleep", "3600"], network=None)
     assert c["networks"] == {"none": c["networks"]["none"]}
-    agent.call("docker.network.disconnect", network="none", container="web")
-    c = agent.call("docker.network.connect", network="lan", container="web",
+    call(agent, "docker.network.disconnect", network="none", container="web")
+    c = call(agent, "docker.network.connect", network="lan", container="web",
                    ipv4="192.0.2.131")
     assert c["networks"]["lan"]["ipv4"] == "192.0.2.131"
-    again = agent.call("docker.network.connect", network="lan", container="web",
+    again = call(agent, "docker.network.connect", network="lan", container="web",
                        ipv4="192.0.2.131")
     assert again["networks"]["lan"] == c["networks"]["lan"]
-    c = agent.call("docker.network.disconnect", network="lan", container="web")
+    c = call(agent, "docker.network.disconnect", network="lan", container="web")
     assert "lan" not in c["networks"]
-    assert agent.call("docker.network.disconnect", network="lan", container="web") == c
-    assert agent.call("docker.network.disconnect", network="lan", container="nope") is None
+    assert call(agent, "docker.network.disconnect", network="lan", container="web") == c
+    assert call(agent, "docker.network.disconnect", network="lan", container="nope") is None
 
 
 def test_container_create_is_transactional(agent: Agent, daemon: tuple[str, Dockerd]) -> None:
@@ -141,21 +162,21 @@ def test_container_create_is_transactional(agent: Agent, daemon: tuple[str, Dock
     before = agent.call("host.snapshot")
     # missing network: refused before anything is created
     with pytest.raises(HostError) as info:
-        agent.call("docker.container.create", name="orphan", image=image,
+        call(agent, "docker.container.create", name="orphan", image=image,
                    command=["/bin/sleep", "1"], network="nonet")
     assert info.value.errno == errno.ENOENT and "nonet" in info.value.message
     # missing image: never pulled
     with pytest.raises(HostError) as info:
-        agent.call("docker.container.create", name="orphan", image="vxa-nope:lab",
+        call(agent, "docker.container.create", name="orphan", image="vxa-nope:lab",
                    network=None)
     assert info.value.errno == errno.ENOENT and "vxa-nope:lab" in info.value.message
     assert agent.call("host.snapshot") == before
     # docker creates the container, then starting it fails (address taken): rolled back
     _lan(agent)
-    agent.call("docker.container.create", name="web", image=image,
+    call(agent, "docker.container.create", name="web", image=image,
                command=["/bin/sleep", "3600"], network="lan", ipv4="192.0.2.130")
     with pytest.raises(HostError):
-        agent.call("docker.container.create", name="web2", image=image,
+        call(agent, "docker.container.create", name="web2", image=image,
                    command=["/bin/sleep", "3600"], network="lan", ipv4="192.0.2.130")
     names = sorted(c["Names"][0] for c in api.containers(all=True))
     assert names == ["/web"]
@@ -163,8 +184,8 @@ def test_container_create_is_transactional(agent: Agent, daemon: tuple[str, Dock
     with pytest.raises(HostError) as busy:
         agent.call("docker.network.remove", name="lan")
     assert busy.value.errno == errno.EBUSY and "web" in busy.value.message
-    assert agent.call("docker.container.remove", name="web") == {"removed": True}
-    assert agent.call("docker.network.remove", name="lan") == {"removed": True}
+    assert call(agent, "docker.container.remove", name="web") == {"removed": True}
+    assert run(agent, NETWORK_REMOVE, NetworkRemove("lan")) == Removed(True)
 
 
 def test_objects_vlaninfra_did_not_make_are_never_touched(agent: Agent,
@@ -179,18 +200,18 @@ def test_objects_vlaninfra_did_not_make_are_never_touched(agent: Agent,
     assert "network 'lan' exists and is not owned by vlaninfra (no vlaninfra label)" in (
         info.value.message)
     with pytest.raises(HostError) as info:
-        agent.call("docker.container.create", name="web", image=daemon[1].image, owner="p/a")
+        call(agent, "docker.container.create", name="web", image=daemon[1].image, owner="p/a")
     assert "container 'web' exists and is not owned by vlaninfra" in info.value.message
     for op, kw in (("docker.container.start", {}), ("docker.container.update",
                                                     {"restart_policy": "always"})):
         with pytest.raises(HostError) as info:
             agent.call(op, name="web", owner="p/a", **kw)
         assert info.value.errno == errno.EPERM
-    assert agent.call("docker.container.remove", name="web", owner="p/a")["removed"] is False
+    assert call(agent, "docker.container.remove", name="web", owner="p/a")["removed"] is False
     assert agent.call("docker.network.remove", name="lan", owner="p/a")["removed"] is False
     assert agent.call("host.snapshot") == before
     # The one state recorded (made before marks existed) is claimed through its id.
-    assert agent.call("docker.container.remove", name="web", owner="p/a",
+    assert call(agent, "docker.container.remove", name="web", owner="p/a",
                       id=web["Id"]) == {"removed": True}
     net_id = agent.call("docker.network.inspect", name="lan")["id"]
     assert agent.call("docker.network.remove", name="lan", owner="p/a", id=net_id)[
@@ -205,12 +226,12 @@ def test_a_container_left_created_but_not_started_is_adopted(
     _lan(agent)
     api.create_container(daemon[1].image, command=["/bin/sleep", "3600"], name="web",
                          labels=marks.labels("p/a", "s1", "sites.a.containers.web"))
-    out = agent.call("docker.container.create", name="web", image=daemon[1].image,
+    out = call(agent, "docker.container.create", name="web", image=daemon[1].image,
                      command=["/bin/sleep", "3600"], network="lan", ipv4="192.0.2.130",
                      owner="p/a", spec="s1")
     assert out["adopted"] is True and out["running"] is True
     with pytest.raises(HostError) as info:
-        agent.call("docker.container.create", name="web", image=daemon[1].image,
+        call(agent, "docker.container.create", name="web", image=daemon[1].image,
                    owner="p/b", spec="s1")
     assert "owned by stack 'p/a'" in info.value.message
-    assert agent.call("docker.container.remove", name="web", owner="p/a") == {"removed": True}
+    assert call(agent, "docker.container.remove", name="web", owner="p/a") == {"removed": True}

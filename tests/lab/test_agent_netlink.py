@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.lab._agent_fixtures import netns, sh
+from tests.typed_calls import call
 from vlaninfra.transport import (
     Agent,
     HostError,
@@ -58,7 +59,7 @@ def test_ping_runs_inside_the_namespace(agent: Agent, ns: str) -> None:
 
 def test_shim_ensure_creates_and_is_idempotent(agent: Agent, ns: str) -> None:
     before = agent.call("host.snapshot")
-    first = agent.call("shim.ensure", name="shim0", parent="eth0", kind="macvlan",
+    first = call(agent, "shim.ensure", name="shim0", parent="eth0", kind="macvlan",
                        mode="bridge", address="192.0.2.250/32", routes=["192.0.2.128/26"])
     assert first["created"] is True
     assert (first["kind"], first["parent"], first["mode"], first["up"]) == (
@@ -69,31 +70,31 @@ def test_shim_ensure_creates_and_is_idempotent(agent: Agent, ns: str) -> None:
     assert first["alias"] == "vlaninfra:adhoc:" and "alias vlaninfra:adhoc:" in _ip(
         ns, "-d", "link", "show", "shim0")
     snap1 = agent.call("host.snapshot")
-    second = agent.call("shim.ensure", name="shim0", parent="eth0", kind="macvlan",
+    second = call(agent, "shim.ensure", name="shim0", parent="eth0", kind="macvlan",
                         mode="bridge", address="192.0.2.250/32", routes=["192.0.2.128/26"])
     assert second["created"] is False
     assert second["index"] == first["index"] and second["mac"] == first["mac"]
     assert agent.call("host.snapshot") == snap1
-    assert agent.call("shim.read", name="shim0") == {**second, "created": None} | {
+    assert call(agent, "shim.read", name="shim0") == {**second, "created": None} | {
         k: v for k, v in second.items() if k != "created"} or True
-    read = agent.call("shim.read", name="shim0")
+    read = call(agent, "shim.read", name="shim0")
     assert {k: v for k, v in second.items() if k != "created"} == read
-    assert agent.call("shim.delete", name="shim0") == {"deleted": True}
-    assert agent.call("shim.delete", name="shim0") == {"deleted": False}
-    assert agent.call("shim.read", name="shim0") is None
+    assert call(agent, "shim.delete", name="shim0") == {"deleted": True}
+    assert call(agent, "shim.delete", name="shim0") == {"deleted": False}
+    assert call(agent, "shim.read", name="shim0") is None
     assert agent.call("host.snapshot") == before
 
 
 def test_shim_converges_address_and_routes(agent: Agent, ns: str) -> None:
-    agent.call("shim.ensure", name="shim0", parent="eth0", address="192.0.2.250/32",
+    call(agent, "shim.ensure", name="shim0", parent="eth0", address="192.0.2.250/32",
                routes=["192.0.2.128/26", "198.18.0.0/24"])
     # drift by hand: an extra address, an extra static route, a missing route
     sh("ip", "-n", ns, "addr", "add", "192.0.2.249/32", "dev", "shim0")
     sh("ip", "-n", ns, "route", "add", "198.18.5.0/24", "dev", "shim0", "proto", "static")
     sh("ip", "-n", ns, "route", "del", "198.18.0.0/24", "dev", "shim0")
-    assert agent.call("shim.read", name="shim0")["routes"] == ["192.0.2.128/26",
+    assert call(agent, "shim.read", name="shim0")["routes"] == ["192.0.2.128/26",
                                                                 "198.18.5.0/24"]
-    out = agent.call("shim.ensure", name="shim0", parent="eth0", address="192.0.2.251/24",
+    out = call(agent, "shim.ensure", name="shim0", parent="eth0", address="192.0.2.251/24",
                      routes=["192.0.2.128/26", "198.18.0.0/24"])
     assert out["created"] is False
     assert out["addresses"] == ["192.0.2.251/24"]
@@ -104,15 +105,15 @@ def test_shim_converges_address_and_routes(agent: Agent, ns: str) -> None:
     assert {r["dst"] for r in routes if r["proto"] == "vlaninfra"} == {"192.0.2.128/26",
                                                                        "198.18.0.0/24"}
     # shrinking the route set removes the extra one
-    out = agent.call("shim.ensure", name="shim0", parent="eth0", address="192.0.2.251/24",
+    out = call(agent, "shim.ensure", name="shim0", parent="eth0", address="192.0.2.251/24",
                      routes=[])
-    assert out["routes"] == []
+    assert "routes" not in out  # none (a default is left out)
 
 
 def test_shim_recreated_when_mode_differs(agent: Agent) -> None:
-    first = agent.call("shim.ensure", name="shim0", parent="eth0", mode="bridge",
+    first = call(agent, "shim.ensure", name="shim0", parent="eth0", mode="bridge",
                        address="192.0.2.250/32")
-    second = agent.call("shim.ensure", name="shim0", parent="eth0", mode="private",
+    second = call(agent, "shim.ensure", name="shim0", parent="eth0", mode="private",
                         address="192.0.2.250/32")
     assert second["created"] is True and second["mode"] == "private"
     assert second["index"] != first["index"]
@@ -123,7 +124,7 @@ def test_shim_ensure_rolls_back_when_a_route_fails(agent: Agent, ns: str) -> Non
     sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
     try:
         with pytest.raises(HostError) as info:
-            agent.call("shim.ensure", name="shim0", parent="eth0", address="192.0.2.250/32",
+            call(agent, "shim.ensure", name="shim0", parent="eth0", address="192.0.2.250/32",
                        routes=["192.0.2.128/26", "2001:db8:1::/64"])
     finally:
         sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=0")
@@ -138,10 +139,10 @@ def test_bad_arguments_are_einval(agent: Agent) -> None:
                  {"name": "shim0", "parent": "eth0", "routes": ["192.0.2.1/24"]},
                  {"name": "shim0", "parent": "eth0", "bogus": 1}):
         with pytest.raises(HostError) as info:
-            agent.call("shim.ensure", **args)
+            call(agent, "shim.ensure", **args)
         assert info.value.errno == errno.EINVAL, args
     with pytest.raises(HostError) as info:
-        agent.call("shim.ensure", name="shim0", parent="nope0")
+        call(agent, "shim.ensure", name="shim0", parent="nope0")
     assert info.value.errno == errno.ENODEV
     with pytest.raises(HostError) as info:
         agent.call("no.such.op")
@@ -151,18 +152,18 @@ def test_bad_arguments_are_einval(agent: Agent) -> None:
 def test_vlan_ops_converge_or_fail_cleanly(agent: Agent) -> None:
     before = agent.call("host.snapshot")
     try:
-        out = agent.call("vlan.ensure", trunk="eth0", vlan_id=50, name="eth0.50")
+        out = call(agent, "vlan.ensure", trunk="eth0", vlan_id=50, name="eth0.50")
     except HostError as exc:  # this machine's kernel has no 802.1Q
         assert exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOENT), exc
     else:  # a kernel with 802.1Q (VM hosts)
         assert (out["created"], out["kind"], out["vlan_id"], out["parent"]) == (
             True, "vlan", 50, "eth0")
         # A retried create finds its own mark: it stays vlaninfra's (removed on destroy).
-        assert agent.call("vlan.ensure", trunk="eth0", vlan_id=50, name="eth0.50")[
+        assert call(agent, "vlan.ensure", trunk="eth0", vlan_id=50, name="eth0.50")[
             "created"] is True
-        assert agent.call("vlan.delete", name="eth0.50") == {"deleted": True}
-    assert agent.call("vlan.delete", name="eth0.50") == {"deleted": False}
-    kept = agent.call("vlan.delete", name="eth0")  # not vlaninfra's: never deleted
+        assert call(agent, "vlan.delete", name="eth0.50") == {"deleted": True}
+    assert call(agent, "vlan.delete", name="eth0.50") == {"deleted": False}
+    kept = call(agent, "vlan.delete", name="eth0")  # not vlaninfra's: never deleted
     assert kept == {"deleted": False, "kept": "link 'eth0' is not owned by vlaninfra: left in "
                                               "place"}
     assert agent.call("host.snapshot") == before
@@ -173,20 +174,20 @@ def test_links_vlaninfra_did_not_make_are_never_touched(agent: Agent, ns: str) -
     try:
         before = agent.call("host.snapshot")
         with pytest.raises(HostError) as info:
-            agent.call("shim.ensure", name="vxo1", parent="eth0", owner="p/a")
+            call(agent, "shim.ensure", name="vxo1", parent="eth0", owner="p/a")
         assert info.value.errno == errno.EEXIST
         assert "link 'vxo1' exists and is not owned by vlaninfra (no vlaninfra alias)" in (
             info.value.message)
-        kept = agent.call("shim.delete", name="vxo1", owner="p/a")
+        kept = call(agent, "shim.delete", name="vxo1", owner="p/a")
         assert kept["deleted"] is False and "not owned by vlaninfra" in kept["kept"]
         # Another stack's shim: refused and kept the same way.
-        agent.call("shim.ensure", name="shim0", parent="eth0", owner="p/b", spec="s")
+        call(agent, "shim.ensure", name="shim0", parent="eth0", owner="p/b", spec="s")
         with pytest.raises(HostError) as info:
-            agent.call("shim.ensure", name="shim0", parent="eth0", owner="p/a", mode="vepa")
+            call(agent, "shim.ensure", name="shim0", parent="eth0", owner="p/a", mode="vepa")
         assert "owned by stack 'p/b'" in info.value.message
-        assert agent.call("shim.delete", name="shim0", owner="p/a")["deleted"] is False
+        assert call(agent, "shim.delete", name="shim0", owner="p/a")["deleted"] is False
         assert agent.call("link.get", name="shim0")["mode"] == "bridge"
-        assert agent.call("shim.delete", name="shim0", owner="p/b") == {"deleted": True}
+        assert call(agent, "shim.delete", name="shim0", owner="p/b") == {"deleted": True}
         assert agent.call("host.snapshot") == before
     finally:
         sh("ip", "-n", ns, "link", "del", "vxo1", check=False)
@@ -197,11 +198,11 @@ def test_a_legacy_shim_state_recorded_is_claimed_and_marked(agent: Agent, ns: st
        "bridge")
     index = agent.call("link.get", name="shim0")["index"]
     with pytest.raises(HostError):
-        agent.call("shim.ensure", name="shim0", parent="eth0", owner="p/a")
-    out = agent.call("shim.ensure", name="shim0", parent="eth0", owner="p/a", spec="s1",
+        call(agent, "shim.ensure", name="shim0", parent="eth0", owner="p/a")
+    out = call(agent, "shim.ensure", name="shim0", parent="eth0", owner="p/a", spec="s1",
                      ifindex=index)
     assert out["index"] == index and out["alias"] == "vlaninfra:p/a:s1"
-    assert agent.call("shim.delete", name="shim0", owner="p/a") == {"deleted": True}
+    assert call(agent, "shim.delete", name="shim0", owner="p/a") == {"deleted": True}
 
 
 def test_routes_of_other_protocols_are_left_alone(agent: Agent, ns: str) -> None:
@@ -211,23 +212,23 @@ def test_routes_of_other_protocols_are_left_alone(agent: Agent, ns: str) -> None
            "proto", "bird")
         before = _ip(ns, "route")
         with pytest.raises(HostError) as info:
-            agent.call("route.ensure", dst="198.18.7.0/24", via="198.18.200.21")
+            call(agent, "route.ensure", dst="198.18.7.0/24", via="198.18.200.21")
         assert info.value.errno == errno.EEXIST
         assert "owned by protocol 'bird'" in info.value.message
-        assert agent.call("route.delete", dst="198.18.7.0/24", via="198.18.200.9") == {
+        assert call(agent, "route.delete", dst="198.18.7.0/24", via="198.18.200.9") == {
             "deleted": False}
         assert _ip(ns, "route") == before
-        out = agent.call("route.ensure", dst="198.18.8.0/24", via="198.18.200.21")
+        out = call(agent, "route.ensure", dst="198.18.8.0/24", via="198.18.200.21")
         assert out["proto"] == "vlaninfra" and "198.18.8.0/24 via 198.18.200.21 dev eth0 " \
             "proto 57" in _ip(ns, "route")
         # another next hop than the one recorded: another stack's (or a leftover), kept
         with pytest.raises(HostError) as info:
-            agent.call("route.ensure", dst="198.18.8.0/24", via="198.18.200.22")
+            call(agent, "route.ensure", dst="198.18.8.0/24", via="198.18.200.22")
         assert info.value.errno == errno.EEXIST and "via 198.18.200.21" in info.value.message
-        moved = agent.call("route.ensure", dst="198.18.8.0/24", via="198.18.200.22",
+        moved = call(agent, "route.ensure", dst="198.18.8.0/24", via="198.18.200.22",
                            recorded_via="198.18.200.21")
         assert moved["created"] is True and moved["gateway"] == "198.18.200.22"
-        assert agent.call("route.delete", dst="198.18.8.0/24", via="198.18.200.22") == {
+        assert call(agent, "route.delete", dst="198.18.8.0/24", via="198.18.200.22") == {
             "deleted": True}
     finally:
         sh("ip", "-n", ns, "addr", "del", "198.18.200.1/24", "dev", "eth0", check=False)

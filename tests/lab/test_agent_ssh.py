@@ -23,6 +23,7 @@ from tests.lab._agent_fixtures import (
     root_only,
     sshd,
 )
+from tests.typed_calls import call
 from vlaninfra.transport import (
     AgentExitedError,
     AuthenticationError,
@@ -192,10 +193,10 @@ def test_docker_and_netlink_over_ssh(host: Host) -> None:
     with pytest.raises(HostError) as info:
         agent.call("docker.network.remove", name="lan", bogus=True)
     assert info.value.errno == errno.EINVAL and info.value.host.endswith(":22")
-    shim = agent.call("shim.ensure", name="shim0", parent="eth0",
+    shim = call(agent, "shim.ensure", name="shim0", parent="eth0",
                       address="192.0.2.250/32", routes=["192.0.2.128/26"])
     assert shim["routes"] == ["192.0.2.128/26"]
-    assert agent.call("shim.delete", name="shim0") == {"deleted": True}
+    assert call(agent, "shim.delete", name="shim0") == {"deleted": True}
 
 
 def test_the_agent_runs_the_checked_bytes_from_a_memfd(host: Host) -> None:

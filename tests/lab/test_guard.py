@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.lab._agent_fixtures import netns, sh
+from tests.typed_calls import call
 from vlaninfra.host import guard
 from vlaninfra.lab import Inventory
 from vlaninfra.transport import Agent, LocalTarget, agent_for, close_all
@@ -89,14 +90,14 @@ def has_8021q(ns: str) -> bool:
 def before_change(agent: Agent, ns: str, vlan: bool) -> None:
     """This stack's plumbing: a shim with an address and a route, a router-style route via a
     next hop, optionally an 802.1Q parent with a shim on it; and two links that are not ours."""
-    agent.call("shim.ensure", name="shim0", parent="eth0", address="192.0.2.250/32",
+    call(agent, "shim.ensure", name="shim0", parent="eth0", address="192.0.2.250/32",
                routes=["192.0.2.128/26"], owner=OWNER, spec="s1")
-    agent.call("route.ensure", dst="198.18.7.0/24", via="192.0.2.1")
+    call(agent, "route.ensure", dst="198.18.7.0/24", via="192.0.2.1")
     if vlan:
-        agent.call("vlan.ensure", trunk="eth0", vlan_id=50, name="eth0.50", owner=OWNER, spec="v")
-        agent.call("shim.ensure", name="shim50", parent="eth0.50", address="198.18.50.250/32",
+        call(agent, "vlan.ensure", trunk="eth0", vlan_id=50, name="eth0.50", owner=OWNER, spec="v")
+        call(agent, "shim.ensure", name="shim50", parent="eth0.50", address="198.18.50.250/32",
                    routes=["198.18.50.128/26"], owner=OWNER, spec="s50")
-    agent.call("shim.ensure", name="theirs0", parent="eth0", address="192.0.2.240/32",
+    call(agent, "shim.ensure", name="theirs0", parent="eth0", address="192.0.2.240/32",
                owner=OTHER, spec="x")
     sh("ip", "-n", ns, "link", "add", "link", "eth0", "name", "hand0", "type", "macvlan")
 
@@ -104,15 +105,15 @@ def before_change(agent: Agent, ns: str, vlan: bool) -> None:
 def change(agent: Agent, ns: str, vlan: bool) -> None:
     """What an apply might do: the shim recreated in another mode (new MAC) with another
     address and routes, a new shim, the router route moved, the VLAN parent removed."""
-    agent.call("shim.ensure", name="shim0", parent="eth0", mode="private",
+    call(agent, "shim.ensure", name="shim0", parent="eth0", mode="private",
                address="192.0.2.249/32", routes=["192.0.2.192/26"], owner=OWNER, spec="s2")
-    agent.call("shim.ensure", name="shim1", parent="eth0", address="192.0.2.248/32",
+    call(agent, "shim.ensure", name="shim1", parent="eth0", address="192.0.2.248/32",
                owner=OWNER, spec="new")
-    agent.call("route.delete", dst="198.18.7.0/24", via="192.0.2.1")
-    agent.call("route.ensure", dst="198.18.8.0/24", via="192.0.2.1")
+    call(agent, "route.delete", dst="198.18.7.0/24", via="192.0.2.1")
+    call(agent, "route.ensure", dst="198.18.8.0/24", via="192.0.2.1")
     if vlan:
-        agent.call("shim.delete", name="shim50", owner=OWNER)
-        agent.call("vlan.delete", name="eth0.50", owner=OWNER)
+        call(agent, "shim.delete", name="shim50", owner=OWNER)
+        call(agent, "vlan.delete", name="eth0.50", owner=OWNER)
     # others' links change too: the guard must leave them as they are then
     sh("ip", "-n", ns, "addr", "add", "192.0.2.241/32", "dev", "theirs0")
     sh("ip", "-n", ns, "link", "set", "hand0", "mtu", "1400")
@@ -246,17 +247,17 @@ def test_vlan_parent_restored_on_a_vm_host(vm_lab: Inventory) -> None:
                                                sort_keys=True) for link in snap["links"]),
                     "routes": sorted(json.dumps(r, sort_keys=True) for r in snap["routes"])}
 
-        agent.call("vlan.ensure", trunk="eth0", vlan_id=50, name="eth0.50", owner=OWNER, spec="v")
-        agent.call("shim.ensure", name="shim50", parent="eth0.50", address="198.18.50.250/32",
+        call(agent, "vlan.ensure", trunk="eth0", vlan_id=50, name="eth0.50", owner=OWNER, spec="v")
+        call(agent, "shim.ensure", name="shim50", parent="eth0.50", address="198.18.50.250/32",
                    routes=["198.18.50.128/26"], owner=OWNER, spec="s")
         time.sleep(2)  # IPv6 on the new links settles
         before = plumbing()
         armed = agent.call("guard.arm", owner=OWNER, token="t1", seconds=WINDOW)
         assert sorted(armed["links"]) == ["eth0.50", "shim50"] and armed["routes"] == 1
-        agent.call("shim.delete", name="shim50", owner=OWNER)
-        agent.call("vlan.delete", name="eth0.50", owner=OWNER)
-        agent.call("vlan.ensure", trunk="eth0", vlan_id=60, name="eth0.60", owner=OWNER, spec="w")
-        agent.call("shim.ensure", name="shim60", parent="eth0.60", address="198.18.60.250/32",
+        call(agent, "shim.delete", name="shim50", owner=OWNER)
+        call(agent, "vlan.delete", name="eth0.50", owner=OWNER)
+        call(agent, "vlan.ensure", trunk="eth0", vlan_id=60, name="eth0.60", owner=OWNER, spec="w")
+        call(agent, "shim.ensure", name="shim60", parent="eth0.60", address="198.18.60.250/32",
                    routes=["198.18.60.128/26"], owner=OWNER, spec="s")
         assert plumbing() != before
         close_all()
@@ -272,7 +273,7 @@ def test_vlan_parent_restored_on_a_vm_host(vm_lab: Inventory) -> None:
         agent = agent_for(target)
         agent.call("guard.disarm", owner=OWNER, token="t1")
         for shim in ("shim50", "shim60"):
-            agent.call("shim.delete", name=shim, owner=OWNER)
+            call(agent, "shim.delete", name=shim, owner=OWNER)
         for vlan in ("eth0.50", "eth0.60"):
-            agent.call("vlan.delete", name=vlan, owner=OWNER)
+            call(agent, "vlan.delete", name=vlan, owner=OWNER)
         close_all()

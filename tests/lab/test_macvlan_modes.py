@@ -24,6 +24,16 @@ from typing import Any
 import pytest
 
 from tests.lab.lab_helpers import in_netns
+from tests.typed_calls import call
+from vlaninfra.host.contract import (
+    NETWORK_CREATE,
+    Driver,
+    IpamPool,
+    MacvlanMode,
+    NetworkCreate,
+    NetworkSpec,
+    run,
+)
 from vlaninfra.lab import Host as LabHost
 from vlaninfra.lab import Inventory
 from vlaninfra.transport import Agent, HostError, LocalTarget, agent_for, close_all
@@ -70,27 +80,26 @@ def _mode(bed: Bed, mode: str, containers: int, shim: bool) -> Iterator[list[str
     everything removed afterwards, also on failure."""
     names = [f"mode-c{i + 1}" for i in range(containers)]
     try:
-        made = bed.agent.call("docker.network.create", name=NET, driver="macvlan",
-                              options={"parent": bed.host.parent, "macvlan_mode": mode},
-                              ipam=[{"subnet": str(bed.lan), "gateway": bed.gateway,
-                                     "aux_addresses": {"shim": bed.at(250)}}])
-        assert made["options"]["macvlan_mode"] == mode  # the driver's option name
+        made = run(bed.agent, NETWORK_CREATE, NetworkCreate(NetworkSpec(
+            NET, Driver.MACVLAN, bed.host.parent, MacvlanMode(mode),
+            ipam=(IpamPool(str(bed.lan), bed.gateway, aux_addresses={"shim": bed.at(250)}),))))
+        assert made.mode == mode  # read back from the driver's option
         for i, name in enumerate(names):
-            bed.agent.call("docker.container.create", name=name, image=bed.host.image,
+            call(bed.agent, "docker.container.create", name=name, image=bed.host.image,
                            command=["/bin/sleep", "3600"], network=NET, ipv4=bed.at(200 + i))
         if shim:
             routes = [f"{bed.at(200 + i)}/32" for i in range(containers)]
             # The plan makes every macvlan shim in bridge mode, whatever the network's mode.
-            bed.agent.call("shim.ensure", name=SHIM, parent=bed.host.parent, kind="macvlan",
+            call(bed.agent, "shim.ensure", name=SHIM, parent=bed.host.parent, kind="macvlan",
                            mode="bridge", address=f"{bed.at(250)}/32", routes=routes)
         yield names
     finally:
         _hairpin(bed, False)
         with contextlib.suppress(HostError):
-            bed.agent.call("shim.delete", name=SHIM)
+            call(bed.agent, "shim.delete", name=SHIM)
         for name in [*names, "mode-c9"]:
             with contextlib.suppress(HostError):
-                bed.agent.call("docker.container.remove", name=name)
+                call(bed.agent, "docker.container.remove", name=name)
         bed.agent.call("docker.network.remove", name=NET)
         assert bed.agent.call("link.exists", name=SHIM) is False
 
@@ -153,11 +162,11 @@ def test_passthru_holds_one_container_no_shim_and_takes_the_nic_from_the_host(be
         link = in_netns(bed.host.netns, "ip", "link", "show", bed.host.parent).stdout
         assert mac in link, f"passthru left the parent its own MAC: {link}"
         with pytest.raises(HostError) as second:
-            bed.agent.call("docker.container.create", name="mode-c9", image=bed.host.image,
+            call(bed.agent, "docker.container.create", name="mode-c9", image=bed.host.image,
                            command=["/bin/sleep", "3600"], network=NET, ipv4=bed.at(209))
         assert "invalid argument" in second.value.message  # the kernel's EINVAL via Docker
         with pytest.raises(HostError) as shim:
-            bed.agent.call("shim.ensure", name=SHIM, parent=bed.host.parent, kind="macvlan",
+            call(bed.agent, "shim.ensure", name=SHIM, parent=bed.host.parent, kind="macvlan",
                            mode="bridge", address=f"{bed.at(250)}/32")
         assert shim.value.errno == errno.EINVAL, shim.value
         peer = in_netns(bed.peer_netns, "ping", "-c", "1", "-W", "1", host_lan)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pulumi
 
+from vlaninfra.host.contract import ROUTED
 from vlaninfra.layout import ContainerPlan, HostPlan, NetworkPlan, ShimPlan, SitePlan
 from vlaninfra.layout import Site as LayoutSite
 from vlaninfra.providers import (
@@ -72,10 +73,10 @@ def network_inputs(net: NetworkPlan) -> dict[str, Any]:
     """
     return {
         "name": net.name,
-        "driver": net.driver,
+        "driver": str(net.driver),
         "parent": net.parent,
-        "mode": net.macvlan_mode or net.ipvlan_mode,
-        "flag": net.ipvlan_flag,
+        "mode": str(net.mode),
+        "flag": str(net.flag) if net.flag else None,
         "ipam": _ipam(net),
         "internal": net.internal,
         "enable_ipv6": net.enable_ipv6,
@@ -87,8 +88,8 @@ def shim_inputs(shim: ShimPlan) -> dict[str, Any]:
     return {
         "name": shim.name,
         "parent": shim.parent,
-        "kind": shim.kind,
-        "mode": shim.mode,
+        "kind": str(shim.kind),
+        "mode": str(shim.mode),
         "address": str(shim.address),
         "extra_addresses": [str(a) for a in shim.addresses[1:]],
         "routes": [str(r) for r in shim.routes],
@@ -108,13 +109,13 @@ def container_inputs(c: ContainerPlan, network_id: Any) -> dict[str, Any]:
         "ipv4": str(c.ipv4) if c.ipv4 else None,
         "ipv6": str(c.ipv6) if c.ipv6 else None,
         "mac": c.mac,
-        "restart_policy": c.restart_policy,
+        "restart_policy": str(c.restart_policy),
     }
 
 
 def _lan_device(net: NetworkPlan) -> str | None:
     """The host NIC a new container address is probed from; None: no LAN device sees it."""
-    return None if net.internal or net.ipvlan_mode in ("l3", "l3s") else net.parent
+    return None if net.internal or net.mode in ROUTED else net.parent
 
 
 def _lan_addresses(host_plan: HostPlan, net: NetworkPlan) -> list[dict[str, Any]]:

@@ -34,15 +34,36 @@ from vlaninfra.host import (
     doctor_facts,
     facts,
     guard,
-    ops,
     persist,
     probe,
     protocol,
+    typed_ops,
 )
 from vlaninfra.host.context import Context
+from vlaninfra.host.contract import (
+    CONTAINER_CREATE,
+    CONTAINER_REMOVE,
+    CONTAINER_START,
+    CONTAINER_UPDATE,
+    NETWORK_CONNECT,
+    NETWORK_CREATE,
+    NETWORK_DISCONNECT,
+    NETWORK_REMOVE,
+    ROUTE_DELETE,
+    ROUTE_ENSURE,
+    ROUTE_READ,
+    SHIM_DELETE,
+    SHIM_ENSURE,
+    SHIM_READ,
+    VLAN_DELETE,
+    VLAN_ENSURE,
+    VLAN_READ,
+    Handler,
+    handler,
+)
 from vlaninfra.host.errors import OpError
 
-__all__ = ["OPS", "describe_error", "handle", "main", "run_request"]
+__all__ = ["OPS", "TYPED", "describe_error", "handle", "main", "run_request"]
 
 log = logging.getLogger("vlaninfra.host.agent")
 MAX_WORKERS = 16
@@ -175,38 +196,43 @@ OPS: dict[str, Callable[..., Any]] = {
     "link.exists": facts.link_exists,
     "route.list": facts.route_list,
     "route.get": facts.route_get,
-    # Ops that make what a reboot loses also keep (and their reads check) the file that
-    # brings it back, when the caller names the owning stack (`persist_owner`).
-    "route.ensure": persist.ensuring("route", ops.route_ensure),
-    "route.delete": persist.deleting("route", ops.route_delete),
-    "route.read": persist.reading("route", facts.route_get),
     "host.snapshot": host_snapshot,
     "check.facts": check_facts,
-    "shim.ensure": persist.ensuring("shim", ops.shim_ensure),
-    "shim.read": persist.reading("shim", ops.shim_read),
-    "shim.delete": persist.deleting("shim", ops.shim_delete),
-    "vlan.ensure": persist.ensuring("vlan", ops.vlan_ensure),
-    "vlan.read": persist.reading("vlan", facts.link_get),
-    "vlan.delete": persist.deleting("vlan", ops.vlan_delete),
     "docker.version": docker_facts.docker_version,
     "docker.image.exists": docker_facts.image_exists,
     "docker.network.inspect": docker_facts.network_inspect,
-    "docker.network.create": docker_ops.network_create,
-    "docker.network.remove": docker_ops.network_remove,
-    "docker.network.connect": docker_ops.network_connect,
-    "docker.network.disconnect": docker_ops.network_disconnect,
     "docker.container.inspect": docker_facts.container_inspect,
-    "docker.container.create": docker_ops.container_create,
-    "docker.container.remove": docker_ops.container_remove,
-    "docker.container.update": docker_ops.container_update,
-    "docker.container.start": docker_ops.container_start,
     "probe.run": probe.run,
     "doctor.facts": doctor_facts.collect,
     "guard.arm": guard.arm,
     "guard.disarm": guard.disarm,
     "guard.status": guard.status,
 }
-"""Every op the agent serves: name → function(ctx, **args)."""
+"""The ops the agent serves with keyword args: name → function(ctx, **args)."""
+
+TYPED: dict[str, Handler[Any, Any]] = {h.op.name: h for h in (
+    handler(NETWORK_CREATE, docker_ops.network_create),
+    handler(NETWORK_REMOVE, docker_ops.network_remove),
+    handler(NETWORK_CONNECT, docker_ops.network_connect),
+    handler(NETWORK_DISCONNECT, docker_ops.network_disconnect),
+    handler(CONTAINER_CREATE, docker_ops.container_create),
+    handler(CONTAINER_REMOVE, docker_ops.container_remove),
+    handler(CONTAINER_UPDATE, docker_ops.container_update),
+    handler(CONTAINER_START, docker_ops.container_start),
+    # Ops that make what a reboot loses also keep (and their reads check) the file that
+    # brings it back, when the caller names the owning stack (`persist_owner`).
+    handler(SHIM_ENSURE, typed_ops.shim_ensure),
+    handler(SHIM_READ, typed_ops.shim_read),
+    handler(SHIM_DELETE, typed_ops.shim_delete),
+    handler(VLAN_ENSURE, typed_ops.vlan_ensure),
+    handler(VLAN_READ, typed_ops.vlan_read),
+    handler(VLAN_DELETE, typed_ops.vlan_delete),
+    handler(ROUTE_ENSURE, typed_ops.route_ensure),
+    handler(ROUTE_READ, typed_ops.route_read),
+    handler(ROUTE_DELETE, typed_ops.route_delete),
+)}
+"""The ops of the typed contract (:mod:`vlaninfra.host.contract`): name → handler decoding the
+request's args into the op's argument type (a field it does not know is ``EINVAL``)."""
 
 _HTTP_ERRNO = {400: _errno.EINVAL, 401: _errno.EACCES, 403: _errno.EPERM, 404: _errno.ENOENT,
                409: _errno.EEXIST, 500: _errno.EIO, 503: _errno.EAGAIN}
@@ -214,9 +240,12 @@ _HTTP_ERRNO = {400: _errno.EINVAL, 401: _errno.EACCES, 403: _errno.EPERM, 404: _
 
 def handle(ctx: Context, op: object, args: object) -> Any:
     """Run one op by name with keyword ``args``; unknown ops and bad args are ``EINVAL``."""
+    typed = TYPED.get(op) if isinstance(op, str) else None
+    if typed is not None:
+        return typed(ctx, args)
     fn = OPS.get(op) if isinstance(op, str) else None
     if fn is None:
-        raise OpError(_errno.EOPNOTSUPP, f"unknown op {op!r}", known=sorted(OPS))
+        raise OpError(_errno.EOPNOTSUPP, f"unknown op {op!r}", known=sorted({*OPS, *TYPED}))
     if args is None:
         args = {}
     if not isinstance(args, dict):

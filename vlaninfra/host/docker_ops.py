@@ -10,8 +10,8 @@ Absence is decided by ``docker.errors.NotFound``, never by message text.
 A create that fails half-way removes what it made (Docker leaves a stopped container behind
 when starting it fails). Images are never pulled: a missing image is an ``ENOENT`` error.
 
-Example: ``network_create(ctx, "lan", "macvlan", {"parent": "eth0"},
-[{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1"}])``
+Example: ``network_create(ctx, NetworkCreate(NetworkSpec("lan", Driver.MACVLAN, "eth0",
+MacvlanMode.BRIDGE)))``
 """
 
 from __future__ import annotations
@@ -19,11 +19,25 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from vlaninfra.host import facts, marks
 from vlaninfra.host.context import Context
+from vlaninfra.host.contract import (
+    ContainerCreate,
+    ContainerRef,
+    ContainerState,
+    ContainerUpdate,
+    NetworkConnect,
+    NetworkCreate,
+    NetworkDisconnect,
+    NetworkRemove,
+    NetworkState,
+    Removed,
+    RestartPolicy,
+)
 from vlaninfra.host.docker_facts import container_inspect, network_inspect
 from vlaninfra.host.errors import OpError, raise_undone
 
@@ -39,7 +53,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("vlaninfra.host.docker_ops")
-_RESTART = ("no", "always", "unless-stopped", "on-failure")
+_RESTART = tuple(p.value for p in RestartPolicy)
 
 
 def _not_found() -> type[Exception]:
@@ -105,62 +119,39 @@ def _claim_existing(what: str, existing: Mapping[str, Any], owner: str,
         raise
 
 
-def network_create(
-    ctx: Context,
-    name: str,
-    driver: str,
-    options: Mapping[str, str] | None = None,
-    ipam: Sequence[Mapping[str, Any]] = (),
-    internal: bool = False,
-    enable_ipv6: bool = False,
-    labels: Mapping[str, str] | None = None,
-    owner: str = marks.ADHOC_OWNER,
-    spec: str | None = None,
-    resource: str | None = None,
-) -> dict[str, Any]:
-    """Create a network labelled as ``owner``'s (``spec``, config key ``resource``). One that
-    exists is taken over (``adopted: True``) when its labels name ``owner`` and ``spec``,
-    else ``EEXIST`` naming its owner. Returns the inspect result plus ``parent_preexisted``
-    (whether ``options["parent"]`` existed as a link before: for ``eth0.50`` Docker creates
-    the 802.1Q sub-interface and removes it with the network; None when adopted).
+def network_create(ctx: Context, args: NetworkCreate) -> NetworkState:
+    """Create the network ``args.spec`` labelled as ``args.mark``'s (owner, spec hash, config
+    key). One that exists is taken over (``adopted``) when its labels name that owner and
+    spec, else ``EEXIST`` naming its owner. ``parent_preexisted`` says whether the parent
+    existed as a link before (for ``eth0.50`` Docker creates the 802.1Q sub-interface and
+    removes it with the network; None when adopted).
 
-    Example: ``network_create(ctx, "lan", "macvlan", {"parent": "eth0",
-    "macvlan_mode": "bridge"}, [{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1",
-    "ip_range": "192.0.2.128/26", "aux_addresses": {"shim": "192.0.2.250"}}])``
+    Example: ``network_create(ctx, NetworkCreate(NetworkSpec("lan", Driver.MACVLAN, "eth0",
+    MacvlanMode.BRIDGE, ipam=(IpamPool("192.0.2.0/24", "192.0.2.1", "192.0.2.128/26",
+    {"shim": "192.0.2.250"}),))))``
     """
     from docker.types import IPAMConfig, IPAMPool
 
-    _check_name(name, "network name")
-    _check_name(driver, "network driver")
-    options = dict(options or {})
+    spec, mark = args.spec, args.mark
+    name = _check_name(spec.name, "network name")
     existing = network_inspect(ctx, name)
     if existing is not None:
-        _claim_existing(f"network {name!r}", existing, owner, spec)
+        _claim_existing(f"network {name!r}", existing, mark.owner, mark.spec)
         log.info("network.create %s: adopting the network an earlier run made", name)
-        return {**existing, "parent_preexisted": None, "adopted": True}
-    parent = options.get("parent")
-    parent_preexisted: bool | None = None
-    if parent is not None and driver in ("macvlan", "ipvlan"):
-        parent_preexisted = facts.link_exists(ctx, parent)
-    pools = []
-    for block in ipam:
-        unknown = set(block) - {"subnet", "gateway", "ip_range", "aux_addresses"}
-        if unknown or not block.get("subnet"):
-            raise OpError(errno.EINVAL, f"network {name!r}: IPAM block needs subnet and may "
-                                        f"have gateway, ip_range, aux_addresses; got {block}")
-        pools.append(IPAMPool(subnet=block["subnet"], iprange=block.get("ip_range"),
-                              gateway=block.get("gateway"),
-                              aux_addresses=dict(block.get("aux_addresses") or {}) or None))
+        return replace(NetworkState.of_inspect(existing), parent_preexisted=None, adopted=True)
+    parent_preexisted = facts.link_exists(ctx, spec.parent)
+    pools = [IPAMPool(subnet=p.subnet, iprange=p.ip_range, gateway=p.gateway,
+                      aux_addresses=dict(p.aux_addresses) or None) for p in spec.ipam]
     api = ctx.docker()
     created = api.create_network(
         name,
-        driver=driver,
-        options=options,
+        driver=spec.driver.value,
+        options=spec.docker_options(),
         ipam=IPAMConfig(driver="default", pool_configs=pools) if pools else None,
         check_duplicate=True,
-        internal=internal,
-        labels={**(labels or {}), **marks.labels(owner, spec, resource)},
-        enable_ipv6=enable_ipv6,
+        internal=spec.internal,
+        labels={**spec.labels, **marks.labels(mark.owner, mark.spec, mark.resource)},
+        enable_ipv6=spec.enable_ipv6,
     )
     try:
         result = network_inspect(ctx, name)
@@ -170,9 +161,7 @@ def network_create(
         if _remove_network_quietly(api, created.get("Id")):
             raise_undone(exc)
         raise
-    result["parent_preexisted"] = parent_preexisted
-    result["adopted"] = False
-    return result
+    return replace(NetworkState.of_inspect(result), parent_preexisted=parent_preexisted)
 
 
 def _remove_network_quietly(api: Any, net_id: str | None) -> bool:
@@ -189,22 +178,21 @@ def _remove_network_quietly(api: Any, net_id: str | None) -> bool:
     return True
 
 
-def network_remove(ctx: Context, name: str,
-                   owner: str = marks.ADHOC_OWNER, id: str | None = None) -> dict[str, Any]:
-    """Remove ``owner``'s network (its labels, or unlabelled and the ``id`` state recorded);
-    ``removed: False`` if it is gone, plus ``kept`` when one of that name is not ours (left
-    alone). Attached containers make it an ``EBUSY`` error naming them (they may be another
-    stack's: vlaninfra never disconnects them).
+def network_remove(ctx: Context, args: NetworkRemove) -> Removed:
+    """Remove ``args.owner``'s network (its labels, or unlabelled and the ``args.id`` state
+    recorded); ``removed: False`` if it is gone, plus ``kept`` when one of that name is not
+    ours (left alone). Attached containers make it an ``EBUSY`` error naming them (they may be
+    another stack's: vlaninfra never disconnects them).
 
-    Example: ``network_remove(ctx, "lan")`` → ``{"removed": True}``
+    Example: ``network_remove(ctx, NetworkRemove("lan"))`` → ``Removed(removed=True)``
     """
-    _check_name(name, "network name")
+    name = _check_name(args.name, "network name")
     net = network_inspect(ctx, name)
     if net is None:
-        return {"removed": False}
-    kept = _kept(f"network {name!r}", net, owner, id)
+        return Removed(False)
+    kept = _kept(f"network {name!r}", net, args.owner, args.id)
     if kept:
-        return {"removed": False, "kept": kept}
+        return Removed(False, kept)
     attached = sorted(net["containers"])
     if attached:
         raise OpError(errno.EBUSY, f"network {name!r} has containers attached: "
@@ -213,45 +201,28 @@ def network_remove(ctx: Context, name: str,
     try:
         ctx.docker().remove_network(net["id"])
     except _not_found():
-        return {"removed": False}
-    return {"removed": True}
+        return Removed(False)
+    return Removed(True)
 
 
-def container_create(
-    ctx: Context,
-    name: str,
-    image: str,
-    command: Sequence[str] | None = None,
-    network: str | None = None,
-    ipv4: str | None = None,
-    ipv6: str | None = None,
-    mac: str | None = None,
-    restart_policy: str = "unless-stopped",
-    labels: Mapping[str, str] | None = None,
-    hostname: str | None = None,
-    owner: str = marks.ADHOC_OWNER,
-    spec: str | None = None,
-    resource: str | None = None,
-) -> dict[str, Any]:
-    """Create and start a container attached to ``network`` with a fixed IP/MAC, labelled as
-    ``owner``'s (``spec``, config key ``resource``).
+def container_create(ctx: Context, args: ContainerCreate) -> ContainerState:
+    """Create and start the container ``args.spec`` attached to its network with a fixed
+    IP/MAC, labelled as ``args.mark``'s (owner, spec hash, config key).
 
-    A container of that name is taken over (started if stopped; ``adopted: True``) when its
-    labels name ``owner`` and ``spec``, else ``EEXIST`` naming its owner. ``ENOENT`` if the
-    image (never pulled) or the network is missing. If creating or starting fails, the
-    container is removed again; if even that fails (dockerd went away) the error says the
-    outcome is unknown (``details.outcome == "unknown"``): the next create adopts it.
+    A container of that name is taken over (started if stopped; ``adopted``) when its labels
+    name that owner and spec, else ``EEXIST`` naming its owner. ``ENOENT`` if the image
+    (never pulled) or the network is missing. If creating or starting fails, the container is
+    removed again; if even that fails (dockerd went away) the error says the outcome is
+    unknown (``details.outcome == "unknown"``): the next create adopts it.
 
-    Example: ``container_create(ctx, "web", "busybox:lab", ["sleep", "3600"], "lan",
-    ipv4="192.0.2.130", mac="02:42:c0:00:02:82")``
+    Example: ``container_create(ctx, ContainerCreate(ContainerSpec("web", "busybox:lab",
+    ("sleep", "3600"), "lan", ipv4="192.0.2.130", mac="02:42:c0:00:02:82")))``
     """
+    c, mark = args.spec, args.mark
+    name, image, network, owner, spec = c.name, c.image, c.network, mark.owner, mark.spec
     _check_name(name, "container name")
     _check_image(image)
-    policy = parse_restart_policy(restart_policy)
-    if command is not None and (
-        not isinstance(command, list) or not all(isinstance(c, str) for c in command)
-    ):
-        raise OpError(errno.EINVAL, "command must be a list of strings")
+    policy = parse_restart_policy(c.restart_policy)
     api = ctx.docker()
     existing = container_inspect(ctx, name)
     if existing is not None:
@@ -262,7 +233,7 @@ def container_create(
             existing = container_inspect(ctx, name)
             if existing is None:
                 raise OpError(errno.EIO, f"container {name!r} vanished while starting")
-        return {**existing, "adopted": True}
+        return replace(ContainerState.of_inspect(existing), adopted=True)
     try:
         api.inspect_image(image)
     except _not_found():
@@ -277,7 +248,7 @@ def container_create(
     networking_config = None
     if network is not None:
         endpoint = api.create_endpoint_config(
-            ipv4_address=ipv4, ipv6_address=ipv6, mac_address=mac if new_api else None
+            ipv4_address=c.ipv4, ipv6_address=c.ipv6, mac_address=c.mac if new_api else None
         )
         networking_config = api.create_networking_config({network: endpoint})
     host_config = api.create_host_config(restart_policy=policy,
@@ -286,11 +257,11 @@ def container_create(
     try:
         created = api.create_container(
             image,
-            command=list(command) if command is not None else None,
+            command=list(c.command) if c.command is not None else None,
             name=name,
-            hostname=hostname,
-            labels={**(labels or {}), **marks.labels(owner, spec, resource)},
-            mac_address=None if new_api else mac,
+            hostname=c.hostname,
+            labels={**c.labels, **marks.labels(owner, spec, mark.resource)},
+            mac_address=None if new_api else c.mac,
             host_config=host_config,
             networking_config=networking_config,
         )
@@ -299,7 +270,7 @@ def container_create(
         result = container_inspect(ctx, name)
         if result is None:
             raise OpError(errno.EIO, f"container {name!r} vanished right after creation")
-        return {**result, "adopted": False}
+        return ContainerState.of_inspect(result)
     except BaseException as exc:
         log.warning("container.create %s failed; removing what was created", name)
         try:
@@ -343,117 +314,103 @@ def _owned_container(ctx: Context, name: str, owner: str, expect_id: str | None,
     return current
 
 
-def container_remove(ctx: Context, name: str, owner: str = marks.ADHOC_OWNER,
-                     id: str | None = None) -> dict[str, Any]:
-    """Force-remove ``owner``'s container (its labels, or unlabelled and the ``id`` state
-    recorded); ``removed: False`` if it is gone, plus ``kept`` when one of that name is not
-    ours (left alone).
+def container_remove(ctx: Context, args: ContainerRef) -> Removed:
+    """Force-remove ``args.owner``'s container (its labels, or unlabelled and the ``args.id``
+    state recorded); ``removed: False`` if it is gone, plus ``kept`` when one of that name is
+    not ours (left alone).
 
-    Example: ``container_remove(ctx, "web")`` → ``{"removed": True}``
+    Example: ``container_remove(ctx, ContainerRef("web"))`` → ``Removed(removed=True)``
     """
-    _check_name(name, "container name")
+    name = _check_name(args.name, "container name")
     current = container_inspect(ctx, name)
     if current is None:
-        return {"removed": False}
-    kept = _kept(f"container {name!r}", current, owner, id)
+        return Removed(False)
+    kept = _kept(f"container {name!r}", current, args.owner, args.id)
     if kept:
-        return {"removed": False, "kept": kept}
+        return Removed(False, kept)
     try:
         ctx.docker().remove_container(current["id"], force=True)
     except _not_found():
-        return {"removed": False}
-    return {"removed": True}
+        return Removed(False)
+    return Removed(True)
 
 
-def container_update(ctx: Context, name: str, restart_policy: str,
-                     owner: str = marks.ADHOC_OWNER, id: str | None = None) -> dict[str, Any]:
-    """Change ``owner``'s container's restart policy in place; ``ENOENT`` if it does not
-    exist, ``EPERM`` if it is not ``owner``'s (see :func:`container_remove`).
+def container_update(ctx: Context, args: ContainerUpdate) -> ContainerState:
+    """Change ``args.owner``'s container's restart policy in place; ``ENOENT`` if it does not
+    exist, ``EPERM`` if it is not that owner's (see :func:`container_remove`).
 
-    Example: ``container_update(ctx, "web", "always")["restart_policy"]`` → ``"always"``
+    Example: ``container_update(ctx, ContainerUpdate("web", "on-failure:3"))``
     """
-    _check_name(name, "container name")
-    policy = parse_restart_policy(restart_policy)
-    current = _owned_container(ctx, name, owner, id)
-    if current["restart_policy"] != restart_policy:
+    name = _check_name(args.name, "container name")
+    policy = parse_restart_policy(args.restart_policy)
+    current = _owned_container(ctx, name, args.owner, args.id)
+    if current["restart_policy"] != args.restart_policy:
         ctx.docker().update_container(current["id"], restart_policy=policy)
     result = container_inspect(ctx, name)
     if result is None:
         raise OpError(errno.ENOENT, f"container {name!r} vanished during update")
-    return result
+    return ContainerState.of_inspect(result)
 
 
-def container_start(ctx: Context, name: str, owner: str = marks.ADHOC_OWNER,
-                    id: str | None = None) -> dict[str, Any]:
-    """Start ``owner``'s stopped container (no-op if running); ``ENOENT`` if it does not
-    exist, ``EPERM`` if it is not ``owner``'s.
+def container_start(ctx: Context, args: ContainerRef) -> ContainerState:
+    """Start ``args.owner``'s stopped container (no-op if running); ``ENOENT`` if it does not
+    exist, ``EPERM`` if it is not that owner's.
 
-    Example: ``container_start(ctx, "web")["running"]`` → ``True``
+    Example: ``container_start(ctx, ContainerRef("web")).running`` → ``True``
     """
-    _check_name(name, "container name")
-    current = _owned_container(ctx, name, owner, id)
+    name = _check_name(args.name, "container name")
+    current = _owned_container(ctx, name, args.owner, args.id)
     if not current["running"]:
         ctx.docker().start(current["id"])
     result = container_inspect(ctx, name)
     if result is None:
         raise OpError(errno.ENOENT, f"container {name!r} vanished while starting")
-    return result
+    return ContainerState.of_inspect(result)
 
 
-def network_connect(
-    ctx: Context,
-    network: str,
-    container: str,
-    ipv4: str | None = None,
-    ipv6: str | None = None,
-    mac: str | None = None,
-    owner: str = marks.ADHOC_OWNER,
-    id: str | None = None,
-) -> dict[str, Any]:
-    """Attach ``owner``'s container (``EPERM`` otherwise) to a network (no-op if attached);
-    returns the container inspect.
+def network_connect(ctx: Context, args: NetworkConnect) -> ContainerState:
+    """Attach ``args.owner``'s container (``EPERM`` otherwise) to a network (no-op if
+    attached); returns the container.
 
     The attachment that exists is kept as is even if its address differs: the caller
     compares and disconnects first when it wants a change.
 
-    Example: ``network_connect(ctx, "lan", "web", ipv4="192.0.2.131")``
+    Example: ``network_connect(ctx, NetworkConnect("lan", "web", ipv4="192.0.2.131"))``
     """
-    _check_name(network, "network name")
-    _check_name(container, "container name")
-    current = _owned_container(ctx, container, owner, id)
+    network = _check_name(args.network, "network name")
+    container = _check_name(args.container, "container name")
+    current = _owned_container(ctx, container, args.owner, args.id)
     if network in current["networks"]:
-        return current
+        return ContainerState.of_inspect(current)
     net = network_inspect(ctx, network)
     if net is None:
         raise OpError(errno.ENOENT, f"network {network!r} does not exist")
     api = ctx.docker()
     api.connect_container_to_network(
-        current["id"], net["id"], ipv4_address=ipv4, ipv6_address=ipv6,
-        mac_address=mac if _api_at_least(api, "1.44") else None,
+        current["id"], net["id"], ipv4_address=args.ipv4, ipv6_address=args.ipv6,
+        mac_address=args.mac if _api_at_least(api, "1.44") else None,
     )
     result = container_inspect(ctx, container)
     if result is None:
         raise OpError(errno.ENOENT, f"container {container!r} vanished during connect")
-    return result
+    return ContainerState.of_inspect(result)
 
 
-def network_disconnect(
-    ctx: Context, network: str, container: str, force: bool = False,
-    owner: str = marks.ADHOC_OWNER, id: str | None = None,
-) -> dict[str, Any] | None:
-    """Detach ``owner``'s container (``EPERM`` otherwise) from a network (no-op if not
-    attached); returns the container inspect, or None if the container does not exist.
+def network_disconnect(ctx: Context, args: NetworkDisconnect) -> ContainerState | None:
+    """Detach ``args.owner``'s container (``EPERM`` otherwise) from a network (no-op if not
+    attached); returns the container, or None if it does not exist.
 
-    Example: ``network_disconnect(ctx, "lan", "web")["networks"]`` → ``{}``
+    Example: ``network_disconnect(ctx, NetworkDisconnect("lan", "web")).networks`` → ``{}``
     """
-    _check_name(network, "network name")
-    _check_name(container, "container name")
+    network = _check_name(args.network, "network name")
+    container = _check_name(args.container, "container name")
     current = container_inspect(ctx, container)
-    if current is None or network not in current["networks"]:
-        return current
-    _ours(f"container {container!r}", current, owner, id)
-    try:
-        ctx.docker().disconnect_container_from_network(current["id"], network, force=force)
-    except _not_found():
-        pass
-    return container_inspect(ctx, container)
+    if current is not None and network in current["networks"]:
+        _ours(f"container {container!r}", current, args.owner, args.id)
+        try:
+            ctx.docker().disconnect_container_from_network(current["id"], network,
+                                                           force=args.force)
+        except _not_found():
+            pass
+        current = container_inspect(ctx, container)
+    return None if current is None else ContainerState.of_inspect(current)

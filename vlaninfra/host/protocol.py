@@ -33,7 +33,8 @@ __all__ = [
     "success",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""2: ops of the typed contract (:mod:`vlaninfra.host.contract`) take its argument objects."""
 MAX_LINE = 16 * 1024 * 1024
 """Longest line either side accepts (a host snapshot of a big host is a few hundred kB); a
 longer line ends the session, so memory stays bounded."""

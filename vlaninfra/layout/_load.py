@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vlaninfra.errors import LayoutError, Problem
+from vlaninfra.host.contract import IpvlanFlag, IpvlanMode, MacvlanMode, RestartPolicy
 
 from ._model import (
     Container,
@@ -127,14 +128,14 @@ _NET_COMMON = (
 _MACVLAN = Obj("macvlan_network", "A Docker macvlan network.", (
     F("driver", Enum(("macvlan",)), "macvlan.", required=True, attr="-"),
     *_NET_COMMON,
-    F("mode", Enum(("bridge", "private", "vepa", "passthru")), "macvlan_mode (bridge)."),
+    F("mode", Enum.choice(MacvlanMode), "macvlan_mode (bridge)."),
 ), MacvlanNetwork)
 
 _IPVLAN = Obj("ipvlan_network", "A Docker ipvlan network.", (
     F("driver", Enum(("ipvlan",)), "ipvlan.", required=True, attr="-"),
     *_NET_COMMON,
-    F("mode", Enum(("l2", "l3", "l3s")), "ipvlan_mode (l2)."),
-    F("flag", Enum(("bridge", "private", "vepa")), "ipvlan_flag (bridge)."),
+    F("mode", Enum.choice(IpvlanMode), "ipvlan_mode (l2)."),
+    F("flag", Enum.choice(IpvlanFlag), "ipvlan_flag (bridge)."),
 ), IpvlanNetwork)
 
 _TENANT_SUBNET = Obj("tenant_subnet", "A routed subnet of a tenant.", (
@@ -160,7 +161,7 @@ _CONTAINER = Obj("container", "A container attached to one network.", (
     F("mac", _TEXT, "MAC address; derived (locally administered) when absent on macvlan."),
     F("tenant", _TEXT, "Tenant whose subnet to allocate from."),
     F("hostname", _TEXT, "Container hostname."),
-    F("restart_policy", Enum(("no", "always", "unless-stopped", "on-failure")),
+    F("restart_policy", Enum.choice(RestartPolicy),
       "Restart policy (unless-stopped); quote 'no'."),
 ), Container)
 

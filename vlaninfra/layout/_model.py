@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Literal
 
+from vlaninfra.host.contract import Driver, IpvlanFlag, IpvlanMode, MacvlanMode, RestartPolicy
+
 __all__ = [
     "AddressRange",
     "Container",
@@ -37,10 +39,6 @@ __all__ = [
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
-MacvlanMode = Literal["bridge", "private", "vepa", "passthru"]
-IpvlanMode = Literal["l2", "l3", "l3s"]
-IpvlanFlag = Literal["bridge", "private", "vepa"]
-RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]
 ShimRoutes = Literal["per-container", "ip-range"]
 ProbeExpect = Literal["reach", "blocked"]
 Promiscuous = Literal["allowed", "denied"]
@@ -180,25 +178,25 @@ class _NetworkBase:
 class MacvlanNetwork(_NetworkBase):
     """A macvlan network, e.g. ``MacvlanNetwork(name="pub", parent="eth0", hosts=("h1",))``."""
 
-    mode: MacvlanMode = "bridge"
+    mode: MacvlanMode = MacvlanMode.BRIDGE
 
     @property
-    def driver(self) -> Literal["macvlan"]:
-        """Always ``"macvlan"``."""
-        return "macvlan"
+    def driver(self) -> Literal[Driver.MACVLAN]:
+        """Always ``Driver.MACVLAN``."""
+        return Driver.MACVLAN
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IpvlanNetwork(_NetworkBase):
     """An ipvlan network, e.g. ``IpvlanNetwork(name="t", parent="eth0", hosts=("h1",))``."""
 
-    mode: IpvlanMode = "l2"
-    flag: IpvlanFlag = "bridge"
+    mode: IpvlanMode = IpvlanMode.L2
+    flag: IpvlanFlag = IpvlanFlag.BRIDGE
 
     @property
-    def driver(self) -> Literal["ipvlan"]:
-        """Always ``"ipvlan"``."""
-        return "ipvlan"
+    def driver(self) -> Literal[Driver.IPVLAN]:
+        """Always ``Driver.IPVLAN``."""
+        return Driver.IPVLAN
 
 
 Network = MacvlanNetwork | IpvlanNetwork
@@ -244,7 +242,7 @@ class Container:
     tenant: str | None = None
     """Chooses the tenant subnet to allocate from when the network carries several."""
     hostname: str | None = None
-    restart_policy: RestartPolicy = "unless-stopped"
+    restart_policy: RestartPolicy = RestartPolicy.UNLESS_STOPPED
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

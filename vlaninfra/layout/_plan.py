@@ -13,9 +13,9 @@ from ipaddress import (
     ip_interface,
     ip_network,
 )
-from typing import Literal
 
 from vlaninfra.errors import LayoutError, Problem
+from vlaninfra.host.contract import Driver, IpvlanFlag, LinkMode, MacvlanMode
 
 from ._facts import Facts, Pool, routed_pool
 from ._ledger import Assigned, Ledger, Previous, allocate
@@ -74,11 +74,11 @@ class NetworkPlan:
     """A Docker network on one host, e.g. ``NetworkPlan(name="pub_net", driver="macvlan", ...)``."""
 
     name: str
-    driver: Literal["macvlan", "ipvlan"]
+    driver: Driver
     parent: str
-    macvlan_mode: str | None
-    ipvlan_mode: str | None
-    ipvlan_flag: str | None
+    mode: LinkMode
+    flag: IpvlanFlag | None
+    """ipvlan only."""
     subnets: tuple[SubnetPlan, ...]
     internal: bool
     enable_ipv6: bool
@@ -92,8 +92,8 @@ class ShimPlan:
 
     name: str
     parent: str
-    kind: Literal["macvlan", "ipvlan"]
-    mode: str
+    kind: Driver
+    mode: LinkMode
     address: IPv4Interface
     routes: tuple[IPNetwork, ...]
     network: str
@@ -255,12 +255,9 @@ def _subnet_plan(pool: Pool, site: Site, ledger: Ledger) -> SubnetPlan:
 def _network_plan(net: Network, host: str, pools: list[Pool], site: Site, ledger: Ledger,
                   notes: list[str]) -> NetworkPlan:
     subnets = tuple(_subnet_plan(p, site, ledger) for p in pools)
-    macvlan = isinstance(net, MacvlanNetwork)
     return NetworkPlan(
-        name=net.name, driver=net.driver, parent=net.parent_on(host),
-        macvlan_mode=net.mode if macvlan else None,
-        ipvlan_mode=net.mode if isinstance(net, IpvlanNetwork) else None,
-        ipvlan_flag=net.flag if isinstance(net, IpvlanNetwork) else None,
+        name=net.name, driver=net.driver, parent=net.parent_on(host), mode=net.mode,
+        flag=net.flag if isinstance(net, IpvlanNetwork) else None,
         subnets=subnets, internal=net.internal,
         enable_ipv6=any(s.subnet.version == 6 for s in subnets), notes=tuple(notes))
 
@@ -289,7 +286,7 @@ def _shim_plan(net: Network, host: str, pools: list[Pool],
         routes = tuple(ip_network(a) for c in containers if c.network == net.name
                        and c.tenant is None for a in (c.ipv4, c.ipv6)
                        if a is not None and a.version in versions)
-    mode = "bridge" if isinstance(net, MacvlanNetwork) else net.mode
+    mode = MacvlanMode.BRIDGE if isinstance(net, MacvlanNetwork) else net.mode
     return ShimPlan(shim_name(net), net.parent_on(host), net.driver, mode,
                     IPv4Interface((address, prefix)), routes, net.name, six, gateways)
 

@@ -10,9 +10,7 @@ __all__ = ["render_plan"]
 
 
 def _mode(net: NetworkPlan) -> str:
-    if net.driver == "macvlan":
-        return f"{net.macvlan_mode}"
-    return f"{net.ipvlan_mode}/{net.ipvlan_flag}"
+    return f"{net.mode}/{net.flag}" if net.flag else f"{net.mode}"
 
 
 def _host(host: HostPlan) -> list[str]:

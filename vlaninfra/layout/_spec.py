@@ -10,6 +10,7 @@ from ipaddress import ip_address, ip_network
 from typing import Any
 
 from vlaninfra.errors import Problem
+from vlaninfra.host.contract import Choice
 
 from ._model import AddressRange
 
@@ -101,6 +102,13 @@ class Str(Kind):
 @dataclass(frozen=True)
 class Enum(Kind):
     values: tuple[str, ...]
+    of: type[Choice] | None = None
+    """The contract's enum the value becomes (its values are ``values``)."""
+
+    @classmethod
+    def choice(cls, of: type[Choice]) -> Enum:
+        """One of the contract enum ``of``'s values, read as its member."""
+        return cls(tuple(m.value for m in of), of)
 
     def parse(self, value: object, path: str, out: list[Problem]) -> Any:
         names = ", ".join(self.values)
@@ -108,7 +116,7 @@ class Enum(Kind):
             return self.wrong(value, path, out, f"one of {names}")
         if value not in self.values:
             return _refuse(out, path, value, f"expected one of {names}")
-        return value
+        return value if self.of is None else self.of(value)
 
     def schema(self) -> Json:
         return {"type": "string", "enum": list(self.values)}

@@ -23,6 +23,7 @@ from pulumi.dynamic import (
 
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import marks
+from vlaninfra.host.contract import LinkState, Mark, RouteState, encode
 from vlaninfra.host.errors import OpError
 from vlaninfra.transport import (
     Agent,
@@ -259,23 +260,27 @@ class HostProvider(ResourceProvider):
         n = self.normalize(props)
         return marks.spec_hash({k: n.get(k) for k in sorted(self.SPEC_KEYS or self.INPUT_KEYS)})
 
-    def persist_args(self, props: Mapping[str, Any], *, deleting: bool = False
-                     ) -> dict[str, Any]:
-        """The op argument asking the host to keep (or check) the object's boot file; a delete
-        always asks to remove it (state may say `persist: false` after a refresh found the
-        file missing or altered, and a file left behind would re-create the object at boot)."""
+    def persist_owner(self, props: Mapping[str, Any], *, deleting: bool = False
+                      ) -> str | None:
+        """The op argument asking the host to keep (or check) the object's boot file: the
+        owning stack, or None. A delete always asks to remove it (state may say `persist:
+        false` after a refresh found the file missing or altered, and a file left behind
+        would re-create the object at boot)."""
         wanted = props.get(PERSIST) or (deleting and self.PERSISTS
                                         and _can_persist(props.get(CONNECTION)))
-        return {"persist_owner": self.owner(props)} if wanted else {}
+        return self.owner(props) if wanted else None
 
-    def persisted(self, found: Mapping[str, Any], props: Mapping[str, Any]) -> bool:
+    def persisted(self, found: LinkState | RouteState, props: Mapping[str, Any]) -> bool:
         """The `persist` input as read from the host: whether its file matches the object."""
-        return bool(props.get(PERSIST)) and found.get("persisted") == "ok"
+        return bool(props.get(PERSIST)) and found.persisted == "ok"
+
+    def mark(self, props: Mapping[str, Any]) -> Mark:
+        """The mark an op puts on the object: this stack, the spec hash, the config key."""
+        return Mark(self.owner(props), self.spec(props), props.get(CONFIG_PATH))
 
     def mark_args(self, props: Mapping[str, Any]) -> dict[str, Any]:
         """The op arguments marking an object as this stack's."""
-        return {"owner": self.owner(props), "spec": self.spec(props),
-                "resource": props.get(CONFIG_PATH)}
+        return dict(encode(self.mark(props)))
 
     # -- shared machinery --------------------------------------------------------------------
     def configure(self, req: ConfigureRequest) -> None:
@@ -290,10 +295,9 @@ class HostProvider(ResourceProvider):
         where = f" ({props[CONFIG_PATH]})" if props.get(CONFIG_PATH) else ""
         return f"{self.KIND} {props.get('name', '?')!r}{where} on host {host_label(props)}"
 
-    def removed(self, props: Mapping[str, Any], result: Any) -> None:
-        """Raise when the host kept the object instead of removing it (it is not this stack's
-        owner's): a delete that reports success would leave it there unseen."""
-        kept = result.get("kept") if isinstance(result, Mapping) else None
+    def removed(self, props: Mapping[str, Any], kept: str | None) -> None:
+        """Raise when the host kept the object instead of removing it (``kept``: why; it is
+        not this stack's owner's): a delete that reports success would leave it there unseen."""
         if kept:
             raise ProviderError(
                 f"{self._head(props)}: not removed, stack {self.owner(props)!r} does not own "
@@ -401,16 +405,15 @@ def clash_of(what: str, mark: marks.Mark | None, owner: str,
     return None
 
 
-def docker_clash(agent: Agent, inspect: str, kind: str, news: Mapping[str, Any],
+def docker_clash(kind: str, labels: Mapping[str, str] | None, news: Mapping[str, Any],
                  owner: str) -> str | None:
-    """The clash message for the Docker object `news["name"]` when one of that name exists and
-    its vlaninfra label is not `owner`'s (`inspect`: the agent op that finds it). Example:
-    ``docker_clash(agent, "docker.network.inspect", "network", news, "p/s")``"""
-    found = agent.call(inspect, name=news["name"])
-    if found is None:
+    """The clash message for the Docker object `news["name"]` when one of that name exists
+    (``labels``: its labels; None when there is none) and its vlaninfra label is not
+    `owner`'s. Example: ``docker_clash("network", found.labels, news, "p/s")``"""
+    if labels is None:
         return None
     return clash_of(f"{kind} {news['name']!r} on host {host_label(news)}",
-                    marks.of_labels(found.get("labels")), owner)
+                    marks.of_labels(labels), owner)
 
 
 def nic_missing(

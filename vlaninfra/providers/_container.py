@@ -12,13 +12,40 @@ from typing import Any
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, UpdateResult
 
 from vlaninfra.errors import VlanInfraError
+from vlaninfra.host.contract import (
+    CONTAINER_CREATE,
+    CONTAINER_INSPECT,
+    CONTAINER_REMOVE,
+    CONTAINER_START,
+    CONTAINER_UPDATE,
+    NETWORK_CONNECT,
+    NETWORK_DISCONNECT,
+    ContainerCreate,
+    ContainerRef,
+    ContainerSpec,
+    ContainerState,
+    ContainerUpdate,
+    ContractError,
+    Named,
+    NetworkConnect,
+    NetworkDisconnect,
+    RestartPolicy,
+    run,
+)
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, CONNECTION, HostProvider, docker_clash, has_unknowns, host_label
+from ._base import (
+    CONFIG_PATH,
+    CONNECTION,
+    HostProvider,
+    ProviderError,
+    docker_clash,
+    has_unknowns,
+    host_label,
+)
 
 __all__ = ["ContainerProvider", "address_probe", "probe_addresses"]
 
-RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 LAN_DEVICE = "lan_device"
 """Property: the host interface preview probes a new address from (ARP); None: no probe."""
 ARP_BOUND = 3.0
@@ -104,7 +131,7 @@ class ContainerProvider(HostProvider):
             "ipv4": _addr(props.get("ipv4")),
             "ipv6": _addr(props.get("ipv6")),
             "mac": _mac(props.get("mac")),
-            "restart_policy": props.get("restart_policy") or "unless-stopped",
+            "restart_policy": props.get("restart_policy") or RestartPolicy.UNLESS_STOPPED.value,
             "running": props.get("running", True) is not False,
         }
 
@@ -120,15 +147,10 @@ class ContainerProvider(HostProvider):
 
     def validate(self, news: Mapping[str, Any]) -> list[CheckFailure]:
         where = news.get(CONFIG_PATH) or "container"
-        policy = news.get("restart_policy") or "unless-stopped"
-        if policy not in RESTART_POLICIES:
-            return [
-                CheckFailure(
-                    "restart_policy",
-                    f"{where}.restart_policy: {policy!r} is not one of "
-                    + ", ".join(RESTART_POLICIES),
-                )
-            ]
+        policy = news.get("restart_policy") or RestartPolicy.UNLESS_STOPPED.value
+        if policy not in RestartPolicy._value2member_map_:
+            return [CheckFailure("restart_policy", f"{where}.restart_policy: {policy!r} is not "
+                                                   f"one of {RestartPolicy.spelled()}")]
         return []
 
     def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
@@ -180,107 +202,91 @@ class ContainerProvider(HostProvider):
             if answer.get("answered_by")]
 
     def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
-        return docker_clash(agent, "docker.container.inspect", self.KIND, news, self.owner(news))
+        found = run(agent, CONTAINER_INSPECT, Named(news["name"]))
+        return docker_clash(self.KIND, found.labels if found else None, news,
+                            self.owner(news))
 
-    def _outs(self, props: Mapping[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
-        attached = (found.get("networks") or {}).get(props["network"]) or {}
+    def _outs(self, props: Mapping[str, Any], found: ContainerState) -> dict[str, Any]:
+        attached = found.networks.get(props["network"])
         return {
             **props,
-            "container_id": found["id"],
-            "ipv4_address": attached.get("ipv4"),
-            "mac_address": attached.get("mac"),
+            "container_id": found.id,
+            "ipv4_address": attached.ipv4 if attached else None,
+            "mac_address": attached.mac if attached else None,
         }
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         n = self.normalize(props)
         try:
-            found = self.agent(props).call(
-                "docker.container.create",
-                name=n["name"],
-                image=n["image"],
-                command=n["command"],
-                network=n["network"],
-                ipv4=n["ipv4"],
-                ipv6=n["ipv6"],
-                mac=n["mac"],
-                restart_policy=n["restart_policy"],
-                labels=n["labels"],
-                hostname=n["hostname"],
-                **self.mark_args(props),
-            )
-        except VlanInfraError as err:
+            found = run(self.agent(props), CONTAINER_CREATE, ContainerCreate(ContainerSpec(
+                name=n["name"], image=n["image"],
+                command=tuple(n["command"]) if n["command"] is not None else None,
+                network=n["network"], ipv4=n["ipv4"], ipv6=n["ipv6"], mac=n["mac"],
+                restart_policy=n["restart_policy"], labels=n["labels"],
+                hostname=n["hostname"]), self.mark(props)))
+        except (VlanInfraError, ContractError) as err:
             raise self.fail(props, "create", err) from err
-        return CreateResult(id_=found["id"], outs=self._outs(props, found))
+        return CreateResult(id_=found.id, outs=self._outs(props, found))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        found = self.agent(props).call("docker.container.inspect", name=props["name"])
+        found = run(self.agent(props), CONTAINER_INSPECT, Named(props["name"]))
         if found is None:
             return ReadResult(id_="", outs={})
-        networks = found.get("networks") or {}
+        networks = found.networks
         network = props["network"] if props["network"] in networks else next(iter(networks), None)
-        attached = networks.get(network) or {}
+        attached = networks.get(network) if network is not None else None
         wanted_labels = props.get("labels") or {}
         actual = {
             **props,
             **self.normalize(
                 {
-                    "name": found["name"],
-                    "image": found["image"],
+                    "name": found.name,
+                    "image": found.image,
                     # Without a command of our own the image's default runs: not drift.
-                    "command": found.get("command") if props.get("command") else None,
-                    "hostname": found.get("hostname") if props.get("hostname") else None,
+                    "command": found.command if props.get("command") else None,
+                    "hostname": found.hostname if props.get("hostname") else None,
                     # Images add labels of their own: only the ones vlaninfra set are compared.
-                    "labels": {
-                        k: v for k, v in (found.get("labels") or {}).items() if k in wanted_labels
-                    },
+                    "labels": {k: v for k, v in found.labels.items() if k in wanted_labels},
                     "network": network,
                     "network_id": props.get("network_id") if network == props["network"] else None,
-                    "ipv4": attached.get("ipv4"),
-                    "ipv6": attached.get("ipv6"),
-                    "mac": attached.get("mac"),
-                    "restart_policy": found.get("restart_policy"),
-                    "running": bool(found.get("running")),
+                    "ipv4": attached.ipv4 if attached else None,
+                    "ipv6": attached.ipv6 if attached else None,
+                    "mac": attached.mac if attached else None,
+                    "restart_policy": found.restart_policy,
+                    "running": found.running,
                 }
             ),
         }
-        return ReadResult(id_=found["id"], outs=self._outs(actual, found), inputs=actual)
+        return ReadResult(id_=found.id, outs=self._outs(actual, found), inputs=actual)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         old, new = self.normalize(olds), self.normalize(news)
         agent = self.agent(news)
         name = new["name"]
-        mine = {"owner": self.owner(news), "id": olds.get("container_id")}
+        owner, id_ = self.owner(news), olds.get("container_id")
         try:
             if old["network"] != new["network"]:
                 if old["network"]:
-                    agent.call("docker.network.disconnect", network=old["network"],
-                               container=name, **mine)
-                agent.call(
-                    "docker.network.connect",
-                    network=new["network"],
-                    container=name,
-                    ipv4=new["ipv4"],
-                    ipv6=new["ipv6"],
-                    mac=new["mac"],
-                    **mine,
-                )
+                    run(agent, NETWORK_DISCONNECT, NetworkDisconnect(
+                        old["network"], name, owner=owner, id=id_))
+                run(agent, NETWORK_CONNECT, NetworkConnect(
+                    new["network"], name, new["ipv4"], new["ipv6"], new["mac"], owner, id_))
             if old["restart_policy"] != new["restart_policy"]:
-                agent.call(
-                    "docker.container.update", name=name, restart_policy=new["restart_policy"],
-                    **mine,
-                )
+                run(agent, CONTAINER_UPDATE, ContainerUpdate(
+                    name, new["restart_policy"], owner, id_))
             if new["running"] and not old["running"]:
-                agent.call("docker.container.start", name=name, **mine)
-            found = agent.call("docker.container.inspect", name=name)
+                run(agent, CONTAINER_START, ContainerRef(name, owner, id_))
+            found = run(agent, CONTAINER_INSPECT, Named(name))
         except VlanInfraError as err:
             raise self.fail(news, "update", err) from err
+        if found is None:
+            raise self.fail(news, "update", ProviderError(f"container {name!r} vanished"))
         return UpdateResult(outs=self._outs(news, found))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         try:
-            result = self.agent(props).call(
-                "docker.container.remove", name=props["name"], owner=self.owner(props),
-                id=props.get("container_id"))
+            result = run(self.agent(props), CONTAINER_REMOVE, ContainerRef(
+                props["name"], self.owner(props), props.get("container_id")))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err
-        self.removed(props, result)
+        self.removed(props, result.kept)

@@ -10,22 +10,37 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, 
 
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import marks
+from vlaninfra.host.contract import (
+    CONTAINER_INSPECT,
+    DEFAULT_MODE,
+    NETWORK_CREATE,
+    NETWORK_INSPECT,
+    NETWORK_REMOVE,
+    ContractError,
+    Driver,
+    IpamPool,
+    Named,
+    NetworkCreate,
+    NetworkRemove,
+    NetworkSpec,
+    driver_of,
+    encode,
+    flag_of,
+    mode_of,
+    run,
+)
 from vlaninfra.transport import Agent, checking
 
 from ._base import CONFIG_PATH, CONNECTION, HostProvider, docker_clash, has_unknowns, nic_missing
 from ._container import _addr, address_probe, probe_addresses
 
-__all__ = ["LAN_ADDRESSES", "NetworkProvider", "network_options", "normalize_ipam"]
+__all__ = ["LAN_ADDRESSES", "NetworkProvider", "network_spec", "normalize_ipam"]
 
 LAN_ADDRESSES = "lan_addresses"
 """Property: the addresses the plan gives containers on this network on this host that the LAN
 may answer for, ``[{key: ipv4|ipv6, address, mac, device, name}]``. Not an input
 of the network (never a reason to change it): its check probes the new ones at once, so that
 its containers' checks find their answers ready instead of probing one after another."""
-
-MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")
-IPVLAN_MODES = ("l2", "l3", "l3s")
-IPVLAN_FLAGS = ("bridge", "private", "vepa")
 
 
 def normalize_ipam(pools: Any) -> list[dict[str, Any]]:
@@ -48,16 +63,18 @@ def normalize_ipam(pools: Any) -> list[dict[str, Any]]:
     return sorted(out, key=lambda p: p["subnet"])
 
 
-def network_options(props: Mapping[str, Any]) -> dict[str, str]:
-    """The driver options Docker is given: typed inputs in, Docker's option names out."""
-    opts = {"parent": str(props["parent"])}
-    if props["driver"] == "macvlan":
-        opts["macvlan_mode"] = str(props.get("mode") or "bridge")
-    else:
-        opts["ipvlan_mode"] = str(props.get("mode") or "l2")
-        if props.get("flag"):
-            opts["ipvlan_flag"] = str(props["flag"])
-    return opts
+def network_spec(n: Mapping[str, Any]) -> NetworkSpec:
+    """The contract's spec of normalized inputs ``n``; ``ContractError`` when they do not fit.
+
+    Example: ``network_spec(NetworkProvider().normalize(props)).docker_options()``
+    """
+    driver = driver_of(n["driver"])
+    return NetworkSpec(
+        name=str(n["name"]), driver=driver, parent=str(n["parent"]),
+        mode=mode_of(driver, n["mode"]), flag=flag_of(driver, n["flag"]),
+        ipam=tuple(IpamPool(p["subnet"], p["gateway"], p["ip_range"], p["aux_addresses"])
+                   for p in n["ipam"]),
+        internal=n["internal"], enable_ipv6=n["enable_ipv6"], labels=n["labels"])
 
 
 def _without_daemon_fill(actual: list[dict[str, Any]], wanted: list[dict[str, Any]]) -> list[Any]:
@@ -88,12 +105,12 @@ class NetworkProvider(HostProvider):
 
     def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
         driver = props.get("driver")
-        default_mode = "bridge" if driver == "macvlan" else "l2"
+        default_mode = DEFAULT_MODE[Driver.MACVLAN if driver == "macvlan" else Driver.IPVLAN]
         return {
             "name": props.get("name"),
             "driver": driver,
             "parent": props.get("parent"),
-            "mode": props.get("mode") or default_mode,
+            "mode": props.get("mode") or default_mode.value,
             "flag": props.get("flag") or None,
             "ipam": normalize_ipam(props.get("ipam")),
             "internal": bool(props.get("internal", False)),
@@ -103,31 +120,18 @@ class NetworkProvider(HostProvider):
 
     def validate(self, news: Mapping[str, Any]) -> list[CheckFailure]:
         where = news.get(CONFIG_PATH) or "network"
-        failures = []
-        if news.get("driver") not in ("macvlan", "ipvlan"):
-            failures.append(
-                CheckFailure(
-                    "driver", f"{where}.driver: {news.get('driver')!r} is not macvlan or ipvlan"
-                )
-            )
-        modes = MACVLAN_MODES if news.get("driver") == "macvlan" else IPVLAN_MODES
-        if news.get("mode") and news["mode"] not in modes:
-            failures.append(
-                CheckFailure(
-                    "mode", f"{where}.mode: {news['mode']!r} is not one of {', '.join(modes)}"
-                )
-            )
-        if news.get("flag") and (
-            news.get("driver") != "ipvlan" or news["flag"] not in IPVLAN_FLAGS
-        ):
-            failures.append(
-                CheckFailure(
-                    "flag",
-                    f"{where}.flag: {news['flag']!r} needs driver ipvlan and one of "
-                    f"{', '.join(IPVLAN_FLAGS)}",
-                )
-            )
-        return failures
+        errors: list[ContractError] = []
+        try:
+            driver = driver_of(news.get("driver"))
+        except ContractError as err:
+            errors.append(err)
+            driver = Driver.IPVLAN  # its modes are what the message lists (as before)
+        for check, key in ((mode_of, "mode"), (flag_of, "flag")):
+            try:
+                check(driver, news.get(key))
+            except ContractError as err:
+                errors.append(err)
+        return [CheckFailure(err.field or "", f"{where}.{err.message}") for err in errors]
 
     def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
         return nic_missing(agent, news, "parent", "network")
@@ -160,61 +164,49 @@ class NetworkProvider(HostProvider):
     def _held(self, agent: Agent, news: Mapping[str, Any], planned: Mapping[str, Any]) -> bool:
         """Whether this stack's container already holds the planned address on this network
         (it is not about to be assigned)."""
-        found = agent.call("docker.container.inspect", name=planned["name"])
-        if found is None or not marks.is_ours(marks.of_labels(found.get("labels")),
-                                              self.owner(news)):
+        found = run(agent, CONTAINER_INSPECT, Named(planned["name"]))
+        if found is None or not marks.is_ours(marks.of_labels(found.labels), self.owner(news)):
             return False
-        attached = (found.get("networks") or {}).get(news["name"]) or {}
-        return _addr(attached.get(planned["key"])) == _addr(planned["address"])
+        attached = found.networks.get(news["name"])
+        held = getattr(attached, planned["key"]) if attached else None  # ipv4 or ipv6
+        return _addr(held) == _addr(planned["address"])
 
     def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
-        return docker_clash(agent, "docker.network.inspect", self.KIND, news, self.owner(news))
-
-    def _outs(self, props: Mapping[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
-        return {**props, "network_id": found["id"]}
+        found = run(agent, NETWORK_INSPECT, Named(news["name"]))
+        return docker_clash(self.KIND, found.labels if found else None, news, self.owner(news))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        n = self.normalize(props)
         try:
-            found = self.agent(props).call(
-                "docker.network.create",
-                name=n["name"],
-                driver=n["driver"],
-                options=network_options(n),
-                ipam=n["ipam"],
-                internal=n["internal"],
-                enable_ipv6=n["enable_ipv6"],
-                labels=n["labels"],
-                **self.mark_args(props),
-            )
-        except VlanInfraError as err:
+            found = run(self.agent(props), NETWORK_CREATE,
+                        NetworkCreate(network_spec(self.normalize(props)), self.mark(props)))
+        except (VlanInfraError, ContractError) as err:
             raise self.fail(props, "create", err) from err
-        return CreateResult(id_=found["id"], outs=self._outs(props, found))
+        return CreateResult(id_=found.id, outs={**props, "network_id": found.id})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        found = self.agent(props).call("docker.network.inspect", name=props["name"])
-        if found is None or found["id"] != id_:
+        found = run(self.agent(props), NETWORK_INSPECT, Named(props["name"]))
+        if found is None or found.id != id_:
             return ReadResult(id_="", outs={})
         wanted = self.normalize(props)
-        opts = found.get("options") or {}
         # Same canonical form as the desired inputs, so that only real drift makes a diff.
         actual = {
             **props,
             **self.normalize(
                 {
-                    "name": found["name"],
-                    "driver": found["driver"],
-                    "parent": opts.get("parent"),
-                    "mode": opts.get("macvlan_mode") or opts.get("ipvlan_mode"),
-                    "flag": opts.get("ipvlan_flag"),
-                    "ipam": _without_daemon_fill(normalize_ipam(found["ipam"]), wanted["ipam"]),
-                    "internal": found.get("internal"),
-                    "enable_ipv6": found.get("enable_ipv6"),
-                    "labels": marks.without_marks(found.get("labels")),
+                    "name": found.name,
+                    "driver": found.driver,
+                    "parent": found.parent,
+                    "mode": found.mode,
+                    "flag": found.flag,
+                    "ipam": _without_daemon_fill(normalize_ipam(encode(found.ipam)),
+                                                 wanted["ipam"]),
+                    "internal": found.internal,
+                    "enable_ipv6": found.enable_ipv6,
+                    "labels": marks.without_marks(found.labels),
                 }
             ),
         }
-        return ReadResult(id_=id_, outs=self._outs(actual, found), inputs=actual)
+        return ReadResult(id_=id_, outs={**actual, "network_id": found.id}, inputs=actual)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         # Only the transport properties (how to reach the host) can change without replacement.
@@ -222,9 +214,8 @@ class NetworkProvider(HostProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         try:
-            result = self.agent(props).call(
-                "docker.network.remove", name=props["name"], owner=self.owner(props),
-                id=props.get("network_id"))
+            result = run(self.agent(props), NETWORK_REMOVE, NetworkRemove(
+                props["name"], self.owner(props), props.get("network_id")))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err
-        self.removed(props, result)
+        self.removed(props, result.kept)

@@ -11,6 +11,19 @@ from typing import Any
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from vlaninfra.errors import VlanInfraError
+from vlaninfra.host.contract import (
+    ROUTE_DELETE,
+    ROUTE_ENSURE,
+    ROUTE_GET,
+    ROUTE_READ,
+    ContractError,
+    RouteDelete,
+    RouteEnsure,
+    RouteGet,
+    RouteRead,
+    RouteSpec,
+    run,
+)
 from vlaninfra.transport import Agent
 
 from ._base import CONFIG_PATH, PERSIST, HostProvider, host_label
@@ -57,32 +70,26 @@ class RouterRouteProvider(HostProvider):
     def validate(self, news: Mapping[str, Any]) -> list[CheckFailure]:
         where = news.get(CONFIG_PATH) or "route"
         try:
-            dst = ipaddress.ip_network(str(news.get("destination")))
-        except ValueError as err:
-            return [CheckFailure("destination", f"{where}: destination: {err}")]
-        try:
-            via = ipaddress.ip_address(str(news.get("via")))
-        except ValueError as err:
-            return [CheckFailure("via", f"{where}: via: {err}")]
-        if via.version != dst.version:
-            return [CheckFailure("via", f"{where}: next hop {via} is not IPv{dst.version}")]
+            RouteSpec(str(news.get("destination")), str(news.get("via")))
+        except ContractError as err:
+            return [CheckFailure(err.field or "", f"{where}: {err.message}")]
         return []
 
     def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
         n = self.normalize(news)
-        found = agent.call("route.get", dst=n["destination"])
+        found = run(agent, ROUTE_GET, RouteGet(n["destination"]))
         if found is None:
             return None
-        if found.get("proto") == "vlaninfra":
-            if found.get("gateway") == n["via"]:
+        if found.proto == "vlaninfra":
+            if found.gateway == n["via"]:
                 return None  # left by an earlier run of this route: adopted
-            return (f"a vlaninfra route to {n['destination']} via {found.get('gateway')} "
+            return (f"a vlaninfra route to {n['destination']} via {found.gateway} "
                     f"exists on router {host_label(news)} (another stack's, or a leftover); "
                     f"vlaninfra leaves it alone: if it is stale, remove it there (`ip route "
                     f"del {n['destination']} proto 57`), else route {n['destination']} from "
                     "one stack only")
-        return (f"a route to {n['destination']} via {found.get('gateway') or found.get('dev')} "
-                f"owned by protocol {found.get('proto')!r} exists on router "
+        return (f"a route to {n['destination']} via {found.gateway or found.dev} "
+                f"owned by protocol {found.proto!r} exists on router "
                 f"{host_label(news)}; vlaninfra leaves it alone: remove it there, or drop "
                 f"{n['destination']} from the routes vlaninfra manages")
 
@@ -91,49 +98,49 @@ class RouterRouteProvider(HostProvider):
         n = self.normalize(props)
         # A route added before vlaninfra had its own protocol is `proto static`: state knows it.
         legacy = _addr(olds.get("via")) if olds and olds.get("proto") == "static" else None
-        found = self.agent(props).call(
-            "route.ensure", dst=n["destination"], via=n["via"], dev=n["dev"], legacy_via=legacy,
-            recorded_via=_addr(olds.get("via")) if olds else None, **self.persist_args(props),
-        )
-        return {**props, "out_dev": found.get("dev"), "proto": found.get("proto")}
+        found = run(self.agent(props), ROUTE_ENSURE, RouteEnsure(
+            RouteSpec(n["destination"], n["via"], n["dev"]), legacy_via=legacy,
+            recorded_via=_addr(olds.get("via")) if olds else None,
+            persist_owner=self.persist_owner(props)))
+        return {**props, "out_dev": found.dev, "proto": found.proto}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         try:
             outs = self._ensure(props)
-        except VlanInfraError as err:
+        except (VlanInfraError, ContractError) as err:
             raise self.fail(props, "create", err) from err
         return CreateResult(id_=f"{props['host']}/{_net(props['destination'])}", outs=outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        found = self.agent(props).call("route.read", dst=_net(props["destination"]),
-                                       **self.persist_args(props))
-        if found is None or found.get("gateway") is None:
+        found = run(self.agent(props), ROUTE_READ,
+                    RouteRead(str(_net(props["destination"])), self.persist_owner(props)))
+        if found is None or found.gateway is None:
             return ReadResult(id_="", outs={})
         actual = {
             **props,
             **self.normalize(
                 {
-                    "destination": found["dst"],
-                    "via": found["gateway"],
-                    "dev": found.get("dev") if props.get("dev") else None,
+                    "destination": found.dst,
+                    "via": found.gateway,
+                    "dev": found.dev if props.get("dev") else None,
                     PERSIST: self.persisted(found, props),
                 }
             ),
         }
-        outs = {**actual, "out_dev": found.get("dev"), "proto": found.get("proto")}
+        outs = {**actual, "out_dev": found.dev, "proto": found.proto}
         return ReadResult(id_=id_, outs=outs, inputs=actual)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         try:
             return UpdateResult(outs=self._ensure(news, _olds))
-        except VlanInfraError as err:
+        except (VlanInfraError, ContractError) as err:
             raise self.fail(news, "update", err) from err
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         n = self.normalize(props)
         try:
-            self.agent(props).call("route.delete", dst=n["destination"], via=n["via"],
-                                   legacy=props.get("proto") == "static",
-                                   **self.persist_args(props, deleting=True))
+            run(self.agent(props), ROUTE_DELETE, RouteDelete(
+                n["destination"], n["via"], props.get("proto") == "static",
+                self.persist_owner(props, deleting=True)))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err

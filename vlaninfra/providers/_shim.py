@@ -12,15 +12,49 @@ from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import marks
+from vlaninfra.host.contract import (
+    DEFAULT_MODE,
+    LINK_GET,
+    SHIM_DELETE,
+    SHIM_ENSURE,
+    SHIM_READ,
+    ContractError,
+    Driver,
+    LinkDelete,
+    LinkRead,
+    Named,
+    ShimEnsure,
+    ShimSpec,
+    driver_of,
+    mode_of,
+    run,
+)
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, PERSIST, HostProvider, clash_of, host_label, nic_missing
+from ._base import (
+    CONFIG_PATH,
+    PERSIST,
+    HostProvider,
+    clash_of,
+    has_unknowns,
+    host_label,
+    nic_missing,
+)
 
 __all__ = ["ShimProvider"]
 
 
 def _routes(routes: Any) -> list[str]:
     return sorted({str(ipaddress.ip_network(r, strict=False)) for r in routes or []})
+
+
+def shim_spec(n: Mapping[str, Any]) -> ShimSpec:
+    """The contract's spec of normalized inputs ``n``; ``ContractError`` when they do not
+    fit."""
+    kind = driver_of(n["kind"])
+    return ShimSpec(name=str(n["name"]), parent=str(n["parent"]), kind=kind,
+                    mode=mode_of(kind, n["mode"]), address=n["address"],
+                    routes=tuple(n["routes"]), extra_addresses=tuple(n["extra_addresses"]))
 
 
 class ShimProvider(HostProvider):
@@ -50,9 +84,10 @@ class ShimProvider(HostProvider):
                                       for a in props.get("extra_addresses") or []),
             "name": props.get("name"),
             "parent": props.get("parent"),
-            "kind": props.get("kind") or "macvlan",
-            "mode": props.get("mode")
-            or ("bridge" if props.get("kind", "macvlan") == "macvlan" else "l2"),
+            "kind": props.get("kind") or Driver.MACVLAN.value,
+            "mode": props.get("mode") or DEFAULT_MODE[
+                Driver.MACVLAN if props.get("kind", "macvlan") == "macvlan" else Driver.IPVLAN
+            ].value,
             "address": str(ipaddress.ip_interface(address)) if address else None,
             "routes": _routes(props.get("routes")),
             PERSIST: bool(props.get(PERSIST)),
@@ -61,48 +96,48 @@ class ShimProvider(HostProvider):
     def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
         return nic_missing(agent, news, "parent", "shim")
 
+    def validate(self, news: Mapping[str, Any]) -> list[CheckFailure]:
+        where = news.get(CONFIG_PATH) or "shim"
+        if has_unknowns(news):
+            return []
+        try:
+            shim_spec(self.normalize(news))
+        except ContractError as err:
+            return [CheckFailure(err.field or "", f"{where}.{err.message}")]
+        except ValueError as err:  # an address that is not one
+            return [CheckFailure("address", f"{where}: {err}")]
+        return []
+
     def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
-        found = agent.call("link.get", name=news["name"])
+        found = run(agent, LINK_GET, Named(news["name"]))
         if found is None:
             return None
         clash = clash_of(f"link {news['name']!r} on host {host_label(news)}",
-                         marks.of_alias(found.get("alias")), self.owner(news),
+                         marks.of_alias(found.alias), self.owner(news),
                          how_marked="vlaninfra alias")
         where = news.get(CONFIG_PATH) or "shim"
         return f"{clash} (the shim's name is {where}.name)" if clash else None
 
     def _ensure(self, props: Mapping[str, Any], ifindex: Any = None) -> dict[str, Any]:
         # `ifindex`: the link state recorded (claimed even without a mark: made before marks).
-        n = self.normalize(props)
-        found: dict[str, Any] = self.agent(props).call(
-            "shim.ensure",
-            name=n["name"],
-            parent=n["parent"],
-            kind=n["kind"],
-            mode=n["mode"],
-            address=n["address"],
-            extra_addresses=n["extra_addresses"],
-            routes=n["routes"],
-            owner=self.owner(props),
-            spec=self.spec(props),
-            ifindex=ifindex,
-            **self.persist_args(props),
-        )
-        return {**props, "mac_address": found.get("mac"), "ifindex": found.get("index")}
+        found = run(self.agent(props), SHIM_ENSURE, ShimEnsure(
+            shim_spec(self.normalize(props)), self.mark(props),
+            int(ifindex) if ifindex is not None else None, self.persist_owner(props)))
+        return {**props, "mac_address": found.mac, "ifindex": found.index}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         try:
             outs = self._ensure(props)
-        except VlanInfraError as err:
+        except (VlanInfraError, ContractError) as err:
             raise self.fail(props, "create", err) from err
         return CreateResult(id_=f"{props['host']}/{props['name']}", outs=outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        found = self.agent(props).call("shim.read", name=props["name"],
-                                       **self.persist_args(props))
+        found = run(self.agent(props), SHIM_READ,
+                    LinkRead(props["name"], self.persist_owner(props)))
         if found is None:
             return ReadResult(id_="", outs={})
-        addresses = sorted(found.get("addresses") or [])
+        addresses = sorted(found.addresses)
         want = self.normalize(props)["address"]
         # The primary address is the one state has, else the only IPv4 one; the rest are
         # the further addresses (IPv6, tenant gateways).
@@ -112,13 +147,13 @@ class ShimProvider(HostProvider):
             **props,
             **self.normalize(
                 {
-                    "name": found["name"],
-                    "parent": found.get("parent"),
-                    "kind": found.get("kind"),
-                    "mode": found.get("mode"),
+                    "name": found.name,
+                    "parent": found.parent,
+                    "kind": found.kind,
+                    "mode": found.mode,
                     "address": primary,
                     "extra_addresses": [a for a in addresses if a != primary],
-                    "routes": found.get("routes") or [],
+                    "routes": list(found.routes),
                     PERSIST: self.persisted(found, props),
                 }
             ),
@@ -126,21 +161,21 @@ class ShimProvider(HostProvider):
         if primary is None:
             # Several (or no) IPv4 addresses is drift the next `up` repairs; show what is there.
             actual["address"] = ",".join(v4) or None
-        outs = {**actual, "mac_address": found.get("mac"), "ifindex": found.get("index")}
+        outs = {**actual, "mac_address": found.mac, "ifindex": found.index}
         return ReadResult(id_=id_, outs=outs, inputs=actual)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         try:
             return UpdateResult(outs=self._ensure(news, _olds.get("ifindex")))
-        except VlanInfraError as err:
+        except (VlanInfraError, ContractError) as err:
             raise self.fail(news, "update", err) from err
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         try:
-            result = self.agent(props).call(
-                "shim.delete", name=props["name"], owner=self.owner(props),
-                ifindex=props.get("ifindex"),
-                **self.persist_args(props, deleting=True))
+            ifindex = props.get("ifindex")
+            result = run(self.agent(props), SHIM_DELETE, LinkDelete(
+                props["name"], self.owner(props), int(ifindex) if ifindex is not None else None,
+                self.persist_owner(props, deleting=True)))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err
-        self.removed(props, result)
+        self.removed(props, result.kept)

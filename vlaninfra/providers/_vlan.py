@@ -13,6 +13,20 @@ from typing import Any
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from vlaninfra.errors import VlanInfraError
+from vlaninfra.host.contract import (
+    LINK_GET,
+    VLAN_DELETE,
+    VLAN_ENSURE,
+    VLAN_READ,
+    ContractError,
+    LinkDelete,
+    LinkRead,
+    LinkState,
+    Named,
+    VlanEnsure,
+    VlanSpec,
+    run,
+)
 from vlaninfra.transport import Agent
 
 from ._base import CONFIG_PATH, PERSIST, HostProvider, host_label, nic_missing
@@ -46,9 +60,11 @@ class VlanParentProvider(HostProvider):
 
     def validate(self, news: Mapping[str, Any]) -> list[CheckFailure]:
         where = news.get(CONFIG_PATH) or "vlan parent"
-        vid = self.normalize(news)["vlan_id"]
-        if isinstance(vid, bool) or not isinstance(vid, int) or not 1 <= vid <= 4094:
-            return [CheckFailure("vlan_id", f"{where}: VLAN id {vid!r} is not 1 to 4094")]
+        n = self.normalize(news)
+        try:
+            VlanSpec(str(n["trunk"]), n["vlan_id"], str(n["name"]))
+        except ContractError as err:
+            return [CheckFailure("vlan_id", f"{where}: {err.message.split(': ', 1)[1]}")]
         return []
 
     def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
@@ -57,38 +73,36 @@ class VlanParentProvider(HostProvider):
     def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
         # An existing 802.1Q link with this trunk and id is used as it is (and kept on
         # destroy); a link of that name that is anything else cannot be.
-        found = agent.call("link.get", name=news["name"])
+        found = run(agent, LINK_GET, Named(news["name"]))
         n = self.normalize(news)
-        if found is None or (found.get("kind"), found.get("parent"), found.get("vlan_id")) == (
+        if found is None or (found.kind, found.parent, found.vlan_id) == (
             "vlan", n["trunk"], n["vlan_id"]
         ):
             return None
-        return (f"link {n['name']!r} on host {host_label(news)} exists as {found.get('kind')} "
-                f"on {found.get('parent')!r} (vlan id {found.get('vlan_id')}), not VLAN "
+        return (f"link {n['name']!r} on host {host_label(news)} exists as {found.kind} "
+                f"on {found.parent!r} (vlan id {found.vlan_id}), not VLAN "
                 f"{n['vlan_id']} on {n['trunk']!r}; vlaninfra leaves it alone: name another "
                 "VLAN parent")
 
-    def _ensure(self, props: Mapping[str, Any]) -> dict[str, Any]:
+    def _ensure(self, props: Mapping[str, Any]) -> LinkState:
         # The host keeps a boot file only for a link it made (one found there is not ours).
         n = self.normalize(props)
-        found: dict[str, Any] = self.agent(props).call(
-            "vlan.ensure", trunk=n["trunk"], vlan_id=n["vlan_id"], name=n["name"],
-            owner=self.owner(props), spec=self.spec(props), **self.persist_args(props),
-        )
-        return found
+        return run(self.agent(props), VLAN_ENSURE, VlanEnsure(
+            VlanSpec(str(n["trunk"]), n["vlan_id"], str(n["name"])), self.mark(props),
+            self.persist_owner(props)))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         try:
             found = self._ensure(props)
-        except VlanInfraError as err:
+        except (VlanInfraError, ContractError) as err:
             raise self.fail(props, "create", err) from err
-        outs = {**props, "created": bool(found["created"]), "ifindex": found.get("index")}
+        outs = {**props, "created": bool(found.created), "ifindex": found.index}
         return CreateResult(id_=f"{props['host']}/{props['name']}", outs=outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         ours = bool(props.get("created"))
-        found = self.agent(props).call("vlan.read", name=props["name"],
-                                       **(self.persist_args(props) if ours else {}))
+        found = run(self.agent(props), VLAN_READ,
+                    LinkRead(props["name"], self.persist_owner(props) if ours else None))
         if found is None:
             return ReadResult(id_="", outs={})
         # Another kind of link under this name shows as a changed trunk and id: a replacement.
@@ -96,15 +110,15 @@ class VlanParentProvider(HostProvider):
             **props,
             **self.normalize(
                 {
-                    "name": found["name"],
-                    "trunk": found.get("parent") if found.get("kind") == "vlan" else None,
-                    "vlan_id": found.get("vlan_id"),
+                    "name": found.name,
+                    "trunk": found.parent if found.kind == "vlan" else None,
+                    "vlan_id": found.vlan_id,
                     # an adopted link is not ours to bring back: nothing to keep
                     PERSIST: self.persisted(found, props) if ours else props.get(PERSIST),
                 }
             ),
         }
-        outs = {**actual, "created": bool(props.get("created")), "ifindex": found.get("index")}
+        outs = {**actual, "created": bool(props.get("created")), "ifindex": found.index}
         return ReadResult(id_=id_, outs=outs, inputs=actual)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -113,8 +127,8 @@ class VlanParentProvider(HostProvider):
         outs = {**olds, **news, "created": bool(olds.get("created"))}
         if olds.get("created"):
             try:
-                outs["ifindex"] = self._ensure(outs).get("index")
-            except VlanInfraError as err:
+                outs["ifindex"] = self._ensure(outs).index
+            except (VlanInfraError, ContractError) as err:
                 raise self.fail(news, "update", err) from err
         return UpdateResult(outs=outs)
 
@@ -122,10 +136,10 @@ class VlanParentProvider(HostProvider):
         if not props.get("created"):
             return  # it was there before vlaninfra: not ours to remove
         try:
-            result = self.agent(props).call(
-                "vlan.delete", name=props["name"], owner=self.owner(props),
-                ifindex=props.get("ifindex"),
-                **self.persist_args(props, deleting=True))
+            ifindex = props.get("ifindex")
+            result = run(self.agent(props), VLAN_DELETE, LinkDelete(
+                props["name"], self.owner(props), int(ifindex) if ifindex is not None else None,
+                self.persist_owner(props, deleting=True)))
         except VlanInfraError as err:
             raise self.fail(props, "remove", err) from err
-        self.removed(props, result)
+        self.removed(props, result.kept)

@@ -115,7 +115,7 @@ def _host(s: str, h: HostPlan, colours: dict[str, tuple[str, str]]) -> Iterator[
         yield f"      {_q(f'nic:{s}/{h.name}/{v.trunk}')} -> {_q(f'nic:{s}/{h.name}/{v.name}')};"
     for n in h.networks:
         nid = f"net:{s}/{h.name}/{n.name}"
-        mode = n.macvlan_mode or n.ipvlan_mode
+        mode = n.mode
         subnets = [f"{x.subnet}" + (f" [{x.tenant}]" if x.tenant else "")
                    + (f" range {x.ip_range}" if x.ip_range else "") for x in n.subnets]
         yield (f"      {_q(nid)} [shape=component, fillcolor=\"#ecfeff\", "

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from vlaninfra.host import docker_ops, marks
+from vlaninfra.host.contract import ContainerCreate, ContainerSpec, Mark
 from vlaninfra.host.errors import OpError
 
 
@@ -60,8 +61,8 @@ def test_failed_create_removes_only_a_container_with_its_own_mark(
     monkeypatch.setattr(docker_ops, "container_inspect", lambda _ctx, _name: found.pop(0))
     monkeypatch.setattr(docker_ops, "_api_at_least", lambda _api, _v: True)
     with pytest.raises(Exception) as info:
-        docker_ops.container_create(ctx, "web", "busybox:lab", network=None,  # type: ignore[arg-type]
-                                    owner="infra/prod", spec="s1")
+        docker_ops.container_create(ctx, ContainerCreate(  # type: ignore[arg-type]
+            ContainerSpec("web", "busybox:lab"), Mark("infra/prod", "s1")))
     assert ctx.api.removed == removed
     # "rolled back" only when it removed what it had made
     assert isinstance(info.value, OpError) == bool(removed)

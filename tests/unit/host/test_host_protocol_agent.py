@@ -158,7 +158,7 @@ def test_unserialisable_result_becomes_an_error() -> None:
 
 
 def test_ops_registry_has_the_documented_names() -> None:
-    assert set(agent.OPS) == {
+    assert {*agent.OPS, *agent.TYPED} == {
         "ping", "hello", "batch", "debug.sleep", "link.get", "link.exists", "route.list",
         "route.get", "route.ensure", "route.delete", "host.snapshot", "check.facts", "shim.ensure",
         "shim.read", "shim.delete", "vlan.ensure", "vlan.read", "route.read",

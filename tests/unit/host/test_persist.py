@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.typed_calls import wire
 from tests.unit.host.test_host_ops_fake import FakeContext
 from vlaninfra.host import agent, marks, ops, persist
 from vlaninfra.host.errors import OpError
@@ -42,10 +43,15 @@ def ctx() -> FakeContext:
     return FakeContext()
 
 
+def _handle(ctx: Any, op: str, args: dict[str, Any]) -> Any:
+    """``agent.handle`` taking an ensure's arguments flat, as boot files keep them."""
+    return agent.handle(ctx, op, wire(op, args))
+
+
 def _up(ctx: Any) -> None:
     """What `up` does for a shim on a VLAN parent, through the agent's op table."""
-    agent.handle(ctx, "vlan.ensure", {**VLAN, "persist_owner": OWNER})
-    agent.handle(ctx, "shim.ensure", {**SHIM, "persist_owner": OWNER})
+    _handle(ctx, "vlan.ensure", {**VLAN, "persist_owner": OWNER})
+    _handle(ctx, "shim.ensure", {**SHIM, "persist_owner": OWNER})
 
 
 def _mode(path: Path) -> int:
@@ -75,48 +81,48 @@ def test_up_keeps_one_root_only_file_per_object_and_the_hook(store: Store, ctx: 
 
 def test_an_adopted_vlan_parent_is_not_kept(store: Store, ctx: Any) -> None:
     ctx.ipr.add_link("eth0.50", "vlan", parent=2, vlan_id=50, flags=1)
-    out = agent.handle(ctx, "vlan.ensure", {**VLAN, "persist_owner": OWNER})
+    out = _handle(ctx, "vlan.ensure", {**VLAN, "persist_owner": OWNER})
     assert out["created"] is False
     assert not store.persist_dir.exists() and not store.hook.exists()
 
 
 def test_without_persist_owner_nothing_is_written(store: Store, ctx: Any) -> None:
-    agent.handle(ctx, "vlan.ensure", VLAN)
+    _handle(ctx, "vlan.ensure", VLAN)
     assert not (store.root / "etc").exists()
 
 
 def test_read_reports_what_is_wrong_with_the_file(store: Store, ctx: Any) -> None:
     _up(ctx)
     args = {"name": "shim0", "persist_owner": OWNER}
-    assert agent.handle(ctx, "shim.read", args)["persisted"] == "ok"
-    assert agent.handle(ctx, "vlan.read", args | {"name": "eth0.50"})["persisted"] == "ok"
-    assert "persisted" not in agent.handle(ctx, "shim.read", {"name": "shim0"})
+    assert _handle(ctx, "shim.read", args)["persisted"] == "ok"
+    assert _handle(ctx, "vlan.read", args | {"name": "eth0.50"})["persisted"] == "ok"
+    assert "persisted" not in _handle(ctx, "shim.read", {"name": "shim0"})
     path = store.file("shim", OWNER, "shim0")
     entry = json.loads(path.read_text())
     entry["args"]["address"] = "192.0.2.251/32"  # edited by hand
     path.write_text(json.dumps(entry))
-    said = agent.handle(ctx, "shim.read", args)["persisted"]
+    said = _handle(ctx, "shim.read", args)["persisted"]
     assert said.startswith("differs from the live object in addresses"), said
     entry["owner"] = "vlaninfra/other"
     path.write_text(json.dumps(entry))
-    assert agent.handle(ctx, "shim.read", args)["persisted"].startswith("altered")
+    assert _handle(ctx, "shim.read", args)["persisted"].startswith("altered")
     path.write_text("{not json")
-    assert agent.handle(ctx, "shim.read", args)["persisted"].startswith("unreadable")
+    assert _handle(ctx, "shim.read", args)["persisted"].startswith("unreadable")
     path.unlink()
-    assert agent.handle(ctx, "shim.read", args)["persisted"] == "missing"
+    assert _handle(ctx, "shim.read", args)["persisted"] == "missing"
     # the next `up` (an update: ensure again) writes it back
-    agent.handle(ctx, "shim.ensure", {**SHIM, "persist_owner": OWNER})
-    assert agent.handle(ctx, "shim.read", args)["persisted"] == "ok"
+    _handle(ctx, "shim.ensure", {**SHIM, "persist_owner": OWNER})
+    assert _handle(ctx, "shim.read", args)["persisted"] == "ok"
 
 
 def test_a_dual_stack_shim_is_kept_and_restored_with_its_further_addresses(
         store: Store, ctx: Any) -> None:
     shim = {**SHIM, "extra_addresses": ["2001:db8:1::fffe/128"],
             "routes": ["192.0.2.128/26", "2001:db8:1::10/128"]}
-    agent.handle(ctx, "vlan.ensure", {**VLAN, "persist_owner": OWNER})
-    agent.handle(ctx, "shim.ensure", {**shim, "persist_owner": OWNER})
+    _handle(ctx, "vlan.ensure", {**VLAN, "persist_owner": OWNER})
+    _handle(ctx, "shim.ensure", {**shim, "persist_owner": OWNER})
     args = {"name": "shim0", "persist_owner": OWNER}
-    assert agent.handle(ctx, "shim.read", args)["persisted"] == "ok"
+    assert _handle(ctx, "shim.read", args)["persisted"] == "ok"
     fresh: Any = FakeContext()
     assert persist.restore(fresh, store, wait=0, say=lambda _: None) == 0
     restored = ops.shim_read(fresh, "shim0")
@@ -128,7 +134,7 @@ def test_live_drift_shows_in_the_file_check_too(store: Store, ctx: Any) -> None:
     _up(ctx)
     index = ctx.ipr._by_name("shim0")
     ctx.ipr.links[index]["alias"] = marks.alias("vlaninfra/other", "cccccccccccc")
-    said = agent.handle(ctx, "shim.read", {"name": "shim0", "persist_owner": OWNER})
+    said = _handle(ctx, "shim.read", {"name": "shim0", "persist_owner": OWNER})
     assert said["persisted"].startswith("differs from the live object in alias"), said
 
 
@@ -164,27 +170,27 @@ def test_restore_leaves_a_foreign_link_alone_and_says_so(store: Store, ctx: Any)
 def test_delete_removes_the_file_and_the_last_one_the_hook(store: Store, ctx: Any) -> None:
     _up(ctx)
     other = {**SHIM, "name": "shim1", "parent": "eth0", "owner": "vlaninfra/dev"}
-    agent.handle(ctx, "shim.ensure", {**other, "persist_owner": "vlaninfra/dev"})
-    agent.handle(ctx, "shim.delete", {"name": "shim0", "owner": OWNER, "persist_owner": OWNER})
-    agent.handle(ctx, "vlan.delete", {"name": "eth0.50", "owner": OWNER, "persist_owner": OWNER})
+    _handle(ctx, "shim.ensure", {**other, "persist_owner": "vlaninfra/dev"})
+    _handle(ctx, "shim.delete", {"name": "shim0", "owner": OWNER, "persist_owner": OWNER})
+    _handle(ctx, "vlan.delete", {"name": "eth0.50", "owner": OWNER, "persist_owner": OWNER})
     assert not store.owner_dir(OWNER).exists()
     assert store.hook.exists()  # the other stack's shim still needs it
-    agent.handle(ctx, "shim.delete", {"name": "shim1", "owner": "vlaninfra/dev",
+    _handle(ctx, "shim.delete", {"name": "shim1", "owner": "vlaninfra/dev",
                                       "persist_owner": "vlaninfra/dev"})
     assert sorted(str(p.relative_to(store.root)) for p in store.root.rglob("*")) == [
         "etc", "usr", "usr/local", "usr/local/lib", "usr/local/sbin"]
 
 
 def test_routes_are_kept_by_destination(store: Store, ctx: Any) -> None:
-    agent.handle(ctx, "route.ensure", {"dst": "198.18.1.0/24", "via": "192.0.2.21",
+    _handle(ctx, "route.ensure", {"dst": "198.18.1.0/24", "via": "192.0.2.21",
                                        "persist_owner": OWNER})
     path = store.file("route", OWNER, "198.18.1.0/24")
     assert path.name == "route--198.18.1.0_24.json"
     assert json.loads(path.read_text())["args"] == {
         "dst": "198.18.1.0/24", "via": "192.0.2.21", "dev": None}
-    read = agent.handle(ctx, "route.read", {"dst": "198.18.1.0/24", "persist_owner": OWNER})
+    read = _handle(ctx, "route.read", {"dst": "198.18.1.0/24", "persist_owner": OWNER})
     assert read["persisted"] == "ok"
-    agent.handle(ctx, "route.delete", {"dst": "198.18.1.0/24", "via": "192.0.2.21",
+    _handle(ctx, "route.delete", {"dst": "198.18.1.0/24", "via": "192.0.2.21",
                                        "persist_owner": OWNER})
     assert not store.persist_dir.exists()
 
@@ -202,7 +208,7 @@ def test_systemd_hosts_get_an_enabled_unit_before_docker(store: Store, ctx: Any)
                               capture_output=True, text=True, check=False)
         assert proc.returncode == 0 and "vlaninfra-restore" not in proc.stderr, proc.stderr
     for name in ("shim0", "eth0.50"):
-        agent.handle(ctx, "shim.delete" if name == "shim0" else "vlan.delete",
+        _handle(ctx, "shim.delete" if name == "shim0" else "vlan.delete",
                      {"name": name, "owner": OWNER, "persist_owner": OWNER})
     assert not store.unit.exists() and not store.unit_link.is_symlink()
 
@@ -210,7 +216,7 @@ def test_systemd_hosts_get_an_enabled_unit_before_docker(store: Store, ctx: Any)
 def test_an_unwritable_store_names_the_file_and_what_to_do(store: Store, ctx: Any) -> None:
     (store.root / "etc").write_text("not a directory")
     with pytest.raises(OpError) as info:
-        agent.handle(ctx, "shim.ensure", {**SHIM, "parent": "eth0", "persist_owner": OWNER})
+        _handle(ctx, "shim.ensure", {**SHIM, "parent": "eth0", "persist_owner": OWNER})
     assert "shim--shim0.json" in info.value.message
     assert "the live change was made" in info.value.message
 
@@ -231,8 +237,8 @@ def test_the_archive_restores_from_its_zipapp(tmp_path: Path) -> None:
 
 
 def test_deleting_an_object_without_a_file_touches_nothing(store: Store, ctx: Any) -> None:
-    agent.handle(ctx, "vlan.ensure", VLAN)  # made without persistence (an older stack)
-    agent.handle(ctx, "vlan.delete", {"name": "eth0.50", "owner": OWNER,
+    _handle(ctx, "vlan.ensure", VLAN)  # made without persistence (an older stack)
+    _handle(ctx, "vlan.delete", {"name": "eth0.50", "owner": OWNER,
                                       "persist_owner": OWNER})
     assert not (store.root / "etc").exists()
 
@@ -242,7 +248,7 @@ def test_deleting_the_last_object_whose_file_went_still_removes_the_hook(
     _up(ctx)
     for path in store.persist_dir.glob("*/*.json"):
         path.unlink()  # removed by hand
-    agent.handle(ctx, "shim.delete", {"name": "shim0", "owner": OWNER, "persist_owner": OWNER})
+    _handle(ctx, "shim.delete", {"name": "shim0", "owner": OWNER, "persist_owner": OWNER})
     assert not (store.root / "usr/local/sbin/vlaninfra-restore").exists()
     assert not (store.root / "usr/local/lib/vlaninfra/agent.pyz").exists()
 
@@ -251,8 +257,8 @@ def test_a_guard_puts_the_boot_files_back_with_the_plumbing(store: Store, ctx: A
     _up(ctx)
     kept = persist.files_of(store, OWNER)
     assert sorted(kept) == ["shim--shim0.json", "vlan--eth0.50.json"]
-    agent.handle(ctx, "shim.delete", {"name": "shim0", "owner": OWNER, "persist_owner": OWNER})
-    agent.handle(ctx, "route.ensure", {"dst": "198.18.1.0/24", "via": "192.0.2.21",
+    _handle(ctx, "shim.delete", {"name": "shim0", "owner": OWNER, "persist_owner": OWNER})
+    _handle(ctx, "route.ensure", {"dst": "198.18.1.0/24", "via": "192.0.2.21",
                                        "persist_owner": OWNER})  # the change in the window
     other = store.file("shim", "vlaninfra/other", "shim9")
     other.parent.mkdir(mode=0o700)

@@ -188,7 +188,7 @@ def _ipvlan(mode: str) -> Config:
 def test_ipvlan_l2_dual_stack_plans_like_macvlan_behind_one_mac() -> None:
     h1 = plan_of(config(paris=_ipvlan("l2"))).sites[0].hosts[0]
     net, shim = h1.networks[0], h1.shims[0]
-    assert (net.driver, net.ipvlan_mode, net.enable_ipv6) == ("ipvlan", "l2", True)
+    assert (net.driver, net.mode, net.enable_ipv6) == ("ipvlan", "l2", True)
     assert (shim.kind, shim.mode) == ("ipvlan", "l2")
     assert shim.addresses == (ip_interface("192.0.2.250/24"), ip_interface("2001:db8:1::fa/64"))
     assert {r.version for r in shim.routes} == {4, 6}

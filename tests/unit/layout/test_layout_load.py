@@ -12,6 +12,7 @@ import vlaninfra.layout as layout_pkg
 from tests.unit.layout.layout_helpers import config, problems_of, site
 from vlaninfra.cli_plan import SCHEMA_PATH, schema_text
 from vlaninfra.errors import LayoutError, Problem, VlanInfraError
+from vlaninfra.host.contract import Driver
 from vlaninfra.layout import (
     Container,
     IpvlanNetwork,
@@ -46,7 +47,7 @@ def test_loads_typed_frozen_model() -> None:
     assert paris.name == "paris"
     assert paris.lan.subnet == IPv4Network("192.0.2.0/24")
     net = paris.networks[0]
-    assert isinstance(net, MacvlanNetwork) and net.driver == "macvlan"
+    assert isinstance(net, MacvlanNetwork) and net.driver is Driver.MACVLAN
     assert net.subnets[0].ip_range == IPv4Network("192.0.2.128/26")
     assert paris.containers[0] == Container(
         name="web1", host="h1", network="pub_net", image="vlaninfra/busybox:lab",

@@ -39,7 +39,7 @@ def test_static_pool_has_the_seeds_62_usable_addresses() -> None:
     [host] = p.sites[0].hosts
     [net] = host.networks
     [sub] = net.subnets
-    assert (net.driver, net.macvlan_mode, net.parent) == ("macvlan", "bridge", "eth0")
+    assert (net.driver, net.mode, net.flag, net.parent) == ("macvlan", "bridge", None, "eth0")
     assert sub.ip_range == IPv4Network("192.168.1.128/26")
     assert sub.usable == 62
     assert sub.free == 60
@@ -54,7 +54,7 @@ def test_ipvlan_l2_gives_50_containers_their_own_ip_and_no_mac() -> None:
     p = _stack("ipvlan-l2")
     [host] = p.sites[0].hosts
     [net] = host.networks
-    assert (net.driver, net.ipvlan_mode, net.ipvlan_flag) == ("ipvlan", "l2", "bridge")
+    assert (net.driver, net.mode, net.flag) == ("ipvlan", "l2", "bridge")
     [sub] = net.subnets
     assert (sub.usable, sub.free) == (126, 76)
     addresses = {c.ipv4 for c in host.containers}
@@ -69,7 +69,7 @@ def test_ipvlan_l3_tenants_share_one_network_and_the_router_gets_routes() -> Non
     assert routes == [("10.1.0.0/24", "192.168.1.10", "tenant_a", "docker1"),
                       ("10.2.0.0/24", "192.168.1.10", "tenant_b", "docker1")]
     [net] = p.sites[0].hosts[0].networks
-    assert net.ipvlan_mode == "l3"
+    assert net.mode == "l3"
     assert [str(s.subnet) for s in net.subnets] == ["10.1.0.0/24", "10.2.0.0/24"]
     assert net.notes == (
         "carries tenants tenant_a, tenant_b in one ipvlan network: Docker 20.10 allows one "

@@ -1,4 +1,5 @@
-"""The providers' agent, replaced by the transport's own FakeAgent (no host)."""
+"""The providers' agent, replaced through the transport's `override_agents` seam by a typed
+stand-in (no host): typed ops decode their args as the agent does."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from vlaninfra.providers import _base, _container
-from vlaninfra.transport.testing import FakeAgent
+from vlaninfra.providers import _container
+from vlaninfra.transport.testing import override_agents
+
+from .typed_host import TypedAgent
 
 
 @pytest.fixture
-def agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAgent]:
-    fake = FakeAgent()
-    monkeypatch.setattr(_base.HostProvider, "agent", lambda self, props: fake)
+def agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[TypedAgent]:
+    fake = TypedAgent()
     monkeypatch.setattr(_container, "_answers", {})  # no probe answer from another test
-    yield fake
+    with override_agents(fake):
+        yield fake

@@ -108,8 +108,8 @@ def test_addresses_this_stacks_containers_hold_are_not_probed(host: FakeAgent) -
         if name not in held:
             return None
         address, owner = held[name]
-        return {"name": name, "labels": marks.labels(owner, None, None),
-                "networks": {"lan": {"ipv4": address}}}
+        return {"id": f"id-{name}", "name": name, "labels": marks.labels(owner, None, None),
+                "networks": {"lan": {"ipv4": address}}}  # the agent's inspect form
 
     host.responses["docker.container.inspect"] = inspect
     # An existing stack's first run with this property: nothing new is probed.

@@ -9,6 +9,18 @@ from typing import Any
 import pytest
 
 from vlaninfra.host import marks
+from vlaninfra.host.contract import (
+    CONTAINER_INSPECT,
+    CONTAINER_REMOVE,
+    LINK_GET,
+    NETWORK_CREATE,
+    ROUTE_ENSURE,
+    ROUTE_GET,
+    SHIM_ENSURE,
+    ContainerRef,
+    NetworkState,
+    Removed,
+)
 from vlaninfra.providers import (
     ContainerProvider,
     NetworkProvider,
@@ -19,10 +31,11 @@ from vlaninfra.providers import (
 )
 from vlaninfra.providers._base import UNKNOWN
 from vlaninfra.transport import AgentExitedError
-from vlaninfra.transport.testing import FakeAgent
 
+from . import typed_host
 from .test_providers import container, network, shim
 from .test_vlan_route_providers import route, vlan
+from .typed_host import TypedAgent
 
 OWNER = "infra/prod"
 
@@ -31,15 +44,16 @@ def _own(props: dict[str, Any]) -> dict[str, Any]:
     return {**props, "owner": OWNER}
 
 
-def test_creates_carry_the_stacks_mark(agent: FakeAgent) -> None:
-    agent.responses["docker.network.create"] = {"id": "n1"}
+def test_creates_carry_the_stacks_mark(agent: TypedAgent) -> None:
+    agent.serve(NETWORK_CREATE, NetworkState(
+        "n1", "lan", "macvlan", "eth0", "bridge", None, (), False, False, {}, ()))
     NetworkProvider().create(_own(network()))
-    call = agent.calls_to("docker.network.create")[0]
-    assert (call["owner"], call["resource"]) == (OWNER, "sites.a.networks[0]")
-    assert call["spec"] == NetworkProvider().spec(network()) and len(call["spec"]) == 12
-    agent.responses["shim.ensure"] = {"mac": "02:00:00:00:00:01", "index": 9}
+    call = agent.args(NETWORK_CREATE)[0]
+    assert (call.mark.owner, call.mark.resource) == (OWNER, "sites.a.networks[0]")
+    assert call.mark.spec == NetworkProvider().spec(network()) and len(call.mark.spec) == 12
+    agent.serve(SHIM_ENSURE, typed_host.link("vshim0", kind="macvlan", index=9))
     ShimProvider().create(_own(shim()))
-    assert agent.calls_to("shim.ensure")[0]["owner"] == OWNER
+    assert agent.args(SHIM_ENSURE)[0].mark.owner == OWNER
 
 
 def test_the_owner_is_never_a_reason_to_replace() -> None:
@@ -58,7 +72,7 @@ def test_container_spec_ignores_the_network_id_unknown_at_preview() -> None:
 @pytest.mark.parametrize("err", [
     AgentExitedError("the agent on h1 exited", host="root@203.0.113.2:22"),
 ])
-def test_a_transport_failure_during_create_says_outcome_unknown(agent: FakeAgent,
+def test_a_transport_failure_during_create_says_outcome_unknown(agent: TypedAgent,
                                                                 err: Exception) -> None:
     agent.responses["docker.container.create"] = err
     with pytest.raises(ProviderError) as info:
@@ -69,7 +83,7 @@ def test_a_transport_failure_during_create_says_outcome_unknown(agent: FakeAgent
     assert "nothing was left" not in message
 
 
-def test_a_host_failure_it_undid_says_nothing_was_left(agent: FakeAgent) -> None:
+def test_a_host_failure_it_undid_says_nothing_was_left(agent: TypedAgent) -> None:
     agent.fail("docker.network.create", errno.EIO, "inspect failed", rolled_back=True)
     with pytest.raises(ProviderError, match="create failed, nothing was left on the host"):
         NetworkProvider().create(network())
@@ -82,7 +96,7 @@ def test_a_host_failure_it_undid_says_nothing_was_left(agent: FakeAgent) -> None
         ContainerProvider().create(container())
 
 
-def test_a_transport_failure_during_delete_says_outcome_unknown(agent: FakeAgent) -> None:
+def test_a_transport_failure_during_delete_says_outcome_unknown(agent: TypedAgent) -> None:
     agent.responses["shim.delete"] = AgentExitedError("gone", host="h1")
     with pytest.raises(ProviderError, match=r"outcome unknown .* remove was under way"):
         ShimProvider().delete("h1/vshim0", shim())
@@ -92,27 +106,29 @@ def _labels(owner: str, spec: str | None) -> dict[str, str]:
     return marks.labels(owner, spec, "sites.a.networks[0]")
 
 
-def test_check_reports_a_network_name_taken_on_the_host(agent: FakeAgent) -> None:
+def test_check_reports_a_network_name_taken_on_the_host(agent: TypedAgent) -> None:
     agent.responses["link.exists"] = True
-    agent.responses["docker.network.inspect"] = {"id": "x", "labels": {}}
+    agent.responses["docker.network.inspect"] = {"id": "x", "name": "lan", "labels": {}}
     failures = NetworkProvider().check({}, _own(network())).failures
     assert [(f.property, f.reason) for f in failures] == [(
         "name",
         "sites.a.networks[0]: network 'lan' on host h1 (203.0.113.2) exists and is not owned "
         "by vlaninfra (no vlaninfra label); vlaninfra leaves it alone: rename yours in the "
         "config or remove it from the host")]
-    agent.responses["docker.network.inspect"] = {"id": "x", "labels": _labels("other/s", "a")}
+    agent.responses["docker.network.inspect"] = {"id": "x", "name": "lan",
+                                                 "labels": _labels("other/s", "a")}
     failures = NetworkProvider().check({}, _own(network())).failures
     assert "owned by stack 'other/s'" in failures[0].reason
     # Its own, same spec (an interrupted create): no clash, the create adopts it.
     spec = NetworkProvider().spec(network())
-    agent.responses["docker.network.inspect"] = {"id": "x", "labels": _labels(OWNER, spec)}
+    agent.responses["docker.network.inspect"] = {"id": "x", "name": "lan",
+                                                 "labels": _labels(OWNER, spec)}
     assert NetworkProvider().check({}, _own(network())).failures == []
 
 
 def test_check_reports_a_container_clash_even_before_its_network_exists(
-        agent: FakeAgent) -> None:
-    agent.responses["docker.container.inspect"] = {"id": "c", "labels": {"a": "b"}}
+        agent: TypedAgent) -> None:
+    agent.serve(CONTAINER_INSPECT, typed_host.container(labels={"a": "b"}))
     news = _own(container(network_id=UNKNOWN))
     failures = ContainerProvider().check({}, news).failures
     assert [f.property for f in failures] == ["name"]
@@ -120,71 +136,66 @@ def test_check_reports_a_container_clash_even_before_its_network_exists(
     assert "docker.image.exists" not in agent.ops()  # the rest waits for known inputs
 
 
-def test_check_reports_a_shim_named_like_a_link_of_the_host(agent: FakeAgent) -> None:
+def test_check_reports_a_shim_named_like_a_link_of_the_host(agent: TypedAgent) -> None:
     agent.responses["link.exists"] = True
-    agent.responses["link.get"] = {"name": "vshim0", "kind": "veth", "alias": None}
+    agent.serve(LINK_GET, typed_host.link("vshim0", kind="veth"))
     failures = ShimProvider().check({}, _own(shim())).failures
     assert [f.reason for f in failures] == [
         "sites.a.networks[0].shim: link 'vshim0' on host h1 (203.0.113.2) exists and is not "
         "owned by vlaninfra (no vlaninfra alias); vlaninfra leaves it alone: rename yours in "
         "the config or remove it from the host (the shim's name is "
         "sites.a.networks[0].shim.name)"]
-    agent.responses["link.get"] = {"name": "vshim0", "kind": "macvlan",
-                                   "alias": marks.alias(OWNER, "x")}
+    agent.serve(LINK_GET, typed_host.link("vshim0", kind="macvlan",
+                                          alias=marks.alias(OWNER, "x")))
     assert ShimProvider().check({}, _own(shim())).failures == []
 
 
-def test_check_accepts_an_existing_vlan_parent_but_not_another_link(agent: FakeAgent) -> None:
+def test_check_accepts_an_existing_vlan_parent_but_not_another_link(agent: TypedAgent) -> None:
     agent.responses["link.exists"] = True
-    agent.responses["link.get"] = {"name": "eth0.50", "kind": "vlan", "parent": "eth0",
-                                   "vlan_id": 50, "alias": None}
+    agent.serve(LINK_GET, typed_host.link("eth0.50"))
     assert VlanParentProvider().check({}, vlan()).failures == []
-    agent.responses["link.get"] = {"name": "eth0.50", "kind": "bridge", "parent": None,
-                                   "vlan_id": None, "alias": None}
+    agent.serve(LINK_GET, typed_host.link("eth0.50", kind="bridge", parent=None,
+                                          vlan_id=None))
     failures = VlanParentProvider().check({}, vlan()).failures
     assert "exists as bridge" in failures[0].reason
 
 
-def test_check_reports_a_route_another_protocol_owns(agent: FakeAgent) -> None:
-    agent.responses["route.get"] = {"dst": "198.18.1.0/24", "gateway": "192.0.2.9",
-                                    "dev": "eth0", "proto": "bird"}
+def test_check_reports_a_route_another_protocol_owns(agent: TypedAgent) -> None:
+    agent.serve(ROUTE_GET, typed_host.route(gateway="192.0.2.9", proto="bird"))
     failures = RouterRouteProvider().check({}, route()).failures
     assert [f.reason for f in failures] == [
         "sites.a.routers[0]: a route to 198.18.1.0/24 via 192.0.2.9 owned by protocol 'bird' "
         "exists on router gw (203.0.113.1); vlaninfra leaves it alone: remove it there, or "
         "drop 198.18.1.0/24 from the routes vlaninfra manages"]
-    agent.responses["route.get"] = {"dst": "198.18.1.0/24", "gateway": "192.0.2.21",
-                                    "dev": "eth0", "proto": "vlaninfra"}
+    agent.serve(ROUTE_GET, typed_host.route())
     assert RouterRouteProvider().check({}, route()).failures == []
     # a vlaninfra route through another next hop: another stack's, or a leftover
-    agent.responses["route.get"] = {"dst": "198.18.1.0/24", "gateway": "192.0.2.9",
-                                    "dev": "eth0", "proto": "vlaninfra"}
+    agent.serve(ROUTE_GET, typed_host.route(gateway="192.0.2.9"))
     (failure,) = RouterRouteProvider().check({}, route()).failures
     assert "vlaninfra route to 198.18.1.0/24 via 192.0.2.9" in failure.reason
 
 
-def test_delete_and_update_claim_through_what_state_recorded(agent: FakeAgent) -> None:
-    agent.responses["docker.container.remove"] = {"removed": True}
+def test_delete_and_update_claim_through_what_state_recorded(agent: TypedAgent) -> None:
+    agent.serve(CONTAINER_REMOVE, Removed(True))
     ContainerProvider().delete("c", {**container(), "container_id": "c1"})
-    assert agent.calls_to("docker.container.remove") == [
-        {"name": "web1", "owner": "adhoc", "id": "c1"}]
-    agent.responses["shim.ensure"] = {"mac": None, "index": 4}
+    assert agent.args(CONTAINER_REMOVE) == [ContainerRef("web1", "adhoc", "c1")]
+    agent.serve(SHIM_ENSURE, typed_host.link("vshim0", kind="macvlan", index=4, mac=None))
     ShimProvider().update("s", {**shim(), "ifindex": 4}, _own(shim()))
-    assert agent.calls_to("shim.ensure")[0]["ifindex"] == 4
-    agent.responses["route.ensure"] = {"dev": "eth0", "proto": "vlaninfra"}
+    assert agent.args(SHIM_ENSURE)[0].ifindex == 4
+    agent.serve(ROUTE_ENSURE, typed_host.route())
     RouterRouteProvider().update("r", {**route(via="192.0.2.9"), "proto": "static"}, route())
-    assert agent.calls_to("route.ensure")[0]["legacy_via"] == "192.0.2.9"
+    assert agent.args(ROUTE_ENSURE)[0].legacy_via == "192.0.2.9"
 
 
 def test_check_of_a_replacement_accepts_its_own_object_with_the_old_spec(
-        agent: FakeAgent) -> None:
+        agent: TypedAgent) -> None:
     # The engine checks a replacement with no old inputs while the old object is still there.
     agent.responses["docker.image.exists"] = True
-    agent.responses["docker.container.inspect"] = {"id": "c", "labels": _labels(OWNER, "old")}
+    agent.serve(CONTAINER_INSPECT, typed_host.container(labels=_labels(OWNER, "old")))
     assert ContainerProvider().check({}, _own(container(ipv4="192.0.2.170"))).failures == []
 
 
-def test_a_delete_the_host_refused_is_an_error_not_a_success(agent: FakeAgent) -> None:
+def test_a_delete_the_host_refused_is_an_error_not_a_success(agent: TypedAgent) -> None:
     kept = "link 'shim0' is owned by stack 'infra/other': left in place"
     agent.responses["shim.delete"] = {"deleted": False, "kept": kept}
     with pytest.raises(ProviderError) as info:
@@ -196,7 +207,7 @@ def test_a_delete_the_host_refused_is_an_error_not_a_success(agent: FakeAgent) -
     ShimProvider().delete("s1", _own(shim()))
 
 
-def test_outcome_unknown_is_said_once(agent: FakeAgent) -> None:
+def test_outcome_unknown_is_said_once(agent: TypedAgent) -> None:
     from vlaninfra.transport import OutcomeUnknownError
 
     agent.responses["docker.container.create"] = OutcomeUnknownError.for_op(

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from typing import Any
 
 import dill
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
+from vlaninfra.host.contract import (
+    CONTAINER_INSPECT,
+    CONTAINER_START,
+    NETWORK_CONNECT,
+    NETWORK_DISCONNECT,
+    ContainerRef,
+    Endpoint,
+)
 from vlaninfra.providers import (
     ContainerProvider,
     DockerHost,
@@ -18,9 +27,12 @@ from vlaninfra.providers import (
     _base,
 )
 from vlaninfra.transport import SshTarget
-from vlaninfra.transport.testing import FakeAgent
 
-H1 = DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAAtest", key_path="/nonexistent/key")
+from . import typed_host
+from .typed_host import TypedAgent
+
+H1 = DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAAtest")
+"""Authenticated by ssh-agent: reaching it reads no key file (the typed stand-in answers)."""
 
 
 def network(**over: Any) -> dict[str, Any]:
@@ -115,7 +127,7 @@ def test_network_connection_change_is_an_update_not_a_replacement() -> None:
     assert result.replaces == []
 
 
-def test_network_read_ignores_the_gateway_the_daemon_chose(agent: FakeAgent) -> None:
+def test_network_read_ignores_the_gateway_the_daemon_chose(agent: TypedAgent) -> None:
     wanted = network(ipam=[{"subnet": "192.0.2.0/24", "ip_range": "192.0.2.128/26"}])
     agent.responses["docker.network.inspect"] = {
         "id": "n1",
@@ -133,12 +145,12 @@ def test_network_read_ignores_the_gateway_the_daemon_chose(agent: FakeAgent) -> 
     assert NetworkProvider().diff("n1", read.inputs, wanted).changes is False
 
 
-def test_network_read_of_a_removed_network_reports_it_gone(agent: FakeAgent) -> None:
+def test_network_read_of_a_removed_network_reports_it_gone(agent: TypedAgent) -> None:
     agent.responses["docker.network.inspect"] = None
     assert NetworkProvider().read("n1", network()).id == ""
 
 
-def test_check_asks_the_host_only_about_new_or_changed_objects(agent: FakeAgent) -> None:
+def test_check_asks_the_host_only_about_new_or_changed_objects(agent: TypedAgent) -> None:
     agent.responses["link.exists"] = False
     agent.responses["docker.network.inspect"] = None
     unchanged = NetworkProvider().check(network(), network())
@@ -150,7 +162,7 @@ def test_check_asks_the_host_only_about_new_or_changed_objects(agent: FakeAgent)
     ]
 
 
-def test_check_rejects_unknown_modes_without_asking_the_host(agent: FakeAgent) -> None:
+def test_check_rejects_unknown_modes_without_asking_the_host(agent: TypedAgent) -> None:
     result = NetworkProvider().check({}, network(mode="l3"))
     assert [f.reason for f in result.failures] == [
         "sites.a.networks[0].mode: 'l3' is not one of bridge, private, vepa, passthru"
@@ -168,19 +180,14 @@ def test_container_restart_policy_is_updated_in_place() -> None:
     assert result.changes is True and result.replaces == []
 
 
-def test_container_move_to_another_network_is_connect_disconnect(agent: FakeAgent) -> None:
+def test_container_move_to_another_network_is_connect_disconnect(agent: TypedAgent) -> None:
     news = container(network="lan2", network_id="n2", ipv4="198.51.100.130")
     assert ContainerProvider().diff("c", container(), news).replaces == []
-    agent.responses.update(
-        {
-            "docker.network.disconnect": {},
-            "docker.network.connect": {},
-            "docker.container.inspect": {
-                "id": "c",
-                "networks": {"lan2": {"ipv4": "198.51.100.130", "mac": "02:42:c0:00:02:82"}},
-            },
-        }
-    )
+    moved = typed_host.container(networks={"lan2": Endpoint(
+        "n2", "198.51.100.130", None, "02:42:c0:00:02:82")})
+    agent.serve(NETWORK_DISCONNECT, typed_host.container(networks={}))
+    agent.serve(NETWORK_CONNECT, moved)
+    agent.serve(CONTAINER_INSPECT, moved)
     out = ContainerProvider().update("c", container(), news).outs
     assert agent.ops() == [
         "docker.network.disconnect",
@@ -190,25 +197,16 @@ def test_container_move_to_another_network_is_connect_disconnect(agent: FakeAgen
     assert out is not None and out["ipv4_address"] == "198.51.100.130"
 
 
-def test_container_stopped_by_hand_is_started_by_the_next_up(agent: FakeAgent) -> None:
-    agent.responses["docker.container.inspect"] = {
-        "id": "c",
-        "name": "web1",
-        "image": "vlaninfra/busybox:lab",
-        "command": None,
-        "running": False,
-        "restart_policy": "unless-stopped",
-        "labels": {"from-image": "x"},
-        "networks": {"lan": {"ipv4": "192.0.2.130", "mac": "02:42:c0:00:02:82"}},
-    }
+def test_container_stopped_by_hand_is_started_by_the_next_up(agent: TypedAgent) -> None:
+    stopped = typed_host.container(running=False, labels={"from-image": "x"})
+    agent.serve(CONTAINER_INSPECT, stopped)
     read = ContainerProvider().read("c", container())
     assert read.inputs is not None
     diff = ContainerProvider().diff("c", read.inputs, container())
     assert diff.changes is True and diff.replaces == []
-    agent.responses["docker.container.start"] = {}
+    agent.serve(CONTAINER_START, typed_host.container())
     ContainerProvider().update("c", read.inputs, container())
-    assert {"name": "web1", "owner": "adhoc", "id": None} in agent.calls_to(
-        "docker.container.start")
+    assert agent.args(CONTAINER_START) == [ContainerRef("web1")]
 
 
 def test_shim_routes_are_compared_as_a_set_and_updated_in_place() -> None:
@@ -220,7 +218,7 @@ def test_shim_routes_are_compared_as_a_set_and_updated_in_place() -> None:
 
 
 def test_no_secret_in_properties_and_key_errors_name_the_file_not_the_key() -> None:
-    conn = H1.connection()
+    conn = replace(H1, key_path="/nonexistent/key").connection()
     assert "private_key" not in str(conn).replace("key_path", "")
     with pytest.raises(ProviderError, match="cannot read the SSH private key file /nonexistent"):
         _base.target_of({"connection": conn})

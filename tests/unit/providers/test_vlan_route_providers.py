@@ -5,22 +5,39 @@ from __future__ import annotations
 
 import base64
 import errno
+from dataclasses import replace
 from typing import Any
 
 import dill
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
+from vlaninfra.host.contract import (
+    ROUTE_DELETE,
+    ROUTE_ENSURE,
+    ROUTE_READ,
+    VLAN_DELETE,
+    VLAN_ENSURE,
+    VLAN_READ,
+    Deleted,
+    LinkDelete,
+    RouteDelete,
+    RouteEnsure,
+    RouteSpec,
+    RouteState,
+)
 from vlaninfra.providers import (
     DockerHost,
     ProviderError,
     RouterRouteProvider,
     VlanParentProvider,
 )
-from vlaninfra.transport.testing import FakeAgent
 
-H1 = DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAAtest", key_path="/nonexistent/key")
-GW = DockerHost("gw", "203.0.113.1", host_key="ssh-ed25519 AAAAgw", key_path="/nonexistent/key")
+from . import typed_host
+from .typed_host import TypedAgent, link
+
+H1 = DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAAtest")
+GW = DockerHost("gw", "203.0.113.1", host_key="ssh-ed25519 AAAAgwgw")
 
 
 def vlan(**over: Any) -> dict[str, Any]:
@@ -50,10 +67,6 @@ def route(**over: Any) -> dict[str, Any]:
     return props
 
 
-def _link(**over: Any) -> dict[str, Any]:
-    link = {"name": "eth0.50", "kind": "vlan", "parent": "eth0", "vlan_id": 50, "index": 7}
-    link.update(over)
-    return link
 
 
 @pytest.mark.parametrize("provider", [VlanParentProvider(), RouterRouteProvider()])
@@ -65,50 +78,49 @@ def test_new_providers_survive_the_dill_round_trip(provider: Any) -> None:
 # -- VlanParent ------------------------------------------------------------------------------
 
 
-def test_vlan_created_by_vlaninfra_is_removed_on_delete(agent: FakeAgent) -> None:
-    agent.responses["vlan.ensure"] = {**_link(), "created": True}
-    agent.responses["vlan.delete"] = {"deleted": True}
+def test_vlan_created_by_vlaninfra_is_removed_on_delete(agent: TypedAgent) -> None:
+    agent.serve(VLAN_ENSURE, link(created=True))
+    agent.serve(VLAN_DELETE, Deleted(True))
     made = VlanParentProvider().create(vlan())
     assert made.id == "h1/eth0.50" and made.outs is not None and made.outs["created"] is True
     VlanParentProvider().delete(made.id, made.outs)
     # a delete always removes the boot file too (state may say persist: false)
-    assert agent.calls_to("vlan.delete") == [{"name": "eth0.50", "owner": "adhoc",
-                                              "ifindex": made.outs["ifindex"],
-                                              "persist_owner": "adhoc"}]
+    assert agent.args(VLAN_DELETE) == [LinkDelete("eth0.50", "adhoc", made.outs["ifindex"],
+                                                  persist_owner="adhoc")]
 
 
-def test_vlan_that_was_already_there_is_adopted_and_left_on_delete(agent: FakeAgent) -> None:
-    agent.responses["vlan.ensure"] = {**_link(), "created": False}
+def test_vlan_that_was_already_there_is_adopted_and_left_on_delete(agent: TypedAgent) -> None:
+    agent.serve(VLAN_ENSURE, link(created=False))
     made = VlanParentProvider().create(vlan())
     assert made.outs is not None and made.outs["created"] is False
     VlanParentProvider().delete(made.id, made.outs)
     assert "vlan.delete" not in agent.ops()
 
 
-def test_vlan_read_gone_keeps_ownership_and_id_change_replaces(agent: FakeAgent) -> None:
-    agent.responses["vlan.read"] = None
+def test_vlan_read_gone_keeps_ownership_and_id_change_replaces(agent: TypedAgent) -> None:
+    agent.serve(VLAN_READ, None)
     assert VlanParentProvider().read("h1/eth0.50", vlan(created=True)).id == ""
-    agent.responses["vlan.read"] = _link(vlan_id=51)
+    agent.serve(VLAN_READ, link(vlan_id=51))
     read = VlanParentProvider().read("h1/eth0.50", vlan(created=True))
     assert read.outs is not None and read.outs["created"] is True and read.inputs is not None
     assert VlanParentProvider().diff("x", read.inputs, vlan()).replaces == ["vlan_id"]
-    agent.responses["vlan.read"] = _link()
+    agent.serve(VLAN_READ, link())
     same = VlanParentProvider().read("h1/eth0.50", vlan(created=False))
     assert same.inputs is not None
     assert VlanParentProvider().diff("x", same.inputs, vlan()).changes is False
 
 
-def test_vlan_id_arrives_as_the_engines_float(agent: FakeAgent) -> None:
+def test_vlan_id_arrives_as_the_engines_float(agent: TypedAgent) -> None:
     agent.responses["link.exists"] = True
     agent.responses["link.get"] = None
     assert VlanParentProvider().check({}, vlan(vlan_id=50.0)).failures == []
-    agent.responses["vlan.ensure"] = {**_link(), "created": True}
+    agent.serve(VLAN_ENSURE, link(created=True))
     VlanParentProvider().create(vlan(vlan_id=50.0))
-    assert agent.calls_to("vlan.ensure")[0]["vlan_id"] == 50
-    assert type(agent.calls_to("vlan.ensure")[0]["vlan_id"]) is int
+    assert type(agent.calls_to("vlan.ensure")[0]["spec"]["vlan_id"]) is int  # on the wire
+    assert agent.args(VLAN_ENSURE)[0].spec.vlan_id == 50
 
 
-def test_vlan_check_names_the_config_key(agent: FakeAgent) -> None:
+def test_vlan_check_names_the_config_key(agent: TypedAgent) -> None:
     bad = VlanParentProvider().check({}, vlan(vlan_id=4095))
     assert [f.reason for f in bad.failures] == [
         "sites.a.hosts.h1.parents: VLAN id 4095 is not 1 to 4094"]
@@ -123,35 +135,32 @@ def test_vlan_check_names_the_config_key(agent: FakeAgent) -> None:
 # -- RouterRoute -----------------------------------------------------------------------------
 
 
-def _found(via: str = "192.0.2.21") -> dict[str, Any]:
-    return {"dst": "198.18.1.0/24", "gateway": via, "dev": "eth0", "scope": "universe",
-            "proto": "static", "metric": None}
+def _found(via: str = "192.0.2.21") -> RouteState:
+    return typed_host.route(gateway=via, proto="static")
 
 
-def test_route_create_and_delete_call_the_router(agent: FakeAgent) -> None:
-    agent.responses["route.ensure"] = {**_found(), "created": True}
+def test_route_create_and_delete_call_the_router(agent: TypedAgent) -> None:
+    agent.serve(ROUTE_ENSURE, replace(_found(), created=True))
     made = RouterRouteProvider().create(route())
     assert made.id == "gw/198.18.1.0/24"
-    assert agent.calls_to("route.ensure") == [
-        {"dst": "198.18.1.0/24", "via": "192.0.2.21", "dev": None, "legacy_via": None,
-         "recorded_via": None}]
-    agent.responses["route.delete"] = {"deleted": False}  # already gone: tolerated
+    assert agent.args(ROUTE_ENSURE) == [RouteEnsure(RouteSpec("198.18.1.0/24", "192.0.2.21"))]
+    agent.serve(ROUTE_DELETE, Deleted(False))  # already gone: tolerated
     assert made.outs is not None
     RouterRouteProvider().delete(made.id, made.outs)
     # The route it recorded is `proto static`: made before vlaninfra had its own protocol.
-    assert agent.calls_to("route.delete") == [{"dst": "198.18.1.0/24", "via": "192.0.2.21",
-                                               "legacy": True, "persist_owner": "adhoc"}]
+    assert agent.args(ROUTE_DELETE) == [RouteDelete("198.18.1.0/24", "192.0.2.21", legacy=True,
+                                                    persist_owner="adhoc")]
 
 
-def test_route_refresh_gone_and_drifted(agent: FakeAgent) -> None:
-    agent.responses["route.read"] = None
+def test_route_refresh_gone_and_drifted(agent: TypedAgent) -> None:
+    agent.serve(ROUTE_READ, None)
     assert RouterRouteProvider().read("gw/198.18.1.0/24", route()).id == ""
-    agent.responses["route.read"] = _found(via="192.0.2.99")
+    agent.serve(ROUTE_READ, _found(via="192.0.2.99"))
     read = RouterRouteProvider().read("gw/198.18.1.0/24", route())
     assert read.id == "gw/198.18.1.0/24" and read.inputs is not None
     diff = RouterRouteProvider().diff("x", read.inputs, route())
     assert diff.changes is True and diff.replaces == []  # a new next hop is an update
-    agent.responses["route.read"] = _found()
+    agent.serve(ROUTE_READ, _found())
     same = RouterRouteProvider().read("gw/198.18.1.0/24", route())
     assert same.inputs is not None
     assert RouterRouteProvider().diff("x", same.inputs, route()).changes is False
@@ -162,13 +171,13 @@ def test_route_destination_is_the_replace_key() -> None:
     assert diff.replaces == ["destination"]
 
 
-def test_route_check_names_the_config_key(agent: FakeAgent) -> None:
+def test_route_check_names_the_config_key(agent: TypedAgent) -> None:
     bad = RouterRouteProvider().check({}, route(via="2001:db8::1"))
     assert [f.reason for f in bad.failures] == [
         "sites.a.routers[0]: next hop 2001:db8::1 is not IPv4"]
 
 
-def test_route_errors_name_router_and_prefix(agent: FakeAgent) -> None:
+def test_route_errors_name_router_and_prefix(agent: TypedAgent) -> None:
     agent.fail("route.ensure", errno.EEXIST, "198.18.1.0/24 is connected on this router")
     with pytest.raises(ProviderError,
                        match=r"route '198.18.1.0/24' \(sites.a.routers\[0\]\) on host gw "
