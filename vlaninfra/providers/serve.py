@@ -22,7 +22,11 @@ WORKERS = max(1, int(os.environ.get("VLANINFRA_PROVIDER_WORKERS", "16") or 16))
 
 def main() -> None:
     """Run ``pulumi.dynamic``'s server; the first thread pool it makes (the gRPC server's)
-    gets `WORKERS` threads, every later one is left as it is asked for."""
+    gets `WORKERS` threads, every later one is left as it is asked for. SSH hosts are reached
+    through connection brokers: the engine's phases and runs share one login and agent."""
+    from vlaninfra.transport import use_broker
+
+    use_broker()
     base = concurrent.futures.ThreadPoolExecutor
 
     class _Wider(base):  # type: ignore[valid-type,misc]

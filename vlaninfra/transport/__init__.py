@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 from vlaninfra.transport._agent import Agent, agent_for, close_all
+from vlaninfra.transport._broker import use_broker
 from vlaninfra.transport._errors import (
     AgentExitedError,
     AuthenticationError,
@@ -52,4 +53,5 @@ __all__ = [
     "close_all",
     "reset_stats",
     "stats",
+    "use_broker",
 ]
