@@ -26,7 +26,6 @@ def main() -> None:
     through connection brokers: the engine's phases and runs share one login and agent."""
     from vlaninfra.transport import use_broker
 
-    use_broker()
     base = concurrent.futures.ThreadPoolExecutor
 
     class _Wider(base):  # type: ignore[valid-type,misc]
@@ -35,10 +34,12 @@ def main() -> None:
             super().__init__(max(max_workers or 0, WORKERS), *args, **kw)
 
     concurrent.futures.ThreadPoolExecutor = _Wider  # type: ignore[misc]
+    use_broker()
     try:
         runpy.run_module("pulumi.dynamic", run_name="__main__", alter_sys=True)
     finally:
         concurrent.futures.ThreadPoolExecutor = base  # type: ignore[misc]
+        use_broker(False)
 
 
 if __name__ == "__main__":
