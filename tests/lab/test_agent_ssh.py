@@ -269,7 +269,8 @@ def test_broker_shares_one_login_and_agent_between_processes(host: Host, brokere
     close_all()
     deadline = time.monotonic() + 3 + 5
     while running_brokers() or _alive(broker) or _alive(pid):
-        assert time.monotonic() < deadline, "the broker outlived its idle time"
+        assert time.monotonic() < deadline, ("the broker outlived its idle time",
+                                             running_brokers(), _alive(broker), _alive(pid))
         time.sleep(0.2)
     agent_for(host.target()).call("ping")  # and a later run starts a new one
     assert host.sshd.accepted() - accepted == 2

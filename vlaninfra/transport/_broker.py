@@ -529,8 +529,9 @@ class _Broker:
             return
         finally:
             with self.lock:
-                self.clients.discard(conn)
-                self.last_left = time.monotonic()
+                if conn in self.clients:  # a connection that never attached is no client
+                    self.clients.discard(conn)
+                    self.last_left = time.monotonic()
             conn.close()
 
 
