@@ -393,7 +393,8 @@ def running_brokers() -> dict[Path, int]:
 
 def stop_brokers(timeout: float = 10.0) -> None:
     """Ask every live broker of this user to leave now (SIGTERM: as when idle; its agent
-    exits) and wait until their sockets are gone (tests that count logins per command)."""
+    exits) and wait until their sockets are gone (tests that count logins per command, and
+    their clean-up)."""
     brokers = running_brokers()
     for pid in brokers.values():
         with contextlib.suppress(ProcessLookupError):
@@ -401,6 +402,9 @@ def stop_brokers(timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while any(p.exists() for p in brokers) and time.monotonic() < deadline:
         time.sleep(0.05)
+    from vlaninfra.transport._runmemo import sweep
+
+    sweep()  # and the memo files of runs that have ended
 
 
 # -- the broker process -------------------------------------------------------------------

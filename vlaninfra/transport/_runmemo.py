@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from vlaninfra.transport._broker import brokering, runtime_dir
 
-__all__ = ["recall", "remember", "run_scope"]
+__all__ = ["recall", "remember", "run_scope", "sweep"]
 
 KEEP = 600.0
 """Seconds after which a memo file is removed even if its ``pulumi`` process still runs."""
@@ -106,12 +106,13 @@ def remember(kind: str, answers: Mapping[Key, Any]) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)
         os.replace(tmp, path)
-        _sweep(path.parent, path)
+        sweep(path)
 
 
-def _sweep(where: Path, keep: Path) -> None:
-    """Remove the memo files of ``pulumi`` commands that have ended."""
-    for other in where.glob("memo-*.json"):
+def sweep(keep: Path | None = None) -> None:
+    """Remove the memo files (but ``keep``) of ``pulumi`` commands that have ended."""
+    where = runtime_dir()
+    for other in where.glob("memo-*.json") if where is not None else []:
         if other == keep:
             continue
         pid, _, start = other.stem[len("memo-"):].partition("-")
