@@ -417,7 +417,8 @@ class _Broker:
         self.path = path
         self.ident = ident.encode()
         self.idle = idle
-        self.clients: set[socket.socket] = set()
+        self.clients: dict[socket.socket, threading.Lock] = {}
+        """Attached clients and the lock that keeps each one's lines whole."""
         self.lock = threading.Lock()
         self.last_left = time.monotonic()
         self.ino = 0
@@ -435,6 +436,8 @@ class _Broker:
         os.replace(tmp, self.path)
         self.ino = os.lstat(self.path).st_ino
         listener.settimeout(0.2)
+        relay = _StderrRelay(self)
+        logging.getLogger("vlaninfra.agent").addHandler(relay)
         from vlaninfra.transport._stats import stats
 
         ready.write(json.dumps({"ok": True, "stats": _start_stats(stats())}).encode() + b"\n")
@@ -451,23 +454,35 @@ class _Broker:
         _unlink_if(self.path, self.ino)  # first: nobody attaches to a broker on its way out
         listener.close()
         self.finish()
+        logging.getLogger("vlaninfra.agent").removeHandler(relay)
+
+    def send(self, conn: socket.socket, data: bytes) -> None:
+        """Send whole lines to one client; a client that stops reading is dropped."""
+        with self.lock:
+            lock = self.clients.get(conn)
+        if lock is None:
+            return
+        try:
+            with lock:
+                conn.sendall(data)
+        except OSError:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def broadcast(self, data: bytes) -> None:
+        with self.lock:
+            clients = list(self.clients)
+        for conn in clients:
+            self.send(conn, data)
 
     def finish(self) -> None:
         """Tell the clients why their stream ends, then close everything."""
         session = self.session
-        if not session.alive:
-            lines = [b"#stderr " + t.encode("utf-8", "replace") + b"\n"
-                     for t in session.stderr_tail()]
-            if session.aborted:
-                lines.append(b"#why " + (session._dead or "").encode("utf-8", "replace")
-                             .replace(b"\n", b" ") + b"\n")
-            elif session.exit_status is not None:
-                lines.append(b"#exit %d\n" % session.exit_status)
-            with self.lock:
-                clients = list(self.clients)
-            for conn in clients:
-                with contextlib.suppress(OSError):
-                    conn.sendall(b"".join(lines))
+        if session.aborted:  # (the agent's stderr went to the clients as it came)
+            self.broadcast(b"#why " + (session._dead or "").encode("utf-8", "replace")
+                           .replace(b"\n", b" ") + b"\n")
+        elif not session.alive and session.exit_status is not None:
+            self.broadcast(b"#exit %d\n" % session.exit_status)
         with self.lock:
             clients = list(self.clients)
         for conn in clients:
@@ -476,15 +491,8 @@ class _Broker:
         self.agent.close()
 
     def serve(self, conn: socket.socket) -> None:
-        send_lock = threading.Lock()
-
         def send(data: bytes) -> None:
-            try:
-                with send_lock:
-                    conn.sendall(data)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)  # a client that stops reading is dropped
+            self.send(conn, data)
 
         def reply(client_id: int, future: Any) -> None:
             try:
@@ -511,10 +519,11 @@ class _Broker:
                     if first:
                         first = False
                         if line.strip() != b"#attach " + self.ident or not self.session.alive:
-                            send(b"#refused\n")
+                            with contextlib.suppress(OSError):
+                                conn.sendall(b"#refused\n")
                             return
                         with self.lock:
-                            self.clients.add(conn)
+                            self.clients[conn] = threading.Lock()
                         send(protocol.encode(protocol.success(0, {
                             "ready": True, "protocol": protocol.PROTOCOL_VERSION,
                             "pid": self.agent.info.get("pid"), "broker": os.getpid()})))
@@ -533,10 +542,24 @@ class _Broker:
             return
         finally:
             with self.lock:
-                if conn in self.clients:  # a connection that never attached is no client
-                    self.clients.discard(conn)
+                if self.clients.pop(conn, None):  # one that never attached is no client
                     self.last_left = time.monotonic()
             conn.close()
+
+
+class _StderrRelay(logging.Handler):
+    """Passes the agent's stderr lines (as its session logs them) to every client."""
+
+    def __init__(self, broker: _Broker) -> None:
+        super().__init__(logging.INFO)
+        self.broker = broker
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args
+        if (record.msg == "[%s] %s" and isinstance(args, tuple) and len(args) == 2
+                and args[0] == self.broker.session.label):
+            text = str(args[1]).replace("\n", " ")
+            self.broker.broadcast(b"#stderr " + text.encode("utf-8", "replace") + b"\n")
 
 
 def _start_stats(counts: dict[str, int]) -> dict[str, int]:
@@ -550,7 +573,8 @@ def main() -> int:
     from vlaninfra.transport._ssh import SshConnector
     from vlaninfra.transport._stats import stats
 
-    logging.disable(logging.CRITICAL)  # stderr is /dev/null anyway; nothing is worth a secret
+    logging.getLogger("vlaninfra.agent").setLevel(logging.INFO)  # relayed to the clients
+    logging.getLogger("vlaninfra.agent").propagate = False  # the broker's stderr is /dev/null
     config = json.loads(sys.stdin.buffer.readline())
     sys.stdin.close()
     target = SshTarget(**config["target"])

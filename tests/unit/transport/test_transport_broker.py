@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -168,7 +169,9 @@ def test_a_client_that_gives_up_drops_the_agent_for_everyone(broker: _Broker) ->
     two.close()
 
 
-def test_agent_exit_reaches_the_clients_with_its_last_words(broker: _Broker) -> None:
+def test_agent_exit_reaches_the_clients_with_its_last_words(
+        broker: _Broker, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="vlaninfra.agent")  # as the broker process runs
     one = client(broker)
     assert one is not None
     errors: list[BaseException] = []
