@@ -452,6 +452,8 @@ class _Broker:
                 continue
             threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
         _unlink_if(self.path, self.ino)  # first: nobody attaches to a broker on its way out
+        with contextlib.suppress(OSError):  # a spawner holding it just starts one broker more
+            self.path.with_suffix(".lock").unlink()
         listener.close()
         self.finish()
         logging.getLogger("vlaninfra.agent").removeHandler(relay)
