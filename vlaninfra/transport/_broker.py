@@ -300,6 +300,9 @@ class BrokerConnector:
                 raise BrokerUnavailable("the new broker did not accept the connection")
             return channel
         finally:
+            if not path.exists():  # no broker came of it (a refused key, no route...)
+                with contextlib.suppress(OSError):
+                    (where / f"{ident[:32]}.lock").unlink()
             os.close(fd)  # releases the lock
 
     def _attach(self, path: Path, ident: str) -> BrokerChannel | None:
@@ -405,6 +408,11 @@ def stop_brokers(timeout: float = 10.0) -> None:
     from vlaninfra.transport._runmemo import sweep
 
     sweep()  # and the memo files of runs that have ended
+    where = runtime_dir()
+    for lock in where.glob("*.lock") if where is not None else []:
+        if not lock.with_suffix(".sock").exists():
+            with contextlib.suppress(OSError):
+                lock.unlink()
 
 
 # -- the broker process -------------------------------------------------------------------
