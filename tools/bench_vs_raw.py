@@ -34,6 +34,7 @@ from _bench import lab_sites, scratch_stack
 
 from vlaninfra.engine import LAB_PASSPHRASE, Engine, project_root
 from vlaninfra.lab import Host, Inventory, lab_up
+from vlaninfra.transport.testing import stop_brokers
 
 NETWORK, SHIM = "bench_net", "bench-shim"
 
@@ -166,10 +167,16 @@ def main() -> None:
     ap.add_argument("--containers", type=int, default=20, help="containers per host")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--markdown", action="store_true", help="print the README table")
+    ap.add_argument("--broker", choices=("on", "off"), default="on", help="off: every engine "
+                    "phase logs in and starts an agent itself (VLANINFRA_BROKER=0), as before "
+                    "the connection broker; on: phases share one per host. Brokers are stopped "
+                    "before each command, so no command inherits the previous one's login")
     ap.add_argument("--trace", type=Path, help="profile one vlaninfra round instead (the "
                     "transport's timing trace goes to this file)")
     a = ap.parse_args()
     spans: list[tuple[str, float, float]] = []
+    if a.broker == "off":
+        os.environ["VLANINFRA_BROKER"] = "0"
     if a.trace:
         a.trace.unlink(missing_ok=True)
         os.environ["VLANINFRA_TRACE"] = str(a.trace.resolve())
@@ -185,6 +192,7 @@ def main() -> None:
         return [Path(h.sshd_log).read_text().count("Accepted publickey") for h in hosts]
 
     def timed(label: str, run: Callable[[], Any]) -> None:
+        stop_brokers()  # each command as if run on its own
         before, start, wall = logins(), time.monotonic(), time.time()
         run()
         times.setdefault(label, []).append(time.monotonic() - start)
@@ -222,8 +230,8 @@ def main() -> None:
 
     med = {k: statistics.median(v) for k, v in times.items()}
     n = a.hosts * a.containers
-    print(f"\n{a.hosts} hosts x {a.containers} containers ({n}), medians of {a.rounds} "
-          f"paired rounds; engine floor (no-change `up` of an empty program) "
+    print(f"\n{a.hosts} hosts x {a.containers} containers ({n}), broker {a.broker}, medians "
+          f"of {a.rounds} paired rounds; engine floor (no-change `up` of an empty program) "
           f"{med['engine floor']:.2f} s")
     if a.markdown:
         print("\n| run | vlaninfra (s) | raw script (s) | ratio |\n|---|---:|---:|---:|")

@@ -74,6 +74,7 @@ from vlaninfra.transport import (
     reset_stats,
     stats,
 )
+from vlaninfra.transport.testing import running_brokers, stop_brokers
 
 pytestmark = [pytest.mark.lab, root_only]
 
@@ -595,6 +596,27 @@ def test_case1_engine_up_blackholed_mid_run_then_converges(
     assert lab_stack.changes("preview") == {"same": 3 + 2 * 4}
     for name in ("web1", "web2"):
         assert container_facts(h1, name), name
+
+
+@pytest.mark.engine
+def test_engine_phases_and_runs_share_one_login_per_host(lab_stack: LabStack) -> None:
+    lab_stack.run("destroy", "--yes", "--skip-preview")
+    stop_brokers()
+    before = lab_stack.logins()
+    assert lab_stack.changes("up", "--yes") == {"create": 3 + 2 * 4}  # preview + update
+    # the next command within the brokers' idle time attaches too: no new login
+    assert lab_stack.changes("refresh", "--yes", "--skip-preview") == {"same": 3 + 2 * 4}
+    after = lab_stack.logins()
+    assert {h: after[h] - before[h] for h in after} == {"h1": 1, "h2": 1}
+    assert len(running_brokers()) == 2  # one per host
+    stop_brokers()
+    assert running_brokers() == {}
+    # a killed broker leaves a stale socket: the next run replaces it and converges
+    assert lab_stack.changes("refresh", "--yes", "--skip-preview") == {"same": 3 + 2 * 4}
+    for pid in running_brokers().values():
+        os.kill(pid, signal.SIGKILL)
+    assert lab_stack.changes("refresh", "--yes", "--skip-preview") == {"same": 3 + 2 * 4}
+    stop_brokers()
 
 
 def test_no_leftovers_in_the_fault_host(host: Host) -> None:

@@ -33,6 +33,7 @@ from vlaninfra.host.contract import (
     run,
 )
 from vlaninfra.transport import Agent
+from vlaninfra.transport._runmemo import recall, remember
 
 from ._base import (
     CONFIG_PATH,
@@ -80,6 +81,9 @@ def probe_addresses(agent: Agent, props: Mapping[str, Any], probes: Sequence[dic
         known = {k: _answers[k][1] for k in keys
                  if k in _answers and now - _answers[k][0] < ANSWER_AGE}
     ask = [i for i, k in enumerate(keys) if k not in known]
+    if ask:  # probed by the preview of this same `pulumi up` (never by another run)?
+        known.update(recall("probe", [keys[i] for i in ask], ANSWER_AGE))
+        ask = [i for i in ask if keys[i] not in known]
     if ask:
         answers = agent.call("probe.run", checks=[probes[i] for i in ask], timeout=ARP_BOUND)
         done = time.monotonic()
@@ -88,6 +92,7 @@ def probe_addresses(agent: Agent, props: Mapping[str, Any], probes: Sequence[dic
                 known[keys[i]] = answer
                 if answer.get("ok") is True or answer.get("answered_by"):  # judged
                     _answers[keys[i]] = (done, answer)
+        remember("probe", {keys[i]: known[keys[i]] for i in ask if keys[i] in _answers})
     return [known[k] for k in keys]
 
 

@@ -22,7 +22,10 @@ WORKERS = max(1, int(os.environ.get("VLANINFRA_PROVIDER_WORKERS", "16") or 16))
 
 def main() -> None:
     """Run ``pulumi.dynamic``'s server; the first thread pool it makes (the gRPC server's)
-    gets `WORKERS` threads, every later one is left as it is asked for."""
+    gets `WORKERS` threads, every later one is left as it is asked for. SSH hosts are reached
+    through connection brokers: the engine's phases and runs share one login and agent."""
+    from vlaninfra.transport import use_broker
+
     base = concurrent.futures.ThreadPoolExecutor
 
     class _Wider(base):  # type: ignore[valid-type,misc]
@@ -31,10 +34,12 @@ def main() -> None:
             super().__init__(max(max_workers or 0, WORKERS), *args, **kw)
 
     concurrent.futures.ThreadPoolExecutor = _Wider  # type: ignore[misc]
+    use_broker()
     try:
         runpy.run_module("pulumi.dynamic", run_name="__main__", alter_sys=True)
     finally:
         concurrent.futures.ThreadPoolExecutor = base  # type: ignore[misc]
+        use_broker(False)
 
 
 if __name__ == "__main__":

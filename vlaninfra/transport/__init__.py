@@ -7,7 +7,8 @@ cached file (owner, mode, no symlinks, sha256) and runs exactly the checked byte
 line-delimited JSON over the SSH channel (or a local subprocess). Every wait is bounded
 (per-op deadlines, dead-peer pings, upload and start deadlines); a call that may have run
 without an answer raises :class:`OutcomeUnknownError`. One connection and one agent process
-per host per Python process, shared by every caller.
+per host per Python process, shared by every caller; with :func:`use_broker` (the provider
+server) also shared by the processes of one run through a local connection broker.
 
 Example::
 
@@ -21,6 +22,7 @@ Example::
 from __future__ import annotations
 
 from vlaninfra.transport._agent import Agent, agent_for, close_all
+from vlaninfra.transport._broker import use_broker
 from vlaninfra.transport._errors import (
     AgentExitedError,
     AuthenticationError,
@@ -52,4 +54,5 @@ __all__ = [
     "close_all",
     "reset_stats",
     "stats",
+    "use_broker",
 ]

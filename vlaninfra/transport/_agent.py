@@ -104,9 +104,14 @@ class Agent:
         """Seconds of silence (while calls are pending) before the peer counts as dead."""
         if connector is None and isinstance(target, SshTarget):
             # paramiko is imported on first use: a run that contacts no host never needs it.
-            from vlaninfra.transport._ssh import SshConnector
+            from vlaninfra.transport._broker import BrokerConnector, brokering
 
-            connector = SshConnector(target)
+            if brokering():  # one connection and agent shared by the run's processes
+                connector = BrokerConnector(target)
+            else:
+                from vlaninfra.transport._ssh import SshConnector
+
+                connector = SshConnector(target)
         elif connector is None and isinstance(target, LocalTarget):
             connector = LocalConnector(target)
         if connector is None:
@@ -304,8 +309,7 @@ class Agent:
 
     def _start_steps(self, bundle: Bundle) -> Session:
         for attempt in range(2):
-            channel = self._connector.start(bundle)
-            bump("agent_starts")
+            channel = self._connector.start(bundle)  # counts "agent_starts" (not attaches)
             session = Session(channel, self.label, peer_timeout=self.peer_timeout,
                               ping_interval=self.peer_timeout / 3)
             try:

@@ -167,6 +167,7 @@ class LocalConnector:
             close_fds=True,
             cwd="/",
         )
+        bump("agent_starts")
         return ProcessChannel(proc)
 
     def abort(self) -> None:

@@ -152,7 +152,12 @@ class Session:
         finally:
             self._slots.release()
 
-    def _call(self, op: str, args: dict[str, Any], deadline: float) -> Any:
+    def submit(self, op: str, args: dict[str, Any]) -> Future[Any]:
+        """Send one request now (no slot, no deadline) and return the future of its raw
+        response message (``{"id", "ok", "result" | "error"}``); it fails with
+        :class:`OutcomeUnknownError` when the session ends first. Raises
+        :class:`AgentExitedError` when the session had already ended (nothing was sent).
+        The connection broker relays its clients' requests with it (they keep the deadlines)."""
         future: Future[Any] = Future()
         with self._lock:
             if self._dead is not None:
@@ -162,6 +167,10 @@ class Session:
                 self._last_rx = time.monotonic()  # silence counts from when we wait
             self._pending[id_] = (op, future)
         self._send(protocol.encode(protocol.request(id_, op, args)))
+        return future
+
+    def _call(self, op: str, args: dict[str, Any], deadline: float) -> Any:
+        future = self.submit(op, args)
         try:
             response = future.result(deadline)
         except FutureTimeout:

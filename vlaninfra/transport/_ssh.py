@@ -290,6 +290,7 @@ class SshConnector:
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise TransportError(f"cannot start the agent on {self.target.label}: {exc}",
                                      host=self.target.label) from None
+            bump("agent_starts")
             return SshChannel(chan)
 
     def abort(self) -> None:

@@ -25,10 +25,12 @@ from typing import Any
 
 from vlaninfra.transport import _agent
 from vlaninfra.transport._agent import Agent
+from vlaninfra.transport._broker import running_brokers, stop_brokers
 from vlaninfra.transport._errors import HostError
 from vlaninfra.transport._targets import LocalTarget, Target
 
-__all__ = ["Call", "FakeAgent", "RecordingAgent", "override_agents"]
+__all__ = ["Call", "FakeAgent", "RecordingAgent", "override_agents", "running_brokers",
+           "stop_brokers"]
 
 
 @dataclass

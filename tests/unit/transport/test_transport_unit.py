@@ -49,7 +49,7 @@ def test_public_names() -> None:
         "Agent", "AgentExitedError", "AuthenticationError", "Bundle", "HostError",
         "HostKeyError", "LocalTarget", "OutcomeUnknownError", "SshTarget", "Target",
         "TransportError", "agent_for",
-        "build_bundle", "checking", "close_all", "reset_stats", "stats"}
+        "build_bundle", "checking", "close_all", "reset_stats", "stats", "use_broker"}
     assert set(transport.stats()) == {"ssh_connections", "agent_starts", "uploads", "calls",
                                       "requests"}
 
