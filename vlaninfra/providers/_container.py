@@ -87,12 +87,14 @@ def probe_addresses(agent: Agent, props: Mapping[str, Any], probes: Sequence[dic
     if ask:
         answers = agent.call("probe.run", checks=[probes[i] for i in ask], timeout=ARP_BOUND)
         done = time.monotonic()
+        judged: dict[tuple[str, ...], Any] = {}
         with _answers_lock:
             for i, answer in zip(ask, answers, strict=True):
                 known[keys[i]] = answer
                 if answer.get("ok") is True or answer.get("answered_by"):  # judged
                     _answers[keys[i]] = (done, answer)
-        remember("probe", {keys[i]: known[keys[i]] for i in ask if keys[i] in _answers})
+                    judged[keys[i]] = answer
+        remember("probe", judged)  # never an answer that judged nothing
     return [known[k] for k in keys]
 
 

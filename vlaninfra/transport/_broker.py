@@ -76,7 +76,7 @@ ATTACH_TIMEOUT = 5.0
 SEND_TIMEOUT = 20.0
 """Seconds a write on a relay socket may block (a client that stops reading is dropped)."""
 _ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "SSH_AUTH_SOCK",
-             "XDG_RUNTIME_DIR", "TMPDIR")
+             "XDG_RUNTIME_DIR", "XDG_CACHE_HOME", "TMPDIR")
 _default = [False]
 
 
@@ -100,7 +100,7 @@ def runtime_dir() -> Path | None:
     """The user's private socket directory (created 0700), or None when none is safe."""
     uid = os.getuid()
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
+    if xdg and _private(Path(xdg), uid):  # not another user's (`sudo -E` keeps theirs)
         path = Path(xdg, "vlaninfra")
     elif uid == 0:
         path = Path("/run/vlaninfra")
@@ -116,6 +116,15 @@ def runtime_dir() -> Path | None:
                     path, uid)
         return None
     return path
+
+
+def _private(path: Path, uid: int) -> bool:
+    """Whether ``path`` is a real directory of ``uid`` that no one else may write to."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o022
 
 
 def identity(target: SshTarget, bundle_sha256: str) -> str:
@@ -282,16 +291,8 @@ class BrokerConnector:
             raise BrokerUnavailable("no private runtime directory")
         ident = identity(self.target, bundle.sha256)
         path = where / f"{ident[:32]}.sock"
-        fd = os.open(where / f"{ident[:32]}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = self._lock(where / f"{ident[:32]}.lock")
         try:
-            while True:  # another process may be starting this broker: wait, abortably
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if self._aborted:
-                        raise BrokerUnavailable("aborted") from None
-                    time.sleep(0.05)
             channel = self._attach(path, ident)
             if channel is None:
                 self._spawn(path, ident)
@@ -304,6 +305,29 @@ class BrokerConnector:
                 with contextlib.suppress(OSError):
                     (where / f"{ident[:32]}.lock").unlink()
             os.close(fd)  # releases the lock
+
+    def _lock(self, lock: Path) -> int:
+        """Hold ``lock`` (one process starts a target's broker at a time): wait, abortably;
+        a lock file removed meanwhile (its broker left) is locked anew, so two processes never
+        hold two files of one name."""
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if self._aborted:
+                            raise BrokerUnavailable("aborted") from None
+                        time.sleep(0.05)
+                with contextlib.suppress(FileNotFoundError):
+                    if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                        return fd
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
 
     def _attach(self, path: Path, ident: str) -> BrokerChannel | None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -322,7 +346,10 @@ class BrokerConnector:
             sock.sendall(f"#attach {ident}\n".encode())
             buf = b""
             while b"\n" not in buf:
-                chunk = sock.recv(65536)
+                try:
+                    chunk = sock.recv(65536)
+                except ConnectionResetError:
+                    chunk = b""  # closed while on its way out
                 if not chunk:
                     sock.close()
                     return None  # it was shutting down
@@ -429,6 +456,10 @@ class _Broker:
         """Attached clients and the lock that keeps each one's lines whole."""
         self.lock = threading.Lock()
         self.last_left = time.monotonic()
+        self.pending = 0
+        """Connections accepted whose attach line is still to come (they count as clients)."""
+        self.closing = False
+        """Set, under ``lock``, when the broker decided to leave: no client attaches after."""
         self.ino = 0
         self.stop = threading.Event()
         """Set by SIGTERM: leave as when idle."""
@@ -452,16 +483,23 @@ class _Broker:
         ready.close()
         while self.session.alive and not self.stop.is_set():
             with self.lock:
-                if not self.clients and time.monotonic() - self.last_left > self.idle:
+                if (not self.clients and not self.pending
+                        and time.monotonic() - self.last_left > self.idle):
+                    self.closing = True
                     break
             try:
                 conn, _ = listener.accept()
             except TimeoutError:
                 continue
+            with self.lock:
+                self.pending += 1
             threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
-        _unlink_if(self.path, self.ino)  # first: nobody attaches to a broker on its way out
-        with contextlib.suppress(OSError):  # a spawner holding it just starts one broker more
-            self.path.with_suffix(".lock").unlink()
+        with self.lock:
+            self.closing = True  # also when the session ended or SIGTERM came
+        # First: nobody attaches to a broker on its way out. Its lock file stays (empty, on
+        # the runtime tmpfs): a spawner may hold it now, and a new file of the same name
+        # would let a second spawner start a second broker meanwhile.
+        _unlink_if(self.path, self.ino)
         listener.close()
         self.finish()
         logging.getLogger("vlaninfra.agent").removeHandler(relay)
@@ -512,12 +550,12 @@ class _Broker:
             message["id"] = client_id
             send(protocol.encode(message))
 
+        first = True
         try:
             if _peer_uid(conn) != os.getuid():
                 return
             conn.settimeout(SEND_TIMEOUT)
             lines = protocol.LineBuffer(protocol.MAX_LINE)
-            first = True
             while True:
                 try:
                     chunk = conn.recv(65536)
@@ -528,12 +566,16 @@ class _Broker:
                 for line in lines.feed(chunk):
                     if first:
                         first = False
-                        if line.strip() != b"#attach " + self.ident or not self.session.alive:
+                        with self.lock:
+                            self.pending -= 1
+                            attach = (line.strip() == b"#attach " + self.ident
+                                      and self.session.alive and not self.closing)
+                            if attach:
+                                self.clients[conn] = threading.Lock()
+                        if not attach:
                             with contextlib.suppress(OSError):
                                 conn.sendall(b"#refused\n")
                             return
-                        with self.lock:
-                            self.clients[conn] = threading.Lock()
                         send(protocol.encode(protocol.success(0, {
                             "ready": True, "protocol": protocol.PROTOCOL_VERSION,
                             "pid": self.agent.info.get("pid"), "broker": os.getpid()})))
@@ -552,6 +594,8 @@ class _Broker:
             return
         finally:
             with self.lock:
+                if first:  # it left (or failed) before its attach line
+                    self.pending -= 1
                 if self.clients.pop(conn, None):  # one that never attached is no client
                     self.last_left = time.monotonic()
             conn.close()
@@ -588,6 +632,10 @@ def main() -> int:
     config = json.loads(sys.stdin.buffer.readline())
     sys.stdin.close()
     target = SshTarget(**config["target"])
+    from vlaninfra.transport._zipapp import build_bundle
+
+    if identity(target, build_bundle().sha256) != config["identity"]:
+        return 2  # it would run another archive than its name says: the client goes direct
     ready = sys.stdout.buffer
     agent = Agent(target, SshConnector(target))
     agent.peer_timeout = 24 * 3600.0  # the clients ping through the relay and judge silence

@@ -23,6 +23,7 @@ import importlib.util
 import io
 import json
 import os
+import stat
 import tempfile
 import time
 import zipfile
@@ -113,7 +114,7 @@ def _add(zf: zipfile.ZipFile, arcname: str, data: bytes) -> None:
 
 def _pyc(arcname: str, source: bytes) -> bytes:
     """``source`` compiled as an unchecked-hash pyc (PEP 552: zipimport loads it as is)."""
-    code = compile(source, arcname, "exec", dont_inherit=True)
+    code = compile(source, arcname, "exec", dont_inherit=True, optimize=0)  # asserts kept
     from importlib import _bootstrap_external  # the stdlib's own pyc writer
 
     return bytes(_bootstrap_external._code_to_hash_pyc(  # type: ignore[attr-defined]
@@ -158,25 +159,57 @@ def _key(entries: list[tuple[str, Path]]) -> str:
 
 def _cached(entries: list[tuple[str, Path]]) -> bytes:
     """The archive for ``entries`` from the cache, built and stored there first if missing;
-    when two processes build at once, the first stored copy is the one both use."""
-    path = _cache_dir() / f"bundle-{_key(entries)}.pyz"
+    when two processes build at once, both use the first one stored. A cache directory that
+    is not this user's own private one is not used (what it holds runs as root on hosts)."""
+    cache = _cache_dir()
     with contextlib.suppress(OSError):
-        return path.read_bytes()
+        cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not _private_dir(cache):
+        return _build(entries)
+    key = _key(entries)
+    stored = _stored(cache, key)
+    if stored is not None:
+        return stored
     data = _build(entries)
+    name = cache / f"bundle-{key}-{hashlib.sha256(data).hexdigest()[:16]}.pyz"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
+        with tempfile.NamedTemporaryFile(dir=cache, delete=False) as tmp:
             tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())  # never a torn archive under its name after a crash
         try:
-            os.link(tmp.name, path)  # fails if another process stored it first
+            os.link(tmp.name, name)
         except FileExistsError:
-            data = path.read_bytes()
+            pass
         finally:
             os.unlink(tmp.name)
-        _prune(path.parent)
+        _prune(cache)
     except OSError:
-        pass  # no writable cache: this process uses what it built
-    return data
+        return data  # no writable cache: this process uses what it built
+    return _stored(cache, key) or data
+
+
+def _private_dir(path: Path) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def _stored(cache: Path, key: str) -> bytes | None:
+    """The first intact archive stored for ``key``: its name ends with the start of its
+    sha256; one that does not match (cut short) is removed."""
+    for path in sorted(cache.glob(f"bundle-{key}-*.pyz")):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if hashlib.sha256(data).hexdigest()[:16] == path.stem.rsplit("-", 1)[1]:
+            return data
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return None
 
 
 def _prune(cache: Path, keep_days: float = 7) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -206,3 +207,27 @@ def test_idle_broker_leaves(broker: _Broker) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert broker.channel.closed  # type: ignore[attr-defined]
+
+
+def test_a_runtime_dir_others_may_write_to_is_not_used(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    """`sudo -E` keeps the invoking user's XDG_RUNTIME_DIR: never put sockets under it."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(shared))
+    assert runtime_dir() != shared / "vlaninfra" and not (shared / "vlaninfra").exists()
+
+
+def test_a_connection_not_yet_attached_keeps_the_broker_and_none_attaches_once_it_leaves(
+        broker: _Broker) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(broker.path))
+    time.sleep(1.0)  # twice the idle time: the accepted connection counts as a client
+    assert broker.path.exists() and not broker.closing
+    sock.sendall(b"#attach ident\n")
+    assert sock.recv(65536).startswith(b"{")  # attached, the agent still there
+    with broker.lock:
+        broker.closing = True  # as when it decided to leave
+    assert client(broker) is None  # refused, never attached to an agent that is closing
+    sock.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
 import json
 import pickle
@@ -307,3 +308,35 @@ def test_process_channel_send_times_out_and_abort_stops_a_stuck_write() -> None:
         for pipe in (proc.stdin, proc.stdout, proc.stderr):
             with contextlib.suppress(OSError):
                 pipe.close()  # type: ignore[union-attr]
+
+
+def test_zipapp_cache_is_private_and_a_cut_archive_is_rebuilt(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cache = tmp_path / "vlaninfra" / "agent"
+
+    def fresh() -> bytes:
+        build_bundle.cache_clear()
+        data = build_bundle().data
+        assert zipfile.ZipFile(io.BytesIO(data)).testzip() is None
+        return data
+
+    try:
+        first = fresh()
+        [stored] = cache.glob("bundle-*.pyz")
+        assert stored.read_bytes() == first and oct(cache.stat().st_mode)[-3:] == "700"
+        assert stored.name.endswith(f"-{hashlib.sha256(first).hexdigest()[:16]}.pyz")
+        stored.write_bytes(first[:1000])  # cut short (a crash while it was written)
+        again = fresh()  # rebuilt, the cut one removed
+        assert [p.read_bytes() for p in cache.glob("bundle-*.pyz")] == [again]
+        # A planted archive under a valid name in a directory others may write to is unread.
+        planted = b"planted"
+        stored.with_name(stored.name.rsplit("-", 1)[0] + "-"
+                         + hashlib.sha256(planted).hexdigest()[:16] + ".pyz").write_bytes(planted)
+        for p in cache.glob("bundle-*.pyz"):
+            if p.read_bytes() != planted:
+                p.unlink()
+        cache.chmod(0o777)
+        fresh()
+    finally:
+        build_bundle.cache_clear()
