@@ -397,7 +397,7 @@ MODE = %r
 out = sys.stdout.buffer
 def send(obj):
     out.write(json.dumps(obj).encode() + b"\\n"); out.flush()
-send({"id": 0, "ok": True, "result": {"ready": True, "protocol": 1}})
+send({"id": 0, "ok": True, "result": {"ready": True, "protocol": %d}})
 for line in sys.stdin.buffer:
     req = json.loads(line)
     if req["op"] == "hello":
@@ -424,7 +424,7 @@ for line in sys.stdin.buffer:
 
 def _fake_agent(tmp_path: Path, mode: str) -> str:
     path = tmp_path / f"fake-agent-{mode}"
-    path.write_text(FAKE_AGENT % mode)
+    path.write_text(FAKE_AGENT % (mode, protocol.PROTOCOL_VERSION))  # speaks ours, badly
     path.chmod(0o755)
     return str(path)
 
