@@ -35,6 +35,7 @@ from vlaninfra.lab._inventory import (
 )
 from vlaninfra.lab._lock import lab_lock
 from vlaninfra.lab._procs import own_processes, processes_in
+from vlaninfra.lab._scratch import sweep_scratch
 from vlaninfra.lab._topology import (
     DEFAULT,
     MAX_SLOTS,
@@ -589,13 +590,15 @@ def lab_down(instance: str = DEFAULT) -> list[str]:
     Safe when nothing exists and after a crashed `lab_up`: namespaces, links and mounts are
     found by the lab's naming conventions, not only from its state; processes only from the
     pids the lab recorded before starting them (and their descendants), so no process of
-    anyone else ends, whatever its command line names. Keeps the image cache. Returns one line
+    anyone else ends, whatever its command line names. Also removes the scratch hosts of agent
+    test runs that were killed (`vlaninfra.lab._scratch`). Keeps the image cache. Returns one line
     per process the lab did not start that still runs in one of its namespaces (left running).
 
     Example: ``lab_down("t1")`` → ``[]``
     """
     _require_root()
     validate_instance(instance)
+    sweep_scratch()  # a killed agent-test run's scratch hosts (never a live run's)
     if not lab_root().exists() and not _existing_names(instance) and not vm.vm_leftovers(instance):
         return []
     lab_root().mkdir(parents=True, exist_ok=True)
