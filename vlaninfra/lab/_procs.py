@@ -32,6 +32,8 @@ _SLACK = 2.0  # seconds: start time (1/100 s ticks) against a file mtime
 
 @dataclass(frozen=True)
 class LabProcess:
+    """A live process, as the lab names it in messages. Example: ``LabProcess(42, 1, "sshd -D")``"""
+
     pid: int
     ppid: int
     cmdline: str

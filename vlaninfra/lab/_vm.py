@@ -373,15 +373,9 @@ def start_vm(
     check_name(name)
     if memory_mb < 512:
         raise VmError(f"vm {name}: memory_mb {memory_mb} is too small for dockerd (>= 512)")
-    cmdline = kernel_cmdline(
-        name=name,
-        lan_address=lan_address,
-        lan_gateway=lan_gateway,
-        mgmt_address=mgmt_address,
-        lan_address6=lan_address6,
-        lan_gateway6=lan_gateway6,
-        vlans=vlans,
-    )
+    cmdline = kernel_cmdline(name=name, lan_address=lan_address, lan_gateway=lan_gateway,
+                             mgmt_address=mgmt_address, lan_address6=lan_address6,
+                             lan_gateway6=lan_gateway6, vlans=vlans)  # fmt: skip
     address, mgmt_root = _mgmt_pair(name, mgmt_address, mgmt_peer)
     key_words = authorized_key.strip().split()
     if len(key_words) < 2 or "\n" in authorized_key.strip():
@@ -390,15 +384,8 @@ def start_vm(
     files.state_dir.mkdir(parents=True, exist_ok=True)
     _check_free(name, files, lan_netns, lan_bridge)
     host_key, identity = _prepare(name, files, image, address, " ".join(key_words), identity_file)
-    argv = qemu_argv(
-        name=name,
-        kernel=image.kernel,
-        initrd=image.initrd,
-        cmdline=cmdline,
-        files=files,
-        memory_mb=memory_mb,
-        mac_seed=mac_seed,
-    )
+    argv = qemu_argv(name=name, kernel=image.kernel, initrd=image.initrd, cmdline=cmdline,
+                     files=files, memory_mb=memory_mb, mac_seed=mac_seed)  # fmt: skip
     t_start = time.monotonic()
     try:
         pid = _launch(name, argv, files, (lan_netns, lan_bridge), mgmt_root)
