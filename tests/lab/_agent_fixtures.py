@@ -28,7 +28,7 @@ import pytest
 
 from vlaninfra.lab._daemons import Waiter, docker_ping, ensure_keypair, unmount, wait_for
 from vlaninfra.lab._daemons import ssh_answers as _ssh_answers
-from vlaninfra.lab._image import IMAGE, build_rootfs, ensure_image
+from vlaninfra.lab._image import IMAGE, build_rootfs
 from vlaninfra.lab._inventory import cache_dir
 from vlaninfra.lab._netns import nsenter, run_process
 from vlaninfra.lab._scratch import (
@@ -230,7 +230,10 @@ def dockerd(ns: str) -> Iterator[Dockerd]:
         running = proc.poll
         wait_for(Waiter(f"dockerd in {ns} at {socket_path}", lambda: docker_ping(socket_path),
                         exec_root / "docker.pid", log, 60.0, lambda: running() is None))
-        ensure_image(socket_path, *build_rootfs(cache_dir()))
+        # The lab's rootfs, imported without the lab's label and default command: the tests
+        # compare a container's labels and always give its command.
+        sh("docker", "-H", f"unix://{socket_path}", "import", str(build_rootfs(cache_dir())[0]),
+           IMAGE)
         yield Dockerd(socket_path, exec_root, data_root, IMAGE, proc)
     finally:
         if proc is not None:
