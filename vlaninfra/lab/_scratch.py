@@ -30,6 +30,7 @@ import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from vlaninfra.lab import _netns as n
 from vlaninfra.lab._daemons import kill_processes, unmount
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 PREFIX = "vxa"
+Kind = Literal["netns", "link", "path"]
 _TEMP_DIRS = {"sshd": Path("/tmp"), "docker": Path("/var/tmp")}
 _OWNER = {
     "netns": re.compile(rf"{PREFIX}-.+-(\d+)"),
@@ -84,16 +86,12 @@ def temp_prefix(kind: str) -> tuple[str, Path]:
 class Scratch:
     """One leftover of a scratch host: a namespace, a root link or a path."""
 
-    kind: str
-    """``netns``, ``link`` or ``path``."""
-    name: str
-    """The namespace or link name, or the path."""
-    pid: int
-    """The test run that made it."""
+    kind: Kind
+    name: str  # the namespace or link name, or the path
+    pid: int  # the test run that made it
 
     def __str__(self) -> str:
-        what = {"netns": "namespace", "link": "link", "path": "path"}[self.kind]
-        return f"{what} {self.name}"
+        return f"{'namespace' if self.kind == 'netns' else self.kind} {self.name}"
 
 
 def dead_scratch(
@@ -108,7 +106,8 @@ def dead_scratch(
     Example: ``dead_scratch(["vxa-dk-7", "vl-a-h1"], [], [], lambda pid: False)``
     → ``[Scratch("netns", "vxa-dk-7", 7)]``
     """
-    found = [("netns", x, x) for x in netns] + [("link", x, x) for x in links]
+    found: list[tuple[Kind, str, str]] = [("netns", x, x) for x in netns]
+    found += [("link", x, x) for x in links]
     found += [("path", str(p), p.name) for p in paths]
     out = []
     for kind, name, base in found:
