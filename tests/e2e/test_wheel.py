@@ -69,7 +69,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_wheel_carries_the_vm_image_build_files(venv: Path) -> None:
     out = _sh(venv / "bin" / "python", "-c",
-              "import vlaninfra, vlaninfra.lab._vm as vm; "
+              "import vlaninfra, vlaninfra.lab._vm_image as vm; "
               "print(vlaninfra.__file__); print(vm._TOOLS_DIR); print(vm.cache_key())",
               cwd=venv)
     package, tools, key = out.split()

@@ -1,32 +1,45 @@
 """Self-contained real-parts fixtures for the agent tests: namespaces, sshd, dockerd.
 
-Everything is created under names starting with ``vxa`` (namespaces, links, /run dirs) so
-it never collides with the full lab (``vlaninfra.lab``), and everything is removed again in
-``finally`` blocks, also when a test fails. Addresses: 192.0.2.0/24 (LAN inside a
-namespace), 203.0.113.0/24 (management veth from the root namespace).
+Built from the lab's own parts (`vlaninfra.lab`: its command runner, key pairs, rootfs image,
+unmounting and readiness waits). Everything is named after this test run's pid
+(`vlaninfra.lab._scratch`: ``vxa-<label>-<pid>`` namespaces, ``/run/vxa-<pid>``, temp dirs
+``vxa-sshd-<pid>-…`` and ``vxa-docker-<pid>-…``), so it never collides with the full lab or
+another run, and is removed again in ``finally`` blocks, also when a test fails; what a killed
+run leaves, `vlaninfra lab down` removes. Addresses: 192.0.2.0/24 (LAN inside a namespace),
+203.0.113.0/24 (management veth from the root namespace).
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import ipaddress
 import os
 import shlex
 import shutil
 import signal
 import subprocess
-import tarfile
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-PREFIX = "vxa"
-IMAGE = "vxa-busybox:lab"
+from vlaninfra.lab._daemons import Waiter, docker_ping, ensure_keypair, unmount, wait_for
+from vlaninfra.lab._daemons import ssh_answers as _ssh_answers
+from vlaninfra.lab._image import IMAGE, build_rootfs
+from vlaninfra.lab._inventory import cache_dir
+from vlaninfra.lab._netns import nsenter, run_process
+from vlaninfra.lab._scratch import (
+    PREFIX,
+    mgmt_link_name,
+    scratch_name,
+    temp_prefix,
+)
+from vlaninfra.lab._scratch import (
+    exec_root as _exec_root,
+)
 
 root_only = pytest.mark.lab
 """The `lab` marker, whose tests tests/conftest.py skips without root: mark tests
@@ -44,15 +57,8 @@ def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str], grace: float) ->
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run a command (no shell); raise with its stderr when it fails."""
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{shlex.join(argv)} failed: {proc.stderr.strip()}")
-    return proc
-
-
-def _tag() -> str:
-    return f"{os.getpid() % 100000}"
+    """Run a command (no shell); raise `LabError` with its stderr when it fails."""
+    return run_process(argv, check=check)
 
 
 def _kill_netns_pids(name: str) -> None:
@@ -66,7 +72,7 @@ def _kill_netns_pids(name: str) -> None:
 def netns(label: str) -> Iterator[str]:
     """A throw-away namespace with ``lo`` up and ``eth0`` (a veth whose peer ``eth0p`` is in
     the same namespace, both up): a parent NIC for macvlan that touches nothing outside."""
-    name = f"{PREFIX}-{label}-{_tag()}"
+    name = scratch_name(label)
     sh("ip", "netns", "add", name)
     try:
         sh("ip", "-n", name, "link", "set", "lo", "up")
@@ -93,7 +99,7 @@ def mgmt_link(ns: str) -> Iterator[str]:
     """A veth from the root namespace into ``ns`` (``mgmt0``); yields the ns-side address."""
     net = _free_mgmt_net()
     root_ip, ns_ip = (str(h) for h in net.hosts())
-    root_if = f"{PREFIX}{_tag()}m"
+    root_if = mgmt_link_name()
     sh("ip", "link", "add", root_if, "type", "veth", "peer", "name", "mgmt0", "netns", ns)
     try:
         sh("ip", "addr", "add", f"{root_ip}/30", "dev", root_if)
@@ -127,21 +133,8 @@ class Sshd:
 
 def keygen(path: Path, kind: str = "ed25519") -> tuple[str, str]:
     """A fresh key pair; returns (private text, 'type base64' public)."""
-    sh("ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "vxa-test", "-f", str(path))
-    pub = path.with_suffix(".pub") if path.suffix else Path(f"{path}.pub")
-    return path.read_text(), " ".join(pub.read_text().split()[:2])
-
-
-def _wait_port(ns: str, host: str, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"sshd exited: {log.read_text(errors='replace')}")
-        out = sh("ip", "netns", "exec", ns, "ss", "-Htln", check=False).stdout
-        if f"{host}:{port}" in out:
-            return
-        time.sleep(0.1)
-    raise RuntimeError("sshd did not start listening")
+    public = ensure_keypair(path, "vxa-test", kind)
+    return path.read_text(), public
 
 
 @contextlib.contextmanager
@@ -151,7 +144,8 @@ def sshd(ns: str, listen: str, port: int = 22) -> Iterator[Sshd]:
     It runs in a private mount namespace whose ``/root`` is an empty temp dir, so uploads to
     ``~/.cache/vlaninfra`` start from nothing and never touch the machine's real /root.
     """
-    tmp = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-sshd-"))
+    prefix, parent = temp_prefix("sshd")
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     proc: subprocess.Popen[bytes] | None = None
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
     try:
@@ -179,11 +173,13 @@ def sshd(ns: str, listen: str, port: int = 22) -> Iterator[Sshd]:
         inner = (f"mount --bind {shlex.quote(str(home))} /root && exec /usr/sbin/sshd -D "
                  f"-f {shlex.quote(str(config))} -E {shlex.quote(str(log))}")
         proc = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{ns}", "--", "unshare", "--mount",
+            [*nsenter(ns), "unshare", "--mount",
              "--propagation", "private", "--", "sh", "-c", inner],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        _wait_port(ns, listen, port, proc, log)
+        running = proc.poll
+        wait_for(Waiter(f"sshd in {ns} at {listen}:{port}", lambda: _ssh_answers(listen, port),
+                        tmp / "sshd.pid", log, 15.0, lambda: running() is None))
         yield Sshd(listen, port, host_pub, client_priv, log, tmp, proc)
     finally:
         if proc is not None:
@@ -209,80 +205,47 @@ class Dockerd:
         return docker.APIClient(base_url=f"unix://{self.socket}", version="auto")
 
 
-def _busybox_rootfs() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for d in ("bin", "tmp", "proc", "sys", "dev", "etc"):
-            info = tarfile.TarInfo(d)
-            info.type = tarfile.DIRTYPE
-            info.mode = 0o755
-            tar.addfile(info)
-        tar.add("/bin/busybox", arcname="bin/busybox")
-        for applet in ("sh", "sleep", "ip", "ping"):
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type = tarfile.SYMTYPE
-            link.linkname = "busybox"
-            tar.addfile(link)
-    return buf.getvalue()
-
-
-def _unmount_under(*paths: Path) -> None:
-    roots = tuple(str(p) for p in paths)
-    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-    for mnt in sorted((m for m in mounts if m.startswith(roots)), key=len, reverse=True):
-        sh("umount", "-l", mnt, check=False)
-
-
 @contextlib.contextmanager
 def dockerd(ns: str) -> Iterator[Dockerd]:
     """dockerd in ``ns`` (own data-root, exec-root, socket; no bridge, no iptables) with
     the busybox-static image ``vxa-busybox:lab`` imported. Containers are force-removed and
     the daemon stopped afterwards; leftover mounts are unmounted and the dirs deleted."""
-    exec_root = Path(f"/run/{PREFIX}-{_tag()}")
-    data_root = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-docker-", dir="/var/tmp"))
+    exec_root = _exec_root()
+    prefix, parent = temp_prefix("docker")
+    data_root = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     exec_root.mkdir(mode=0o700)
     socket_path = str(exec_root / "docker.sock")
-    log = open(data_root.parent / f"{data_root.name}.log", "wb")  # noqa: SIM115
+    log = data_root.parent / f"{data_root.name}.log"
     proc: subprocess.Popen[bytes] | None = None
     try:
-        proc = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{ns}", "--", "dockerd",
-             "--data-root", str(data_root / "data"), "--exec-root", str(exec_root / "exec"),
-             "--pidfile", str(exec_root / "docker.pid"), "-H", f"unix://{socket_path}",
-             "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false",
-             "--ip-masq=false", "--userland-proxy=false", "--log-level=warn"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-        )
-        info = Dockerd(socket_path, exec_root, data_root, IMAGE, proc)
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("dockerd exited; see " + log.name)
-            if os.path.exists(socket_path):
-                try:
-                    api = info.api()
-                    api.ping()  # type: ignore[attr-defined]
-                    break
-                except Exception:
-                    pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("dockerd did not come up; see " + log.name)
-            time.sleep(0.2)
-        repo, tag = IMAGE.split(":")
-        api.import_image_from_data(_busybox_rootfs(), repository=repo, tag=tag)  # type: ignore[attr-defined]
-        yield info
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [*nsenter(ns), "dockerd",
+                 "--data-root", str(data_root / "data"), "--exec-root", str(exec_root / "exec"),
+                 "--pidfile", str(exec_root / "docker.pid"), "-H", f"unix://{socket_path}",
+                 "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false",
+                 "--ip-masq=false", "--userland-proxy=false", "--log-level=warn"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            )
+        running = proc.poll
+        wait_for(Waiter(f"dockerd in {ns} at {socket_path}", lambda: docker_ping(socket_path),
+                        exec_root / "docker.pid", log, 60.0, lambda: running() is None))
+        # The lab's rootfs, imported without the lab's label and default command: the tests
+        # compare a container's labels and always give its command.
+        sh("docker", "-H", f"unix://{socket_path}", "import", str(build_rootfs(cache_dir())[0]),
+           IMAGE)
+        yield Dockerd(socket_path, exec_root, data_root, IMAGE, proc)
     finally:
         if proc is not None:
             with contextlib.suppress(Exception):
-                api2 = Dockerd(socket_path, exec_root, data_root, IMAGE, proc).api()
-                for c in api2.containers(all=True):  # type: ignore[attr-defined]
-                    api2.remove_container(c["Id"], force=True)  # type: ignore[attr-defined]
+                api: Any = Dockerd(socket_path, exec_root, data_root, IMAGE, proc).api()
+                for c in api.containers(all=True):
+                    api.remove_container(c["Id"], force=True)
             stop(proc, 30)
-        log.close()
-        _unmount_under(exec_root, data_root)
+        unmount([str(exec_root), str(data_root)])
         shutil.rmtree(exec_root, ignore_errors=True)
         shutil.rmtree(data_root, ignore_errors=True)
-        Path(log.name).unlink(missing_ok=True)
+        log.unlink(missing_ok=True)
 
 
 def leftovers() -> list[str]:

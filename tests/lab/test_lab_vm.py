@@ -67,9 +67,9 @@ def _ssh(inv: Inventory, address: str, script: str, timeout: float = 60) -> str:
 
 def _qemu_pids(instance: str) -> dict[str, int]:
     return {
-        (_vm._arg_after(argv, "-name") or "")[3:]: pid
-        for pid, argv in _vm._qemu_pids().items()
-        if vm_instance_of((_vm._arg_after(argv, "-name") or "")[3:]) == instance
+        (_vm.arg_after(argv, "-name") or "")[3:]: pid
+        for pid, argv in _vm.qemu_pids().items()
+        if vm_instance_of((_vm.arg_after(argv, "-name") or "")[3:]) == instance
     }
 
 

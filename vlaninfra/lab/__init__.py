@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+from vlaninfra.lab._down import lab_down
 from vlaninfra.lab._errors import LabError
 from vlaninfra.lab._inventory import (
     Host,
@@ -28,9 +29,11 @@ from vlaninfra.lab._inventory import (
     inventory_path,
     load_inventory,
 )
-from vlaninfra.lab._lab import ensure_dockerd, lab_down, lab_instances, lab_status, lab_up
+from vlaninfra.lab._lab import lab_instances
 from vlaninfra.lab._probe import http_ok
 from vlaninfra.lab._resolver import LAB_INSTANCE_ENV
+from vlaninfra.lab._status import lab_status
+from vlaninfra.lab._up import ensure_dockerd, lab_up
 
 __all__ = [
     "LAB_INSTANCE_ENV",

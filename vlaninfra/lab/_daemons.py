@@ -59,6 +59,11 @@ class Waiter:
     """Where `start_detached` recorded the daemon's pid (to tell whether it still runs)."""
     log: Path
     timeout: float
+    running: Callable[[], bool] | None = None
+    """Whether it still runs, when its pidfile cannot tell (not written before it starts)."""
+
+    def alive(self) -> bool:
+        return self.running() if self.running else recorded_pid(self.pidfile) is not None
 
 
 def wait_for(waiter: Waiter) -> None:
@@ -67,7 +72,7 @@ def wait_for(waiter: Waiter) -> None:
     polls = 0
     while not waiter.ready():
         polls += 1
-        dead = polls % 10 == 0 and recorded_pid(waiter.pidfile) is None
+        dead = polls % 10 == 0 and not waiter.alive()
         if dead or time.monotonic() > deadline:
             why = "exited" if dead else f"did not answer within {waiter.timeout:.0f} s"
             raise LabError(f"{waiter.what} {why}; {waiter.log}:\n{log_tail(waiter.log)}")
@@ -107,15 +112,18 @@ def start_detached(argv: list[str], log: Path, pidfile: Path, timeout: float = 5
 # --- keys -------------------------------------------------------------------------------------
 
 
-def ensure_keypair(path: Path, comment: str) -> str:
-    """Generate an ed25519 key pair once (kept until `lab down`); return the public key."""
+def ensure_keypair(path: Path, comment: str, kind: str = "ed25519") -> str:
+    """Generate a key pair (no passphrase) at `path` once, kept until `lab down`; return the
+    public key. Example: ``ensure_keypair(state / "id_lab", "lab")`` → ``"ssh-ed25519 AAAA…"``
+    """
+    public = Path(f"{path}.pub")
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.with_suffix(".pub").unlink(missing_ok=True)
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+        public.unlink(missing_ok=True)
+        run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", comment, "-f", str(path)])
     path.chmod(0o600)
-    kind, key, *_ = path.with_suffix(".pub").read_text().split()
-    return f"{kind} {key}"
+    key_type, key, *_ = public.read_text().split()
+    return f"{key_type} {key}"
 
 
 # --- sshd -------------------------------------------------------------------------------------

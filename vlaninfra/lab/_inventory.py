@@ -72,8 +72,8 @@ def inventory_path(instance: str = "default") -> Path:
 
 
 @dataclass(frozen=True)
-class Router:
-    """A site's router namespace: LAN gateway, reachable over SSH."""
+class _Reachable:
+    """What every namespace member reached over SSH has (fields in this order first)."""
 
     name: str
     netns: str
@@ -82,6 +82,12 @@ class Router:
     user: str
     host_key: str
     """Pinned host key, ``ssh-ed25519 AAAA…``."""
+
+
+@dataclass(frozen=True)
+class Router(_Reachable):
+    """A site's router namespace: LAN gateway, reachable over SSH."""
+
     lan_address: str
     lan_address6: str = ""
     """IPv6 address on the LAN with prefix length (namespace labs), e.g. ``2001:db8:1::1/64``."""
@@ -98,7 +104,7 @@ class Peer:
 
 
 @dataclass(frozen=True)
-class Host:
+class Host(_Reachable):
     """A Docker host: own netns with ``eth0`` on the LAN switch, own dockerd and sshd.
 
     VM hosts (``kind == "vm"``) have the same fields: ``netns`` and ``sshd_log`` are ``""``
@@ -106,13 +112,6 @@ class Host:
     the guest; reach them over SSH only.
     """
 
-    name: str
-    netns: str
-    mgmt_address: str
-    ssh_port: int
-    user: str
-    host_key: str
-    """Pinned host key, ``ssh-ed25519 AAAA…``."""
     docker_socket: str
     parent: str
     """The macvlan parent interface inside the host."""

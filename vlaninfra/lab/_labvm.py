@@ -93,7 +93,7 @@ def guest_command(
     address: str, known_hosts: Path, identity: Path, command: Sequence[str], timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """Run ``command`` (argv) on a VM member as root over ssh with the pinned host key."""
-    argv = _vm._ssh_argv(address, known_hosts, identity, command, 5)
+    argv = _vm.ssh_command(address, known_hosts, identity, command, 5)
     try:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -121,7 +121,7 @@ def _read_host_key(directory: Path) -> str:
 
 
 def _tap_in_place(plan: VmPlan, switch_netns: str) -> bool:
-    lan_tap, mgmt_tap = _vm._tap_names(plan.vm_name)
+    lan_tap, mgmt_tap = _vm.tap_names(plan.vm_name)
     lan = n.run(["ip", "-n", switch_netns, "-o", "link", "show", "dev", lan_tap], check=False)
     mgmt = n.run(["ip", "-o", "-4", "addr", "show", "dev", mgmt_tap], check=False)
     return "master br0" in lan and f" {plan.mgmt_root_address}/31 " in mgmt
@@ -131,7 +131,7 @@ def _try_keep(
     plan: VmPlan, directory: Path, config: dict[str, object], switch_netns: str, identity: Path
 ) -> VmMember | None:
     t0 = time.monotonic()
-    pid = _vm._pid_from_state(directory)
+    pid = _vm.pid_from_state(directory)
     if pid is None:
         return None
     try:
@@ -165,13 +165,13 @@ def _try_keep(
 def _stop_named(vm_name: str, state: Path) -> None:
     """Stop the QEMU running as ``vt-<vm_name>`` from a member dir of ``state`` (through its
     pidfile: no other QEMU is ever signalled) and delete its taps."""
-    for argv in _vm._qemu_pids().values():
-        if _vm._arg_after(argv, "-name") != f"{_vm.TAP_PREFIX}{vm_name}":
+    for argv in _vm.qemu_pids().values():
+        if _vm.arg_after(argv, "-name") != f"{_vm.TAP_PREFIX}{vm_name}":
             continue
-        pidfile = Path(_vm._arg_after(argv, "-pidfile") or "/")
+        pidfile = Path(_vm.arg_after(argv, "-pidfile") or "/")
         if pidfile.name == "qemu.pid" and pidfile.parent.parent == state / "vm":
             _vm.stop_vm(pidfile.parent)
-    _vm._cleanup_links(list(_vm._tap_names(vm_name)))
+    _vm.cleanup_links(list(_vm.tap_names(vm_name)))
 
 
 def _start_or_keep(
@@ -283,8 +283,8 @@ class VmBoot:
 
 def _running_names() -> list[str]:
     return [
-        (_vm._arg_after(argv, "-name") or "")[len(_vm.TAP_PREFIX) :]
-        for argv in _vm._qemu_pids().values()
+        (_vm.arg_after(argv, "-name") or "")[len(_vm.TAP_PREFIX) :]
+        for argv in _vm.qemu_pids().values()
     ]
 
 

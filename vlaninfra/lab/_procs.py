@@ -24,6 +24,7 @@ __all__ = [
     "processes",
     "processes_in",
     "recorded_pid",
+    "with_descendants",
 ]
 
 _SLACK = 2.0  # seconds: start time (1/100 s ticks) against a file mtime
@@ -31,6 +32,8 @@ _SLACK = 2.0  # seconds: start time (1/100 s ticks) against a file mtime
 
 @dataclass(frozen=True)
 class LabProcess:
+    """A live process, as the lab names it in messages. Example: ``LabProcess(42, 1, "sshd -D")``"""
+
     pid: int
     ppid: int
     cmdline: str
@@ -145,6 +148,13 @@ def own_processes(pidfiles: Iterable[Path], netns_inodes: Iterable[int]) -> list
         for pid, info in procs.items()
         if info.sid in sessions and info.sid != 0 and info.netns in ns_links
     }
+    return _with_descendants(chosen, procs)
+
+
+def _with_descendants(pids: Iterable[int], procs: dict[int, _Info]) -> list[LabProcess]:
+    """`pids` and all their descendants among `procs`, this process and its ancestors
+    excepted."""
+    chosen = {pid for pid in pids if pid in procs}
     children: dict[int, list[int]] = {}
     for pid, info in procs.items():
         children.setdefault(info.ppid, []).append(pid)
@@ -156,6 +166,15 @@ def own_processes(pidfiles: Iterable[Path], netns_inodes: Iterable[int]) -> list
                 todo.append(child)
     chosen -= _ancestors(os.getpid())
     return [LabProcess(pid, procs[pid].ppid, procs[pid].cmdline) for pid in sorted(chosen)]
+
+
+def with_descendants(pids: Iterable[int]) -> list[LabProcess]:
+    """The live processes among `pids` and all their descendants (this process and its
+    ancestors excepted).
+
+    Example: ``with_descendants([dockerd_pid])`` → dockerd, containerd, the shims, containers
+    """
+    return _with_descendants(pids, processes())
 
 
 def processes_in(netns_inode: int) -> list[LabProcess]:

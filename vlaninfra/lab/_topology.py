@@ -115,10 +115,12 @@ def ns_prefix(instance: str) -> str:
 
 def instance_of(name: str) -> str | None:
     """The instance a namespace/link name belongs to, or None if it is not a lab name."""
-    m = NS_RE.match(name)
-    if m is None:
-        return None
-    return m.group(1) or DEFAULT
+    return _instance(NS_RE, name)
+
+
+def _instance(pattern: re.Pattern[str], name: str) -> str | None:
+    m = pattern.match(name)
+    return None if m is None else m.group(1) or DEFAULT
 
 
 @dataclass(frozen=True)
@@ -282,10 +284,7 @@ def plan(instance: str, slot: int, sites: int = 1, hosts: int = 2) -> LabPlan:
 
 def vm_instance_of(vm_name: str) -> str | None:
     """The instance a lab VM name (``vl-a-v1``, ``vlt1-a-p2``) belongs to, else None."""
-    m = VM_RE.match(vm_name)
-    if m is None:
-        return None
-    return m.group(1) or DEFAULT
+    return _instance(VM_RE, vm_name)
 
 
 @dataclass(frozen=True)
