@@ -12,44 +12,12 @@ Example::
 
 from __future__ import annotations
 
-from ._engine import (
-    LAB_PASSPHRASE,
-    RUNS_PROGRAM,
-    Engine,
-    EngineError,
-    StackLockedError,
-    make_private,
-)
+from . import _engine, _project
+from ._engine import *  # noqa: F403
 from ._launcher import command_and_stack
 from ._output import summary_of
-from ._project import (
-    config_key,
-    holds_private_key,
-    is_lab_stack,
-    plaintext_keys,
-    project_backend,
-    project_name,
-    project_root,
-    refuse_plaintext_keys,
-    stack_file,
-)
+from ._project import *  # noqa: F403
 
-__all__ = [
-    "LAB_PASSPHRASE",
-    "RUNS_PROGRAM",
-    "Engine",
-    "EngineError",
-    "StackLockedError",
-    "command_and_stack",
-    "config_key",
-    "holds_private_key",
-    "is_lab_stack",
-    "make_private",
-    "plaintext_keys",
-    "project_backend",
-    "project_name",
-    "project_root",
-    "refuse_plaintext_keys",
-    "stack_file",
-    "summary_of",
-]
+__all__ = ["command_and_stack", "summary_of"]
+__all__ += _engine.__all__
+__all__ += _project.__all__
