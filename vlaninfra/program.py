@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import pulumi
 
@@ -24,7 +24,7 @@ from vlaninfra.components import deploy
 from vlaninfra.engine import config_key, holds_private_key
 from vlaninfra.errors import LayoutError, VlanInfraError
 from vlaninfra.inventory import Resolver, Role, open_inventory
-from vlaninfra.layout import Layout, Site, SshTarget, load_config, plan
+from vlaninfra.layout import Host, Layout, Router, Site, SshTarget, load_config, plan
 from vlaninfra.providers import DockerHost
 from vlaninfra.verify import verify
 
@@ -138,31 +138,35 @@ def check_secrets(
 
 def hosts_of(layout: Layout) -> dict[tuple[str, str], DockerHost]:
     """How to reach every host of the layout, from its `ssh` settings or the lab inventory."""
-    reach = _Reach()
-
-    return {
-        (site.name, host.name): reach.target(
-            site, "host", host.name, host.ssh, f"sites.{site.name}.hosts[{i}].ssh"
-        )
-        for site in layout.sites
-        for i, host in enumerate(site.hosts)
-    }
+    return _reach(layout, "host", lambda site: site.hosts, lambda site, host: True)
 
 
 def routers_of(layout: Layout) -> dict[tuple[str, str], DockerHost]:
     """How to reach every managed router that has upstream routes to apply or probes to run,
     from its `ssh` settings or the lab inventory (the lab site's router).
     Example: ``routers_of(layout)``"""
-    reach = _Reach()
-    return {
-        (site.name, router.name): reach.target(
-            site, "router", router.name, router.ssh, f"sites.{site.name}.routers[{i}].ssh"
-        )
-        for site in layout.sites
-        for i, router in enumerate(site.routers)
-        if router.managed and (
+    def wanted(site: Site, router: Router) -> bool:
+        return router.managed and (
             any(n.driver == "ipvlan" and n.mode in ("l3", "l3s") for n in site.networks)
             or any(p.source == router.name for p in site.probes))
+
+    return _reach(layout, "router", lambda site: site.routers, wanted)
+
+
+Member = TypeVar("Member", Host, Router)
+
+
+def _reach(layout: Layout, role: Role, members: Callable[[Site], tuple[Member, ...]],
+           wanted: Callable[[Site, Member], bool]) -> dict[tuple[str, str], DockerHost]:
+    """``(site, name)`` → how to reach each of a site's ``members`` it ``wanted``; the config
+    key of its ``ssh`` is ``sites.<site>.<role>s[<i>].ssh``."""
+    reach = _Reach()
+    return {
+        (site.name, member.name): reach.target(
+            site, role, member.name, member.ssh, f"sites.{site.name}.{role}s[{i}].ssh")
+        for site in layout.sites
+        for i, member in enumerate(members(site))
+        if wanted(site, member)
     }
 
 

@@ -10,7 +10,10 @@ Modules:
 - ``protocol``: line-delimited JSON framing shared with the transport (stdlib only);
 - ``facts`` / ``ops``: netlink reads / idempotent, transactional netlink changes;
 - ``docker_facts`` / ``docker_ops``: the same for the Docker Engine API;
-- ``agent``: the stdin/stdout loop and the op registry.
+- ``agent``: the stdin/stdout loop; ``dispatch``: the op registry and error objects;
+  ``agent_ops``: the agent's own ops (``ping``, ``hello``, ``host.snapshot``, ``check.facts``);
+- ``untyped``: the few untyped values from outside (Docker SDK, Engine JSON, pyroute2,
+  parsed JSON), each named once.
 
 Example (on the host): ``python3 vlaninfra-agent-<sha12>.pyz`` then write
 ``{"id": 1, "op": "ping", "args": {}}`` to its stdin.

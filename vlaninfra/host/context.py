@@ -12,7 +12,8 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator
-from typing import Any
+
+from vlaninfra.host.untyped import DockerApi, Netlink
 
 __all__ = ["Context"]
 
@@ -38,7 +39,7 @@ class Context:
         self._local = threading.local()
 
     @contextlib.contextmanager
-    def netlink(self) -> Iterator[Any]:
+    def netlink(self) -> Iterator[Netlink]:
         """This thread's ``pyroute2.IPRoute`` (opening one costs milliseconds in pyroute2
         0.9, so each worker thread keeps its own; one that raised anything but a
         ``NetlinkError`` is closed and replaced, in case the socket is out of step)."""
@@ -56,7 +57,7 @@ class Context:
                     ipr.close()
             raise
 
-    def docker(self) -> Any:
+    def docker(self) -> DockerApi:
         """This thread's ``docker.APIClient`` (API version negotiated with the daemon)."""
         client = getattr(self._local, "docker", None)
         if client is None:

@@ -19,9 +19,9 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TypedDict, TypeVar
 
 from vlaninfra.host import facts, marks
 from vlaninfra.host.context import Context
@@ -38,8 +38,14 @@ from vlaninfra.host.contract import (
     Removed,
     RestartPolicy,
 )
-from vlaninfra.host.docker_facts import container_inspect, network_inspect
+from vlaninfra.host.docker_facts import (
+    ContainerInspect,
+    NetworkInspect,
+    container_inspect,
+    network_inspect,
+)
 from vlaninfra.host.errors import OpError, raise_undone
+from vlaninfra.host.untyped import DockerApi
 
 __all__ = [
     "container_create",
@@ -51,6 +57,17 @@ __all__ = [
     "network_remove",
     "parse_restart_policy",
 ]
+
+Inspected = NetworkInspect | ContainerInspect
+"""What ownership checks look at: its ``id`` and ``labels``."""
+Found = TypeVar("Found", NetworkInspect, ContainerInspect)
+
+
+class DockerRestartPolicy(TypedDict, total=False):
+    """Docker's ``RestartPolicy``: ``{"Name": "on-failure", "MaximumRetryCount": 3}``."""
+
+    Name: str
+    MaximumRetryCount: int
 
 log = logging.getLogger("vlaninfra.host.docker_ops")
 _RESTART = tuple(p.value for p in RestartPolicy)
@@ -75,32 +92,32 @@ def _check_image(value: object) -> str:
     return value
 
 
-def _api_at_least(api: Any, version: str) -> bool:
+def _api_at_least(api: DockerApi, version: str) -> bool:
     from docker.utils import version_gte
 
     return bool(version_gte(api.api_version, version))
 
 
-def parse_restart_policy(policy: str) -> dict[str, Any]:
+def parse_restart_policy(policy: str) -> DockerRestartPolicy:
     """``"on-failure:3"`` → ``{"Name": "on-failure", "MaximumRetryCount": 3}``."""
     name, _, count = policy.partition(":")
     if name not in _RESTART or (count and (name != "on-failure" or not count.isdigit())):
         raise OpError(errno.EINVAL, f"restart policy must be one of {_RESTART} "
                                     f"(or on-failure:N), not {policy!r}")
-    out: dict[str, Any] = {"Name": "" if name == "no" else name}
+    out: DockerRestartPolicy = {"Name": "" if name == "no" else name}
     if count:
         out["MaximumRetryCount"] = int(count)
     return out
 
 
-def _ours(what: str, found: Mapping[str, Any], owner: str, expect_id: str | None) -> None:
+def _ours(what: str, found: Inspected, owner: str, expect_id: str | None) -> None:
     """Raise ``EPERM`` unless ``found`` is ``owner``'s: its labels say so, or it has no labels
     of vlaninfra and is the object ``expect_id`` that state recorded (made before marks)."""
     marks.require_owned(what, marks.of_labels(found.get("labels")), owner,
                         legacy=found["id"] == expect_id)
 
 
-def _kept(what: str, found: Mapping[str, Any], owner: str, expect_id: str | None) -> str | None:
+def _kept(what: str, found: Inspected, owner: str, expect_id: str | None) -> str | None:
     why = marks.refusal(what, marks.of_labels(found.get("labels")), owner,
                         legacy=found["id"] == expect_id)
     if why:
@@ -109,7 +126,23 @@ def _kept(what: str, found: Mapping[str, Any], owner: str, expect_id: str | None
     return None
 
 
-def _claim_existing(what: str, existing: Mapping[str, Any], owner: str,
+def _remove(what: str, found: Found | None, owner: str, expect_id: str | None,
+            remove: Callable[[Found], None]) -> Removed:
+    """``remove(found)`` when it is ``owner``'s; ``removed: False`` when it is gone (also
+    while removing), plus ``kept`` when it is not ``owner``'s."""
+    if found is None:
+        return Removed(False)
+    kept = _kept(what, found, owner, expect_id)
+    if kept:
+        return Removed(False, kept)
+    try:
+        remove(found)
+    except _not_found():
+        return Removed(False)
+    return Removed(True)
+
+
+def _claim_existing(what: str, existing: Inspected, owner: str,
                     spec: str | None) -> None:
     """Take over ``existing`` (see :func:`marks.claim`); the ``EEXIST`` error carries its id."""
     try:
@@ -164,7 +197,7 @@ def network_create(ctx: Context, args: NetworkCreate) -> NetworkState:
     return replace(NetworkState.of_inspect(result), parent_preexisted=parent_preexisted)
 
 
-def _remove_network_quietly(api: Any, net_id: str | None) -> bool:
+def _remove_network_quietly(api: DockerApi, net_id: str | None) -> bool:
     """Remove the network just made; whether it is gone."""
     if not net_id:
         return False
@@ -187,22 +220,17 @@ def network_remove(ctx: Context, args: NetworkRemove) -> Removed:
     Example: ``network_remove(ctx, NetworkRemove("lan"))`` → ``Removed(removed=True)``
     """
     name = _check_name(args.name, "network name")
-    net = network_inspect(ctx, name)
-    if net is None:
-        return Removed(False)
-    kept = _kept(f"network {name!r}", net, args.owner, args.id)
-    if kept:
-        return Removed(False, kept)
-    attached = sorted(net["containers"])
-    if attached:
-        raise OpError(errno.EBUSY, f"network {name!r} has containers attached: "
-                                   f"{', '.join(attached)}; remove or disconnect them first",
-                      containers=attached)
-    try:
+
+    def remove(net: NetworkInspect) -> None:
+        attached = sorted(net["containers"])
+        if attached:
+            raise OpError(errno.EBUSY, f"network {name!r} has containers attached: "
+                                       f"{', '.join(attached)}; remove or disconnect them "
+                                       "first", containers=attached)
         ctx.docker().remove_network(net["id"])
-    except _not_found():
-        return Removed(False)
-    return Removed(True)
+
+    return _remove(f"network {name!r}", network_inspect(ctx, name), args.owner, args.id,
+                   remove)
 
 
 def container_create(ctx: Context, args: ContainerCreate) -> ContainerState:
@@ -306,7 +334,7 @@ def _short(exc: BaseException) -> str:
 
 
 def _owned_container(ctx: Context, name: str, owner: str, expect_id: str | None,
-                     ) -> dict[str, Any]:
+                     ) -> ContainerInspect:
     current = container_inspect(ctx, name)
     if current is None:
         raise OpError(errno.ENOENT, f"container {name!r} does not exist")
@@ -322,17 +350,8 @@ def container_remove(ctx: Context, args: ContainerRef) -> Removed:
     Example: ``container_remove(ctx, ContainerRef("web"))`` → ``Removed(removed=True)``
     """
     name = _check_name(args.name, "container name")
-    current = container_inspect(ctx, name)
-    if current is None:
-        return Removed(False)
-    kept = _kept(f"container {name!r}", current, args.owner, args.id)
-    if kept:
-        return Removed(False, kept)
-    try:
-        ctx.docker().remove_container(current["id"], force=True)
-    except _not_found():
-        return Removed(False)
-    return Removed(True)
+    return _remove(f"container {name!r}", container_inspect(ctx, name), args.owner, args.id,
+                   lambda c: ctx.docker().remove_container(c["id"], force=True))
 
 
 def container_update(ctx: Context, args: ContainerUpdate) -> ContainerState:

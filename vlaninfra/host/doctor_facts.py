@@ -18,14 +18,17 @@ from __future__ import annotations
 import errno
 import os
 import platform
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from vlaninfra.host import docker_facts, facts
 from vlaninfra.host.context import Context
 from vlaninfra.host.errors import OpError
+from vlaninfra.host.untyped import Netlink
 
-__all__ = ["DMI_DIR", "DMI_KEYS", "KINDS", "collect"]
+__all__ = ["DMI_DIR", "DMI_KEYS", "KINDS", "DoctorDocker", "DoctorFacts", "DoctorNetwork",
+           "collect"]
 
 DMI_DIR = "/sys/class/dmi/id"
 DMI_KEYS = ("sys_vendor", "product_name", "board_vendor", "bios_vendor", "chassis_asset_tag")
@@ -33,6 +36,34 @@ KINDS = ("macvlan", "ipvlan", "vlan")
 _PROBE_NAME = "vldoctor0"
 _IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 _IP6_FORWARD = "/proc/sys/net/ipv6/conf/all/forwarding"
+
+
+class DoctorNetwork(TypedDict):
+    """A macvlan/ipvlan network of the daemon: ``{"name": "lan", "driver": "macvlan", ...}``."""
+
+    name: str
+    driver: str | None
+    parent: str | None
+    labels: dict[str, str]
+
+
+class DoctorDocker(TypedDict):
+    """The daemon's version and its macvlan/ipvlan networks."""
+
+    version: str | None
+    networks: list[DoctorNetwork]
+
+
+class DoctorFacts(TypedDict):
+    """What :func:`collect` answers (see the module docstring)."""
+
+    ip6_forward: bool | None
+    kernel: str
+    kinds: dict[str, bool | None]
+    dmi: dict[str, str | None]
+    ip_forward: bool | None
+    links: Sequence[Mapping[str, object]]
+    docker: DoctorDocker | None
 
 
 def _read(path: str | Path, limit: int = 256) -> str | None:
@@ -43,7 +74,7 @@ def _read(path: str | Path, limit: int = 256) -> str | None:
         return None
 
 
-def _kind_supported(ipr: Any, kind: str) -> bool | None:
+def _kind_supported(ipr: Netlink, kind: str) -> bool | None:
     """True/False as the kernel says; None when it answers something else (not judged)."""
     try:
         ipr.link("add", ifname=_PROBE_NAME, kind=kind)
@@ -57,7 +88,7 @@ def _kind_supported(ipr: Any, kind: str) -> bool | None:
     return True
 
 
-def collect(ctx: Context, dmi_dir: str = DMI_DIR) -> dict[str, Any]:
+def collect(ctx: Context, dmi_dir: str = DMI_DIR) -> DoctorFacts:
     """The doctor's facts of this host (see the module docstring)."""
     if not isinstance(dmi_dir, str) or not os.path.isabs(dmi_dir):
         raise OpError(errno.EINVAL, "dmi_dir must be an absolute path")
@@ -68,16 +99,16 @@ def collect(ctx: Context, dmi_dir: str = DMI_DIR) -> dict[str, Any]:
         kinds = {kind: _kind_supported(ipr, kind) for kind in KINDS}
         links = [{k: link[k] for k in ("name", "kind", "up", "parent", "vlan_id", "alias")}
                  for link in facts.read_links(ipr)]
-    docker: dict[str, Any] | None = None
+    docker: DoctorDocker | None = None
     if ctx.docker_available():
-        networks = []
+        networks: list[DoctorNetwork] = []
         for n in docker_facts.network_list(ctx):
             if n["driver"] not in ("macvlan", "ipvlan"):
                 continue
-            full = docker_facts.network_inspect(ctx, n["name"]) or {}
+            full = docker_facts.network_inspect(ctx, n["name"])
             networks.append({"name": n["name"], "driver": n["driver"],
-                             "parent": (full.get("options") or {}).get("parent"),
-                             "labels": full.get("labels") or {}})
+                             "parent": full["options"].get("parent") if full else None,
+                             "labels": full["labels"] if full else {}})
         docker = {"version": docker_facts.docker_version(ctx)["version"], "networks": networks}
     forward, forward6 = _read(_IP_FORWARD), _read(_IP6_FORWARD)
     return {

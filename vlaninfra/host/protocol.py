@@ -19,13 +19,20 @@ Example: ``encode(request(1, "ping", {}))`` → ``b'{"id":1,"op":"ping","args":{
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Literal, TypedDict
+
+from vlaninfra.host.untyped import JsonObject
 
 __all__ = [
     "MAX_LINE",
     "PROTOCOL_VERSION",
+    "ErrorBody",
+    "Failure",
     "LineBuffer",
     "ProtocolError",
+    "Request",
+    "Success",
     "decode",
     "encode",
     "failure",
@@ -44,13 +51,47 @@ class ProtocolError(ValueError):
     """A line that is not a protocol message (bad JSON, wrong shape, too long)."""
 
 
-def encode(message: dict[str, Any]) -> bytes:
+class Request(TypedDict):
+    """``{"id": 7, "op": "link.get", "args": {"name": "shim0"}}``"""
+
+    id: int
+    op: str
+    args: Mapping[str, object]
+
+
+class Success(TypedDict):
+    """``{"id": 7, "ok": true, "result": ...}`` (``result``: the op's JSON answer)."""
+
+    id: int
+    ok: Literal[True]
+    result: object
+
+
+class ErrorBody(TypedDict):
+    """What went wrong, errno first: ``{"errno": 19, "errname": "ENODEV", ...}``."""
+
+    errno: int | None
+    errname: str | None
+    type: str
+    message: str
+    details: Mapping[str, object]
+
+
+class Failure(TypedDict):
+    """``{"id": 7, "ok": false, "error": {...}}``"""
+
+    id: int
+    ok: Literal[False]
+    error: ErrorBody
+
+
+def encode(message: Mapping[str, object]) -> bytes:
     """Serialise one message to one line (with the trailing newline)."""
     text = json.dumps(message, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return text.encode("ascii") + b"\n"
 
 
-def decode(line: bytes) -> dict[str, Any]:
+def decode(line: bytes) -> JsonObject:
     """Parse one line (with or without its newline) into a message dict."""
     try:
         message = json.loads(line.decode("ascii"))
@@ -61,12 +102,12 @@ def decode(line: bytes) -> dict[str, Any]:
     return message
 
 
-def request(id_: int, op: str, args: dict[str, Any]) -> dict[str, Any]:
+def request(id_: int, op: str, args: Mapping[str, object]) -> Request:
     """Build a request message."""
     return {"id": id_, "op": op, "args": args}
 
 
-def success(id_: int, result: Any) -> dict[str, Any]:
+def success(id_: int, result: object) -> Success:
     """Build a success response."""
     return {"id": id_, "ok": True, "result": result}
 
@@ -77,8 +118,8 @@ def failure(
     errname: str | None,
     message: str,
     type_: str,
-    details: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    details: Mapping[str, object] | None = None,
+) -> Failure:
     """Build an error response."""
     return {
         "id": id_,

@@ -9,91 +9,15 @@ Example::
 
 from __future__ import annotations
 
+from . import _load, _model, _plan
 from ._ledger import derive_mac
-from ._load import config_schema, load_config
-from ._model import (
-    AddressRange,
-    Container,
-    Host,
-    IPAddress,
-    IPNetwork,
-    IpvlanFlag,
-    IpvlanMode,
-    IpvlanNetwork,
-    Lan,
-    Layout,
-    MacvlanMode,
-    MacvlanNetwork,
-    Network,
-    Probe,
-    ProbeExpect,
-    RestartPolicy,
-    Router,
-    Shim,
-    ShimRoutes,
-    Site,
-    SshTarget,
-    Subnet,
-    Tenant,
-    TenantSubnet,
-)
-from ._plan import (
-    ContainerPlan,
-    HostPlan,
-    HostRoute,
-    NetworkPlan,
-    Plan,
-    ShimPlan,
-    SitePlan,
-    SubnetPlan,
-    UpstreamRoute,
-    VlanParentPlan,
-    plan,
-    validate,
-)
+from ._load import *  # noqa: F403
+from ._model import *  # noqa: F403
+from ._plan import *  # noqa: F403
 from ._probes import ProbePlan
 from ._render import render_plan
 
-__all__ = [
-    "AddressRange",
-    "Container",
-    "ContainerPlan",
-    "Host",
-    "HostPlan",
-    "HostRoute",
-    "IPAddress",
-    "IPNetwork",
-    "IpvlanFlag",
-    "IpvlanMode",
-    "IpvlanNetwork",
-    "Lan",
-    "Layout",
-    "MacvlanMode",
-    "MacvlanNetwork",
-    "Network",
-    "NetworkPlan",
-    "Plan",
-    "Probe",
-    "ProbeExpect",
-    "ProbePlan",
-    "RestartPolicy",
-    "Router",
-    "Shim",
-    "ShimPlan",
-    "ShimRoutes",
-    "Site",
-    "SitePlan",
-    "SshTarget",
-    "Subnet",
-    "SubnetPlan",
-    "Tenant",
-    "TenantSubnet",
-    "UpstreamRoute",
-    "VlanParentPlan",
-    "config_schema",
-    "derive_mac",
-    "load_config",
-    "plan",
-    "render_plan",
-    "validate",
-]
+__all__ = ["ProbePlan", "derive_mac", "render_plan"]
+__all__ += _model.__all__  # the declared layout
+__all__ += _plan.__all__  # the derived plan
+__all__ += _load.__all__  # reading a config

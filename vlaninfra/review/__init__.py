@@ -10,44 +10,17 @@ Example::
 
 from __future__ import annotations
 
+from . import _json, _model, _state
 from ._compare import compare
 from ._dot import render_dot
-from ._json import FORMAT_VERSION, SCHEMA_PATH, render_json, to_json
+from ._json import *  # noqa: F403
 from ._markdown import render_markdown
 from ._mermaid import render_mermaid
-from ._model import (
-    ContainerChange,
-    Diff,
-    Endpoint,
-    FieldChange,
-    Finding,
-    NetworkChange,
-    ParentChange,
-    ShimChange,
-    UpstreamChange,
-)
-from ._state import Change, load_change
+from ._model import *  # noqa: F403
+from ._state import *  # noqa: F403
 from ._text import render_text
 
-__all__ = [
-    "FORMAT_VERSION",
-    "SCHEMA_PATH",
-    "Change",
-    "ContainerChange",
-    "Diff",
-    "Endpoint",
-    "FieldChange",
-    "Finding",
-    "NetworkChange",
-    "ParentChange",
-    "ShimChange",
-    "UpstreamChange",
-    "compare",
-    "load_change",
-    "render_dot",
-    "render_json",
-    "render_markdown",
-    "render_mermaid",
-    "render_text",
-    "to_json",
-]
+__all__ = ["compare", "render_dot", "render_markdown", "render_mermaid", "render_text"]
+__all__ += _model.__all__  # the typed change
+__all__ += _json.__all__
+__all__ += _state.__all__

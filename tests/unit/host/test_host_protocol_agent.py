@@ -6,6 +6,7 @@ import errno
 import io
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -80,7 +81,7 @@ def test_describe_error_maps_errnos() -> None:
     assert d["errno"] == errno.EIO and "RuntimeError" in d["message"]
 
 
-def _serve(lines: list[dict[str, Any] | bytes], ctx: Context | None = None) -> list[Any]:
+def _serve(lines: list[Mapping[str, object] | bytes], ctx: Context | None = None) -> list[Any]:
     raw = b"".join(x if isinstance(x, bytes) else protocol.encode(x) for x in lines)
     out = io.BytesIO()
     agent.serve(ctx or Context(docker_socket="/nonexistent.sock"), io.BytesIO(raw), out,
@@ -131,7 +132,7 @@ def test_hello_sets_the_docker_timeout_to_the_controllers_deadline() -> None:
 def test_batch_runs_each_entry_and_reports_errors_inline() -> None:
     ctx = Context(docker_socket="/nonexistent.sock")
     out = agent.batch(ctx, [{"op": "ping", "args": {}}, {"op": "nope"},
-                            {"op": "batch", "args": {"calls": []}}, "x"])  # type: ignore[list-item]
+                            {"op": "batch", "args": {"calls": []}}, "x"])
     assert out[0]["ok"] is True
     assert [o["error"]["errno"] for o in out[1:]] == [errno.EOPNOTSUPP, errno.EINVAL,
                                                       errno.EINVAL]

@@ -31,7 +31,7 @@ def test_public_names_are_exactly_these() -> None:
         "IPAddress", "IPNetwork", "IpvlanFlag", "IpvlanMode", "IpvlanNetwork", "Lan",
         "Layout", "MacvlanMode", "MacvlanNetwork", "Network", "NetworkPlan", "Plan",
         "Probe", "ProbeExpect", "ProbePlan", "RestartPolicy", "Router", "Shim", "ShimPlan",
-        "ShimRoutes", "Site", "SitePlan",
+        "ShimRoutes", "Site", "SitePlan", "Switch",
         "SshTarget", "Subnet", "SubnetPlan", "Tenant", "TenantSubnet", "UpstreamRoute",
         "VlanParentPlan", "config_schema", "derive_mac", "load_config", "plan",
         "render_plan", "validate",

@@ -1,8 +1,7 @@
-"""Run the Pulumi CLI the way `tools/pulumi` does: for the demo, the tests and benchmarks.
+"""The pulumi CLI of this checkout in its environment (backend, passphrase, private state),
+with the clean-up a killed run needs (stale locks, torn sidecars) and its failures as errors.
 
-Example::
-
-    result = Engine(project_root()).run("lab", "up", "--yes")
+Example: ``Engine(project_root()).run("lab", "up", "--yes")``
 """
 
 from __future__ import annotations
@@ -13,29 +12,29 @@ import os
 import re
 import socket
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from vlaninfra.errors import VlanInfraError
 
+from ._output import diagnostics, summary_of
+from ._project import (
+    _secrets_provider,
+    is_lab_stack,
+    project_backend,
+    project_name,
+    refuse_plaintext_keys,
+    stack_file,
+)
+
 __all__ = [
     "LAB_PASSPHRASE",
+    "RUNS_PROGRAM",
     "Engine",
     "EngineError",
     "StackLockedError",
-    "config_key",
-    "holds_private_key",
-    "is_lab_stack",
     "make_private",
-    "plaintext_keys",
-    "project_backend",
-    "project_root",
-    "stack_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ class EngineError(VlanInfraError, RuntimeError):
     """A pulumi command failed; `.output` holds what it printed."""
 
     def __init__(self, args: Sequence[str], code: int, output: str) -> None:
-        shown = "\n".join(_diagnostics(output)) or output[-4000:]
+        shown = "\n".join(diagnostics(output)) or output[-4000:]
         super().__init__(f"pulumi {' '.join(args)} exited {code}:\n{shown}")
         self.args_ = tuple(args)
         self.code = code
@@ -78,140 +77,6 @@ _LOCKED = "the stack is currently locked"
 """How pulumi's file/S3/GCS/Azure backends start the error of a run refused by a lock."""
 _HOLDER = re.compile(r"[^\s\\\"]+: created by \S+ \(pid \d+\) at [\dT:.-]+(?:Z|[+-][\d:]+)")
 """One lock in that error, plain or in a JSON string: `URL: created by USER@HOST (pid N) at T`."""
-
-
-def project_root(start: Path | None = None) -> Path:
-    """The directory holding Pulumi.yaml, from `start` (default: this package's checkout, else
-    the current directory: an installed package serves the project it runs in) upwards.
-
-    Example: ``project_root() / "stacks"``
-    """
-    starts = [start] if start else [Path(__file__), Path.cwd()]  # installed: the cwd's project
-    for here in (s.resolve() for s in starts):
-        for d in (here, *here.parents):
-            if (d / "Pulumi.yaml").is_file():
-                return d
-    raise VlanInfraError(f"no Pulumi.yaml above {' or '.join(str(s) for s in starts)}")
-
-
-def stack_file(project: Path, stack: str) -> Path:
-    """Where the stack's config lives: `Pulumi.<stack>.yaml` in the project's stackConfigDir.
-
-    Example: ``stack_file(project_root(), "lab")`` → ``.../stacks/Pulumi.lab.yaml``
-    """
-    folder = _meta(project).get("stackConfigDir")
-    return project / str(folder or ".") / f"Pulumi.{stack}.yaml"
-
-
-def _meta(project: Path) -> dict[str, Any]:
-    """The project's Pulumi.yaml (empty when unreadable)."""
-    try:
-        meta = yaml.safe_load((project / "Pulumi.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
-def project_name(project: Path) -> str | None:
-    """The project's name in its Pulumi.yaml. Example: ``project_name(root)`` → ``"vlaninfra"``
-    """
-    name = _meta(project).get("name")
-    return str(name) if name else None
-
-
-def is_lab_stack(path: Path) -> bool:
-    """Whether the stack file at `path` manages only the local lab: it has sites and every one
-    says `inventory: lab`, none names its own `ssh` target. Only such stacks get the default
-    passphrase and may be removed by `vlaninfra demo`.
-
-    Example: ``is_lab_stack(stack_file(root, "lab"))`` → True
-    """
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-        sites = doc["config"]["vlaninfra:sites"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
-        return False
-    if not isinstance(sites, dict) or not sites:
-        return False
-    if any(not isinstance(s, dict) or s.get("inventory") != "lab" for s in sites.values()):
-        return False
-    return all(isinstance(m, dict) and "ssh" not in m for m in _members(sites))
-
-
-def config_key(name: str) -> str:
-    """The full stack config key: `sshPrivateKey` → `vlaninfra:sshPrivateKey`."""
-    return name if ":" in name else f"vlaninfra:{name}"
-
-
-def _members(sites: Any) -> list[Any]:
-    """The hosts and routers of every site of a raw `vlaninfra:sites` config value."""
-    if not isinstance(sites, dict):
-        return []
-    return [
-        m
-        for site in sites.values()
-        if isinstance(site, dict)
-        for m in [*(site.get("hosts") or []), *(site.get("routers") or [])]
-    ]
-
-
-def _ssh_settings(sites: Any) -> list[dict[str, Any]]:
-    return [
-        m["ssh"] for m in _members(sites) if isinstance(m, dict) and isinstance(m.get("ssh"), dict)
-    ]
-
-
-def holds_private_key(value: object) -> bool:
-    """Whether a config value looks like a PEM/OpenSSH private key (the one test of it)."""
-    return isinstance(value, str) and "PRIVATE KEY" in value
-
-
-def plaintext_keys(path: Path) -> list[str]:
-    """Config keys of the stack file at `path` holding an SSH private key in plain text: those an
-    `ssh.private_key_config` names and any value that looks like a private key, unless secret.
-    The engine records the stack config in every update's history, so such a stack is refused
-    before pulumi runs. Example: ``plaintext_keys(stack_file(root, "prod"))`` → ``[]``"""
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-        config = doc.get("config") or {}
-    except (OSError, yaml.YAMLError, AttributeError):
-        return []
-    if not isinstance(config, dict):
-        return []
-    named = {
-        config_key(str(ssh["private_key_config"]))
-        for ssh in _ssh_settings(config.get("vlaninfra:sites"))
-        if ssh.get("private_key_config")
-    }
-    return sorted(
-        k
-        for k, v in config.items()
-        if not isinstance(v, dict) and (k in named or holds_private_key(v))
-    )
-
-
-def refuse_plaintext_keys(project: Path, stack: str) -> None:
-    """Raises when the stack's config holds an SSH private key in plain text (`plaintext_keys`),
-    naming the keys and the commands that fix it (never a value)."""
-    keys = plaintext_keys(stack_file(project, stack))
-    if keys:
-        fixes = "; ".join(
-            f"`pulumi config set --secret {k} --stack {stack} < KEYFILE` (or `pulumi config rm "
-            f"{k} --stack {stack}` and use ssh-agent or ssh.private_key_file)"
-            for k in keys
-        )
-        raise VlanInfraError(
-            f"stack {stack}: config {', '.join(keys)} holds an SSH private key in plain text, "
-            f"which the engine would copy into the update's history; nothing was run: {fixes}"
-        )
-
-
-def _secrets_provider(path: Path) -> str:
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return "passphrase"
-    return str(doc.get("secretsprovider") or "passphrase") if isinstance(doc, dict) else ""
 
 
 def make_private(*dirs: Path) -> None:
@@ -429,18 +294,6 @@ class Engine:
         return summary_of(out)
 
 
-def project_backend(project: Path) -> str | None:
-    """The `backend: url:` of the project's Pulumi.yaml, if it names one.
-
-    Example: ``project_backend(Path("stacks/.."))`` → ``None``
-    """
-    try:
-        url = _meta(project)["backend"]["url"]
-    except (KeyError, TypeError):
-        return None
-    return str(url) if url else None
-
-
 def _is_pulumi(pid: int) -> bool:
     """Whether `pid` may be a running pulumi CLI in this pid namespace: False only when no
     such process exists, it is a zombie, or its command line names another program (an empty
@@ -458,115 +311,3 @@ def _is_pulumi(pid: int) -> bool:
     return not argv0 or os.path.basename(argv0) == b"pulumi"
 
 
-def _documents(output: str) -> list[Any]:
-    """Every JSON document in a `--json` run's output: the run's own document (without
-    --skip-preview) and the engine's event lines."""
-    docs = []
-    decoder = json.JSONDecoder()
-    pos = output.find("{")
-    while 0 <= pos < len(output):
-        try:
-            doc, end = decoder.raw_decode(output, pos)
-        except ValueError:
-            break
-        docs.append(doc)
-        pos = output.find("{", end)
-    return docs
-
-
-def _diagnostics(output: str) -> list[str]:
-    """The error messages of a `--json` run: its document's diagnostics and error events."""
-    found = [
-        str(e.get("message", "")).strip()
-        for doc in _documents(output)
-        for e in [doc.get("diagnosticEvent") or {}, *(doc.get("diagnostics") or [])]
-        if e.get("severity") == "error" and e.get("message")
-    ]
-    return list(dict.fromkeys(found))
-
-
-def summary_of(output: str) -> dict[str, int]:
-    """The change summary of a `--json` run, e.g. ``{"create": 3, "same": 1}``."""
-    for doc in _documents(output):
-        summary = doc.get("changeSummary") or (doc.get("summaryEvent") or {}).get(
-            "resourceChanges"
-        )
-        if summary is not None:
-            return {str(k): int(v) for k, v in summary.items()}
-    return {}
-
-
-_VALUED_FLAGS = frozenset({
-    "--stack", "-s", "--cwd", "-C", "--color", "--verbose", "-v", "--tracing", "--profiling",
-    "--memprofilerate", "--tracing-header", "--secrets-provider", "--copy-config-from",
-})
-"""Pulumi flags whose value is the next word (so that word is not the command)."""
-_NO_STACK = frozenset({"", "version", "help", "login", "logout", "whoami", "plugin", "new",
-                       "about", "gen-completion", "install", "convert", "schema"})
-"""Commands that need no stack: the launcher does not ask which one is selected."""
-
-
-def command_and_stack(args: Sequence[str]) -> tuple[str, str | None]:
-    """The pulumi command (first word that is not a flag or a flag's value) and the stack
-    named by ``--stack``/``-s`` or by ``stack init|select|rm NAME``, else None.
-
-    Example: ``command_and_stack(["--stack", "prod", "up"])`` → ``("up", "prod")``
-    """
-    words: list[str] = []
-    stack = None
-    rest = iter(args)
-    for arg in rest:
-        if arg in ("--stack", "-s"):
-            stack = next(rest, None)
-        elif arg.startswith("--stack="):
-            stack = arg.split("=", 1)[1]
-        elif arg in _VALUED_FLAGS:
-            next(rest, None)
-        elif not arg.startswith("-"):
-            words.append(arg)
-    if stack is None and words[:1] == ["stack"] and len(words) > 2 \
-            and words[1] in ("init", "select", "rm"):
-        stack = words[2]
-    return (words[0] if words else ""), stack
-
-
-def _exec_pulumi(args: Sequence[str]) -> int:
-    """`tools/pulumi ARGS`: run pulumi in `Engine.env` of the project in the current
-    directory, umask 077. Refuses (exit 1) an update of a stack keeping an SSH private key in
-    plain text; a lab stack gets the lab passphrase when none is set, any other stack is left
-    to pulumi (which asks for one, or refuses without a terminal). The stack is the one
-    named on the command line, else the selected one (`pulumi stack --show-name`)."""
-    project = Path.cwd()
-    engine = Engine(project)
-    env = engine.env()
-    command, stack = command_and_stack(args)
-    os.umask(0o077)
-    if stack is None and command not in _NO_STACK:
-        shown = subprocess.run(["pulumi", "stack", "--show-name", "--non-interactive"],
-                               env=env, cwd=project, stdin=subprocess.DEVNULL,
-                               capture_output=True, text=True, check=False)
-        if shown.returncode == 0 and shown.stdout.strip():
-            stack = shown.stdout.strip()
-    if stack is not None:
-        if command in RUNS_PROGRAM:
-            try:
-                refuse_plaintext_keys(project, stack)
-            except VlanInfraError as err:
-                print(f"tools/pulumi: {err}", file=sys.stderr)
-                return 1
-        if not any(env.get(k) for k in _PASSPHRASE_ENV) and is_lab_stack(
-                stack_file(project, stack)):
-            env["PULUMI_CONFIG_PASSPHRASE"] = LAB_PASSPHRASE
-    os.execvpe("pulumi", ["pulumi", *args], env)
-
-
-def _main(argv: Sequence[str]) -> int:
-    """`python -m vlaninfra.engine exec [ARGS...]`: what `tools/pulumi ARGS` runs."""
-    if not argv or argv[0] != "exec":
-        print("usage: python -m vlaninfra.engine exec [PULUMI ARGS...]", file=sys.stderr)
-        return 2
-    return _exec_pulumi(argv[1:])
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
