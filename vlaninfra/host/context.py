@@ -14,7 +14,17 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["Context"]
+__all__ = ["Context", "DockerApi", "Netlink", "NetlinkMsg"]
+
+Netlink = Any
+"""pyroute2's ``IPRoute`` (or a test's fake of it): pyroute2 ships no type hints, so each
+call through it is untyped. Every function that talks netlink takes this alias; the values it
+reads are narrowed into :class:`~vlaninfra.host.facts.Link` and ``Route`` right there."""
+NetlinkMsg = Any
+"""One message pyroute2 returns (an ``nlmsg``, read with ``.get("IFLA_…")``): untyped, like
+:data:`Netlink`; read only in :mod:`vlaninfra.host.facts` and the route converge."""
+DockerApi = Any
+"""docker-py's ``APIClient``: the Docker SDK ships no type hints; its answers are JSON."""
 
 
 def _is_op_error(exc: BaseException) -> bool:
@@ -38,7 +48,7 @@ class Context:
         self._local = threading.local()
 
     @contextlib.contextmanager
-    def netlink(self) -> Iterator[Any]:
+    def netlink(self) -> Iterator[Netlink]:
         """This thread's ``pyroute2.IPRoute`` (opening one costs milliseconds in pyroute2
         0.9, so each worker thread keeps its own; one that raised anything but a
         ``NetlinkError`` is closed and replaced, in case the socket is out of step)."""
@@ -56,7 +66,7 @@ class Context:
                     ipr.close()
             raise
 
-    def docker(self) -> Any:
+    def docker(self) -> DockerApi:
         """This thread's ``docker.APIClient`` (API version negotiated with the daemon)."""
         client = getattr(self._local, "docker", None)
         if client is None:

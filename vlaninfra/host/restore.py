@@ -146,7 +146,7 @@ def _create_link(ipr: Any, w: Mapping[str, Any]) -> None:
 
 def _repair_link(ipr: Any, w: Mapping[str, Any], now: Mapping[str, Any],
                  done: list[str]) -> None:
-    from vlaninfra.host.ops import _converge_addresses
+    from vlaninfra.host.ops import converge_addresses
 
     index = _index(ipr, w["name"])
     if w.get("mac") and w["kind"] != "ipvlan" and now.get("mac") != w["mac"]:
@@ -158,7 +158,7 @@ def _repair_link(ipr: Any, w: Mapping[str, Any], now: Mapping[str, Any],
     if now.get("alias") != w.get("alias"):
         ipr.link("set", index=index, ifalias=w.get("alias") or "")
     if sorted(now.get("addresses") or []) != sorted(w.get("addresses") or []):
-        _converge_addresses(ipr, index, [ipaddress.ip_interface(a) for a in w["addresses"]])
+        converge_addresses(ipr, index, [ipaddress.ip_interface(a) for a in w["addresses"]])
         done.append(f"{w['name']}: addresses {', '.join(w['addresses']) or 'none'}")
     if bool(now.get("up")) != bool(w.get("up")):
         ipr.link("set", index=index, state="up" if w.get("up") else "down")
