@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-from typing import TypedDict
 
 from vlaninfra.host.context import Context, Netlink, NetlinkMsg
 from vlaninfra.host.errors import OpError
@@ -22,8 +21,6 @@ __all__ = [
     "IFF_UP",
     "KERNEL_PROTOS",
     "MAIN_TABLE",
-    "Link",
-    "Route",
     "link_exists",
     "link_get",
     "read_addresses",
@@ -48,34 +45,6 @@ MACVLAN_MODES = {1: "private", 2: "vepa", 4: "bridge", 8: "passthru", 16: "sourc
 IPVLAN_MODES = {0: "l2", 1: "l3", 2: "l3s"}
 IPVLAN_FLAGS = {0: "bridge", 1: "private", 2: "vepa"}
 _PARENTED_KINDS = frozenset({"macvlan", "macvtap", "ipvlan", "ipvtap", "vlan"})
-
-
-class Link(TypedDict):
-    """A link as :func:`link_get` reports it (the agent's JSON form of a link)."""
-
-    name: str
-    index: int
-    kind: str | None
-    parent: str | None
-    mode: str | None
-    flag: str | None
-    vlan_id: int | None
-    mac: str | None
-    mtu: int | None
-    up: bool
-    addresses: list[str]
-    alias: str | None
-
-
-class Route(TypedDict):
-    """A main-table route as :func:`route_list` reports it."""
-
-    dst: str
-    gateway: str | None
-    dev: str | None
-    scope: str
-    proto: str
-    metric: int | None
 
 
 def _netlink_code(exc: BaseException) -> int | None:
@@ -112,7 +81,8 @@ def read_addresses(ipr: Netlink, index: int) -> list[str]:
     return sorted(out)
 
 
-def _link_dict(ipr: Netlink, msg: NetlinkMsg, names: dict[int, str] | None = None) -> Link:
+def _link_dict(ipr: Netlink, msg: NetlinkMsg, names: dict[int, str] | None = None,
+               ) -> dict[str, object]:
     index = int(msg["index"])
     info = msg.get("IFLA_LINKINFO")
     kind = _nla(info, "IFLA_INFO_KIND")
@@ -162,7 +132,7 @@ def _link_dict(ipr: Netlink, msg: NetlinkMsg, names: dict[int, str] | None = Non
     }
 
 
-def read_link(ipr: Netlink, name: str) -> Link | None:
+def read_link(ipr: Netlink, name: str) -> dict[str, object] | None:
     """The link called ``name`` (see :func:`link_get`), or None if there is none."""
     try:
         msgs = ipr.link("get", ifname=name)
@@ -173,14 +143,14 @@ def read_link(ipr: Netlink, name: str) -> Link | None:
     return _link_dict(ipr, msgs[0])
 
 
-def read_links(ipr: Netlink) -> list[Link]:
+def read_links(ipr: Netlink) -> list[dict[str, object]]:
     """Every link in this network namespace, sorted by index."""
     msgs = list(ipr.get_links())
     names = {int(m["index"]): m.get("IFLA_IFNAME") for m in msgs}
-    return sorted((_link_dict(ipr, m, names) for m in msgs), key=lambda d: d["index"])
+    return [_link_dict(ipr, m, names) for m in sorted(msgs, key=lambda m: int(m["index"]))]
 
 
-def _route_dict(msg: NetlinkMsg, names: dict[int, str]) -> Route | None:
+def _route_dict(msg: NetlinkMsg, names: dict[int, str]) -> dict[str, object] | None:
     table = msg.get("RTA_TABLE") or msg.get("table")
     if table != MAIN_TABLE:
         return None
@@ -201,10 +171,10 @@ def _route_dict(msg: NetlinkMsg, names: dict[int, str]) -> Route | None:
     }
 
 
-def read_routes(ipr: Netlink, index: int | None = None) -> list[Route]:
+def read_routes(ipr: Netlink, index: int | None = None) -> list[dict[str, object]]:
     """Main-table IPv4 and IPv6 routes, optionally only those leaving through ``index``."""
     names = {int(m["index"]): m.get("IFLA_IFNAME") for m in ipr.get_links()}
-    out: list[Route] = []
+    out: list[dict[str, object]] = []
     for family in (socket.AF_INET, socket.AF_INET6):
         for msg in ipr.route("dump", family=family):
             if msg["family"] != family:
@@ -217,7 +187,7 @@ def read_routes(ipr: Netlink, index: int | None = None) -> list[Route]:
     return out
 
 
-def link_get(ctx: Context, name: str) -> Link | None:
+def link_get(ctx: Context, name: str) -> dict[str, object] | None:
     """The link ``name`` with kind, parent, mode, MAC, MTU, state and addresses, or None.
 
     ``alias`` is the link alias (vlaninfra's ownership mark on links it made).
@@ -240,7 +210,7 @@ def link_exists(ctx: Context, name: str) -> bool:
         return True
 
 
-def route_list(ctx: Context, dev: str | None = None) -> list[Route]:
+def route_list(ctx: Context, dev: str | None = None) -> list[dict[str, object]]:
     """Main-table routes (IPv4 and IPv6) through ``dev`` (all devices when None).
 
     Each route is ``{dst, gateway, dev, scope, proto, metric}``; filter ``proto == "kernel"``
@@ -258,13 +228,13 @@ def route_list(ctx: Context, dev: str | None = None) -> list[Route]:
 
 
 def read_routes_to(ipr: Netlink, net: ipaddress.IPv4Network | ipaddress.IPv6Network,
-                   ) -> list[Route]:
+                   ) -> list[dict[str, object]]:
     """Main-table routes whose destination is exactly ``net``, lowest metric first."""
     found = [r for r in read_routes(ipr) if r["dst"] == str(net)]
-    return sorted(found, key=lambda r: r["metric"] or 0)
+    return sorted(found, key=lambda r: r["metric"] if isinstance(r["metric"], int) else 0)
 
 
-def route_get(ctx: Context, dst: str) -> Route | None:
+def route_get(ctx: Context, dst: str) -> dict[str, object] | None:
     """The main-table route to exactly ``dst`` (lowest metric; see :func:`route_list`), or
     None. A malformed ``dst`` is ``EINVAL``.
 

@@ -4,17 +4,18 @@ only when it is the caller's."""
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 from collections.abc import Collection
 
 from vlaninfra.host import marks
 from vlaninfra.host.context import Netlink
-from vlaninfra.host.contract import Deleted
+from vlaninfra.host.contract import Deleted, LinkState, RouteState
 from vlaninfra.host.errors import OpError
-from vlaninfra.host.facts import Link, _netlink_code, read_link
+from vlaninfra.host.facts import _netlink_code, read_link, read_links, read_routes_to
 
 __all__ = ["GONE", "check_ifname", "delete_link", "delete_owned", "ignore", "legacy",
-           "link_mark", "parent_index"]
+           "link_mark", "parent_index", "read_state", "read_states", "routes_to"]
 
 log = logging.getLogger("vlaninfra.host.ops")
 
@@ -60,21 +61,38 @@ def parent_index(ipr: Netlink, parent: str) -> int:
         raise
 
 
-def link_mark(link: Link) -> marks.Mark | None:
+def read_state(ipr: Netlink, name: str) -> LinkState | None:
+    """The link ``name`` (see ``facts.read_link``), typed; None when there is none."""
+    link = read_link(ipr, name)
+    return None if link is None else LinkState.of_link(link)
+
+
+def read_states(ipr: Netlink) -> list[LinkState]:
+    """Every link in this namespace (see ``facts.read_links``), typed."""
+    return [LinkState.of_link(link) for link in read_links(ipr)]
+
+
+def routes_to(ipr: Netlink, net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+              ) -> list[RouteState]:
+    """Main-table routes to exactly ``net`` (see ``facts.read_routes_to``), typed."""
+    return [RouteState.of_route(r) for r in read_routes_to(ipr, net)]
+
+
+def link_mark(link: LinkState) -> marks.Mark | None:
     """vlaninfra's mark on ``link`` (its alias), if any."""
-    return marks.of_alias(link["alias"])
+    return marks.of_alias(link.alias)
 
 
-def legacy(link: Link, ifindex: int | None, kinds: Collection[str]) -> bool:
+def legacy(link: LinkState, ifindex: int | None, kinds: Collection[str]) -> bool:
     """Whether ``link`` is the one state recorded (by ``ifindex``) before links had marks."""
-    return link["index"] == ifindex and link["kind"] in kinds
+    return link.index == ifindex and link.kind in kinds
 
 
 def delete_owned(ipr: Netlink, name: str, kinds: Collection[str], owner: str,
                  ifindex: int | None) -> Deleted:
     """Delete link ``name`` when it is ``owner``'s (see :func:`legacy`); else keep it and say
     why."""
-    current = read_link(ipr, name)
+    current = read_state(ipr, name)
     if current is None:
         return Deleted(False)
     why = marks.refusal(f"link {name!r}", link_mark(current), owner,

@@ -7,14 +7,15 @@ import errno
 import ipaddress
 import socket
 from collections.abc import Sequence
+from dataclasses import replace
 
 from vlaninfra.host import marks
 from vlaninfra.host.context import Context, Netlink
-from vlaninfra.host.contract import Deleted, RouteSpec, RouteState
+from vlaninfra.host.contract import Deleted, RouteSpec, RouteState, encode
 from vlaninfra.host.errors import OpError
-from vlaninfra.host.facts import KERNEL_PROTOS, MAIN_TABLE, RTPROT, Route, read_routes_to
+from vlaninfra.host.facts import KERNEL_PROTOS, MAIN_TABLE, RTPROT
 
-from ._common import GONE, check_ifname, ignore, parent_index
+from ._common import GONE, check_ifname, ignore, parent_index, routes_to
 
 __all__ = ["route_delete", "route_ensure"]
 
@@ -49,22 +50,22 @@ def _route_kwargs(net: Network, gateway: str | None, oif: int | None,
     return spec
 
 
-def _route_owned(route: Route, legacy_via: str | None) -> bool:
+def _route_owned(route: RouteState, legacy_via: str | None) -> bool:
     # Before routes carried vlaninfra's protocol it added them `proto static`: state recorded
     # the next hop of such a route, and only that one is claimed.
-    return route["proto"] == _OURS or (
-        legacy_via is not None and route["proto"] == "static" and route["gateway"] == legacy_via
+    return route.proto == _OURS or (
+        legacy_via is not None and route.proto == "static" and route.gateway == legacy_via
     )
 
 
-def _delete_routes(ipr: Netlink, net: Network, routes: Sequence[Route]) -> bool:
+def _delete_routes(ipr: Netlink, net: Network, routes: Sequence[RouteState]) -> bool:
     deleted = False
     for old in routes:
         # Exactly what was dumped (metric and proto included), so the kernel finds it.
-        spec = _route_kwargs(net, old["gateway"], None,
-                             _PROTO_NUMBER.get(old["proto"], marks.RTPROT_VLANINFRA))
-        if old["metric"] is not None:
-            spec["priority"] = old["metric"]
+        spec = _route_kwargs(net, old.gateway, None,
+                             _PROTO_NUMBER.get(old.proto, marks.RTPROT_VLANINFRA))
+        if old.metric is not None:
+            spec["priority"] = old.metric
         try:
             ipr.route("del", **spec)
             deleted = True
@@ -73,8 +74,8 @@ def _delete_routes(ipr: Netlink, net: Network, routes: Sequence[Route]) -> bool:
     return deleted
 
 
-def _state(route: Route, created: bool) -> RouteState:
-    return RouteState.of_route({**route, "created": created})
+def _state(route: RouteState, created: bool) -> RouteState:
+    return replace(route, created=created)
 
 
 def route_ensure(ctx: Context, spec: RouteSpec, legacy_via: str | None = None,
@@ -99,42 +100,42 @@ def route_ensure(ctx: Context, spec: RouteSpec, legacy_via: str | None = None,
     if dev is not None:
         check_ifname(dev, "route device")
     with ctx.netlink() as ipr:
-        current = read_routes_to(ipr, net)
-        if any(r["gateway"] == gateway and (dev is None or r["dev"] == dev)
-               and r["proto"] == _OURS for r in current):
-            match = next(r for r in current if r["gateway"] == gateway and r["proto"] == _OURS)
+        current = routes_to(ipr, net)
+        if any(r.gateway == gateway and (dev is None or r.dev == dev)
+               and r.proto == _OURS for r in current):
+            match = next(r for r in current if r.gateway == gateway and r.proto == _OURS)
             return _state(match, False)
-        connected = [r for r in current if r["proto"] in KERNEL_PROTOS]
+        connected = [r for r in current if r.proto in KERNEL_PROTOS]
         if connected:
             raise OpError(errno.EEXIST, f"{net} is connected on this router "
-                                        f"({connected[0]['dev']}): it cannot also be routed to "
-                                        "a host; the layout is wrong", route=connected[0])
-        other = [r for r in current if r["proto"] == _OURS
-                 and r["gateway"] not in (gateway, recorded_via)]
+                                        f"({connected[0].dev}): it cannot also be routed to "
+                                        "a host; the layout is wrong", route=encode(connected[0]))
+        other = [r for r in current if r.proto == _OURS
+                 and r.gateway not in (gateway, recorded_via)]
         if other:
             r = other[0]
-            raise OpError(errno.EEXIST, f"a vlaninfra route to {net} via {r['gateway'] or r['dev']}"
+            raise OpError(errno.EEXIST, f"a vlaninfra route to {net} via {r.gateway or r.dev}"
                                         " exists on this router that this resource did not "
                                         "record (another stack's, or a leftover); vlaninfra "
                                         "leaves it alone: if it is stale, remove it there (`ip "
                                         f"route del {net} proto 57`), else route {net} from "
-                                        "one stack only", route=r)
+                                        "one stack only", route=encode(r))
         foreign = [r for r in current if not _route_owned(r, legacy_via)]
         if foreign:
             r = foreign[0]
-            raise OpError(errno.EEXIST, f"a route to {net} via {r['gateway'] or r['dev']} owned "
-                                        f"by protocol {r['proto']!r} exists on this router; "
+            raise OpError(errno.EEXIST, f"a route to {net} via {r.gateway or r.dev} owned "
+                                        f"by protocol {r.proto!r} exists on this router; "
                                         "vlaninfra leaves it alone: remove it there, or drop "
                                         f"{net} from the routes vlaninfra manages",
-                          route=r)
+                          route=encode(r))
         oif = parent_index(ipr, dev) if dev is not None else None
         _delete_routes(ipr, net, current)
         try:
             ipr.route("add", **_route_kwargs(net, gateway, oif))
         except Exception as exc:
             ignore(exc, frozenset({errno.EEXIST}))  # a concurrent ensure won the race
-        after = [r for r in read_routes_to(ipr, net)
-                 if r["gateway"] == gateway and r["proto"] == _OURS]
+        after = [r for r in routes_to(ipr, net)
+                 if r.gateway == gateway and r.proto == _OURS]
         if not after:
             raise OpError(errno.EIO, f"route {net} via {gateway} is missing after adding it")
         return _state(after[0], True)
@@ -149,6 +150,6 @@ def route_delete(ctx: Context, dst: str, via: str, legacy: bool = False) -> Dele
     """
     net, gateway = _route_target(dst, via)
     with ctx.netlink() as ipr:
-        ours = [r for r in read_routes_to(ipr, net)
-                if r["gateway"] == gateway and _route_owned(r, gateway if legacy else None)]
+        ours = [r for r in routes_to(ipr, net)
+                if r.gateway == gateway and _route_owned(r, gateway if legacy else None)]
         return Deleted(_delete_routes(ipr, net, ours))

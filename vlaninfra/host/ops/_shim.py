@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Sequence
+from dataclasses import replace
 
 from vlaninfra.host import marks
 from vlaninfra.host.context import Context, Netlink
@@ -24,9 +25,7 @@ from vlaninfra.host.facts import (
     IPVLAN_FLAGS,
     IPVLAN_MODES,
     MAIN_TABLE,
-    Link,
     read_addresses,
-    read_link,
     read_routes,
 )
 
@@ -39,6 +38,7 @@ from ._common import (
     legacy,
     link_mark,
     parent_index,
+    read_state,
 )
 
 __all__ = ["converge_addresses", "shim_delete", "shim_ensure", "shim_read"]
@@ -146,12 +146,12 @@ _OURS_ON_LEGACY_SHIM = frozenset({marks.RTPROT_VLANINFRA, _PROTO_STATIC})
 
 
 def _shim_result(ipr: Netlink, name: str, created: bool | None = None) -> LinkState | None:
-    link = read_link(ipr, name)
+    link = read_state(ipr, name)
     if link is None:
         return None
-    routes = sorted(r["dst"] for r in read_routes(ipr, link["index"])
+    routes = sorted(str(r["dst"]) for r in read_routes(ipr, link.index)
                     if r["proto"] in ("vlaninfra", "static"))
-    return LinkState.of_link({**link, "routes": routes, "created": created})
+    return replace(link, routes=tuple(routes), created=created)
 
 
 def _verify(name: str, result: LinkState, want_addr: Sequence[Interface],
@@ -177,10 +177,10 @@ def shim_read(ctx: Context, name: str) -> LinkState | None:
         return _shim_result(ipr, name)
 
 
-def _differs(current: Link, spec: ShimSpec, flag: str | None) -> bool:
-    return (current["kind"] != spec.kind.value or current["parent"] != spec.parent
-            or current["mode"] != spec.mode.value
-            or (spec.kind is Driver.IPVLAN and current["flag"] != flag))
+def _differs(current: LinkState, spec: ShimSpec, flag: str | None) -> bool:
+    return (current.kind != spec.kind.value or current.parent != spec.parent
+            or current.mode != spec.mode.value
+            or (spec.kind is Driver.IPVLAN and current.flag != flag))
 
 
 def shim_ensure(ctx: Context, spec: ShimSpec, mark: Mark | None = None,
@@ -217,7 +217,7 @@ def shim_ensure(ctx: Context, spec: ShimSpec, mark: Mark | None = None,
 
     with ctx.netlink() as ipr:
         parent = parent_index(ipr, spec.parent)
-        current = read_link(ipr, name)
+        current = read_state(ipr, name)
         route_protos = _OURS_ON_SHIM
         if current is not None:
             old = legacy(current, ifindex, _KINDS)
@@ -226,8 +226,8 @@ def shim_ensure(ctx: Context, spec: ShimSpec, mark: Mark | None = None,
             marks.claim(f"link {name!r}", link_mark(current), mark.owner, legacy=old,
                         how_marked="vlaninfra alias")
         if current is not None and _differs(current, spec, flag):
-            log.info("recreating %s: %s on %s mode %s differs", name, current["kind"],
-                     current["parent"], current["mode"])
+            log.info("recreating %s: %s on %s mode %s differs", name, current.kind,
+                     current.parent, current.mode)
             delete_link(ipr, name)
             current = None
         created = False
@@ -240,14 +240,14 @@ def shim_ensure(ctx: Context, spec: ShimSpec, mark: Mark | None = None,
                 ignore(exc, frozenset({errno.EEXIST}))
                 # Someone made it meanwhile: converge it only if it is ours (a concurrent
                 # ensure of this stack), like any link found there.
-                current = read_link(ipr, name)
+                current = read_state(ipr, name)
                 if current is not None:
                     marks.claim(f"link {name!r}", link_mark(current), mark.owner,
                                 how_marked="vlaninfra alias")
         try:
             index = int(ipr.link("get", ifname=name)[0]["index"])
             alias = marks.alias(mark.owner, mark.spec)
-            if current is None or current["alias"] != alias:
+            if current is None or current.alias != alias:
                 ipr.link("set", index=index, ifalias=alias)
             converge_addresses(ipr, index, want_addr)
             ipr.link("set", index=index, state="up")

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import errno
+from dataclasses import replace
 
 from vlaninfra.host import marks
 from vlaninfra.host.context import Context
-from vlaninfra.host.contract import Deleted, LinkState, Mark, VlanSpec
+from vlaninfra.host.contract import Deleted, LinkState, Mark, VlanSpec, encode
 from vlaninfra.host.errors import OpError, raise_undone
-from vlaninfra.host.facts import read_link, read_links
 
-from ._common import check_ifname, delete_link, delete_owned, ignore, link_mark, parent_index
+from ._common import (
+    check_ifname,
+    delete_link,
+    delete_owned,
+    ignore,
+    link_mark,
+    parent_index,
+    read_state,
+    read_states,
+)
 
 __all__ = ["vlan_delete", "vlan_ensure"]
 
@@ -32,7 +41,7 @@ def vlan_ensure(ctx: Context, spec: VlanSpec, mark: Mark | None = None) -> LinkS
     vlan_id = spec.vlan_id
     with ctx.netlink() as ipr:
         trunk_index = parent_index(ipr, trunk)
-        current = read_link(ipr, name)
+        current = read_state(ipr, name)
         created = False
         if current is None:
             try:
@@ -40,45 +49,45 @@ def vlan_ensure(ctx: Context, spec: VlanSpec, mark: Mark | None = None) -> LinkS
                 created = True
             except Exception as exc:
                 ignore(exc, frozenset({errno.EEXIST}))
-            current = read_link(ipr, name)
+            current = read_state(ipr, name)
             assert current is not None
             if created:
                 try:
-                    ipr.link("set", index=current["index"],
+                    ipr.link("set", index=current.index,
                              ifalias=marks.alias(mark.owner, mark.spec))
                 except BaseException as exc:
                     delete_link(ipr, name)
                     raise_undone(exc)
-        if (current["kind"], current["parent"], current["vlan_id"]) != ("vlan", trunk, vlan_id):
+        if (current.kind, current.parent, current.vlan_id) != ("vlan", trunk, vlan_id):
             raise OpError(
                 errno.EEXIST,
-                f"{name!r} exists as {current['kind']} on {current['parent']!r} "
-                f"(vlan id {current['vlan_id']}), not VLAN {vlan_id} on {trunk!r}; vlaninfra "
+                f"{name!r} exists as {current.kind} on {current.parent!r} "
+                f"(vlan id {current.vlan_id}), not VLAN {vlan_id} on {trunk!r}; vlaninfra "
                 "leaves it alone: name another VLAN parent in the config",
-                link=current,
+                link=encode(current),
             )
         found = link_mark(current)
         ours = created or (found is not None and found.owner == mark.owner)
         if not ours:
             # Another's (or a hand-made) link is used as it is, never changed.
-            if not current["up"]:
+            if not current.up:
                 whose = f"owned by stack {found.owner!r}" if found else "not owned by vlaninfra"
                 raise OpError(errno.ENETDOWN,
                               f"VLAN parent {name!r} exists but is down, and it is {whose}: "
                               f"vlaninfra does not change it; bring it up on the host (`ip "
                               f"link set {name} up`) or name another VLAN parent in the "
-                              "config", link=current)
-            return LinkState.of_link({**current, "created": False})
+                              "config", link=encode(current))
+            return replace(current, created=False)
         try:
-            ipr.link("set", index=current["index"], state="up")
-            result = read_link(ipr, name)
+            ipr.link("set", index=current.index, state="up")
+            result = read_state(ipr, name)
             assert result is not None
         except BaseException as exc:
             if created:
                 delete_link(ipr, name)
                 raise_undone(exc)
             raise
-        return LinkState.of_link({**result, "created": True})
+        return replace(result, created=True)
 
 
 def vlan_delete(ctx: Context, name: str, owner: str = marks.ADHOC_OWNER,
@@ -95,9 +104,9 @@ def vlan_delete(ctx: Context, name: str, owner: str = marks.ADHOC_OWNER,
     """
     check_ifname(name)
     with ctx.netlink() as ipr:
-        current = read_link(ipr, name)
-        if current is not None and current["kind"] == "vlan":
-            children = [link["name"] for link in read_links(ipr) if link["parent"] == name]
+        current = read_state(ipr, name)
+        if current is not None and current.kind == "vlan":
+            children = [link.name for link in read_states(ipr) if link.parent == name]
             if children:
                 raise OpError(errno.EBUSY, f"VLAN parent {name!r} still carries "
                                            f"{', '.join(children)}: deleting it would delete "
