@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from vlaninfra.host.context import Context
 
 __all__ = ["Caller", "ContractError", "Handler", "Op", "as_", "decode", "encode", "handler",
-           "maybe", "run"]
+           "maybe", "of_mapping", "run"]
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -154,6 +154,19 @@ def as_(cls: type[T]) -> Callable[[object], T]:
     def parse(value: object) -> T:
         result: T = decode(cls, value, "result")
         return result
+    return parse
+
+
+def of_mapping(what: str, read: Callable[[Mapping[str, Any]], T],
+               ) -> Callable[[object], T | None]:
+    """The decoder of a result that is None (no such object) or the agent's JSON form of
+    ``what`` (e.g. ``"a link"``), read by ``read`` (e.g. ``LinkState.of_link``)."""
+    def parse(value: object) -> T | None:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise ContractError(f"result: {value!r} is not {what}")
+        return read(value)
     return parse
 
 

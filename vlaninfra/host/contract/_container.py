@@ -9,7 +9,7 @@ from typing import Any
 
 from vlaninfra.host.marks import ADHOC_OWNER
 
-from ._codec import ContractError, Op, as_, maybe
+from ._codec import Op, as_, maybe, of_mapping
 from ._common import Mark, Named, Removed
 from ._enums import RestartPolicy
 
@@ -92,15 +92,6 @@ class ContainerState:
             adopted=bool(found.get("adopted")))
 
 
-def _inspected(value: object) -> ContainerState | None:
-    """The inspect op answers in the agent's inspect form (host snapshots carry it too)."""
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise ContractError(f"result: {value!r} is not a container")
-    return ContainerState.of_inspect(value)
-
-
 @dataclass(frozen=True)
 class ContainerCreate:
     """Create and start the container ``spec`` marked ``mark`` (adopt it when an earlier run
@@ -155,6 +146,8 @@ class NetworkDisconnect:
     id: str | None = None
 
 
+_inspected = of_mapping("a container", ContainerState.of_inspect)
+"""The inspect op answers in the agent's inspect form (host snapshots carry it too)."""
 CONTAINER_CREATE: Op[ContainerCreate, ContainerState] = Op(
     "docker.container.create", ContainerCreate, as_(ContainerState))
 CONTAINER_INSPECT: Op[Named, ContainerState | None] = Op(

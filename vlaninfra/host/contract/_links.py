@@ -9,7 +9,7 @@ from typing import Any
 
 from vlaninfra.host.marks import ADHOC_OWNER
 
-from ._codec import ContractError, Op, as_
+from ._codec import ContractError, Op, as_, of_mapping
 from ._common import Mark, Named
 from ._enums import Driver, IpvlanFlag, LinkMode, driver_of, flag_of, mode_of
 
@@ -62,14 +62,6 @@ class LinkState:
             if f in fields:
                 fields[f] = tuple(fields[f])
         return cls(**fields)
-
-
-def _link(value: object) -> LinkState | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise ContractError(f"result: {value!r} is not a link")
-    return LinkState.of_link(value)
 
 
 @dataclass(frozen=True)
@@ -158,6 +150,7 @@ class VlanEnsure:
     persist_owner: str | None = None
 
 
+_link = of_mapping("a link", LinkState.of_link)
 LINK_GET: Op[Named, LinkState | None] = Op("link.get", Named, _link)
 SHIM_ENSURE: Op[ShimEnsure, LinkState] = Op("shim.ensure", ShimEnsure, as_(LinkState))
 SHIM_READ: Op[LinkRead, LinkState | None] = Op("shim.read", LinkRead, _link)

@@ -10,7 +10,7 @@ from typing import Any
 
 from vlaninfra.host.marks import ADHOC_OWNER
 
-from ._codec import Op, as_
+from ._codec import Op, as_, of_mapping
 from ._common import Mark, Named, Removed
 from ._enums import Driver, IpvlanFlag, LinkMode, driver_of, flag_of, mode_of
 
@@ -118,15 +118,6 @@ class NetworkState:
         )
 
 
-def _inspected(value: object) -> NetworkState | None:
-    """The inspect op answers in the agent's inspect form (host snapshots carry it too)."""
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        return as_(NetworkState)(value)  # says what is wrong with it
-    return NetworkState.of_inspect(value)
-
-
 @dataclass(frozen=True)
 class NetworkCreate:
     """Create the network ``spec`` marked ``mark`` (adopt it when an earlier run made it)."""
@@ -145,6 +136,8 @@ class NetworkRemove:
     id: str | None = None
 
 
+_inspected = of_mapping("a network", NetworkState.of_inspect)
+"""The inspect op answers in the agent's inspect form (host snapshots carry it too)."""
 NETWORK_CREATE: Op[NetworkCreate, NetworkState] = Op(
     "docker.network.create", NetworkCreate, as_(NetworkState))
 NETWORK_INSPECT: Op[Named, NetworkState | None] = Op("docker.network.inspect", Named, _inspected)
