@@ -24,7 +24,7 @@ import errno
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from vlaninfra.host.errors import OpError
 
@@ -66,7 +66,7 @@ class Mark(NamedTuple):
     spec: str
 
 
-def spec_hash(spec: Mapping[str, Any]) -> str:
+def spec_hash(spec: Mapping[str, object]) -> str:
     """A short stable hash of the inputs that define an object.
 
     Example: ``spec_hash({"name": "lan", "parent": "eth0"})`` → ``"5b0e2c6a91f3"``

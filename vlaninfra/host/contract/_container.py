@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from vlaninfra.host.marks import ADHOC_OWNER
 
-from ._codec import Op, as_, maybe, of_mapping
+from ._codec import Json, Op, as_, maybe, of_mapping
 from ._common import Mark, Named, Removed
 from ._enums import RestartPolicy
 
@@ -78,7 +77,7 @@ class ContainerState:
     adopted: bool = False
 
     @classmethod
-    def of_inspect(cls, found: Mapping[str, Any]) -> ContainerState:
+    def of_inspect(cls, found: Mapping[str, Json]) -> ContainerState:
         """From the agent's container inspect (``docker_facts.container_inspect``)."""
         command = found.get("command")
         return cls(

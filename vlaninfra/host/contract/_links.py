@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from vlaninfra.host.marks import ADHOC_OWNER
 
-from ._codec import ContractError, Op, as_, of_mapping
+from ._codec import ContractError, Json, Op, as_, of_mapping
 from ._common import Mark, Named
 from ._enums import Driver, IpvlanFlag, LinkMode, driver_of, flag_of, mode_of
 
@@ -55,7 +54,7 @@ class LinkState:
     persisted: str | None = None
 
     @classmethod
-    def of_link(cls, found: Mapping[str, Any]) -> LinkState:
+    def of_link(cls, found: Mapping[str, Json]) -> LinkState:
         """From the agent's link dict (``facts.read_link``, plus what an op added)."""
         fields = {f: found[f] for f in cls.__dataclass_fields__ if f in found}
         for f in ("addresses", "routes"):

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from vlaninfra.host.marks import ADHOC_OWNER
 
-from ._codec import Op, as_, of_mapping
+from ._codec import Json, Op, as_, of_mapping
 from ._common import Mark, Named, Removed
 from ._enums import Driver, IpvlanFlag, LinkMode, driver_of, flag_of, mode_of
 
@@ -99,7 +98,7 @@ class NetworkState:
     adopted: bool = False
 
     @classmethod
-    def of_inspect(cls, found: Mapping[str, Any]) -> NetworkState:
+    def of_inspect(cls, found: Mapping[str, Json]) -> NetworkState:
         """From the agent's network inspect (``docker_facts.network_inspect``)."""
         opts: Mapping[str, str] = found.get("options") or {}
         return cls(

@@ -5,9 +5,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from ._codec import ContractError, Op, as_, of_mapping
+from ._codec import ContractError, Json, Op, as_, of_mapping
 from ._links import Deleted
 
 __all__ = ["ROUTE_DELETE", "ROUTE_ENSURE", "ROUTE_GET", "ROUTE_READ", "RouteDelete",
@@ -50,7 +49,7 @@ class RouteState:
     persisted: str | None = None
 
     @classmethod
-    def of_route(cls, found: Mapping[str, Any]) -> RouteState:
+    def of_route(cls, found: Mapping[str, Json]) -> RouteState:
         """From the agent's route dict (``facts.route_get``, plus what an op added)."""
         return cls(**{f: found[f] for f in cls.__dataclass_fields__ if f in found})
 

@@ -93,7 +93,7 @@ def vlan_ensure(ctx: Context, spec: VlanSpec, mark: Mark | None = None) -> LinkS
 def vlan_delete(ctx: Context, name: str, owner: str = marks.ADHOC_OWNER,
                 ifindex: int | None = None) -> Deleted:
     """Delete an 802.1Q sub-interface when it is ``owner``'s (its alias, or unmarked and the
-    VLAN link ``ifindex`` state recorded); tolerates it being gone. Any other link of that
+    VLAN link ``ifindex`` state recorded); tolerates it being gone. Another link of that
     name is left in place and reported as ``kept``.
 
     Links in this namespace whose parent it is (a shim, maybe another stack's) would go with it:
