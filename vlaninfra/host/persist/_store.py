@@ -11,7 +11,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlaninfra.host.errors import OpError
@@ -23,6 +23,15 @@ ROOT_ENV = "VLANINFRA_HOST_ROOT"
 share one filesystem, so each gets its own."""
 UNIT_NAME = "vlaninfra-restore.service"
 _lock = threading.Lock()
+_LAYOUT = {
+    "base": "etc/vlaninfra",
+    "persist_dir": "etc/vlaninfra/persist",
+    "archive": "usr/local/lib/vlaninfra/agent.pyz",
+    "hook": "usr/local/sbin/vlaninfra-restore",
+    "unit": f"etc/systemd/system/{UNIT_NAME}",
+    "unit_link": f"etc/systemd/system/multi-user.target.wants/{UNIT_NAME}",
+}
+"""Each :class:`Store` path, below its root."""
 
 
 @dataclass(frozen=True)
@@ -34,36 +43,22 @@ class Store:
     """
 
     root: Path
+    base: Path = field(init=False, repr=False)
+    """``/etc/vlaninfra``: the lock is taken on this directory."""
+    persist_dir: Path = field(init=False, repr=False)
+    archive: Path = field(init=False, repr=False)
+    hook: Path = field(init=False, repr=False)
+    unit: Path = field(init=False, repr=False)
+    unit_link: Path = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name, relative in _LAYOUT.items():
+            object.__setattr__(self, name, self.root / relative)
 
     @classmethod
     def from_env(cls) -> Store:
         """The store of this host (``$VLANINFRA_HOST_ROOT`` or ``/``)."""
         return cls(Path(os.environ.get(ROOT_ENV) or "/"))
-
-    @property
-    def base(self) -> Path:
-        """``/etc/vlaninfra``: the lock is taken on this directory."""
-        return self.root / "etc/vlaninfra"
-
-    @property
-    def persist_dir(self) -> Path:
-        return self.base / "persist"
-
-    @property
-    def archive(self) -> Path:
-        return self.root / "usr/local/lib/vlaninfra/agent.pyz"
-
-    @property
-    def hook(self) -> Path:
-        return self.root / "usr/local/sbin/vlaninfra-restore"
-
-    @property
-    def unit(self) -> Path:
-        return self.root / "etc/systemd/system" / UNIT_NAME
-
-    @property
-    def unit_link(self) -> Path:
-        return self.root / "etc/systemd/system/multi-user.target.wants" / UNIT_NAME
 
     def systemd(self) -> bool:
         """Whether the host runs systemd (sd_booted(3): ``/run/systemd/system`` exists)."""
