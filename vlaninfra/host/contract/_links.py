@@ -10,7 +10,7 @@ from vlaninfra.host.marks import ADHOC_OWNER
 
 from ._codec import ContractError, Json, Op, as_, of_mapping
 from ._common import Mark, Named
-from ._enums import Driver, IpvlanFlag, LinkMode, driver_of, flag_of, mode_of
+from ._enums import Driver, IpvlanFlag, LinkMode, check_link
 
 __all__ = [
     "LINK_GET",
@@ -80,9 +80,7 @@ class ShimSpec:
     """Its IPv6 address and tenant gateways."""
 
     def __post_init__(self) -> None:
-        kind = driver_of(self.kind)
-        mode_of(kind, self.mode)
-        flag_of(kind, self.flag)
+        check_link(self.kind, self.mode, self.flag)
 
 
 @dataclass(frozen=True)

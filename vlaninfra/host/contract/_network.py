@@ -11,7 +11,7 @@ from vlaninfra.host.marks import ADHOC_OWNER
 
 from ._codec import Json, Op, as_, of_mapping
 from ._common import Mark, Named, Removed
-from ._enums import Driver, IpvlanFlag, LinkMode, driver_of, flag_of, mode_of
+from ._enums import Driver, IpvlanFlag, LinkMode, check_link
 
 __all__ = [
     "NETWORK_CREATE",
@@ -55,9 +55,7 @@ class NetworkSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        driver = driver_of(self.driver)
-        mode_of(driver, self.mode)
-        flag_of(driver, self.flag)
+        check_link(self.driver, self.mode, self.flag)
 
     def docker_options(self) -> dict[str, str]:
         """The driver options Docker is given.
