@@ -7,8 +7,9 @@ containers back onto those links). Files, all root-only, under the host's root (
 namespace hosts, which share one filesystem, each get their own via ``VLANINFRA_HOST_ROOT``):
 
 - ``/etc/vlaninfra/persist/<project>--<stack>/<kind>--<name>.json`` (0600, directories 0700):
-  one per object: owner, kind, name, spec hash (the object's mark), the arguments of the
-  kind's ensure op;
+  one per object: owner, kind, name, spec hash (the object's mark), and the object's spec and
+  mark in the stored form of format 1 (:mod:`._kept`: the flat arguments the ensure ops took
+  before they took specs; files already on hosts are in that form);
 - ``/usr/local/lib/vlaninfra/agent.pyz``: the agent archive that wrote them (0600);
 - ``/usr/local/sbin/vlaninfra-restore``: the boot hook, ``python3 -I agent.pyz restore`` (0700);
 - on systemd hosts (``/run/systemd/system`` exists, sd_booted(3)) also
@@ -21,9 +22,10 @@ A file is written, rewritten and removed in the same agent op as its live object
 ``route.ensure``, their deletes and reads); the hook, unit and archive go when the last file
 does. A read reports ``persisted``: ``"ok"`` when the file would re-create exactly the live
 object (same marks), else why not, which the providers show as drift.
-``restore`` re-runs each stored op (802.1Q parents, then shims, then routes) with the same
-owner and spec, so a restored object carries the same marks and the same ownership checks
-apply (a link of that name made meanwhile by someone else is left alone and reported).
+``restore`` decodes each file into its spec and re-runs the kind's netlink op (802.1Q parents,
+then shims, then routes) with the same owner and spec, so a restored object carries the same
+marks and the same ownership checks apply (a link of that name made meanwhile by someone else
+is left alone and reported).
 
 Split by job: :mod:`._store` (where the files are, written atomically under one lock),
 :mod:`._kept` (what a file holds, typed), :mod:`._files` (keeping, dropping and checking them),
