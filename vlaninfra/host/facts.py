@@ -13,9 +13,8 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-from typing import Any
 
-from vlaninfra.host.context import Context
+from vlaninfra.host.context import Context, Netlink, NetlinkMsg
 from vlaninfra.host.errors import OpError
 
 __all__ = [
@@ -53,20 +52,20 @@ def _netlink_code(exc: BaseException) -> int | None:
     return code if isinstance(code, int) else None
 
 
-def _name(table: dict[int, str], value: Any) -> str | None:
+def _name(table: dict[int, str], value: object) -> str | None:
     """Decode a mode/flag that pyroute2 gives either as a name or as the raw integer."""
     if value is None:
         return None
     if isinstance(value, str):
         return value.lower()
-    return table.get(int(value), str(value))
+    return table.get(int(str(value)), str(value))
 
 
-def _nla(msg: Any, name: str) -> Any:
+def _nla(msg: NetlinkMsg, name: str) -> NetlinkMsg:
     return msg.get(name) if msg is not None else None
 
 
-def read_addresses(ipr: Any, index: int) -> list[str]:
+def read_addresses(ipr: Netlink, index: int) -> list[str]:
     """Addresses on link ``index`` as CIDR strings, IPv6 link-local (kernel-made) omitted."""
     out: list[str] = []
     for msg in ipr.get_addr(index=index):
@@ -82,7 +81,8 @@ def read_addresses(ipr: Any, index: int) -> list[str]:
     return sorted(out)
 
 
-def _link_dict(ipr: Any, msg: Any, names: dict[int, str] | None = None) -> dict[str, Any]:
+def _link_dict(ipr: Netlink, msg: NetlinkMsg, names: dict[int, str] | None = None,
+               ) -> dict[str, object]:
     index = int(msg["index"])
     info = msg.get("IFLA_LINKINFO")
     kind = _nla(info, "IFLA_INFO_KIND")
@@ -132,7 +132,7 @@ def _link_dict(ipr: Any, msg: Any, names: dict[int, str] | None = None) -> dict[
     }
 
 
-def read_link(ipr: Any, name: str) -> dict[str, Any] | None:
+def read_link(ipr: Netlink, name: str) -> dict[str, object] | None:
     """The link called ``name`` (see :func:`link_get`), or None if there is none."""
     try:
         msgs = ipr.link("get", ifname=name)
@@ -143,14 +143,14 @@ def read_link(ipr: Any, name: str) -> dict[str, Any] | None:
     return _link_dict(ipr, msgs[0])
 
 
-def read_links(ipr: Any) -> list[dict[str, Any]]:
+def read_links(ipr: Netlink) -> list[dict[str, object]]:
     """Every link in this network namespace, sorted by index."""
     msgs = list(ipr.get_links())
     names = {int(m["index"]): m.get("IFLA_IFNAME") for m in msgs}
-    return sorted((_link_dict(ipr, m, names) for m in msgs), key=lambda d: d["index"])
+    return [_link_dict(ipr, m, names) for m in sorted(msgs, key=lambda m: int(m["index"]))]
 
 
-def _route_dict(msg: Any, names: dict[int, str]) -> dict[str, Any] | None:
+def _route_dict(msg: NetlinkMsg, names: dict[int, str]) -> dict[str, object] | None:
     table = msg.get("RTA_TABLE") or msg.get("table")
     if table != MAIN_TABLE:
         return None
@@ -171,10 +171,10 @@ def _route_dict(msg: Any, names: dict[int, str]) -> dict[str, Any] | None:
     }
 
 
-def read_routes(ipr: Any, index: int | None = None) -> list[dict[str, Any]]:
+def read_routes(ipr: Netlink, index: int | None = None) -> list[dict[str, object]]:
     """Main-table IPv4 and IPv6 routes, optionally only those leaving through ``index``."""
     names = {int(m["index"]): m.get("IFLA_IFNAME") for m in ipr.get_links()}
-    out: list[dict[str, Any]] = []
+    out: list[dict[str, object]] = []
     for family in (socket.AF_INET, socket.AF_INET6):
         for msg in ipr.route("dump", family=family):
             if msg["family"] != family:
@@ -187,7 +187,7 @@ def read_routes(ipr: Any, index: int | None = None) -> list[dict[str, Any]]:
     return out
 
 
-def link_get(ctx: Context, name: str) -> dict[str, Any] | None:
+def link_get(ctx: Context, name: str) -> dict[str, object] | None:
     """The link ``name`` with kind, parent, mode, MAC, MTU, state and addresses, or None.
 
     ``alias`` is the link alias (vlaninfra's ownership mark on links it made).
@@ -210,7 +210,7 @@ def link_exists(ctx: Context, name: str) -> bool:
         return True
 
 
-def route_list(ctx: Context, dev: str | None = None) -> list[dict[str, Any]]:
+def route_list(ctx: Context, dev: str | None = None) -> list[dict[str, object]]:
     """Main-table routes (IPv4 and IPv6) through ``dev`` (all devices when None).
 
     Each route is ``{dst, gateway, dev, scope, proto, metric}``; filter ``proto == "kernel"``
@@ -227,14 +227,14 @@ def route_list(ctx: Context, dev: str | None = None) -> list[dict[str, Any]]:
         return read_routes(ipr, index)
 
 
-def read_routes_to(ipr: Any, net: ipaddress.IPv4Network | ipaddress.IPv6Network,
-                   ) -> list[dict[str, Any]]:
+def read_routes_to(ipr: Netlink, net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+                   ) -> list[dict[str, object]]:
     """Main-table routes whose destination is exactly ``net``, lowest metric first."""
     found = [r for r in read_routes(ipr) if r["dst"] == str(net)]
-    return sorted(found, key=lambda r: r["metric"] or 0)
+    return sorted(found, key=lambda r: r["metric"] if isinstance(r["metric"], int) else 0)
 
 
-def route_get(ctx: Context, dst: str) -> dict[str, Any] | None:
+def route_get(ctx: Context, dst: str) -> dict[str, object] | None:
     """The main-table route to exactly ``dst`` (lowest metric; see :func:`route_list`), or
     None. A malformed ``dst`` is ``EINVAL``.
 

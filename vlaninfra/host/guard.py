@@ -61,6 +61,9 @@ __all__ = [
 
 log = logging.getLogger("vlaninfra.host.guard")
 
+State = dict[str, Any]
+"""A guard's state file as read back (JSON written by :func:`arm`: owner, token, deadline,
+snapshot, boot files, restorer pid): the one untyped value here."""
 GUARD_DIR = Path("/run/vlaninfra/guard")
 MAX_SECONDS = 86400.0
 """The longest window a guard accepts (one day)."""
@@ -108,7 +111,7 @@ def _locked(base: Path) -> Iterator[int]:
         os.close(fd)
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def _read(path: Path) -> State | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -116,7 +119,7 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _write(path: Path, data: Mapping[str, Any]) -> None:
+def _write(path: Path, data: Mapping[str, object]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -132,7 +135,7 @@ def _start_time(pid: int) -> int | None:
         return None
 
 
-def _stop_restorer(state: Mapping[str, Any]) -> None:
+def _stop_restorer(state: State) -> None:
     """SIGTERM the guard's restorer, if that very process still runs (pid and start time)."""
     pid, started = state.get("pid"), state.get("pid_start")
     if isinstance(pid, int) and pid > 1 and started is not None and _start_time(pid) == started:
@@ -264,11 +267,12 @@ def _wait_and_restore(base: Path, token: str) -> None:
                 try:
                     persist.put_back(persist.Store.from_env(), state["owner"], state["files"])
                 except OpError as exc:
-                    result.setdefault("errors", []).append(f"boot files: {exc}")
-            result.update(token=token, at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                          late_ms=round((time.monotonic() - deadline) * 1000, 1))
-            log.warning("guard %s not confirmed in time: plumbing restored: %s", token, result)
-            _write(base.with_name(base.name + ".fired.json"), result)
+                    result["errors"].append(f"boot files: {exc}")
+            fired = {**result, "token": token,
+                     "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     "late_ms": round((time.monotonic() - deadline) * 1000, 1)}
+            log.warning("guard %s not confirmed in time: plumbing restored: %s", token, fired)
+            _write(base.with_name(base.name + ".fired.json"), fired)
             state_path.unlink(missing_ok=True)
     finally:
         Path(f"{base}.pid").unlink(missing_ok=True)
@@ -282,13 +286,13 @@ def _check(owner: object, token: object) -> None:
         raise OpError(errno.EINVAL, "guard: owner and token are non-empty strings")
 
 
-def snapshot(ctx: Context, owner: str) -> dict[str, Any]:
+def snapshot(ctx: Context, owner: str) -> dict[str, list[dict[str, object]]]:
     """What a guard of `owner` would keep now: `owner`'s links and the proto-57 routes."""
     with ctx.netlink() as ipr:
         return snapshot_of(read_links(ipr), read_routes(ipr), owner)
 
 
-def arm(ctx: Context, owner: str, token: str, seconds: float) -> dict[str, Any]:
+def arm(ctx: Context, owner: str, token: str, seconds: float) -> dict[str, object]:
     """Keeps `owner`'s plumbing as it is now and starts a restorer that puts it back in
     `seconds` unless :func:`disarm` comes first. Arming again with the same token changes
     nothing (a retried call keeps the first snapshot); another token replaces the guard (its
@@ -305,14 +309,15 @@ def arm(ctx: Context, owner: str, token: str, seconds: float) -> dict[str, Any]:
     base = _base(owner)
     state_path = base.with_name(base.name + ".json")
     with _locked(base) as lock_fd:
-        state = _read(state_path)
-        if state is not None and state.get("token") == token:
-            return _describe(state, again=True)
-        if state is not None:
-            _stop_restorer(state)
-            log.info("guard %s replaces guard %s", token, state.get("token"))
+        old = _read(state_path)
+        if old is not None and old.get("token") == token:
+            return _describe(old, again=True)
+        if old is not None:
+            _stop_restorer(old)
+            log.info("guard %s replaces guard %s", token, old.get("token"))
         base.with_name(base.name + ".fired.json").unlink(missing_ok=True)
-        state = {"owner": owner, "token": token, "deadline": time.monotonic() + float(seconds),
+        state: State = {"owner": owner, "token": token,
+                        "deadline": time.monotonic() + float(seconds),
                  "armed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  "snapshot": snapshot(ctx, owner),
                  "files": persist.files_of(persist.Store.from_env(), owner)}
@@ -326,14 +331,14 @@ def arm(ctx: Context, owner: str, token: str, seconds: float) -> dict[str, Any]:
         return _describe(state, again=False)
 
 
-def _describe(state: Mapping[str, Any], again: bool) -> dict[str, Any]:
+def _describe(state: State, again: bool) -> dict[str, object]:
     return {"armed": True, "again": again, "token": state["token"], "pid": state.get("pid"),
             "deadline_in": round(float(state["deadline"]) - time.monotonic(), 2),
             "links": sorted(link["name"] for link in state["snapshot"]["links"]),
             "routes": len(state["snapshot"]["routes"])}
 
 
-def disarm(ctx: Context, owner: str, token: str | None = None) -> dict[str, Any]:
+def disarm(ctx: Context, owner: str, token: str | None = None) -> dict[str, object]:
     """Ends `owner`'s guard (only the one armed with `token`, when given): the change is kept.
     ``{"disarmed": True}`` when a guard was waiting; ``{"disarmed": False, "fired": {...}}``
     when the restorer of the window `token` names had already put the plumbing back;
@@ -360,7 +365,7 @@ def disarm(ctx: Context, owner: str, token: str | None = None) -> dict[str, Any]
         return {"disarmed": False, "fired": fired}
 
 
-def status(ctx: Context, owner: str) -> dict[str, Any]:
+def status(ctx: Context, owner: str) -> dict[str, object]:
     """`owner`'s guard: ``{"armed": bool, "token", "deadline_in", "fired": {...} | None}``."""
     _check(owner, "any")
     base = _base(owner)

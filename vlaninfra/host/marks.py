@@ -101,9 +101,9 @@ def alias(owner: str, spec: str | None) -> str:
     return f"{_ALIAS_PREFIX}{owner}:{spec or ''}"
 
 
-def of_alias(value: str | None) -> Mark | None:
-    """The mark in a link alias, or None when it is not vlaninfra's."""
-    if not value or not value.startswith(_ALIAS_PREFIX):
+def of_alias(value: object) -> Mark | None:
+    """The mark in a link alias, or None when it is not vlaninfra's (or not an alias)."""
+    if not isinstance(value, str) or not value.startswith(_ALIAS_PREFIX):
         return None
     owner, _, spec = value[len(_ALIAS_PREFIX):].rpartition(":")
     return Mark(owner, spec) if owner else None

@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import Any
+from typing import Any, TypedDict
 
 from vlaninfra.host.context import Context
 from vlaninfra.host.errors import OpError
@@ -51,14 +51,30 @@ MAX_TIMEOUT = 60.0
 BLOCKED_TIMEOUT = 2.0
 """Seconds an ``expect: blocked`` check waits for an answer before it counts as blocked."""
 _ETH_P_ARP = 0x0806
-Result = dict[str, Any]
+Check = dict[str, Any]
+"""One check as the controller's request gives it (JSON: ``kind``, ``target``, ``expect``,
+...): :func:`run` checks its fields before any runs, each kind reads the fields it needs."""
+
+
+class _Answer(TypedDict):
+    ok: bool | None
+    ms: float
+    detail: str
+
+
+class Result(_Answer, total=False):
+    """One check's answer: ``ok`` (None: could not tell), how long it took (``ms``), what was
+    seen (``detail``); ``answered_by``: the MAC of another host that answers for the address
+    (uniqueness checks)."""
+
+    answered_by: str
 
 
 def _result(ok: bool | None, started: float, detail: str = "") -> Result:
     return {"ok": ok, "ms": round((time.monotonic() - started) * 1000, 1), "detail": detail}
 
 
-def _container(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
+def _container(ctx: Context, check: Check, deadline: float) -> Result:
     started = time.monotonic()
     from docker.errors import NotFound
 
@@ -85,7 +101,7 @@ def _container(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
     return _result(not wrong, started, "; ".join(wrong) or "running")
 
 
-def _until(once: Callable[[float], Result], check: dict[str, Any], deadline: float) -> Result:
+def _until(once: Callable[[float], Result], check: Check, deadline: float) -> Result:
     """``expect: reach`` repeats a one-shot attempt (given its wait in seconds) until it
     answers or the deadline passes (a fresh container's first packet may wait for ARP, its
     server may still be starting); ``expect: blocked`` makes one attempt of
@@ -97,9 +113,9 @@ def _until(once: Callable[[float], Result], check: dict[str, Any], deadline: flo
         result = once(BLOCKED_TIMEOUT)
         if result["ok"] is None:
             return result
-        return {**result, "ok": not result["ok"], "detail": (
+        return Result(ok=not result["ok"], ms=result["ms"], detail=(
             f"answers, expected blocked: {result['detail']}" if result["ok"]
-            else f"blocked: {result['detail']}")}
+            else f"blocked: {result['detail']}"))
     result = once(1.0)
     while result["ok"] is False and time.monotonic() + 1.5 < deadline:
         time.sleep(0.3)
@@ -107,7 +123,7 @@ def _until(once: Callable[[float], Result], check: dict[str, Any], deadline: flo
     return result
 
 
-def _exec_ping(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
+def _exec_ping(ctx: Context, check: Check, deadline: float) -> Result:
     started = time.monotonic()
     api = ctx.docker()
 
@@ -125,7 +141,7 @@ def _exec_ping(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
     return _until(once, check, deadline)
 
 
-def _ping(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
+def _ping(ctx: Context, check: Check, deadline: float) -> Result:
     started = time.monotonic()
     ping = shutil.which("ping")
     if ping is None:
@@ -178,7 +194,7 @@ def _socket_in(pid: int, family: int) -> socket.socket:
     return made[0]
 
 
-def _tcp(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
+def _tcp(ctx: Context, check: Check, deadline: float) -> Result:
     started = time.monotonic()
     target, port = str(check["target"]), int(check["port"])
     family = socket.AF_INET6 if ipaddress.ip_address(target).version == 6 else socket.AF_INET
@@ -214,7 +230,7 @@ _ARP_LISTEN = 0.5
 """The least time ``arp-unique`` listens after its first probe before it may say "unique"."""
 
 
-def _arp_unique(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
+def _arp_unique(ctx: Context, check: Check, deadline: float) -> Result:
     address = socket.inet_aton(check["address"])
 
     def probe(mac: bytes) -> bytes:
@@ -230,7 +246,7 @@ def _arp_unique(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
     return _unique(check, deadline, _ETH_P_ARP, probe, answered_by, 128)
 
 
-def _unique(check: dict[str, Any], deadline: float, ethertype: int,
+def _unique(check: Check, deadline: float, ethertype: int,
             probe_from: Callable[[bytes], bytes], answered_by: Callable[[bytes], str | None],
             bufsize: int) -> Result:
     """What ``arp-unique`` and ``ndp-unique`` share: send ``probe_from(device MAC)`` out of
@@ -258,9 +274,10 @@ def _unique(check: dict[str, Any], deadline: float, ethertype: int,
                 continue
             sender_mac = answered_by(s.recv(bufsize))
             if sender_mac is not None and sender_mac not in own:
-                return {**_result(False, started, f"{check['address']} is also answered by MAC "
-                                                  f"{sender_mac} on the LAN ({check['device']})"),
-                        "answered_by": sender_mac}
+                clash = _result(False, started, f"{check['address']} is also answered by "
+                                                f"MAC {sender_mac} on the LAN ({check['device']})")
+                clash["answered_by"] = sender_mac
+                return clash
     if first_sent is None or time.monotonic() - first_sent < _ARP_LISTEN:
         return _result(False, started, "not run: deadline passed")
     return _result(True, started, "no other LAN device answers")
@@ -307,7 +324,7 @@ def _neighbour_solicitation(mac: bytes, source: bytes | None, target: bytes) -> 
     return b"\x33\x33" + group[12:] + mac + struct.pack("!H", _ETH_P_IPV6) + ip6 + body
 
 
-def _ndp_unique(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
+def _ndp_unique(ctx: Context, check: Check, deadline: float) -> Result:
     """``arp-unique`` for IPv6: neighbour solicitations out of ``device``; a neighbour
     advertisement for the address from a MAC outside ``own`` means another LAN device holds
     it."""
@@ -326,7 +343,7 @@ def _ndp_unique(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
     return _unique(check, deadline, _ETH_P_IPV6, probe, answered_by, 256)
 
 
-_KINDS: dict[str, Callable[[Context, dict[str, Any], float], Result]] = {
+_KINDS: dict[str, Callable[[Context, Check, float], Result]] = {
     "ndp-unique": _ndp_unique,
     "container": _container,
     "exec-ping": _exec_ping,
@@ -336,7 +353,7 @@ _KINDS: dict[str, Callable[[Context, dict[str, Any], float], Result]] = {
 }
 
 
-def _one(ctx: Context, check: dict[str, Any], deadline: float) -> Result:
+def _one(ctx: Context, check: Check, deadline: float) -> Result:
     started = time.monotonic()
     try:
         return _KINDS[check["kind"]](ctx, check, deadline)
@@ -348,7 +365,7 @@ _MAX_WORKERS = 64
 _LOOPING = frozenset({"ping", "exec-ping", "tcp"})
 
 
-def run(ctx: Context, checks: list[dict[str, Any]], timeout: float = 20.0) -> list[Result]:
+def run(ctx: Context, checks: list[Check], timeout: float = 20.0) -> list[Result]:
     """Runs ``checks`` in parallel; every one answers within ``timeout`` seconds (one that
     has not is reported as not run within the bound). Results come in the order of ``checks``."""
     if not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT:

@@ -21,12 +21,14 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 from vlaninfra.host import marks
+from vlaninfra.host.context import Netlink
 from vlaninfra.host.errors import OpError
 from vlaninfra.host.facts import MAIN_TABLE, RT_SCOPE, read_links, read_routes
+from vlaninfra.host.ops import converge_addresses
+from vlaninfra.host.ops._shim import link_kwargs
 
 __all__ = ["LINK_KEYS", "plan_links", "plan_routes", "restore", "snapshot_of"]
 
@@ -37,18 +39,31 @@ _SHAPE = ("kind", "parent", "mode", "flag", "vlan_id")
 _PROTO = "vlaninfra"
 _SCOPE_NUMBER = {name: number for number, name in RT_SCOPE.items()}
 
+Fields = Mapping[str, object]
+"""A link or route as a snapshot holds it: from :mod:`~vlaninfra.host.facts`, or read back from
+the guard's JSON state file, so its values are narrowed where they are used."""
+Snapshot = Mapping[str, Sequence[Fields]]
+"""``{"links": [...], "routes": [...]}`` (see :func:`snapshot_of`)."""
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _texts(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list | tuple) else []
 
 
 # -- what is owned, and what to do about it (pure) -------------------------------------------
 
 
-def _owned(link: Mapping[str, Any], owner: str) -> bool:
+def _owned(link: Fields, owner: str) -> bool:
     mark = marks.of_alias(link.get("alias"))
     return mark is not None and mark.owner == owner
 
 
-def snapshot_of(links: Sequence[Mapping[str, Any]], routes: Sequence[Mapping[str, Any]],
-                owner: str) -> dict[str, Any]:
+def snapshot_of(links: Sequence[Fields], routes: Sequence[Fields],
+                owner: str) -> dict[str, list[dict[str, object]]]:
     """The part of a host's links and routes a guard keeps: `owner`'s links, proto-57 routes."""
     return {
         "links": [{k: link.get(k) for k in LINK_KEYS} for link in links if _owned(link, owner)],
@@ -56,8 +71,8 @@ def snapshot_of(links: Sequence[Mapping[str, Any]], routes: Sequence[Mapping[str
     }
 
 
-def plan_links(want: Sequence[Mapping[str, Any]], have: Sequence[Mapping[str, Any]],
-               owner: str) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+def plan_links(want: Sequence[Fields], have: Sequence[Fields],
+               owner: str) -> tuple[list[str], list[dict[str, object]], list[str]]:
     """What to do to `have` (the links now) to get `want` (the snapshot's owned links):
     ``(delete, create, skipped)``. Deletes are names, shims before 802.1Q parents; creates are
     snapshot links, 802.1Q parents first; `skipped` says what was left alone and why. Only
@@ -66,8 +81,8 @@ def plan_links(want: Sequence[Mapping[str, Any]], have: Sequence[Mapping[str, An
 
     Example: ``plan_links([], [shim0 owned], "p/s")`` → ``(["shim0"], [], [])``
     """
-    wanted = {w["name"]: w for w in want}
-    now = {h["name"]: h for h in have}
+    wanted = {_text(w["name"]): w for w in want}
+    now = {_text(h["name"]): h for h in have}
     delete: list[str] = []
     skipped: list[str] = []
     foreign: set[str] = set()
@@ -96,16 +111,16 @@ def plan_links(want: Sequence[Mapping[str, Any]], have: Sequence[Mapping[str, An
     gone = set(delete) | {c for c, link in now.items() if link.get("parent") in delete}
     create = [dict(w) for name, w in wanted.items()
               if (name not in now or name in gone) and name not in foreign]
-    create.sort(key=lambda w: (w.get("kind") != "vlan", w["name"]))
+    create.sort(key=lambda w: (w.get("kind") != "vlan", _text(w["name"])))
     return delete, create, skipped
 
 
-def _route_key(r: Mapping[str, Any]) -> tuple[Any, ...]:
+def _route_key(r: Fields) -> tuple[object, ...]:
     return (r.get("dst"), r.get("gateway"), r.get("dev"), r.get("metric"))
 
 
-def plan_routes(want: Sequence[Mapping[str, Any]], have: Sequence[Mapping[str, Any]],
-                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def plan_routes(want: Sequence[Fields], have: Sequence[Fields],
+                ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     """``(delete, add)``: proto-57 routes now that the snapshot lacks, snapshot routes that are
     missing (same destination, next hop, device and metric). Other protocols' routes are
     never in either list.
@@ -122,32 +137,26 @@ def plan_routes(want: Sequence[Mapping[str, Any]], have: Sequence[Mapping[str, A
 # -- applying it (netlink) --------------------------------------------------------------------
 
 
-def _index(ipr: Any, name: str) -> int:
-    return int(ipr.link("get", ifname=name)[0]["index"])
+def _index(ipr: Netlink, name: object) -> int:
+    return int(ipr.link("get", ifname=_text(name))[0]["index"])
 
 
-def _create_link(ipr: Any, w: Mapping[str, Any]) -> None:
-    spec: dict[str, Any] = {"ifname": w["name"], "kind": w["kind"],
-                            "link": _index(ipr, w["parent"])}
-    if w["kind"] == "vlan":
-        spec["vlan_id"] = w["vlan_id"]
-    elif w["kind"] == "macvlan":
-        spec["macvlan_mode"] = w["mode"]
-    elif w["kind"] == "ipvlan":
-        spec["ipvlan_mode"] = {"l2": 0, "l3": 1, "l3s": 2}[w["mode"]]
-        spec["ipvlan_flags"] = {"bridge": 0, "private": 1, "vepa": 2}[w.get("flag") or "bridge"]
+def _create_link(ipr: Netlink, w: Fields) -> None:
+    name, kind, parent = _text(w["name"]), _text(w["kind"]), _index(ipr, w["parent"])
+    spec: dict[str, str | int]
+    if kind == "vlan":
+        spec = {"ifname": name, "kind": kind, "link": parent, "vlan_id": int(_text(w["vlan_id"]))}
+    elif kind in ("macvlan", "ipvlan"):
+        spec = link_kwargs(name, kind, parent, _text(w["mode"]), _text(w.get("flag")) or None)
     else:
-        raise OpError(errno.EINVAL, f"link {w['name']!r}: cannot recreate kind {w['kind']!r}")
-    if w.get("mac") and w["kind"] != "ipvlan":  # an ipvlan link always has its parent's MAC
-        spec["address"] = w["mac"]
+        raise OpError(errno.EINVAL, f"link {name!r}: cannot recreate kind {kind!r}")
+    if w.get("mac") and kind != "ipvlan":  # an ipvlan link always has its parent's MAC
+        spec["address"] = _text(w["mac"])
     ipr.link("add", **spec)
-    ipr.link("set", index=_index(ipr, w["name"]), ifalias=w.get("alias") or "")
+    ipr.link("set", index=_index(ipr, name), ifalias=_text(w.get("alias")))
 
 
-def _repair_link(ipr: Any, w: Mapping[str, Any], now: Mapping[str, Any],
-                 done: list[str]) -> None:
-    from vlaninfra.host.ops import _converge_addresses
-
+def _repair_link(ipr: Netlink, w: Fields, now: Fields, done: list[str]) -> None:
     index = _index(ipr, w["name"])
     if w.get("mac") and w["kind"] != "ipvlan" and now.get("mac") != w["mac"]:
         ipr.link("set", index=index, address=w["mac"])
@@ -157,31 +166,32 @@ def _repair_link(ipr: Any, w: Mapping[str, Any], now: Mapping[str, Any],
         done.append(f"{w['name']}: MTU {w['mtu']}")
     if now.get("alias") != w.get("alias"):
         ipr.link("set", index=index, ifalias=w.get("alias") or "")
-    if sorted(now.get("addresses") or []) != sorted(w.get("addresses") or []):
-        _converge_addresses(ipr, index, [ipaddress.ip_interface(a) for a in w["addresses"]])
-        done.append(f"{w['name']}: addresses {', '.join(w['addresses']) or 'none'}")
+    addresses = _texts(w.get("addresses"))
+    if sorted(_texts(now.get("addresses"))) != sorted(addresses):
+        converge_addresses(ipr, index, [ipaddress.ip_interface(a) for a in addresses])
+        done.append(f"{w['name']}: addresses {', '.join(addresses) or 'none'}")
     if bool(now.get("up")) != bool(w.get("up")):
         ipr.link("set", index=index, state="up" if w.get("up") else "down")
         done.append(f"{w['name']}: {'up' if w.get('up') else 'down'}")
 
 
-def _route_spec(ipr: Any, r: Mapping[str, Any]) -> dict[str, Any]:
-    net = ipaddress.ip_network(r["dst"])
-    spec: dict[str, Any] = {
+def _route_spec(ipr: Netlink, r: Fields) -> dict[str, str | int]:
+    net = ipaddress.ip_network(_text(r["dst"]))
+    spec: dict[str, str | int] = {
         "dst": str(net.network_address), "dst_len": net.prefixlen, "table": MAIN_TABLE,
         "family": socket.AF_INET if net.version == 4 else socket.AF_INET6,
-        "proto": marks.RTPROT_VLANINFRA, "scope": _SCOPE_NUMBER.get(r.get("scope") or "", 0),
+        "proto": marks.RTPROT_VLANINFRA, "scope": _SCOPE_NUMBER.get(_text(r.get("scope")), 0),
     }
     if r.get("gateway"):
-        spec["gateway"] = r["gateway"]
+        spec["gateway"] = _text(r["gateway"])
     if r.get("dev"):
         spec["oif"] = _index(ipr, r["dev"])
     if r.get("metric") is not None:
-        spec["priority"] = r["metric"]
+        spec["priority"] = int(_text(r["metric"]))
     return spec
 
 
-def restore(ipr: Any, snap: Mapping[str, Any], owner: str) -> dict[str, Any]:
+def restore(ipr: Netlink, snap: Snapshot, owner: str) -> dict[str, list[str]]:
     """Puts `owner`'s links and the proto-57 routes back as in `snap`; returns
     ``{"done": [...], "skipped": [...], "errors": [...]}``. Each step is tried on its own, so
     one failure does not stop the rest. Idempotent: on a host that matches, nothing is done.
@@ -190,9 +200,9 @@ def restore(ipr: Any, snap: Mapping[str, Any], owner: str) -> dict[str, Any]:
     """
     out: dict[str, list[str]] = {"done": [], "skipped": [], "errors": []}
 
-    def step(what: str, fn: Any, *args: Any, **kwargs: Any) -> bool:
+    def step(what: str, fn: Callable[..., object], *args: object) -> bool:
         try:
-            fn(*args, **kwargs)
+            fn(*args)
             return True
         except Exception as exc:  # report it, go on with the rest
             out["errors"].append(f"{what}: {type(exc).__name__}: {exc}")
@@ -201,17 +211,18 @@ def restore(ipr: Any, snap: Mapping[str, Any], owner: str) -> dict[str, Any]:
     delete, _, skipped = plan_links(snap["links"], read_links(ipr), owner)
     out["skipped"] += skipped
     for name in delete:
-        if step(f"delete link {name}", ipr.link, "del", ifname=name):
+        if step(f"delete link {name}", lambda name=name: ipr.link("del", ifname=name)):
             out["done"].append(f"deleted link {name}")
     _, create, _ = plan_links(snap["links"], read_links(ipr), owner)
     for w in create:
         if step(f"create link {w['name']}", _create_link, ipr, w):
             out["done"].append(f"created link {w['name']} ({w['kind']} on {w['parent']})")
     have = {link["name"]: link for link in read_links(ipr)}
-    for w in sorted(snap["links"], key=lambda w: (w.get("kind") != "vlan", w["name"])):
-        if w["name"] in have and _owned(have[w["name"]], owner):
+    for kept in sorted(snap["links"], key=lambda w: (w.get("kind") != "vlan", _text(w["name"]))):
+        now = have.get(_text(kept["name"]))
+        if now is not None and _owned(now, owner):
             changes: list[str] = []
-            if step(f"repair link {w['name']}", _repair_link, ipr, w, have[w["name"]], changes):
+            if step(f"repair link {kept['name']}", _repair_link, ipr, kept, now, changes):
                 out["done"] += changes
     drop, add = plan_routes(snap["routes"], read_routes(ipr))
     for r in drop:

@@ -17,7 +17,8 @@ import pytest
 
 from tests.typed_calls import wire
 from tests.unit.host.test_host_ops_fake import FakeContext
-from vlaninfra.host import agent, marks, ops, persist
+from vlaninfra.host import agent, facts, marks, ops, persist
+from vlaninfra.host.contract import LinkState, RouteState
 from vlaninfra.host.errors import OpError
 from vlaninfra.host.persist import Store
 from vlaninfra.transport._zipapp import build_bundle
@@ -34,7 +35,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
     root = tmp_path / "root"
     root.mkdir()
     monkeypatch.setenv(persist.ROOT_ENV, str(root))
-    monkeypatch.setattr(persist, "own_archive", lambda: b"PK fake agent archive")
+    monkeypatch.setattr(persist._hook, "own_archive", lambda: b"PK fake agent archive")
     return Store(root)
 
 
@@ -127,7 +128,7 @@ def test_a_dual_stack_shim_is_kept_and_restored_with_its_further_addresses(
     assert persist.restore(fresh, store, wait=0, say=lambda _: None) == 0
     restored = ops.shim_read(fresh, "shim0")
     assert restored is not None
-    assert sorted(restored["addresses"]) == sorted(["192.0.2.250/32", "2001:db8:1::fffe/128"])
+    assert sorted(restored.addresses) == sorted(["192.0.2.250/32", "2001:db8:1::fffe/128"])
 
 
 def test_live_drift_shows_in_the_file_check_too(store: Store, ctx: Any) -> None:
@@ -151,7 +152,7 @@ def test_restore_recreates_parents_then_shims_with_their_marks(store: Store, ctx
     after = ops.shim_read(fresh, "shim0")
     assert after is not None and before is not None
     for key in ("kind", "parent", "mode", "addresses", "routes", "alias"):
-        assert after[key] == before[key], key
+        assert getattr(after, key) == getattr(before, key), key
     vlan = fresh.ipr.links[fresh.ipr._by_name("eth0.50")]
     assert vlan["alias"] == marks.alias(OWNER, "bbbbbbbbbbbb")
 
@@ -269,3 +270,37 @@ def test_a_guard_puts_the_boot_files_back_with_the_plumbing(store: Store, ctx: A
     persist.put_back(store, OWNER, {})
     assert not store.owner_dir(OWNER).exists() and other.exists()
     assert (store.root / "usr/local/sbin/vlaninfra-restore").exists()  # other still keeps one
+
+
+FORMAT_1 = Path(__file__).parent / "fixtures/persist-format1"
+"""Boot files as the agent of protocol 1 wrote them (every kind; an ipvlan shim, a
+dual-stack shim, a route with and without dev): hosts keep such files across an upgrade."""
+
+
+def test_files_written_before_specs_still_restore_and_check_ok(store: Store) -> None:
+    shutil.copytree(FORMAT_1, store.persist_dir)
+    fresh: Any = FakeContext()
+    lines: list[str] = []
+    assert persist.restore(fresh, store, wait=0, say=lines.append) == 0
+    assert [line.split(": ")[1] for line in lines] == [
+        f"vlan eth0.50 (stack {OWNER})", f"shim shim0 (stack {OWNER})",
+        f"shim shim1 (stack {OWNER})", f"route 198.18.1.0/24 (stack {OWNER})",
+        f"route 198.18.2.0/24 (stack {OWNER})"], lines
+    shim1 = ops.shim_read(fresh, "shim1")
+    assert shim1 is not None and (shim1.kind, shim1.mode, shim1.flag, shim1.alias) == (
+        "ipvlan", "l3", "bridge", marks.alias(OWNER, "cccccccccccc"))
+    for path in sorted(store.persist_dir.glob("*/*.json")):
+        raw, owner, kept = persist._files.load(path)
+        # the same object written again is the same bytes: no churn on hosts that upgrade
+        assert raw == persist.entry_of(owner, kept), path.name
+        state: LinkState | RouteState | None
+        if kept.kind == "route":
+            route = facts.route_get(fresh, kept.name)
+            state = None if route is None else RouteState.of_route(route)
+        elif kept.kind == "shim":
+            state = ops.shim_read(fresh, kept.name)
+        else:
+            link = facts.link_get(fresh, kept.name)
+            state = None if link is None else LinkState.of_link(link)
+        assert state is not None, path.name
+        assert persist.check(store, kept.kind, owner, state) == "ok", path.name

@@ -23,7 +23,7 @@ def test_checks_not_run_within_the_bound_are_reported_not_raised(
         monkeypatch: pytest.MonkeyPatch) -> None:
     release = threading.Event()
 
-    def stuck(ctx: Any, check: dict[str, Any], deadline: float) -> dict[str, Any]:
+    def stuck(ctx: Any, check: dict[str, Any], deadline: float) -> probe.Result:
         release.wait(5)
         return probe._result(True, time.monotonic(), "late")
 
@@ -41,7 +41,7 @@ def test_checks_not_run_within_the_bound_are_reported_not_raised(
 def test_one_shot_checks_run_before_ping_loops(monkeypatch: pytest.MonkeyPatch) -> None:
     ran: list[str] = []
 
-    def record(ctx: Any, check: dict[str, Any], deadline: float) -> dict[str, Any]:
+    def record(ctx: Any, check: dict[str, Any], deadline: float) -> probe.Result:
         ran.append(check["kind"])
         return probe._result(True, time.monotonic(), "ok")
 

@@ -62,7 +62,7 @@ def test_expect_blocked_passes_on_a_closed_port_and_fails_on_an_open_one(
 def test_expect_blocked_gives_up_after_its_short_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     waits: list[float] = []
 
-    def silent(wait: float) -> dict[str, Any]:
+    def silent(wait: float) -> probe.Result:
         waits.append(wait)
         return probe._result(False, time.monotonic(), "no answer")
 

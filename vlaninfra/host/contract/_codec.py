@@ -26,8 +26,12 @@ from vlaninfra.host.errors import OpError
 if TYPE_CHECKING:
     from vlaninfra.host.context import Context
 
-__all__ = ["Caller", "ContractError", "Handler", "Op", "as_", "decode", "encode", "handler",
-           "maybe", "run"]
+__all__ = ["Caller", "ContractError", "Handler", "Json", "Op", "as_", "decode", "encode", "handler",
+           "maybe", "of_mapping", "run"]
+
+Json = Any
+"""A value in the wire's JSON form (as ``json.loads`` gives it, as :func:`encode` makes it):
+untyped by nature; :func:`decode` turns it into the contract's types."""
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -46,7 +50,7 @@ class ContractError(OpError):
         """The argument at fault (``mode``), when one is."""
 
 
-def _default(f: dataclasses.Field[Any]) -> object:
+def _default(f: dataclasses.Field[object]) -> object:
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
@@ -54,7 +58,7 @@ def _default(f: dataclasses.Field[Any]) -> object:
     return dataclasses.MISSING
 
 
-def encode(value: object) -> Any:
+def encode(value: object) -> Json:
     """The JSON form of a contract value: dataclasses as objects (fields at their default
     left out: the other side fills them in), enums as their values, tuples as lists."""
     if isinstance(value, Enum):
@@ -70,11 +74,11 @@ def encode(value: object) -> Any:
 
 
 @functools.cache
-def _hints(cls: type) -> dict[str, Any]:
+def _hints(cls: type) -> dict[str, object]:
     return typing.get_type_hints(cls)
 
 
-def _type_name(tp: Any) -> str:
+def _type_name(tp: object) -> str:
     if isinstance(tp, type) and issubclass(tp, Enum):
         return "one of " + ", ".join(str(m.value) for m in tp)
     return getattr(tp, "__name__", None) or str(tp)
@@ -128,7 +132,7 @@ def decode(tp: Any, value: object, where: str) -> Any:
     raise ContractError(f"{where}: {value!r} is not {_type_name(tp)}")
 
 
-def _decode_dataclass(cls: type, value: object, where: str) -> Any:
+def _decode_dataclass(cls: type, value: object, where: str) -> object:
     if not isinstance(value, Mapping):
         raise ContractError(f"{where}: {value!r} is not an object")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -154,6 +158,19 @@ def as_(cls: type[T]) -> Callable[[object], T]:
     def parse(value: object) -> T:
         result: T = decode(cls, value, "result")
         return result
+    return parse
+
+
+def of_mapping(what: str, read: Callable[[Mapping[str, Json]], T],
+               ) -> Callable[[object], T | None]:
+    """The decoder of a result that is None (no such object) or the agent's JSON form of
+    ``what`` (e.g. ``"a link"``), read by ``read`` (e.g. ``LinkState.of_link``)."""
+    def parse(value: object) -> T | None:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise ContractError(f"result: {value!r} is not {what}")
+        return read(value)
     return parse
 
 
@@ -184,7 +201,7 @@ class Op(Generic[A, R]):
 class Caller(Protocol):
     """What calls an op on a host (the transport's ``Agent``)."""
 
-    def call(self, op: str, /, **args: object) -> Any: ...
+    def call(self, op: str, /, **args: object) -> Json: ...
 
 
 def run(agent: Caller, op: Op[A, R], args: A) -> R:
@@ -202,7 +219,7 @@ class Handler(Generic[A, R]):
     op: Op[A, R]
     fn: Callable[[Context, A], R]
 
-    def __call__(self, ctx: Context, args: object) -> Any:
+    def __call__(self, ctx: Context, args: object) -> Json:
         return encode(self.fn(ctx, self.op.decode_args(args)))
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from vlaninfra.host.marks import ADHOC_OWNER
 
-from ._codec import ContractError, Op, as_, maybe
+from ._codec import Json, Op, as_, maybe, of_mapping
 from ._common import Mark, Named, Removed
 from ._enums import RestartPolicy
 
@@ -78,7 +77,7 @@ class ContainerState:
     adopted: bool = False
 
     @classmethod
-    def of_inspect(cls, found: Mapping[str, Any]) -> ContainerState:
+    def of_inspect(cls, found: Mapping[str, Json]) -> ContainerState:
         """From the agent's container inspect (``docker_facts.container_inspect``)."""
         command = found.get("command")
         return cls(
@@ -90,15 +89,6 @@ class ContainerState:
             networks={n: Endpoint(e.get("id"), e.get("ipv4"), e.get("ipv6"), e.get("mac"))
                       for n, e in (found.get("networks") or {}).items()},
             adopted=bool(found.get("adopted")))
-
-
-def _inspected(value: object) -> ContainerState | None:
-    """The inspect op answers in the agent's inspect form (host snapshots carry it too)."""
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise ContractError(f"result: {value!r} is not a container")
-    return ContainerState.of_inspect(value)
 
 
 @dataclass(frozen=True)
@@ -155,6 +145,8 @@ class NetworkDisconnect:
     id: str | None = None
 
 
+_inspected = of_mapping("a container", ContainerState.of_inspect)
+"""The inspect op answers in the agent's inspect form (host snapshots carry it too)."""
 CONTAINER_CREATE: Op[ContainerCreate, ContainerState] = Op(
     "docker.container.create", ContainerCreate, as_(ContainerState))
 CONTAINER_INSPECT: Op[Named, ContainerState | None] = Op(

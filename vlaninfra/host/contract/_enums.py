@@ -18,6 +18,7 @@ __all__ = [
     "LinkMode",
     "MacvlanMode",
     "RestartPolicy",
+    "check_link",
     "driver_of",
     "flag_of",
     "mode_of",
@@ -127,3 +128,11 @@ def flag_of(driver: Driver, value: object) -> IpvlanFlag | None:
         return IpvlanFlag(value)
     raise ContractError(f"flag: {_said(value)!r} needs driver ipvlan and one of "
                         f"{IpvlanFlag.spelled()}", "flag")
+
+
+def check_link(driver: object, mode: object, flag: object) -> None:
+    """Check a macvlan/ipvlan link's or network's driver, mode and flag together (the mode
+    and flag must be the driver's); ``ContractError`` naming the field otherwise."""
+    kind = driver_of(driver)
+    mode_of(kind, mode)
+    flag_of(kind, flag)

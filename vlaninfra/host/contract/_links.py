@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from vlaninfra.host.marks import ADHOC_OWNER
 
-from ._codec import ContractError, Op, as_
+from ._codec import ContractError, Json, Op, as_, of_mapping
 from ._common import Mark, Named
-from ._enums import Driver, IpvlanFlag, LinkMode, driver_of, flag_of, mode_of
+from ._enums import Driver, IpvlanFlag, LinkMode, check_link
 
 __all__ = [
     "LINK_GET",
@@ -55,21 +54,13 @@ class LinkState:
     persisted: str | None = None
 
     @classmethod
-    def of_link(cls, found: Mapping[str, Any]) -> LinkState:
+    def of_link(cls, found: Mapping[str, Json]) -> LinkState:
         """From the agent's link dict (``facts.read_link``, plus what an op added)."""
         fields = {f: found[f] for f in cls.__dataclass_fields__ if f in found}
         for f in ("addresses", "routes"):
             if f in fields:
                 fields[f] = tuple(fields[f])
         return cls(**fields)
-
-
-def _link(value: object) -> LinkState | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise ContractError(f"result: {value!r} is not a link")
-    return LinkState.of_link(value)
 
 
 @dataclass(frozen=True)
@@ -89,9 +80,7 @@ class ShimSpec:
     """Its IPv6 address and tenant gateways."""
 
     def __post_init__(self) -> None:
-        kind = driver_of(self.kind)
-        mode_of(kind, self.mode)
-        flag_of(kind, self.flag)
+        check_link(self.kind, self.mode, self.flag)
 
 
 @dataclass(frozen=True)
@@ -158,6 +147,7 @@ class VlanEnsure:
     persist_owner: str | None = None
 
 
+_link = of_mapping("a link", LinkState.of_link)
 LINK_GET: Op[Named, LinkState | None] = Op("link.get", Named, _link)
 SHIM_ENSURE: Op[ShimEnsure, LinkState] = Op("shim.ensure", ShimEnsure, as_(LinkState))
 SHIM_READ: Op[LinkRead, LinkState | None] = Op("shim.read", LinkRead, _link)

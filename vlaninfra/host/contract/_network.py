@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from vlaninfra.host.marks import ADHOC_OWNER
 
-from ._codec import Op, as_
+from ._codec import Json, Op, as_, of_mapping
 from ._common import Mark, Named, Removed
-from ._enums import Driver, IpvlanFlag, LinkMode, driver_of, flag_of, mode_of
+from ._enums import Driver, IpvlanFlag, LinkMode, check_link
 
 __all__ = [
     "NETWORK_CREATE",
@@ -56,9 +55,7 @@ class NetworkSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        driver = driver_of(self.driver)
-        mode_of(driver, self.mode)
-        flag_of(driver, self.flag)
+        check_link(self.driver, self.mode, self.flag)
 
     def docker_options(self) -> dict[str, str]:
         """The driver options Docker is given.
@@ -99,7 +96,7 @@ class NetworkState:
     adopted: bool = False
 
     @classmethod
-    def of_inspect(cls, found: Mapping[str, Any]) -> NetworkState:
+    def of_inspect(cls, found: Mapping[str, Json]) -> NetworkState:
         """From the agent's network inspect (``docker_facts.network_inspect``)."""
         opts: Mapping[str, str] = found.get("options") or {}
         return cls(
@@ -116,15 +113,6 @@ class NetworkState:
             parent_preexisted=found.get("parent_preexisted"),
             adopted=bool(found.get("adopted")),
         )
-
-
-def _inspected(value: object) -> NetworkState | None:
-    """The inspect op answers in the agent's inspect form (host snapshots carry it too)."""
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        return as_(NetworkState)(value)  # says what is wrong with it
-    return NetworkState.of_inspect(value)
 
 
 @dataclass(frozen=True)
@@ -145,6 +133,8 @@ class NetworkRemove:
     id: str | None = None
 
 
+_inspected = of_mapping("a network", NetworkState.of_inspect)
+"""The inspect op answers in the agent's inspect form (host snapshots carry it too)."""
 NETWORK_CREATE: Op[NetworkCreate, NetworkState] = Op(
     "docker.network.create", NetworkCreate, as_(NetworkState))
 NETWORK_INSPECT: Op[Named, NetworkState | None] = Op("docker.network.inspect", Named, _inspected)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from ._codec import ContractError, Op, as_
+from ._codec import ContractError, Json, Op, as_, of_mapping
 from ._links import Deleted
 
 __all__ = ["ROUTE_DELETE", "ROUTE_ENSURE", "ROUTE_GET", "ROUTE_READ", "RouteDelete",
@@ -50,17 +49,9 @@ class RouteState:
     persisted: str | None = None
 
     @classmethod
-    def of_route(cls, found: Mapping[str, Any]) -> RouteState:
+    def of_route(cls, found: Mapping[str, Json]) -> RouteState:
         """From the agent's route dict (``facts.route_get``, plus what an op added)."""
         return cls(**{f: found[f] for f in cls.__dataclass_fields__ if f in found})
-
-
-def _route(value: object) -> RouteState | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise ContractError(f"result: {value!r} is not a route")
-    return RouteState.of_route(value)
 
 
 @dataclass(frozen=True)
@@ -101,6 +92,7 @@ class RouteGet:
     dst: str
 
 
+_route = of_mapping("a route", RouteState.of_route)
 ROUTE_GET: Op[RouteGet, RouteState | None] = Op("route.get", RouteGet, _route)
 ROUTE_ENSURE: Op[RouteEnsure, RouteState] = Op("route.ensure", RouteEnsure, as_(RouteState))
 ROUTE_READ: Op[RouteRead, RouteState | None] = Op("route.read", RouteRead, _route)
