@@ -13,19 +13,9 @@ import os
 import threading
 from collections.abc import Iterator
 
-from vlaninfra.host.untyped import DockerApi, Netlink
+from vlaninfra.host.untyped import DockerApi, Netlink, NetlinkMsg
 
 __all__ = ["Context", "DockerApi", "Netlink", "NetlinkMsg"]
-
-Netlink = Any
-"""pyroute2's ``IPRoute`` (or a test's fake of it): pyroute2 ships no type hints, so each
-call through it is untyped. Every function that talks netlink takes this alias; the values it
-reads are narrowed into :class:`~vlaninfra.host.facts.Link` and ``Route`` right there."""
-NetlinkMsg = Any
-"""One message pyroute2 returns (an ``nlmsg``, read with ``.get("IFLA_…")``): untyped, like
-:data:`Netlink`; read only in :mod:`vlaninfra.host.facts` and the route converge."""
-DockerApi = Any
-"""docker-py's ``APIClient``: the Docker SDK ships no type hints; its answers are JSON."""
 
 
 def _is_op_error(exc: BaseException) -> bool:

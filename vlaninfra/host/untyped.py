@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DockerApi", "DockerJson", "JsonObject", "Netlink"]
+__all__ = ["DockerApi", "DockerJson", "JsonObject", "Netlink", "NetlinkMsg"]
 
 DockerApi = Any
 """A ``docker.APIClient`` (:meth:`Context.docker`): the Docker SDK ships no type hints."""
@@ -21,8 +21,13 @@ DockerJson = dict[str, Any]
 ``.get`` and turned into the agent's own forms at once (:mod:`vlaninfra.host.docker_facts`)."""
 
 Netlink = Any
-"""A ``pyroute2.IPRoute`` (:meth:`Context.netlink`): pyroute2's calls and messages are
-untyped."""
+"""A ``pyroute2.IPRoute`` (:meth:`Context.netlink`, or a test's fake of it): pyroute2 ships no
+type hints. The values read through it are narrowed into the contract's ``LinkState`` and
+``RouteState`` right there (:mod:`vlaninfra.host.facts`)."""
+
+NetlinkMsg = Any
+"""One message pyroute2 returns (an ``nlmsg``, read with ``.get("IFLA_…")``): untyped like
+:data:`Netlink`; read only in :mod:`vlaninfra.host.facts` and the route converge."""
 
 JsonObject = dict[str, Any]
 """A JSON object as ``json.loads`` gives it: a protocol message, or an op's keyword
