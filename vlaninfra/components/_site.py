@@ -15,9 +15,11 @@ from vlaninfra.providers import (
     DockerHost,
     DockerNetwork,
     HostShim,
+    LanAddress,
     RouterRoute,
     VlanParent,
 )
+from vlaninfra.providers._args import AddressKey
 
 __all__ = [
     "ConfigPaths",
@@ -118,13 +120,18 @@ def _lan_device(net: NetworkPlan) -> str | None:
     return None if net.internal or net.mode in ROUTED else net.parent
 
 
-def _lan_addresses(host_plan: HostPlan, net: NetworkPlan) -> list[dict[str, Any]]:
+def _lan_addresses(host_plan: HostPlan, net: NetworkPlan) -> list[LanAddress]:
     """The `DockerNetwork` ``lan_addresses``: its containers' addresses its check probes."""
     device = _lan_device(net)
-    return [{"key": key, "address": str(address), "mac": c.mac, "device": device,
-             "name": c.name}
-            for c in host_plan.containers if device and c.network == net.name
-            for key, address in (("ipv4", c.ipv4), ("ipv6", c.ipv6)) if address]
+    if not device:
+        return []
+    return [LanAddress(key=key, address=str(address), mac=c.mac, device=device, name=c.name)
+            for c in host_plan.containers if c.network == net.name
+            for key, address in _addresses(c) if address]
+
+
+def _addresses(c: ContainerPlan) -> tuple[tuple[AddressKey, object], ...]:
+    return (("ipv4", c.ipv4), ("ipv6", c.ipv6))
 
 
 class SiteNetwork(pulumi.ComponentResource):

@@ -16,8 +16,10 @@ from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
     ConfigureRequest,
+    CreateResult,
     DiffResult,
     ResourceProvider,
+    UpdateResult,
 )
 
 from vlaninfra.errors import VlanInfraError
@@ -50,7 +52,6 @@ from ._host import (
     OWNER,
     PERSIST,
     UNKNOWN,
-    DockerHost,
     Props,
     ProviderError,
     has_unknowns,
@@ -58,24 +59,7 @@ from ._host import (
     target_of,
 )
 
-__all__ = [
-    "CONFIG_PATH",
-    "CONNECTION",
-    "HOST",
-    "OWNER",
-    "PERSIST",
-    "UNKNOWN",
-    "DockerHost",
-    "HostProvider",
-    "Props",
-    "ProviderError",
-    "clash_of",
-    "docker_clash",
-    "has_unknowns",
-    "host_label",
-    "nic_missing",
-    "target_of",
-]
+__all__ = ["ConvergingProvider", "HostProvider", "clash_of", "docker_clash", "nic_missing"]
 
 _A = TypeVar("_A")
 _R = TypeVar("_R", bound=Removed | Deleted)
@@ -275,6 +259,26 @@ class HostProvider(ResourceProvider):
             # Names are fixed on the host: the old object must go before the new one can exist.
             delete_before_replace=True,
         )
+
+
+class ConvergingProvider(HostProvider):
+    """A provider whose object the host converges to its inputs in place (a shim, a route):
+    create and update both run `converge`, which returns the outputs."""
+
+    def converge(self, props: Props, what: str, olds: Props | None) -> Props:
+        """Asks the host to make the object match ``props`` (``olds``: the state recorded,
+        None on create); ``what`` names the step in errors."""
+        raise NotImplementedError
+
+    def object_id(self, props: Props) -> str:
+        """The resource id: ``host/name``."""
+        return f"{props[HOST]}/{props['name']}"
+
+    def create(self, props: Props) -> CreateResult:
+        return CreateResult(id_=self.object_id(props), outs=self.converge(props, "create", None))
+
+    def update(self, _id: str, olds: Props, news: Props) -> UpdateResult:
+        return UpdateResult(outs=self.converge(news, "update", olds))
 
 
 def _transport_changed(olds: Props, news: Props) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, UpdateResult
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.host.contract import (
@@ -35,21 +35,13 @@ from vlaninfra.host.contract import (
 from vlaninfra.transport import Agent
 from vlaninfra.transport._runmemo import recall, remember
 
-from ._base import (
-    CONFIG_PATH,
-    CONNECTION,
-    HostProvider,
-    Props,
-    ProviderError,
-    docker_clash,
-    has_unknowns,
-    host_label,
-)
+from ._args import AddressKey
+from ._base import HostProvider, docker_clash
+from ._host import CONFIG_PATH, CONNECTION, Props, ProviderError, has_unknowns, host_label
 
 __all__ = [
     "ContainerInputs",
     "ContainerProvider",
-    "LanAddress",
     "Probe",
     "ProbeAnswer",
     "address_probe",
@@ -63,20 +55,6 @@ ARP_BOUND = 3.0
 ANSWER_AGE = 30.0
 """Seconds a probe answer serves the checks of this provider process (one engine phase checks
 a network and then its containers within it)."""
-
-AddressKey = Literal["ipv4", "ipv6"]
-
-
-class LanAddress(TypedDict):
-    """An address the plan gives a container on a LAN-facing network (the network's
-    `lan_addresses` property)."""
-
-    key: AddressKey
-    address: str
-    mac: NotRequired[str | None]
-    device: str
-    name: str
-
 
 class Probe(TypedDict):
     """One ``probe.run`` check: nobody else on the LAN answers for ``address``."""

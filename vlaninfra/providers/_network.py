@@ -31,16 +31,10 @@ from vlaninfra.host.contract import (
 )
 from vlaninfra.transport import Agent, checking
 
-from ._base import (
-    CONFIG_PATH,
-    CONNECTION,
-    HostProvider,
-    Props,
-    docker_clash,
-    has_unknowns,
-    nic_missing,
-)
-from ._container import LanAddress, _addr, address_probe, probe_addresses
+from ._args import LanAddress
+from ._base import HostProvider, docker_clash, nic_missing
+from ._container import _addr, address_probe, probe_addresses
+from ._host import CONFIG_PATH, CONNECTION, Props, has_unknowns
 
 __all__ = [
     "LAN_ADDRESSES",

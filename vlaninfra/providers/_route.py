@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
+from pulumi.dynamic import CheckFailure, ReadResult
 from typing_extensions import TypedDict
 
 from vlaninfra.host.contract import (
@@ -24,7 +24,8 @@ from vlaninfra.host.contract import (
 )
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, PERSIST, HostProvider, Props, host_label
+from ._base import ConvergingProvider
+from ._host import CONFIG_PATH, PERSIST, Props, host_label
 
 __all__ = ["RouteInputs", "RouterRouteProvider"]
 
@@ -53,7 +54,7 @@ def _addr(value: object) -> str | None:
         return None if value is None else str(value)
 
 
-class RouterRouteProvider(HostProvider):
+class RouterRouteProvider(ConvergingProvider):
     """Adds, reads, converges and removes one static route on one router (`proto static`).
 
     The destination is the route's identity (a replace-key); a new next hop or device is
@@ -98,7 +99,7 @@ class RouterRouteProvider(HostProvider):
                 f"{host_label(news)}; vlaninfra leaves it alone: remove it there, or drop "
                 f"{n['destination']} from the routes vlaninfra manages")
 
-    def _ensure(self, props: Props, what: str, olds: Props | None = None) -> Props:
+    def converge(self, props: Props, what: str, olds: Props | None) -> Props:
         n = self.normalize(props)
         # A route added before vlaninfra had its own protocol is `proto static`: state knows it.
         legacy = _addr(olds.get("via")) if olds and olds.get("proto") == "static" else None
@@ -109,9 +110,8 @@ class RouterRouteProvider(HostProvider):
                 persist_owner=self.persist_owner(props)))
         return {**props, "out_dev": found.dev, "proto": found.proto}
 
-    def create(self, props: Props) -> CreateResult:
-        outs = self._ensure(props, "create")
-        return CreateResult(id_=f"{props['host']}/{_net(props['destination'])}", outs=outs)
+    def object_id(self, props: Props) -> str:
+        return f"{props['host']}/{_net(props['destination'])}"
 
     def read(self, id_: str, props: Props) -> ReadResult:
         found = run(self.agent(props), ROUTE_READ,
@@ -131,9 +131,6 @@ class RouterRouteProvider(HostProvider):
         }
         outs = {**actual, "out_dev": found.dev, "proto": found.proto}
         return ReadResult(id_=id_, outs=outs, inputs=actual)
-
-    def update(self, _id: str, _olds: Props, news: Props) -> UpdateResult:
-        return UpdateResult(outs=self._ensure(news, "update", _olds))
 
     def delete(self, _id: str, props: Props) -> None:
         n = self.normalize(props)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
+from pulumi.dynamic import CheckFailure, ReadResult
 from typing_extensions import TypedDict
 
 from vlaninfra.host import marks
@@ -29,16 +29,8 @@ from vlaninfra.host.contract import (
 )
 from vlaninfra.transport import Agent
 
-from ._base import (
-    CONFIG_PATH,
-    PERSIST,
-    HostProvider,
-    Props,
-    clash_of,
-    has_unknowns,
-    host_label,
-    nic_missing,
-)
+from ._base import ConvergingProvider, clash_of, nic_missing
+from ._host import CONFIG_PATH, PERSIST, Props, has_unknowns, host_label
 
 __all__ = ["ShimInputs", "ShimProvider", "shim_spec"]
 
@@ -69,7 +61,7 @@ def shim_spec(n: ShimInputs) -> ShimSpec:
                     routes=tuple(n["routes"]), extra_addresses=tuple(n["extra_addresses"]))
 
 
-class ShimProvider(HostProvider):
+class ShimProvider(ConvergingProvider):
     """Creates, reads, converges and removes one shim link on one host.
 
     The link's name is its identity (a replace-key); parent, kind, mode, address and routes are
@@ -130,17 +122,14 @@ class ShimProvider(HostProvider):
         where = news.get(CONFIG_PATH) or "shim"
         return f"{clash} (the shim's name is {where}.name)" if clash else None
 
-    def _ensure(self, props: Props, what: str, ifindex: float | None = None) -> Props:
-        # `ifindex`: the link state recorded (claimed even without a mark: made before marks).
+    def converge(self, props: Props, what: str, olds: Props | None) -> Props:
+        # The ifindex state recorded is claimed even without a mark (made before marks).
+        ifindex = olds.get("ifindex") if olds else None
         with self.failing(props, what):
             found = run(self.agent(props), SHIM_ENSURE, ShimEnsure(
                 shim_spec(self.normalize(props)), self.mark(props),
                 int(ifindex) if ifindex is not None else None, self.persist_owner(props)))
         return {**props, "mac_address": found.mac, "ifindex": found.index}
-
-    def create(self, props: Props) -> CreateResult:
-        outs = self._ensure(props, "create")
-        return CreateResult(id_=f"{props['host']}/{props['name']}", outs=outs)
 
     def read(self, id_: str, props: Props) -> ReadResult:
         found = run(self.agent(props), SHIM_READ,
@@ -173,9 +162,6 @@ class ShimProvider(HostProvider):
             actual["address"] = ",".join(v4) or None
         outs = {**actual, "mac_address": found.mac, "ifindex": found.index}
         return ReadResult(id_=id_, outs=outs, inputs=actual)
-
-    def update(self, _id: str, _olds: Props, news: Props) -> UpdateResult:
-        return UpdateResult(outs=self._ensure(news, "update", _olds.get("ifindex")))
 
     def delete(self, _id: str, props: Props) -> None:
         self.remove(props, SHIM_DELETE, self.link_delete(props))

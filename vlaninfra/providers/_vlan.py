@@ -27,7 +27,8 @@ from vlaninfra.host.contract import (
 )
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, PERSIST, HostProvider, Props, host_label, nic_missing
+from ._base import HostProvider, nic_missing
+from ._host import CONFIG_PATH, PERSIST, Props, host_label
 
 __all__ = ["VlanInputs", "VlanParentProvider"]
 
