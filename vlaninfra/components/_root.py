@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 from typing_extensions import TypedDict
 
 from vlaninfra import providers as res
 from vlaninfra.errors import LayoutError, VlanInfraError
-from vlaninfra.layout import Layout, Plan, SitePlan, plan
+from vlaninfra.layout import Layout, Plan, SitePlan, UpstreamRoute, plan
 from vlaninfra.layout import Site as LayoutSite
 
 from ._site import ConfigPaths, SiteNetwork, SiteVlanParents, UpstreamRoutes
@@ -160,7 +159,7 @@ def _by_key(values: Mapping[str, pulumi.Output[str]]) -> pulumi.Output[dict[str,
     return pulumi.Output.all(*values.values()).apply(lambda vs: dict(zip(keys, vs, strict=True)))
 
 
-def _route_of(site: SitePlan, prefix: str) -> Any:
+def _route_of(site: SitePlan, prefix: str) -> UpstreamRoute:
     return next(r for r in site.upstream_routes if str(r.prefix) == prefix)
 
 

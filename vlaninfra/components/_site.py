@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import pulumi
 
@@ -15,11 +14,13 @@ from vlaninfra.providers import (
     DockerHost,
     DockerNetwork,
     HostShim,
+    IpamPool,
     LanAddress,
     RouterRoute,
     VlanParent,
 )
 from vlaninfra.providers._args import AddressKey
+from vlaninfra.providers._host import Props
 
 __all__ = [
     "ConfigPaths",
@@ -57,7 +58,7 @@ class ConfigPaths:
         return self._key("containers", self._containers.get((host, name)), name)
 
 
-def _ipam(network: NetworkPlan) -> list[dict[str, Any]]:
+def _ipam(network: NetworkPlan) -> list[IpamPool]:
     return [
         {
             "subnet": str(s.subnet),
@@ -69,7 +70,7 @@ def _ipam(network: NetworkPlan) -> list[dict[str, Any]]:
     ]
 
 
-def network_inputs(net: NetworkPlan) -> dict[str, Any]:
+def network_inputs(net: NetworkPlan) -> Props:
     """The `DockerNetwork` properties of a planned network (the provider's names), host aside:
     what its provider's `diff` compares. Example: ``network_inputs(plan_h1.networks[0])["ipam"]``
     """
@@ -85,7 +86,7 @@ def network_inputs(net: NetworkPlan) -> dict[str, Any]:
     }
 
 
-def shim_inputs(shim: ShimPlan) -> dict[str, Any]:
+def shim_inputs(shim: ShimPlan) -> Props:
     """The `HostShim` properties of a planned shim, host aside (see `network_inputs`)."""
     return {
         "name": shim.name,
@@ -98,7 +99,7 @@ def shim_inputs(shim: ShimPlan) -> dict[str, Any]:
     }
 
 
-def container_inputs(c: ContainerPlan, network_id: Any) -> dict[str, Any]:
+def container_inputs(c: ContainerPlan, network_id: pulumi.Input[str] | None) -> Props:
     """The `Container` properties of a planned container, host aside (see `network_inputs`);
     `network_id` is its network's id (an output of the network's resource)."""
     return {

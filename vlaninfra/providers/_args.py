@@ -4,16 +4,17 @@ same as a TypedDict (`...ArgsDict`).
 
 `host` (a route's `router`) is plain, not an Input: how to reach the host must be known before
 anything runs.
-"""
 
-from __future__ import annotations
+Annotations here are evaluated (no postponed annotations): the TypedDicts' required keys are
+read at run time, so an Args class refuses a missing or unknown field as a call would.
+"""
 
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import pulumi
 from pulumi import Input
-from typing_extensions import NotRequired, Required, TypedDict
+from typing_extensions import NotRequired, Required, TypedDict, Unpack
 
 from ._host import DockerHost
 
@@ -58,10 +59,18 @@ class LanAddress(TypedDict):
     name: str
 
 
-def _set(args: object, values: Mapping[str, object]) -> None:
+def _set(args: object, fields: type[Mapping[str, object]], values: Mapping[str, object]
+         ) -> None:
+    """Sets the fields of the Args object ``args`` that its TypedDict form ``fields`` lists;
+    a missing required or an unknown one is a TypeError, as for a call with a wrong keyword."""
+    missing = sorted(set(fields.__required_keys__) - set(values))  # type: ignore[attr-defined]
+    unknown = sorted(set(values) - set(fields.__annotations__))
+    if missing or unknown:
+        raise TypeError(f"{type(args).__name__}() " + "; ".join(
+            [f"missing required keyword arguments: {', '.join(missing)}"] * bool(missing)
+            + [f"got unexpected keyword arguments: {', '.join(unknown)}"] * bool(unknown)))
     for k, v in values.items():
-        if k != "self":
-            pulumi.set(args, k, v)
+        pulumi.set(args, k, v)
 
 
 class DockerNetworkArgsDict(TypedDict):
@@ -100,7 +109,9 @@ class DockerNetworkArgs:
     flag: Input[str] | None
     """ipvlan_flag (bridge, private, vepa)."""
     internal: Input[bool]
+    """No outside connectivity (default false)."""
     enable_ipv6: Input[bool]
+    """Default false."""
     labels: Input[Mapping[str, Input[str]]] | None
     config_path: Input[str] | None
     """The layout key it comes from (``sites.a.networks[0]``), used in messages."""
@@ -108,14 +119,9 @@ class DockerNetworkArgs:
     """The addresses its containers get on this host, which preview probes on the LAN at once
     (`vlaninfra.components` fills it from the plan; never a reason for an update)."""
 
-    def __init__(self, *, host: DockerHost, network_name: Input[str], driver: Input[str],
-                 parent: Input[str], ipam: Input[Sequence[Input[IpamPool]]],
-                 mode: Input[str] | None = None, flag: Input[str] | None = None,
-                 internal: Input[bool] = False, enable_ipv6: Input[bool] = False,
-                 labels: Input[Mapping[str, Input[str]]] | None = None,
-                 config_path: Input[str] | None = None,
-                 lan_addresses: Input[Sequence[Input[LanAddress]]] = ()) -> None:
-        _set(self, locals())
+    def __init__(self, **args: Unpack[DockerNetworkArgsDict]) -> None:
+        _set(self, DockerNetworkArgsDict,
+             {"internal": False, "enable_ipv6": False, "lan_addresses": (), **args})
 
 
 class ContainerArgsDict(TypedDict):
@@ -164,17 +170,8 @@ class ContainerArgs:
     """Where preview sends an ARP probe for a new address (the network's parent on a
     LAN-facing network); not an input of the container, never a reason to change it."""
 
-    def __init__(self, *, host: DockerHost, container_name: Input[str], image: Input[str],
-                 network: Input[str], network_id: Input[str] | None = None,
-                 ipv4: Input[str] | None = None, ipv6: Input[str] | None = None,
-                 mac: Input[str] | None = None,
-                 command: Input[Sequence[Input[str]]] | None = None,
-                 hostname: Input[str] | None = None,
-                 restart_policy: Input[str] = "unless-stopped",
-                 labels: Input[Mapping[str, Input[str]]] | None = None,
-                 config_path: Input[str] | None = None,
-                 lan_device: Input[str] | None = None) -> None:
-        _set(self, locals())
+    def __init__(self, **args: Unpack[ContainerArgsDict]) -> None:
+        _set(self, ContainerArgsDict, {"restart_policy": "unless-stopped", **args})
 
 
 class HostShimArgsDict(TypedDict):
@@ -211,12 +208,9 @@ class HostShimArgs:
     extra_addresses: Input[Sequence[Input[str]]]
     """Further addresses: its IPv6 address, tenant gateways (``2001:db8:1::fffe/128``)."""
 
-    def __init__(self, *, host: DockerHost, shim_name: Input[str], parent: Input[str],
-                 address: Input[str], routes: Input[Sequence[Input[str]]] = (),
-                 kind: Input[str] = "macvlan", mode: Input[str] | None = None,
-                 config_path: Input[str] | None = None,
-                 extra_addresses: Input[Sequence[Input[str]]] = ()) -> None:
-        _set(self, locals())
+    def __init__(self, **args: Unpack[HostShimArgsDict]) -> None:
+        _set(self, HostShimArgsDict,
+             {"routes": (), "kind": "macvlan", "extra_addresses": (), **args})
 
 
 class VlanParentArgsDict(TypedDict):
@@ -242,9 +236,8 @@ class VlanParentArgs:
     config_path: Input[str] | None
     """The layout key it comes from (``sites.a.hosts[0].parents``), used in messages."""
 
-    def __init__(self, *, host: DockerHost, parent_name: Input[str], trunk: Input[str],
-                 vlan_id: Input[int], config_path: Input[str] | None = None) -> None:
-        _set(self, locals())
+    def __init__(self, **args: Unpack[VlanParentArgsDict]) -> None:
+        _set(self, VlanParentArgsDict, args)
 
 
 class RouterRouteArgsDict(TypedDict):
@@ -271,6 +264,5 @@ class RouterRouteArgs:
     config_path: Input[str] | None
     """The layout key it comes from (``sites.a.routers[0]``), used in messages."""
 
-    def __init__(self, *, router: DockerHost, destination: Input[str], via: Input[str],
-                 dev: Input[str] | None = None, config_path: Input[str] | None = None) -> None:
-        _set(self, locals())
+    def __init__(self, **args: Unpack[RouterRouteArgsDict]) -> None:
+        _set(self, RouterRouteArgsDict, args)
