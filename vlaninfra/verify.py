@@ -224,7 +224,7 @@ def verify(plan: Plan, hosts: Mapping[tuple[str, str], Any],
 
     Example: ``verify(the_plan, hosts_of(layout), routers_of(layout)).ok``
     """
-    from vlaninfra.providers._base import CONNECTION, target_of
+    from vlaninfra.providers._host import CONNECTION, target_of
     from vlaninfra.transport import agent_for
 
     def agent_of(member: Any) -> Any:

@@ -182,7 +182,7 @@ def _dropped(ctl: Any, members: Mapping[str, Any], records: Sequence[Mapping[str
 def _each(members: Mapping[str, Any], config: Callable[[str], Any], owner: str, op: str,
           **args: Any) -> dict[str, tuple[bool, float, Any]]:
     """Agent op `op` on every member at once: ``(ok, seconds, result or error)`` by key."""
-    from vlaninfra.providers._base import CONNECTION, target_of
+    from vlaninfra.providers._host import CONNECTION, target_of
     from vlaninfra.transport import agent_for
 
     def one(key: str) -> tuple[bool, float, Any]:

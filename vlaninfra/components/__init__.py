@@ -3,36 +3,10 @@ below it per network the Docker network on each host, the host shims and the con
 
 from __future__ import annotations
 
-from ._root import (
-    ContainerOutput,
-    Site,
-    SiteArgs,
-    SiteOutputs,
-    UpstreamRouteOutput,
-    deploy,
-)
-from ._site import (
-    ConfigPaths,
-    SiteNetwork,
-    SiteVlanParents,
-    UpstreamRoutes,
-    container_inputs,
-    network_inputs,
-    shim_inputs,
-)
+from . import _root, _site
+from ._root import *  # noqa: F403  (`Site` and its outputs: `_root.__all__`)
+from ._site import *  # noqa: F403  (the per-network components: `_site.__all__`)
 
-__all__ = [
-    "ConfigPaths",
-    "ContainerOutput",
-    "Site",
-    "SiteArgs",
-    "SiteNetwork",
-    "SiteOutputs",
-    "SiteVlanParents",
-    "UpstreamRouteOutput",
-    "UpstreamRoutes",
-    "container_inputs",
-    "deploy",
-    "network_inputs",
-    "shim_inputs",
-]
+__all__: list[str] = []
+__all__ += _root.__all__
+__all__ += _site.__all__

@@ -6,22 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 from typing_extensions import TypedDict
 
+from vlaninfra import providers as res
 from vlaninfra.errors import LayoutError, VlanInfraError
-from vlaninfra.layout import Layout, Plan, SitePlan, plan
+from vlaninfra.layout import Layout, Plan, SitePlan, UpstreamRoute, plan
 from vlaninfra.layout import Site as LayoutSite
-from vlaninfra.providers import (
-    Container,
-    DockerHost,
-    DockerNetwork,
-    HostShim,
-    RouterRoute,
-    VlanParent,
-)
 
 from ._site import ConfigPaths, SiteNetwork, SiteVlanParents, UpstreamRoutes
 
@@ -76,8 +68,8 @@ class SiteArgs:
 
     site: LayoutSite | None = None
     plan: SitePlan | None = None
-    hosts: Mapping[str, DockerHost] | None = None
-    routers: Mapping[str, DockerHost] | None = None
+    hosts: Mapping[str, res.DockerHost] | None = None
+    routers: Mapping[str, res.DockerHost] | None = None
     previous: Mapping[str, Sequence[str]] | None = None
 
 
@@ -112,11 +104,11 @@ class Site(pulumi.ComponentResource):
         paths = ConfigPaths(name, args.site)
         hosts = args.hosts if args.hosts is not None else _reach(args, "hosts")
         child = pulumi.ResourceOptions(parent=self, aliases=_MOVED_UNDER_SITE)
-        self.parents: dict[tuple[str, str], VlanParent] = {}
-        self.networks: dict[str, DockerNetwork] = {}
-        self.shims: dict[str, HostShim] = {}
-        self.containers: dict[str, Container] = {}
-        self.routes: dict[tuple[str, str], RouterRoute] = {}
+        self.parents: dict[tuple[str, str], res.VlanParent] = {}
+        self.networks: dict[str, res.DockerNetwork] = {}
+        self.shims: dict[str, res.HostShim] = {}
+        self.containers: dict[str, res.Container] = {}
+        self.routes: dict[tuple[str, str], res.RouterRoute] = {}
         self.components: list[pulumi.ComponentResource] = []
         if any(h.vlan_parents for h in site_plan.hosts):
             vlans = SiteVlanParents(
@@ -167,7 +159,7 @@ def _by_key(values: Mapping[str, pulumi.Output[str]]) -> pulumi.Output[dict[str,
     return pulumi.Output.all(*values.values()).apply(lambda vs: dict(zip(keys, vs, strict=True)))
 
 
-def _route_of(site: SitePlan, prefix: str) -> Any:
+def _route_of(site: SitePlan, prefix: str) -> UpstreamRoute:
     return next(r for r in site.upstream_routes if str(r.prefix) == prefix)
 
 
@@ -182,7 +174,7 @@ def _plan_alone(args: SiteArgs) -> SitePlan:
         raise pulumi.RunError(f"site {args.site.name} is not a valid layout:\n{err}") from None
 
 
-def _reach(args: SiteArgs, what: str) -> Mapping[str, DockerHost]:
+def _reach(args: SiteArgs, what: str) -> Mapping[str, res.DockerHost]:
     """The site's hosts or routers, from their `ssh` settings or the site's inventory."""
     from vlaninfra.program import hosts_of, routers_of
 
@@ -195,8 +187,8 @@ def _reach(args: SiteArgs, what: str) -> Mapping[str, DockerHost]:
 
 def deploy(
     plan: Plan,
-    hosts: Mapping[tuple[str, str], DockerHost],
-    routers: Mapping[tuple[str, str], DockerHost] | None = None,
+    hosts: Mapping[tuple[str, str], res.DockerHost],
+    routers: Mapping[tuple[str, str], res.DockerHost] | None = None,
     *,
     layout: Layout | None = None,
 ) -> list[Site]:

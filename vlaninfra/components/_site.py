@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import pulumi
 
@@ -15,9 +14,13 @@ from vlaninfra.providers import (
     DockerHost,
     DockerNetwork,
     HostShim,
+    IpamPool,
+    LanAddress,
     RouterRoute,
     VlanParent,
 )
+from vlaninfra.providers._args import AddressKey
+from vlaninfra.providers._host import Props
 
 __all__ = [
     "ConfigPaths",
@@ -55,7 +58,7 @@ class ConfigPaths:
         return self._key("containers", self._containers.get((host, name)), name)
 
 
-def _ipam(network: NetworkPlan) -> list[dict[str, Any]]:
+def _ipam(network: NetworkPlan) -> list[IpamPool]:
     return [
         {
             "subnet": str(s.subnet),
@@ -67,7 +70,7 @@ def _ipam(network: NetworkPlan) -> list[dict[str, Any]]:
     ]
 
 
-def network_inputs(net: NetworkPlan) -> dict[str, Any]:
+def network_inputs(net: NetworkPlan) -> Props:
     """The `DockerNetwork` properties of a planned network (the provider's names), host aside:
     what its provider's `diff` compares. Example: ``network_inputs(plan_h1.networks[0])["ipam"]``
     """
@@ -83,7 +86,7 @@ def network_inputs(net: NetworkPlan) -> dict[str, Any]:
     }
 
 
-def shim_inputs(shim: ShimPlan) -> dict[str, Any]:
+def shim_inputs(shim: ShimPlan) -> Props:
     """The `HostShim` properties of a planned shim, host aside (see `network_inputs`)."""
     return {
         "name": shim.name,
@@ -96,7 +99,7 @@ def shim_inputs(shim: ShimPlan) -> dict[str, Any]:
     }
 
 
-def container_inputs(c: ContainerPlan, network_id: Any) -> dict[str, Any]:
+def container_inputs(c: ContainerPlan, network_id: pulumi.Input[str] | None) -> Props:
     """The `Container` properties of a planned container, host aside (see `network_inputs`);
     `network_id` is its network's id (an output of the network's resource)."""
     return {
@@ -118,13 +121,18 @@ def _lan_device(net: NetworkPlan) -> str | None:
     return None if net.internal or net.mode in ROUTED else net.parent
 
 
-def _lan_addresses(host_plan: HostPlan, net: NetworkPlan) -> list[dict[str, Any]]:
+def _lan_addresses(host_plan: HostPlan, net: NetworkPlan) -> list[LanAddress]:
     """The `DockerNetwork` ``lan_addresses``: its containers' addresses its check probes."""
     device = _lan_device(net)
-    return [{"key": key, "address": str(address), "mac": c.mac, "device": device,
-             "name": c.name}
-            for c in host_plan.containers if device and c.network == net.name
-            for key, address in (("ipv4", c.ipv4), ("ipv6", c.ipv6)) if address]
+    if not device:
+        return []
+    return [LanAddress(key=key, address=str(address), mac=c.mac, device=device, name=c.name)
+            for c in host_plan.containers if c.network == net.name
+            for key, address in _addresses(c) if address]
+
+
+def _addresses(c: ContainerPlan) -> tuple[tuple[AddressKey, object], ...]:
+    return (("ipv4", c.ipv4), ("ipv6", c.ipv6))
 
 
 class SiteNetwork(pulumi.ComponentResource):

@@ -33,7 +33,7 @@ def _planned_objects(site: Site, the_plan: Plan | None, host: str, member: Any,
                      owner: str) -> list[tuple[str, str, dict[str, Any]]]:
     """(config key, provider kind, props) of every object the plan makes on ``host``: what
     the providers' preview clash checks are asked about."""
-    from vlaninfra.providers._base import CONFIG_PATH, CONNECTION, HOST, OWNER
+    from vlaninfra.providers._host import CONFIG_PATH, CONNECTION, HOST, OWNER
 
     if the_plan is None:
         return []
@@ -127,7 +127,7 @@ def doctor(layout: Layout, hosts: Mapping[tuple[str, str], Any], owner: str,
 
     Example: ``doctor(layout, hosts_of(layout), "vlaninfra/lab").ok``
     """
-    from vlaninfra.providers._base import CONNECTION, target_of
+    from vlaninfra.providers._host import CONNECTION, target_of
     from vlaninfra.transport import agent_for
 
     started = time.monotonic()

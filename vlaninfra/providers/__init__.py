@@ -6,57 +6,28 @@ calls to the host's agent; `vlaninfra.host` acts there.
 
 from __future__ import annotations
 
-from . import _quiet
-from ._base import DockerHost, HostProvider, ProviderError
+from . import _args, _quiet, _resources
+from ._args import *  # noqa: F403  (the resources' inputs: `_args.__all__`)
+from ._base import HostProvider
 from ._container import ContainerProvider
+from ._host import DockerHost, ProviderError
 from ._network import NetworkProvider
-from ._resources import (
-    Container,
-    ContainerArgs,
-    ContainerArgsDict,
-    DockerNetwork,
-    DockerNetworkArgs,
-    DockerNetworkArgsDict,
-    HostShim,
-    HostShimArgs,
-    HostShimArgsDict,
-    IpamPool,
-    RouterRoute,
-    RouterRouteArgs,
-    RouterRouteArgsDict,
-    VlanParent,
-    VlanParentArgs,
-    VlanParentArgsDict,
-)
+from ._resources import *  # noqa: F403  (the resources: `_resources.__all__`)
 from ._route import RouterRouteProvider
 from ._shim import ShimProvider
 from ._vlan import VlanParentProvider
 
 __all__ = [
-    "Container",
-    "ContainerArgs",
-    "ContainerArgsDict",
     "ContainerProvider",
     "DockerHost",
-    "DockerNetwork",
-    "DockerNetworkArgs",
-    "DockerNetworkArgsDict",
     "HostProvider",
-    "HostShim",
-    "HostShimArgs",
-    "HostShimArgsDict",
-    "IpamPool",
     "NetworkProvider",
     "ProviderError",
-    "RouterRoute",
-    "RouterRouteArgs",
-    "RouterRouteArgsDict",
     "RouterRouteProvider",
     "ShimProvider",
-    "VlanParent",
-    "VlanParentArgs",
-    "VlanParentArgsDict",
     "VlanParentProvider",
 ]
+__all__ += _args.__all__
+__all__ += _resources.__all__
 
 _quiet.install()

@@ -6,10 +6,11 @@ import ipaddress
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Literal
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, UpdateResult
+from typing_extensions import TypedDict
 
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.host.contract import (
@@ -25,7 +26,6 @@ from vlaninfra.host.contract import (
     ContainerSpec,
     ContainerState,
     ContainerUpdate,
-    ContractError,
     Named,
     NetworkConnect,
     NetworkDisconnect,
@@ -35,17 +35,18 @@ from vlaninfra.host.contract import (
 from vlaninfra.transport import Agent
 from vlaninfra.transport._runmemo import recall, remember
 
-from ._base import (
-    CONFIG_PATH,
-    CONNECTION,
-    HostProvider,
-    ProviderError,
-    docker_clash,
-    has_unknowns,
-    host_label,
-)
+from ._args import AddressKey
+from ._base import HostProvider, docker_clash
+from ._host import CONFIG_PATH, CONNECTION, Props, ProviderError, has_unknowns, host_label
 
-__all__ = ["ContainerProvider", "address_probe", "probe_addresses"]
+__all__ = [
+    "ContainerInputs",
+    "ContainerProvider",
+    "Probe",
+    "ProbeAnswer",
+    "address_probe",
+    "probe_addresses",
+]
 
 LAN_DEVICE = "lan_device"
 """Property: the host interface preview probes a new address from (ARP); None: no probe."""
@@ -55,23 +56,56 @@ ANSWER_AGE = 30.0
 """Seconds a probe answer serves the checks of this provider process (one engine phase checks
 a network and then its containers within it)."""
 
-_answers: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+class Probe(TypedDict):
+    """One ``probe.run`` check: nobody else on the LAN answers for ``address``."""
+
+    kind: Literal["arp-unique", "ndp-unique"]
+    device: str
+    address: str | None
+    own: list[str | None]
+
+
+class ProbeAnswer(TypedDict, total=False):
+    """The agent's answer to one `Probe`: ``ok``, or the MAC that ``answered_by``."""
+
+    ok: bool
+    answered_by: str | None
+
+
+class ContainerInputs(TypedDict):
+    """A container's inputs as `ContainerProvider.normalize` reads them from Pulumi's
+    properties."""
+
+    name: str | None
+    image: str | None
+    command: list[str] | None
+    hostname: str | None
+    labels: dict[str, str]
+    network: str | None
+    network_id: str | None
+    ipv4: str | None
+    ipv6: str | None
+    mac: str | None
+    restart_policy: str
+    running: bool
+
+
+_answers: dict[tuple[str, str], tuple[float, ProbeAnswer]] = {}
 _answers_lock = threading.Lock()
 
 
-def address_probe(key: str, device: str, address: Any, mac: Any) -> dict[str, Any]:
+def address_probe(key: str, device: str, address: object, mac: object) -> Probe:
     """The ``probe.run`` check that an address (``key`` ipv4 or ipv6) about to be given to a
     container with MAC ``mac`` is answered by no other LAN device on ``device``."""
     return {"kind": "arp-unique" if key == "ipv4" else "ndp-unique", "device": device,
             "address": _addr(address), "own": [_mac(mac)] if mac else []}
 
 
-def _cache_key(props: Mapping[str, Any], probe: Mapping[str, Any]) -> tuple[str, str]:
+def _cache_key(props: Props, probe: Probe) -> tuple[str, str]:
     return (json.dumps(props[CONNECTION], sort_keys=True), json.dumps(probe, sort_keys=True))
 
 
-def probe_addresses(agent: Agent, props: Mapping[str, Any], probes: Sequence[dict[str, Any]]
-                    ) -> list[dict[str, Any]]:
+def probe_addresses(agent: Agent, props: Props, probes: Sequence[Probe]) -> list[ProbeAnswer]:
     """Answers ``probes`` on the host of ``props``: fresh answers (under ``ANSWER_AGE``) from
     this process's cache, the others in ONE ``probe.run`` (the agent runs its checks in
     parallel: about 1 s whatever their number), kept for the checks that follow."""
@@ -85,9 +119,10 @@ def probe_addresses(agent: Agent, props: Mapping[str, Any], probes: Sequence[dic
         known.update(recall("probe", [keys[i] for i in ask], ANSWER_AGE))
         ask = [i for i in ask if keys[i] not in known]
     if ask:
-        answers = agent.call("probe.run", checks=[probes[i] for i in ask], timeout=ARP_BOUND)
+        answers: list[ProbeAnswer] = agent.call("probe.run", checks=[probes[i] for i in ask],
+                                                timeout=ARP_BOUND)
         done = time.monotonic()
-        judged: dict[tuple[str, ...], Any] = {}
+        judged: dict[tuple[str, ...], ProbeAnswer] = {}
         with _answers_lock:
             for i, answer in zip(ask, answers, strict=True):
                 known[keys[i]] = answer
@@ -98,11 +133,11 @@ def probe_addresses(agent: Agent, props: Mapping[str, Any], probes: Sequence[dic
     return [known[k] for k in keys]
 
 
-def _addr(value: Any) -> str | None:
+def _addr(value: object) -> str | None:
     return str(ipaddress.ip_address(str(value).split("/")[0])) if value else None
 
 
-def _mac(value: Any) -> str | None:
+def _mac(value: object) -> str | None:
     return str(value).lower() if value else None
 
 
@@ -125,24 +160,24 @@ class ContainerProvider(HostProvider):
     # on another network is not adopted).
     SPEC_KEYS = (REPLACE_KEYS - {"network_id"}) | {"network"}
 
-    def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
+    def normalize(self, props: Props) -> ContainerInputs:
         command = props.get("command")
-        return {
-            "name": props.get("name"),
-            "image": props.get("image"),
-            "command": list(command) if command else None,
-            "hostname": props.get("hostname") or None,
-            "labels": dict(sorted((props.get("labels") or {}).items())),
-            "network": props.get("network"),
-            "network_id": props.get("network_id"),
-            "ipv4": _addr(props.get("ipv4")),
-            "ipv6": _addr(props.get("ipv6")),
-            "mac": _mac(props.get("mac")),
-            "restart_policy": props.get("restart_policy") or RestartPolicy.UNLESS_STOPPED.value,
-            "running": props.get("running", True) is not False,
-        }
+        return ContainerInputs(
+            name=props.get("name"),
+            image=props.get("image"),
+            command=list(command) if command else None,
+            hostname=props.get("hostname") or None,
+            labels=dict(sorted((props.get("labels") or {}).items())),
+            network=props.get("network"),
+            network_id=props.get("network_id"),
+            ipv4=_addr(props.get("ipv4")),
+            ipv6=_addr(props.get("ipv6")),
+            mac=_mac(props.get("mac")),
+            restart_policy=props.get("restart_policy") or RestartPolicy.UNLESS_STOPPED.value,
+            running=props.get("running", True) is not False,
+        )
 
-    def _changed_keys(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+    def _changed_keys(self, olds: Props, news: Props) -> list[str]:
         changed = super()._changed_keys(olds, news)
         if "network" in changed:
             # Moving to another network is a disconnect + connect: the new network's id and the
@@ -152,7 +187,7 @@ class ContainerProvider(HostProvider):
             ]
         return changed
 
-    def validate(self, news: Mapping[str, Any]) -> list[CheckFailure]:
+    def validate(self, news: Props) -> list[CheckFailure]:
         where = news.get(CONFIG_PATH) or "container"
         policy = news.get("restart_policy") or RestartPolicy.UNLESS_STOPPED.value
         if policy not in RestartPolicy._value2member_map_:
@@ -160,7 +195,7 @@ class ContainerProvider(HostProvider):
                                                    f"one of {RestartPolicy.spelled()}")]
         return []
 
-    def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
+    def validate_on_host(self, agent: Agent, news: Props) -> list[CheckFailure]:
         if agent.call("docker.image.exists", name=news["image"]):
             return []
         where = news.get(CONFIG_PATH) or "container"
@@ -172,22 +207,22 @@ class ContainerProvider(HostProvider):
             )
         ]
 
-    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+    def check(self, olds: Props, news: Props) -> CheckResult:
         result = super().check(olds, news)
         if not result.failures:
             result.failures = self._address_taken(olds, news)
         return result
 
-    def _address_taken(self, olds: Mapping[str, Any], news: Mapping[str, Any]
-                       ) -> list[CheckFailure]:
+    def _address_taken(self, olds: Props, news: Props) -> list[CheckFailure]:
         """An address about to be assigned (new container, or a new address) that another
         LAN device already answers for, by one ARP (IPv4) or NDP (IPv6) probe from the host
         (the verification's ``arp-unique``/``ndp-unique``, bounded by ``ARP_BOUND``)."""
         device = news.get(LAN_DEVICE)
         if not device or has_unknowns(news.get(CONNECTION)):
             return []
+        keys: tuple[AddressKey, ...] = ("ipv4", "ipv6")
         probes = {key: address_probe(key, device, news[key], news.get("mac"))
-                  for key in ("ipv4", "ipv6")
+                  for key in keys
                   if news.get(key) and not has_unknowns(news[key])
                   and not (olds and _addr(olds.get(key)) == _addr(news[key]))}
         if not probes:
@@ -208,12 +243,12 @@ class ContainerProvider(HostProvider):
             # Free, or not judged (a VLAN parent made later): verification checks.
             if answer.get("answered_by")]
 
-    def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
+    def clash(self, agent: Agent, news: Props) -> str | None:
         found = run(agent, CONTAINER_INSPECT, Named(news["name"]))
         return docker_clash(self.KIND, found.labels if found else None, news,
                             self.owner(news))
 
-    def _outs(self, props: Mapping[str, Any], found: ContainerState) -> dict[str, Any]:
+    def _outs(self, props: Props, found: ContainerState) -> Props:
         attached = found.networks.get(props["network"])
         return {
             **props,
@@ -222,20 +257,18 @@ class ContainerProvider(HostProvider):
             "mac_address": attached.mac if attached else None,
         }
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
+    def create(self, props: Props) -> CreateResult:
         n = self.normalize(props)
-        try:
+        with self.failing(props, "create"):
             found = run(self.agent(props), CONTAINER_CREATE, ContainerCreate(ContainerSpec(
-                name=n["name"], image=n["image"],
+                name=str(n["name"]), image=str(n["image"]),
                 command=tuple(n["command"]) if n["command"] is not None else None,
                 network=n["network"], ipv4=n["ipv4"], ipv6=n["ipv6"], mac=n["mac"],
                 restart_policy=n["restart_policy"], labels=n["labels"],
                 hostname=n["hostname"]), self.mark(props)))
-        except (VlanInfraError, ContractError) as err:
-            raise self.fail(props, "create", err) from err
         return CreateResult(id_=found.id, outs=self._outs(props, found))
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+    def read(self, id_: str, props: Props) -> ReadResult:
         found = run(self.agent(props), CONTAINER_INSPECT, Named(props["name"]))
         if found is None:
             return ReadResult(id_="", outs={})
@@ -266,34 +299,28 @@ class ContainerProvider(HostProvider):
         }
         return ReadResult(id_=found.id, outs=self._outs(actual, found), inputs=actual)
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+    def update(self, _id: str, olds: Props, news: Props) -> UpdateResult:
         old, new = self.normalize(olds), self.normalize(news)
         agent = self.agent(news)
-        name = new["name"]
+        name = str(new["name"])
         owner, id_ = self.owner(news), olds.get("container_id")
-        try:
+        with self.failing(news, "update"):
             if old["network"] != new["network"]:
                 if old["network"]:
                     run(agent, NETWORK_DISCONNECT, NetworkDisconnect(
                         old["network"], name, owner=owner, id=id_))
                 run(agent, NETWORK_CONNECT, NetworkConnect(
-                    new["network"], name, new["ipv4"], new["ipv6"], new["mac"], owner, id_))
+                    str(new["network"]), name, new["ipv4"], new["ipv6"], new["mac"], owner, id_))
             if old["restart_policy"] != new["restart_policy"]:
                 run(agent, CONTAINER_UPDATE, ContainerUpdate(
                     name, new["restart_policy"], owner, id_))
             if new["running"] and not old["running"]:
                 run(agent, CONTAINER_START, ContainerRef(name, owner, id_))
             found = run(agent, CONTAINER_INSPECT, Named(name))
-        except VlanInfraError as err:
-            raise self.fail(news, "update", err) from err
         if found is None:
             raise self.fail(news, "update", ProviderError(f"container {name!r} vanished"))
         return UpdateResult(outs=self._outs(news, found))
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        try:
-            result = run(self.agent(props), CONTAINER_REMOVE, ContainerRef(
-                props["name"], self.owner(props), props.get("container_id")))
-        except VlanInfraError as err:
-            raise self.fail(props, "remove", err) from err
-        self.removed(props, result.kept)
+    def delete(self, _id: str, props: Props) -> None:
+        self.remove(props, CONTAINER_REMOVE, ContainerRef(
+            props["name"], self.owner(props), props.get("container_id")))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, UpdateResult
+from typing_extensions import TypedDict
 
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import marks
@@ -31,10 +31,19 @@ from vlaninfra.host.contract import (
 )
 from vlaninfra.transport import Agent, checking
 
-from ._base import CONFIG_PATH, CONNECTION, HostProvider, docker_clash, has_unknowns, nic_missing
+from ._args import LanAddress
+from ._base import HostProvider, docker_clash, nic_missing
 from ._container import _addr, address_probe, probe_addresses
+from ._host import CONFIG_PATH, CONNECTION, Props, has_unknowns
 
-__all__ = ["LAN_ADDRESSES", "NetworkProvider", "network_spec", "normalize_ipam"]
+__all__ = [
+    "LAN_ADDRESSES",
+    "NetworkInputs",
+    "NetworkProvider",
+    "PoolInputs",
+    "network_spec",
+    "normalize_ipam",
+]
 
 LAN_ADDRESSES = "lan_addresses"
 """Property: the addresses the plan gives containers on this network on this host that the LAN
@@ -43,27 +52,48 @@ of the network (never a reason to change it): its check probes the new ones at o
 its containers' checks find their answers ready instead of probing one after another."""
 
 
-def normalize_ipam(pools: Any) -> list[dict[str, Any]]:
+class PoolInputs(TypedDict):
+    """One IPAM pool in its canonical form (`normalize_ipam`)."""
+
+    subnet: str
+    gateway: str | None
+    ip_range: str | None
+    aux_addresses: dict[str, str]
+
+
+class NetworkInputs(TypedDict):
+    """A network's inputs as `NetworkProvider.normalize` reads them from Pulumi's properties."""
+
+    name: str | None
+    driver: str | None
+    parent: str | None
+    mode: str
+    flag: str | None
+    ipam: list[PoolInputs]
+    internal: bool
+    enable_ipv6: bool
+    labels: dict[str, str]
+
+
+def normalize_ipam(pools: Iterable[Props] | None) -> list[PoolInputs]:
     """IPAM pools in one canonical, order-free form: sorted by subnet, absent values as None.
 
     Example: ``normalize_ipam([{"subnet": "192.0.2.0/24"}])`` →
     ``[{"subnet": "192.0.2.0/24", "gateway": None, "ip_range": None, "aux_addresses": {}}]``
     """
-    out = []
+    out: list[PoolInputs] = []
     for pool in pools or []:
         aux = pool.get("aux_addresses") or {}
-        out.append(
-            {
-                "subnet": str(ipaddress.ip_network(pool["subnet"], strict=False)),
-                "gateway": pool.get("gateway") or None,
-                "ip_range": pool.get("ip_range") or None,
-                "aux_addresses": {str(k): str(aux[k]) for k in sorted(aux)},
-            }
-        )
+        out.append(PoolInputs(
+            subnet=str(ipaddress.ip_network(pool["subnet"], strict=False)),
+            gateway=pool.get("gateway") or None,
+            ip_range=pool.get("ip_range") or None,
+            aux_addresses={str(k): str(aux[k]) for k in sorted(aux)},
+        ))
     return sorted(out, key=lambda p: p["subnet"])
 
 
-def network_spec(n: Mapping[str, Any]) -> NetworkSpec:
+def network_spec(n: NetworkInputs) -> NetworkSpec:
     """The contract's spec of normalized inputs ``n``; ``ContractError`` when they do not fit.
 
     Example: ``network_spec(NetworkProvider().normalize(props)).docker_options()``
@@ -77,7 +107,8 @@ def network_spec(n: Mapping[str, Any]) -> NetworkSpec:
         internal=n["internal"], enable_ipv6=n["enable_ipv6"], labels=n["labels"])
 
 
-def _without_daemon_fill(actual: list[dict[str, Any]], wanted: list[dict[str, Any]]) -> list[Any]:
+def _without_daemon_fill(actual: list[PoolInputs], wanted: list[PoolInputs]
+                         ) -> list[PoolInputs]:
     """Actual pools with the values the daemon chose itself (a gateway nobody asked for) removed,
     so a refresh never reports them as drift."""
     asked = {p["subnet"]: p for p in wanted}
@@ -85,7 +116,8 @@ def _without_daemon_fill(actual: list[dict[str, Any]], wanted: list[dict[str, An
     for pool in actual:
         mine = asked.get(pool["subnet"])
         if mine is not None and mine["gateway"] is None:
-            pool = {**pool, "gateway": None}
+            pool = pool.copy()
+            pool["gateway"] = None
         out.append(pool)
     return out
 
@@ -103,22 +135,22 @@ class NetworkProvider(HostProvider):
     )
     INPUT_KEYS = REPLACE_KEYS
 
-    def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
+    def normalize(self, props: Props) -> NetworkInputs:
         driver = props.get("driver")
         default_mode = DEFAULT_MODE[Driver.MACVLAN if driver == "macvlan" else Driver.IPVLAN]
-        return {
-            "name": props.get("name"),
-            "driver": driver,
-            "parent": props.get("parent"),
-            "mode": props.get("mode") or default_mode.value,
-            "flag": props.get("flag") or None,
-            "ipam": normalize_ipam(props.get("ipam")),
-            "internal": bool(props.get("internal", False)),
-            "enable_ipv6": bool(props.get("enable_ipv6", False)),
-            "labels": dict(sorted((props.get("labels") or {}).items())),
-        }
+        return NetworkInputs(
+            name=props.get("name"),
+            driver=driver,
+            parent=props.get("parent"),
+            mode=props.get("mode") or default_mode.value,
+            flag=props.get("flag") or None,
+            ipam=normalize_ipam(props.get("ipam")),
+            internal=bool(props.get("internal", False)),
+            enable_ipv6=bool(props.get("enable_ipv6", False)),
+            labels=dict(sorted((props.get("labels") or {}).items())),
+        )
 
-    def validate(self, news: Mapping[str, Any]) -> list[CheckFailure]:
+    def validate(self, news: Props) -> list[CheckFailure]:
         where = news.get(CONFIG_PATH) or "network"
         errors: list[ContractError] = []
         try:
@@ -133,22 +165,22 @@ class NetworkProvider(HostProvider):
                 errors.append(err)
         return [CheckFailure(err.field or "", f"{where}.{err.message}") for err in errors]
 
-    def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
+    def validate_on_host(self, agent: Agent, news: Props) -> list[CheckFailure]:
         return nic_missing(agent, news, "parent", "network")
 
-    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+    def check(self, olds: Props, news: Props) -> CheckResult:
         result = super().check(olds, news)
         if not result.failures:
             self._probe_ahead(olds, news)
         return result
 
-    def _probe_ahead(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:
+    def _probe_ahead(self, olds: Props, news: Props) -> None:
         """Probes in one ``probe.run`` the planned addresses new since the last run (none on
         a run that changes nothing: no host is asked) that no container of this stack holds
         on this network yet (from the check snapshot, no extra round trip). Only warms the
         cache: each container's check still judges and reports its own address."""
         before = (olds.get(LAN_ADDRESSES) or []) if olds else []
-        planned = [a for a in news.get(LAN_ADDRESSES) or [] if a not in before]
+        planned: list[LanAddress] = [a for a in news.get(LAN_ADDRESSES) or [] if a not in before]
         if not planned or has_unknowns(planned) or has_unknowns(news.get(CONNECTION)):
             return
         try:
@@ -161,7 +193,7 @@ class NetworkProvider(HostProvider):
         except VlanInfraError:
             pass  # the containers' checks probe on their own and say what failed
 
-    def _held(self, agent: Agent, news: Mapping[str, Any], planned: Mapping[str, Any]) -> bool:
+    def _held(self, agent: Agent, news: Props, planned: LanAddress) -> bool:
         """Whether this stack's container already holds the planned address on this network
         (it is not about to be assigned)."""
         found = run(agent, CONTAINER_INSPECT, Named(planned["name"]))
@@ -171,19 +203,17 @@ class NetworkProvider(HostProvider):
         held = getattr(attached, planned["key"]) if attached else None  # ipv4 or ipv6
         return _addr(held) == _addr(planned["address"])
 
-    def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
+    def clash(self, agent: Agent, news: Props) -> str | None:
         found = run(agent, NETWORK_INSPECT, Named(news["name"]))
         return docker_clash(self.KIND, found.labels if found else None, news, self.owner(news))
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        try:
+    def create(self, props: Props) -> CreateResult:
+        with self.failing(props, "create"):
             found = run(self.agent(props), NETWORK_CREATE,
                         NetworkCreate(network_spec(self.normalize(props)), self.mark(props)))
-        except (VlanInfraError, ContractError) as err:
-            raise self.fail(props, "create", err) from err
         return CreateResult(id_=found.id, outs={**props, "network_id": found.id})
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+    def read(self, id_: str, props: Props) -> ReadResult:
         found = run(self.agent(props), NETWORK_INSPECT, Named(props["name"]))
         if found is None or found.id != id_:
             return ReadResult(id_="", outs={})
@@ -208,14 +238,10 @@ class NetworkProvider(HostProvider):
         }
         return ReadResult(id_=id_, outs={**actual, "network_id": found.id}, inputs=actual)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+    def update(self, _id: str, _olds: Props, news: Props) -> UpdateResult:
         # Only the transport properties (how to reach the host) can change without replacement.
         return UpdateResult(outs={**_olds, **news})
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        try:
-            result = run(self.agent(props), NETWORK_REMOVE, NetworkRemove(
-                props["name"], self.owner(props), props.get("network_id")))
-        except VlanInfraError as err:
-            raise self.fail(props, "remove", err) from err
-        self.removed(props, result.kept)
+    def delete(self, _id: str, props: Props) -> None:
+        self.remove(props, NETWORK_REMOVE, NetworkRemove(
+            props["name"], self.owner(props), props.get("network_id")))

@@ -5,12 +5,10 @@ path as the hosts."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
-from typing import Any
 
-from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
+from pulumi.dynamic import CheckFailure, ReadResult
+from typing_extensions import TypedDict
 
-from vlaninfra.errors import VlanInfraError
 from vlaninfra.host.contract import (
     ROUTE_DELETE,
     ROUTE_ENSURE,
@@ -26,26 +24,37 @@ from vlaninfra.host.contract import (
 )
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, PERSIST, HostProvider, host_label
+from ._base import ConvergingProvider
+from ._host import CONFIG_PATH, PERSIST, Props, host_label
 
-__all__ = ["RouterRouteProvider"]
+__all__ = ["RouteInputs", "RouterRouteProvider"]
 
 
-def _net(value: Any) -> str | None:
+class RouteInputs(TypedDict):
+    """A route's inputs as `RouterRouteProvider.normalize` reads them from Pulumi's
+    properties."""
+
+    destination: str | None
+    via: str | None
+    dev: str | None
+    persist: bool
+
+
+def _net(value: object) -> str | None:
     try:
         return str(ipaddress.ip_network(str(value)))
     except ValueError:
         return None if value is None else str(value)
 
 
-def _addr(value: Any) -> str | None:
+def _addr(value: object) -> str | None:
     try:
         return str(ipaddress.ip_address(str(value)))
     except ValueError:
         return None if value is None else str(value)
 
 
-class RouterRouteProvider(HostProvider):
+class RouterRouteProvider(ConvergingProvider):
     """Adds, reads, converges and removes one static route on one router (`proto static`).
 
     The destination is the route's identity (a replace-key); a new next hop or device is
@@ -59,15 +68,12 @@ class RouterRouteProvider(HostProvider):
     INPUT_KEYS = SPEC_KEYS | {PERSIST}
     PERSISTS = True
 
-    def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            "destination": _net(props.get("destination")),
-            "via": _addr(props.get("via")),
-            "dev": props.get("dev") or None,
-            PERSIST: bool(props.get(PERSIST)),
-        }
+    def normalize(self, props: Props) -> RouteInputs:
+        return RouteInputs(destination=_net(props.get("destination")),
+                           via=_addr(props.get("via")), dev=props.get("dev") or None,
+                           persist=bool(props.get(PERSIST)))
 
-    def validate(self, news: Mapping[str, Any]) -> list[CheckFailure]:
+    def validate(self, news: Props) -> list[CheckFailure]:
         where = news.get(CONFIG_PATH) or "route"
         try:
             RouteSpec(str(news.get("destination")), str(news.get("via")))
@@ -75,9 +81,9 @@ class RouterRouteProvider(HostProvider):
             return [CheckFailure(err.field or "", f"{where}: {err.message}")]
         return []
 
-    def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
+    def clash(self, agent: Agent, news: Props) -> str | None:
         n = self.normalize(news)
-        found = run(agent, ROUTE_GET, RouteGet(n["destination"]))
+        found = run(agent, ROUTE_GET, RouteGet(str(n["destination"])))
         if found is None:
             return None
         if found.proto == "vlaninfra":
@@ -93,25 +99,21 @@ class RouterRouteProvider(HostProvider):
                 f"{host_label(news)}; vlaninfra leaves it alone: remove it there, or drop "
                 f"{n['destination']} from the routes vlaninfra manages")
 
-    def _ensure(self, props: Mapping[str, Any], olds: Mapping[str, Any] | None = None,
-                ) -> dict[str, Any]:
+    def converge(self, props: Props, what: str, olds: Props | None) -> Props:
         n = self.normalize(props)
         # A route added before vlaninfra had its own protocol is `proto static`: state knows it.
         legacy = _addr(olds.get("via")) if olds and olds.get("proto") == "static" else None
-        found = run(self.agent(props), ROUTE_ENSURE, RouteEnsure(
-            RouteSpec(n["destination"], n["via"], n["dev"]), legacy_via=legacy,
-            recorded_via=_addr(olds.get("via")) if olds else None,
-            persist_owner=self.persist_owner(props)))
+        with self.failing(props, what):
+            found = run(self.agent(props), ROUTE_ENSURE, RouteEnsure(
+                RouteSpec(str(n["destination"]), str(n["via"]), n["dev"]), legacy_via=legacy,
+                recorded_via=_addr(olds.get("via")) if olds else None,
+                persist_owner=self.persist_owner(props)))
         return {**props, "out_dev": found.dev, "proto": found.proto}
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        try:
-            outs = self._ensure(props)
-        except (VlanInfraError, ContractError) as err:
-            raise self.fail(props, "create", err) from err
-        return CreateResult(id_=f"{props['host']}/{_net(props['destination'])}", outs=outs)
+    def object_id(self, props: Props) -> str:
+        return f"{props['host']}/{_net(props['destination'])}"
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+    def read(self, id_: str, props: Props) -> ReadResult:
         found = run(self.agent(props), ROUTE_READ,
                     RouteRead(str(_net(props["destination"])), self.persist_owner(props)))
         if found is None or found.gateway is None:
@@ -130,17 +132,9 @@ class RouterRouteProvider(HostProvider):
         outs = {**actual, "out_dev": found.dev, "proto": found.proto}
         return ReadResult(id_=id_, outs=outs, inputs=actual)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        try:
-            return UpdateResult(outs=self._ensure(news, _olds))
-        except (VlanInfraError, ContractError) as err:
-            raise self.fail(news, "update", err) from err
-
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
+    def delete(self, _id: str, props: Props) -> None:
         n = self.normalize(props)
-        try:
+        with self.failing(props, "remove"):
             run(self.agent(props), ROUTE_DELETE, RouteDelete(
-                n["destination"], n["via"], props.get("proto") == "static",
+                str(n["destination"]), str(n["via"]), props.get("proto") == "static",
                 self.persist_owner(props, deleting=True)))
-        except VlanInfraError as err:
-            raise self.fail(props, "remove", err) from err

@@ -5,12 +5,11 @@ children)."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable
 
-from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
+from pulumi.dynamic import CheckFailure, ReadResult
+from typing_extensions import TypedDict
 
-from vlaninfra.errors import VlanInfraError
 from vlaninfra.host import marks
 from vlaninfra.host.contract import (
     DEFAULT_MODE,
@@ -20,7 +19,6 @@ from vlaninfra.host.contract import (
     SHIM_READ,
     ContractError,
     Driver,
-    LinkDelete,
     LinkRead,
     Named,
     ShimEnsure,
@@ -31,33 +29,39 @@ from vlaninfra.host.contract import (
 )
 from vlaninfra.transport import Agent
 
-from ._base import (
-    CONFIG_PATH,
-    PERSIST,
-    HostProvider,
-    clash_of,
-    has_unknowns,
-    host_label,
-    nic_missing,
-)
+from ._base import ConvergingProvider, clash_of, nic_missing
+from ._host import CONFIG_PATH, PERSIST, Props, has_unknowns, host_label
 
-__all__ = ["ShimProvider"]
+__all__ = ["ShimInputs", "ShimProvider", "shim_spec"]
 
 
-def _routes(routes: Any) -> list[str]:
+class ShimInputs(TypedDict):
+    """A shim's inputs as `ShimProvider.normalize` reads them from Pulumi's properties."""
+
+    extra_addresses: list[str]
+    name: str | None
+    parent: str | None
+    kind: str
+    mode: str
+    address: str | None
+    routes: list[str]
+    persist: bool
+
+
+def _routes(routes: Iterable[str] | None) -> list[str]:
     return sorted({str(ipaddress.ip_network(r, strict=False)) for r in routes or []})
 
 
-def shim_spec(n: Mapping[str, Any]) -> ShimSpec:
+def shim_spec(n: ShimInputs) -> ShimSpec:
     """The contract's spec of normalized inputs ``n``; ``ContractError`` when they do not
     fit."""
     kind = driver_of(n["kind"])
     return ShimSpec(name=str(n["name"]), parent=str(n["parent"]), kind=kind,
-                    mode=mode_of(kind, n["mode"]), address=n["address"],
+                    mode=mode_of(kind, n["mode"]), address=str(n["address"]),
                     routes=tuple(n["routes"]), extra_addresses=tuple(n["extra_addresses"]))
 
 
-class ShimProvider(HostProvider):
+class ShimProvider(ConvergingProvider):
     """Creates, reads, converges and removes one shim link on one host.
 
     The link's name is its identity (a replace-key); parent, kind, mode, address and routes are
@@ -71,32 +75,32 @@ class ShimProvider(HostProvider):
     INPUT_KEYS = SPEC_KEYS | {PERSIST}
     PERSISTS = True
 
-    def spec(self, props: Mapping[str, Any]) -> str:
+    def spec(self, props: Props) -> str:
         # A shim without further addresses keeps the mark it had before they existed.
         n = self.normalize(props)
         keys = self.SPEC_KEYS if n["extra_addresses"] else self.SPEC_KEYS - {"extra_addresses"}
         return marks.spec_hash({k: n.get(k) for k in sorted(keys)})
 
-    def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
+    def normalize(self, props: Props) -> ShimInputs:
         address = props.get("address")
-        return {
-            "extra_addresses": sorted(str(ipaddress.ip_interface(a))
-                                      for a in props.get("extra_addresses") or []),
-            "name": props.get("name"),
-            "parent": props.get("parent"),
-            "kind": props.get("kind") or Driver.MACVLAN.value,
-            "mode": props.get("mode") or DEFAULT_MODE[
+        return ShimInputs(
+            extra_addresses=sorted(str(ipaddress.ip_interface(a))
+                                   for a in props.get("extra_addresses") or []),
+            name=props.get("name"),
+            parent=props.get("parent"),
+            kind=props.get("kind") or Driver.MACVLAN.value,
+            mode=props.get("mode") or DEFAULT_MODE[
                 Driver.MACVLAN if props.get("kind", "macvlan") == "macvlan" else Driver.IPVLAN
             ].value,
-            "address": str(ipaddress.ip_interface(address)) if address else None,
-            "routes": _routes(props.get("routes")),
-            PERSIST: bool(props.get(PERSIST)),
-        }
+            address=str(ipaddress.ip_interface(address)) if address else None,
+            routes=_routes(props.get("routes")),
+            persist=bool(props.get(PERSIST)),
+        )
 
-    def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
+    def validate_on_host(self, agent: Agent, news: Props) -> list[CheckFailure]:
         return nic_missing(agent, news, "parent", "shim")
 
-    def validate(self, news: Mapping[str, Any]) -> list[CheckFailure]:
+    def validate(self, news: Props) -> list[CheckFailure]:
         where = news.get(CONFIG_PATH) or "shim"
         if has_unknowns(news):
             return []
@@ -108,7 +112,7 @@ class ShimProvider(HostProvider):
             return [CheckFailure("address", f"{where}: {err}")]
         return []
 
-    def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
+    def clash(self, agent: Agent, news: Props) -> str | None:
         found = run(agent, LINK_GET, Named(news["name"]))
         if found is None:
             return None
@@ -118,21 +122,16 @@ class ShimProvider(HostProvider):
         where = news.get(CONFIG_PATH) or "shim"
         return f"{clash} (the shim's name is {where}.name)" if clash else None
 
-    def _ensure(self, props: Mapping[str, Any], ifindex: Any = None) -> dict[str, Any]:
-        # `ifindex`: the link state recorded (claimed even without a mark: made before marks).
-        found = run(self.agent(props), SHIM_ENSURE, ShimEnsure(
-            shim_spec(self.normalize(props)), self.mark(props),
-            int(ifindex) if ifindex is not None else None, self.persist_owner(props)))
+    def converge(self, props: Props, what: str, olds: Props | None) -> Props:
+        # The ifindex state recorded is claimed even without a mark (made before marks).
+        ifindex = olds.get("ifindex") if olds else None
+        with self.failing(props, what):
+            found = run(self.agent(props), SHIM_ENSURE, ShimEnsure(
+                shim_spec(self.normalize(props)), self.mark(props),
+                int(ifindex) if ifindex is not None else None, self.persist_owner(props)))
         return {**props, "mac_address": found.mac, "ifindex": found.index}
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        try:
-            outs = self._ensure(props)
-        except (VlanInfraError, ContractError) as err:
-            raise self.fail(props, "create", err) from err
-        return CreateResult(id_=f"{props['host']}/{props['name']}", outs=outs)
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+    def read(self, id_: str, props: Props) -> ReadResult:
         found = run(self.agent(props), SHIM_READ,
                     LinkRead(props["name"], self.persist_owner(props)))
         if found is None:
@@ -164,18 +163,5 @@ class ShimProvider(HostProvider):
         outs = {**actual, "mac_address": found.mac, "ifindex": found.index}
         return ReadResult(id_=id_, outs=outs, inputs=actual)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        try:
-            return UpdateResult(outs=self._ensure(news, _olds.get("ifindex")))
-        except (VlanInfraError, ContractError) as err:
-            raise self.fail(news, "update", err) from err
-
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        try:
-            ifindex = props.get("ifindex")
-            result = run(self.agent(props), SHIM_DELETE, LinkDelete(
-                props["name"], self.owner(props), int(ifindex) if ifindex is not None else None,
-                self.persist_owner(props, deleting=True)))
-        except VlanInfraError as err:
-            raise self.fail(props, "remove", err) from err
-        self.removed(props, result.kept)
+    def delete(self, _id: str, props: Props) -> None:
+        self.remove(props, SHIM_DELETE, self.link_delete(props))

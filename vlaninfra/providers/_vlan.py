@@ -7,19 +7,17 @@ which would leave a shim on it dangling). It is removed on destroy only if vlani
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import cast
 
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
+from typing_extensions import TypedDict
 
-from vlaninfra.errors import VlanInfraError
 from vlaninfra.host.contract import (
     LINK_GET,
     VLAN_DELETE,
     VLAN_ENSURE,
     VLAN_READ,
     ContractError,
-    LinkDelete,
     LinkRead,
     LinkState,
     Named,
@@ -29,9 +27,22 @@ from vlaninfra.host.contract import (
 )
 from vlaninfra.transport import Agent
 
-from ._base import CONFIG_PATH, PERSIST, HostProvider, host_label, nic_missing
+from ._base import HostProvider, nic_missing
+from ._host import CONFIG_PATH, PERSIST, Props, host_label
 
-__all__ = ["VlanParentProvider"]
+__all__ = ["VlanInputs", "VlanParentProvider"]
+
+
+class VlanInputs(TypedDict):
+    """A VLAN parent's inputs as `VlanParentProvider.normalize` reads them from Pulumi's
+    properties (``vlan_id`` as given when it is no whole number: `VlanSpec` says why)."""
+
+    name: str | None
+    trunk: str | None
+    vlan_id: int | None
+    """The engine's float made an int; any other value stays as given: `VlanSpec` refuses
+    it."""
+    persist: bool
 
 
 class VlanParentProvider(HostProvider):
@@ -49,28 +60,28 @@ class VlanParentProvider(HostProvider):
     INPUT_KEYS = REPLACE_KEYS | {PERSIST}
     PERSISTS = True
 
-    def normalize(self, props: Mapping[str, Any]) -> dict[str, Any]:
+    def normalize(self, props: Props) -> VlanInputs:
         vid = props.get("vlan_id")
         if isinstance(vid, float) and vid.is_integer():
             vid = int(vid)  # the engine carries every number as a float
         elif isinstance(vid, str) and vid.isdigit():
             vid = int(vid)
-        return {"name": props.get("name"), "trunk": props.get("trunk"), "vlan_id": vid,
-                PERSIST: bool(props.get(PERSIST))}
+        return VlanInputs(name=props.get("name"), trunk=props.get("trunk"), vlan_id=vid,
+                          persist=bool(props.get(PERSIST)))
 
-    def validate(self, news: Mapping[str, Any]) -> list[CheckFailure]:
+    def validate(self, news: Props) -> list[CheckFailure]:
         where = news.get(CONFIG_PATH) or "vlan parent"
         n = self.normalize(news)
         try:
-            VlanSpec(str(n["trunk"]), n["vlan_id"], str(n["name"]))
+            _spec(n)
         except ContractError as err:
             return [CheckFailure("vlan_id", f"{where}: {err.message.split(': ', 1)[1]}")]
         return []
 
-    def validate_on_host(self, agent: Agent, news: Mapping[str, Any]) -> list[CheckFailure]:
+    def validate_on_host(self, agent: Agent, news: Props) -> list[CheckFailure]:
         return nic_missing(agent, news, "trunk", "vlan parent")
 
-    def clash(self, agent: Agent, news: Mapping[str, Any]) -> str | None:
+    def clash(self, agent: Agent, news: Props) -> str | None:
         # An existing 802.1Q link with this trunk and id is used as it is (and kept on
         # destroy); a link of that name that is anything else cannot be.
         found = run(agent, LINK_GET, Named(news["name"]))
@@ -84,22 +95,18 @@ class VlanParentProvider(HostProvider):
                 f"{n['vlan_id']} on {n['trunk']!r}; vlaninfra leaves it alone: name another "
                 "VLAN parent")
 
-    def _ensure(self, props: Mapping[str, Any]) -> LinkState:
+    def _ensure(self, props: Props, what: str) -> LinkState:
         # The host keeps a boot file only for a link it made (one found there is not ours).
-        n = self.normalize(props)
-        return run(self.agent(props), VLAN_ENSURE, VlanEnsure(
-            VlanSpec(str(n["trunk"]), n["vlan_id"], str(n["name"])), self.mark(props),
-            self.persist_owner(props)))
+        with self.failing(props, what):
+            return run(self.agent(props), VLAN_ENSURE, VlanEnsure(
+                _spec(self.normalize(props)), self.mark(props), self.persist_owner(props)))
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        try:
-            found = self._ensure(props)
-        except (VlanInfraError, ContractError) as err:
-            raise self.fail(props, "create", err) from err
+    def create(self, props: Props) -> CreateResult:
+        found = self._ensure(props, "create")
         outs = {**props, "created": bool(found.created), "ifindex": found.index}
         return CreateResult(id_=f"{props['host']}/{props['name']}", outs=outs)
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+    def read(self, id_: str, props: Props) -> ReadResult:
         ours = bool(props.get("created"))
         found = run(self.agent(props), VLAN_READ,
                     LinkRead(props["name"], self.persist_owner(props) if ours else None))
@@ -121,25 +128,18 @@ class VlanParentProvider(HostProvider):
         outs = {**actual, "created": bool(props.get("created")), "ifindex": found.index}
         return ReadResult(id_=id_, outs=outs, inputs=actual)
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+    def update(self, _id: str, olds: Props, news: Props) -> UpdateResult:
         # Only the transport properties and `persist` change in place; ownership stays as
         # recorded. A link vlaninfra made is ensured again, which rewrites its boot file.
         outs = {**olds, **news, "created": bool(olds.get("created"))}
         if olds.get("created"):
-            try:
-                outs["ifindex"] = self._ensure(outs).index
-            except (VlanInfraError, ContractError) as err:
-                raise self.fail(news, "update", err) from err
+            outs["ifindex"] = self._ensure(outs, "update").index
         return UpdateResult(outs=outs)
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        if not props.get("created"):
-            return  # it was there before vlaninfra: not ours to remove
-        try:
-            ifindex = props.get("ifindex")
-            result = run(self.agent(props), VLAN_DELETE, LinkDelete(
-                props["name"], self.owner(props), int(ifindex) if ifindex is not None else None,
-                self.persist_owner(props, deleting=True)))
-        except VlanInfraError as err:
-            raise self.fail(props, "remove", err) from err
-        self.removed(props, result.kept)
+    def delete(self, _id: str, props: Props) -> None:
+        if props.get("created"):  # one there before vlaninfra is not ours to remove
+            self.remove(props, VLAN_DELETE, self.link_delete(props))
+
+
+def _spec(n: VlanInputs) -> VlanSpec:
+    return VlanSpec(str(n["trunk"]), cast(int, n["vlan_id"]), str(n["name"]))

@@ -97,6 +97,13 @@ def test_args_object_dict_and_keywords_declare_the_same_inputs(mocks: Mocks) -> 
         "unless-stopped")
 
 
+def test_args_refuse_a_missing_or_unknown_field_as_a_call_would() -> None:
+    with pytest.raises(TypeError, match=r"ContainerArgs\(\) missing required keyword "
+                                        r"arguments: container_name, network; got unexpected "
+                                        r"keyword arguments: ip"):
+        ContainerArgs(host=H1, image="busybox", ip="192.0.2.9")  # type: ignore[call-arg]
+
+
 def test_an_invalid_site_stops_the_program_listing_its_errors(mocks: Mocks) -> None:
     from dataclasses import replace
 

@@ -12,7 +12,7 @@ from vlaninfra import program
 from vlaninfra.engine import config_key
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.layout import load_config
-from vlaninfra.providers import DockerHost, _base
+from vlaninfra.providers import DockerHost, _host
 from vlaninfra.transport import SshTarget
 
 PEM = (
@@ -33,7 +33,7 @@ def _hosts(ssh: dict[str, Any]) -> dict[tuple[str, str], DockerHost]:
 def test_no_key_source_means_ssh_agent() -> None:
     h1 = _hosts({})[("a", "h1")]
     assert (h1.key_path, h1.key_config) == (None, None)
-    target = _base.target_of({"connection": h1.connection()})
+    target = _host.target_of({"connection": h1.connection()})
     assert isinstance(target, SshTarget) and target.private_key is None
 
 
@@ -44,7 +44,7 @@ def test_a_key_file_is_read_on_the_controller_with_tilde(
     (tmp_path / "id").write_text(PEM)
     h1 = _hosts({"private_key_file": "~/id"})[("a", "h1")]
     assert h1.connection()["key_path"] == "~/id"  # the path, never the key, in properties
-    target = _base.target_of({"connection": h1.connection()})
+    target = _host.target_of({"connection": h1.connection()})
     assert isinstance(target, SshTarget) and target.private_key == PEM
 
 

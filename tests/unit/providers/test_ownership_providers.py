@@ -29,7 +29,7 @@ from vlaninfra.providers import (
     ShimProvider,
     VlanParentProvider,
 )
-from vlaninfra.providers._base import UNKNOWN
+from vlaninfra.providers._host import UNKNOWN
 from vlaninfra.transport import AgentExitedError
 
 from . import typed_host

@@ -24,7 +24,7 @@ from vlaninfra.providers import (
     NetworkProvider,
     ProviderError,
     ShimProvider,
-    _base,
+    _host,
 )
 from vlaninfra.transport import SshTarget
 
@@ -221,14 +221,14 @@ def test_no_secret_in_properties_and_key_errors_name_the_file_not_the_key() -> N
     conn = replace(H1, key_path="/nonexistent/key").connection()
     assert "private_key" not in str(conn).replace("key_path", "")
     with pytest.raises(ProviderError, match="cannot read the SSH private key file /nonexistent"):
-        _base.target_of({"connection": conn})
+        _host.target_of({"connection": conn})
 
 
 def test_key_from_secret_config() -> None:
     h = DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAAtest", key_config="sshKey")
     config = {"vlaninfra:sshKey": "PEM"}
-    target = _base.target_of({"connection": h.connection()}, config.get)
+    target = _host.target_of({"connection": h.connection()}, config.get)
     assert isinstance(target, SshTarget) and target.private_key == "PEM"
     assert "PEM" not in repr(target)
     with pytest.raises(ProviderError, match=r"pulumi config set --secret sshKey < KEYFILE"):
-        _base.target_of({"connection": h.connection()}, lambda _key: None)
+        _host.target_of({"connection": h.connection()}, lambda _key: None)
