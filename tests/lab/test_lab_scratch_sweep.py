@@ -73,7 +73,15 @@ def _remove(items: dict[str, Path | str]) -> None:
 def test_lab_down_sweeps_a_killed_runs_scratch_hosts_and_keeps_a_live_ones() -> None:
     dead, live = _dead_pid(), os.getpid()
     dead_items, live_items = _names(dead), _names(live)
+    # Anyone can write to /tmp: a dead run's name on a directory others may write to, with a
+    # pidfile naming a process outside any scratch namespace, must make `lab down` neither
+    # end that process nor delete the directory.
+    planted = Path(f"/tmp/vxa-sshd-{dead}-planted")
+    bystander = subprocess.Popen(["sleep", "600"])
     try:
+        planted.mkdir()
+        planted.chmod(0o777)
+        (planted / "sshd.pid").write_text(f"{bystander.pid}\n")
         _make(dead_items)
         _make(live_items)
         sleeper = [p.pid for p in processes_in(n.netns_inode(f"vxa-swp-{dead}") or 0)]
@@ -86,11 +94,16 @@ def test_lab_down_sweeps_a_killed_runs_scratch_hosts_and_keeps_a_live_ones() -> 
         )
         seconds = time.monotonic() - t0
         assert proc.returncode == 0, proc.stderr
+        assert f"removed namespace vxa-swp-{dead} of a killed test run" in proc.stderr
         assert _present(dead_items) == dict.fromkeys(dead_items, False)
+        assert planted.is_dir() and bystander.poll() is None
         assert not any(alive(pid) for pid in sleeper)
         assert _present(live_items) == dict.fromkeys(live_items, True)
         assert processes_in(n.netns_inode(f"vxa-swp-{live}") or 0)  # its process still runs
         assert seconds < 30
     finally:
+        bystander.kill()
+        bystander.wait()
+        shutil.rmtree(planted, ignore_errors=True)
         for items in (dead_items, live_items):
             _remove(items)

@@ -111,15 +111,16 @@ def lab_down(instance: str = DEFAULT) -> list[str]:
     pids the lab recorded before starting them (and their descendants), so no process of
     anyone else ends, whatever its command line names. Also removes the scratch hosts of agent
     test runs that were killed (`vlaninfra.lab._scratch`). Keeps the image cache. Returns one line
-    per process the lab did not start that still runs in one of its namespaces (left running).
+    per process the lab did not start that still runs in one of its namespaces (left running),
+    and one per scratch leftover removed (or the reason it could not be).
 
     Example: ``lab_down("t1")`` → ``[]``
     """
     require_root()
     validate_instance(instance)
-    sweep_scratch()  # a killed agent-test run's scratch hosts (never a live run's)
+    notes = _sweep()
     if not lab_root().exists() and not existing_names(instance) and not vm.vm_leftovers(instance):
-        return []
+        return notes
     lab_root().mkdir(parents=True, exist_ok=True)
     with instance_locked(instance), locked():
         names = existing_names(instance)
@@ -138,4 +139,14 @@ def lab_down(instance: str = DEFAULT) -> list[str]:
             raise LabError(f"`lab down` of {instance} left behind:\n  " + "\n  ".join(left))
     with contextlib.suppress(OSError):
         lab_root().rmdir()  # only if no other instance is left
-    return survivors
+    return notes + survivors
+
+
+def _sweep() -> list[str]:
+    """A killed agent-test run's scratch hosts (never a live run's): what went, or why not.
+    A failure here never stops the lab instance's own teardown."""
+    try:
+        return [f"removed {s} of a killed test run" for s in sweep_scratch()]
+    except (LabError, OSError) as exc:
+        return [f"could not remove a killed test run's scratch hosts ({exc}); "
+                "run `vlaninfra lab down` again"]

@@ -11,9 +11,11 @@ live run's:
   ``/var/tmp/vxa-docker-<pid>-…`` (dockerd's data root, and its ``.log`` beside it).
 
 `sweep_scratch` (run by `lab down`) removes those whose pid no longer runs: it ends the
-processes in their namespaces and those their pidfiles record (with all descendants), unmounts
-what dockerd left mounted, then deletes namespaces, links and directories. What belongs to a
-live run is never touched.
+processes in their namespaces (sshd and dockerd run there) with all descendants, unmounts what
+dockerd left mounted, then deletes namespaces, links and directories. What belongs to a live
+run is never touched. Only namespaces and links (which only root can make) name processes to
+end; a temp path is taken only when it is this user's own, not a symlink and writable by no
+one else, and pidfiles in it are never read: anyone can write to /tmp.
 
 Example::
 
@@ -27,6 +29,7 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +38,7 @@ from typing import Literal
 from vlaninfra.lab import _netns as n
 from vlaninfra.lab._daemons import kill_processes, unmount
 from vlaninfra.lab._errors import LabError
-from vlaninfra.lab._procs import LabProcess, alive, processes_in, recorded_pid, with_descendants
+from vlaninfra.lab._procs import LabProcess, alive, processes_in, with_descendants
 
 __all__ = [
     "PREFIX",
@@ -122,7 +125,17 @@ def _scratch_paths() -> list[Path]:
     found = list(Path("/run").glob(f"{PREFIX}-*"))
     for kind, parent in _TEMP_DIRS.items():
         found += parent.glob(f"{PREFIX}-{kind}-*")
-    return found
+    return [p for p in found if _own(p)]
+
+
+def _own(path: Path) -> bool:
+    """A real directory or file of this user that no one else may write to."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    kind_ok = stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)
+    return kind_ok and st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 def sweep_scratch() -> list[str]:
@@ -132,12 +145,9 @@ def sweep_scratch() -> list[str]:
         return []
     inodes = [i for s in dead if s.kind == "netns" and (i := n.netns_inode(s.name)) is not None]
     paths = [Path(s.name) for s in dead if s.kind == "path"]
-    pidfiles = [p / x for p in paths for x in ("sshd.pid", "docker.pid")]
 
     def find() -> list[LabProcess]:
-        pids = [p.pid for ino in inodes for p in processes_in(ino)]
-        pids += [pid for f in pidfiles if (pid := recorded_pid(f)) is not None]
-        return with_descendants(pids)
+        return with_descendants([p.pid for ino in inodes for p in processes_in(ino)])
 
     kill_processes(find)
     unmount(str(p) for p in paths)

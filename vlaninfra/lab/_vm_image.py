@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlaninfra.lab._daemons import unmount
-from vlaninfra.lab._errors import VmError
+from vlaninfra.lab._errors import LabError, VmError
 from vlaninfra.lab._qemu import QEMU
 
 __all__ = [
@@ -181,9 +181,11 @@ def _load_image(directory: Path, key: str, *, built: bool) -> VmImage | None:
 
 
 def _remove_tree(path: Path) -> None:
-    """Delete ``path``, first unmounting anything a killed build left mounted below it."""
+    """Delete ``path``, first unmounting anything a killed build left mounted below it (best
+    effort, as a build's clean-up: a mount that will not go is left to `lab down`)."""
     if path.exists():
-        unmount([str(path.resolve())])
+        with contextlib.suppress(LabError):
+            unmount([str(path.resolve())])
         shutil.rmtree(path, ignore_errors=True)
 
 
