@@ -57,7 +57,7 @@ def shim_spec(n: ShimInputs) -> ShimSpec:
     fit."""
     kind = driver_of(n["kind"])
     return ShimSpec(name=str(n["name"]), parent=str(n["parent"]), kind=kind,
-                    mode=mode_of(kind, n["mode"]), address=str(n["address"]),
+                    mode=mode_of(kind, n["mode"]), address=n["address"],
                     routes=tuple(n["routes"]), extra_addresses=tuple(n["extra_addresses"]))
 
 

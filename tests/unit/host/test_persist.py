@@ -304,3 +304,16 @@ def test_files_written_before_specs_still_restore_and_check_ok(store: Store) -> 
             state = None if link is None else LinkState.of_link(link)
         assert state is not None, path.name
         assert persist.check(store, kept.kind, owner, state) == "ok", path.name
+
+
+def test_a_file_naming_an_impossible_link_is_skipped_and_the_rest_restored(store: Store) -> None:
+    shutil.copytree(FORMAT_1, store.persist_dir)
+    bad = store.persist_dir / "vlaninfra--prod" / "vlan--eth0.12345678901234.json"
+    doc = json.loads((store.persist_dir / "vlaninfra--prod" / "vlan--eth0.50.json").read_text())
+    doc["name"] = doc["args"]["name"] = "eth0.12345678901234"  # over IFNAMSIZ
+    bad.write_text(json.dumps(doc))
+    fresh: Any = FakeContext()
+    lines: list[str] = []
+    assert persist.restore(fresh, store, wait=0, say=lines.append) == 0
+    assert any(line.startswith(f"vlaninfra restore: {bad}: skipped, unreadable") for line in lines)
+    assert sum(line.endswith(": ok") for line in lines) == 5, lines

@@ -26,3 +26,11 @@ def test_a_result_missing_a_field_fails_with_the_field_named(agent: TypedAgent) 
     agent.responses[SHIM_ENSURE.name] = answer
     with pytest.raises(ProviderError, match="create failed: result: field 'index' is missing"):
         ShimProvider().create(shim())
+
+
+def test_a_shim_without_an_ipv4_address_sends_none_not_a_string(agent: TypedAgent) -> None:
+    agent.serve(SHIM_ENSURE, link("vshim0", kind="macvlan"))
+    ShimProvider().create(shim(address=None, extra_addresses=["2001:db8::250/128"]))
+    sent = agent.calls_to(SHIM_ENSURE.name)[0]
+    assert sent["spec"].get("address") is None
+    assert sent["spec"]["extra_addresses"] == ["2001:db8::250/128"]

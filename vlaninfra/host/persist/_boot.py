@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vlaninfra.host.context import Context
+from vlaninfra.host.errors import OpError
 
 from ._files import load
 from ._kept import KINDS, Kept
@@ -28,10 +29,11 @@ def _entries(store: Store, say: Callable[[str], None]) -> list[tuple[Path, str, 
     for path in sorted(store.persist_dir.glob("*/*.json")):
         try:
             _, owner, kept = load(path)
-        except (OSError, ValueError) as exc:
+            own = store.file(kept.kind, owner, kept.name)
+        except (OSError, ValueError, OpError) as exc:  # OpError: a name that is not one
             say(f"vlaninfra restore: {path}: skipped, unreadable: {exc}")
             continue
-        if path != store.file(kept.kind, owner, kept.name):
+        if path != own:
             say(f"vlaninfra restore: {path}: skipped, it names another object or owner")
             continue
         entries.append((path, owner, kept))
