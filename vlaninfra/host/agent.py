@@ -27,13 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 from vlaninfra.host import persist, protocol
-from vlaninfra.host.agent_ops import (
-    check_facts,
-    debug_sleep,
-    hello,
-    host_snapshot,
-    ping,
-)
 from vlaninfra.host.context import Context
 from vlaninfra.host.dispatch import (
     OPS,
@@ -52,14 +45,9 @@ __all__ = [
     "OPS",
     "TYPED",
     "batch",
-    "check_facts",
-    "debug_sleep",
     "describe_error",
     "handle",
-    "hello",
-    "host_snapshot",
     "main",
-    "ping",
     "run_request",
     "serve",
 ]

@@ -13,9 +13,9 @@ import os
 import threading
 from collections.abc import Iterator
 
-from vlaninfra.host.untyped import DockerApi, Netlink, NetlinkMsg
+from vlaninfra.host.untyped import DockerApi, Netlink
 
-__all__ = ["Context", "DockerApi", "Netlink", "NetlinkMsg"]
+__all__ = ["Context"]
 
 
 def _is_op_error(exc: BaseException) -> bool:

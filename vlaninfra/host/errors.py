@@ -45,7 +45,7 @@ def raise_undone(exc: BaseException) -> NoReturn:
         raise exc
     if not isinstance(exc, Exception):
         raise exc
-    from vlaninfra.host.agent import describe_error
+    from vlaninfra.host.dispatch import describe_error
 
     described = describe_error(exc)
     raise OpError(described["errno"] or _errno.EIO, described["message"],

@@ -14,8 +14,9 @@ import errno
 import ipaddress
 import socket
 
-from vlaninfra.host.context import Context, Netlink, NetlinkMsg
+from vlaninfra.host.context import Context
 from vlaninfra.host.errors import OpError
+from vlaninfra.host.untyped import Netlink, NetlinkMsg
 
 __all__ = [
     "IFF_UP",

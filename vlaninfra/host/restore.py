@@ -24,11 +24,11 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 
 from vlaninfra.host import marks
-from vlaninfra.host.context import Netlink
 from vlaninfra.host.errors import OpError
 from vlaninfra.host.facts import MAIN_TABLE, RT_SCOPE, read_links, read_routes
 from vlaninfra.host.ops import converge_addresses
 from vlaninfra.host.ops._shim import link_kwargs
+from vlaninfra.host.untyped import Netlink
 
 __all__ = ["LINK_KEYS", "plan_links", "plan_routes", "restore", "snapshot_of"]
 

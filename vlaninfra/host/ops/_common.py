@@ -9,10 +9,10 @@ import logging
 from collections.abc import Collection
 
 from vlaninfra.host import marks
-from vlaninfra.host.context import Netlink
 from vlaninfra.host.contract import Deleted, LinkState, RouteState
 from vlaninfra.host.errors import OpError
 from vlaninfra.host.facts import _netlink_code, read_link, read_links, read_routes_to
+from vlaninfra.host.untyped import Netlink
 
 __all__ = ["GONE", "check_ifname", "delete_link", "delete_owned", "ignore", "legacy",
            "link_mark", "parent_index", "read_state", "read_states", "routes_to"]

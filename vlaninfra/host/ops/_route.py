@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from vlaninfra.host import marks
-from vlaninfra.host.context import Context, Netlink
+from vlaninfra.host.context import Context
 from vlaninfra.host.contract import Deleted, RouteSpec, RouteState, encode
 from vlaninfra.host.errors import OpError
 from vlaninfra.host.facts import KERNEL_PROTOS, MAIN_TABLE, RTPROT
+from vlaninfra.host.untyped import Netlink
 
 from ._common import GONE, check_ifname, ignore, parent_index, routes_to
 

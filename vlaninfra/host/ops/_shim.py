@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from vlaninfra.host import marks
-from vlaninfra.host.context import Context, Netlink
+from vlaninfra.host.context import Context
 from vlaninfra.host.contract import (
     Deleted,
     Driver,
@@ -28,6 +28,7 @@ from vlaninfra.host.facts import (
     read_addresses,
     read_routes,
 )
+from vlaninfra.host.untyped import Netlink
 
 from ._common import (
     GONE,
