@@ -11,8 +11,11 @@ controller built. The bootstrap
    refuses any directory or the file when it is owned by someone other than root or the login
    user (``SUDO_UID`` under sudo, else the running user), or is group/world-writable (a
    root-owned sticky directory such as ``/tmp`` excepted);
-2. reads the archive once through that descriptor, hashes those bytes, and
-3. runs exactly those bytes from a close-on-exec memfd (or, without memfd, a fresh 0700
+2. reads the archive once through that descriptor and hashes those bytes;
+3. marks the archive used (its mtime), removes the other archives of its directory that no
+   start used for ``KEEP_DAYS`` (each run of another vlaninfra version leaves one, about
+   3 MB), and
+4. runs exactly those bytes from a close-on-exec memfd (or, without memfd, a fresh 0700
    directory of the running user under ``/run`` or ``/tmp``, never ``$TMPDIR``), never the
    path again.
 
@@ -24,7 +27,7 @@ stderr starting ``vlaninfra bootstrap:`` that names the path, what is wrong and 
 
 from __future__ import annotations
 
-__all__ = ["BOOTSTRAP", "REFUSED", "STALE", "TOO_OLD", "bootstrap_argv"]
+__all__ = ["BOOTSTRAP", "KEEP_DAYS", "REFUSED", "STALE", "TOO_OLD", "bootstrap_argv"]
 
 STALE = 75
 REFUSED = 77
@@ -72,12 +75,17 @@ for i, name in enumerate(parts):
     check(st, where, not last)
     try:
         nfd = os.open(name, flags | (0 if last else os.O_DIRECTORY), dir_fd=fd)
+    except FileNotFoundError:
+        sys.exit(75)  # removed since (another run pruned it): the controller uploads it
     except PermissionError:
         fail(77, "uid %d cannot read %s (e.g. a root-squashed NFS home directory); use a "
                  "login user whose home directory uid %d can read" % (me, where, me))
     except OSError as exc:
         fail(77, "cannot open %s safely: %s; remove it" % (where, exc.strerror))
-    os.close(fd)
+    if last:
+        dfd = fd  # the archive's directory: other archives there are pruned below
+    else:
+        os.close(fd)
     fd = nfd
     nst = os.fstat(fd)
     check(nst, where, not last)
@@ -89,10 +97,28 @@ while True:
     if not b:
         break
     chunks.append(b)
-os.close(fd)
 data = b"".join(chunks)
 if hashlib.sha256(data).hexdigest() != want:
     sys.exit(75)
+try:
+    os.utime(fd)  # "used now": what the pruning below goes by
+except OSError:
+    pass
+os.close(fd)
+import re, time
+cutoff = time.time() - KEEP_DAYS * 86400
+for old in os.listdir(dfd):
+    if old == parts[-1] or not re.fullmatch(r"agent-[0-9a-f]{12}\.pyz|"
+                                            r"\.agent-[0-9a-f]{12}\.pyz\.[0-9a-f]{8}\.tmp", old):
+        continue
+    try:
+        st = os.lstat(old, dir_fd=dfd)
+        if (stat.S_ISREG(st.st_mode) and st.st_uid in owners
+                and max(st.st_mtime, st.st_atime) < cutoff):
+            os.unlink(old, dir_fd=dfd)
+    except OSError:
+        pass
+os.close(dfd)
 try:
     mfd = os.memfd_create("vlaninfra-agent", os.MFD_CLOEXEC)
     run = "/proc/self/fd/%d" % mfd
@@ -122,6 +148,9 @@ sys.argv = [run]
 import runpy
 runpy.run_path(run, run_name="__main__")
 '''
+KEEP_DAYS = 7
+"""Archives beside the one started that no start used for this long are removed."""
+BOOTSTRAP = BOOTSTRAP.replace("KEEP_DAYS", str(KEEP_DAYS))
 """The fixed bootstrap program (``python3 -I -c BOOTSTRAP <path> <sha256>``)."""
 
 

@@ -448,6 +448,58 @@ def test_bootstrap_runs_only_the_checked_bytes(tmp_path: Path) -> None:
     assert _boot(archive, sha, mark).returncode == 0 and mark.exists()
 
 
+def test_bootstrap_prunes_archives_no_start_used_for_days(tmp_path: Path) -> None:
+    import hashlib
+
+    from vlaninfra.transport._bootstrap import KEEP_DAYS
+
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    old = time.time() - (KEEP_DAYS + 1) * 86400
+
+    def archive(i: int) -> tuple[Path, str]:
+        data = tampered(2000 + i)  # runs: writes $MARK
+        sha = hashlib.sha256(data).hexdigest()
+        path = cache / f"agent-{sha[:12]}.pyz"
+        path.write_bytes(data)
+        return path, sha
+
+    def aged(path: Path, data: bytes | None = b"x") -> Path:
+        if data is not None:
+            path.write_bytes(data)
+        os.utime(path, (old, old), follow_symlinks=False)
+        return path
+
+    current, sha = archive(0)
+    aged(current, None)  # the one started is kept even if unused for long (and marked used)
+    stale = [aged(archive(i)[0], None) for i in (1, 2)]
+    upload = aged(cache / f".{stale[0].name}.0123abcd.tmp")  # an upload cut off long ago
+    recent = archive(3)[0]  # another version's, started within the last days
+    foreign = [aged(cache / "notes.pyz"), aged(cache / "agent-0123456789ab.pyz.bak")]
+    link = cache / "agent-aaaaaaaaaaaa.pyz"
+    link.symlink_to(recent)
+    aged(link, None)
+    mark = tmp_path / "mark"
+    assert _boot(current, sha, mark).returncode == 0 and mark.exists()
+    assert current.exists() and current.stat().st_mtime > time.time() - 60
+    assert not any(p.exists() for p in [*stale, upload])
+    assert recent.exists() and all(p.exists() for p in foreign) and link.is_symlink()
+
+    # runs starting side by side, each pruning: every one starts (a run whose archive was
+    # removed under it exits STALE, and the controller uploads it again)
+    runs = [archive(10 + i) for i in range(6)]
+    for path, _ in runs:
+        aged(path, None)
+    procs = [subprocess.Popen(bootstrap_argv("python3", str(path), s), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env={**os.environ, "MARK": str(tmp_path / f"m{i}")}, cwd="/")
+             for i, (path, s) in enumerate(runs)]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    codes = [p.returncode for p in procs]
+    assert set(codes) <= {0, STALE}, errors
+    assert all(path.exists() for (path, _), code in zip(runs, codes, strict=True) if code == 0)
+
+
 def test_bootstrap_runs_from_a_cloexec_memfd_or_a_safe_dir_never_tmpdir(
         tmp_path: Path) -> None:
     import hashlib
