@@ -9,6 +9,7 @@ source MACs) drops every macvlan container. Both are refused at plan time, namin
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from vlaninfra.errors import Problem
@@ -55,6 +56,7 @@ def port_macs(site: Site) -> list[PortMacs]:
     Example: ``[p.count for p in port_macs(site)] == [32]`` for 30 macvlan containers + shim.
     """
     out: list[PortMacs] = []
+    per_host_net = Counter((c.host, c.network) for c in site.containers)
     for hi, host in enumerate(site.hosts):
         ports: dict[str, dict[str, int]] = {}
         for net in site.networks:
@@ -63,8 +65,7 @@ def port_macs(site: Site) -> list[PortMacs]:
             per_net = ports.setdefault(_port(host, net.parent_on(host.name)), {})
             if isinstance(net, MacvlanNetwork):
                 shim = 1 if net.shim is not None and host.name in net.shim.address_per_host else 0
-                per_net[net.name] = shim + sum(
-                    1 for c in site.containers if c.host == host.name and c.network == net.name)
+                per_net[net.name] = shim + per_host_net[(host.name, net.name)]
         for port, macvlan in ports.items():
             if port in host.switch_per_parent:
                 switch: Switch | None = host.switch_per_parent[port]
