@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import ipaddress
 import json
 import os
@@ -25,6 +26,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +39,8 @@ from vlaninfra.lab import Host, Inventory, lab_up
 from vlaninfra.transport.testing import stop_brokers
 
 NETWORK, SHIM = "bench_net", "bench-shim"
+BIG_SUBNET = "198.18.160.0/21"
+"""The benchmark network's subnet when the lab LAN's cannot hold the containers asked for."""
 
 
 def layout(inv: Inventory, hosts: int, per_host: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -53,6 +57,12 @@ def layout(inv: Inventory, hosts: int, per_host: int) -> tuple[dict[str, Any], d
     net = site["networks"][0]
     subnet = ipaddress.ip_network(net["subnets"][0]["subnet"])
     pool_net = str(list(subnet.subnets(1))[1])
+    if hosts * (per_host + 1) > ipaddress.ip_network(pool_net).num_addresses - 16:
+        # too many for the LAN's upper half: a benchmark subnet of its own on the same parent
+        # (198.18.0.0/15, reachable only on the lab's LAN segment)
+        big = ipaddress.ip_network(BIG_SUBNET)
+        net = {**net, "subnets": [{"subnet": str(big), "gateway": str(big[1])}]}
+        pool_net = str(list(big.subnets(1))[1])
     taken = {str(ipaddress.ip_interface(a).ip) for a in (
         inv.sites[0].gateway, inv.sites[0].router.lan_address, inv.sites[0].peer.address,
         *(h.lan_address for h in inv.sites[0].hosts))}
@@ -126,7 +136,21 @@ def floor_up() -> float:
         shutil.rmtree(work, ignore_errors=True)
 
 
+COMMANDS = [
+    ("preview", ("preview",)),
+    ("up", ("up", "--yes")),
+    ("no-change up", ("up", "--yes")),
+    ("up --refresh", ("up", "--yes", "--refresh")),
+    ("refresh", ("refresh", "--yes")),
+    ("destroy", ("destroy", "--yes")),
+    ("up --skip-preview", ("up", "--yes", "--skip-preview")),
+    ("destroy --skip-preview", ("destroy", "--yes", "--skip-preview")),
+]
+"""The vlaninfra side of a round, in order (labels as `--commands` takes them): `preview`
+runs on the empty stack."""
+
 ROWS = [
+    ("preview from empty", "preview", None),
     ("apply: `up` (preview + update)", "up", "raw apply"),
     ("apply: `up --skip-preview`", "up --skip-preview", "raw apply"),
     ("no-change `up`", "no-change up", None),
@@ -135,6 +159,46 @@ ROWS = [
     ("teardown: `destroy`", "destroy", "raw teardown"),
     ("teardown: `destroy --skip-preview`", "destroy --skip-preview", "raw teardown"),
 ]
+
+
+class Peaks:
+    """While entered, samples every 0.2 s the peak resident memory (VmHWM, MiB) of each
+    provider process, broker and agent on this machine (the lab's hosts are namespaces of
+    it); `.peak` holds the largest single process of each kind."""
+
+    KINDS = (("provider", "vlaninfra.providers.serve"), ("broker", "vlaninfra.transport._broker"),
+             ("agent", "vlaninfra bootstrap"))
+
+    def __init__(self) -> None:
+        self.peak: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> Peaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            for proc in Path("/proc").glob("[0-9]*"):
+                try:
+                    cmd = (proc / "cmdline").read_bytes()
+                    kind = next((k for k, word in self.KINDS if word.encode() in cmd), None)
+                    if kind is None:
+                        continue
+                    status = (proc / "status").read_text()
+                except OSError:
+                    continue
+                for line in status.splitlines():
+                    if line.startswith("VmHWM:"):
+                        mib = int(line.split()[1]) / 1024
+                        self.peak[kind] = max(self.peak.get(kind, 0.0), mib)
+            if self._stop.wait(0.2):
+                return
 
 
 def profile(path: Path, spans: list[tuple[str, float, float]]) -> None:
@@ -173,7 +237,17 @@ def main() -> None:
                     "before each command, so no command inherits the previous one's login")
     ap.add_argument("--trace", type=Path, help="profile one vlaninfra round instead (the "
                     "transport's timing trace goes to this file)")
+    ap.add_argument("--commands", default=",".join(label for label, _ in COMMANDS),
+                    help="the vlaninfra commands of a round, in their fixed order (default: "
+                    "all of %(default)s)")
+    ap.add_argument("--raw", action=argparse.BooleanOptionalAction, default=True,
+                    help="run the raw script too (--no-raw: vlaninfra only, no ratios)")
+    ap.add_argument("--memory", action="store_true", help="also report the peak resident "
+                    "memory (VmHWM) of the provider processes, brokers and agents per command")
     a = ap.parse_args()
+    wanted = set(a.commands.split(","))
+    if wanted - {label for label, _ in COMMANDS}:
+        raise SystemExit(f"unknown --commands {sorted(wanted - {x for x, _ in COMMANDS})}")
     spans: list[tuple[str, float, float]] = []
     if a.broker == "off":
         os.environ["VLANINFRA_BROKER"] = "0"
@@ -187,6 +261,7 @@ def main() -> None:
     subnet, pool = net["subnets"][0], net["subnets"][0]["ip_range"]
     times: dict[str, list[float]] = {}
     conns: dict[str, list[int]] = {}
+    peaks: dict[str, dict[str, float]] = {}
 
     def logins() -> list[int]:
         return [Path(h.sshd_log).read_text().count("Accepted publickey") for h in hosts]
@@ -194,8 +269,12 @@ def main() -> None:
     def timed(label: str, run: Callable[[], Any]) -> None:
         stop_brokers()  # each command as if run on its own
         before, start, wall = logins(), time.monotonic(), time.time()
-        run()
+        with Peaks() if a.memory else contextlib.nullcontext() as mem:
+            run()
         times.setdefault(label, []).append(time.monotonic() - start)
+        if mem is not None:
+            for kind, mib in mem.peak.items():
+                peaks.setdefault(label, {})[kind] = max(peaks.get(label, {}).get(kind, 0), mib)
         spans.append((label, wall, time.time()))
         conns[label] = [x - y for x, y in zip(logins(), before, strict=True)]
 
@@ -209,13 +288,9 @@ def main() -> None:
 
     with scratch_stack(sites) as s:
         def vlaninfra() -> None:
-            timed("up", lambda: s.run("up", "--yes"))
-            timed("no-change up", lambda: s.run("up", "--yes"))
-            timed("up --refresh", lambda: s.run("up", "--yes", "--refresh"))
-            timed("refresh", lambda: s.run("refresh", "--yes"))
-            timed("destroy", lambda: s.run("destroy", "--yes"))
-            timed("up --skip-preview", lambda: s.run("up", "--yes", "--skip-preview"))
-            timed("destroy --skip-preview", lambda: s.run("destroy", "--yes", "--skip-preview"))
+            for label, args in COMMANDS:
+                if label in wanted:
+                    timed(label, lambda args=args: s.run(*args))  # type: ignore[misc]
 
         if a.trace:
             vlaninfra()
@@ -223,7 +298,8 @@ def main() -> None:
             return
         for r in range(a.rounds):
             for side in (raw, vlaninfra) if r % 2 == 0 else (vlaninfra, raw):
-                side()
+                if a.raw or side is vlaninfra:
+                    side()
             times.setdefault("engine floor", []).append(floor_up())
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in times.items()),
                   flush=True)
@@ -236,6 +312,9 @@ def main() -> None:
     if a.markdown:
         print("\n| run | vlaninfra (s) | raw script (s) | ratio |\n|---|---:|---:|---:|")
     for title, key, base in ROWS:
+        if key not in med:
+            continue
+        base = base if base in med else None
         ratio = f"{med[key] / med[base]:.2f}x" if base else ""
         raw_s = f"{med[base]:.2f}" if base else ""
         if a.markdown:
@@ -243,6 +322,9 @@ def main() -> None:
         else:
             print(f"{title:<38}{med[key]:>7.2f} s {raw_s:>7} {ratio:>7}  "
                   f"ssh connections per host {conns[key]}")
+    for label, kinds in peaks.items():
+        print(f"peak memory during {label}: " + ", ".join(
+            f"{kind} {mib:.0f} MiB" for kind, mib in sorted(kinds.items())))
 
 
 if __name__ == "__main__":

@@ -127,6 +127,23 @@ def test_corrupt_archive_is_uploaded_again(host: Host) -> None:
     assert stats()["uploads"] == 1 and stats()["agent_starts"] == 2
 
 
+def test_archives_unused_for_days_are_pruned_at_start(host: Host) -> None:
+    from vlaninfra.transport._bootstrap import KEEP_DAYS
+
+    cache = host.sshd.dir / "home" / ".cache" / "vlaninfra"
+    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    old = time.time() - (KEEP_DAYS + 1) * 86400
+    stale, recent = cache / "agent-00000000dead.pyz", cache / "agent-00000000beef.pyz"
+    for path in (stale, recent):
+        path.write_bytes(b"an archive of another version")
+    os.utime(stale, (old, old))
+    assert agent_for(host.target()).call("ping")["uid"] == 0
+    assert not stale.exists() and recent.exists()  # the one in use stays, marked used
+    current = [p for p in cache.glob("agent-*.pyz") if p != recent]
+    assert len(current) == 1 and current[0].stat().st_mtime > time.time() - 120
+    recent.unlink()
+
+
 def test_wrong_or_unknown_host_key_is_refused(host: Host, tmp_path: Path) -> None:
     accepted = host.sshd.accepted()
     _, other_ed25519 = keygen(tmp_path / "other")
