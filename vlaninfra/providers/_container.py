@@ -32,7 +32,7 @@ from vlaninfra.host.contract import (
     RestartPolicy,
     run,
 )
-from vlaninfra.transport import Agent
+from vlaninfra.transport import Agent, checking
 from vlaninfra.transport._runmemo import recall, remember
 
 from ._args import AddressKey
@@ -46,6 +46,8 @@ __all__ = [
     "ProbeAnswer",
     "address_probe",
     "probe_addresses",
+    "probe_ahead",
+    "settle",
 ]
 
 LAN_DEVICE = "lan_device"
@@ -91,6 +93,8 @@ class ContainerInputs(TypedDict):
 
 
 _answers: dict[tuple[str, str], tuple[float, ProbeAnswer]] = {}
+_inflight: dict[tuple[str, str], threading.Event] = {}
+"""Questions a :func:`probe_ahead` is asking now: set when its answers are in."""
 _answers_lock = threading.Lock()
 
 
@@ -105,11 +109,56 @@ def _cache_key(props: Props, probe: Probe) -> tuple[str, str]:
     return (json.dumps(props[CONNECTION], sort_keys=True), json.dumps(probe, sort_keys=True))
 
 
+def probe_ahead(agent: Agent, props: Props, probes: Sequence[Probe]) -> None:
+    """Starts :func:`probe_addresses` in the background and returns: the engine checks one
+    resource at a time, so the next host's network check (its connect, its own probe) runs
+    while this host listens for its second of ARP/NDP. A check needing one of these answers
+    waits for it (:func:`probe_addresses`); a failure leaves each container to probe itself."""
+    keys = [_cache_key(props, p) for p in probes]
+    done = threading.Event()
+    with _answers_lock:
+        for k in keys:
+            _inflight[k] = done
+
+    def run() -> None:
+        try:
+            with checking():
+                _probe(agent, props, probes, keys)
+        except VlanInfraError:
+            pass  # the containers' checks probe on their own and say what failed
+        finally:
+            with _answers_lock:
+                for k in keys:
+                    if _inflight.get(k) is done:
+                        del _inflight[k]
+            done.set()
+
+    threading.Thread(target=run, name="probe-ahead", daemon=True).start()
+
+
+def settle(timeout: float = ARP_BOUND + 2) -> None:
+    """Wait for the probes :func:`probe_ahead` started (tests)."""
+    with _answers_lock:
+        pending = set(_inflight.values())
+    for done in pending:
+        done.wait(timeout)
+
+
 def probe_addresses(agent: Agent, props: Props, probes: Sequence[Probe]) -> list[ProbeAnswer]:
     """Answers ``probes`` on the host of ``props``: fresh answers (under ``ANSWER_AGE``) from
-    this process's cache, the others in ONE ``probe.run`` (the agent runs its checks in
-    parallel: about 1 s whatever their number), kept for the checks that follow."""
+    this process's cache (after waiting for a probe of the same question under way), the
+    others in ONE ``probe.run`` (the agent runs its checks in parallel: about 1 s whatever
+    their number), kept for the checks that follow."""
     keys = [_cache_key(props, p) for p in probes]
+    with _answers_lock:
+        pending = {_inflight[k] for k in keys if k in _inflight}
+    for done in pending:
+        done.wait(ARP_BOUND + 2)
+    return _probe(agent, props, probes, keys)
+
+
+def _probe(agent: Agent, props: Props, probes: Sequence[Probe],
+           keys: list[tuple[str, str]]) -> list[ProbeAnswer]:
     now = time.monotonic()
     with _answers_lock:
         known = {k: _answers[k][1] for k in keys

@@ -33,7 +33,7 @@ from vlaninfra.transport import Agent, checking
 
 from ._args import LanAddress
 from ._base import HostProvider, docker_clash, nic_missing
-from ._container import _addr, address_probe, probe_addresses
+from ._container import _addr, address_probe, probe_ahead
 from ._host import CONFIG_PATH, CONNECTION, Props, has_unknowns
 
 __all__ = [
@@ -178,7 +178,8 @@ class NetworkProvider(HostProvider):
         """Probes in one ``probe.run`` the planned addresses new since the last run (none on
         a run that changes nothing: no host is asked) that no container of this stack holds
         on this network yet (from the check snapshot, no extra round trip). Only warms the
-        cache: each container's check still judges and reports its own address."""
+        cache (in the background: the next check does not wait for it): each container's
+        check still judges and reports its own address."""
         before = (olds.get(LAN_ADDRESSES) or []) if olds else []
         planned: list[LanAddress] = [a for a in news.get(LAN_ADDRESSES) or [] if a not in before]
         if not planned or has_unknowns(planned) or has_unknowns(news.get(CONNECTION)):
@@ -189,7 +190,7 @@ class NetworkProvider(HostProvider):
                 probes = [address_probe(a["key"], a["device"], a["address"], a.get("mac"))
                           for a in planned if not self._held(agent, news, a)]
                 if probes:
-                    probe_addresses(agent, news, probes)
+                    probe_ahead(agent, news, probes)
         except VlanInfraError:
             pass  # the containers' checks probe on their own and say what failed
 

@@ -59,6 +59,7 @@ def test_a_new_network_probes_all_its_addresses_once_and_containers_reuse_it(
     six = [plan_of(i) for i in range(1, 4)] + [
         planned("web1", "2001:db8::131", "ipv6", "02:42:c0:00:02:01")]
     assert NetworkProvider().check({}, lan(*six)).failures == []
+    _container.settle()  # the probe runs in the background
     assert probes(host) == [["192.0.2.131", "192.0.2.132", "192.0.2.133", "2001:db8::131"]]
     assert [c["kind"] for c in host.calls[-1].args["checks"]] == ["arp-unique"] * 3 + [
         "ndp-unique"]
@@ -72,6 +73,7 @@ def test_a_new_network_probes_all_its_addresses_once_and_containers_reuse_it(
 
 def test_a_container_the_network_did_not_probe_probes_itself(host: FakeAgent) -> None:
     NetworkProvider().check({}, lan(plan_of(1)))
+    _container.settle()  # the probe runs in the background
     ContainerProvider().check({}, web(2))  # added later: not in the network's probe
     # another MAC than planned: another question than the network asked
     ContainerProvider().check({}, web(1, mac="02:42:c0:00:02:99"))
@@ -80,6 +82,7 @@ def test_a_container_the_network_did_not_probe_probes_itself(host: FakeAgent) ->
 
 def test_an_old_answer_is_asked_again(host: FakeAgent, monkeypatch: pytest.MonkeyPatch) -> None:
     NetworkProvider().check({}, lan(plan_of(1)))
+    _container.settle()  # the probe runs in the background
     monkeypatch.setattr(_container, "ANSWER_AGE", 0.0)
     ContainerProvider().check({}, web(1))
     assert len(probes(host)) == 2
@@ -89,6 +92,7 @@ def test_unjudged_answers_are_not_kept(host: FakeAgent) -> None:
     host.responses["probe.run"] = lambda checks, timeout: [
         {"ok": False, "ms": 1.0, "detail": "OSError: no such device"} for _ in checks]
     NetworkProvider().check({}, lan(plan_of(1)))
+    _container.settle()  # the probe runs in the background
     assert ContainerProvider().check({}, web(1)).failures == []
     assert len(probes(host)) == 2
 
@@ -96,8 +100,10 @@ def test_unjudged_answers_are_not_kept(host: FakeAgent) -> None:
 def test_a_run_that_adds_no_address_asks_no_host(host: FakeAgent) -> None:
     before = lan(plan_of(1), plan_of(2))
     assert NetworkProvider().check(before, lan(plan_of(1), plan_of(2))).failures == []
+    _container.settle()  # the probe runs in the background
     assert host.ops() == []
     NetworkProvider().check(before, lan(plan_of(1), plan_of(2), plan_of(3)))
+    _container.settle()  # the probe runs in the background
     assert probes(host) == [["192.0.2.133"]]
 
 
@@ -114,12 +120,14 @@ def test_addresses_this_stacks_containers_hold_are_not_probed(host: FakeAgent) -
     host.responses["docker.container.inspect"] = inspect
     # An existing stack's first run with this property: nothing new is probed.
     NetworkProvider().check(network(owner=OWNER), lan(*(plan_of(i) for i in range(1, 5))))
+    _container.settle()  # the probe runs in the background
     assert probes(host) == [["192.0.2.132", "192.0.2.133", "192.0.2.134"]]
 
 
 def test_a_failing_host_leaves_the_containers_to_probe_and_report(host: FakeAgent) -> None:
     host.fail("probe.run", 5, "agent gone")
     assert NetworkProvider().check({}, lan(plan_of(1))).failures == []
+    _container.settle()  # the probe runs in the background
     failures = ContainerProvider().check({}, web(1)).failures
     assert [f.property for f in failures] == ["ipv4"] and "agent gone" in failures[0].reason
 
@@ -127,3 +135,23 @@ def test_a_failing_host_leaves_the_containers_to_probe_and_report(host: FakeAgen
 def test_the_addresses_are_no_reason_to_change_the_network() -> None:
     diff = NetworkProvider().diff("n1", network(owner=OWNER), lan(plan_of(1)))
     assert not diff.changes and diff.replaces == []
+
+
+def test_the_probe_runs_in_the_background_and_containers_wait_for_its_answer(
+        host: FakeAgent) -> None:
+    import threading
+    import time
+
+    release = threading.Event()
+
+    def slow(checks: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
+        release.wait(5)
+        return [TAKEN for _ in checks]
+
+    host.responses["probe.run"] = slow
+    began = time.monotonic()
+    assert NetworkProvider().check({}, lan(plan_of(1))).failures == []
+    assert time.monotonic() - began < 1  # the next check need not wait for the ARP second
+    threading.Timer(0.3, release.set).start()
+    failures = ContainerProvider().check({}, web(1)).failures  # waits for that answer
+    assert [f.property for f in failures] == ["ipv4"] and len(probes(host)) == 1
