@@ -67,6 +67,9 @@ class Ledger:
     owners: dict[IPAddress, tuple[str, bool]] = field(default_factory=dict)
     ranges: list[tuple[int, int, int, str]] = field(default_factory=list)
     _sorted: dict[int, list[int]] | None = None
+    _held: set[tuple[int, int]] = field(default_factory=set)
+    """``(version, int)`` of every key of ``owners``: what :meth:`probe` tests candidates
+    against without building and hashing an address object for each."""
 
     def holder(self, address: IPAddress) -> str | None:
         """Who holds ``address``, e.g. ``"the gateway of network pub_net"``."""
@@ -90,6 +93,7 @@ class Ledger:
                                          f"already taken by {taken}: choose a free address"))
             return False
         self.owners[address] = (label, shared)
+        self._held.add((address.version, int(address)))
         self._sorted = None
         return True
 
@@ -114,11 +118,14 @@ class Ledger:
         if size <= 0:
             return None
         start = _hash(key) % size
-        make = IPv4Address if pool.subnet.subnet.version == 4 else IPv6Address
+        version = pool.subnet.subnet.version
+        make = IPv4Address if version == 4 else IPv6Address
+        ranges = [(lo, hi) for v, lo, hi, _ in self.ranges if v == version]
         for step in range(size):
-            candidate = make(pool.first + (start + step) % size)
-            if self.holder(candidate) is None:
-                return candidate
+            value = pool.first + (start + step) % size
+            if (version, value) not in self._held and not any(
+                    lo <= value <= hi for lo, hi in ranges):
+                return make(value)
         return None
 
 
