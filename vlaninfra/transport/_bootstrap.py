@@ -148,7 +148,7 @@ sys.argv = [run]
 import runpy
 runpy.run_path(run, run_name="__main__")
 '''
-KEEP_DAYS = 7
+KEEP_DAYS = 3
 """Archives beside the one started that no start used for this long are removed."""
 BOOTSTRAP = BOOTSTRAP.replace("KEEP_DAYS", str(KEEP_DAYS))
 """The fixed bootstrap program (``python3 -I -c BOOTSTRAP <path> <sha256>``)."""
