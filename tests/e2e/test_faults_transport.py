@@ -222,7 +222,7 @@ def test_case4a_dockerd_stopped_past_the_deadline(host: Host) -> None:
                                 f"docker.network.create got no answer within 6s; {RECONCILE}")
         # dockerd runs again; the dropped connection is not reused; what the agent finished
         # is there for the next `up` to adopt (the ownership slice's job)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # dockerd finishing a create after SIGCONT: seconds
         while (found := agent.call("docker.network.inspect", name="flt-net")) is None:
             assert time.monotonic() < deadline, "the agent never finished the create"
             time.sleep(0.5)
