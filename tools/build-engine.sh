@@ -5,12 +5,14 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/.engine/bin"
+# The language host's binary and its program runner; .engine/bin holds the launcher the CLI starts.
+libexec="$root/.engine/libexec"
 # Versions: keep in step with tools/engine/go.mod and tools/engine/langhost/go.mod.
 CLI_VERSION=v3.274.1
 LANGHOST_VERSION=v3.67.1
 # A machine-wide copy, so that a fresh clone on the same machine (CI) does not rebuild.
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/vlaninfra/engine-$CLI_VERSION-$LANGHOST_VERSION"
-mkdir -p "$bin"
+mkdir -p "$bin" "$libexec"
 
 have() { [ -x "$1" ] && "$1" version >/dev/null 2>&1; }
 
@@ -18,9 +20,10 @@ if [ -n "${VLANINFRA_PULUMI:-}" ] || { p=$(command -v pulumi 2>/dev/null) && [ "
   # A pulumi already on PATH (a user's workstation) is used as it is.
   echo "engine: using $(command -v pulumi) ($(pulumi version))"
   ln -sf "$(command -v pulumi)" "$bin/pulumi"
-elif ! have "$bin/pulumi" || [ ! -x "$bin/pulumi-language-python" ]; then
+elif ! have "$bin/pulumi" || [ ! -x "$libexec/pulumi-language-python" ]; then
   if [ -x "$cache/pulumi" ] && [ -x "$cache/pulumi-language-python" ]; then
-    cp "$cache/pulumi" "$cache/pulumi-language-python" "$cache/pulumi-language-python-exec" "$bin/"
+    cp "$cache/pulumi" "$bin/"
+    cp "$cache/pulumi-language-python" "$cache/pulumi-language-python-exec" "$libexec/"
     echo "engine: copied from $cache"
   else
     command -v go >/dev/null || { echo "engine: Go >= 1.21 is needed to build the Pulumi engine (apt-get install golang or see README)" >&2; exit 1; }
@@ -30,13 +33,32 @@ elif ! have "$bin/pulumi" || [ ! -x "$bin/pulumi-language-python" ]; then
     (cd "$root/tools/engine" && go build -trimpath -ldflags "-s -w $ldv=$CLI_VERSION" \
         -o "$bin/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
     (cd "$root/tools/engine/langhost" && go build -trimpath -ldflags "-s -w $ldv=$LANGHOST_VERSION" \
-        -o "$bin/pulumi-language-python" github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python)
+        -o "$libexec/pulumi-language-python" github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python)
     # The program runner script ships in the sdk/v3 module of the same release as the CLI.
     sdkdir=$(cd "$root/tools/engine" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
-    install -m 0755 "$sdkdir/python/cmd/pulumi-language-python-exec" "$bin/"
+    install -m 0755 "$sdkdir/python/cmd/pulumi-language-python-exec" "$libexec/"
     echo "engine: built in $(( $(date +%s) - start ))s"
-    mkdir -p "$cache" && cp "$bin/pulumi" "$bin/pulumi-language-python" "$bin/pulumi-language-python-exec" "$cache/"
+    mkdir -p "$cache" && cp "$bin/pulumi" "$libexec/pulumi-language-python" \
+      "$libexec/pulumi-language-python-exec" "$cache/"
   fi
+fi
+
+# The language host starts with SIGINT at its default. A pulumi started with SIGINT ignored (a
+# script's background job, a CI runner) passes that on to the host it starts first, for the
+# runtime's metadata; pulumi stops its plugins with SIGINT and waits 5 s before killing them,
+# so every `up` and `preview` would wait those 5 s. (The runner script must sit next to the
+# host's binary, which finds it there.)
+if [ -x "$libexec/pulumi-language-python" ]; then
+  rm -f "$bin/pulumi-language-python-exec"
+  if env --default-signal=INT true 2>/dev/null; then
+    reset='env --default-signal=INT '
+  else
+    reset=''
+  fi
+  printf '#!/bin/sh\nexec %s"%s" "$@"\n' "$reset" "$libexec/pulumi-language-python" \
+    > "$bin/pulumi-language-python.new"
+  chmod 0755 "$bin/pulumi-language-python.new"
+  mv -f "$bin/pulumi-language-python.new" "$bin/pulumi-language-python"
 fi
 
 # Dynamic providers run as the plugin `pulumi-resource-pulumi-python`: python -m pulumi.dynamic,

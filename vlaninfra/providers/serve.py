@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import runpy
+import signal
 from typing import Any
 
 __all__ = ["WORKERS", "main"]
@@ -23,8 +24,14 @@ WORKERS = max(1, int(os.environ.get("VLANINFRA_PROVIDER_WORKERS", "16") or 16))
 def main() -> None:
     """Run ``pulumi.dynamic``'s server; the first thread pool it makes (the gRPC server's)
     gets `WORKERS` threads, every later one is left as it is asked for. SSH hosts are reached
-    through connection brokers: the engine's phases and runs share one login and agent."""
+    through connection brokers: the engine's phases and runs share one login and agent.
+
+    SIGINT is taken even when the engine was started with it ignored (a script's background
+    job): the engine stops its plugins with SIGINT and kills them only 5 s later."""
     from vlaninfra.transport import use_broker
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     base = concurrent.futures.ThreadPoolExecutor
 
