@@ -3,6 +3,7 @@ a program with a dynamic provider against the local file backend (preview, up, d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -34,6 +35,26 @@ class Thing(Resource):
 
 t = Thing("thing", "hello")
 pulumi.export("length", t.length)
+"""
+
+SLOW_PROGRAM = """
+import os, time
+from pulumi.dynamic import CreateResult, Resource, ResourceProvider
+
+
+class Slow(ResourceProvider):
+    def create(self, props):
+        open(props["marks"] + "/started", "w").write(str(os.getpid()))
+        time.sleep(3)
+        open(props["marks"] + "/finished", "w").close()
+        return CreateResult(id_="slow", outs=props)
+
+
+class SlowThing(Resource):
+    pass
+
+
+SlowThing(Slow(), "slow", {"marks": MARKS})
 """
 
 
@@ -89,3 +110,52 @@ def test_plugins_take_sigint_when_pulumi_ignores_it() -> None:
             assert provider.wait(timeout=4) != -signal.SIGKILL
         finally:
             provider.kill()
+
+
+def _under(folder: Path) -> list[int]:
+    """Processes whose working directory is inside `folder`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if Path(os.readlink(proc / "cwd")).is_relative_to(folder):
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_provider_ends_when_pulumi_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed pulumi cannot stop its plugins: the provider sees its engine gone, lets the
+    create under way finish, and exits instead of idling forever."""
+    project, marks = tmp_path / "slow", tmp_path / "marks"
+    project.mkdir()
+    marks.mkdir()
+    (project / "Pulumi.yaml").write_text("name: slow\nruntime: python\n")
+    (project / "__main__.py").write_text(
+        textwrap.dedent(SLOW_PROGRAM).replace("MARKS", repr(str(marks))))
+    engine = Engine(project_root(), backend=tmp_path / "backend", passphrase="slow")
+    engine.ensure_stack("slow", cwd=project)
+    argv = ["pulumi", "up", "--yes", "--skip-preview", "--non-interactive", "--stack", "slow"]
+    with subprocess.Popen(argv, cwd=project, env=engine.env("slow", project),
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as pulumi:
+        try:
+            deadline = time.monotonic() + 60
+            while not (marks / "started").exists():
+                assert pulumi.poll() is None, pulumi.communicate()[0]
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            provider = int((marks / "started").read_text())
+            pulumi.kill()
+            pulumi.wait()
+            deadline = time.monotonic() + 20
+            while Path(f"/proc/{provider}").exists():
+                assert time.monotonic() < deadline, "the provider outlived its engine"
+                time.sleep(0.2)
+            assert (marks / "finished").exists()  # the create under way was let finish
+        finally:
+            pulumi.kill()
+            for pid in _under(tmp_path):  # the program and its language host
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)

@@ -13,12 +13,25 @@ import concurrent.futures
 import os
 import runpy
 import signal
+import threading
+import time
 from typing import Any
 
 __all__ = ["WORKERS", "main"]
 
 WORKERS = max(1, int(os.environ.get("VLANINFRA_PROVIDER_WORKERS", "16") or 16))
 """Threads the server answers requests on."""
+PARENT_POLL = 1.0
+"""Seconds between looks at whether the engine that started this process is still there."""
+
+
+def _end_with(parent: int) -> None:
+    """End this process, as the engine ends it (SIGINT: requests under way finish first), once
+    ``parent`` is gone: a ``pulumi`` killed with SIGKILL cannot stop its plugins, and the
+    provider would otherwise idle forever."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL)
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def main() -> None:
@@ -27,11 +40,14 @@ def main() -> None:
     through connection brokers: the engine's phases and runs share one login and agent.
 
     SIGINT is taken even when the engine was started with it ignored (a script's background
-    job): the engine stops its plugins with SIGINT and kills them only 5 s later."""
+    job): the engine stops its plugins with SIGINT and kills them only 5 s later. The process
+    ends when its engine is gone (`_end_with`)."""
     from vlaninfra.transport import use_broker
 
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    threading.Thread(target=_end_with, args=(os.getppid(),), name="end-with-engine",
+                     daemon=True).start()
 
     base = concurrent.futures.ThreadPoolExecutor
 
