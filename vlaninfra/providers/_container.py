@@ -56,7 +56,10 @@ ARP_BOUND = 3.0
 """Seconds the preview's ARP probe of one new address may take (it listens about 1 s)."""
 ANSWER_AGE = 30.0
 """Seconds a probe answer serves the checks of this provider process (one engine phase checks
-a network and then its containers within it)."""
+a network and then its containers within it). An answer found older is asked again together
+with every other address of its network's probe that no check has taken yet: the engine
+checks one resource at a time, so one probe per container would put a second of ARP/NDP
+listening per container on the run's critical path."""
 
 class Probe(TypedDict):
     """One ``probe.run`` check: nobody else on the LAN answers for ``address``."""
@@ -92,9 +95,12 @@ class ContainerInputs(TypedDict):
     running: bool
 
 
-_answers: dict[tuple[str, str], tuple[float, ProbeAnswer]] = {}
-_inflight: dict[tuple[str, str], threading.Event] = {}
+_Key = tuple[str, str]
+_answers: dict[_Key, tuple[float, ProbeAnswer]] = {}
+_inflight: dict[_Key, threading.Event] = {}
 """Questions a :func:`probe_ahead` is asking now: set when its answers are in."""
+_batches: dict[_Key, dict[_Key, Probe]] = {}
+"""A question :func:`probe_ahead` asked → every question of that probe no check took yet."""
 _answers_lock = threading.Lock()
 
 
@@ -105,7 +111,7 @@ def address_probe(key: str, device: str, address: object, mac: object) -> Probe:
             "address": _addr(address), "own": [_mac(mac)] if mac else []}
 
 
-def _cache_key(props: Props, probe: Probe) -> tuple[str, str]:
+def _cache_key(props: Props, probe: Probe) -> _Key:
     return (json.dumps(props[CONNECTION], sort_keys=True), json.dumps(probe, sort_keys=True))
 
 
@@ -116,9 +122,11 @@ def probe_ahead(agent: Agent, props: Props, probes: Sequence[Probe]) -> None:
     waits for it (:func:`probe_addresses`); a failure leaves each container to probe itself."""
     keys = [_cache_key(props, p) for p in probes]
     done = threading.Event()
+    batch = dict(zip(keys, probes, strict=True))
     with _answers_lock:
         for k in keys:
             _inflight[k] = done
+            _batches[k] = batch
 
     def run() -> None:
         try:
@@ -154,11 +162,19 @@ def probe_addresses(agent: Agent, props: Props, probes: Sequence[Probe]) -> list
         pending = {_inflight[k] for k in keys if k in _inflight}
     for done in pending:
         done.wait(ARP_BOUND + 2)
-    return _probe(agent, props, probes, keys)
+    answers = _probe(agent, props, probes, keys, widen=True)
+    with _answers_lock:
+        for k in keys:
+            batch = _batches.pop(k, None)
+            if batch is not None:
+                batch.pop(k, None)
+    return answers
 
 
-def _probe(agent: Agent, props: Props, probes: Sequence[Probe],
-           keys: list[tuple[str, str]]) -> list[ProbeAnswer]:
+def _probe(agent: Agent, props: Props, probes: Sequence[Probe], keys: list[_Key],
+           widen: bool = False) -> list[ProbeAnswer]:
+    """Answers for ``keys``: fresh ones from the cache or this run's memo, the others asked
+    in one ``probe.run``, with (``widen``) the not yet taken questions of their batches."""
     now = time.monotonic()
     with _answers_lock:
         known = {k: _answers[k][1] for k in keys
@@ -168,16 +184,24 @@ def _probe(agent: Agent, props: Props, probes: Sequence[Probe],
         known.update(recall("probe", [keys[i] for i in ask], ANSWER_AGE))
         ask = [i for i in ask if keys[i] not in known]
     if ask:
-        answers: list[ProbeAnswer] = agent.call("probe.run", checks=[probes[i] for i in ask],
+        questions = {keys[i]: probes[i] for i in ask}
+        if widen:
+            with _answers_lock:
+                for k, p in [kp for key in list(questions) for kp in
+                             _batches.get(key, {}).items()]:
+                    if k not in known and not (
+                            k in _answers and now - _answers[k][0] < ANSWER_AGE):
+                        questions.setdefault(k, p)
+        answers: list[ProbeAnswer] = agent.call("probe.run", checks=list(questions.values()),
                                                 timeout=ARP_BOUND)
         done = time.monotonic()
         judged: dict[tuple[str, ...], ProbeAnswer] = {}
         with _answers_lock:
-            for i, answer in zip(ask, answers, strict=True):
-                known[keys[i]] = answer
+            for k, answer in zip(questions, answers, strict=True):
+                known[k] = answer
                 if answer.get("ok") is True or answer.get("answered_by"):  # judged
-                    _answers[keys[i]] = (done, answer)
-                    judged[keys[i]] = answer
+                    _answers[k] = (done, answer)
+                    judged[k] = answer
         remember("probe", judged)  # never an answer that judged nothing
     return [known[k] for k in keys]
 

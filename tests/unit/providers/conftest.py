@@ -17,5 +17,6 @@ from .typed_host import TypedAgent
 def agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[TypedAgent]:
     fake = TypedAgent()
     monkeypatch.setattr(_container, "_answers", {})  # no probe answer from another test
+    monkeypatch.setattr(_container, "_batches", {})
     with override_agents(fake):
         yield fake

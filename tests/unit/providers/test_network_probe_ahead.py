@@ -88,6 +88,22 @@ def test_an_old_answer_is_asked_again(host: FakeAgent, monkeypatch: pytest.Monke
     assert len(probes(host)) == 2
 
 
+def test_an_old_answer_is_asked_again_with_the_rest_of_its_network_probe(
+        host: FakeAgent, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One probe per container would put a second per container on the engine's one-at-a-time
+    checks: a stale answer is asked again with every address of its batch no check took."""
+    NetworkProvider().check({}, lan(*(plan_of(i) for i in range(1, 5))))
+    _container.settle()  # the probe runs in the background
+    ContainerProvider().check({}, web(1))  # a fresh answer: taken from the network's probe
+    monkeypatch.setattr(_container, "ANSWER_AGE", 0.0)
+    ContainerProvider().check({}, web(2))
+    monkeypatch.setattr(_container, "ANSWER_AGE", 30.0)
+    assert ContainerProvider().check({}, web(3)).failures == []
+    assert ContainerProvider().check({}, web(4)).failures == []
+    assert probes(host) == [["192.0.2.131", "192.0.2.132", "192.0.2.133", "192.0.2.134"],
+                            ["192.0.2.132", "192.0.2.133", "192.0.2.134"]]
+
+
 def test_unjudged_answers_are_not_kept(host: FakeAgent) -> None:
     host.responses["probe.run"] = lambda checks, timeout: [
         {"ok": False, "ms": 1.0, "detail": "OSError: no such device"} for _ in checks]
