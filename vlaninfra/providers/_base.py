@@ -58,6 +58,7 @@ from ._host import (
     host_label,
     target_of,
 )
+from ._warm import warm_hosts
 
 __all__ = ["ConvergingProvider", "HostProvider", "clash_of", "docker_clash", "nic_missing"]
 
@@ -227,6 +228,7 @@ class HostProvider(ResourceProvider):
         changed = _olds == {} or self._changed_keys(_olds, news)
         if failures or not changed or has_unknowns(news.get(CONNECTION)):
             return CheckResult(news, failures)
+        warm_hosts(getattr(self, "_stack_config", None))  # every host at once, not in turn
         try:
             with checking():  # host facts from one snapshot per host, not one call each
                 agent = self.agent(news)

@@ -144,7 +144,7 @@ class Agent:
         """
         bump("calls")
         if op in FACT_OPS and in_check():
-            facts = self._check_facts()
+            facts = self.check_facts()
             known, result = answer(facts, op, args) if facts is not None else (False, None)
             if known:
                 return result
@@ -174,7 +174,7 @@ class Agent:
                          "new one", self.label, op)
         raise AssertionError("unreachable")
 
-    def _check_facts(self) -> dict[str, Any] | None:
+    def check_facts(self) -> dict[str, Any] | None:
         """The host's check snapshot (``check.facts``), fetched once per :data:`MAX_AGE`
         seconds by whichever check asks first; None when the agent could not make one (the
         checks then ask the host one by one)."""

@@ -1,0 +1,86 @@
+"""Every host of the stack reached at once, the first time a check must reach one.
+
+The engine checks one resource at a time, and a host's first check used to log in, start the
+agent and fetch the check snapshot (about 1 s) while the engine waited: one host after another,
+10 s of a 10-host preview. The first check that must reach a host (a run that changes nothing
+reaches none) now starts that for every host the stack config names, each on its own thread,
+and the checks that follow find their host ready. Best effort: a host that cannot be reached, or
+a config the program would refuse, is left for the check that needs it to report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+
+from pulumi.dynamic.config import Config
+
+from vlaninfra.transport import Target, agent_for
+
+from ._host import CONNECTION, target_of
+
+__all__ = ["settle_warm", "warm_hosts"]
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_threads: list[threading.Thread] | None = None
+"""The warm-up's threads once it started (once per provider process)."""
+
+
+def warm_hosts(config: Config | None) -> None:
+    """Start reaching every host of the stack (``config``: the stack config the provider got)
+    in the background; only the first call in a process does anything."""
+    global _threads
+    threads: list[threading.Thread] = []
+    with _lock:
+        if _threads is not None or config is None:
+            return
+        _threads = threads
+    from vlaninfra.program import hosts_of  # not at import: the program imports the providers
+
+    def targets() -> list[Target]:
+        from vlaninfra.layout import load_config
+
+        sites = config.get("vlaninfra:sites")
+        layout = load_config({"sites": json.loads(sites) if isinstance(sites, str) else sites})
+        lookup: Callable[[str], object] = config.get
+        return [target_of({CONNECTION: h.connection()}, lookup)
+                for h in hosts_of(layout).values()]
+
+    def warm_all() -> None:
+        try:
+            found = targets()
+        except Exception as exc:  # the program says what is wrong with the config
+            log.info("no warm-up of the stack's hosts: %s", exc)
+            return
+        each = [threading.Thread(target=_warm, args=(t,), name="warm-host", daemon=True)
+                for t in found]
+        threads.extend(each)
+        for t in each:
+            t.start()
+
+    lead = threading.Thread(target=warm_all, name="warm-hosts", daemon=True)
+    threads.append(lead)
+    lead.start()
+
+
+def _warm(target: Target) -> None:
+    try:
+        agent = agent_for(target)
+        agent.start()
+        agent.check_facts()
+    except Exception as exc:  # the check that needs this host reports it
+        log.info("warm-up of a host failed: %s", exc)
+
+
+def settle_warm(timeout: float = 30.0) -> None:
+    """Wait for the warm-up's threads (tests)."""
+    done = 0
+    while len(_threads or []) > done:  # the lead adds the others before it ends
+        waiting = (_threads or [])[done:]
+        for t in waiting:
+            t.join(timeout)
+        done += len(waiting)
