@@ -13,6 +13,15 @@ LANGHOST_VERSION=v3.67.1
 # A machine-wide copy, so that a fresh clone on the same machine (CI) does not rebuild.
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/vlaninfra/engine-$CLI_VERSION-$LANGHOST_VERSION"
 mkdir -p "$bin" "$libexec"
+# A checkout set up before the launcher below has the host's binary and runner in .engine/bin:
+# they move to libexec (no rebuild).
+if [ -x "$bin/pulumi-language-python" ] && [ ! -e "$libexec/pulumi-language-python" ] &&
+   [ "$(head -c 2 "$bin/pulumi-language-python")" != "#!" ]; then
+  mv -f "$bin/pulumi-language-python" "$libexec/"
+  if [ -e "$bin/pulumi-language-python-exec" ]; then
+    mv -f "$bin/pulumi-language-python-exec" "$libexec/"
+  fi
+fi
 
 have() { [ -x "$1" ] && "$1" version >/dev/null 2>&1; }
 
@@ -48,15 +57,19 @@ fi
 # runtime's metadata; pulumi stops its plugins with SIGINT and waits 5 s before killing them,
 # so every `up` and `preview` would wait those 5 s. (The runner script must sit next to the
 # host's binary, which finds it there.)
+quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 if [ -x "$libexec/pulumi-language-python" ]; then
   rm -f "$bin/pulumi-language-python-exec"
-  if env --default-signal=INT true 2>/dev/null; then
-    reset='env --default-signal=INT '
+  host=$(quote "$libexec/pulumi-language-python")
+  envbin=$(command -v env)
+  if "$envbin" --default-signal=INT true 2>/dev/null; then
+    launch="exec $(quote "$envbin") --default-signal=INT $host \"\$@\""
   else
-    reset=''
+    echo "engine: $envbin has no --default-signal: a pulumi started with SIGINT ignored will" \
+      "wait 5 s for its language host" >&2
+    launch="exec $host \"\$@\""
   fi
-  printf '#!/bin/sh\nexec %s"%s" "$@"\n' "$reset" "$libexec/pulumi-language-python" \
-    > "$bin/pulumi-language-python.new"
+  printf '#!/bin/sh\n%s\n' "$launch" > "$bin/pulumi-language-python.new"
   chmod 0755 "$bin/pulumi-language-python.new"
   mv -f "$bin/pulumi-language-python.new" "$bin/pulumi-language-python"
 fi

@@ -90,12 +90,14 @@ def _ignored(pid: int) -> int:
 def test_plugins_take_sigint_when_pulumi_ignores_it() -> None:
     """pulumi stops its plugins with SIGINT and kills them only 5 s later: a plugin that inherits
     an ignored SIGINT from a background pulumi held every `up` and `preview` for those 5 s."""
+    if subprocess.run(["env", "--default-signal=INT", "true"], check=False).returncode:
+        pytest.skip("this env has no --default-signal (set-up warned of it)")
     bin_dir = project_root() / ".engine" / "bin"
-    real = project_root() / ".engine" / "libexec" / "pulumi-language-python"
+    real = (project_root() / ".engine" / "libexec" / "pulumi-language-python").resolve()
     with _ignoring_sigint([str(bin_dir / "pulumi-language-python"), "127.0.0.1:9"]) as host:
         try:
             deadline = time.monotonic() + 10
-            while os.readlink(f"/proc/{host.pid}/exe") != str(real):
+            while Path(os.readlink(f"/proc/{host.pid}/exe")) != real:
                 assert time.monotonic() < deadline, "the language host's launcher did not exec it"
                 time.sleep(0.05)
             assert not _ignored(host.pid) & (1 << (signal.SIGINT - 1))
@@ -107,7 +109,7 @@ def test_plugins_take_sigint_when_pulumi_ignores_it() -> None:
         try:
             assert provider.stdout is not None and provider.stdout.readline().strip().isdigit()
             provider.send_signal(signal.SIGINT)
-            assert provider.wait(timeout=4) != -signal.SIGKILL
+            provider.wait(timeout=4)  # it takes SIGINT: it ends without being killed
         finally:
             provider.kill()
 

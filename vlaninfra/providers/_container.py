@@ -176,9 +176,12 @@ def _probe(agent: Agent, props: Props, probes: Sequence[Probe], keys: list[_Key]
     """Answers for ``keys``: fresh ones from the cache or this run's memo, the others asked
     in one ``probe.run``, with (``widen``) the not yet taken questions of their batches."""
     now = time.monotonic()
+
+    def fresh(k: _Key) -> bool:  # under _answers_lock
+        return k in _answers and now - _answers[k][0] < ANSWER_AGE
+
     with _answers_lock:
-        known = {k: _answers[k][1] for k in keys
-                 if k in _answers and now - _answers[k][0] < ANSWER_AGE}
+        known = {k: _answers[k][1] for k in keys if fresh(k)}
     ask = [i for i, k in enumerate(keys) if k not in known]
     if ask:  # probed by the preview of this same `pulumi up` (never by another run)?
         known.update(recall("probe", [keys[i] for i in ask], ANSWER_AGE))
@@ -189,8 +192,7 @@ def _probe(agent: Agent, props: Props, probes: Sequence[Probe], keys: list[_Key]
             with _answers_lock:
                 for k, p in [kp for key in list(questions) for kp in
                              _batches.get(key, {}).items()]:
-                    if k not in known and not (
-                            k in _answers and now - _answers[k][0] < ANSWER_AGE):
+                    if k not in known and not fresh(k):
                         questions.setdefault(k, p)
         answers: list[ProbeAnswer] = agent.call("probe.run", checks=list(questions.values()),
                                                 timeout=ARP_BOUND)

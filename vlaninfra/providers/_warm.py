@@ -3,9 +3,10 @@
 The engine checks one resource at a time, and a host's first check used to log in, start the
 agent and fetch the check snapshot (about 1 s) while the engine waited: one host after another,
 10 s of a 10-host preview. The first check that must reach a host (a run that changes nothing
-reaches none) now starts that for every host the stack config names, each on its own thread,
-and the checks that follow find their host ready. Best effort: a host that cannot be reached, or
-a config the program would refuse, is left for the check that needs it to report.
+reaches none) now starts that for every host and managed router the stack config names, each
+on its own thread, and the checks that follow find their host ready. Best effort: a host that
+cannot be reached, or a config the program would refuse, is left for the check that needs it
+to report; a start still under way when the provider exits is aborted (`Agent.close`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from collections.abc import Callable
 
 from pulumi.dynamic.config import Config
 
-from vlaninfra.transport import Target, agent_for
+from vlaninfra.transport import agent_for
 
-from ._host import CONNECTION, target_of
+from ._host import CONNECTION, DockerHost, target_of
 
 __all__ = ["settle_warm", "warm_hosts"]
 
@@ -31,33 +32,36 @@ _threads: list[threading.Thread] | None = None
 
 
 def warm_hosts(config: Config | None) -> None:
-    """Start reaching every host of the stack (``config``: the stack config the provider got)
-    in the background; only the first call in a process does anything."""
+    """Start reaching every host and managed router of the stack (``config``: the stack
+    config the provider got) in the background; only the first call in a process does
+    anything, and nothing here fails the check that calls it."""
     global _threads
     threads: list[threading.Thread] = []
     with _lock:
         if _threads is not None or config is None:
             return
         _threads = threads
-    from vlaninfra.program import hosts_of  # not at import: the program imports the providers
-
-    def targets() -> list[Target]:
+    try:
+        # Here, not at import (the program imports the providers), nor in a thread (no import
+        # runs beside the check's own).
         from vlaninfra.layout import load_config
-
-        sites = config.get("vlaninfra:sites")
-        layout = load_config({"sites": json.loads(sites) if isinstance(sites, str) else sites})
-        lookup: Callable[[str], object] = config.get
-        return [target_of({CONNECTION: h.connection()}, lookup)
-                for h in hosts_of(layout).values()]
+        from vlaninfra.program import hosts_of, routers_of
+    except Exception as exc:
+        log.info("no warm-up of the stack's hosts: %s", exc)
+        return
+    lookup: Callable[[str], object] = config.get
 
     def warm_all() -> None:
         try:
-            found = targets()
+            sites = config.get("vlaninfra:sites")
+            layout = load_config({"sites": json.loads(sites) if isinstance(sites, str)
+                                  else sites})
+            found = {**hosts_of(layout), **routers_of(layout)}
         except Exception as exc:  # the program says what is wrong with the config
             log.info("no warm-up of the stack's hosts: %s", exc)
             return
-        each = [threading.Thread(target=_warm, args=(t,), name="warm-host", daemon=True)
-                for t in found]
+        each = [threading.Thread(target=_warm, args=(h, lookup), name="warm-host", daemon=True)
+                for h in found.values()]
         threads.extend(each)
         for t in each:
             t.start()
@@ -67,13 +71,16 @@ def warm_hosts(config: Config | None) -> None:
     lead.start()
 
 
-def _warm(target: Target) -> None:
+def _warm(host: DockerHost, lookup: Callable[[str], object]) -> None:
+    """Log in to ``host``, start its agent and fetch its check snapshot; a failure is left for
+    the check that needs the host to report (the layout as a rollback applies it may even
+    name other hosts than the config)."""
     try:
-        agent = agent_for(target)
+        agent = agent_for(target_of({CONNECTION: host.connection()}, lookup))
         agent.start()
         agent.check_facts()
-    except Exception as exc:  # the check that needs this host reports it
-        log.info("warm-up of a host failed: %s", exc)
+    except Exception as exc:
+        log.info("warm-up of host %s failed: %s", host.name, exc)
 
 
 def settle_warm(timeout: float = 30.0) -> None:

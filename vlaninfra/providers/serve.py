@@ -34,20 +34,22 @@ def _end_with(parent: int) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
-def main() -> None:
+def main(watch_parent: bool = True) -> None:
     """Run ``pulumi.dynamic``'s server; the first thread pool it makes (the gRPC server's)
     gets `WORKERS` threads, every later one is left as it is asked for. SSH hosts are reached
     through connection brokers: the engine's phases and runs share one login and agent.
 
     SIGINT is taken even when the engine was started with it ignored (a script's background
     job): the engine stops its plugins with SIGINT and kills them only 5 s later. The process
-    ends when its engine is gone (`_end_with`)."""
+    ends when its engine is gone (`_end_with`; ``watch_parent`` False: not, for tests that
+    run this inside their own process)."""
     from vlaninfra.transport import use_broker
 
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    threading.Thread(target=_end_with, args=(os.getppid(),), name="end-with-engine",
-                     daemon=True).start()
+    if watch_parent:
+        threading.Thread(target=_end_with, args=(os.getppid(),), name="end-with-engine",
+                         daemon=True).start()
 
     base = concurrent.futures.ThreadPoolExecutor
 

@@ -125,6 +125,7 @@ class Agent:
         self._reading = False
         self._facts: tuple[float, dict[str, Any] | None] | None = None
         self._facts_lock = threading.Lock()
+        self._starting = False
 
     def deadline_for(self, op: str) -> float:
         """The deadline of ``op`` in seconds (``docker_deadline`` or ``op_deadline``)."""
@@ -273,11 +274,14 @@ class Agent:
                 # Another caller's start failed while this one waited: share its verdict
                 # instead of trying (and waiting out a deadline) once per caller.
                 raise type(failed[1])(failed[1].message, host=self.label)
+            self._starting = True
             try:
                 self._session = self._start()
             except TransportError as exc:
                 self._failed = (time.monotonic(), exc)
                 raise
+            finally:
+                self._starting = False
             self._failed = None
             return self._session
 
@@ -368,7 +372,11 @@ class Agent:
         return AgentExitedError(message, host=self.label)
 
     def close(self) -> None:
-        """Stop the agent (its stdin closes) and the connection."""
+        """Stop the agent (its stdin closes) and the connection. A start under way is aborted
+        rather than waited for: a host the run never needed (a warm-up's) must not hold the
+        provider's exit for a connect timeout."""
+        if self._starting:
+            self._connector.abort()
         with self._lock:
             if self._session is not None:
                 self._session.close()

@@ -97,6 +97,13 @@ class FakeAgent(Agent):
     def start(self) -> dict[str, Any]:
         return self.info
 
+    def check_facts(self) -> dict[str, Any] | None:
+        """``check.facts`` when it has a response, else None (the checks ask one by one)."""
+        if "check.facts" not in self.responses:
+            return None
+        facts: dict[str, Any] | None = self.call("check.facts")
+        return facts
+
     def close(self) -> None:
         """Nothing to close."""
 

@@ -22,7 +22,7 @@ def test_the_server_pool_gets_the_workers_and_later_pools_are_left_alone(
         made.append(concurrent.futures.ThreadPoolExecutor(max_workers=2))
 
     monkeypatch.setattr("runpy.run_module", fake_run)
-    serve.main()
+    serve.main(watch_parent=False)  # not pytest's parent
     assert [p._max_workers for p in made] == [serve.WORKERS, 2]
     assert concurrent.futures.ThreadPoolExecutor is type(made[1])
     for p in made:

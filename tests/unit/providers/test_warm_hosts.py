@@ -30,12 +30,19 @@ def reached(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """The hosts an agent was asked for (any agent: the check's own and the warm-up's)."""
     monkeypatch.setattr(_warm, "_threads", None)
     seen: list[str] = []
-    fake = FakeAgent()
-    fake.responses.update({"docker.network.inspect": None, "link.exists": True,
-                           "probe.run": lambda checks, timeout: [{"ok": True}] * len(checks)})
 
     def agent(target: Target) -> FakeAgent:
-        seen.append(getattr(target, "host", "local"))
+        host = getattr(target, "host", "local")
+
+        def facts() -> None:
+            seen.append(f"facts {host}")
+
+        fake = FakeAgent(target=target)
+        fake.responses.update({
+            "docker.network.inspect": None, "link.exists": True,
+            "probe.run": lambda checks, timeout: [{"ok": True}] * len(checks),
+            "check.facts": facts})
+        seen.append(host)
         return fake
 
     with override_agents(agent):
@@ -53,11 +60,21 @@ def test_the_first_check_reaching_a_host_reaches_them_all(reached: list[str]) ->
                                                    "203.0.113.11"))}
     assert _configured(config).check({}, lan(plan_of(1))).failures == []
     _warm.settle_warm()
-    assert {"203.0.113.9", "203.0.113.10", "203.0.113.11"} <= set(reached)
+    hosts = ["203.0.113.9", "203.0.113.10", "203.0.113.11"]
+    assert {*hosts, *(f"facts {h}" for h in hosts)} <= set(reached)
     count = len(reached)
     _configured(config).check({}, lan(plan_of(2)))
     _warm.settle_warm()
-    assert len(reached) - count <= 2  # once per provider process: only the check's own calls
+    assert not [r for r in reached[count:] if r.startswith("facts")]  # once per process
+
+
+def test_a_host_that_fails_leaves_the_others_warmed(reached: list[str]) -> None:
+    sites = _sites("203.0.113.9", "203.0.113.10")
+    sites["a"]["hosts"][0]["ssh"]["private_key_config"] = "unsetKey"  # its key is not there
+    config = {"vlaninfra:sites": json.dumps(sites)}
+    assert _configured(config).check({}, lan(plan_of(1))).failures == []
+    _warm.settle_warm()
+    assert "facts 203.0.113.10" in reached and "203.0.113.9" not in reached
 
 
 def test_a_run_that_reaches_no_host_warms_none(reached: list[str]) -> None:

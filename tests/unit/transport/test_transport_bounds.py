@@ -318,6 +318,38 @@ def test_a_session_that_ended_before_sending_is_retried_once_on_a_fresh_one(
     agent.close()
 
 
+def test_close_aborts_a_start_under_way_instead_of_waiting_for_it() -> None:
+    """A warm-up's start on a host the run never needed must not hold the provider's exit
+    (`close_all` at exit) for a connect timeout."""
+    aborted = threading.Event()
+
+    class Stuck(FakeConnector):
+        def start(self, bundle: Bundle) -> FakeChannel:
+            self.started += 1
+            aborted.wait(30)
+            raise OSError("connection aborted")
+
+        def abort(self) -> None:
+            aborted.set()
+
+    agent = Agent(LocalTarget(), Stuck())
+    failed: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            agent.start()
+        except BaseException as exc:
+            failed.append(exc)
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    until(lambda: agent._starting)
+    began = time.monotonic()
+    agent.close()
+    starter.join(5)
+    assert time.monotonic() - began < 5 and aborted.is_set() and failed
+
+
 def test_deadline_classes_and_env_knobs(monkeypatch: pytest.MonkeyPatch) -> None:
     agent = Agent(LocalTarget(), FakeConnector())
     assert agent.deadline_for("link.get") == 30 and agent.deadline_for("batch") == 30
