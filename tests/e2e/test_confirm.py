@@ -156,8 +156,11 @@ def test_unconfirmed_change_is_undone_after_the_window(lab_stack: LabStack) -> N
     shown = cli(lab_stack, "history", "--stack", lab_stack.name)
     assert "expired" in shown.stdout and "rollbacks at the deadline log to" in shown.stdout
     log = shown.stdout.split("log to ")[1].split(";")[0]
-    text = Path(log).read_text()
-    assert "applying version 1 again" in text and "rollback took" in text, text
+    # The watcher says how long it took once its last pulumi run has exited, which is after
+    # that run recorded the version.
+    text = wait_for("the watcher's last line", lambda: (
+        t := Path(log).read_text()) and "rollback took" in t and t, 30)
+    assert "applying version 1 again" in text, text
     FIGURES["watcher's rollback (preview + apply + verify)"] = text.split("rollback took ")[
         -1].split(":")[0]
 
