@@ -79,7 +79,7 @@ fi
 # program whose PYTHONPATH puts an older vlaninfra first (one without it) gets Pulumi's own.
 cat > "$bin/pulumi-resource-pulumi-python.new" <<EOS
 #!/bin/sh
-exec "$root/.venv/bin/python" -u -c '
+exec $(quote "$root/.venv/bin/python") -u -c '
 try:
     from vlaninfra.providers.serve import main
 except ImportError:
