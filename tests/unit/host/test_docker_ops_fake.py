@@ -23,11 +23,25 @@ class Conflict(Exception):
     """Stands in for docker.errors.APIError 409: create raised, no id came back."""
 
 
+def _api_error(status: int, explanation: str) -> Exception:
+    from docker.errors import APIError, NotFound
+
+    response = type("Response", (), {"status_code": status})()
+    return (NotFound if status == 404 else APIError)(
+        f"{status}", response=response, explanation=explanation)
+
+
 class FakeApi:
+    """Records removals; `refusals` errors (default: Docker counting endpoints) come first."""
+
     api_version = "1.44"
 
-    def __init__(self) -> None:
+    def __init__(self, refusals: int = 0, refusal: tuple[int, str] = (
+            403, "network lan id n1 has active endpoints")) -> None:
         self.removed: list[str] = []
+        self.calls: list[str] = []
+        self.refusals, self.refusal = refusals, refusal
+        self.stop_error: Exception | None = None
 
     def inspect_image(self, image: str) -> dict[str, Any]:
         return {}
@@ -45,15 +59,24 @@ class FakeApi:
         raise Conflict("409 Conflict: the name is in use")
 
     def stop(self, ref: str, timeout: int | None = None) -> None:
-        pass
+        self.calls.append(f"stop {ref} t={timeout}")
+        if self.stop_error is not None:
+            raise self.stop_error
 
     def remove_container(self, ref: str, force: bool = False) -> None:
+        self.calls.append(f"rm {ref}")
         self.removed.append(ref)
+
+    def remove_network(self, ref: str) -> None:
+        self.calls.append(f"rm-net {ref}")
+        if self.refusals:
+            self.refusals -= 1
+            raise _api_error(*self.refusal)
 
 
 class Ctx:
-    def __init__(self) -> None:
-        self.api = FakeApi()
+    def __init__(self, api: FakeApi | None = None) -> None:
+        self.api = api or FakeApi()
 
     def docker(self) -> FakeApi:
         return self.api
@@ -75,98 +98,108 @@ def test_failed_create_removes_only_a_container_with_its_own_mark(
         docker_ops.container_create(ctx, ContainerCreate(  # type: ignore[arg-type]
             ContainerSpec("web", "busybox:lab"), Mark("infra/prod", "s1")))
     assert ctx.api.removed == removed
+    assert ctx.api.calls == [c for r in removed for c in (f"stop {r} t=0", f"rm {r}")]
     # "rolled back" only when it removed what it had made
     assert isinstance(info.value, OpError) == bool(removed)
     assert not removed or info.value.details["rolled_back"] is True  # type: ignore[attr-defined]
 
 
-class Docker:
-    """Records the calls of container and network removal; `refusals` 403s come first."""
-
-    def __init__(self, refusals: int = 0) -> None:
-        self.calls: list[str] = []
-        self.refusals = refusals
-
-    def stop(self, ref: str, timeout: int | None = None) -> None:
-        self.calls.append(f"stop {ref} t={timeout}")
-
-    def remove_container(self, ref: str, force: bool = False) -> None:
-        self.calls.append(f"rm {ref}")
-
-    def remove_network(self, ref: str) -> None:
-        self.calls.append(f"rm-net {ref}")
-        if self.refusals:
-            self.refusals -= 1
-            from docker.errors import APIError
-
-            class Forbidden:
-                status_code = 403
-
-            raise APIError("403 Forbidden", response=Forbidden(),  # type: ignore[arg-type]
-                           explanation="network lan id n1 has active endpoints")
+_OURS = marks.labels("infra/prod", "s1", None)
+_WEB = ContainerRef("web", "infra/prod")
+_LAN = NetworkRemove("lan", "infra/prod")
 
 
-def _docker_ctx(api: Docker) -> Any:
-    return type("Ctx", (), {"docker": lambda self: api})()
+def _container(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(docker_ops, "container_inspect", lambda _ctx, _name: {
+        "id": "c1", "labels": _OURS, "running": True})
 
 
 def test_a_container_is_stopped_before_it_is_removed(monkeypatch: pytest.MonkeyPatch) -> None:
     # Force-removing running containers of one network at once leaves Docker 20.10 counting
     # endpoints on it (moby/moby#43286): the network could not be removed afterwards.
-    api = Docker()
-    monkeypatch.setattr(docker_ops, "container_inspect", lambda _ctx, name: {
-        "id": "c1", "labels": marks.labels("infra/prod", "s1", None), "running": True})
-    out = docker_ops.container_remove(_docker_ctx(api), ContainerRef("web", "infra/prod"))
-    assert out.removed is True
-    assert api.calls == ["stop c1 t=0", "rm c1"]
+    _container(monkeypatch)
+    ctx = Ctx()
+    assert docker_ops.container_remove(ctx, _WEB).removed is True  # type: ignore[arg-type]
+    assert ctx.api.calls == ["stop c1 t=0", "rm c1"]
 
 
-def _net(containers: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"id": "n1", "labels": marks.labels("infra/prod", "s1", None),
-            "containers": containers or {}}
+@pytest.mark.parametrize(("status", "removed", "calls"), [
+    (404, False, ["stop c1 t=0"]),  # gone meanwhile
+    (500, True, ["stop c1 t=0", "rm c1"]),  # a refused stop is left to the force-removal
+])
+def test_a_failed_stop(monkeypatch: pytest.MonkeyPatch, status: int, removed: bool,
+                       calls: list[str]) -> None:
+    _container(monkeypatch)
+    ctx = Ctx()
+    ctx.api.stop_error = _api_error(status, "no")
+    assert docker_ops.container_remove(ctx, _WEB).removed is removed  # type: ignore[arg-type]
+    assert ctx.api.calls == calls
+
+
+def _net(containers: dict[str, Any] | None = None, id_: str = "n1") -> dict[str, Any]:
+    return {"id": id_, "labels": _OURS, "containers": containers or {}}
+
+
+def _found(monkeypatch: pytest.MonkeyPatch, *found: dict[str, Any] | None) -> list[float]:
+    """`network_inspect` answers `found` in turn (the last one from then on); returns the
+    sleeps."""
+    answers, slept = list(found), list[float]()
+    monkeypatch.setattr(docker_ops, "network_inspect",
+                        lambda _ctx, _name: answers.pop(0) if len(answers) > 1 else answers[0])
+    monkeypatch.setattr(time, "sleep", slept.append)
+    return slept
 
 
 @pytest.mark.parametrize("refusals", [1, 3])
 def test_a_network_docker_still_counts_endpoints_on_is_removed_once_that_settles(
         monkeypatch: pytest.MonkeyPatch, refusals: int) -> None:
-    api, slept = Docker(refusals), list[float]()
-    monkeypatch.setattr(docker_ops, "network_inspect", lambda _ctx, _name: _net())
-    monkeypatch.setattr(time, "sleep", slept.append)
-    out = docker_ops.network_remove(_docker_ctx(api), NetworkRemove("lan", "infra/prod"))
-    assert out.removed is True
-    assert api.calls == ["rm-net n1"] * (refusals + 1)
+    slept = _found(monkeypatch, _net())
+    ctx = Ctx(FakeApi(refusals))
+    assert docker_ops.network_remove(ctx, _LAN).removed is True  # type: ignore[arg-type]
+    assert ctx.api.calls == ["rm-net n1"] * (refusals + 1)
     assert slept == [0.5, 1.0, 2.0][:refusals]
 
 
 def test_a_stale_endpoint_count_is_one_error_saying_to_restart_dockerd(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    api = Docker(refusals=99)
-    monkeypatch.setattr(docker_ops, "network_inspect", lambda _ctx, _name: _net())
-    monkeypatch.setattr(time, "sleep", lambda _s: None)
+    _found(monkeypatch, _net())
+    ctx = Ctx(FakeApi(refusals=99))
     with pytest.raises(OpError) as info:
-        docker_ops.network_remove(_docker_ctx(api), NetworkRemove("lan", "infra/prod"))
+        docker_ops.network_remove(ctx, _LAN)  # type: ignore[arg-type]
     assert info.value.code == errno.EBUSY
     assert "no container is attached" in info.value.message
     assert "has active endpoints" in info.value.message
     assert "systemctl restart docker" in info.value.message
-    assert len(api.calls) == 4
+    assert len(ctx.api.calls) == 4
+
+
+@pytest.mark.parametrize("refusal", [
+    (403, "authorization denied by plugin authz: no"),  # another 403: not waited for
+    (500, "driver failed"),
+])
+def test_other_refusals_are_passed_on_at_once(monkeypatch: pytest.MonkeyPatch,
+                                              refusal: tuple[int, str]) -> None:
+    from docker.errors import APIError
+
+    slept = _found(monkeypatch, _net())
+    ctx = Ctx(FakeApi(refusals=1, refusal=refusal))
+    with pytest.raises(APIError):
+        docker_ops.network_remove(ctx, _LAN)  # type: ignore[arg-type]
+    assert slept == []
 
 
 def test_a_container_attached_meanwhile_is_named_not_waited_for(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    api = Docker(refusals=1)
-    found = [_net(), _net({"web": {}})]
-    monkeypatch.setattr(docker_ops, "network_inspect", lambda _ctx, _name: found.pop(0))
-    monkeypatch.setattr(time, "sleep", lambda _s: None)
+    _found(monkeypatch, _net(), _net({"web": {}}))
     with pytest.raises(OpError) as info:
-        docker_ops.network_remove(_docker_ctx(api), NetworkRemove("lan", "infra/prod"))
+        docker_ops.network_remove(Ctx(FakeApi(refusals=1)), _LAN)  # type: ignore[arg-type]
     assert info.value.code == errno.EBUSY and info.value.details["containers"] == ["web"]
 
 
-def test_a_network_gone_while_waiting_counts_as_removed(monkeypatch: pytest.MonkeyPatch) -> None:
-    api = Docker(refusals=1)
-    found: list[dict[str, Any] | None] = [_net(), None]
-    monkeypatch.setattr(docker_ops, "network_inspect", lambda _ctx, _name: found.pop(0))
-    monkeypatch.setattr(time, "sleep", lambda _s: None)
-    out = docker_ops.network_remove(_docker_ctx(api), NetworkRemove("lan", "infra/prod"))
-    assert out.removed is True
+@pytest.mark.parametrize("later", [None, _net(id_="n2")])
+def test_a_network_gone_while_waiting_is_reported_gone(
+        monkeypatch: pytest.MonkeyPatch, later: dict[str, Any] | None) -> None:
+    _found(monkeypatch, _net(), later)
+    ctx = Ctx(FakeApi(refusals=1))
+    assert docker_ops.network_remove(ctx, _LAN).removed is False  # type: ignore[arg-type]
+    assert ctx.api.calls == ["rm-net n1"]
