@@ -19,8 +19,9 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TypedDict, TypeVar
 
@@ -382,18 +383,36 @@ def _owned_container(ctx: Context, name: str, owner: str, expect_id: str | None,
     return current
 
 
-def _stop_and_remove(api: DockerApi, container_id: str) -> None:
-    """Remove a container as ``docker rm -f`` does (no grace period), but stopped first.
+_NETWORK_LOCKS: dict[str, threading.Lock] = {}
+_NETWORK_LOCKS_GUARD = threading.Lock()
 
-    Docker 20.10, force-removing running containers of one network at the same time (as a
-    destroy does), can leave that network's endpoint count above zero: it then refuses to
-    remove the network ("has active endpoints") until dockerd restarts (moby/moby#43286;
-    measured in the README, "What ipvlan and Docker 20.10 really do"). A stop is manual: a
-    restart policy does not start the container again. A stop Docker refuses leaves it to the
-    force-removal.
+
+def _network_lock(network: str) -> threading.Lock:
+    with _NETWORK_LOCKS_GUARD:
+        return _NETWORK_LOCKS.setdefault(network, threading.Lock())
+
+
+def _stop_and_remove(api: DockerApi, container_id: str, networks: Iterable[str] = ()) -> None:
+    """Remove a container as ``docker rm -f`` does (no grace period), after it has left
+    ``networks`` (one container of a network at a time) and stopped.
+
+    Docker 20.10, removing containers of one network at the same time (as a destroy does),
+    can leave that network's endpoint count above zero: it then refuses to remove the network
+    ("has active endpoints") until dockerd restarts (moby/moby#43286; README, "What ipvlan and
+    Docker 20.10 really do"). Leaving the network is the call that lowers the count; it is
+    done in turn per network, and the stop and removal that follow no longer touch it. A stop
+    is manual: a restart policy does not start the container again. A disconnect or stop
+    Docker refuses leaves it to the force-removal.
     """
     from docker.errors import APIError
 
+    for network in sorted(networks):
+        with _network_lock(network):
+            try:
+                api.disconnect_container_from_network(container_id, network)
+            except APIError as exc:
+                log.warning("disconnecting container %s from %s failed (%s); force-removing "
+                            "it", container_id, network, _short(exc))
     try:
         api.stop(container_id, timeout=0)
     except APIError as exc:
@@ -413,7 +432,7 @@ def container_remove(ctx: Context, args: ContainerRef) -> Removed:
     """
     name = _check_name(args.name, "container name")
     return _remove(f"container {name!r}", container_inspect(ctx, name), args.owner, args.id,
-                   lambda c: _stop_and_remove(ctx.docker(), c["id"]))
+                   lambda c: _stop_and_remove(ctx.docker(), c["id"], c["networks"]))
 
 
 def container_update(ctx: Context, args: ContainerUpdate) -> ContainerState:

@@ -58,6 +58,11 @@ class FakeApi:
     def create_container(self, *a: Any, **kw: Any) -> Any:
         raise Conflict("409 Conflict: the name is in use")
 
+    def disconnect_container_from_network(self, ref: str, network: str) -> None:
+        self.calls.append(f"disconnect {ref} {network}")
+        if self.stop_error is not None:
+            raise self.stop_error
+
     def stop(self, ref: str, timeout: int | None = None) -> None:
         self.calls.append(f"stop {ref} t={timeout}")
         if self.stop_error is not None:
@@ -111,21 +116,23 @@ _LAN = NetworkRemove("lan", "infra/prod")
 
 def _container(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(docker_ops, "container_inspect", lambda _ctx, _name: {
-        "id": "c1", "labels": _OURS, "running": True})
+        "id": "c1", "labels": _OURS, "running": True, "networks": {"lan": {}}})
 
 
-def test_a_container_is_stopped_before_it_is_removed(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Force-removing running containers of one network at once leaves Docker 20.10 counting
-    # endpoints on it (moby/moby#43286): the network could not be removed afterwards.
+def test_a_container_leaves_its_network_and_stops_before_it_is_removed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Removing containers of one network at once leaves Docker 20.10 counting endpoints on it
+    # (moby/moby#43286): the network could not be removed afterwards.
     _container(monkeypatch)
     ctx = Ctx()
     assert docker_ops.container_remove(ctx, _WEB).removed is True  # type: ignore[arg-type]
-    assert ctx.api.calls == ["stop c1 t=0", "rm c1"]
+    assert ctx.api.calls == ["disconnect c1 lan", "stop c1 t=0", "rm c1"]
 
 
 @pytest.mark.parametrize(("status", "removed", "calls"), [
-    (404, False, ["stop c1 t=0"]),  # gone meanwhile
-    (500, True, ["stop c1 t=0", "rm c1"]),  # a refused stop is left to the force-removal
+    (404, False, ["disconnect c1 lan", "stop c1 t=0"]),  # gone meanwhile
+    # a refused disconnect or stop is left to the force-removal
+    (500, True, ["disconnect c1 lan", "stop c1 t=0", "rm c1"]),
 ])
 def test_a_failed_stop(monkeypatch: pytest.MonkeyPatch, status: int, removed: bool,
                        calls: list[str]) -> None:
