@@ -424,9 +424,10 @@ def _stop_and_remove(api: DockerApi, container_id: str, networks: Iterable[str] 
 
 
 def container_remove(ctx: Context, args: ContainerRef) -> Removed:
-    """Stop, then force-remove ``args.owner``'s container (its labels, or unlabelled and the
-    ``args.id`` state recorded); ``removed: False`` if it is gone, plus ``kept`` when one of
-    that name is not ours (left alone).
+    """Removes ``args.owner``'s container (its labels, or unlabelled and the ``args.id`` state
+    recorded): it leaves its networks, stops, then is force-removed (`_stop_and_remove`);
+    ``removed: False`` if it is gone, plus ``kept`` when one of that name is not ours (left
+    alone).
 
     Example: ``container_remove(ctx, ContainerRef("web"))`` → ``Removed(removed=True)``
     """

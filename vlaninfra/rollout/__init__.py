@@ -34,6 +34,7 @@ holds the flow of `up` and `rollback` and how they choose the version to return 
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -46,12 +47,14 @@ from vlaninfra.verify import Verification
 
 from ._report import Report, Step, attempt, left_by, render_history
 from ._stack import (
+    PENDING_WARNING,
     RolloutError,
     Stack,
     history,
     read_records,
     read_report,
     record_failure,
+    settle_pending_creates,
     stack_of,
     stack_urn,
     write_temp,
@@ -80,6 +83,8 @@ __all__ = [
 
 Confirm = Callable[[str], bool]
 """Shown the preview; True to go on."""
+
+log = logging.getLogger(__name__)
 
 
 def last_verified(records: Sequence[Mapping[str, Any]],
@@ -122,7 +127,8 @@ def _apply(s: Stack, what: str, message: str, control: dict[str, Any], last: int
                "run": secrets.token_hex(6)}
     try:
         # --json: an error comes back as the engine's diagnostics, not the display's tail.
-        s.run("up", "--yes", "--skip-preview", "--json", "--message", message, control=control)
+        out = s.run("up", "--yes", "--skip-preview", "--json", "--message", message,
+                    control=control)
     except StackLockedError:  # another run holds the stack: refuse, never roll back over it
         raise
     except EngineError as err:
@@ -131,9 +137,26 @@ def _apply(s: Stack, what: str, message: str, control: dict[str, Any], last: int
                                f"nothing was changed or recorded:\n{err}") from None
         note = record_failure(s, last, control, str(err))
         return Step(what, False, str(err) + note, None, time.monotonic() - started)
+    if PENDING_WARNING in out:  # a killed run's pending creates: settle them
+        _settle(s)
     # The program refuses unless it read exactly versions up to `last`, and appends one.
     verification, error, took = _finalize(s, last + 1)
     return Step(what, True, error, verification, time.monotonic() - started, last + 1, took)
+
+
+def _settle(s: Stack) -> None:
+    """Drops a killed run's pending creates once this apply recorded them all
+    (`settle_pending_creates`), else says on stderr which it could not and what to do. Never
+    fails the apply."""
+    try:
+        left = settle_pending_creates(s)
+    except (EngineError, KeyError, TypeError, ValueError) as err:
+        left = [f"(unknown: {' '.join(str(err).split())})"]
+    if left:
+        log.warning("stack %s: a killed run was creating %s, not in the state; what it made "
+                    "may be on the hosts: remove it by hand, then drop the pending creates "
+                    "with `pulumi refresh --clear-pending-creates --stack %s`", s.name,
+                    ", ".join(left), s.name)
 
 
 def _finalize(s: Stack, version: int) -> tuple[Verification | None, str | None, float]:

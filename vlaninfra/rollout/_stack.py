@@ -1,13 +1,14 @@
 """One stack as `up` and `rollback` drive it: engine runs with a control file, its records read
-back, the program's verification report, and a failed apply recorded in the state
-(`pulumi stack export`, edit, `pulumi stack import`)."""
+back, the program's verification report, and edits of the state (`pulumi stack export`, edit,
+`pulumi stack import`): a failed apply recorded, a killed run's pending creates settled."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,13 @@ __all__ = [
     "read_records",
     "read_report",
     "record_failure",
+    "settle_pending_creates",
     "stack_of",
     "stack_urn",
     "write_temp",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class RolloutError(VlanInfraError):
@@ -108,32 +112,61 @@ def stack_urn(s: Stack) -> str:
     return f"urn:pulumi:{stack}::{project}::pulumi:pulumi:Stack::{project}-{stack}"
 
 
+def _edit_state(s: Stack, edit: Callable[[dict[str, Any]], bool]) -> None:
+    """`pulumi stack export`, `edit` the document in place, `pulumi stack import` when `edit`
+    returns True (no resource touched on any host). Not atomic: the engine's lock is not
+    held between the export and the import, so a run in between is overwritten (README,
+    "Verified apply and rollback"). The import drops every pending operation (pulumi's `stack
+    import` does): a pending create of a resource not in the state is named on stderr, since
+    what a killed run made for it may be on the hosts, outside the state."""
+    doc = json.loads(s.run("stack", "export"))
+    if not edit(doc):
+        return
+    lost = unrecorded_creates(doc)
+    if lost:
+        log.warning("stack %s: a killed run was creating %s; what it made may be on the hosts, "
+                    "outside the state, and the state no longer says so: remove it by hand",
+                    s.name, ", ".join(lost))
+    path = write_temp(doc)
+    try:
+        s.run("stack", "import", "--file", path)
+    finally:
+        Path(path).unlink(missing_ok=True)
+
+
+def unrecorded_creates(doc: Mapping[str, Any]) -> list[str]:
+    """The URNs of the pending creates in `stack export` document `doc` whose resource is not
+    in its state."""
+    deployment = doc["deployment"]
+    known = {r.get("urn") for r in deployment.get("resources") or []}
+    urns = [(op.get("resource") or {}).get("urn") for op in
+            deployment.get("pending_operations") or [] if op.get("type") == "creating"]
+    return [str(u) for u in urns if u not in known]
+
+
 def record_failure(s: Stack, last: int, control: Mapping[str, Any], error: str) -> str:
-    """Records a failed run 1 as `apply-failed` in the state's record output (`stack export`,
-    edit, `stack import`; no resource touched), once more after an engine error (recording
-    twice adds nothing, `with_failure`). Not atomic: the engine's lock is not held between the
-    export and the import, so a run in between is overwritten (README, "Verified apply and
-    rollback"). Returns a note when the recording failed."""
+    """Records a failed run 1 as `apply-failed` in the state's record output (`_edit_state`),
+    once more after an engine error (recording twice adds nothing, `with_failure`). Returns a
+    note when the recording failed."""
     arm = (control.get("guard") or {}).get("arm") or {}  # a windowed apply's guards
     attempt = {"by": who(), "action": control.get("action", "up"), "run": control.get("run"),
                "token": arm.get("token"),
                "rollback_to": control.get("rollback_to"),
                "failed": [ln for ln in error.strip().splitlines() if ln.strip()][-5:]}
+
+    def record(doc: dict[str, Any]) -> bool:
+        stack = next(r for r in doc["deployment"]["resources"]
+                     if r.get("type") == "pulumi:pulumi:Stack")
+        outputs = stack.setdefault("outputs", {})
+        old = outputs.get(OUTPUT) or {"format": 1, "records": []}
+        outputs[OUTPUT] = {**old, "records": with_failure(old.get("records") or [], last,
+                                                           attempt)}
+        return True
+
     note = ""
     for _ in range(2):
         try:
-            doc = json.loads(s.run("stack", "export"))
-            stack = next(r for r in doc["deployment"]["resources"]
-                         if r.get("type") == "pulumi:pulumi:Stack")
-            outputs = stack.setdefault("outputs", {})
-            old = outputs.get(OUTPUT) or {"format": 1, "records": []}
-            outputs[OUTPUT] = {**old, "records": with_failure(old.get("records") or [], last,
-                                                               attempt)}
-            path = write_temp(doc)
-            try:
-                s.run("stack", "import", "--file", path)
-            finally:
-                Path(path).unlink(missing_ok=True)
+            _edit_state(s, record)
             return ""
         except (EngineError, StopIteration, KeyError, TypeError, ValueError) as err:
             note = ("\n(the failed attempt could not be recorded in the stack's history: "
@@ -141,3 +174,24 @@ def record_failure(s: Stack, last: int, control: Mapping[str, Any], error: str) 
             if isinstance(err, StackLockedError) or not isinstance(err, EngineError):
                 break
     return note
+
+
+# pulumi's warning when a run starts on a state that a killed run left pending operations in
+PENDING_WARNING = "pending operations from previous deployment"
+
+
+def settle_pending_creates(s: Stack) -> list[str]:
+    """After a successful apply: drops the pending creates a killed run left (the engine keeps
+    them across runs, and warns of them in every run until they are gone) when the apply has
+    recorded every one's resource in the state: vlaninfra's creates adopted what the killed run
+    made for them. `pulumi stack import` is the way, and it drops all pending operations, so
+    when any is of a resource no longer in the program (what the killed run made for it may be
+    on the hosts, outside the state) none is dropped, and their URNs are returned."""
+    left: list[str] = []
+
+    def drop(doc: dict[str, Any]) -> bool:
+        left.extend(unrecorded_creates(doc))
+        return not left and bool(doc["deployment"].get("pending_operations"))
+
+    _edit_state(s, drop)
+    return left

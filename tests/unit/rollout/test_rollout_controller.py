@@ -34,6 +34,8 @@ class FakeEngine:
     """The backend stops answering once the first apply went through."""
     import_errors: list[EngineError] = field(default_factory=list)
     """Raised, one each, by the next `stack import`s."""
+    apply_says: str = ""
+    """What a successful run 1 prints."""
 
     def run(self, stack: str | None, *args: str, check: bool = True, cwd: Path | None = None
             ) -> str:
@@ -80,7 +82,7 @@ class FakeEngine:
             "run": control["run"],
             "layout": control.get("layout") or {"n": len(self.records) + 1},
             "allocations": {}, "rollback_to": control.get("rollback_to")})
-        return ""
+        return self.apply_says
 
 
 def fake(records: int = 0, *outcomes: str) -> Any:
@@ -115,6 +117,15 @@ def test_a_verified_change_is_not_rolled_back() -> None:
     assert [(r["version"], r["status"]) for r in engine.records] == [
         (1, "verified"), (2, "verified")]
     assert engine.controls[1]["version"] == 2
+
+
+def test_an_apply_warned_of_a_killed_runs_pending_operations_settles_them() -> None:
+    engine = dataclasses.replace(fake(1, "ok"), apply_says=(
+        '{"diagnostics": [{"message": "Attempting to deploy or update resources with 1 pending '
+        'operations from previous deployment."}]}'))
+    assert up("s", engine=engine).ok
+    # the export finds no pending create of a recorded resource: nothing is imported
+    assert engine.calls == ["stack output", "preview", "up", "stack export", "up"]
 
 
 def test_a_failed_apply_rolls_back_to_the_last_verified_and_records_the_attempt() -> None:
