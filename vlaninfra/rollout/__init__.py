@@ -151,7 +151,11 @@ def _settle(s: Stack) -> None:
     try:
         left = settle_pending_creates(s)
     except (EngineError, KeyError, TypeError, ValueError) as err:
-        left = [f"(unknown: {' '.join(str(err).split())})"]
+        log.warning("stack %s: the pending creates a killed run left could not be looked at "
+                    "(%s): see `pulumi stack export`, and `pulumi refresh "
+                    "--clear-pending-creates --stack %s` once what they made is in the state "
+                    "or removed", s.name, " ".join(str(err).split()), s.name)
+        return
     if left:
         log.warning("stack %s: a killed run was creating %s, not in the state; what it made "
                     "may be on the hosts: remove it by hand, then drop the pending creates "

@@ -122,7 +122,7 @@ def _edit_state(s: Stack, edit: Callable[[dict[str, Any]], bool]) -> None:
     doc = json.loads(s.run("stack", "export"))
     if not edit(doc):
         return
-    lost = unrecorded_creates(doc)
+    lost = _unrecorded_creates(doc)
     if lost:
         log.warning("stack %s: a killed run was creating %s; what it made may be on the hosts, "
                     "outside the state, and the state no longer says so: remove it by hand",
@@ -134,7 +134,7 @@ def _edit_state(s: Stack, edit: Callable[[dict[str, Any]], bool]) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-def unrecorded_creates(doc: Mapping[str, Any]) -> list[str]:
+def _unrecorded_creates(doc: Mapping[str, Any]) -> list[str]:
     """The URNs of the pending creates in `stack export` document `doc` whose resource is not
     in its state."""
     deployment = doc["deployment"]
@@ -190,7 +190,7 @@ def settle_pending_creates(s: Stack) -> list[str]:
     left: list[str] = []
 
     def drop(doc: dict[str, Any]) -> bool:
-        left.extend(unrecorded_creates(doc))
+        left.extend(_unrecorded_creates(doc))
         return not left and bool(doc["deployment"].get("pending_operations"))
 
     _edit_state(s, drop)
