@@ -233,8 +233,8 @@ class Engine:
         removed: exactly that lock file (`pulumi cancel` would remove every lock of the stack,
         a live run's too); vlaninfra's creates adopt what that run made on the hosts. The
         engine keeps that run's pending creates, and warns of them, until they are dropped:
-        `vlaninfra up` drops those its apply recorded (`vlaninfra.rollout`). A run refused by
-        another run's lock raises `StackLockedError`.
+        `vlaninfra up` and `rollback` drop them once their apply has recorded every one
+        (`vlaninfra.rollout`). A run refused by another run's lock raises `StackLockedError`.
 
         Before any command on a stack, sidecars a killed pulumi left torn
         (:meth:`torn_sidecars`) are removed, so the next command can read the stack.

@@ -16,7 +16,8 @@ One apply is two engine runs of the same program (`vlaninfra.record` has the det
 A failed run 1 is recorded as `apply-failed` at once (`pulumi stack export`/`import` of the
 record output: the hosts are not touched; not atomic against a concurrent run, the engine's
 lock is not held), with or without a rollback. A finalize run costs about 2 s plus the checks
-on the 4-container lab stack.
+on the 4-container lab stack. When run 1 was warned of pending creates a killed run left, they
+are dropped (`stack export`/`import` again) once run 1 has recorded every one's resource.
 
 Rollback without a version goes to `rollback_target`: the newest verified version older than
 the one the hosts hold now (a rollback record counts as the version it restored), skipping
@@ -27,9 +28,10 @@ Example::
     report = up("prod", engine=Engine(project_root()))
     print(report.text()); sys.exit(0 if report.ok else 1)
 
-Parts: `_stack` (engine runs with a control file, records read back, a failed apply recorded
-in the state), `_report` (each step and the run's report, the history table); this module
-holds the flow of `up` and `rollback` and how they choose the version to return to.
+Parts: `_stack` (engine runs with a control file, records read back, edits of the state: a
+failed apply recorded, a killed run's pending creates dropped), `_report` (each step and the
+run's report, the history table); this module holds the flow of `up` and `rollback` and how
+they choose the version to return to.
 """
 
 from __future__ import annotations
@@ -47,10 +49,10 @@ from vlaninfra.verify import Verification
 
 from ._report import Report, Step, attempt, left_by, render_history
 from ._stack import (
-    PENDING_WARNING,
     RolloutError,
     Stack,
     history,
+    interrupted_creates,
     read_records,
     read_report,
     record_failure,
@@ -137,24 +139,24 @@ def _apply(s: Stack, what: str, message: str, control: dict[str, Any], last: int
                                f"nothing was changed or recorded:\n{err}") from None
         note = record_failure(s, last, control, str(err))
         return Step(what, False, str(err) + note, None, time.monotonic() - started)
-    if PENDING_WARNING in out:  # a killed run's pending creates: settle them
-        _settle(s)
+    killed = interrupted_creates(out)
+    if killed:  # a killed run's pending creates: settle them
+        _settle(s, killed)
     # The program refuses unless it read exactly versions up to `last`, and appends one.
     verification, error, took = _finalize(s, last + 1)
     return Step(what, True, error, verification, time.monotonic() - started, last + 1, took)
 
 
-def _settle(s: Stack) -> None:
-    """Drops a killed run's pending creates once this apply recorded them all
-    (`settle_pending_creates`), else says on stderr which it could not and what to do. Never
-    fails the apply."""
+def _settle(s: Stack, killed: set[str]) -> None:
+    """Drops a killed run's pending creates `killed` once this apply recorded them all
+    (`settle_pending_creates`); says on stderr which it could not, and what to do. Never fails
+    the apply: the change is made and recorded by now."""
     try:
-        left = settle_pending_creates(s)
-    except (EngineError, KeyError, TypeError, ValueError) as err:
-        log.warning("stack %s: the pending creates a killed run left could not be looked at "
-                    "(%s): see `pulumi stack export`, and `pulumi refresh "
-                    "--clear-pending-creates --stack %s` once what they made is in the state "
-                    "or removed", s.name, " ".join(str(err).split()), s.name)
+        left = settle_pending_creates(s, killed)
+    except Exception as err:  # best effort: the apply went through
+        log.warning("stack %s: the pending creates a killed run left could not be dropped "
+                    "(%s); pulumi warns of them until `pulumi refresh --clear-pending-creates "
+                    "--stack %s` drops them", s.name, " ".join(str(err).split()), s.name)
         return
     if left:
         log.warning("stack %s: a killed run was creating %s, not in the state; what it made "

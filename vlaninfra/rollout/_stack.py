@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ __all__ = [
     "RolloutError",
     "Stack",
     "history",
+    "interrupted_creates",
     "read_records",
     "read_report",
     "record_failure",
@@ -117,31 +119,38 @@ def _edit_state(s: Stack, edit: Callable[[dict[str, Any]], bool]) -> None:
     returns True (no resource touched on any host). Not atomic: the engine's lock is not
     held between the export and the import, so a run in between is overwritten (README,
     "Verified apply and rollback"). The import drops every pending operation (pulumi's `stack
-    import` does): a pending create of a resource not in the state is named on stderr, since
-    what a killed run made for it may be on the hosts, outside the state."""
+    import` does): a pending create of a resource not in the state is named on stderr once the
+    import is done, since what a killed run made for it may be on the hosts, outside the
+    state."""
     doc = json.loads(s.run("stack", "export"))
     if not edit(doc):
         return
     lost = _unrecorded_creates(doc)
-    if lost:
-        log.warning("stack %s: a killed run was creating %s; what it made may be on the hosts, "
-                    "outside the state, and the state no longer says so: remove it by hand",
-                    s.name, ", ".join(lost))
     path = write_temp(doc)
     try:
         s.run("stack", "import", "--file", path)
     finally:
         Path(path).unlink(missing_ok=True)
+    if lost:
+        log.warning("stack %s: a killed run was creating %s; what it made may be on the hosts, "
+                    "outside the state, and the state no longer says so: remove it by hand",
+                    s.name, ", ".join(lost))
+
+
+def _pending_creates(doc: Mapping[str, Any]) -> list[str]:
+    """The URNs of the pending creates in `stack export` document `doc`."""
+    ops = doc["deployment"].get("pending_operations") or []
+    return [op["resource"]["urn"] for op in ops if isinstance(op, dict)
+            and op.get("type") == "creating" and isinstance(op.get("resource"), dict)
+            and isinstance(op["resource"].get("urn"), str)]
 
 
 def _unrecorded_creates(doc: Mapping[str, Any]) -> list[str]:
     """The URNs of the pending creates in `stack export` document `doc` whose resource is not
-    in its state."""
-    deployment = doc["deployment"]
-    known = {r.get("urn") for r in deployment.get("resources") or []}
-    urns = [(op.get("resource") or {}).get("urn") for op in
-            deployment.get("pending_operations") or [] if op.get("type") == "creating"]
-    return [str(u) for u in urns if u not in known]
+    in its state (a resource only waiting to be deleted does not count)."""
+    known = {r.get("urn") for r in doc["deployment"].get("resources") or []
+             if isinstance(r, dict) and not r.get("delete")}
+    return [u for u in _pending_creates(doc) if u not in known]
 
 
 def record_failure(s: Stack, last: int, control: Mapping[str, Any], error: str) -> str:
@@ -168,7 +177,7 @@ def record_failure(s: Stack, last: int, control: Mapping[str, Any], error: str) 
         try:
             _edit_state(s, record)
             return ""
-        except (EngineError, StopIteration, KeyError, TypeError, ValueError) as err:
+        except (EngineError, OSError, StopIteration, KeyError, TypeError, ValueError) as err:
             note = ("\n(the failed attempt could not be recorded in the stack's history: "
                     + " ".join(str(err).split()) + ")")
             if isinstance(err, StackLockedError) or not isinstance(err, EngineError):
@@ -176,22 +185,32 @@ def record_failure(s: Stack, last: int, control: Mapping[str, Any], error: str) 
     return note
 
 
-# pulumi's warning when a run starts on a state that a killed run left pending operations in
-PENDING_WARNING = "pending operations from previous deployment"
+_PENDING_WARNING = "pending operations from previous deployment"
+"""pulumi's warning, at the start of a run, of the pending operations killed runs left; it
+lists each as ``* URN, interrupted while creating`` (or deleting, updating, ...)."""
+_INTERRUPTED = re.compile(r"\* (urn:pulumi:[^,\s\"\\]+), interrupted while creating")
 
 
-def settle_pending_creates(s: Stack) -> list[str]:
-    """After a successful apply: drops the pending creates a killed run left (the engine keeps
-    them across runs, and warns of them in every run until they are gone) when the apply has
-    recorded every one's resource in the state: vlaninfra's creates adopted what the killed run
-    made for them. `pulumi stack import` is the way, and it drops all pending operations, so
-    when any is of a resource no longer in the program (what the killed run made for it may be
-    on the hosts, outside the state) none is dropped, and their URNs are returned."""
+def interrupted_creates(out: str) -> set[str]:
+    """The URNs of the creates `_PENDING_WARNING` in run output `out` lists (none without it)."""
+    return set(_INTERRUPTED.findall(out)) if _PENDING_WARNING in out else set()
+
+
+def settle_pending_creates(s: Stack, killed: set[str]) -> list[str]:
+    """After a successful apply whose run was warned of the pending creates `killed` (the
+    engine keeps them across runs, and warns of them in every run until they are gone): drops
+    them once the apply has recorded every one's resource in the state (vlaninfra's creates
+    adopted what the killed run made for them). `pulumi stack import` is the way, and it
+    drops all pending operations, so nothing is dropped when one of them is of a resource no
+    longer in the program (what the killed run made for it may be on the hosts, outside the
+    state: its URN is returned), nor when the state holds another pending create (a run
+    started since). Returns the URNs of the killed creates left unrecorded."""
     left: list[str] = []
 
     def drop(doc: dict[str, Any]) -> bool:
-        left.extend(_unrecorded_creates(doc))
-        return not left and bool(doc["deployment"].get("pending_operations"))
+        pending = set(_pending_creates(doc))
+        left.extend(u for u in _unrecorded_creates(doc) if u in killed)
+        return bool(pending) and pending <= killed and not left
 
     _edit_state(s, drop)
     return left

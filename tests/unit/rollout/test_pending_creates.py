@@ -1,6 +1,7 @@
-"""`settle_pending_creates`: after a successful apply, the pending creates a killed run left are
-dropped when the apply recorded every one's resource (`pulumi stack import`, which drops them
-all), and kept, and named, otherwise. Through the real engine: tests/e2e/test_rollout.py."""
+"""`settle_pending_creates`: after a successful apply, the pending creates a killed run left
+(those pulumi's warning listed) are dropped when the apply recorded every one's resource
+(`pulumi stack import`, which drops them all), and kept, and named, otherwise. Through the
+real engine: tests/e2e/test_rollout.py."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ from typing import Any
 
 import pytest
 
-from vlaninfra.rollout._stack import Stack, record_failure, settle_pending_creates
+from vlaninfra.rollout._stack import (
+    Stack,
+    interrupted_creates,
+    record_failure,
+    settle_pending_creates,
+)
 
-URN = "urn:pulumi:lab::vlaninfra::vlaninfra:index:Container::"
+URN = "urn:pulumi:lab::vlaninfra::vlaninfra:index:Site$pulumi-python:dynamic:Resource::a-h1-"
 
 
 @dataclass
@@ -37,15 +43,16 @@ class StateEngine:
         return ""
 
 
-def op(name: str) -> dict[str, Any]:
-    return {"type": "creating", "resource": {"urn": URN + name}}
+def op(name: str, kind: str = "creating") -> dict[str, Any]:
+    return {"type": kind, "resource": {"urn": URN + name}}
 
 
 def state(*ops: dict[str, Any]) -> dict[str, Any]:
     return {"version": 3, "deployment": {
         "resources": [{"urn": "urn:pulumi:lab::vlaninfra::pulumi:pulumi:Stack::vlaninfra-lab",
                        "type": "pulumi:pulumi:Stack"},
-                      {"urn": URN + "web11"}, {"urn": URN + "web12"}],
+                      {"urn": URN + "web11"}, {"urn": URN + "web12"},
+                      {"urn": URN + "web13", "delete": True}],
         "pending_operations": list(ops)}}
 
 
@@ -54,21 +61,43 @@ def stack(engine: StateEngine) -> Stack:
     return Stack(fake, "lab", None)
 
 
+def killed(*names: str) -> set[str]:
+    return {URN + n for n in names}
+
+
+def test_the_warning_names_the_interrupted_creates_in_json_output() -> None:
+    warning = ("Attempting to deploy or update resources with 3 pending operations from "
+               f"previous deployment.\n  * {URN}web11, interrupted while creating\n"
+               f"  * {URN}web12, interrupted while creating\n"
+               f"  * {URN}web1, interrupted while deleting\nThese resources are in an unknown")
+    out = json.dumps({"diagnostics": [{"message": warning, "severity": "warning"}]})
+    assert interrupted_creates(out) == killed("web11", "web12")
+    assert interrupted_creates(f"* {URN}web11, interrupted while creating") == set()
+
+
 def test_creates_all_recorded_are_dropped() -> None:
     engine = StateEngine(state(op("web11"), op("web12")))
-    assert settle_pending_creates(stack(engine)) == []
+    assert settle_pending_creates(stack(engine), killed("web11", "web12")) == []
     assert engine.imports == 1 and "pending_operations" not in engine.doc["deployment"]
 
 
-def test_one_create_not_recorded_keeps_them_all() -> None:
-    engine = StateEngine(state(op("web11"), op("web99")))
-    assert settle_pending_creates(stack(engine)) == [URN + "web99"]
+@pytest.mark.parametrize("unrecorded", ["web99", "web13"])  # web13: only waiting for deletion
+def test_one_create_not_recorded_keeps_them_all(unrecorded: str) -> None:
+    engine = StateEngine(state(op("web11"), op(unrecorded)))
+    assert settle_pending_creates(stack(engine), killed("web11", unrecorded)) == [
+        URN + unrecorded]
     assert engine.imports == 0
 
 
-def test_no_pending_operation_imports_nothing() -> None:
-    engine = StateEngine(state())
-    assert settle_pending_creates(stack(engine)) == []
+def test_another_runs_pending_create_is_left_alone_and_not_named() -> None:
+    engine = StateEngine(state(op("web11"), op("web99")))  # web99: a run started since
+    assert settle_pending_creates(stack(engine), killed("web11")) == []
+    assert engine.imports == 0
+
+
+def test_no_pending_create_imports_nothing() -> None:
+    engine = StateEngine(state(op("web11", "deleting")))
+    assert settle_pending_creates(stack(engine), killed("web11")) == []
     assert engine.imports == 0
 
 

@@ -119,13 +119,31 @@ def test_a_verified_change_is_not_rolled_back() -> None:
     assert engine.controls[1]["version"] == 2
 
 
-def test_an_apply_warned_of_a_killed_runs_pending_operations_settles_them() -> None:
-    engine = dataclasses.replace(fake(1, "ok"), apply_says=(
-        '{"diagnostics": [{"message": "Attempting to deploy or update resources with 1 pending '
-        'operations from previous deployment."}]}'))
+KILLED = ("Attempting to deploy or update resources with 1 pending operations from previous "
+          "deployment.\n  * urn:pulumi:s::proj::vlaninfra:index:Container::a-h1-web9, "
+          "interrupted while creating\n")
+
+
+def test_an_apply_warned_of_a_killed_runs_pending_creates_settles_them() -> None:
+    engine = dataclasses.replace(fake(1, "ok"), apply_says=json.dumps(
+        {"diagnostics": [{"message": KILLED}]}))
     assert up("s", engine=engine).ok
-    # the export finds no pending create of a recorded resource: nothing is imported
+    # this fake's export holds no pending operation: nothing to import
     assert engine.calls == ["stack output", "preview", "up", "stack export", "up"]
+
+
+@pytest.mark.parametrize("error", [EngineError(["stack", "export"], 255, "backend timeout"),
+                                   OSError(28, "No space left on device")])
+def test_settling_the_pending_creates_never_fails_the_apply(
+        error: Exception, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    def fails(*_: Any) -> list[str]:
+        raise error
+    monkeypatch.setattr(rollout, "settle_pending_creates", fails)
+    engine = dataclasses.replace(fake(1, "ok"), apply_says=KILLED)
+    report = up("s", engine=engine)
+    assert report.ok and [r["status"] for r in engine.records] == ["verified", "verified"]
+    assert "could not be dropped" in caplog.text and "--clear-pending-creates" in caplog.text
 
 
 def test_a_failed_apply_rolls_back_to_the_last_verified_and_records_the_attempt() -> None:
