@@ -97,6 +97,20 @@ def cli(stack: LabStack, *args: str) -> subprocess.CompletedProcess[str]:
                           check=False)
 
 
+def timed_up(stack: LabStack) -> tuple[subprocess.CompletedProcess[str], float]:
+    """`vlaninfra up --stack S --yes` (`cli`) and the seconds it took."""
+    started = time.monotonic()
+    done = cli(stack, "up", "--stack", stack.name, "--yes")
+    return done, time.monotonic() - started
+
+
+def pending_operations(stack: LabStack) -> list[dict[str, Any]]:
+    """The pending operations in the stack's state (`pulumi stack export`)."""
+    ops: list[dict[str, Any]] = json.loads(stack.run("stack", "export"))["deployment"].get(
+        "pending_operations") or []
+    return ops
+
+
 def with_containers(stack: LabStack, *extra: dict[str, Any]) -> dict[str, Any]:
     sites = stack.sites()
     sites["a"]["containers"].extend(extra)
@@ -216,9 +230,7 @@ def test_a_change_failing_verification_rolls_back_on_its_own(lab_stack: LabStack
          "command": ["true"], "restart_policy": "no"})
     lab_stack.write(sites)
     before = snapshot(lab_stack)
-    started = time.monotonic()
-    done = cli(lab_stack, "up", "--stack", lab_stack.name, "--yes")
-    took = time.monotonic() - started
+    done, took = timed_up(lab_stack)
     print(f"\nverification failure + rollback: {took:.1f} s\n{done.stdout}")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "verification FAILED" in done.stdout and "not running" in done.stdout
@@ -336,21 +348,16 @@ def test_a_controller_killed_mid_apply_is_converged_by_the_next_up(
                                           "urn": u, "id": ""}}
         for u in urns - {op["resource"]["urn"] for op in pending}])
     try:
-        assert urns <= {op["resource"]["urn"] for op in json.loads(lab_stack.run(
-            "stack", "export"))["deployment"]["pending_operations"]}
+        assert urns <= {op["resource"]["urn"] for op in pending_operations(lab_stack)}
 
-        started = time.monotonic()
-        done = cli(lab_stack, "up", "--stack", lab_stack.name, "--yes")
-        took = time.monotonic() - started
+        done, took = timed_up(lab_stack)
         print(f"the next `vlaninfra up`: {took:.1f} s\n{done.stdout}{done.stderr}")
         assert done.returncode == 0, done.stdout + done.stderr
         assert "applied and verified" in done.stdout and "web12" in done.stdout
         assert "pending creates" not in done.stderr  # neither kept nor failed to drop
-        assert not json.loads(lab_stack.run("stack", "export"))["deployment"].get(
-            "pending_operations")
+        assert not pending_operations(lab_stack)
     finally:  # the module's later tests must not meet them
-        if json.loads(lab_stack.run("stack", "export"))["deployment"].get(
-                "pending_operations"):
+        if pending_operations(lab_stack):
             lab_stack.run("refresh", "--yes", "--skip-preview", "--clear-pending-creates")
     now = versions(lab_stack)
     assert now[-1][1:] == ("up", "verified") and now[-1][0] > last["version"], now
