@@ -220,13 +220,16 @@ def test_case4a_dockerd_stopped_past_the_deadline(host: Host) -> None:
             assert took < 6 + 4, took
             assert str(exc) == (f"outcome unknown on {host.target().label}: "
                                 f"docker.network.create got no answer within 6s; {RECONCILE}")
-        # dockerd runs again; the dropped connection is not reused; what the agent finished
-        # is there for the next `up` to adopt (the ownership slice's job)
-        deadline = time.monotonic() + 60  # dockerd finishing a create after SIGCONT: seconds
-        while (found := agent.call("docker.network.inspect", name="flt-net")) is None:
-            assert time.monotonic() < deadline, "the agent never finished the create"
-            time.sleep(0.5)
-        assert found["name"] == "flt-net"
+        # dockerd runs again and the dropped connection is not reused. Whether dockerd still
+        # finishes a create whose client hung up is Docker's race (a request left unread in
+        # the socket is cancelled with the connection), so the test holds what the agent
+        # promises: the next `up`'s create adopts the network if dockerd made it, or makes it
+        time.sleep(3)  # dockerd finishing a create it had read: well under a second
+        again = agent.call(NETWORK_CREATE.name, **encode(create))
+        found = agent.call("docker.network.inspect", name="flt-net")
+        assert found is not None and found["name"] == "flt-net"
+        assert again["id"] == found["id"]
+        assert isinstance(again["adopted"], bool)
         assert stats()["ssh_connections"] == 2
     finally:
         with contextlib.suppress(Exception):
