@@ -58,16 +58,13 @@ class Context:
             raise
 
     def docker(self) -> DockerApi:
-        """This thread's ``docker.APIClient`` (API version negotiated with the daemon)."""
+        """This thread's Docker Engine API client (:class:`~vlaninfra.host.docker_api.
+        DockerClient`, the daemon's API version)."""
         client = getattr(self._local, "docker", None)
         if client is None:
-            import docker
+            from vlaninfra.host.docker_api import DockerClient
 
-            client = docker.APIClient(
-                base_url="unix://" + os.path.abspath(self.docker_socket),
-                version="auto",
-                timeout=self.docker_timeout,
-            )
+            client = DockerClient(os.path.abspath(self.docker_socket), self.docker_timeout)
             self._local.docker = client
         return client
 

@@ -29,6 +29,7 @@ from vlaninfra.host import (
     typed_ops,
 )
 from vlaninfra.host.context import Context
+from vlaninfra.host.docker_api import DockerError, DockerUnreachable, NotFound
 from vlaninfra.host.errors import OpError
 from vlaninfra.host.untyped import JsonObject
 
@@ -161,19 +162,16 @@ def describe_error(exc: BaseException) -> protocol.ErrorBody:
     elif type(exc).__name__ == "NetlinkError" and isinstance(getattr(exc, "code", None), int):
         code = exc.code  # type: ignore[attr-defined]
         message = f"netlink: {os.strerror(code)}" if code else f"netlink: {exc}"
-    elif type(exc).__module__.startswith("docker."):
-        from docker.errors import APIError, NotFound
-
-        if isinstance(exc, APIError):
-            status = exc.status_code
-            code = _errno.ENOENT if isinstance(exc, NotFound) else _HTTP_ERRNO.get(
-                status or 0, _errno.EIO)
-            # The Engine API gives an HTTP status and a sentence, nothing finer; the
-            # sentence is passed on as the message, never matched.
-            message = f"docker: {exc.explanation or exc}"
-            details = {"http_status": status}
-        else:
-            code, message = _errno.ECONNREFUSED, f"docker daemon not reachable: {exc}"
+    elif isinstance(exc, DockerError):
+        status = exc.status_code
+        code = _errno.ENOENT if isinstance(exc, NotFound) else _HTTP_ERRNO.get(status,
+                                                                               _errno.EIO)
+        # The Engine API gives an HTTP status and a sentence, nothing finer; the sentence is
+        # passed on as the message, never matched.
+        message = f"docker: {exc.explanation or exc}"
+        details = {"http_status": status}
+    elif isinstance(exc, DockerUnreachable):
+        code, message = _errno.ECONNREFUSED, f"docker daemon not reachable: {exc}"
     elif isinstance(exc, OSError) and exc.errno is not None:
         code, message = exc.errno, f"{exc.strerror or exc}"
     else:

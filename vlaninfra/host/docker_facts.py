@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TypedDict, TypeVar
 
 from vlaninfra.host.context import Context
+from vlaninfra.host.docker_api import NotFound
 from vlaninfra.host.untyped import DockerJson
 
 __all__ = [
@@ -133,12 +134,6 @@ class ContainerSummary(TypedDict):
     running: bool
 
 
-def _not_found() -> type[Exception]:
-    from docker.errors import NotFound
-
-    return NotFound
-
-
 def _strip_prefix(cidr: str | None) -> str | None:
     return cidr.split("/", 1)[0] if cidr else None
 
@@ -198,7 +193,7 @@ def _inspect(read: Callable[[str], DockerJson], name: str, named: Callable[[Dock
     exactly ``name`` (``named`` reads the name Docker answered with)."""
     try:
         raw = read(name)
-    except _not_found():
+    except NotFound:
         return None
     return shape(raw) if named(raw) == name else None
 
@@ -278,7 +273,7 @@ def image_exists(ctx: Context, name: str) -> bool:
     """Whether the image ``name`` (``repo:tag`` or id) is present locally."""
     try:
         ctx.docker().inspect_image(name)
-    except _not_found():
+    except NotFound:
         return False
     return True
 

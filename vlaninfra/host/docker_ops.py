@@ -6,7 +6,8 @@ name the calling stack and the same spec (a retried or interrupted create conver
 container left created but not started is started) and is an ``EEXIST`` error naming its
 owner otherwise. An object without the caller's mark is never changed or removed: removing one
 reports it as ``kept``; removing something already gone returns ``removed: False``.
-Absence is decided by ``docker.errors.NotFound``, never by message text.
+Absence is decided by Docker's 404 (:class:`~vlaninfra.host.docker_api.NotFound`), never by
+message text.
 A create that fails half-way removes what it made (Docker leaves a stopped container behind
 when starting it fails). Images are never pulled: a missing image is an ``ENOENT`` error.
 
@@ -16,6 +17,7 @@ MacvlanMode.BRIDGE)))``
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import socket
@@ -40,6 +42,7 @@ from vlaninfra.host.contract import (
     Removed,
     RestartPolicy,
 )
+from vlaninfra.host.docker_api import DockerError, NotFound, version_gte
 from vlaninfra.host.docker_facts import (
     ContainerInspect,
     NetworkInspect,
@@ -75,12 +78,6 @@ log = logging.getLogger("vlaninfra.host.docker_ops")
 _RESTART = tuple(p.value for p in RestartPolicy)
 
 
-def _not_found() -> type[Exception]:
-    from docker.errors import NotFound
-
-    return NotFound
-
-
 def _check_name(value: object, what: str) -> str:
     if not isinstance(value, str) or not value or "/" in value or value.strip() != value:
         raise OpError(errno.EINVAL, f"invalid {what} {value!r}")
@@ -95,9 +92,7 @@ def _check_image(value: object) -> str:
 
 
 def _api_at_least(api: DockerApi, version: str) -> bool:
-    from docker.utils import version_gte
-
-    return bool(version_gte(api.api_version, version))
+    return version_gte(api.api_version, version)
 
 
 def parse_restart_policy(policy: str) -> DockerRestartPolicy:
@@ -139,7 +134,7 @@ def _remove(what: str, found: Found | None, owner: str, expect_id: str | None,
         return Removed(False, kept)
     try:
         remove(found)
-    except _not_found():
+    except NotFound:
         return Removed(False)
     return Removed(True)
 
@@ -165,8 +160,6 @@ def network_create(ctx: Context, args: NetworkCreate) -> NetworkState:
     MacvlanMode.BRIDGE, ipam=(IpamPool("192.0.2.0/24", "192.0.2.1", "192.0.2.128/26",
     {"shim": "192.0.2.250"}),))))``
     """
-    from docker.types import IPAMConfig, IPAMPool
-
     spec, mark = args.spec, args.mark
     name = _check_name(spec.name, "network name")
     existing = network_inspect(ctx, name)
@@ -175,14 +168,16 @@ def network_create(ctx: Context, args: NetworkCreate) -> NetworkState:
         log.info("network.create %s: adopting the network an earlier run made", name)
         return replace(NetworkState.of_inspect(existing), parent_preexisted=None, adopted=True)
     parent_preexisted = facts.link_exists(ctx, spec.parent)
-    pools = [IPAMPool(subnet=p.subnet, iprange=p.ip_range, gateway=p.gateway,
-                      aux_addresses=dict(p.aux_addresses) or None) for p in spec.ipam]
+    pools = [{k: v for k, v in (("Subnet", p.subnet), ("IPRange", p.ip_range),
+                                ("Gateway", p.gateway),
+                                ("AuxiliaryAddresses", dict(p.aux_addresses) or None)) if v}
+             for p in spec.ipam]
     api = ctx.docker()
     created = api.create_network(
         name,
         driver=spec.driver.value,
         options=spec.docker_options(),
-        ipam=IPAMConfig(driver="default", pool_configs=pools) if pools else None,
+        ipam={"Driver": "default", "Config": pools} if pools else None,
         check_duplicate=True,
         internal=spec.internal,
         labels={**spec.labels, **marks.labels(mark.owner, mark.spec, mark.resource)},
@@ -205,7 +200,7 @@ def _remove_network_quietly(api: DockerApi, net_id: str | None) -> bool:
         return False
     try:
         api.remove_network(net_id)
-    except _not_found():
+    except NotFound:
         pass
     except Exception:
         log.exception("rollback: could not remove network %s", net_id)
@@ -242,8 +237,6 @@ def network_remove(ctx: Context, args: NetworkRemove) -> Removed:
 
     Example: ``network_remove(ctx, NetworkRemove("lan"))`` → ``Removed(removed=True)``
     """
-    from docker.errors import APIError
-
     name = _check_name(args.name, "network name")
 
     def remove(net: NetworkInspect) -> None:
@@ -257,7 +250,7 @@ def network_remove(ctx: Context, args: NetworkRemove) -> Removed:
             try:
                 ctx.docker().remove_network(net["id"])
                 return
-            except APIError as exc:
+            except DockerError as exc:
                 # No container attached, yet Docker counts endpoints: one being released right
                 # now (gone on the next try) or a stale count (never gone).
                 if exc.status_code != 403 or not _active_endpoints(exc):
@@ -267,7 +260,7 @@ def network_remove(ctx: Context, args: NetworkRemove) -> Removed:
             time.sleep(waits.pop(0))
             again = network_inspect(ctx, name)
             if again is None or again["id"] != net["id"]:
-                raise _not_found()(f"network {name!r} was removed meanwhile")
+                raise NotFound(404, f"network {name!r} was removed meanwhile")
             net = again
 
     return _remove(f"network {name!r}", network_inspect(ctx, name), args.owner, args.id,
@@ -305,7 +298,7 @@ def container_create(ctx: Context, args: ContainerCreate) -> ContainerState:
         return replace(ContainerState.of_inspect(existing), adopted=True)
     try:
         api.inspect_image(image)
-    except _not_found():
+    except NotFound:
         raise OpError(errno.ENOENT, f"image {image!r} is not present on host "
                                     f"{socket.gethostname()!r} (vlaninfra never pulls "
                                     "images: load or build it there first)",
@@ -353,7 +346,7 @@ def container_create(ctx: Context, args: ContainerCreate) -> ContainerState:
                     container_id = found["id"]
             if container_id is not None:
                 _stop_and_remove(api, container_id)
-        except _not_found():
+        except NotFound:
             container_id = None
         except Exception:
             log.exception("rollback: could not remove container %s", name)
@@ -404,19 +397,17 @@ def _stop_and_remove(api: DockerApi, container_id: str, networks: Iterable[str] 
     is manual: a restart policy does not start the container again. A disconnect or stop
     Docker refuses leaves it to the force-removal.
     """
-    from docker.errors import APIError
-
     for network in sorted(networks):
         with _network_lock(network):
             try:
                 api.disconnect_container_from_network(container_id, network)
-            except APIError as exc:
+            except DockerError as exc:
                 log.warning("disconnecting container %s from %s failed (%s); force-removing "
                             "it", container_id, network, _short(exc))
     try:
         api.stop(container_id, timeout=0)
-    except APIError as exc:
-        if isinstance(exc, _not_found()):
+    except DockerError as exc:
+        if isinstance(exc, NotFound):
             raise
         log.warning("stopping container %s failed (%s); force-removing it", container_id,
                     _short(exc))
@@ -508,10 +499,8 @@ def network_disconnect(ctx: Context, args: NetworkDisconnect) -> ContainerState 
     current = container_inspect(ctx, container)
     if current is not None and network in current["networks"]:
         _ours(f"container {container!r}", current, args.owner, args.id)
-        try:
+        with contextlib.suppress(NotFound):
             ctx.docker().disconnect_container_from_network(current["id"], network,
                                                            force=args.force)
-        except _not_found():
-            pass
         current = container_inspect(ctx, container)
     return None if current is None else ContainerState.of_inspect(current)

@@ -42,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypedDict
 
 from vlaninfra.host.context import Context
+from vlaninfra.host.docker_api import NotFound
 from vlaninfra.host.errors import OpError
 
 __all__ = ["BLOCKED_TIMEOUT", "MAX_TIMEOUT", "run"]
@@ -76,8 +77,6 @@ def _result(ok: bool | None, started: float, detail: str = "") -> Result:
 
 def _container(ctx: Context, check: Check, deadline: float) -> Result:
     started = time.monotonic()
-    from docker.errors import NotFound
-
     try:
         raw = ctx.docker().inspect_container(check["name"])
     except NotFound:
@@ -200,8 +199,6 @@ def _tcp(ctx: Context, check: Check, deadline: float) -> Result:
     family = socket.AF_INET6 if ipaddress.ip_address(target).version == 6 else socket.AF_INET
     pid = None
     if check.get("container"):
-        from docker.errors import NotFound
-
         try:
             state = ctx.docker().inspect_container(check["container"]).get("State") or {}
         except NotFound:

@@ -13,10 +13,11 @@ from typing import Any
 __all__ = ["DockerApi", "DockerJson", "JsonObject", "Netlink", "NetlinkMsg"]
 
 DockerApi = Any
-"""A ``docker.APIClient`` (:meth:`Context.docker`): the Docker SDK ships no type hints."""
+"""The Engine API client (:meth:`Context.docker`, a
+:class:`~vlaninfra.host.docker_api.DockerClient`) or a test's fake of its methods."""
 
 DockerJson = dict[str, Any]
-"""A JSON object of the Docker Engine API as the SDK returns it (``inspect_network``,
+"""A JSON object of the Docker Engine API as the client returns it (``inspect_network``,
 ``containers()``, ``version()``); its fields vary with the daemon's version, so it is read with
 ``.get`` and turned into the agent's own forms at once (:mod:`vlaninfra.host.docker_facts`)."""
 

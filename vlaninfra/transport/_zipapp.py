@@ -1,12 +1,12 @@
-"""Builds the agent zipapp: ``vlaninfra.host`` plus its pure-Python dependencies.
+"""Builds the agent zipapp: ``vlaninfra.host`` plus its one dependency, pyroute2 (the Docker
+Engine API is spoken with the stdlib: :mod:`vlaninfra.host.docker_api`).
 
 The archive's sha256 names it: ``agent-<sha12>.pyz`` is uploaded once per host and reused by
 every later run with the same code. zipimport cannot load extension modules, so ``.so`` files
-are left out; every shipped dependency has a pure-Python fallback (charset_normalizer's
-``md.py``/``cd.py``).
+are left out (pyroute2 is pure Python).
 
 Each module ships with an unchecked-hash ``.pyc`` beside it (zipimport never writes one, so
-without them every agent start compiled the Docker SDK and pyroute2 again: about 1 s of CPU,
+without them every agent start compiled its dependencies again: about 1 s of CPU,
 2-3 s in a QEMU guest). A host whose Python has another bytecode magic ignores them and
 compiles the sources. Compiling takes about 1 s, so the archive is built once per set of
 sources and kept in ``${XDG_CACHE_HOME:-~/.cache}/vlaninfra/agent/``; every provider process
@@ -32,18 +32,9 @@ from pathlib import Path
 
 __all__ = ["AGENT_DEPENDENCIES", "Bundle", "build_bundle"]
 
-AGENT_DEPENDENCIES = (
-    "pyroute2",
-    "docker",
-    "requests",
-    "urllib3",
-    "idna",
-    "certifi",
-    "charset_normalizer",
-)
+AGENT_DEPENDENCIES = ("pyroute2",)
 """Top-level packages shipped next to ``vlaninfra.host`` (all pure Python)."""
 
-_DIST_NAMES = {"charset_normalizer": "charset-normalizer"}
 _SKIP_DIRS = frozenset({"__pycache__", "tests", "test"})
 _SKIP_SUFFIXES = (".so", ".pyd", ".pyc", ".pyo", ".pyi", ".c", ".h")
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -100,7 +91,7 @@ def _files(root: Path, prefix: str) -> list[tuple[str, Path]]:
 
 def _version(name: str) -> str:
     try:
-        return importlib.metadata.version(_DIST_NAMES.get(name, name))
+        return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
 

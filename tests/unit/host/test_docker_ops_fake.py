@@ -16,19 +16,16 @@ from vlaninfra.host.contract import (
     Mark,
     NetworkRemove,
 )
+from vlaninfra.host.docker_api import DockerError, NotFound
 from vlaninfra.host.errors import OpError
 
 
 class Conflict(Exception):
-    """Stands in for docker.errors.APIError 409: create raised, no id came back."""
+    """Stands in for Docker's 409: create raised, no id came back."""
 
 
 def _api_error(status: int, explanation: str) -> Exception:
-    from docker.errors import APIError, NotFound
-
-    response = type("Response", (), {"status_code": status})()
-    return (NotFound if status == 404 else APIError)(
-        f"{status}", response=response, explanation=explanation)
+    return (NotFound if status == 404 else DockerError)(status, explanation)
 
 
 class FakeApi:
@@ -186,11 +183,9 @@ def test_a_stale_endpoint_count_is_one_error_saying_to_restart_dockerd(
 ])
 def test_other_refusals_are_passed_on_at_once(monkeypatch: pytest.MonkeyPatch,
                                               refusal: tuple[int, str]) -> None:
-    from docker.errors import APIError
-
     slept = _found(monkeypatch, _net())
     ctx = Ctx(FakeApi(refusals=1, refusal=refusal))
-    with pytest.raises(APIError):
+    with pytest.raises(DockerError):
         docker_ops.network_remove(ctx, _LAN)  # type: ignore[arg-type]
     assert slept == []
 

@@ -62,20 +62,18 @@ class NetlinkError(Exception):
 
 
 def test_describe_error_maps_errnos() -> None:
-    import docker.errors
+    from vlaninfra.host.docker_api import DockerError, DockerUnreachable, NotFound
 
     d = agent.describe_error(OpError(errno.EBUSY, "busy", containers=["a"]))
     assert (d["errno"], d["errname"], d["message"], d["details"]) == (
         errno.EBUSY, "EBUSY", "busy", {"containers": ["a"]})
     assert agent.describe_error(NetlinkError(errno.EEXIST))["errno"] == errno.EEXIST
-    resp = type("R", (), {"status_code": 409, "reason": "Conflict", "url": "u"})()
-    conflict = docker.errors.APIError("conflict", response=resp, explanation="in use")
-    d = agent.describe_error(conflict)
+    d = agent.describe_error(DockerError(409, "in use", "POST /networks/create"))
     assert d["errno"] == errno.EEXIST and d["details"] == {"http_status": 409}
     assert "in use" in d["message"]
-    notfound = docker.errors.NotFound("nf", response=type(
-        "R", (), {"status_code": 404, "reason": "NF", "url": "u"})(), explanation="no such")
-    assert agent.describe_error(notfound)["errno"] == errno.ENOENT
+    assert agent.describe_error(NotFound(404, "no such"))["errno"] == errno.ENOENT
+    d = agent.describe_error(DockerUnreachable(errno.ENOENT, "/run/docker.sock: no such file"))
+    assert d["errno"] == errno.ECONNREFUSED and "docker daemon not reachable" in d["message"]
     assert agent.describe_error(FileNotFoundError(errno.ENOENT, "x"))["errno"] == errno.ENOENT
     d = agent.describe_error(RuntimeError("boom"))
     assert d["errno"] == errno.EIO and "RuntimeError" in d["message"]
