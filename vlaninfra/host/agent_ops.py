@@ -119,7 +119,7 @@ def hello(ctx: Context, docker_socket: str | None = None,
         if (isinstance(docker_timeout, bool) or not isinstance(docker_timeout, (int, float))
                 or not docker_timeout > 0):
             raise OpError(_errno.EINVAL, "docker_timeout must be a positive number of seconds")
-        ctx.docker_timeout = max(1, int(docker_timeout))  # the client wants whole seconds
+        ctx.docker_timeout = max(1, int(docker_timeout))
     return {**ping(ctx), "protocol": protocol.PROTOCOL_VERSION}
 
 

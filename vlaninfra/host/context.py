@@ -3,7 +3,7 @@
 Ops take the context as their first argument instead of opening sockets themselves, so unit
 tests can pass a fake (``FakeContext`` with a fake IPRoute or Docker API) and the agent can
 decide the lifetime of clients: one netlink socket and one Docker API client per worker thread
-(``requests`` sessions are not documented as thread-safe).
+(an ``http.client`` connection carries one request at a time).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from vlaninfra.host import (
     typed_ops,
 )
 from vlaninfra.host.context import Context
-from vlaninfra.host.docker_api import DockerError, DockerUnreachable, NotFound
+from vlaninfra.host.docker_api import DockerError, DockerIOError, DockerUnreachable, NotFound
 from vlaninfra.host.errors import OpError
 from vlaninfra.host.untyped import JsonObject
 
@@ -172,6 +172,8 @@ def describe_error(exc: BaseException) -> protocol.ErrorBody:
         details = {"http_status": status}
     elif isinstance(exc, DockerUnreachable):
         code, message = _errno.ECONNREFUSED, f"docker daemon not reachable: {exc}"
+    elif isinstance(exc, DockerIOError):
+        code, message = exc.errno, f"docker: {exc.strerror}"
     elif isinstance(exc, OSError) and exc.errno is not None:
         code, message = exc.errno, f"{exc.strerror or exc}"
     else:

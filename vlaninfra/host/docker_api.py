@@ -7,14 +7,20 @@ needs a score of Engine API calls, kept here under the SDK's names and arguments
 
 Errors: an error status is :class:`DockerError` (``status_code`` and Docker's own sentence,
 ``explanation``), 404 its subclass :class:`NotFound` (absence is decided by the status, never
-by the sentence). A socket that cannot be reached is :class:`DockerUnreachable`. The API
+by the sentence). A socket that cannot be reached is :class:`DockerUnreachable`; a call cut
+short (a timeout, the daemon going away) :class:`DockerIOError`, naming the call. The API
 version is the daemon's own (``GET /version``, once per client), as the SDK's ``"auto"``.
+
+One difference from the SDK: a container gets no proxy variables from the agent user's
+``~/.docker/config.json`` (the SDK's ``use_config_proxy``): its environment is its image's,
+the same on every host whatever that file says.
 
 Example: ``DockerClient("/run/docker.sock", 300).inspect_network("lan")["Id"]``
 """
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
 import select
@@ -22,7 +28,8 @@ import socket
 from typing import Any
 from urllib.parse import quote, urlencode
 
-__all__ = ["DockerClient", "DockerError", "DockerUnreachable", "NotFound", "version_gte"]
+__all__ = ["DockerClient", "DockerError", "DockerIOError", "DockerUnreachable", "NotFound",
+           "version_gte"]
 
 Json = Any
 """A decoded JSON answer of the Engine API (its shapes are Docker's)."""
@@ -46,6 +53,11 @@ class DockerUnreachable(OSError):
     """dockerd's socket cannot be connected to (missing, refused, not permitted)."""
 
 
+class DockerIOError(OSError):
+    """A call cut short after it reached dockerd (a timeout, the connection dropped): whether
+    it took effect is unknown."""
+
+
 def version_gte(version: str, other: str) -> bool:
     """Whether API version ``version`` is ``other`` or later (``"1.44"`` >= ``"1.41"``)."""
     return tuple(map(int, version.split("."))) >= tuple(map(int, other.split(".")))
@@ -67,11 +79,13 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
     def dropped(self) -> bool:
-        """Whether the daemon closed this kept-alive connection (it reads as ready at EOF)."""
+        """Whether this kept-alive connection cannot take another request: the daemon closed
+        it (EOF), or stray bytes wait on it."""
         if self.sock is None:
             return False
-        readable, _, _ = select.select([self.sock], [], [], 0)
-        return bool(readable)
+        poller = select.poll()  # (select.select fails on descriptors past 1023)
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(0))
 
 
 class DockerClient:
@@ -116,9 +130,14 @@ class DockerClient:
                          headers={"Content-Type": "application/json"} if data else {})
             resp = conn.getresponse()
             payload = resp.read()
-        except BaseException:
+        except BaseException as exc:
             self.close()  # a request cut short leaves the connection unusable
-            raise
+            if isinstance(exc, DockerUnreachable) or not isinstance(
+                    exc, (OSError, http.client.HTTPException)):
+                raise
+            code = errno.ETIMEDOUT if isinstance(exc, TimeoutError) else errno.EIO
+            raise DockerIOError(code, f"{method} {path}: {exc or type(exc).__name__} "
+                                      f"(timeout {conn.timeout:g}s)") from exc
         if resp.will_close:
             self.close()
         if resp.status >= 400:

@@ -169,7 +169,7 @@ def write_sshd_config(
     # reboot (vlaninfra.host.persist) goes below a root of this namespace's own.
     env = [f"VLANINFRA_HOST_ROOT={state / 'root'}"]
     if docker_socket:
-        # `docker` and the Docker SDK in an SSH session talk to this host's own daemon.
+        # `docker` in an SSH session talks to this host's own daemon.
         env.insert(0, f"DOCKER_HOST=unix://{docker_socket}")
     lines.append("SetEnv " + " ".join(env))
     path = state / "sshd_config"

@@ -18,6 +18,7 @@ import pytest
 from vlaninfra.host.docker_api import (
     DockerClient,
     DockerError,
+    DockerIOError,
     DockerUnreachable,
     NotFound,
     version_gte,
@@ -68,6 +69,9 @@ class _Handler(BaseHTTPRequestHandler):
             frames = b"\x01\x00\x00\x00\x00\x00\x00\x03out\x02\x00\x00\x00\x00\x00\x00\x04err!"
             self._answer(200, frames, "application/vnd.docker.raw-stream", length=False)
             self.close_connection = True
+        elif self.path == "/v1.41/slow":
+            time.sleep(1.5)
+            self._answer(200, b"{}")
         elif self.path == "/v1.41/bye":  # answers, then goes away (a restarted dockerd)
             self._answer(200, b'{"Id": "bye"}')
             self.close_connection = True
@@ -163,6 +167,22 @@ def test_a_connection_the_daemon_closed_is_not_reused(dockerd: Dockerd) -> None:
     time.sleep(0.2)  # the daemon is gone by the next call
     assert api.version()["Id"] == "x1"
     assert server.connections == 2
+
+
+def test_a_call_cut_short_names_the_call_and_its_timeout(dockerd: Dockerd) -> None:
+    from vlaninfra.host.dispatch import describe_error
+
+    _, client = dockerd
+    api = client()
+    api.version()
+    api.timeout = 0.3
+    with pytest.raises(DockerIOError) as info:
+        api._call("GET", "/slow")
+    assert info.value.errno == errno.ETIMEDOUT
+    said = describe_error(info.value)
+    assert (said["errno"], said["message"]) == (
+        errno.ETIMEDOUT, "docker: GET /slow: timed out (timeout 0.3s)")
+    assert api._conn is None  # never reused
 
 
 def test_a_missing_socket_is_unreachable(tmp_path: Path) -> None:
