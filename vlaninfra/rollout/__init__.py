@@ -36,7 +36,6 @@ they choose the version to return to.
 
 from __future__ import annotations
 
-import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -85,8 +84,6 @@ __all__ = [
 
 Confirm = Callable[[str], bool]
 """Shown the preview; True to go on."""
-
-log = logging.getLogger(__name__)
 
 
 def last_verified(records: Sequence[Mapping[str, Any]],
@@ -140,29 +137,28 @@ def _apply(s: Stack, what: str, message: str, control: dict[str, Any], last: int
         note = record_failure(s, last, control, str(err))
         return Step(what, False, str(err) + note, None, time.monotonic() - started)
     killed = interrupted_creates(out)
-    if killed:  # a killed run's pending creates: settle them
-        _settle(s, killed)
+    unsettled = _settle(s, killed) if killed else None  # a killed run's pending creates
     # The program refuses unless it read exactly versions up to `last`, and appends one.
     verification, error, took = _finalize(s, last + 1)
-    return Step(what, True, error, verification, time.monotonic() - started, last + 1, took)
+    return Step(what, True, error, verification, time.monotonic() - started, last + 1, took,
+                notes=(unsettled,) if unsettled else ())
 
 
-def _settle(s: Stack, killed: set[str]) -> None:
+def _settle(s: Stack, killed: set[str]) -> str | None:
     """Drops a killed run's pending creates `killed` once this apply recorded them all
-    (`settle_pending_creates`); says on stderr which it could not, and what to do. Never fails
-    the apply: the change is made and recorded by now."""
+    (`settle_pending_creates`); returns, for the report, which it could not and what to do.
+    Never fails the apply: the change is made and recorded by now."""
     try:
         left = settle_pending_creates(s, killed)
     except Exception as err:  # best effort: the apply went through
-        log.warning("stack %s: the pending creates a killed run left could not be dropped "
-                    "(%s); pulumi warns of them until `pulumi refresh --clear-pending-creates "
-                    "--stack %s` drops them", s.name, " ".join(str(err).split()), s.name)
-        return
+        return (f"the pending creates a killed run left could not be dropped "
+                f"({' '.join(str(err).split())}); pulumi warns of them until `pulumi refresh "
+                f"--clear-pending-creates --stack {s.name}` drops them")
     if left:
-        log.warning("stack %s: a killed run was creating %s, not in the state; what it made "
-                    "may be on the hosts: remove it by hand, then drop the pending creates "
-                    "with `pulumi refresh --clear-pending-creates --stack %s`", s.name,
-                    ", ".join(left), s.name)
+        return (f"a killed run was creating {', '.join(left)}, not in the state; what it made "
+                "may be on the hosts: remove it by hand, then drop the pending creates with "
+                f"`pulumi refresh --clear-pending-creates --stack {s.name}`")
+    return None
 
 
 def _finalize(s: Stack, version: int) -> tuple[Verification | None, str | None, float]:

@@ -30,6 +30,9 @@ class Step:
     started: bool = True
     """False: refused before it changed anything (`error` says why), e.g. the stack was locked
     for a rollback after a failed change."""
+    notes: tuple[str, ...] = ()
+    """What needs the user's hand although the step went through (a killed run's pending
+    creates that could not be dropped)."""
 
     @property
     def ok(self) -> bool:
@@ -37,6 +40,9 @@ class Step:
         return self.applied and self.verification is not None and self.verification.ok
 
     def lines(self) -> list[str]:
+        return [*self._outcome(), *(f"note: {n}" for n in self.notes)]
+
+    def _outcome(self) -> list[str]:
         took = f"{self.seconds:.1f} s"
         if not self.started:
             return [f"{self.what}: NOT RUN (this step itself changed nothing):",

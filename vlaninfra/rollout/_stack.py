@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import re
 import tempfile
 from collections.abc import Callable, Mapping
@@ -37,8 +36,6 @@ __all__ = [
     "stack_urn",
     "write_temp",
 ]
-
-log = logging.getLogger(__name__)
 
 
 class RolloutError(VlanInfraError):
@@ -114,27 +111,24 @@ def stack_urn(s: Stack) -> str:
     return f"urn:pulumi:{stack}::{project}::pulumi:pulumi:Stack::{project}-{stack}"
 
 
-def _edit_state(s: Stack, edit: Callable[[dict[str, Any]], bool]) -> None:
+def _edit_state(s: Stack, edit: Callable[[dict[str, Any]], bool]) -> list[str]:
     """`pulumi stack export`, `edit` the document in place, `pulumi stack import` when `edit`
     returns True (no resource touched on any host). Not atomic: the engine's lock is not
     held between the export and the import, so a run in between is overwritten (README,
     "Verified apply and rollback"). The import drops every pending operation (pulumi's `stack
-    import` does): a pending create of a resource not in the state is named on stderr once the
-    import is done, since what a killed run made for it may be on the hosts, outside the
+    import` does): returns the URNs of the pending creates it dropped whose resources are not
+    in the state, since what a killed run made for them may be on the hosts, outside the
     state."""
     doc = json.loads(s.run("stack", "export"))
     if not edit(doc):
-        return
+        return []
     lost = _unrecorded_creates(doc)
     path = write_temp(doc)
     try:
         s.run("stack", "import", "--file", path)
     finally:
         Path(path).unlink(missing_ok=True)
-    if lost:
-        log.warning("stack %s: a killed run was creating %s; what it made may be on the hosts, "
-                    "outside the state, and the state no longer says so: remove it by hand",
-                    s.name, ", ".join(lost))
+    return lost
 
 
 def _pending_creates(doc: Mapping[str, Any]) -> list[str]:
@@ -156,7 +150,8 @@ def _unrecorded_creates(doc: Mapping[str, Any]) -> list[str]:
 def record_failure(s: Stack, last: int, control: Mapping[str, Any], error: str) -> str:
     """Records a failed run 1 as `apply-failed` in the state's record output (`_edit_state`),
     once more after an engine error (recording twice adds nothing, `with_failure`). Returns a
-    note when the recording failed."""
+    note for the report when the recording failed, or when it dropped the pending create of a
+    resource not in the state (what a killed run made for it may be on the hosts)."""
     arm = (control.get("guard") or {}).get("arm") or {}  # a windowed apply's guards
     attempt = {"by": who(), "action": control.get("action", "up"), "run": control.get("run"),
                "token": arm.get("token"),
@@ -175,13 +170,16 @@ def record_failure(s: Stack, last: int, control: Mapping[str, Any], error: str) 
     note = ""
     for _ in range(2):
         try:
-            _edit_state(s, record)
-            return ""
+            lost = _edit_state(s, record)
         except (EngineError, OSError, StopIteration, KeyError, TypeError, ValueError) as err:
             note = ("\n(the failed attempt could not be recorded in the stack's history: "
                     + " ".join(str(err).split()) + ")")
             if isinstance(err, StackLockedError) or not isinstance(err, EngineError):
                 break
+            continue
+        return (f"\n(a killed run was creating {', '.join(lost)}; what it made may be on the "
+                "hosts, outside the state, and the state no longer says so: remove it by hand)"
+                if lost else "")
     return note
 
 

@@ -135,15 +135,26 @@ def test_an_apply_warned_of_a_killed_runs_pending_creates_settles_them() -> None
 @pytest.mark.parametrize("error", [EngineError(["stack", "export"], 255, "backend timeout"),
                                    OSError(28, "No space left on device")])
 def test_settling_the_pending_creates_never_fails_the_apply(
-        error: Exception, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+        error: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
     def fails(*_: Any) -> list[str]:
         raise error
     monkeypatch.setattr(rollout, "settle_pending_creates", fails)
     engine = dataclasses.replace(fake(1, "ok"), apply_says=KILLED)
     report = up("s", engine=engine)
     assert report.ok and [r["status"] for r in engine.records] == ["verified", "verified"]
-    assert "could not be dropped" in caplog.text and "--clear-pending-creates" in caplog.text
+    said = report.text()  # in the report (stdout), not only in a log line
+    assert "note: the pending creates a killed run left could not be dropped" in said
+    assert "--clear-pending-creates --stack s" in said
+
+
+def test_pending_creates_left_unsettled_are_named_in_the_report(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    web9 = "urn:pulumi:s::proj::vlaninfra:index:Container::a-h1-web9"
+    monkeypatch.setattr(rollout, "settle_pending_creates", lambda *_: [web9])
+    report = up("s", engine=dataclasses.replace(fake(1, "ok"), apply_says=KILLED))
+    assert report.ok
+    assert (f"  note: a killed run was creating {web9}, not in the state; what it made may be "
+            "on the hosts: remove it by hand") in report.text()
 
 
 def test_a_failed_apply_rolls_back_to_the_last_verified_and_records_the_attempt() -> None:
