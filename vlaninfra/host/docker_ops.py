@@ -162,27 +162,40 @@ def network_create(ctx: Context, args: NetworkCreate) -> NetworkState:
     """
     spec, mark = args.spec, args.mark
     name = _check_name(spec.name, "network name")
-    existing = network_inspect(ctx, name)
-    if existing is not None:
+
+    def adopt(existing: NetworkInspect) -> NetworkState:
         _claim_existing(f"network {name!r}", existing, mark.owner, mark.spec)
         log.info("network.create %s: adopting the network an earlier run made", name)
         return replace(NetworkState.of_inspect(existing), parent_preexisted=None, adopted=True)
+
+    existing = network_inspect(ctx, name)
+    if existing is not None:
+        return adopt(existing)
     parent_preexisted = facts.link_exists(ctx, spec.parent)
     pools = [{k: v for k, v in (("Subnet", p.subnet), ("IPRange", p.ip_range),
                                 ("Gateway", p.gateway),
                                 ("AuxiliaryAddresses", dict(p.aux_addresses) or None)) if v}
              for p in spec.ipam]
     api = ctx.docker()
-    created = api.create_network(
-        name,
-        driver=spec.driver.value,
-        options=spec.docker_options(),
-        ipam={"Driver": "default", "Config": pools} if pools else None,
-        check_duplicate=True,
-        internal=spec.internal,
-        labels={**spec.labels, **marks.labels(mark.owner, mark.spec, mark.resource)},
-        enable_ipv6=spec.enable_ipv6,
-    )
+    try:
+        created = api.create_network(
+            name,
+            driver=spec.driver.value,
+            options=spec.docker_options(),
+            ipam={"Driver": "default", "Config": pools} if pools else None,
+            check_duplicate=True,
+            internal=spec.internal,
+            labels={**spec.labels, **marks.labels(mark.owner, mark.spec, mark.resource)},
+            enable_ipv6=spec.enable_ipv6,
+        )
+    except DockerError:
+        # Refused because the name was taken since the inspect above (409; 403 before Docker
+        # 23): by a create of an earlier run that dockerd finished late, say. Taken over like
+        # any network that exists, when it is this owner's with this spec.
+        existing = network_inspect(ctx, name)
+        if existing is None:
+            raise
+        return adopt(existing)
     try:
         result = network_inspect(ctx, name)
         if result is None or result["id"] != created.get("Id"):

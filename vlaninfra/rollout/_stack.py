@@ -111,24 +111,20 @@ def stack_urn(s: Stack) -> str:
     return f"urn:pulumi:{stack}::{project}::pulumi:pulumi:Stack::{project}-{stack}"
 
 
-def _edit_state(s: Stack, edit: Callable[[dict[str, Any]], bool]) -> list[str]:
+def _edit_state(s: Stack, edit: Callable[[dict[str, Any]], bool]) -> None:
     """`pulumi stack export`, `edit` the document in place, `pulumi stack import` when `edit`
     returns True (no resource touched on any host). Not atomic: the engine's lock is not
     held between the export and the import, so a run in between is overwritten (README,
     "Verified apply and rollback"). The import drops every pending operation (pulumi's `stack
-    import` does): returns the URNs of the pending creates it dropped whose resources are not
-    in the state, since what a killed run made for them may be on the hosts, outside the
-    state."""
+    import` does)."""
     doc = json.loads(s.run("stack", "export"))
     if not edit(doc):
-        return []
-    lost = _unrecorded_creates(doc)
+        return
     path = write_temp(doc)
     try:
         s.run("stack", "import", "--file", path)
     finally:
         Path(path).unlink(missing_ok=True)
-    return lost
 
 
 def _pending_creates(doc: Mapping[str, Any]) -> list[str]:
@@ -158,7 +154,10 @@ def record_failure(s: Stack, last: int, control: Mapping[str, Any], error: str) 
                "rollback_to": control.get("rollback_to"),
                "failed": [ln for ln in error.strip().splitlines() if ln.strip()][-5:]}
 
+    lost: list[str] = []  # pending creates of resources not in the state: the import drops them
+
     def record(doc: dict[str, Any]) -> bool:
+        lost.extend(u for u in _unrecorded_creates(doc) if u not in lost)
         stack = next(r for r in doc["deployment"]["resources"]
                      if r.get("type") == "pulumi:pulumi:Stack")
         outputs = stack.setdefault("outputs", {})
@@ -170,7 +169,7 @@ def record_failure(s: Stack, last: int, control: Mapping[str, Any], error: str) 
     note = ""
     for _ in range(2):
         try:
-            lost = _edit_state(s, record)
+            _edit_state(s, record)
         except (EngineError, OSError, StopIteration, KeyError, TypeError, ValueError) as err:
             note = ("\n(the failed attempt could not be recorded in the stack's history: "
                     + " ".join(str(err).split()) + ")")

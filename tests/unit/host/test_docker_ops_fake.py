@@ -13,8 +13,12 @@ from vlaninfra.host.contract import (
     ContainerCreate,
     ContainerRef,
     ContainerSpec,
+    Driver,
+    MacvlanMode,
     Mark,
+    NetworkCreate,
     NetworkRemove,
+    NetworkSpec,
 )
 from vlaninfra.host.docker_api import DockerError, NotFound
 from vlaninfra.host.errors import OpError
@@ -205,3 +209,48 @@ def test_a_network_gone_while_waiting_is_reported_gone(
     ctx = Ctx(FakeApi(refusals=1))
     assert docker_ops.network_remove(ctx, _LAN).removed is False  # type: ignore[arg-type]
     assert ctx.api.calls == ["rm-net n1"]
+
+
+_SPEC = NetworkSpec("lan", Driver.MACVLAN, "eth0", MacvlanMode.BRIDGE)
+
+
+class Raced(FakeApi):
+    """Docker refuses the create: another creator took the name after the inspect."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self.status = status
+
+    def create_network(self, name: str, **_kw: Any) -> Any:
+        self.calls.append(f"create-net {name}")
+        raise _api_error(self.status, f"network with name {name} already exists")
+
+
+@pytest.mark.parametrize("status", [409, 403])  # 403: Docker before 23
+@pytest.mark.parametrize(("labels", "adopted"), [
+    (_OURS, True),  # an earlier run's create, finished late: taken over
+    (marks.labels("infra/other", "s1", None), False),  # another stack's: EEXIST
+])
+def test_a_network_made_between_the_inspect_and_the_create_is_taken_over_when_ours(
+        monkeypatch: pytest.MonkeyPatch, status: int, labels: dict[str, str],
+        adopted: bool) -> None:
+    monkeypatch.setattr(docker_ops.facts, "link_exists", lambda _ctx, _name: True)
+    _found(monkeypatch, None, {**_net(), "name": "lan", "labels": labels})
+    ctx = Ctx(Raced(status))
+    create = NetworkCreate(_SPEC, Mark("infra/prod", "s1"))
+    if adopted:
+        state = docker_ops.network_create(ctx, create)  # type: ignore[arg-type]
+        assert state.adopted and state.id == "n1"
+    else:
+        with pytest.raises(OpError) as info:
+            docker_ops.network_create(ctx, create)  # type: ignore[arg-type]
+        assert info.value.code == errno.EEXIST
+    assert ctx.api.calls == ["create-net lan"]
+
+
+def test_a_refused_create_with_no_network_there_is_passed_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(docker_ops.facts, "link_exists", lambda _ctx, _name: True)
+    _found(monkeypatch, None)
+    with pytest.raises(DockerError):
+        docker_ops.network_create(Ctx(Raced(400)), NetworkCreate(_SPEC))  # type: ignore[arg-type]
