@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from vlaninfra.host import docker_ops, marks
+from vlaninfra.host import docker_ops, facts, marks
 from vlaninfra.host.contract import (
     ContainerCreate,
     ContainerRef,
@@ -234,7 +234,7 @@ class Raced(FakeApi):
 def test_a_network_made_between_the_inspect_and_the_create_is_taken_over_when_ours(
         monkeypatch: pytest.MonkeyPatch, status: int, labels: dict[str, str],
         adopted: bool) -> None:
-    monkeypatch.setattr(docker_ops.facts, "link_exists", lambda _ctx, _name: True)
+    monkeypatch.setattr(facts, "link_exists", lambda _ctx, _name: True)
     _found(monkeypatch, None, {**_net(), "name": "lan", "labels": labels})
     ctx = Ctx(Raced(status))
     create = NetworkCreate(_SPEC, Mark("infra/prod", "s1"))
@@ -250,7 +250,7 @@ def test_a_network_made_between_the_inspect_and_the_create_is_taken_over_when_ou
 
 def test_a_refused_create_with_no_network_there_is_passed_on(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(docker_ops.facts, "link_exists", lambda _ctx, _name: True)
+    monkeypatch.setattr(facts, "link_exists", lambda _ctx, _name: True)
     _found(monkeypatch, None)
     with pytest.raises(DockerError):
         docker_ops.network_create(Ctx(Raced(400)), NetworkCreate(_SPEC))  # type: ignore[arg-type]
