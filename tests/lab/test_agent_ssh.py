@@ -289,9 +289,10 @@ def test_broker_shares_one_login_and_agent_between_processes(host: Host, brokere
     assert agent.call("link.get", name="eth0")["up"] is True
     assert stats()["ssh_connections"] == 0 and stats()["agent_starts"] == 0
     assert host.sshd.accepted() - accepted == 1
-    # idle: the broker and its agent leave a few seconds after the last client
+    # idle: the broker and its agent leave a few seconds after the last client (3.1-4.8 s
+    # here when idle; once more than 8 s at the end of a CI run on a loaded machine)
     close_all()
-    deadline = time.monotonic() + 3 + 5
+    deadline = time.monotonic() + 3 + 12
     while running_brokers() or _alive(broker) or _alive(pid):
         assert time.monotonic() < deadline, ("the broker outlived its idle time",
                                              running_brokers(), _alive(broker), _alive(pid))
