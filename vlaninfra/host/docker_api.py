@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 __all__ = ["DockerClient", "DockerError", "DockerIOError", "DockerUnreachable", "NotFound",
-           "version_gte"]
+           "UnixConnection", "version_gte"]
 
 Json = Any
 """A decoded JSON answer of the Engine API (its shapes are Docker's)."""
@@ -63,7 +63,9 @@ def version_gte(version: str, other: str) -> bool:
     return tuple(map(int, version.split("."))) >= tuple(map(int, other.split(".")))
 
 
-class _UnixConnection(http.client.HTTPConnection):
+class UnixConnection(http.client.HTTPConnection):
+    """HTTP over dockerd's unix socket ``path`` (also the lab's readiness checks)."""
+
     def __init__(self, path: str, timeout: float) -> None:
         super().__init__("localhost", timeout=timeout)
         self.path = path
@@ -95,7 +97,7 @@ class DockerClient:
     def __init__(self, socket_path: str, timeout: float) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
-        self._conn: _UnixConnection | None = None
+        self._conn: UnixConnection | None = None
         self._version: str | None = None
 
     @property
@@ -121,7 +123,7 @@ class DockerClient:
         if conn is None or conn.dropped():
             if conn is not None:
                 conn.close()
-            conn = self._conn = _UnixConnection(self.socket_path, self.timeout)
+            conn = self._conn = UnixConnection(self.socket_path, self.timeout)
         conn.timeout = self.timeout + wait
         if conn.sock is not None:
             conn.sock.settimeout(conn.timeout)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import http.client
 import json
 import os
 import signal
@@ -15,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vlaninfra.host.docker_api import UnixConnection
 from vlaninfra.lab._errors import LabError
 from vlaninfra.lab._netns import nsenter, run
 from vlaninfra.lab._procs import LabProcess, processes, recorded_pid
@@ -197,25 +197,9 @@ def start_sshd(ns: str, config: Path, log: Path, pidfile: Path) -> None:
 # --- dockerd ----------------------------------------------------------------------------------
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("docker", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.settimeout(self.timeout)
-            s.connect(self._path)
-        except OSError:
-            s.close()
-            raise
-        self.sock = s
-
-
 def docker_api(sock: str, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
     """GET `path` from the Docker Engine API on unix socket `sock`."""
-    conn = _UnixHTTPConnection(sock, timeout)
+    conn = UnixConnection(sock, timeout)
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
