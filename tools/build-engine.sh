@@ -69,7 +69,18 @@ if [ -x "$libexec/pulumi-language-python" ]; then
       "wait 5 s for its language host" >&2
     launch="exec $host \"\$@\""
   fi
-  printf '#!/bin/sh\n%s\n' "$launch" > "$bin/pulumi-language-python.new"
+  # The host's Python answers its per-phase `pip list` without pip (tools/engine/langhost-python).
+  # A host given a virtualenv flag runs that virtualenv's python by name: left as it is.
+  install -m 0755 "$root/tools/engine/langhost-python" "$libexec/langhost-python"
+  shim=$(quote "$libexec/langhost-python")
+  # shellcheck disable=SC2016  # the launcher expands these, not this script
+  {
+    printf '#!/bin/sh\n'
+    printf 'case " $* " in *" -virtualenv"* | *" --virtualenv"*) ;; *)\n'
+    printf '  if [ "${PULUMI_PYTHON_CMD:-}" != %s ]; then VLANINFRA_PYTHON_CMD=${PULUMI_PYTHON_CMD:-}; fi\n' "$shim"
+    printf '  PULUMI_PYTHON_CMD=%s\n  export PULUMI_PYTHON_CMD VLANINFRA_PYTHON_CMD ;;\nesac\n' "$shim"
+    printf '%s\n' "$launch"
+  } > "$bin/pulumi-language-python.new"
   chmod 0755 "$bin/pulumi-language-python.new"
   mv -f "$bin/pulumi-language-python.new" "$bin/pulumi-language-python"
 fi
