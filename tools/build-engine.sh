@@ -58,6 +58,8 @@ fi
 # so every `up` and `preview` would wait those 5 s. (The runner script must sit next to the
 # host's binary, which finds it there.)
 quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+# Writes stdin to the launcher $bin/$1 in one step: a pulumi starting meanwhile never finds half.
+launcher() { cat > "$bin/$1.new" && chmod 0755 "$bin/$1.new" && mv -f "$bin/$1.new" "$bin/$1"; }
 if [ -x "$libexec/pulumi-language-python" ]; then
   rm -f "$bin/pulumi-language-python-exec"
   host=$(quote "$libexec/pulumi-language-python")
@@ -73,22 +75,21 @@ if [ -x "$libexec/pulumi-language-python" ]; then
   # A host given a virtualenv flag runs that virtualenv's python by name: left as it is.
   install -m 0755 "$root/tools/engine/langhost-python" "$libexec/langhost-python"
   shim=$(quote "$libexec/langhost-python")
-  # shellcheck disable=SC2016  # the launcher expands these, not this script
-  {
-    printf '#!/bin/sh\n'
-    printf 'case " $* " in *" -virtualenv"* | *" --virtualenv"*) ;; *)\n'
-    printf '  if [ "${PULUMI_PYTHON_CMD:-}" != %s ]; then VLANINFRA_PYTHON_CMD=${PULUMI_PYTHON_CMD:-}; fi\n' "$shim"
-    printf '  PULUMI_PYTHON_CMD=%s\n  export PULUMI_PYTHON_CMD VLANINFRA_PYTHON_CMD ;;\nesac\n' "$shim"
-    printf '%s\n' "$launch"
-  } > "$bin/pulumi-language-python.new"
-  chmod 0755 "$bin/pulumi-language-python.new"
-  mv -f "$bin/pulumi-language-python.new" "$bin/pulumi-language-python"
+  launcher pulumi-language-python <<EOS
+#!/bin/sh
+case " \$* " in *" -virtualenv"* | *" --virtualenv"*) ;; *)
+  if [ "\${PULUMI_PYTHON_CMD:-}" != $shim ]; then VLANINFRA_PYTHON_CMD=\${PULUMI_PYTHON_CMD:-}; fi
+  PULUMI_PYTHON_CMD=$shim
+  export PULUMI_PYTHON_CMD VLANINFRA_PYTHON_CMD ;;
+esac
+$launch
+EOS
 fi
 
 # Dynamic providers run as the plugin `pulumi-resource-pulumi-python`: python -m pulumi.dynamic,
 # in the project's virtualenv, through vlaninfra.providers.serve (more request threads); a
 # program whose PYTHONPATH puts an older vlaninfra first (one without it) gets Pulumi's own.
-cat > "$bin/pulumi-resource-pulumi-python.new" <<EOS
+launcher pulumi-resource-pulumi-python <<EOS
 #!/bin/sh
 exec $(quote "$root/.venv/bin/python") -u -c '
 try:
@@ -99,5 +100,3 @@ except ImportError:
         runpy.run_module("pulumi.dynamic", run_name="__main__", alter_sys=True)
 main()' "\$@"
 EOS
-chmod 0755 "$bin/pulumi-resource-pulumi-python.new"
-mv -f "$bin/pulumi-resource-pulumi-python.new" "$bin/pulumi-resource-pulumi-python"

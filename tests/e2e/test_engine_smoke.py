@@ -101,6 +101,10 @@ def test_plugins_take_sigint_when_pulumi_ignores_it() -> None:
                 assert time.monotonic() < deadline, "the language host's launcher did not exec it"
                 time.sleep(0.05)
             assert not _ignored(host.pid) & (1 << (signal.SIGINT - 1))
+            # ... and runs Python through the shim that answers its `pip list` without pip
+            environ = Path(f"/proc/{host.pid}/environ").read_bytes().split(b"\0")
+            shim = project_root() / ".engine" / "libexec" / "langhost-python"
+            assert f"PULUMI_PYTHON_CMD={shim}".encode() in environ
         finally:
             host.kill()
 
