@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.observe import LabStack
-from vlaninfra.engine import LAB_PASSPHRASE, Engine, EngineError, project_root
+from tests.e2e.observe import LabStack, destroy_at_teardown
+from vlaninfra.engine import LAB_PASSPHRASE, Engine, project_root
 from vlaninfra.lab import Inventory, lab_down, lab_up
 
 
@@ -51,18 +51,5 @@ def lab_stack(
     try:
         yield stack
     finally:
-        _destroy(stack)
+        destroy_at_teardown(stack.engine, stack.name, project)
 
-
-def _destroy(stack: LabStack) -> None:
-    """Destroys the stack; when that fails (a test left a host drifted or the state torn), a
-    refresh re-reads the hosts and a second destroy runs, so the next module does not meet this
-    module's objects. A second failure is a teardown error naming the module, not a silent
-    leftover."""
-    destroy = ("destroy", "--yes", "--skip-preview")
-    try:
-        stack.engine.run(stack.name, *destroy, cwd=stack.project)
-    except EngineError:
-        stack.engine.run(stack.name, "refresh", "--yes", "--skip-preview", check=False,
-                         cwd=stack.project)
-        stack.engine.run(stack.name, *destroy, cwd=stack.project)

@@ -13,12 +13,25 @@ from typing import Any
 
 import yaml
 
-from vlaninfra.engine import Engine
+from vlaninfra.engine import Engine, EngineError
 from vlaninfra.lab import Host, Inventory
 
 
 def sh(*argv: str, check: bool = True) -> str:
     return subprocess.run(argv, check=check, capture_output=True, text=True).stdout
+
+
+def destroy_at_teardown(engine: Engine, stack: str, cwd: Path) -> None:
+    """Destroys `stack` at the end of its fixture or test; when that fails (a test left a host
+    drifted or the state torn), a refresh re-reads the hosts and a second destroy runs, so the
+    next module or class does not meet this one's objects. A second failure raises (a teardown
+    error naming the stack), never a silent leftover."""
+    destroy = ("destroy", "--yes", "--skip-preview")
+    try:
+        engine.run(stack, *destroy, cwd=cwd)
+    except EngineError:
+        engine.run(stack, "refresh", "--yes", "--skip-preview", check=False, cwd=cwd)
+        engine.run(stack, *destroy, cwd=cwd)
 
 
 def ip_json(netns: str, *args: str) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.observe import LabStack, container_facts
+from tests.e2e.observe import LabStack, container_facts, destroy_at_teardown
 from vlaninfra.engine import LAB_PASSPHRASE, Engine, project_root
 from vlaninfra.lab import Inventory
 from vlaninfra.rollout import history, up
@@ -60,8 +60,7 @@ def ci_stack(lab_inventory: Inventory,
         assert report.ok, report.text()
         yield stack
     finally:
-        stack.engine.run(stack.name, "destroy", "--yes", "--skip-preview", check=False,
-                         cwd=project)
+        destroy_at_teardown(stack.engine, stack.name, project)
 
 
 def review_sh(stack: CiStack, mode: str, comment: Path) -> subprocess.CompletedProcess[str]:

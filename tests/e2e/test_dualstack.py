@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.observe import LabStack, docker, ip_json, sh
+from tests.e2e.observe import LabStack, destroy_at_teardown, docker, ip_json, sh
 from vlaninfra.doctor import doctor
 from vlaninfra.engine import LAB_PASSPHRASE, Engine, project_root
 from vlaninfra.lab import Inventory, http_ok
@@ -67,8 +67,7 @@ def dual(lab_inventory: Inventory, tmp_path_factory: pytest.TempPathFactory
             _sysctl(tenant_host.netns, key, "1")
         yield stack
     finally:
-        stack.engine.run(stack.name, "destroy", "--yes", "--skip-preview", check=False,
-                         cwd=project)
+        destroy_at_teardown(stack.engine, stack.name, project)
         for key, value in saved.items():
             _sysctl(tenant_host.netns, key, value)
         # The lab as found: the next stack gives these addresses other MACs, and a stale

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.observe import LabStack, container_facts
+from tests.e2e.observe import LabStack, container_facts, destroy_at_teardown
 from vlaninfra.engine import LAB_PASSPHRASE, Engine, project_root
 
 pytestmark = [pytest.mark.lab, pytest.mark.engine]
@@ -78,4 +78,4 @@ def test_the_typed_program_lays_what_the_yaml_stack_lays(lab_stack: LabStack,
         assert {k: {"ip": c["ipv4"], "mac": c["mac"]} for k, c in out["containers"].items()
                 } == from_yaml["containers"]
     finally:
-        engine.run("lab", "destroy", "--yes", "--skip-preview", check=False, cwd=project)
+        destroy_at_teardown(engine, "lab", project)

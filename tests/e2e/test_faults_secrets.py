@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.observe import docker
+from tests.e2e.observe import destroy_at_teardown, docker
 from vlaninfra.cli_demo import lab_rebuilt
 from vlaninfra.engine import Engine, plaintext_keys, project_root, stack_file
 from vlaninfra.errors import VlanInfraError
@@ -193,7 +193,7 @@ def stack(
         # a plaintext key left by a test is removed first: the helper refuses to run with it
         for key in plaintext_keys(stack_file(project, STACK)):
             s.engine.run(STACK, "config", "rm", key, check=False, cwd=project)
-        s.engine.run(STACK, "destroy", "--yes", "--skip-preview", check=False, cwd=project)
+        destroy_at_teardown(s.engine, STACK, project)
         assert NET not in docker(host, "network", "ls", "--format", "{{.Name}}").split()
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.observe import LabStack, sh
+from tests.e2e.observe import LabStack, destroy_at_teardown, sh
 from tests.e2e.vm_observe import (
     learnt_macs,
     ok,
@@ -44,7 +44,7 @@ def _lan_ip(inv: Inventory, last: int) -> str:
 
 def _destroyed(stack: LabStack) -> None:
     stack.write(stack.base_sites)
-    stack.run("destroy", "--yes", "--skip-preview", check=False)
+    destroy_at_teardown(stack.engine, stack.name, stack.project)
 
 
 # -- acceptance 1 + 4: the seed's ipvlan L3 multi-tenant recipe, router managed ---------------

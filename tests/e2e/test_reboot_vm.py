@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.observe import LabStack
+from tests.e2e.observe import LabStack, destroy_at_teardown
 from tests.e2e.vm_observe import ok, ssh, stack_file_sites, vm_stack, vm_state
 from vlaninfra.lab import Host, Inventory, lab_down, lab_up
 from vlaninfra.lab._vm import reboot_vm, vm_unavailable_reason
@@ -52,7 +52,7 @@ def stack(vm_lab: Inventory, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     try:
         yield s
     finally:
-        s.run("destroy", "--yes", "--skip-preview", check=False)
+        destroy_at_teardown(s.engine, s.name, s.project)
 
 
 @pytest.fixture(scope="module")

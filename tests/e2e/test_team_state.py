@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.observe import LabStack, container_facts
+from tests.e2e.observe import LabStack, container_facts, destroy_at_teardown
 from tests.e2e.s3server import BUCKET, S3Server, s3_server
 from vlaninfra.engine import LAB_PASSPHRASE, Engine, project_root
 from vlaninfra.lab import Inventory
@@ -60,8 +60,7 @@ def team_stack(lab_inventory: Inventory, s3: S3Server,
         yield stack
     finally:
         stack.engine.run(stack.name, "cancel", "--yes", check=False, cwd=project)
-        stack.engine.run(stack.name, "destroy", "--yes", "--skip-preview", check=False,
-                         cwd=project)
+        destroy_at_teardown(stack.engine, stack.name, project)
 
 
 def _env(stack: LabStack) -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.observe import host_state
+from tests.e2e.observe import destroy_at_teardown, host_state
 from vlaninfra.engine import LAB_PASSPHRASE, Engine, project_root
 from vlaninfra.lab import Inventory
 from vlaninfra.lab._inventory import inventory_path
@@ -78,7 +78,7 @@ def project(lab_inventory: Inventory, tmp_path: Path) -> Iterator[tuple[Path, Pa
     try:
         yield proj, backend
     finally:
-        new.run(STACK, "destroy", "--yes", "--skip-preview", check=False, cwd=proj)
+        destroy_at_teardown(new, STACK, proj)
 
 
 def _steps(output: str) -> list[tuple[str, str, tuple[str, ...]]]:

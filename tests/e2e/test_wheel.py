@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.e2e.observe import destroy_at_teardown
 from vlaninfra.engine import LAB_PASSPHRASE, Engine, project_root
 from vlaninfra.lab import Inventory
 from vlaninfra.lab._inventory import lab_root
@@ -112,4 +113,4 @@ def test_a_users_project_plans_and_deploys_with_the_installed_package(
                 c["name"] for c in layout["containers"])
             assert all(c["ipv4"] and c["mac"] for c in out["containers"].values())
     finally:
-        engine.run("dev", "destroy", "--yes", "--skip-preview", check=False, cwd=project)
+        destroy_at_teardown(engine, "dev", project)
