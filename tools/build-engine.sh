@@ -87,11 +87,17 @@ EOS
 fi
 
 # Dynamic providers run as the plugin `pulumi-resource-pulumi-python`: python -m pulumi.dynamic,
-# in the project's virtualenv, through vlaninfra.providers.serve (more request threads); a
-# program whose PYTHONPATH puts an older vlaninfra first (one without it) gets Pulumi's own.
+# through vlaninfra.providers.serve (more request threads), in the project's virtualenv
+# (PULUMI_RUNTIME_VIRTUALENV, as Pulumi's own launcher; the engine helper sets it from
+# Pulumi.yaml), else this checkout's; a program whose PYTHONPATH puts an older vlaninfra first
+# (one without it) gets Pulumi's own.
 launcher pulumi-resource-pulumi-python <<EOS
 #!/bin/sh
-exec $(quote "$root/.venv/bin/python") -u -c '
+py=$(quote "$root/.venv/bin/python")
+if [ -n "\${PULUMI_RUNTIME_VIRTUALENV:-}" ] && [ -x "\$PULUMI_RUNTIME_VIRTUALENV/bin/python" ]; then
+  py=\$PULUMI_RUNTIME_VIRTUALENV/bin/python
+fi
+exec "\$py" -u -c '
 try:
     from vlaninfra.providers.serve import main
 except ImportError:

@@ -36,6 +36,7 @@ import vlaninfra
 sites = pulumi.Config("vlaninfra").require_object("sites")
 for site in vlaninfra.load_config({"sites": sites}).sites:
     pulumi.export(site.name, vlaninfra.Site(site.name, vlaninfra.SiteArgs(site=site)).outputs)
+pulumi.export("vlaninfra_from", vlaninfra.__file__)
 '''
 
 
@@ -107,6 +108,9 @@ def test_a_users_project_plans_and_deploys_with_the_installed_package(
     try:
         engine.run("dev", "up", "--yes", "--skip-preview", cwd=project)
         engine.run("dev", "preview", "--expect-no-changes", cwd=project)
+        # The program ran in the virtualenv Pulumi.yaml names, with the installed package.
+        where = engine.run("dev", "stack", "output", "vlaninfra_from", cwd=project).strip()
+        assert where.startswith(str(venv)), where
         for site, layout in sites.items():
             out = json.loads(engine.run("dev", "stack", "output", site, "--json", cwd=project))
             assert sorted(k.split("/")[1] for k in out["containers"]) == sorted(

@@ -116,3 +116,25 @@ def test_a_run_refused_by_a_lock_names_the_stack_the_lock_and_the_fix(tmp_path: 
     assert text.startswith("stack team is locked by another update, so nothing was changed")
     assert "`pulumi cancel --yes --stack team`" in text
     assert "ci@runner-7 (pid 4242)" in text
+
+
+def test_the_program_and_providers_run_in_the_projects_virtualenv(tmp_path: Path) -> None:
+    """This language host gets no runtime options from the CLI: the helper puts the virtualenv
+    Pulumi.yaml names first on PATH and tells the provider's launcher (PULUMI_RUNTIME_VIRTUALENV);
+    a project naming none, or one that is not there, runs in the checkout's."""
+    root = tmp_path / "checkout"
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text(
+        "name: p\nruntime:\n  name: python\n  options:\n    virtualenv: venv\n")
+    engine = Engine(root)
+    env = engine.env(None, project)
+    assert "PULUMI_RUNTIME_VIRTUALENV" not in env  # no venv/bin/python yet
+    assert env["PATH"].split(os.pathsep)[:2] == [f"{root}/.engine/bin", f"{root}/.venv/bin"]
+    (project / "venv" / "bin").mkdir(parents=True)
+    (project / "venv" / "bin" / "python").touch()
+    env = engine.env(None, project)
+    assert env["PULUMI_RUNTIME_VIRTUALENV"] == f"{project}/venv"
+    assert env["PATH"].split(os.pathsep)[:3] == [
+        f"{root}/.engine/bin", f"{project}/venv/bin", f"{root}/.venv/bin"]
+    assert "PULUMI_RUNTIME_VIRTUALENV" not in engine.env(None, _project(tmp_path / "plain"))

@@ -24,6 +24,7 @@ from ._project import (
     is_lab_stack,
     project_backend,
     project_name,
+    project_virtualenv,
     refuse_plaintext_keys,
     stack_file,
 )
@@ -114,9 +115,16 @@ class Engine:
         """The environment pulumi runs in for `stack` of the project at `cwd` (default: root).
         Makes the local state private (0700 directories, 0600 files)."""
         env = {**os.environ, **self.extra_env}
-        env["PATH"] = os.pathsep.join(
-            [str(self.root / ".engine" / "bin"), str(self.root / ".venv" / "bin"), env["PATH"]]
-        )
+        # The program and the dynamic providers run in the project's virtualenv (Pulumi.yaml's
+        # `virtualenv`), else in the checkout's. This language host gets no runtime options
+        # from this CLI, so it finds Python on PATH; the provider's launcher reads
+        # PULUMI_RUNTIME_VIRTUALENV (as Pulumi's own does).
+        venv = project_virtualenv(cwd or self.root)
+        bins = [self.root / ".engine" / "bin", *([venv / "bin"] if venv else []),
+                self.root / ".venv" / "bin"]
+        env["PATH"] = os.pathsep.join([*(str(b) for b in bins), env["PATH"]])
+        if venv:
+            env["PULUMI_RUNTIME_VIRTUALENV"] = str(venv)
         if "PULUMI_BACKEND_URL" not in env and (
                 self.backend is not None or project_backend(cwd or self.root) is None):
             backend = self.backend or self.root / ".pulumi-state" / "backend"

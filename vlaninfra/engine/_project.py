@@ -22,6 +22,7 @@ __all__ = [
     "project_backend",
     "project_name",
     "project_root",
+    "project_virtualenv",
     "refuse_plaintext_keys",
     "stack_file",
 ]
@@ -57,6 +58,21 @@ def _meta(project: Path) -> dict[str, Any]:
     except (OSError, yaml.YAMLError):
         return {}
     return meta if isinstance(meta, dict) else {}
+
+
+def project_virtualenv(project: Path) -> Path | None:
+    """The virtualenv the project's Pulumi.yaml names (`runtime: options: virtualenv:`,
+    relative to the project), when it holds a Python; None otherwise.
+
+    Example: ``project_virtualenv(project_root())`` → ``.../.venv``
+    """
+    runtime = _meta(project).get("runtime")
+    options = runtime.get("options") if isinstance(runtime, dict) else None
+    name = options.get("virtualenv") if isinstance(options, dict) else None
+    if not name:
+        return None
+    venv = project / str(name)
+    return venv if (venv / "bin" / "python").exists() else None
 
 
 def project_name(project: Path) -> str | None:
