@@ -73,13 +73,13 @@ if [ -x "$libexec/pulumi-language-python" ]; then
   fi
   # The host's Python answers its per-phase `pip list` without pip (tools/engine/langhost-python).
   # A host given a virtualenv flag runs that virtualenv's python by name: left as it is.
-  install -m 0755 "$root/tools/engine/langhost-python" "$libexec/langhost-python"
+  install -m 0755 "$root/tools/engine/langhost-python" "$libexec/langhost-python.new"
+  mv -f "$libexec/langhost-python.new" "$libexec/langhost-python"
   shim=$(quote "$libexec/langhost-python")
   launcher pulumi-language-python <<EOS
 #!/bin/sh
 case " \$* " in *" -virtualenv"* | *" --virtualenv"*) ;; *)
-  if [ "\${PULUMI_PYTHON_CMD:-}" != $shim ]; then VLANINFRA_PYTHON_CMD=\${PULUMI_PYTHON_CMD:-}; fi
-  PULUMI_PYTHON_CMD=$shim
+  VLANINFRA_PYTHON_CMD=\${PULUMI_PYTHON_CMD:-} PULUMI_PYTHON_CMD=$shim
   export PULUMI_PYTHON_CMD VLANINFRA_PYTHON_CMD ;;
 esac
 $launch

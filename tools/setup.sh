@@ -38,7 +38,7 @@ fi
 # Bytecode for the checkout's own modules: the program and the provider processes import about
 # 150 of them at every start, and under PYTHONDONTWRITEBYTECODE (set on some CI machines) Python
 # never writes it itself, so each start compiled them again (0.05 s of CPU each, four per `up`).
-.venv/bin/python -m compileall -q vlaninfra > /dev/null
+.venv/bin/python -m compileall -q vlaninfra
 
 # A real Mermaid parser for the tests of `vlaninfra diff --format markdown` (when npm is here).
 if command -v npm > /dev/null && [ ! -d tools/mermaid-parse/node_modules ]; then

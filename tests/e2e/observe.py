@@ -21,17 +21,18 @@ def sh(*argv: str, check: bool = True) -> str:
     return subprocess.run(argv, check=check, capture_output=True, text=True).stdout
 
 
-def destroy_at_teardown(engine: Engine, stack: str, cwd: Path) -> None:
+def destroy_at_teardown(engine: Engine, stack: str, cwd: Path, *, check: bool = True) -> None:
     """Destroys `stack` at the end of its fixture or test; when that fails (a test left a host
     drifted or the state torn), a refresh re-reads the hosts and a second destroy runs, so the
     next module or class does not meet this one's objects. A second failure raises (a teardown
-    error naming the stack), never a silent leftover."""
+    error naming the stack), never a silent leftover; ``check`` False: not (a test's body
+    failed already, and its failure is the one to report)."""
     destroy = ("destroy", "--yes", "--skip-preview")
     try:
         engine.run(stack, *destroy, cwd=cwd)
     except EngineError:
         engine.run(stack, "refresh", "--yes", "--skip-preview", check=False, cwd=cwd)
-        engine.run(stack, *destroy, cwd=cwd)
+        engine.run(stack, *destroy, check=check, cwd=cwd)
 
 
 def ip_json(netns: str, *args: str) -> list[dict[str, Any]]:

@@ -67,15 +67,17 @@ def dual(lab_inventory: Inventory, tmp_path_factory: pytest.TempPathFactory
             _sysctl(tenant_host.netns, key, "1")
         yield stack
     finally:
-        destroy_at_teardown(stack.engine, stack.name, project)
-        for key, value in saved.items():
-            _sysctl(tenant_host.netns, key, value)
-        # The lab as found: the next stack gives these addresses other MACs, and a stale
-        # neighbour entry would hide its containers for seconds.
-        for site in lab_inventory.sites:
-            for ns in (site.peer.netns, site.router.netns, *(h.netns for h in site.hosts)):
-                sh("ip", "-n", ns, "neigh", "flush", "all", check=False)
-                sh("ip", "-n", ns, "-6", "neigh", "flush", "all", check=False)
+        try:
+            destroy_at_teardown(stack.engine, stack.name, project)
+        finally:
+            for key, value in saved.items():
+                _sysctl(tenant_host.netns, key, value)
+            # The lab as found: the next stack gives these addresses other MACs, and a stale
+            # neighbour entry would hide its containers for seconds.
+            for site in lab_inventory.sites:
+                for ns in (site.peer.netns, site.router.netns, *(h.netns for h in site.hosts)):
+                    sh("ip", "-n", ns, "neigh", "flush", "all", check=False)
+                    sh("ip", "-n", ns, "-6", "neigh", "flush", "all", check=False)
 
 
 @pytest.fixture(scope="module")

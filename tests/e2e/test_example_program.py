@@ -77,5 +77,7 @@ def test_the_typed_program_lays_what_the_yaml_stack_lays(lab_stack: LabStack,
         out = json.loads(engine.run("lab", "stack", "output", "a", "--json", cwd=project))
         assert {k: {"ip": c["ipv4"], "mac": c["mac"]} for k, c in out["containers"].items()
                 } == from_yaml["containers"]
-    finally:
-        destroy_at_teardown(engine, "lab", project)
+    except BaseException:
+        destroy_at_teardown(engine, "lab", project, check=False)  # the failure above is the one
+        raise
+    destroy_at_teardown(engine, "lab", project)

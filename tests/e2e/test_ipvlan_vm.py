@@ -242,8 +242,10 @@ class TestMacvlanOnVlan50:
         try:
             yield s
         finally:
-            _destroyed(s)
-            sh("ip", "-n", peer, "addr", "del", self.UNTAGGED, "dev", "eth0", check=False)
+            try:
+                _destroyed(s)
+            finally:
+                sh("ip", "-n", peer, "addr", "del", self.UNTAGGED, "dev", "eth0", check=False)
 
     @pytest.fixture(scope="class")
     def baseline(self, stack: LabStack) -> dict[str, Any]:
@@ -395,8 +397,10 @@ class TestIpvlanDualStack:
         try:
             yield s
         finally:
-            _destroyed(s)
-            _flush_neighbours(vm_lab)
+            try:
+                _destroyed(s)
+            finally:
+                _flush_neighbours(vm_lab)
 
     @pytest.fixture(scope="class")
     def baseline(self, stack: LabStack) -> dict[str, Any]:

@@ -116,5 +116,7 @@ def test_a_users_project_plans_and_deploys_with_the_installed_package(
             assert sorted(k.split("/")[1] for k in out["containers"]) == sorted(
                 c["name"] for c in layout["containers"])
             assert all(c["ipv4"] and c["mac"] for c in out["containers"].values())
-    finally:
-        destroy_at_teardown(engine, "dev", project)
+    except BaseException:
+        destroy_at_teardown(engine, "dev", project, check=False)  # the failure above is the one
+        raise
+    destroy_at_teardown(engine, "dev", project)
