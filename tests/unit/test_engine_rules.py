@@ -5,6 +5,7 @@ dropping a stack's state only when the lab was rebuilt under it."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -154,7 +155,8 @@ def test_make_private_leaves_symlinks_alone(tmp_path: Path) -> None:
 
 FAKE_PULUMI = """#!/bin/sh
 if [ "$1 $2" = "stack --show-name" ]; then echo "$SELECTED"; exit 0; fi
-echo "umask=$(umask) pass=${PULUMI_CONFIG_PASSPHRASE:-unset} backend=$PULUMI_BACKEND_URL"
+echo "umask=$(umask) pass=${PULUMI_CONFIG_PASSPHRASE:-unset} backend=$PULUMI_BACKEND_URL \
+skip=${PULUMI_SKIP_CHECKPOINTS:-unset}"
 """
 
 
@@ -162,6 +164,7 @@ echo "umask=$(umask) pass=${PULUMI_CONFIG_PASSPHRASE:-unset} backend=$PULUMI_BAC
 @pytest.mark.parametrize(("args", "passphrase"), [
     (["up", "--stack", "lab"], LAB_PASSPHRASE),
     (["preview", "--stack=lab"], LAB_PASSPHRASE),
+    (["destroy", "--preview-only", "--stack", "lab"], LAB_PASSPHRASE),
     (["stack", "init", "lab"], LAB_PASSPHRASE),
     (["up", "-s", "prod"], "unset"),
     (["version"], "unset"),  # no stack needed, none asked for
@@ -200,10 +203,40 @@ def test_the_launcher(tmp_path: Path, args: list[str], passphrase: str | None) -
         assert done.stderr.startswith("tools/pulumi: stack leaky: config k:k holds an SSH private")
         return
     out = done.stdout
+    skip = "true" if {"preview", "--preview-only"} & {*args} else "unset"  # only-preview runs
     assert out.split() == ["umask=0077", f"pass={passphrase}",
-                           f"backend=file://{root}/.pulumi-state/backend?metadata=skip"]
+                           f"backend=file://{root}/.pulumi-state/backend?metadata=skip",
+                           f"skip={skip}"]
     assert stat.S_IMODE((root / ".pulumi-state").stat().st_mode) == 0o700
     assert stat.S_IMODE(stale.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(("args", "skips"), [
+    (["preview"], True),
+    (["preview", "--diff", "--refresh"], True),
+    (["destroy", "--preview-only"], True),
+    (["refresh", "--preview-only=true"], True),
+    (["up", "--yes"], False),
+    (["destroy", "--yes"], False),
+    (["refresh", "--skip-preview"], False),
+    (["stack", "export"], False),
+])
+def test_only_a_run_that_only_previews_skips_checkpoints(
+    tmp_path: Path, args: list[str], skips: bool
+) -> None:
+    """A preview's checkpoints are serialized and discarded: it gets PULUMI_SKIP_CHECKPOINTS;
+    a run that changes state keeps them (what a killed run leaves), as does a value the user
+    set. Through `Engine.run`, the engine replaced by a script that reports."""
+    (tmp_path / ".engine" / "bin").mkdir(parents=True)
+    fake = tmp_path / ".engine" / "bin" / "pulumi"
+    fake.write_text('#!/bin/sh\necho "skip=${PULUMI_SKIP_CHECKPOINTS:-unset}"\n')
+    fake.chmod(0o755)
+    (tmp_path / "Pulumi.yaml").write_text("name: p\nruntime: python\n")
+    engine = Engine(tmp_path, backend=tmp_path / "state", passphrase="p",
+                    extra_env={"PULUMI_SKIP_CHECKPOINTS": ""})
+    assert engine.run(None, *args).split() == [f"skip={'true' if skips else 'unset'}"]
+    mine = dataclasses.replace(engine, extra_env={"PULUMI_SKIP_CHECKPOINTS": "false"})
+    assert mine.run(None, *args).split() == ["skip=false"]
 
 
 def _inventory(key: str) -> Any:

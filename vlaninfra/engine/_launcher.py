@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vlaninfra.errors import VlanInfraError
 
-from ._engine import _PASSPHRASE_ENV, LAB_PASSPHRASE, RUNS_PROGRAM, Engine
+from ._engine import _PASSPHRASE_ENV, LAB_PASSPHRASE, RUNS_PROGRAM, Engine, skip_preview_checkpoints
 from ._project import is_lab_stack, refuse_plaintext_keys, stack_file
 
 __all__ = ["command_and_stack", "main"]
@@ -63,6 +63,7 @@ def _exec_pulumi(args: Sequence[str]) -> int:
     engine = Engine(project)
     env = engine.env()
     command, stack = command_and_stack(args)
+    skip_preview_checkpoints(env, command, args)
     os.umask(0o077)
     if stack is None and command not in _NO_STACK:
         shown = subprocess.run(["pulumi", "stack", "--show-name", "--non-interactive"],
