@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from vlaninfra.engine import Engine, StackLockedError
+from vlaninfra.errors import VlanInfraError
 
 S3 = "s3://state?endpoint=http://203.0.113.250:7070&s3ForcePathStyle=true&region=us-east-1"
 LOCKED = """error: the stack is currently locked by 1 lock(s). Either wait for the other \
@@ -121,7 +122,7 @@ def test_a_run_refused_by_a_lock_names_the_stack_the_lock_and_the_fix(tmp_path: 
 def test_the_program_and_providers_run_in_the_projects_virtualenv(tmp_path: Path) -> None:
     """This language host gets no runtime options from the CLI: the helper puts the virtualenv
     Pulumi.yaml names first on PATH and tells the provider's launcher (PULUMI_RUNTIME_VIRTUALENV);
-    a project naming none, or one that is not there, runs in the checkout's."""
+    a project naming none gets the checkout's (one that is not there: below)."""
     root = tmp_path / "checkout"
     project = tmp_path / "proj"
     project.mkdir()
@@ -138,3 +139,30 @@ def test_the_program_and_providers_run_in_the_projects_virtualenv(tmp_path: Path
     assert env["PATH"].split(os.pathsep)[:3] == [
         f"{root}/.engine/bin", f"{project}/venv/bin", f"{root}/.venv/bin"]
     assert "PULUMI_RUNTIME_VIRTUALENV" not in engine.env(None, _project(tmp_path / "plain"))
+
+
+def test_a_run_of_a_project_naming_a_missing_virtualenv_is_refused(tmp_path: Path) -> None:
+    """Its program would run with whatever Python is first on PATH (and that one's vlaninfra):
+    refused before pulumi starts, naming Pulumi.yaml's key; commands that run no program go on.
+    """
+    root = tmp_path / "checkout"
+    (root / ".engine" / "bin").mkdir(parents=True)
+    fake = root / ".engine" / "bin" / "pulumi"
+    fake.write_text("#!/bin/sh\necho ran \"$1\"\n")
+    fake.chmod(0o755)
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text(
+        "name: p\nruntime:\n  name: python\n  options:\n    virtualenv: venv\n")
+    engine = Engine(root, backend=tmp_path / "state", passphrase="p")
+    for command in ("up", "preview", "refresh", "destroy"):
+        with pytest.raises(VlanInfraError) as err:
+            engine.run("s", command, cwd=project)
+        assert str(err.value) == (
+            f"{project}/Pulumi.yaml: runtime.options.virtualenv names 'venv', but "
+            f"{project}/venv/bin/python does not exist; nothing was run: create it (`python3 -m "
+            f"venv {project}/venv` and install vlaninfra into it) or correct the option")
+    assert engine.run(None, "stack", "ls", cwd=project) == "ran stack\n"
+    (project / "venv" / "bin").mkdir(parents=True)
+    (project / "venv" / "bin" / "python").touch()
+    assert engine.run(None, "preview", cwd=project) == "ran preview\n"

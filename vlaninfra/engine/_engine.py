@@ -25,6 +25,7 @@ from ._project import (
     project_backend,
     project_name,
     project_virtualenv,
+    refuse_missing_virtualenv,
     refuse_plaintext_keys,
     stack_file,
 )
@@ -275,6 +276,8 @@ class Engine:
         if stack is not None and args and args[0] in ("up", "refresh", "destroy"):
             for lock in self.stale_locks(stack, cwd):
                 lock.unlink(missing_ok=True)
+        if args and args[0] in RUNS_PROGRAM:
+            refuse_missing_virtualenv(cwd or self.root)
         full = [*args, "--non-interactive"]
         if stack is not None:
             full += ["--stack", stack]

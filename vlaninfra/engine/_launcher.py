@@ -14,7 +14,12 @@ from pathlib import Path
 from vlaninfra.errors import VlanInfraError
 
 from ._engine import _PASSPHRASE_ENV, LAB_PASSPHRASE, RUNS_PROGRAM, Engine, skip_preview_checkpoints
-from ._project import is_lab_stack, refuse_plaintext_keys, stack_file
+from ._project import (
+    is_lab_stack,
+    refuse_missing_virtualenv,
+    refuse_plaintext_keys,
+    stack_file,
+)
 
 __all__ = ["command_and_stack", "main"]
 
@@ -56,8 +61,9 @@ def command_and_stack(args: Sequence[str]) -> tuple[str, str | None]:
 def _exec_pulumi(args: Sequence[str]) -> int:
     """`tools/pulumi ARGS`: run pulumi in `Engine.env` of the project in the current
     directory, umask 077. Refuses (exit 1) an update of a stack keeping an SSH private key in
-    plain text; a lab stack gets the lab passphrase when none is set, any other stack is left
-    to pulumi (which asks for one, or refuses without a terminal). The stack is the one
+    plain text, or of a project whose Pulumi.yaml names a virtualenv that is not there; a lab
+    stack gets the lab passphrase when none is set, any other stack is left to pulumi (which
+    asks for one, or refuses without a terminal). The stack is the one
     named on the command line, else the selected one (`pulumi stack --show-name`)."""
     project = Path.cwd()
     engine = Engine(project)
@@ -71,16 +77,17 @@ def _exec_pulumi(args: Sequence[str]) -> int:
                                capture_output=True, text=True, check=False)
         if shown.returncode == 0 and shown.stdout.strip():
             stack = shown.stdout.strip()
-    if stack is not None:
-        if command in RUNS_PROGRAM:
-            try:
+    if command in RUNS_PROGRAM:
+        try:
+            refuse_missing_virtualenv(project)
+            if stack is not None:
                 refuse_plaintext_keys(project, stack)
-            except VlanInfraError as err:
-                print(f"tools/pulumi: {err}", file=sys.stderr)
-                return 1
-        if not any(env.get(k) for k in _PASSPHRASE_ENV) and is_lab_stack(
-                stack_file(project, stack)):
-            env["PULUMI_CONFIG_PASSPHRASE"] = LAB_PASSPHRASE
+        except VlanInfraError as err:
+            print(f"tools/pulumi: {err}", file=sys.stderr)
+            return 1
+    if stack is not None and not any(env.get(k) for k in _PASSPHRASE_ENV) and is_lab_stack(
+            stack_file(project, stack)):
+        env["PULUMI_CONFIG_PASSPHRASE"] = LAB_PASSPHRASE
     os.execvpe("pulumi", ["pulumi", *args], env)
 
 

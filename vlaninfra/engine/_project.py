@@ -23,6 +23,7 @@ __all__ = [
     "project_name",
     "project_root",
     "project_virtualenv",
+    "refuse_missing_virtualenv",
     "refuse_plaintext_keys",
     "stack_file",
 ]
@@ -60,19 +61,36 @@ def _meta(project: Path) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
+def _virtualenv_option(project: Path) -> str | None:
+    runtime = _meta(project).get("runtime")
+    options = runtime.get("options") if isinstance(runtime, dict) else None
+    name = options.get("virtualenv") if isinstance(options, dict) else None
+    return str(name) if name else None
+
+
 def project_virtualenv(project: Path) -> Path | None:
     """The virtualenv the project's Pulumi.yaml names (`runtime: options: virtualenv:`,
     relative to the project), when it holds a Python; None otherwise.
 
     Example: ``project_virtualenv(project_root())`` → ``.../.venv``
     """
-    runtime = _meta(project).get("runtime")
-    options = runtime.get("options") if isinstance(runtime, dict) else None
-    name = options.get("virtualenv") if isinstance(options, dict) else None
-    if not name:
-        return None
-    venv = project / str(name)
-    return venv if (venv / "bin" / "python").exists() else None
+    name = _virtualenv_option(project)
+    venv = project / name if name else None
+    return venv if venv and (venv / "bin" / "python").exists() else None
+
+
+def refuse_missing_virtualenv(project: Path) -> None:
+    """Raises when the project's Pulumi.yaml names a virtualenv that holds no Python: the
+    program would otherwise run with whatever Python comes first on PATH, and another
+    vlaninfra than the project's."""
+    name = _virtualenv_option(project)
+    if name and project_virtualenv(project) is None:
+        venv = project / name
+        raise VlanInfraError(
+            f"{project / 'Pulumi.yaml'}: runtime.options.virtualenv names {name!r}, but "
+            f"{venv / 'bin' / 'python'} does not exist; nothing was run: create it (`python3 "
+            f"-m venv {venv}` and install vlaninfra into it) or correct the option"
+        )
 
 
 def project_name(project: Path) -> str | None:
