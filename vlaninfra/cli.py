@@ -14,6 +14,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Example: ``vlaninfra plan --stack lab``
     """
     from vlaninfra import cli_demo, cli_doctor, cli_plan, cli_review, cli_rollout
+    from vlaninfra.errors import VlanInfraError
     from vlaninfra.lab import cli as lab_cli
 
     parser = argparse.ArgumentParser(prog="vlaninfra", description=__doc__)
@@ -25,7 +26,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli_review.add_parser(sub)
     cli_doctor.add_parser(sub)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except VlanInfraError as err:  # what a command did not report itself: one message
+        print(f"vlaninfra {args.command}: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -166,3 +166,8 @@ def test_a_run_of_a_project_naming_a_missing_virtualenv_is_refused(tmp_path: Pat
     (project / "venv" / "bin").mkdir(parents=True)
     (project / "venv" / "bin" / "python").touch()
     assert engine.run(None, "preview", cwd=project) == "ran preview\n"
+    gone = tmp_path / "gone"  # an absolute path is taken as it is
+    (project / "Pulumi.yaml").write_text(
+        f"name: p\nruntime:\n  name: python\n  options:\n    virtualenv: {gone}\n")
+    with pytest.raises(VlanInfraError, match=f"names '{gone}', but {gone}/bin/python does not"):
+        engine.run(None, "up", "--yes", cwd=project)

@@ -160,22 +160,9 @@ skip=${PULUMI_SKIP_CHECKPOINTS:-unset}"
 """
 
 
-@pytest.mark.usefixtures("no_passphrase")
-@pytest.mark.parametrize(("args", "passphrase"), [
-    (["up", "--stack", "lab"], LAB_PASSPHRASE),
-    (["preview", "--stack=lab"], LAB_PASSPHRASE),
-    (["destroy", "--preview-only", "--stack", "lab"], LAB_PASSPHRASE),
-    (["stack", "init", "lab"], LAB_PASSPHRASE),
-    (["up", "-s", "prod"], "unset"),
-    (["version"], "unset"),  # no stack needed, none asked for
-    (["up", "--stack", "leaky"], None),
-    (["--stack", "lab", "up"], LAB_PASSPHRASE),  # flags first
-    (["-v", "9", "--stack", "leaky", "up"], None),
-    (["up"], LAB_PASSPHRASE),  # the selected stack (SELECTED=lab)
-    (["config", "get", "x"], LAB_PASSPHRASE),
-])
-def test_the_launcher(tmp_path: Path, args: list[str], passphrase: str | None) -> None:
-    """`tools/pulumi` of a copy of the project, the engine replaced by a script that reports."""
+def _launcher_copy(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the project with `tools/pulumi`, its engine replaced by a script that
+    reports; and the environment to run it in."""
     root = tmp_path / "root"
     (root / "tools").mkdir(parents=True)
     shutil.copy(ROOT / "tools" / "pulumi", root / "tools" / "pulumi")
@@ -190,48 +177,87 @@ def test_the_launcher(tmp_path: Path, args: list[str], passphrase: str | None) -
     (root / ".engine" / "bin" / "pulumi").chmod(0o755)
     (root / ".pulumi-state" / "backend").mkdir(parents=True)
     (root / ".pulumi-state").chmod(0o755)
-    stale = root / ".pulumi-state" / "backend" / "old.json"
-    stale.write_text("{}")
-    stale.chmod(0o644)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
     env["PYTHONPATH"] = str(ROOT)
     env["SELECTED"] = "lab"
+    return root, env
+
+
+@pytest.mark.usefixtures("no_passphrase")
+@pytest.mark.parametrize(("args", "passphrase", "skip"), [
+    (["up", "--stack", "lab"], LAB_PASSPHRASE, "unset"),
+    (["preview", "--stack=lab"], LAB_PASSPHRASE, "true"),  # a preview's are discarded anyway
+    (["destroy", "--preview-only", "--stack", "lab"], LAB_PASSPHRASE, "unset"),
+    (["destroy", "--yes", "-m", "--preview-only", "--stack", "lab"], LAB_PASSPHRASE, "unset"),
+    (["stack", "init", "lab"], LAB_PASSPHRASE, "unset"),
+    (["up", "-s", "prod"], "unset", "unset"),
+    (["version"], "unset", "unset"),  # no stack needed, none asked for
+    (["up", "--stack", "leaky"], None, None),
+    (["--stack", "lab", "up"], LAB_PASSPHRASE, "unset"),  # flags first
+    (["-v", "9", "--stack", "leaky", "up"], None, None),
+    (["up"], LAB_PASSPHRASE, "unset"),  # the selected stack (SELECTED=lab)
+    (["config", "get", "x"], LAB_PASSPHRASE, "unset"),
+])
+def test_the_launcher(
+    tmp_path: Path, args: list[str], passphrase: str | None, skip: str | None
+) -> None:
+    root, env = _launcher_copy(tmp_path)
+    stale = root / ".pulumi-state" / "backend" / "old.json"
+    stale.write_text("{}")
+    stale.chmod(0o644)
     done = subprocess.run([str(root / "tools" / "pulumi"), *args], env=env, capture_output=True,
                           text=True, check=False)
     if passphrase is None:  # refused before pulumi runs
         assert (done.returncode, done.stdout) == (1, "")
         assert done.stderr.startswith("tools/pulumi: stack leaky: config k:k holds an SSH private")
         return
-    out = done.stdout
-    skip = "true" if {"preview", "--preview-only"} & {*args} else "unset"  # only-preview runs
-    assert out.split() == ["umask=0077", f"pass={passphrase}",
-                           f"backend=file://{root}/.pulumi-state/backend?metadata=skip",
-                           f"skip={skip}"]
+    assert done.stdout.split() == ["umask=0077", f"pass={passphrase}",
+                                   f"backend=file://{root}/.pulumi-state/backend?metadata=skip",
+                                   f"skip={skip}"]
     assert stat.S_IMODE((root / ".pulumi-state").stat().st_mode) == 0o700
     assert stat.S_IMODE(stale.stat().st_mode) == 0o600
+
+
+@pytest.mark.usefixtures("no_passphrase")
+def test_the_launcher_checks_the_project_cwd_names(tmp_path: Path) -> None:
+    """`--cwd DIR` (from the checkout, as pulumi takes it there): DIR's Pulumi.yaml is the one
+    checked; one naming a missing virtualenv is refused before pulumi runs."""
+    root, env = _launcher_copy(tmp_path)
+    other = root / "other"
+    other.mkdir()
+    (other / "Pulumi.yaml").write_text(
+        "name: o\nruntime:\n  name: python\n  options:\n    virtualenv: venv\n")
+    run = [str(root / "tools" / "pulumi"), "preview", "--stack", "lab", "--cwd", "other"]
+    done = subprocess.run(run, env=env, capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.startswith(f"tools/pulumi: {other}/Pulumi.yaml: runtime.options."
+                                  f"virtualenv names 'venv', but {other}/venv/bin/python does")
+    (other / "venv" / "bin").mkdir(parents=True)
+    (other / "venv" / "bin" / "python").symlink_to(sys.executable)
+    done = subprocess.run(run, env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.split()[2:] == [
+        f"backend=file://{root}/.pulumi-state/backend?metadata=skip", "skip=true"]
 
 
 @pytest.mark.parametrize(("args", "skips"), [
     (["preview"], True),
     (["preview", "--diff", "--refresh"], True),
-    (["destroy", "--preview-only"], True),
-    (["refresh", "--preview-only=true"], True),
+    (["destroy", "--preview-only"], False),  # a flag's value may read so: left as it is
     (["up", "--yes"], False),
     (["destroy", "--yes"], False),
     (["refresh", "--skip-preview"], False),
     (["stack", "export"], False),
 ])
-def test_only_a_run_that_only_previews_skips_checkpoints(
-    tmp_path: Path, args: list[str], skips: bool
-) -> None:
+def test_only_a_preview_skips_checkpoints(tmp_path: Path, args: list[str], skips: bool) -> None:
     """A preview's checkpoints are serialized and discarded: it gets PULUMI_SKIP_CHECKPOINTS;
-    a run that changes state keeps them (what a killed run leaves), as does a value the user
-    set. Through `Engine.run`, the engine replaced by a script that reports."""
+    a run that may change state keeps them (what a killed run leaves), as does a value the
+    user set. Through `Engine.run`, the engine replaced by a script that reports."""
     (tmp_path / ".engine" / "bin").mkdir(parents=True)
     fake = tmp_path / ".engine" / "bin" / "pulumi"
     fake.write_text('#!/bin/sh\necho "skip=${PULUMI_SKIP_CHECKPOINTS:-unset}"\n')
     fake.chmod(0o755)
     (tmp_path / "Pulumi.yaml").write_text("name: p\nruntime: python\n")
+    # "" stands for unset (as for pulumi), whatever this test's own environment holds
     engine = Engine(tmp_path, backend=tmp_path / "state", passphrase="p",
                     extra_env={"PULUMI_SKIP_CHECKPOINTS": ""})
     assert engine.run(None, *args).split() == [f"skip={'true' if skips else 'unset'}"]

@@ -49,22 +49,22 @@ RUNS_PROGRAM = frozenset({"up", "update", "preview", "refresh", "destroy", "impo
 """Commands that run an update: the engine records the stack's config in its history."""
 
 
-def skip_preview_checkpoints(env: dict[str, str], command: str, args: Sequence[str]) -> None:
-    """Sets PULUMI_SKIP_CHECKPOINTS in `env` for a run that only previews (`command` is
-    `preview`, or `args` say `--preview-only`), unless `env` has a value for it already.
+def skip_preview_checkpoints(env: dict[str, str], command: str) -> None:
+    """Sets PULUMI_SKIP_CHECKPOINTS in `env` for `pulumi preview` (`command`), unless `env`
+    has a value for it already.
 
     A preview writes no state (the file backend hands each checkpoint to a persister that
     discards it), yet the engine serializes the whole state after every step, so a preview's
     cost grew with the square of the stack: at 221 resources that was half of the engine's
     CPU. With the variable the state is serialized once, at the end, and still discarded.
-    Never for a run that changes anything: its checkpoints are what a killed run leaves.
+    Never for a command that may change anything: its checkpoints are what a killed run
+    leaves. (`destroy`/`refresh`/`import --preview-only` are dry runs too, but a flag's value
+    may read `--preview-only`, so they are left as they are.)
 
-    Example: ``skip_preview_checkpoints(env, "preview", ["preview", "--diff"])`` sets
+    Example: ``skip_preview_checkpoints(env, "preview")`` sets
     ``env["PULUMI_SKIP_CHECKPOINTS"] = "true"``
     """
-    only = command == "preview" or (command in RUNS_PROGRAM and any(
-        a in ("--preview-only", "--preview-only=true") for a in args))
-    if only and not env.get("PULUMI_SKIP_CHECKPOINTS"):
+    if command == "preview" and not env.get("PULUMI_SKIP_CHECKPOINTS"):
         env["PULUMI_SKIP_CHECKPOINTS"] = "true"
 
 
@@ -266,8 +266,12 @@ class Engine:
         (`vlaninfra.rollout`). A run refused by another run's lock raises `StackLockedError`.
 
         Before any command on a stack, sidecars a killed pulumi left torn
-        (:meth:`torn_sidecars`) are removed, so the next command can read the stack.
+        (:meth:`torn_sidecars`) are removed, so the next command can read the stack. Before all
+        that, a command running the program of a project whose Pulumi.yaml names a virtualenv
+        that is not there is refused (`refuse_missing_virtualenv`).
         """
+        if args and args[0] in RUNS_PROGRAM:
+            refuse_missing_virtualenv(cwd or self.root)
         if stack is not None:
             for path in self.torn_sidecars(cwd):
                 log.warning("removing %s: a pulumi killed while writing it left it torn, and "
@@ -276,15 +280,13 @@ class Engine:
         if stack is not None and args and args[0] in ("up", "refresh", "destroy"):
             for lock in self.stale_locks(stack, cwd):
                 lock.unlink(missing_ok=True)
-        if args and args[0] in RUNS_PROGRAM:
-            refuse_missing_virtualenv(cwd or self.root)
         full = [*args, "--non-interactive"]
         if stack is not None:
             full += ["--stack", stack]
             if args and args[0] in RUNS_PROGRAM:
                 refuse_plaintext_keys(cwd or self.root, stack)
         env = self.env(stack, cwd)
-        skip_preview_checkpoints(env, args[0] if args else "", args)
+        skip_preview_checkpoints(env, args[0] if args else "")
         try:
             proc = subprocess.run(
                 ["pulumi", *full],

@@ -58,18 +58,39 @@ def command_and_stack(args: Sequence[str]) -> tuple[str, str | None]:
     return (words[0] if words else ""), stack
 
 
+def _project_dir(args: Sequence[str]) -> Path:
+    """The project pulumi runs: the one `--cwd`/`-C DIR` names (from the checkout, where
+    `tools/pulumi` starts pulumi), else the checkout's.
+
+    Example: ``_project_dir(["up", "--cwd", "examples/typed"])`` → ``<checkout>/examples/typed``
+    """
+    where = None
+    rest = iter(args)
+    for arg in rest:
+        if arg in ("--cwd", "-C"):
+            where = next(rest, None)
+        elif arg.startswith("--cwd="):
+            where = arg.split("=", 1)[1]
+    return Path.cwd() / where if where else Path.cwd()
+
+
 def _exec_pulumi(args: Sequence[str]) -> int:
-    """`tools/pulumi ARGS`: run pulumi in `Engine.env` of the project in the current
-    directory, umask 077. Refuses (exit 1) an update of a stack keeping an SSH private key in
-    plain text, or of a project whose Pulumi.yaml names a virtualenv that is not there; a lab
-    stack gets the lab passphrase when none is set, any other stack is left to pulumi (which
-    asks for one, or refuses without a terminal). The stack is the one
-    named on the command line, else the selected one (`pulumi stack --show-name`)."""
-    project = Path.cwd()
-    engine = Engine(project)
-    env = engine.env()
+    """`tools/pulumi ARGS`: run pulumi in `Engine.env` of the project (`_project_dir`), umask
+    077. Refuses (exit 1) an update of a project whose Pulumi.yaml names a virtualenv that is
+    not there, or of a stack keeping an SSH private key in plain text; a lab stack gets the
+    lab passphrase when none is set, any other stack is left to pulumi (which asks for one, or
+    refuses without a terminal). The stack is the one named on the command line, else the
+    selected one (`pulumi stack --show-name`)."""
+    project = _project_dir(args)
     command, stack = command_and_stack(args)
-    skip_preview_checkpoints(env, command, args)
+    try:
+        if command in RUNS_PROGRAM:
+            refuse_missing_virtualenv(project)
+    except VlanInfraError as err:
+        print(f"tools/pulumi: {err}", file=sys.stderr)
+        return 1
+    env = Engine(Path.cwd()).env(None, project)
+    skip_preview_checkpoints(env, command)
     os.umask(0o077)
     if stack is None and command not in _NO_STACK:
         shown = subprocess.run(["pulumi", "stack", "--show-name", "--non-interactive"],
@@ -77,11 +98,9 @@ def _exec_pulumi(args: Sequence[str]) -> int:
                                capture_output=True, text=True, check=False)
         if shown.returncode == 0 and shown.stdout.strip():
             stack = shown.stdout.strip()
-    if command in RUNS_PROGRAM:
+    if stack is not None and command in RUNS_PROGRAM:
         try:
-            refuse_missing_virtualenv(project)
-            if stack is not None:
-                refuse_plaintext_keys(project, stack)
+            refuse_plaintext_keys(project, stack)
         except VlanInfraError as err:
             print(f"tools/pulumi: {err}", file=sys.stderr)
             return 1

@@ -80,12 +80,12 @@ def project_virtualenv(project: Path) -> Path | None:
 
 
 def refuse_missing_virtualenv(project: Path) -> None:
-    """Raises when the project's Pulumi.yaml names a virtualenv that holds no Python: the
-    program would otherwise run with whatever Python comes first on PATH, and another
-    vlaninfra than the project's."""
+    """Raises when the project's Pulumi.yaml names a virtualenv that holds no Python: its
+    program and providers would otherwise run in another one (the checkout's, or whatever
+    Python is first on PATH) with another vlaninfra than the project's."""
     name = _virtualenv_option(project)
-    if name and project_virtualenv(project) is None:
-        venv = project / name
+    venv = project / name if name else None
+    if venv and not (venv / "bin" / "python").exists():
         raise VlanInfraError(
             f"{project / 'Pulumi.yaml'}: runtime.options.virtualenv names {name!r}, but "
             f"{venv / 'bin' / 'python'} does not exist; nothing was run: create it (`python3 "
