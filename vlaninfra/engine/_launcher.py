@@ -34,6 +34,21 @@ _NO_STACK = frozenset({"", "version", "help", "login", "logout", "whoami", "plug
 """Commands that need no stack: the launcher does not ask which one is selected."""
 
 
+def _flag(args: Sequence[str], name: str, short: str) -> str | None:
+    """The value of the last ``NAME VALUE``, ``NAME=VALUE`` or ``SHORT VALUE`` in `args`.
+
+    Example: ``_flag(["up", "-s", "prod"], "--stack", "-s")`` → ``"prod"``
+    """
+    value = None
+    rest = iter(args)
+    for arg in rest:
+        if arg in (name, short):
+            value = next(rest, None)
+        elif arg.startswith(name + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
 def command_and_stack(args: Sequence[str]) -> tuple[str, str | None]:
     """The pulumi command (first word that is not a flag or a flag's value) and the stack
     named by ``--stack``/``-s`` or by ``stack init|select|rm NAME``, else None.
@@ -41,17 +56,13 @@ def command_and_stack(args: Sequence[str]) -> tuple[str, str | None]:
     Example: ``command_and_stack(["--stack", "prod", "up"])`` → ``("up", "prod")``
     """
     words: list[str] = []
-    stack = None
     rest = iter(args)
     for arg in rest:
-        if arg in ("--stack", "-s"):
-            stack = next(rest, None)
-        elif arg.startswith("--stack="):
-            stack = arg.split("=", 1)[1]
-        elif arg in _VALUED_FLAGS:
+        if arg in _VALUED_FLAGS:
             next(rest, None)
         elif not arg.startswith("-"):
             words.append(arg)
+    stack = _flag(args, "--stack", "-s")
     if stack is None and words[:1] == ["stack"] and len(words) > 2 \
             and words[1] in ("init", "select", "rm"):
         stack = words[2]
@@ -64,13 +75,7 @@ def _project_dir(args: Sequence[str]) -> Path:
 
     Example: ``_project_dir(["up", "--cwd", "examples/typed"])`` → ``<checkout>/examples/typed``
     """
-    where = None
-    rest = iter(args)
-    for arg in rest:
-        if arg in ("--cwd", "-C"):
-            where = next(rest, None)
-        elif arg.startswith("--cwd="):
-            where = arg.split("=", 1)[1]
+    where = _flag(args, "--cwd", "-C")
     return Path.cwd() / where if where else Path.cwd()
 
 
