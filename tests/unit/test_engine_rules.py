@@ -195,6 +195,7 @@ def _launcher_copy(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     (["up", "--stack", "leaky"], None, None),
     (["--stack", "lab", "up"], LAB_PASSPHRASE, "unset"),  # flags first
     (["-v", "9", "--stack", "leaky", "up"], None, None),
+    (["--otel-traces", "file:///tmp/t", "preview", "-s", "lab"], LAB_PASSPHRASE, "true"),
     (["up"], LAB_PASSPHRASE, "unset"),  # the selected stack (SELECTED=lab)
     (["config", "get", "x"], LAB_PASSPHRASE, "unset"),
 ])

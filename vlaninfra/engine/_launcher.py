@@ -26,7 +26,8 @@ __all__ = ["command_and_stack", "main"]
 
 _VALUED_FLAGS = frozenset({
     "--stack", "-s", "--cwd", "-C", "--color", "--verbose", "-v", "--tracing", "--profiling",
-    "--memprofilerate", "--tracing-header", "--secrets-provider", "--copy-config-from",
+    "--memprofilerate", "--tracing-header", "--otel-traces", "--secrets-provider",
+    "--copy-config-from",
 })
 """Pulumi flags whose value is the next word (so that word is not the command)."""
 _NO_STACK = frozenset({"", "version", "help", "login", "logout", "whoami", "plugin", "new",
