@@ -92,24 +92,20 @@ def _exec_pulumi(args: Sequence[str]) -> int:
     try:
         if command in RUNS_PROGRAM:
             refuse_missing_virtualenv(project)
+        env = Engine(Path.cwd()).env(None, project)
+        skip_preview_checkpoints(env, command)
+        os.umask(0o077)
+        if stack is None and command not in _NO_STACK:
+            shown = subprocess.run(["pulumi", "stack", "--show-name", "--non-interactive"],
+                                   env=env, cwd=project, stdin=subprocess.DEVNULL,
+                                   capture_output=True, text=True, check=False)
+            if shown.returncode == 0 and shown.stdout.strip():
+                stack = shown.stdout.strip()
+        if stack is not None and command in RUNS_PROGRAM:
+            refuse_plaintext_keys(project, stack)
     except VlanInfraError as err:
         print(f"tools/pulumi: {err}", file=sys.stderr)
         return 1
-    env = Engine(Path.cwd()).env(None, project)
-    skip_preview_checkpoints(env, command)
-    os.umask(0o077)
-    if stack is None and command not in _NO_STACK:
-        shown = subprocess.run(["pulumi", "stack", "--show-name", "--non-interactive"],
-                               env=env, cwd=project, stdin=subprocess.DEVNULL,
-                               capture_output=True, text=True, check=False)
-        if shown.returncode == 0 and shown.stdout.strip():
-            stack = shown.stdout.strip()
-    if stack is not None and command in RUNS_PROGRAM:
-        try:
-            refuse_plaintext_keys(project, stack)
-        except VlanInfraError as err:
-            print(f"tools/pulumi: {err}", file=sys.stderr)
-            return 1
     if stack is not None and not any(env.get(k) for k in _PASSPHRASE_ENV) and is_lab_stack(
             stack_file(project, stack)):
         env["PULUMI_CONFIG_PASSPHRASE"] = LAB_PASSPHRASE
