@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 from vlaninfra.host import persist, protocol
-from vlaninfra.host.context import Context
+from vlaninfra.host.context import Context, warm_up
 from vlaninfra.host.dispatch import (
     OPS,
     TYPED,
@@ -83,15 +83,6 @@ def _respond(ctx: Context, writer: _Writer, message: JsonObject) -> None:
     writer.write(run_request(ctx, message))
 
 
-# Set while no warm-up import runs. Ops wait for it: two threads importing pyroute2 at once
-# can see a partly initialised module (ImportError), so only one thread imports.
-_imported = threading.Event()
-_imported.set()
-
-
-def _run_op(ctx: Context, writer: _Writer, message: JsonObject) -> None:
-    _imported.wait()
-    _respond(ctx, writer, message)
 
 
 def serve(ctx: Context, stdin: BinaryIO, stdout: BinaryIO, workers: int = MAX_WORKERS,
@@ -120,7 +111,7 @@ def serve(ctx: Context, stdin: BinaryIO, stdout: BinaryIO, workers: int = MAX_WO
             if message.get("op") == "ping":
                 _respond(ctx, writer, message)
             else:
-                pool.submit(_run_op, ctx, writer, message)
+                pool.submit(_respond, ctx, writer, message)
     log.info("stdin closed; exiting")
 
 
@@ -137,19 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("VLANINFRA_AGENT_LOG", "INFO"),
         format=f"vlaninfra-agent[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
     )
-    _imported.clear()
-    threading.Thread(target=_warm_up, daemon=True, name="warm-up").start()
+    warm_up()  # while the controller says hello; netlink ops wait for it
     serve(Context(), sys.stdin.buffer, proto_out)
     return 0
 
-
-def _warm_up() -> None:
-    """Import pyroute2 (about 0.2 s) while the controller is still between the banner and its
-    first op, instead of inside the first op that needs it; ops start once it is done
-    (:data:`_imported`)."""
-    try:
-        import pyroute2  # noqa: F401
-    except Exception:  # the op that needs one reports it
-        log.debug("warm-up import failed", exc_info=True)
-    finally:
-        _imported.set()

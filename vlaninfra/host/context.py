@@ -15,7 +15,33 @@ from collections.abc import Iterator
 
 from vlaninfra.host.untyped import DockerApi, Netlink
 
-__all__ = ["Context"]
+__all__ = ["Context", "warm_up", "warmed_up"]
+
+# Set while no warm-up import of pyroute2 runs. Netlink waits for it: two threads importing
+# pyroute2 at once can see a partly initialised module (ImportError), so only one imports.
+_imported = threading.Event()
+_imported.set()
+
+
+def warm_up() -> None:
+    """Import pyroute2 (about 0.1-0.2 s of CPU) on a thread of its own, so the agent answers
+    ``hello`` and Docker ops meanwhile; :meth:`Context.netlink` waits until it is done."""
+    def run() -> None:
+        try:
+            import pyroute2  # noqa: F401
+        except Exception:  # the op that needs netlink reports it
+            pass
+        finally:
+            _imported.set()
+
+    _imported.clear()
+    threading.Thread(target=run, daemon=True, name="warm-up").start()
+
+
+def warmed_up() -> None:
+    """Waits for :func:`warm_up`'s import: before netlink, and before a fork (a child forked
+    mid-import would find pyroute2 half initialised, its import lock held by no thread)."""
+    _imported.wait()
 
 
 def _is_op_error(exc: BaseException) -> bool:
@@ -45,6 +71,7 @@ class Context:
         ``NetlinkError`` is closed and replaced, in case the socket is out of step)."""
         ipr = getattr(self._local, "ipr", None)
         if ipr is None:
+            warmed_up()
             from pyroute2 import IPRoute
 
             ipr = self._local.ipr = IPRoute()

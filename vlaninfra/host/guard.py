@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from vlaninfra.host import persist
-from vlaninfra.host.context import Context
+from vlaninfra.host.context import Context, warmed_up
 from vlaninfra.host.errors import OpError
 from vlaninfra.host.facts import read_links, read_routes
 from vlaninfra.host.restore import restore, snapshot_of
@@ -207,6 +207,7 @@ def _detach(base: Path) -> None:
 
 def _spawn(base: Path, token: str, lock_fd: int) -> tuple[int, int]:
     """Starts the restorer of guard `base` (double fork, new session); its (pid, start time)."""
+    warmed_up()  # never fork in the middle of the agent's pyroute2 import
     read_end, write_end = os.pipe()
     with warnings.catch_warnings():  # the agent has threads; the child uses none of them
         warnings.simplefilter("ignore", DeprecationWarning)
