@@ -3,7 +3,7 @@
 The engine starts a new provider process for each phase of a run (preview, then update) and
 for every later command; without a broker each of them logs in to every host and starts an
 agent again. With it (as OpenSSH's ControlPersist), the first process that needs a host spawns
-``python -m vlaninfra.transport._broker``, which connects, starts the agent and then relays
+a broker process (:func:`main`), which connects, starts the agent and then relays
 the line-JSON requests of every local client (request ids rewritten) to that one agent. Later
 processes with the same target attach to it. It exits :data:`IDLE` seconds after its last
 client left, and at once when its agent or connection ends or when a client gives up on a
@@ -372,7 +372,7 @@ class BrokerConnector:
                if k in _ENV_KEEP or k.startswith("VLANINFRA_")}
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "vlaninfra.transport._broker"], stdin=subprocess.PIPE,
+                [sys.executable, "-c", _BROKER_MAIN], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd="/", env=env,
                 start_new_session=True, close_fds=True)
         except OSError as exc:
@@ -614,6 +614,13 @@ class _StderrRelay(logging.Handler):
                 and args[0] == self.broker.session.label):
             text = str(args[1]).replace("\n", " ")
             self.broker.broadcast(b"#stderr " + text.encode("utf-8", "replace") + b"\n")
+
+
+_BROKER_MAIN = ("import sys; sys.modules['invoke'] = None; "
+                "from vlaninfra.transport._broker import main; sys.exit(main())")
+"""The broker process's program. paramiko imports ``invoke`` (about 30 ms of CPU, a third of
+the broker's imports) only for ssh_config's ``Match exec``, which vlaninfra never reads: a
+``None`` entry makes that import fail, as paramiko expects when invoke is not installed."""
 
 
 def _start_stats(counts: dict[str, int]) -> dict[str, int]:
