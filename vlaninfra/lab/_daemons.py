@@ -167,7 +167,12 @@ def write_sshd_config(
     ]
     # The namespaces share this machine's filesystem: what the host agent keeps to survive a
     # reboot (vlaninfra.host.persist) goes below a root of this namespace's own.
-    env = [f"VLANINFRA_HOST_ROOT={state / 'root'}"]
+    # They share this machine's home directories too, and Debian's bash sources ~/.bashrc for
+    # an SSH command in a top-level shell: this machine's (pyenv's init, its python3 shim)
+    # would run in every session, about 0.2 s of CPU per agent start, and pick its python3.
+    # At SHLVL=1 the session's bash is not top-level, so a lab host runs sshd's PATH and
+    # /usr/bin/python3, as a Debian host does.
+    env = [f"VLANINFRA_HOST_ROOT={state / 'root'}", "SHLVL=1"]
     if docker_socket:
         # `docker` in an SSH session talks to this host's own daemon.
         env.insert(0, f"DOCKER_HOST=unix://{docker_socket}")
