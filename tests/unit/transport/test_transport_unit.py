@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import importlib.metadata
 import io
 import json
 import pickle
@@ -243,6 +244,27 @@ def test_zipapp_runs_on_the_system_python_outside_the_venv(tmp_path: Any) -> Non
     assert out[2]["result"]["name"] == "lo" and "127.0.0.1/8" in out[2]["result"]["addresses"]
     assert out[3]["error"]["errno"] == errno.ECONNREFUSED  # no daemon at that socket
     assert b"Traceback" not in proc.stderr
+
+
+def test_the_bundled_pyroute2_imports_only_iproute_and_gives_every_name_on_use(
+        tmp_path: Any) -> None:
+    bundle = build_bundle()
+    path = tmp_path / bundle.name
+    path.write_bytes(bundle.data)
+    code = (f"import sys; sys.path.insert(0, {str(path)!r})\n"
+            "import pyroute2\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('pyroute2.ndb', "
+            "'pyroute2.ipdb', 'pyroute2.nftables', 'pyroute2.plan9'))))\n"
+            "from pyroute2 import IPRoute\n"
+            "with IPRoute() as ipr: print([x.get('ifname') for x in ipr.get_links(1)])\n"
+            "print(pyroute2.__version__, pyroute2.NDB.__module__, pyroute2.NetlinkError)\n")
+    out = subprocess.run(["/usr/bin/python3", "-I", "-c", code], capture_output=True,
+                         text=True, timeout=60, check=True).stdout.splitlines()
+    assert out[0] == "[]"  # the package's own __init__ would have imported them all
+    assert out[1] == "['lo']"
+    version, ndb, error = out[2].split(" ", 2)
+    assert version == importlib.metadata.version("pyroute2") and ndb == "pyroute2.ndb.main"
+    assert "NetlinkError" in error
 
 
 def test_local_agent_end_to_end_with_the_system_python() -> None:
