@@ -83,8 +83,6 @@ def _respond(ctx: Context, writer: _Writer, message: JsonObject) -> None:
     writer.write(run_request(ctx, message))
 
 
-
-
 def serve(ctx: Context, stdin: BinaryIO, stdout: BinaryIO, workers: int = MAX_WORKERS,
           max_line: int = protocol.MAX_LINE) -> None:
     """Serve requests from ``stdin`` until EOF; responses go to ``stdout``.
