@@ -3,10 +3,12 @@ namespaces; and driving the engine for one scratch stack."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,18 @@ def destroy_at_teardown(engine: Engine, stack: str, cwd: Path, *, check: bool = 
     except EngineError:
         engine.run(stack, "refresh", "--yes", "--skip-preview", check=False, cwd=cwd)
         engine.run(stack, *destroy, check=check, cwd=cwd)
+
+
+@contextlib.contextmanager
+def destroyed_after(engine: Engine, stack: str, cwd: Path) -> Iterator[None]:
+    """Destroys `stack` after the block (:func:`destroy_at_teardown`); when the block failed,
+    its failure is the one reported, not a failing teardown's."""
+    try:
+        yield
+    except BaseException:
+        destroy_at_teardown(engine, stack, cwd, check=False)
+        raise
+    destroy_at_teardown(engine, stack, cwd)
 
 
 def ip_json(netns: str, *args: str) -> list[dict[str, Any]]:

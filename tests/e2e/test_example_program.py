@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.observe import LabStack, container_facts, destroy_at_teardown
+from tests.e2e.observe import LabStack, container_facts, destroyed_after
 from vlaninfra.engine import LAB_PASSPHRASE, Engine, project_root
 
 pytestmark = [pytest.mark.lab, pytest.mark.engine]
@@ -69,7 +69,7 @@ def test_the_typed_program_lays_what_the_yaml_stack_lays(lab_stack: LabStack,
     shutil.copytree(project_root() / "examples" / "typed", project)
     engine = Engine(project_root(), backend=tmp_path / "backend", passphrase=LAB_PASSPHRASE)
     engine.ensure_stack("lab", cwd=project)
-    try:
+    with destroyed_after(engine, "lab", project):
         engine.run("lab", "up", "--yes", "--skip-preview", cwd=project)
         typed = _applied(lab_stack)
         assert typed == from_yaml, _differences(typed, from_yaml)
@@ -77,7 +77,3 @@ def test_the_typed_program_lays_what_the_yaml_stack_lays(lab_stack: LabStack,
         out = json.loads(engine.run("lab", "stack", "output", "a", "--json", cwd=project))
         assert {k: {"ip": c["ipv4"], "mac": c["mac"]} for k, c in out["containers"].items()
                 } == from_yaml["containers"]
-    except BaseException:
-        destroy_at_teardown(engine, "lab", project, check=False)  # the failure above is the one
-        raise
-    destroy_at_teardown(engine, "lab", project)

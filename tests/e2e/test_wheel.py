@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.observe import destroy_at_teardown
+from tests.e2e.observe import destroyed_after
 from vlaninfra.engine import LAB_PASSPHRASE, Engine, project_root
 from vlaninfra.lab import Inventory
 from vlaninfra.lab._inventory import lab_root
@@ -105,7 +105,7 @@ def test_a_users_project_plans_and_deploys_with_the_installed_package(
     engine = Engine(project_root(), backend=tmp_path / "backend", passphrase=LAB_PASSPHRASE,
                     extra_env=lab_env)
     engine.ensure_stack("dev", cwd=project)
-    try:
+    with destroyed_after(engine, "dev", project):
         engine.run("dev", "up", "--yes", "--skip-preview", cwd=project)
         engine.run("dev", "preview", "--expect-no-changes", cwd=project)
         # The program ran in the virtualenv Pulumi.yaml names, with the installed package.
@@ -116,7 +116,3 @@ def test_a_users_project_plans_and_deploys_with_the_installed_package(
             assert sorted(k.split("/")[1] for k in out["containers"]) == sorted(
                 c["name"] for c in layout["containers"])
             assert all(c["ipv4"] and c["mac"] for c in out["containers"].values())
-    except BaseException:
-        destroy_at_teardown(engine, "dev", project, check=False)  # the failure above is the one
-        raise
-    destroy_at_teardown(engine, "dev", project)
