@@ -129,4 +129,3 @@ def main(argv: list[str] | None = None) -> int:
     warm_up()  # while the controller says hello; netlink ops wait for it
     serve(Context(), sys.stdin.buffer, proto_out)
     return 0
-

@@ -9,6 +9,7 @@ decide the lifetime of clients: one netlink socket and one Docker API client per
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -24,13 +25,13 @@ _imported.set()
 
 
 def warm_up() -> None:
-    """Import pyroute2 (about 0.1-0.2 s of CPU) on a thread of its own, so the agent answers
+    """Import pyroute2 (about 0.1 s of CPU) on a thread of its own, so the agent answers
     ``hello`` and Docker ops meanwhile; :meth:`Context.netlink` waits until it is done."""
     def run() -> None:
         try:
             import pyroute2  # noqa: F401
         except Exception:  # the op that needs netlink reports it
-            pass
+            logging.getLogger(__name__).debug("warm-up import failed", exc_info=True)
         finally:
             _imported.set()
 

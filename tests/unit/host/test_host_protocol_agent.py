@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -202,3 +204,44 @@ def test_oversized_request_line_ends_the_agent_and_big_results_are_refused() -> 
     finally:
         del agent.OPS["test.big"]
     assert reply[1]["error"]["errno"] == errno.EMSGSIZE
+
+
+def test_hello_and_docker_ops_answer_during_the_warm_up_netlink_and_forks_wait(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import threading
+
+    from vlaninfra.host import context, guard
+
+    monkeypatch.setattr(context, "_imported", threading.Event())  # a warm-up under way
+    out = _serve([protocol.request(1, "hello", {"docker_socket": "/nonexistent/docker.sock"}),
+                  protocol.request(2, "docker.image.exists", {"name": "busybox"})], Context())
+    by_id = {m["id"]: m for m in out[1:]}
+    assert by_id[1]["result"]["protocol"] == protocol.PROTOCOL_VERSION
+    assert by_id[2]["error"]["errno"] == errno.ECONNREFUSED  # the Docker client ran
+
+    ctx, reached = Context(), {"netlink": threading.Event(), "fork": threading.Event()}
+
+    def use_netlink() -> None:
+        with ctx.netlink() as ipr:
+            reached["netlink"].set()
+            ipr.close()
+
+    def fork_past_the_wait() -> tuple[int, int]:
+        reached["fork"].set()
+        raise OSError(errno.EAGAIN, "stopped before the fork")
+
+    def spawn_a_restorer() -> None:
+        with contextlib.suppress(OSError):
+            guard._spawn(Path("/nonexistent"), "t", -1)
+
+    monkeypatch.setattr(os, "pipe", fork_past_the_wait)
+    threads = [threading.Thread(target=use_netlink, daemon=True),
+               threading.Thread(target=spawn_a_restorer, daemon=True)]
+    for t in threads:
+        t.start()
+    assert not any(e.wait(0.3) for e in reached.values())  # both wait for the import
+    context._imported.set()
+    assert all(e.wait(10) for e in reached.values())
+    for t in threads:
+        t.join(10)
