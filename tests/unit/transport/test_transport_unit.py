@@ -252,19 +252,24 @@ def test_the_bundled_pyroute2_imports_only_iproute_and_gives_every_name_on_use(
     path = tmp_path / bundle.name
     path.write_bytes(bundle.data)
     code = (f"import sys; sys.path.insert(0, {str(path)!r})\n"
-            "import pyroute2\n"
-            "print(sorted(m for m in sys.modules if m.startswith(('pyroute2.ndb', "
-            "'pyroute2.ipdb', 'pyroute2.nftables', 'pyroute2.plan9'))))\n"
             "from pyroute2 import IPRoute\n"
-            "with IPRoute() as ipr: print([x.get('ifname') for x in ipr.get_links(1)])\n"
-            "print(pyroute2.__version__, pyroute2.NDB.__module__, pyroute2.NetlinkError)\n")
-    out = subprocess.run(["/usr/bin/python3", "-I", "-c", code], capture_output=True,
-                         text=True, timeout=60, check=True).stdout.splitlines()
-    assert out[0] == "[]"  # the package's own __init__ would have imported them all
-    assert out[1] == "['lo']"
+            "import pyroute2\n"
+            "with IPRoute() as ipr:\n"
+            "    print([x.get('ifname') for x in ipr.get_links(1)], len(ipr.get_routes()))\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('pyroute2.ndb', "
+            "'pyroute2.ipdb', 'pyroute2.plan9', 'pyroute2._package_init'))))\n"
+            "print(pyroute2.__version__, pyroute2.NDB.__module__, pyroute2.NetlinkError)\n"
+            "try:\n    pyroute2.no_such_name\nexcept AttributeError as e:\n    print(e)\n")
+    proc = subprocess.run(["/usr/bin/python3", "-I", "-c", code], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[0].startswith("['lo'] ")
+    assert out[1] == "[]"  # netlink used, and still none of what the package's __init__ loads
     version, ndb, error = out[2].split(" ", 2)
     assert version == importlib.metadata.version("pyroute2") and ndb == "pyroute2.ndb.main"
     assert "NetlinkError" in error
+    assert out[3] == "module 'pyroute2' has no attribute 'no_such_name'"
 
 
 def test_local_agent_end_to_end_with_the_system_python() -> None:
