@@ -15,8 +15,9 @@ import pytest
 
 from tests.lab.lab_helpers import docker, in_netns, leftovers
 from vlaninfra.lab import inventory_path, lab_down, lab_up
-from vlaninfra.lab._daemons import docker_ping, ssh_answers
-from vlaninfra.lab._inventory import RUN_DIR
+from vlaninfra.lab._daemons import docker_ping, reload_sshd, ssh_answers
+from vlaninfra.lab._inventory import RUN_DIR, state_dir
+from vlaninfra.lab._lab import SSHD_PID
 from vlaninfra.lab.cli import main
 
 pytestmark = pytest.mark.lab
@@ -52,6 +53,23 @@ def test_up_twice_is_harmless_and_repairs(instance: str) -> None:
     assert again == inv
     assert inventory_path(instance).read_text() == before
     assert {h.netns: (_dockerd_pid(h.netns), _sshd_pids(h.netns)) for h in inv.hosts} == pids
+
+    # A session runs sshd's PATH, not this machine's ~/.bashrc (its pyenv or cargo PATH);
+    # an sshd still running an older vlaninfra's config is made to read the new one.
+    def session() -> str:
+        return subprocess.run(
+            ["ssh", "-i", inv.key_path, "-o", f"UserKnownHostsFile={inv.known_hosts}", "-o",
+             "BatchMode=yes", f"root@{h1.mgmt_address}", "echo $SHLVL $PATH"],
+            capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+
+    assert session() == "2 /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    cfg = state_dir(instance) / h1.netns / "sshd_config"
+    cfg.write_text(cfg.read_text().replace(" SHLVL=1", ""))
+    reload_sshd(state_dir(instance) / h1.netns / SSHD_PID, cfg)
+    assert session().startswith("1 ")  # as an older lab's: bash at level 1 would source it
+    assert lab_up(hosts=2, instance=instance) == inv
+    assert session().startswith("2 /usr/local/sbin:")
+    assert _sshd_pids(h1.netns) == pids[h1.netns][1]  # read again in place, not restarted
 
     # A dead sshd and a dead dockerd are brought back; host keys stay the same.
     for pid in pids[h1.netns][1] | {pids[h2.netns][0]}:

@@ -29,6 +29,7 @@ __all__ = [
     "lab_mounts",
     "log_tail",
     "processes_named",
+    "reload_sshd",
     "ssh_answers",
     "start_detached",
     "start_dockerd",
@@ -168,10 +169,10 @@ def write_sshd_config(
     # The namespaces share this machine's filesystem: what the host agent keeps to survive a
     # reboot (vlaninfra.host.persist) goes below a root of this namespace's own.
     # They share this machine's home directories too, and Debian's bash sources ~/.bashrc for
-    # an SSH command in a top-level shell: this machine's (pyenv's init, its python3 shim)
-    # would run in every session, about 0.2 s of CPU per agent start, and pick its python3.
-    # At SHLVL=1 the session's bash is not top-level, so a lab host runs sshd's PATH and
-    # /usr/bin/python3, as a Debian host does.
+    # a command run over SSH when its shell level is below 2: this machine's (pyenv's init,
+    # its python3 shim: about 0.2 s of CPU per session) is not the host's. Bash raises an
+    # inherited SHLVL=1 to 2, so a lab session sources nothing and runs with sshd's PATH and
+    # /usr/bin/python3, as on a host whose ~/.bashrc leaves PATH alone.
     env = [f"VLANINFRA_HOST_ROOT={state / 'root'}", "SHLVL=1"]
     if docker_socket:
         # `docker` in an SSH session talks to this host's own daemon.
@@ -197,6 +198,19 @@ def start_sshd(ns: str, config: Path, log: Path, pidfile: Path) -> None:
     run([SSHD, "-t", "-f", str(config)])
     # -D keeps sshd in the foreground of its own session; setsid -f detaches it from us.
     start_detached([*nsenter(ns), SSHD, "-D", "-f", str(config), "-E", str(log)], log, pidfile)
+
+
+def reload_sshd(pidfile: Path, config: Path) -> None:
+    """Has the running sshd of `pidfile` read `config` again when it is the one started with
+    it (SIGHUP: sshd executes itself anew with the same arguments, in the same process; open
+    sessions stay). It listens again within milliseconds; the caller waits for its banner."""
+    pid = recorded_pid(pidfile)
+    if pid is None:
+        return
+    with contextlib.suppress(OSError):
+        if str(config).encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+            os.kill(pid, signal.SIGHUP)
+            time.sleep(0.2)  # past the moment its listener closes for the new one
 
 
 # --- dockerd ----------------------------------------------------------------------------------
