@@ -208,7 +208,10 @@ def reload_sshd(pidfile: Path, config: Path) -> None:
     if pid is None:
         return
     with contextlib.suppress(OSError):
-        if str(config).encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+        # sshd sets its title ("sshd: /usr/sbin/sshd -D -f CONFIG -E LOG [listener] ..."):
+        # its arguments are words of one string there.
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+        if str(config).encode() in words:
             os.kill(pid, signal.SIGHUP)
             time.sleep(0.2)  # past the moment its listener closes for the new one
 
