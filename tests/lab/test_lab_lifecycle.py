@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.vm_observe import ssh
 from tests.lab.lab_helpers import docker, in_netns, leftovers
 from vlaninfra.lab import inventory_path, lab_down, lab_up
 from vlaninfra.lab._daemons import docker_ping, reload_sshd, ssh_answers
@@ -57,10 +58,7 @@ def test_up_twice_is_harmless_and_repairs(instance: str) -> None:
     # A session runs sshd's PATH, not this machine's ~/.bashrc (its pyenv or cargo PATH);
     # an sshd still running an older vlaninfra's config is made to read the new one.
     def session() -> str:
-        return subprocess.run(
-            ["ssh", "-i", inv.key_path, "-o", f"UserKnownHostsFile={inv.known_hosts}", "-o",
-             "BatchMode=yes", f"root@{h1.mgmt_address}", "echo $SHLVL $PATH"],
-            capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+        return ssh(inv, h1.mgmt_address, "echo $SHLVL $PATH").strip()
 
     assert session() == "2 /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     cfg = state_dir(instance) / h1.netns / "sshd_config"

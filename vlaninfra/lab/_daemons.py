@@ -132,8 +132,9 @@ def ensure_keypair(path: Path, comment: str, kind: str = "ed25519") -> str:
 
 def write_sshd_config(
     state: Path, listen: str, authorized_keys: Path, docker_socket: str | None
-) -> Path:
-    """sshd_config of one namespace; `state` is the namespace's state dir."""
+) -> tuple[Path, bool]:
+    """Writes the sshd_config of one namespace (`state`: its state dir); returns its path and
+    whether it differs from the one there before (a running sshd must then read it again)."""
     lines = [
         f"ListenAddress {listen}",
         "Port 22",
@@ -178,9 +179,11 @@ def write_sshd_config(
         # `docker` in an SSH session talks to this host's own daemon.
         env.insert(0, f"DOCKER_HOST=unix://{docker_socket}")
     lines.append("SetEnv " + " ".join(env))
-    path = state / "sshd_config"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    path, text = state / "sshd_config", "\n".join(lines) + "\n"
+    if path.is_file() and path.read_text() == text:
+        return path, False
+    path.write_text(text)
+    return path, True
 
 
 def ssh_answers(address: str, port: int = 22, timeout: float = 0.5) -> bool:

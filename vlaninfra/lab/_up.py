@@ -143,14 +143,12 @@ def _ensure_sshd(state: Path, node: NodePlan, authorized: Path, *, docker: bool)
     nsd = state / node.netns
     assert node.mgmt_address is not None
     sock = str(RUN_DIR / node.netns / "docker.sock") if docker else None
-    before = nsd / "sshd_config"
-    old = before.read_text() if before.is_file() else None
-    cfg = d.write_sshd_config(nsd, node.mgmt_address, authorized, sock)
+    cfg, changed = d.write_sshd_config(nsd, node.mgmt_address, authorized, sock)
     addr = node.mgmt_address
     if not d.ssh_answers(addr):
         mark_outside_files()
         d.start_sshd(node.netns, cfg, nsd / "sshd.log", nsd / SSHD_PID)
-    elif cfg.read_text() != old:  # up since an older vlaninfra wrote another config
+    elif changed:  # up since an older vlaninfra wrote another config
         d.reload_sshd(nsd / SSHD_PID, cfg)
     return _waiter(f"sshd in {node.netns} at {addr}:22", lambda: d.ssh_answers(addr), nsd, "sshd")
 
