@@ -5,6 +5,7 @@ The tests run in file order on one stack: each starts from what the previous one
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -75,12 +76,22 @@ def test_second_up_changes_nothing_and_contacts_no_host(lab_stack: LabStack) -> 
     assert lab_stack.logins() == before
 
 
+def inputs(stack: LabStack) -> dict[str, Any]:
+    """Every resource's inputs in the stack's state, by URN (secrets in plain text: their
+    ciphertext changes with every write)."""
+    state = json.loads(stack.run("stack", "export", "--show-secrets"))["deployment"]
+    return {r["urn"]: r.get("inputs") for r in state["resources"]}
+
+
 def test_refresh_opens_one_connection_per_host(lab_stack: LabStack) -> None:
     stop_brokers()  # an earlier command's brokers would serve it without a login
-    before = lab_stack.logins()
+    before, kept = lab_stack.logins(), inputs(lab_stack)
     assert lab_stack.changes("refresh", "--yes", "--skip-preview") == {"same": 11}
     after = lab_stack.logins()
     assert {h: after[h] - before[h] for h in after} == {"h1": 1, "h2": 1}
+    # Finding no drift, it leaves the inputs as the program gave them (no outputs join them,
+    # no host's order of routes replaces theirs): an `up --refresh` has no state to write.
+    assert inputs(lab_stack) == kept
 
 
 def test_refresh_sees_drift_and_up_repairs_it(lab_stack: LabStack) -> None:

@@ -18,6 +18,7 @@ from pulumi.dynamic import (
     ConfigureRequest,
     CreateResult,
     DiffResult,
+    ReadResult,
     ResourceProvider,
     UpdateResult,
 )
@@ -100,6 +101,8 @@ class HostProvider(ResourceProvider):
     """The normalized inputs hashed into the spec mark (default: `INPUT_KEYS`)."""
     PERSISTS = False
     """Whether the object is kept across reboot (the `persist` input, one of `INPUT_KEYS`)."""
+    OUTPUT_KEYS: frozenset[str] = frozenset()
+    """What the provider adds to the inputs in the outputs (ids, what the host picked)."""
 
     # -- hooks -------------------------------------------------------------------------------
     def normalize(self, props: Props) -> Mapping[str, object]:
@@ -141,6 +144,21 @@ class HostProvider(ResourceProvider):
     def persisted(self, found: LinkState | RouteState, props: Props) -> bool:
         """The `persist` input as read from the host: whether its file matches the object."""
         return bool(props.get(PERSIST)) and found.persisted == "ok"
+
+    def as_found(self, props: Props, found: Props) -> dict[str, object]:
+        """The inputs as a read finds them: `found` (the host's values of input properties)
+        normalized where they differ from state's (`props`), state's own value where they
+        agree, so that order and spelling never make drift."""
+        wanted, seen = self.normalize(props), self.normalize(found)
+        return {**props, **{k: v for k, v in seen.items() if v != wanted.get(k)}}
+
+    def read_result(self, id_: str, outs: Props) -> ReadResult:
+        """A read's answer from the outputs as found. Its inputs are those outputs but
+        `OUTPUT_KEYS`: a read that finds no drift gives back exactly the inputs state has, and
+        the engine writes no checkpoint for the same step after it (an `up --refresh` wrote the
+        whole state file once per resource)."""
+        inputs = {k: v for k, v in outs.items() if k not in self.OUTPUT_KEYS}
+        return ReadResult(id_=id_, outs=outs, inputs=inputs)
 
     def mark(self, props: Props) -> Mark:
         """The mark an op puts on the object: this stack, the spec hash, the config key."""

@@ -230,6 +230,7 @@ class ContainerProvider(HostProvider):
         {"name", "image", "command", "hostname", "labels", "ipv4", "ipv6", "mac", "network_id"}
     )
     INPUT_KEYS = REPLACE_KEYS | {"network", "restart_policy", "running"}
+    OUTPUT_KEYS = frozenset({"container_id", "ipv4_address", "mac_address"})
     # The network's id is not known at preview and is the same for a retried create: the
     # container is defined by what the user wrote, its network's name included (a leftover
     # on another network is not adopted).
@@ -351,28 +352,23 @@ class ContainerProvider(HostProvider):
         network = props["network"] if props["network"] in networks else next(iter(networks), None)
         attached = networks.get(network) if network is not None else None
         wanted_labels = props.get("labels") or {}
-        actual = {
-            **props,
-            **self.normalize(
-                {
-                    "name": found.name,
-                    "image": found.image,
-                    # Without a command of our own the image's default runs: not drift.
-                    "command": found.command if props.get("command") else None,
-                    "hostname": found.hostname if props.get("hostname") else None,
-                    # Images add labels of their own: only the ones vlaninfra set are compared.
-                    "labels": {k: v for k, v in found.labels.items() if k in wanted_labels},
-                    "network": network,
-                    "network_id": props.get("network_id") if network == props["network"] else None,
-                    "ipv4": attached.ipv4 if attached else None,
-                    "ipv6": attached.ipv6 if attached else None,
-                    "mac": attached.mac if attached else None,
-                    "restart_policy": found.restart_policy,
-                    "running": found.running,
-                }
-            ),
-        }
-        return ReadResult(id_=found.id, outs=self._outs(actual, found), inputs=actual)
+        actual = self.as_found(props, {
+            "name": found.name,
+            "image": found.image,
+            # Without a command of our own the image's default runs: not drift.
+            "command": found.command if props.get("command") else None,
+            "hostname": found.hostname if props.get("hostname") else None,
+            # Images add labels of their own: only the ones vlaninfra set are compared.
+            "labels": {k: v for k, v in found.labels.items() if k in wanted_labels},
+            "network": network,
+            "network_id": props.get("network_id") if network == props["network"] else None,
+            "ipv4": attached.ipv4 if attached else None,
+            "ipv6": attached.ipv6 if attached else None,
+            "mac": attached.mac if attached else None,
+            "restart_policy": found.restart_policy,
+            "running": found.running,
+        })
+        return self.read_result(found.id, self._outs(actual, found))
 
     def update(self, _id: str, olds: Props, news: Props) -> UpdateResult:
         old, new = self.normalize(olds), self.normalize(news)

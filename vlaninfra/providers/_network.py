@@ -134,6 +134,7 @@ class NetworkProvider(HostProvider):
         {"name", "driver", "parent", "mode", "flag", "ipam", "internal", "enable_ipv6", "labels"}
     )
     INPUT_KEYS = REPLACE_KEYS
+    OUTPUT_KEYS = frozenset({"network_id"})
 
     def normalize(self, props: Props) -> NetworkInputs:
         driver = props.get("driver")
@@ -220,24 +221,19 @@ class NetworkProvider(HostProvider):
             return ReadResult(id_="", outs={})
         wanted = self.normalize(props)
         # Same canonical form as the desired inputs, so that only real drift makes a diff.
-        actual = {
-            **props,
-            **self.normalize(
-                {
-                    "name": found.name,
-                    "driver": found.driver,
-                    "parent": found.parent,
-                    "mode": found.mode,
-                    "flag": found.flag,
-                    "ipam": _without_daemon_fill(normalize_ipam(encode(found.ipam)),
-                                                 wanted["ipam"]),
-                    "internal": found.internal,
-                    "enable_ipv6": found.enable_ipv6,
-                    "labels": marks.without_marks(found.labels),
-                }
-            ),
-        }
-        return ReadResult(id_=id_, outs={**actual, "network_id": found.id}, inputs=actual)
+        actual = self.as_found(props, {
+            "name": found.name,
+            "driver": found.driver,
+            "parent": found.parent,
+            "mode": found.mode,
+            "flag": found.flag,
+            "ipam": _without_daemon_fill(normalize_ipam(encode(found.ipam)),
+                                         wanted["ipam"]),
+            "internal": found.internal,
+            "enable_ipv6": found.enable_ipv6,
+            "labels": marks.without_marks(found.labels),
+        })
+        return self.read_result(id_, {**actual, "network_id": found.id})
 
     def update(self, _id: str, _olds: Props, news: Props) -> UpdateResult:
         # Only the transport properties (how to reach the host) can change without replacement.

@@ -66,6 +66,7 @@ class RouterRouteProvider(ConvergingProvider):
     REPLACE_KEYS = frozenset({"destination"})
     SPEC_KEYS = frozenset({"destination", "via", "dev"})
     INPUT_KEYS = SPEC_KEYS | {PERSIST}
+    OUTPUT_KEYS = frozenset({"out_dev", "proto"})
     PERSISTS = True
 
     def normalize(self, props: Props) -> RouteInputs:
@@ -118,19 +119,13 @@ class RouterRouteProvider(ConvergingProvider):
                     RouteRead(str(_net(props["destination"])), self.persist_owner(props)))
         if found is None or found.gateway is None:
             return ReadResult(id_="", outs={})
-        actual = {
-            **props,
-            **self.normalize(
-                {
-                    "destination": found.dst,
-                    "via": found.gateway,
-                    "dev": found.dev if props.get("dev") else None,
-                    PERSIST: self.persisted(found, props),
-                }
-            ),
-        }
-        outs = {**actual, "out_dev": found.dev, "proto": found.proto}
-        return ReadResult(id_=id_, outs=outs, inputs=actual)
+        actual = self.as_found(props, {
+            "destination": found.dst,
+            "via": found.gateway,
+            "dev": found.dev if props.get("dev") else None,
+            PERSIST: self.persisted(found, props),
+        })
+        return self.read_result(id_, {**actual, "out_dev": found.dev, "proto": found.proto})
 
     def delete(self, _id: str, props: Props) -> None:
         n = self.normalize(props)

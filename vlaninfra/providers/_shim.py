@@ -73,6 +73,7 @@ class ShimProvider(ConvergingProvider):
     SPEC_KEYS = frozenset({"name", "parent", "kind", "mode", "address", "routes",
                            "extra_addresses"})
     INPUT_KEYS = SPEC_KEYS | {PERSIST}
+    OUTPUT_KEYS = frozenset({"mac_address", "ifindex"})
     PERSISTS = True
 
     def spec(self, props: Props) -> str:
@@ -142,26 +143,20 @@ class ShimProvider(ConvergingProvider):
         # the further addresses (IPv6, tenant gateways).
         v4 = [a for a in addresses if ipaddress.ip_interface(a).version == 4]
         primary = want if want in addresses else (v4[0] if len(v4) == 1 else None)
-        actual = {
-            **props,
-            **self.normalize(
-                {
-                    "name": found.name,
-                    "parent": found.parent,
-                    "kind": found.kind,
-                    "mode": found.mode,
-                    "address": primary,
-                    "extra_addresses": [a for a in addresses if a != primary],
-                    "routes": list(found.routes),
-                    PERSIST: self.persisted(found, props),
-                }
-            ),
-        }
+        actual = self.as_found(props, {
+            "name": found.name,
+            "parent": found.parent,
+            "kind": found.kind,
+            "mode": found.mode,
+            "address": primary,
+            "extra_addresses": [a for a in addresses if a != primary],
+            "routes": list(found.routes),
+            PERSIST: self.persisted(found, props),
+        })
         if primary is None:
             # Several (or no) IPv4 addresses is drift the next `up` repairs; show what is there.
             actual["address"] = ",".join(v4) or None
-        outs = {**actual, "mac_address": found.mac, "ifindex": found.index}
-        return ReadResult(id_=id_, outs=outs, inputs=actual)
+        return self.read_result(id_, {**actual, "mac_address": found.mac, "ifindex": found.index})
 
     def delete(self, _id: str, props: Props) -> None:
         self.remove(props, SHIM_DELETE, self.link_delete(props))

@@ -58,6 +58,7 @@ class VlanParentProvider(HostProvider):
     REPLACE_KEYS = frozenset({"name", "trunk", "vlan_id"})
     SPEC_KEYS = REPLACE_KEYS
     INPUT_KEYS = REPLACE_KEYS | {PERSIST}
+    OUTPUT_KEYS = frozenset({"created", "ifindex"})
     PERSISTS = True
 
     def normalize(self, props: Props) -> VlanInputs:
@@ -113,20 +114,15 @@ class VlanParentProvider(HostProvider):
         if found is None:
             return ReadResult(id_="", outs={})
         # Another kind of link under this name shows as a changed trunk and id: a replacement.
-        actual = {
-            **props,
-            **self.normalize(
-                {
-                    "name": found.name,
-                    "trunk": found.parent if found.kind == "vlan" else None,
-                    "vlan_id": found.vlan_id,
-                    # an adopted link is not ours to bring back: nothing to keep
-                    PERSIST: self.persisted(found, props) if ours else props.get(PERSIST),
-                }
-            ),
-        }
-        outs = {**actual, "created": bool(props.get("created")), "ifindex": found.index}
-        return ReadResult(id_=id_, outs=outs, inputs=actual)
+        actual = self.as_found(props, {
+            "name": found.name,
+            "trunk": found.parent if found.kind == "vlan" else None,
+            "vlan_id": found.vlan_id,
+            # an adopted link is not ours to bring back: nothing to keep
+            PERSIST: self.persisted(found, props) if ours else props.get(PERSIST),
+        })
+        return self.read_result(id_, {**actual, "created": bool(props.get("created")),
+                                      "ifindex": found.index})
 
     def update(self, _id: str, olds: Props, news: Props) -> UpdateResult:
         # Only the transport properties and `persist` change in place; ownership stays as

@@ -100,7 +100,8 @@ def test_vlan_parent_is_kept_only_when_vlaninfra_made_it(agent: TypedAgent) -> N
     read = VlanParentProvider().read("h1/eth0.50", mine)
     assert read.inputs is not None and read.inputs["persist"] is False
     agent.serve(VLAN_ENSURE, link(created=True))
-    VlanParentProvider().update("h1/eth0.50", read.inputs, mine)
+    assert read.outs is not None
+    VlanParentProvider().update("h1/eth0.50", read.outs, mine)  # the engine's olds: outputs
     assert agent.args(VLAN_ENSURE)[0].persist_owner == OWNER
     found = {**mine, "created": False}
     agent.serve(VLAN_READ, link())
@@ -122,3 +123,17 @@ def test_route_changes_and_reads_carry_the_owner(agent: TypedAgent) -> None:
     agent.serve(ROUTE_DELETE, Deleted(True))
     RouterRouteProvider().delete("gw/198.18.1.0/24", props)
     assert agent.args(ROUTE_DELETE)[0].persist_owner == OWNER
+
+
+def test_a_read_without_drift_gives_back_the_inputs_state_has(agent: TypedAgent) -> None:
+    # The engine writes the whole state file for a same step whose inputs changed: a refresh
+    # must not change them by adding outputs or by the host's order of the shim's routes.
+    props = {**shim(routes=["192.0.2.131/32", "192.0.2.130/32"]), "persist": True,
+             "owner": OWNER}
+    agent.serve(SHIM_READ, replace(_shim_link(), persisted="ok"))
+    read = ShimProvider().read("h1/vshim0", {**props, "mac_address": "m", "ifindex": 9})
+    assert read.inputs == props
+    assert read.outs is not None and read.outs["ifindex"] == 9
+    agent.serve(SHIM_READ, replace(_shim_link(), routes=("192.0.2.130/32",), persisted="ok"))
+    drifted = ShimProvider().read("h1/vshim0", props)
+    assert drifted.inputs is not None and drifted.inputs["routes"] == ["192.0.2.130/32"]

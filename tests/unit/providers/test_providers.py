@@ -205,8 +205,9 @@ def test_container_stopped_by_hand_is_started_by_the_next_up(agent: TypedAgent) 
     diff = ContainerProvider().diff("c", read.inputs, container())
     assert diff.changes is True and diff.replaces == []
     agent.serve(CONTAINER_START, typed_host.container())
-    ContainerProvider().update("c", read.inputs, container())
-    assert agent.args(CONTAINER_START) == [ContainerRef("web1")]
+    assert read.outs is not None
+    ContainerProvider().update("c", read.outs, container())  # the engine's olds: outputs
+    assert agent.args(CONTAINER_START) == [ContainerRef("web1", id="c")]
 
 
 def test_shim_routes_are_compared_as_a_set_and_updated_in_place() -> None:
