@@ -77,10 +77,10 @@ def test_second_up_changes_nothing_and_contacts_no_host(lab_stack: LabStack) -> 
 
 
 def inputs(stack: LabStack) -> dict[str, Any]:
-    """Every resource's inputs in the stack's state, by URN (secrets in plain text: their
-    ciphertext changes with every write)."""
+    """Every resource's inputs and modification time in the stack's state, by URN (secrets
+    in plain text: their ciphertext changes with every write)."""
     state = json.loads(stack.run("stack", "export", "--show-secrets"))["deployment"]
-    return {r["urn"]: r.get("inputs") for r in state["resources"]}
+    return {r["urn"]: (r.get("inputs"), r.get("modified")) for r in state["resources"]}
 
 
 def test_refresh_opens_one_connection_per_host(lab_stack: LabStack) -> None:
@@ -89,8 +89,8 @@ def test_refresh_opens_one_connection_per_host(lab_stack: LabStack) -> None:
     assert lab_stack.changes("refresh", "--yes", "--skip-preview") == {"same": 11}
     after = lab_stack.logins()
     assert {h: after[h] - before[h] for h in after} == {"h1": 1, "h2": 1}
-    # Finding no drift, it leaves the inputs as the program gave them (no outputs join them,
-    # no host's order of routes replaces theirs): an `up --refresh` has no state to write.
+    # Finding no drift, it leaves each resource's inputs as the program gave them and its
+    # modification time as it was: an `up --refresh` has no state to write.
     assert inputs(lab_stack) == kept
 
 

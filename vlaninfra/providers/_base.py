@@ -146,19 +146,23 @@ class HostProvider(ResourceProvider):
         return bool(props.get(PERSIST)) and found.persisted == "ok"
 
     def as_found(self, props: Props, found: Props) -> dict[str, object]:
-        """The inputs as a read finds them: `found` (the host's values of input properties)
-        normalized where they differ from state's (`props`), state's own value where they
-        agree, so that order and spelling never make drift."""
+        """The object's properties as a read finds them: state's (`props`, the outputs) with
+        `found` (the host's values of input properties, normalized) where the two differ once
+        normalized, so that order and spelling never make drift."""
         wanted, seen = self.normalize(props), self.normalize(found)
         return {**props, **{k: v for k, v in seen.items() if v != wanted.get(k)}}
 
-    def read_result(self, id_: str, outs: Props) -> ReadResult:
-        """A read's answer from the outputs as found. Its inputs are those outputs but
-        `OUTPUT_KEYS`: a read that finds no drift gives back exactly the inputs state has, and
-        the engine writes no checkpoint for the same step after it (an `up --refresh` wrote the
-        whole state file once per resource)."""
-        inputs = {k: v for k, v in outs.items() if k not in self.OUTPUT_KEYS}
-        return ReadResult(id_=id_, outs=outs, inputs=inputs)
+    def read_result(self, id_: str, props: Props, outs: Props) -> ReadResult:
+        """A read's answer: `outs`, the outputs as found (from `as_found`). Inputs only when
+        the host differs from state (`props`): those outputs but `OUTPUT_KEYS`. Without drift
+        the engine keeps state's own inputs, and then writes no state for the same step that
+        follows in an `up --refresh` (it writes the whole file for one whose inputs changed,
+        and outputs only mirror the inputs they were made from)."""
+        def inputs(d: Props) -> dict[str, object]:
+            return {k: v for k, v in d.items() if k not in self.OUTPUT_KEYS}
+
+        found = inputs(outs)
+        return ReadResult(id_=id_, outs=outs, inputs=found if found != inputs(props) else None)
 
     def mark(self, props: Props) -> Mark:
         """The mark an op puts on the object: this stack, the spec hash, the config key."""

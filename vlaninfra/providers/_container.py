@@ -368,7 +368,7 @@ class ContainerProvider(HostProvider):
             "restart_policy": found.restart_policy,
             "running": found.running,
         })
-        return self.read_result(found.id, self._outs(actual, found))
+        return self.read_result(found.id, props, self._outs(actual, found))
 
     def update(self, _id: str, olds: Props, news: Props) -> UpdateResult:
         old, new = self.normalize(olds), self.normalize(news)

@@ -233,7 +233,7 @@ class NetworkProvider(HostProvider):
             "enable_ipv6": found.enable_ipv6,
             "labels": marks.without_marks(found.labels),
         })
-        return self.read_result(id_, {**actual, "network_id": found.id})
+        return self.read_result(id_, props, {**actual, "network_id": found.id})
 
     def update(self, _id: str, _olds: Props, news: Props) -> UpdateResult:
         # Only the transport properties (how to reach the host) can change without replacement.

@@ -125,7 +125,7 @@ class RouterRouteProvider(ConvergingProvider):
             "dev": found.dev if props.get("dev") else None,
             PERSIST: self.persisted(found, props),
         })
-        return self.read_result(id_, {**actual, "out_dev": found.dev, "proto": found.proto})
+        return self.read_result(id_, props, {**actual, "out_dev": found.dev, "proto": found.proto})
 
     def delete(self, _id: str, props: Props) -> None:
         n = self.normalize(props)

@@ -156,7 +156,8 @@ class ShimProvider(ConvergingProvider):
         if primary is None:
             # Several (or no) IPv4 addresses is drift the next `up` repairs; show what is there.
             actual["address"] = ",".join(v4) or None
-        return self.read_result(id_, {**actual, "mac_address": found.mac, "ifindex": found.index})
+        outs = {**actual, "mac_address": found.mac, "ifindex": found.index}
+        return self.read_result(id_, props, outs)
 
     def delete(self, _id: str, props: Props) -> None:
         self.remove(props, SHIM_DELETE, self.link_delete(props))

@@ -141,8 +141,8 @@ def test_network_read_ignores_the_gateway_the_daemon_chose(agent: TypedAgent) ->
     }
     read = NetworkProvider().read("n1", wanted)
     assert read.id == "n1"
-    assert read.inputs is not None
-    assert NetworkProvider().diff("n1", read.inputs, wanted).changes is False
+    assert read.inputs is None and read.outs is not None  # no drift: state's inputs stay
+    assert NetworkProvider().diff("n1", read.outs, wanted).changes is False
 
 
 def test_network_read_of_a_removed_network_reports_it_gone(agent: TypedAgent) -> None:
@@ -201,12 +201,12 @@ def test_container_stopped_by_hand_is_started_by_the_next_up(agent: TypedAgent) 
     stopped = typed_host.container(running=False, labels={"from-image": "x"})
     agent.serve(CONTAINER_INSPECT, stopped)
     read = ContainerProvider().read("c", container())
-    assert read.inputs is not None
-    diff = ContainerProvider().diff("c", read.inputs, container())
+    assert read.inputs is not None and read.inputs["running"] is False and read.outs is not None
+    assert "container_id" not in read.inputs
+    diff = ContainerProvider().diff("c", read.outs, container())  # the engine's olds: outputs
     assert diff.changes is True and diff.replaces == []
     agent.serve(CONTAINER_START, typed_host.container())
-    assert read.outs is not None
-    ContainerProvider().update("c", read.outs, container())  # the engine's olds: outputs
+    ContainerProvider().update("c", read.outs, container())
     assert agent.args(CONTAINER_START) == [ContainerRef("web1", id="c")]
 
 

@@ -103,11 +103,12 @@ def test_vlan_read_gone_keeps_ownership_and_id_change_replaces(agent: TypedAgent
     agent.serve(VLAN_READ, link(vlan_id=51))
     read = VlanParentProvider().read("h1/eth0.50", vlan(created=True))
     assert read.outs is not None and read.outs["created"] is True and read.inputs is not None
-    assert VlanParentProvider().diff("x", read.inputs, vlan()).replaces == ["vlan_id"]
+    assert "created" not in read.inputs and read.inputs["vlan_id"] == 51
+    assert VlanParentProvider().diff("x", read.outs, vlan()).replaces == ["vlan_id"]
     agent.serve(VLAN_READ, link())
     same = VlanParentProvider().read("h1/eth0.50", vlan(created=False))
-    assert same.inputs is not None
-    assert VlanParentProvider().diff("x", same.inputs, vlan()).changes is False
+    assert same.inputs is None and same.outs is not None  # no drift: state's inputs stay
+    assert VlanParentProvider().diff("x", same.outs, vlan()).changes is False
 
 
 def test_vlan_id_arrives_as_the_engines_float(agent: TypedAgent) -> None:
@@ -157,13 +158,14 @@ def test_route_refresh_gone_and_drifted(agent: TypedAgent) -> None:
     assert RouterRouteProvider().read("gw/198.18.1.0/24", route()).id == ""
     agent.serve(ROUTE_READ, _found(via="192.0.2.99"))
     read = RouterRouteProvider().read("gw/198.18.1.0/24", route())
-    assert read.id == "gw/198.18.1.0/24" and read.inputs is not None
-    diff = RouterRouteProvider().diff("x", read.inputs, route())
+    assert read.id == "gw/198.18.1.0/24" and read.inputs is not None and read.outs is not None
+    assert read.inputs["via"] == "192.0.2.99"
+    diff = RouterRouteProvider().diff("x", read.outs, route())
     assert diff.changes is True and diff.replaces == []  # a new next hop is an update
     agent.serve(ROUTE_READ, _found())
     same = RouterRouteProvider().read("gw/198.18.1.0/24", route())
-    assert same.inputs is not None
-    assert RouterRouteProvider().diff("x", same.inputs, route()).changes is False
+    assert same.inputs is None and same.outs is not None
+    assert RouterRouteProvider().diff("x", same.outs, route()).changes is False
 
 
 def test_route_destination_is_the_replace_key() -> None:
