@@ -140,7 +140,8 @@ class ShimProvider(ConvergingProvider):
         addresses = sorted(found.addresses)
         want = self.normalize(props)["address"]
         # The primary address is the one state has, else the only IPv4 one; the rest are
-        # the further addresses (IPv6, tenant gateways).
+        # the further addresses (IPv6, tenant gateways). Several IPv4 ones and not state's:
+        # no primary, all of them further addresses (drift the next `up` repairs).
         v4 = [a for a in addresses if ipaddress.ip_interface(a).version == 4]
         primary = want if want in addresses else (v4[0] if len(v4) == 1 else None)
         actual = self.as_found(props, {
@@ -153,9 +154,6 @@ class ShimProvider(ConvergingProvider):
             "routes": list(found.routes),
             PERSIST: self.persisted(found, props),
         })
-        if primary is None:
-            # Several (or no) IPv4 addresses is drift the next `up` repairs; show what is there.
-            actual["address"] = ",".join(v4) or None
         outs = {**actual, "mac_address": found.mac, "ifindex": found.index}
         return self.read_result(id_, props, outs)
 

@@ -101,3 +101,17 @@ def test_a_read_gives_inputs_only_for_drift_and_never_the_outputs(
     assert set(drifted.inputs) == set(props)
     assert set(drifted.outs) - set(props) == provider.OUTPUT_KEYS
     assert provider.diff("x", drifted.outs, props).changes is True
+
+
+def test_a_shim_with_two_ipv4_addresses_and_not_its_own_is_drift_the_next_up_repairs(
+    agent: TypedAgent,
+) -> None:
+    props = {**shim(), "persist": True}
+    agent.serve(SHIM_READ, replace(_shim_link(), addresses=("192.0.2.7/24", "192.0.2.8/24"),
+                                   persisted="ok"))
+    read = ShimProvider().read("h1/vshim0", props)
+    assert read.inputs is not None and read.outs is not None
+    assert read.inputs["address"] is None  # none of them is the shim's: what is there is listed
+    assert read.inputs["extra_addresses"] == ["192.0.2.7/24", "192.0.2.8/24"]
+    # the refresh's diff and the next `up`'s read these outputs back
+    assert ShimProvider().diff("x", read.outs, props).changes is True
