@@ -61,6 +61,7 @@ from vlaninfra.host.contract import (
     NetworkCreate,
     NetworkSpec,
     encode,
+    run,
 )
 from vlaninfra.transport import (
     AgentExitedError,
@@ -227,10 +228,11 @@ def test_case4a_dockerd_stopped_past_the_deadline(host: Host) -> None:
         # over the network dockerd made, or makes it.
         time.sleep(3)  # dockerd finishing a create it had taken: well under a second
         before = agent.call("docker.network.inspect", name="flt-net")
-        again = agent.call(NETWORK_CREATE.name, **encode(create))
+        # typed: the wire leaves out fields at their default (`adopted` when it is false)
+        again = run(agent, NETWORK_CREATE, create)
         found = agent.call("docker.network.inspect", name="flt-net")
-        assert found is not None and found["name"] == "flt-net" and again["id"] == found["id"]
-        assert again["adopted"] == (before is not None)
+        assert found is not None and found["name"] == "flt-net" and again.id == found["id"]
+        assert again.adopted == (before is not None)
         assert before is None or before["id"] == found["id"]
         assert stats()["ssh_connections"] == 2
     finally:
