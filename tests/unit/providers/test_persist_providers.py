@@ -124,4 +124,3 @@ def test_route_changes_and_reads_carry_the_owner(agent: TypedAgent) -> None:
     agent.serve(ROUTE_DELETE, Deleted(True))
     RouterRouteProvider().delete("gw/198.18.1.0/24", props)
     assert agent.args(ROUTE_DELETE)[0].persist_owner == OWNER
-
