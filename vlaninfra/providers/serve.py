@@ -39,10 +39,16 @@ def main(watch_parent: bool = True) -> None:
     gets `WORKERS` threads, every later one is left as it is asked for. SSH hosts are reached
     through connection brokers: the engine's phases and runs share one login and agent.
 
+    When that pool is made, the server's module is defined and serves nothing yet: that is
+    when its ``traceback`` is pointed at `_quiet.format_exc` (vlaninfra's errors reach the
+    user as their message). The import of `vlaninfra.providers`, which does that for a server
+    started as ``python -m pulumi.dynamic``, happened here before the server existed.
+
     SIGINT is taken even when the engine was started with it ignored (a script's background
     job): the engine stops its plugins with SIGINT and kills them only 5 s later. The process
     ends when its engine is gone (`_end_with`; ``watch_parent`` False: not, for tests that
     run this inside their own process)."""
+    from vlaninfra.providers import _quiet
     from vlaninfra.transport import use_broker
 
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
@@ -56,6 +62,7 @@ def main(watch_parent: bool = True) -> None:
     class _Wider(base):  # type: ignore[valid-type,misc]
         def __init__(self, max_workers: int | None = None, *args: Any, **kw: Any) -> None:
             concurrent.futures.ThreadPoolExecutor = base  # type: ignore[misc]
+            _quiet.install()
             super().__init__(max(max_workers or 0, WORKERS), *args, **kw)
 
     concurrent.futures.ThreadPoolExecutor = _Wider  # type: ignore[misc]
