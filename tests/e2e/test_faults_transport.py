@@ -594,6 +594,7 @@ def test_case1_engine_up_blackholed_mid_run_then_converges(
     unknown = [line.strip() for line in out.splitlines() if "outcome unknown on" in line]
     print(f"case 1 (engine): `up` ended {took:.1f}s after the blackhole; {unknown[:1]}")
     assert result["up"].returncode != 0, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]  # the provider's error as its message
     assert f"root@{h1.mgmt_address}:22" in out, out[-3000:]
     assert "outcome unknown on" in out or "could not start the agent" in out or (
         "cannot connect" in out), out[-3000:]
