@@ -28,7 +28,7 @@ from vlaninfra.layout import Host, Layout, Router, Site, SshTarget, load_config,
 from vlaninfra.providers import DockerHost
 from vlaninfra.verify import verify
 
-__all__ = ["check_secrets", "hosts_of", "routers_of", "run"]
+__all__ = ["by_config_path", "check_secrets", "check_targets", "hosts_of", "routers_of", "run"]
 
 
 class _Reach:
@@ -90,6 +90,18 @@ def _key_file(ssh: SshTarget, key: str) -> str | None:
             f"{key}.private_key_file: give an absolute path or ~/..., not {path!r}"
         )
     return path
+
+
+def check_targets(targets: Mapping[str, DockerHost]) -> list[str]:
+    """What keeps a target from being reached, by its layout key (`targets`): an SSH host
+    without the pinned host key it needs. The layout alone may leave it out (a plan needs
+    none), the program may not: refused before anything is declared."""
+    return [
+        f"{where}.host_key: an SSH host needs its pinned host key, e.g. 'ssh-ed25519 AAAA...': "
+        f"add it from `ssh-keyscan -t ed25519 {host.address}` (without the host name), "
+        "checked out of band"
+        for where, host in targets.items() if host.address is not None and not host.host_key
+    ]
 
 
 def check_secrets(
@@ -170,7 +182,7 @@ def _reach(layout: Layout, role: Role, members: Callable[[Site], tuple[Member, .
     }
 
 
-def _by_config_path(
+def by_config_path(
     layout: Layout,
     hosts: Mapping[tuple[str, str], DockerHost],
     routers: Mapping[tuple[str, str], DockerHost],
@@ -179,7 +191,8 @@ def _by_config_path(
     found: dict[str, DockerHost] = {}
     for site in layout.sites:
         for i, h in enumerate(site.hosts):
-            found[f"sites.{site.name}.hosts[{i}].ssh"] = hosts[(site.name, h.name)]
+            if (site.name, h.name) in hosts:
+                found[f"sites.{site.name}.hosts[{i}].ssh"] = hosts[(site.name, h.name)]
         for i, r in enumerate(site.routers):
             if (site.name, r.name) in routers:
                 found[f"sites.{site.name}.routers[{i}].ssh"] = routers[(site.name, r.name)]
@@ -204,12 +217,12 @@ def run() -> None:
         record.check_exact(previous.records, ctl, the_plan)  # exactly the recorded allocations
         hosts = hosts_of(layout)
         routers = routers_of(layout)
-        problems = check_secrets(_by_config_path(layout, hosts, routers), pulumi.get_stack())
+        targets = by_config_path(layout, hosts, routers)
+        problems = check_targets(targets) + check_secrets(targets, pulumi.get_stack())
         if problems:
             raise VlanInfraError("\n".join(problems))
         # `vlaninfra up --confirm-within` / `confirm`: the hosts' guards, before any change.
-        confirm.guard_hosts(ctl, _by_config_path(layout, hosts, routers), _config_value,
-                            previous.records, _members_of)
+        confirm.guard_hosts(ctl, targets, _config_value, previous.records, _members_of)
     except LayoutError as err:
         raise pulumi.RunError(f"{source} is not a valid layout:\n{err}\n{record.REFUSED}"
                               ) from None
@@ -229,7 +242,7 @@ def run() -> None:
 def _members_of(sites: Any) -> dict[str, DockerHost]:
     """Every SSH target of a recorded layout (`vlaninfra:sites` value), by its layout key."""
     layout = load_config({"sites": sites}, source="a recorded layout")
-    return _by_config_path(layout, hosts_of(layout), routers_of(layout))
+    return by_config_path(layout, hosts_of(layout), routers_of(layout))
 
 
 def _config_value(key: str) -> Any:

@@ -167,7 +167,7 @@ def _plan_alone(args: SiteArgs) -> SitePlan:
     """The site planned alone; an invalid layout stops the program before anything is declared,
     listing every error by config key (no traceback)."""
     if args.site is None:
-        raise VlanInfraError("SiteArgs: give site (its layout) or plan")
+        raise pulumi.RunError("SiteArgs: give site (its layout) or plan")
     try:
         return plan(Layout(sites=(args.site,)), previous=args.previous).sites[0]
     except LayoutError as err:
@@ -176,12 +176,19 @@ def _plan_alone(args: SiteArgs) -> SitePlan:
 
 def _reach(args: SiteArgs, what: str) -> Mapping[str, res.DockerHost]:
     """The site's hosts or routers, from their `ssh` settings or the site's inventory."""
-    from vlaninfra.program import hosts_of, routers_of
+    from vlaninfra.program import by_config_path, check_targets, hosts_of, routers_of
 
     if args.site is None:
-        raise VlanInfraError(f"SiteArgs: give {what} (how to reach them) with a plan")
+        raise pulumi.RunError(f"SiteArgs: give {what} (how to reach them) with a plan")
     layout = Layout(sites=(args.site,))
-    found = hosts_of(layout) if what == "hosts" else routers_of(layout)
+    try:  # the program stops with the message, no traceback
+        found = hosts_of(layout) if what == "hosts" else routers_of(layout)
+    except VlanInfraError as err:
+        raise pulumi.RunError(f"site {args.site.name}: {err}") from None
+    problems = check_targets(by_config_path(layout, *((found, {}) if what == "hosts"
+                                                      else ({}, found))))
+    if problems:
+        raise pulumi.RunError("\n".join(problems))
     return {name: target for (_, name), target in found.items()}
 
 

@@ -51,10 +51,14 @@ _SITE = Str(r"[A-Za-z0-9][A-Za-z0-9_-]*", "a site name: letters, digits, _ -")
 _TEXT = Str()
 
 _SSH = Obj("ssh", "How vlaninfra reaches the host over SSH.", (
-    F("address", _TEXT, "Host name or IP address to connect to.", required=True),
+    F("address", Str(r"[^\s@/]+", "a host name or IP address (the login user goes in user, "
+                     "not as user@)"), "Host name or IP address to connect to.", required=True),
     F("port", Int(1, 65535), "SSH port (22)."),
-    F("user", _TEXT, "Login user (root)."),
-    F("host_key", _TEXT, "Expected host key, e.g. 'ssh-ed25519 AAAA...'."),
+    F("user", Str(r"[^\s@:]+", "a login name (no @ or :)"), "Login user (root)."),
+    F("host_key", Str(r"[a-z][a-z0-9@.-]* [A-Za-z0-9+/]+={0,2}( .*)?",
+                      "a host key: its type and base64, e.g. 'ssh-ed25519 AAAA...' (from "
+                      "`ssh-keyscan -t ed25519 HOST`, without the host name in front)"),
+      "Expected host key, e.g. 'ssh-ed25519 AAAA...'."),
     F("private_key_file", _TEXT,
       "Private key file on the machine running Pulumi (absolute or ~/...); default: ssh-agent."),
     F("private_key_config", _TEXT,

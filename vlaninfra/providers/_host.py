@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeAlias
 from typing_extensions import NotRequired, TypedDict
 
 from vlaninfra.errors import VlanInfraError
-from vlaninfra.transport import LocalTarget, SshTarget, Target
+from vlaninfra.transport import LocalTarget, SshTarget, Target, TargetError
 
 __all__ = [
     "CONFIG_PATH",
@@ -121,9 +121,9 @@ class DockerHost:
                 "sudo": self.sudo,
             }
         if not self.host_key:
-            raise ValueError(f"host {self.name}: an SSH host needs its pinned host_key")
+            raise TargetError(f"host {self.name}: an SSH host needs its pinned host_key")
         if self.key_path is not None and self.key_config is not None:
-            raise ValueError(f"host {self.name}: give at most one of key_path and key_config")
+            raise TargetError(f"host {self.name}: give at most one of key_path and key_config")
         return {
             "kind": "ssh",
             "address": self.address,

@@ -29,6 +29,7 @@ from vlaninfra.transport._errors import (
     HostError,
     HostKeyError,
     OutcomeUnknownError,
+    TargetError,
     TransportError,
 )
 from vlaninfra.transport._facts import checking
@@ -47,6 +48,7 @@ __all__ = [
     "OutcomeUnknownError",
     "SshTarget",
     "Target",
+    "TargetError",
     "TransportError",
     "agent_for",
     "build_bundle",

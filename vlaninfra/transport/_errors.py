@@ -80,6 +80,14 @@ def _rebuild_host_error(message: str, op: str, host: str, errno: int | None,
     return HostError(message, op=op, host=host, errno=errno, details=details)
 
 
+class TargetError(VlanInfraError, ValueError):
+    """A target's settings cannot be right (a host key that is no key, ``user@`` in the
+    address): refused before any connection, as its message, never a traceback.
+
+    Example: ``TargetError("SshTarget.user 'a@b' is not a user name")``
+    """
+
+
 class TransportError(VlanInfraError, ConnectionError):
     """The host could not be reached or used (network, SSH, agent start, timeout).
 

@@ -8,6 +8,8 @@ import sys
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TypeAlias
 
+from vlaninfra.transport._errors import TargetError
+
 __all__ = ["LocalTarget", "SshTarget", "Target"]
 
 _NETNS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -15,7 +17,7 @@ _NETNS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 def _check_path(value: str, what: str) -> None:
     if not value or any(c in value for c in "\0\n\r"):
-        raise ValueError(f"{what} must be a non-empty path without NUL or newlines")
+        raise TargetError(f"{what} must be a non-empty path without NUL or newlines")
 
 
 @dataclass(frozen=True)
@@ -60,18 +62,18 @@ class SshTarget:
 
     def __post_init__(self) -> None:
         if not self.host or any(c.isspace() or c in "\0/@" for c in self.host):
-            raise ValueError(f"SshTarget.host {self.host!r} is not a host name or address")
+            raise TargetError(f"SshTarget.host {self.host!r} is not a host name or address")
         if not 0 < self.port < 65536:
-            raise ValueError(f"SshTarget.port must be 1-65535, not {self.port}")
+            raise TargetError(f"SshTarget.port must be 1-65535, not {self.port}")
         if not self.user or any(c.isspace() or c in "\0@:" for c in self.user):
-            raise ValueError(f"SshTarget.user {self.user!r} is not a user name")
+            raise TargetError(f"SshTarget.user {self.user!r} is not a user name")
         parts = self.host_key.split()
         try:
             ok = len(parts) >= 2 and bool(base64.b64decode(parts[1], validate=True))
         except ValueError:
             ok = False
         if not ok:
-            raise ValueError(
+            raise TargetError(
                 "SshTarget.host_key must look like 'ssh-ed25519 AAAA...' "
                 "(e.g. the output of `ssh-keyscan -t ed25519 <host>` without the host name)"
             )
@@ -110,7 +112,7 @@ class LocalTarget:
 
     def __post_init__(self) -> None:
         if self.netns is not None and not _NETNS_RE.match(self.netns):
-            raise ValueError(f"LocalTarget.netns {self.netns!r} is not a namespace name")
+            raise TargetError(f"LocalTarget.netns {self.netns!r} is not a namespace name")
         _check_path(self.python, "LocalTarget.python")
         _check_path(self.docker_socket, "LocalTarget.docker_socket")
 

@@ -19,7 +19,8 @@ def _layout(router: dict[str, Any], inventory: str | None = None) -> Any:
     site: dict[str, Any] = {
         "lan": {"subnet": "192.0.2.0/24", "gateway": "192.0.2.1"},
         "routers": [router],
-        "hosts": [{"name": "v1", "ssh": {"address": "203.0.113.9", "host_key": "k"},
+        "hosts": [{"name": "v1",
+                   "ssh": {"address": "203.0.113.9", "host_key": "ssh-ed25519 AAAAv1"},
                    "lan_address": "192.0.2.21"}],
         "networks": [{"name": "t3", "driver": "ipvlan", "mode": "l3", "parent": "eth0",
                       "hosts": ["v1"]}],

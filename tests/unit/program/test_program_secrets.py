@@ -58,6 +58,45 @@ def test_bad_key_sources_are_refused(ssh: dict[str, Any], message: str) -> None:
         _hosts(ssh)
 
 
+@pytest.mark.parametrize(("ssh", "key", "message"), [
+    ({"host_key": "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"}, "host_key",
+     "expected a host key"),
+    ({"host_key": "h1.example ssh-ed25519 AAAAC3Nz"}, "host_key", "without the host name"),
+    ({"address": "root@203.0.113.9"}, "address", "not as user@"),
+    ({"user": "admin@corp"}, "user", "expected a login name"),
+])
+def test_ssh_settings_that_cannot_be_right_are_refused_by_the_layout_with_their_key(
+        ssh: dict[str, Any], key: str, message: str) -> None:
+    """What `ssh-keyscan`, a fingerprint or `user@host` habits put there: refused when the
+    layout is read (so `vlaninfra plan` says it too), never a traceback at connect time."""
+    with pytest.raises(VlanInfraError, match=rf"sites\.a\.hosts\[0\]\.ssh\.{key}.*{message}"):
+        _hosts(ssh)
+
+
+def test_an_ssh_host_without_its_host_key_is_refused_by_the_program_with_the_key() -> None:
+    site = {"lan": {"subnet": "192.0.2.0/24", "gateway": "192.0.2.1"},
+            "hosts": [{"name": "h1", "lan_address": "192.0.2.11",
+                       "ssh": {"address": "203.0.113.9"}}]}
+    layout = load_config({"sites": {"a": site}})  # a plan needs no host key
+    hosts = program.hosts_of(layout)
+    problems = program.check_targets(program.by_config_path(layout, hosts, {}))
+    assert problems == [
+        "sites.a.hosts[0].ssh.host_key: an SSH host needs its pinned host key, e.g. "
+        "'ssh-ed25519 AAAA...': add it from `ssh-keyscan -t ed25519 203.0.113.9` (without the "
+        "host name), checked out of band"]
+    with pytest.raises(VlanInfraError, match="an SSH host needs its pinned host_key"):
+        hosts[("a", "h1")].connection()  # a typed program that skips the check
+
+
+def test_a_target_that_cannot_be_right_is_a_vlaninfra_error_not_a_bare_value_error() -> None:
+    """Providers turn `VlanInfraError` into a message (check failure, step error); a plain
+    ValueError would reach the user as a traceback."""
+    from vlaninfra.transport import TargetError
+    with pytest.raises(TargetError) as err:
+        SshTarget("203.0.113.9", host_key="SHA256:abc")
+    assert isinstance(err.value, VlanInfraError) and isinstance(err.value, ValueError)
+
+
 def _check(config: dict[str, Any], secret: set[str], key_config: str | None) -> list[str]:
     h1 = DockerHost("h1", "203.0.113.9", host_key="k", key_config=key_config)
     return program.check_secrets(

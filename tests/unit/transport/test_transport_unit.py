@@ -49,7 +49,7 @@ def target(**kw: Any) -> SshTarget:
 def test_public_names() -> None:
     assert set(transport.__all__) == {
         "Agent", "AgentExitedError", "AuthenticationError", "Bundle", "HostError",
-        "HostKeyError", "LocalTarget", "OutcomeUnknownError", "SshTarget", "Target",
+        "HostKeyError", "LocalTarget", "OutcomeUnknownError", "SshTarget", "Target", "TargetError",
         "TransportError", "agent_for",
         "build_bundle", "checking", "close_all", "reset_stats", "stats", "use_broker"}
     assert set(transport.stats()) == {"ssh_connections", "agent_starts", "uploads", "calls",
