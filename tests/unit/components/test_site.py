@@ -118,6 +118,21 @@ def test_an_invalid_site_stops_the_program_listing_its_errors(mocks: Mocks) -> N
     assert "a-h1-web1" not in mocks.resources
 
 
+def test_a_site_whose_hosts_cannot_be_reached_stops_the_program_with_the_key(
+        mocks: Mocks) -> None:
+    """Hosts taken from the layout's `ssh` settings: one without its host key stops the
+    program as a message (pulumi.RunError) naming the key, not a traceback."""
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def run() -> None:
+        Site("a", SiteArgs(site=_site()))
+
+    with pytest.raises(pulumi.RunError, match=r"^sites\.a\.hosts\[0\]\.ssh\.host_key: an SSH "
+                       r"host needs its pinned host key"):
+        run()
+    assert [t for t, _ in mocks.resources.values()] == ["vlaninfra:index:Site"]  # nothing in it
+
+
 def test_get_reads_an_existing_object_by_name_and_id(mocks: Mocks) -> None:
     from vlaninfra.providers import DockerNetwork
 
