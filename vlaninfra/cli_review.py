@@ -92,8 +92,13 @@ def write_graph(dot: str, path: Path) -> None:
     kind = path.suffix.lstrip(".").lower()
     if kind not in GRAPH_FORMATS:
         raise VlanInfraError(f"-o {path}: give a file ending in .svg, .png or .dot")
+    if not path.parent.is_dir():
+        raise VlanInfraError(f"-o {path}: the directory {path.parent} does not exist")
     if kind == "dot":
-        path.write_text(dot, encoding="utf-8")
+        try:
+            path.write_text(dot, encoding="utf-8")
+        except OSError as err:
+            raise VlanInfraError(f"-o {path}: cannot write it: {err.strerror}") from None
         return
     exe = shutil.which("dot")
     if exe is None:

@@ -365,3 +365,14 @@ def test_a_lock_is_stale_only_when_its_pid_is_no_running_pulumi(tmp_path: Path) 
         live.kill()
         live.wait()
         dead.wait()
+
+
+def test_a_missing_pulumi_cli_is_one_message_saying_to_run_setup(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkout whose set-up did not finish (no engine on PATH): the command says so, no
+    FileNotFoundError traceback."""
+    engine = Engine(tmp_path / "checkout", backend=tmp_path / "state" / "backend")
+    monkeypatch.setattr(Engine, "env", lambda *a: {"PATH": str(tmp_path / "empty")})
+    with pytest.raises(VlanInfraError, match=r"the `pulumi` CLI is not installed here: run "
+                       r"tools/setup.sh"):
+        engine.run(None, "version", cwd=tmp_path)

@@ -303,6 +303,9 @@ class Engine:
             out = "".join(x if isinstance(x, str) else (x or b"").decode(errors="replace")
                           for x in (exc.stdout, exc.stderr))
             raise EngineError(full, -9, f"{out}\nkilled after {timeout:g}s (timeout)") from None
+        except FileNotFoundError:
+            raise EngineError(full, 127, "the `pulumi` CLI is not installed here: run "
+                              "tools/setup.sh (it builds the engine into .engine/bin)") from None
         if check and proc.returncode != 0:
             if stack is not None and _LOCKED in proc.stdout + proc.stderr:
                 raise StackLockedError(full, proc.returncode, proc.stdout + proc.stderr, stack)

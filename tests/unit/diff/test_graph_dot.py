@@ -92,3 +92,8 @@ def test_files_are_written(tmp_path: Path, suffix: str) -> None:
 def test_unknown_suffix_is_refused(tmp_path: Path) -> None:
     with pytest.raises(VlanInfraError, match=r"\.svg, \.png or \.dot"):
         write_graph("digraph {}", tmp_path / "x.jpg")
+
+
+def test_a_missing_directory_is_named_not_a_traceback(tmp_path: Path) -> None:
+    with pytest.raises(VlanInfraError, match=r"the directory .*missing does not exist"):
+        write_graph("digraph {}", tmp_path / "missing" / "x.dot")
