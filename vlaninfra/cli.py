@@ -31,6 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VlanInfraError as err:  # what a command did not report itself: one message
         print(f"vlaninfra {args.command}: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: the engine finished what it had started (Engine.run)
+        print(f"vlaninfra {args.command}: interrupted; any pulumi run it had started first "
+              "finished the steps under way and saved the stack's state; run the command "
+              "again to go on", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -372,6 +372,59 @@ def test_a_controller_killed_mid_apply_is_converged_by_the_next_up(
     assert snapshot(lab_stack) == before
 
 
+def test_ctrl_c_mid_apply_lets_pulumi_save_and_the_next_up_goes_on(
+    lab_stack: LabStack, tmp_path: Path,
+) -> None:
+    """Ctrl-C in `vlaninfra up` (SIGINT to its process group, as a terminal sends it) once the
+    first new container exists on a host: the command waits while pulumi finishes the steps
+    under way and saves the state, then says so (exit 130, no traceback). No pulumi is left
+    running, nor any lock or pending create, and the next `vlaninfra up` applies the rest and
+    verifies; going back to the version before gives the hosts as they were."""
+    last = history(lab_stack.name, **kw(lab_stack))[-1]
+    assert last["status"] == "verified"
+    before = snapshot(lab_stack)
+    sites = json.loads(json.dumps(last["layout"]))
+    new = {"h1": "web13", "h2": "web14"}
+    sites["a"]["containers"] += [
+        {"name": name, "host": host, "network": "pub_net", "image": IMAGE}
+        for host, name in new.items()]
+    lab_stack.write(sites)
+    argv = cli_argv(lab_stack, "up", "--stack", lab_stack.name, "--yes")
+    argv["env"]["TMPDIR"] = str(tmp_path)
+    proc = subprocess.Popen(**argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + UP_BOUND
+        while proc.poll() is None and time.monotonic() < deadline and not any(
+                container_facts(lab_stack.host(h), n) for h, n in new.items()):
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the up ended before Ctrl-C:\n{proc.communicate()[0]}"
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=UP_BOUND)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    print(f"\nCtrl-C mid-apply:\n{out[-1500:]}")
+    assert proc.returncode == 130, out
+    assert "vlaninfra up: interrupted" in out and "Traceback" not in out, out
+    alive = [ln for ln in sh("ps", "-e", "-o", "pgid=,stat=,args=").splitlines()
+             if ln.split()[0] == str(proc.pid) and not ln.split()[1].startswith("Z")]
+    assert not alive, alive
+    assert lab_stack.engine.backend is not None
+    assert list((lab_stack.engine.backend / ".pulumi" / "locks").rglob("*.json")) == []
+    assert not pending_operations(lab_stack)  # the steps under way ended and were saved
+    done, took = timed_up(lab_stack)
+    print(f"the next `vlaninfra up`: {took:.1f} s\n{done.stdout}{done.stderr}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "applied and verified" in done.stdout
+    assert versions(lab_stack)[-1][1:] == ("up", "verified")
+    assert {f"{h}/{n}" for h, n in new.items()} <= set(containers(lab_stack))
+    report = rollback(lab_stack.name, to=int(last["version"]), **kw(lab_stack))
+    assert report.ok, report.text()
+    assert snapshot(lab_stack) == before
+
+
 def add_pending_creates(stack: LabStack, ops: list[dict[str, Any]]) -> None:
     """Adds `ops` to the pending operations of the file backend's checkpoint of `stack`, as a
     run killed while creating leaves them (`pulumi stack import` would drop them all)."""

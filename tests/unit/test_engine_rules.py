@@ -376,3 +376,52 @@ def test_a_missing_pulumi_cli_is_one_message_saying_to_run_setup(
     with pytest.raises(VlanInfraError, match=r"the `pulumi` CLI is not installed here: run "
                        r"tools/setup.sh"):
         engine.run(None, "version", cwd=tmp_path)
+
+
+def test_ctrl_c_lets_pulumi_save_before_the_command_stops(tmp_path: Path) -> None:
+    """Ctrl-C in a command running pulumi: pulumi (here a stand-in that logs its signals)
+    gets the terminal's one SIGINT and no kill after it; the command waits while pulumi
+    finishes the steps under way, then stops (before: killed 0.25 s later, unsaved)."""
+    import signal
+    import time
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "log"
+    fake = bin_dir / "pulumi"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import signal, sys, time\n"
+        f"log = open({str(log)!r}, 'a', buffering=1)\n"
+        "got = []\n"
+        "signal.signal(signal.SIGINT, lambda *a: (got.append(1), log.write('SIGINT\\n')))\n"
+        "log.write('started\\n')\n"
+        "while not got: time.sleep(0.02)\n"
+        "time.sleep(1.0)  # the steps under way\n"
+        "log.write(f'saved after {len(got)} SIGINT\\n')\n"
+        "sys.exit(255)\n")
+    fake.chmod(0o755)
+    driver = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from vlaninfra.engine import Engine\n"
+        f"Engine.env = lambda *a: {{'PATH': {str(bin_dir)!r}}}\n"
+        f"e = Engine(Path({str(tmp_path)!r}), backend=Path({str(tmp_path / 'b')!r}))\n"
+        "try:\n"
+        f"    e.run(None, 'version', cwd=Path({str(tmp_path)!r}))\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    sys.exit(130)\n")
+    proc = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)  # a terminal's foreground group
+    try:
+        deadline = time.monotonic() + 30
+        while not (log.exists() and "started" in log.read_text()):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert (proc.returncode, out) == (130, "interrupted\n")
+    assert log.read_text() == "started\nSIGINT\nsaved after 1 SIGINT\n"

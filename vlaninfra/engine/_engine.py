@@ -68,6 +68,22 @@ def skip_preview_checkpoints(env: dict[str, str], command: str) -> None:
         env["PULUMI_SKIP_CHECKPOINTS"] = "true"
 
 
+def _interrupted(proc: subprocess.Popen[str]) -> None:
+    """Ctrl-C while pulumi runs: the terminal sent pulumi the same SIGINT, on which it finishes
+    the steps under way and saves the state; wait for that (subprocess.run killed it 0.25 s
+    later, leaving a lock and pending creates). A second Ctrl-C reaches pulumi too, which then
+    stops at once; a third kills it. Nothing is sent to pulumi before: a group kill (a CI
+    runner's) still reaches it, and a SIGINT sent to this process alone lets it finish."""
+    for _ in range(2):
+        try:
+            proc.communicate()
+            return
+        except KeyboardInterrupt:
+            continue
+    proc.kill()
+    proc.communicate()
+
+
 class EngineError(VlanInfraError, RuntimeError):
     """A pulumi command failed; `.output` holds what it printed."""
 
@@ -288,29 +304,28 @@ class Engine:
         env = self.env(stack, cwd)
         skip_preview_checkpoints(env, args[0] if args else "")
         try:
-            proc = subprocess.run(
-                ["pulumi", *full],
-                cwd=cwd or self.root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                check=False,
-                umask=0o077,
-                timeout=timeout,
-            )
-        except subprocess.TimeoutExpired as exc:
-            out = "".join(x if isinstance(x, str) else (x or b"").decode(errors="replace")
-                          for x in (exc.stdout, exc.stderr))
-            raise EngineError(full, -9, f"{out}\nkilled after {timeout:g}s (timeout)") from None
+            proc = subprocess.Popen(
+                ["pulumi", *full], cwd=cwd or self.root, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, umask=0o077)
         except FileNotFoundError:
             raise EngineError(full, 127, "the `pulumi` CLI is not installed here: run "
                               "tools/setup.sh (it builds the engine into .engine/bin)") from None
+        with proc:
+            try:
+                stdout, stderr = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out = "".join(proc.communicate())
+                raise EngineError(full, -9, f"{out}\nkilled after {timeout:g}s (timeout)"
+                                  ) from None
+            except KeyboardInterrupt:  # Ctrl-C: pulumi saves what it did (`_interrupted`)
+                _interrupted(proc)
+                raise
         if check and proc.returncode != 0:
-            if stack is not None and _LOCKED in proc.stdout + proc.stderr:
-                raise StackLockedError(full, proc.returncode, proc.stdout + proc.stderr, stack)
-            raise EngineError(full, proc.returncode, proc.stdout + proc.stderr)
-        return proc.stdout
+            if stack is not None and _LOCKED in stdout + stderr:
+                raise StackLockedError(full, proc.returncode, stdout + stderr, stack)
+            raise EngineError(full, proc.returncode, stdout + stderr)
+        return stdout
 
     def succeeds(self, stack: str | None, *args: str, cwd: Path | None = None) -> bool:
         """Whether `pulumi ARGS` exits 0."""
