@@ -607,6 +607,33 @@ def test_case1_engine_up_blackholed_mid_run_then_converges(
 
 
 @pytest.mark.engine
+def test_a_refresh_that_cannot_reach_a_host_names_each_object_and_its_key(
+        lab_stack: LabStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pulumi refresh` with h1's management path dropped: it fails naming h1's objects, their
+    config keys and that nothing was changed, with no traceback; h2's are read."""
+    monkeypatch.setenv("VLANINFRA_START_DEADLINE", "8")
+    lab_stack.run("up", "--yes", "--skip-preview")
+    stop_brokers()
+    h1 = lab_stack.host("h1")
+    with blackhole(h1.netns, h1.ssh_port):
+        done = subprocess.run(
+            ["pulumi", "refresh", "--yes", "--skip-preview", "--non-interactive", "--stack",
+             lab_stack.name], cwd=lab_stack.project, env=lab_stack.engine.env(),
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    out = done.stdout + done.stderr
+    unread = sorted({line.split(" error: ProviderError: ", 1)[-1][:90]
+                     for line in out.splitlines() if "cannot read it, nothing was changed" in line})
+    print(f"refresh without h1: exit {done.returncode}; {len(unread)} objects: {unread[:2]}")
+    assert done.returncode != 0, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    assert any(u.startswith("container 'web1' (sites.a.containers[0]) on host h1 (")
+               for u in unread), out[-3000:]
+    assert not any("on host h2" in u for u in unread), out[-3000:]
+    stop_brokers()
+    assert lab_stack.changes("refresh", "--yes", "--skip-preview") == {"same": 3 + 2 * 4}
+
+
+@pytest.mark.engine
 def test_engine_phases_and_runs_share_one_login_per_host(lab_stack: LabStack) -> None:
     lab_stack.run("destroy", "--yes", "--skip-preview")
     stop_brokers()

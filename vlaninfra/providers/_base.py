@@ -65,6 +65,7 @@ __all__ = ["ConvergingProvider", "HostProvider", "clash_of", "docker_clash", "ni
 
 _A = TypeVar("_A")
 _R = TypeVar("_R", bound=Removed | Deleted)
+_T = TypeVar("_T")
 
 # Properties that describe how to reach a host (or who asks), not the object on it: never a
 # reason to replace it. The config path is not one: it only labels messages, and an object
@@ -227,6 +228,15 @@ class HostProvider(ResourceProvider):
             yield
         except (VlanInfraError, ContractError) as err:
             raise self.fail(props, what, err) from err
+
+    def read_op(self, props: Props, op: Op[_A, _T], args: _A) -> _T:
+        """Runs a refresh's read ``op``; a host that cannot answer raises an error naming the
+        object, its config key and host (a read changes nothing: no outcome is unknown)."""
+        try:
+            return run(self.agent(props), op, args)
+        except (VlanInfraError, ContractError) as err:
+            raise ProviderError(f"{self._head(props)}: cannot read it, nothing was changed: "
+                                f"{err}") from err
 
     def remove(self, props: Props, op: Op[_A, _R], args: _A) -> None:
         """Runs the remove ``op``; raises when it failed or the host kept the object."""

@@ -345,7 +345,7 @@ class ContainerProvider(HostProvider):
         return CreateResult(id_=found.id, outs=self._outs(props, found))
 
     def read(self, id_: str, props: Props) -> ReadResult:
-        found = run(self.agent(props), CONTAINER_INSPECT, Named(props["name"]))
+        found = self.read_op(props, CONTAINER_INSPECT, Named(props["name"]))
         if found is None:
             return ReadResult(id_="", outs={})
         networks = found.networks

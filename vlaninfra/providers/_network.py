@@ -216,7 +216,7 @@ class NetworkProvider(HostProvider):
         return CreateResult(id_=found.id, outs={**props, "network_id": found.id})
 
     def read(self, id_: str, props: Props) -> ReadResult:
-        found = run(self.agent(props), NETWORK_INSPECT, Named(props["name"]))
+        found = self.read_op(props, NETWORK_INSPECT, Named(props["name"]))
         if found is None or found.id != id_:
             return ReadResult(id_="", outs={})
         wanted = self.normalize(props)

@@ -115,8 +115,8 @@ class RouterRouteProvider(ConvergingProvider):
         return f"{props['host']}/{_net(props['destination'])}"
 
     def read(self, id_: str, props: Props) -> ReadResult:
-        found = run(self.agent(props), ROUTE_READ,
-                    RouteRead(str(_net(props["destination"])), self.persist_owner(props)))
+        found = self.read_op(props, ROUTE_READ,
+                             RouteRead(str(_net(props["destination"])), self.persist_owner(props)))
         if found is None or found.gateway is None:
             return ReadResult(id_="", outs={})
         actual = self.as_found(props, {

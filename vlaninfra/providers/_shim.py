@@ -133,8 +133,8 @@ class ShimProvider(ConvergingProvider):
         return {**props, "mac_address": found.mac, "ifindex": found.index}
 
     def read(self, id_: str, props: Props) -> ReadResult:
-        found = run(self.agent(props), SHIM_READ,
-                    LinkRead(props["name"], self.persist_owner(props)))
+        found = self.read_op(props, SHIM_READ,
+                             LinkRead(props["name"], self.persist_owner(props)))
         if found is None:
             return ReadResult(id_="", outs={})
         addresses = sorted(found.addresses)

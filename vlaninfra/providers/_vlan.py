@@ -109,8 +109,8 @@ class VlanParentProvider(HostProvider):
 
     def read(self, id_: str, props: Props) -> ReadResult:
         ours = bool(props.get("created"))
-        found = run(self.agent(props), VLAN_READ,
-                    LinkRead(props["name"], self.persist_owner(props) if ours else None))
+        found = self.read_op(props, VLAN_READ,
+                             LinkRead(props["name"], self.persist_owner(props) if ours else None))
         if found is None:
             return ReadResult(id_="", outs={})
         # Another kind of link under this name shows as a changed trunk and id: a replacement.

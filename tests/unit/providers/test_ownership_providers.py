@@ -23,6 +23,7 @@ from vlaninfra.host.contract import (
 )
 from vlaninfra.providers import (
     ContainerProvider,
+    HostProvider,
     NetworkProvider,
     ProviderError,
     RouterRouteProvider,
@@ -218,3 +219,27 @@ def test_outcome_unknown_is_said_once(agent: TypedAgent) -> None:
     assert message == ("container 'web1' (sites.a.containers[0]): outcome unknown on h1 "
                        "(203.0.113.2): docker.container.create got no answer within 120s; the "
                        "next `pulumi up` (or `pulumi refresh`) reconciles it")
+
+
+@pytest.mark.parametrize(("provider", "props", "op"), [
+    (ContainerProvider, container, "docker.container.inspect"),
+    (NetworkProvider, network, "docker.network.inspect"),
+    (ShimProvider, shim, "shim.read"),
+    (RouterRouteProvider, route, "route.read"),
+    (VlanParentProvider, vlan, "vlan.read"),
+])
+def test_a_refresh_that_cannot_reach_the_host_names_the_object_and_its_key(
+        agent: TypedAgent, provider: type[HostProvider], props: Any, op: str) -> None:
+    """A read changes nothing: the error says which object could not be read, where in the
+    config and on which host, and that nothing changed (not "outcome unknown")."""
+    from vlaninfra.transport import TransportError
+
+    agent.responses[op] = TransportError("cannot connect to root@203.0.113.2:22: timed out",
+                                         host="root@203.0.113.2:22")
+    p = _own(props())
+    with pytest.raises(ProviderError) as info:
+        provider().read("x", p)
+    message = str(info.value)
+    assert message.startswith(f"{provider.KIND} {p['name']!r} ({p['config_path']}) on host ")
+    assert message.endswith("cannot read it, nothing was changed: cannot connect to "
+                            "root@203.0.113.2:22: timed out")
