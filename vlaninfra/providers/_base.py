@@ -256,9 +256,10 @@ class HostProvider(ResourceProvider):
             news = {**news, PERSIST: _can_persist(news)}
         failures = self.validate(news)
         # The host is asked only about objects that are new or changed: a run that changes
-        # nothing contacts no host (drift is what refresh is for).
-        changed = _olds == {} or self._changed_keys(_olds, news)
-        if failures or not changed or has_unknowns(news.get(CONNECTION)):
+        # nothing contacts no host (drift is what refresh is for). Inputs that failed to
+        # validate are never compared (normalizing them would raise).
+        if failures or has_unknowns(news.get(CONNECTION)) or not (
+                _olds == {} or self._changed_keys(_olds, news)):
             return CheckResult(news, failures)
         warm_hosts(getattr(self, "_stack_config", None))  # every host at once, not in turn
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -37,7 +38,15 @@ from vlaninfra.transport._runmemo import recall, remember
 
 from ._args import AddressKey
 from ._base import HostProvider, docker_clash
-from ._host import CONFIG_PATH, CONNECTION, Props, ProviderError, has_unknowns, host_label
+from ._host import (
+    CONFIG_PATH,
+    CONNECTION,
+    UNKNOWN,
+    Props,
+    ProviderError,
+    has_unknowns,
+    host_label,
+)
 
 __all__ = [
     "ContainerInputs",
@@ -216,6 +225,16 @@ def _mac(value: object) -> str | None:
     return str(value).lower() if value else None
 
 
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+
+
+def _is_address(value: str, version: int) -> bool:
+    try:
+        return ipaddress.ip_address(value).version == version
+    except ValueError:
+        return False
+
+
 class ContainerProvider(HostProvider):
     """Creates, reads, updates and removes one container attached to one network.
 
@@ -265,11 +284,22 @@ class ContainerProvider(HostProvider):
 
     def validate(self, news: Props) -> list[CheckFailure]:
         where = news.get(CONFIG_PATH) or "container"
+        failures = [
+            CheckFailure(key, f"{where}.{key}: {value!r} is not an {kind} address")
+            for key, kind, version in (("ipv4", "IPv4", 4), ("ipv6", "IPv6", 6))
+            if isinstance(value := news.get(key), str) and value != UNKNOWN
+            and not _is_address(value.split("/")[0], version)
+        ]
+        mac = news.get("mac")
+        if isinstance(mac, str) and mac != UNKNOWN and not _MAC.fullmatch(mac):
+            failures.append(CheckFailure("mac", f"{where}.mac: {mac!r} is not a MAC address "
+                                                "(six hex pairs: 02:42:c0:00:02:82)"))
         policy = news.get("restart_policy") or RestartPolicy.UNLESS_STOPPED.value
         if policy not in RestartPolicy._value2member_map_:
-            return [CheckFailure("restart_policy", f"{where}.restart_policy: {policy!r} is not "
-                                                   f"one of {RestartPolicy.spelled()}")]
-        return []
+            failures.append(CheckFailure("restart_policy", f"{where}.restart_policy: {policy!r} "
+                                                           f"is not one of "
+                                                           f"{RestartPolicy.spelled()}"))
+        return failures
 
     def validate_on_host(self, agent: Agent, news: Props) -> list[CheckFailure]:
         if agent.call("docker.image.exists", name=news["image"]):

@@ -34,7 +34,7 @@ from vlaninfra.transport import Agent, checking
 from ._args import LanAddress
 from ._base import HostProvider, docker_clash, nic_missing
 from ._container import _addr, address_probe, probe_ahead
-from ._host import CONFIG_PATH, CONNECTION, Props, has_unknowns
+from ._host import CONFIG_PATH, CONNECTION, UNKNOWN, Props, has_unknowns
 
 __all__ = [
     "LAN_ADDRESSES",
@@ -91,6 +91,19 @@ def normalize_ipam(pools: Iterable[Props] | None) -> list[PoolInputs]:
             aux_addresses={str(k): str(aux[k]) for k in sorted(aux)},
         ))
     return sorted(out, key=lambda p: p["subnet"])
+
+
+def _parses(key: str, value: str) -> bool:
+    """Whether an IPAM pool's ``key`` (subnet, ip_range: a network; gateway: an address)
+    holds a value Docker and `normalize_ipam` can read."""
+    try:
+        if key == "gateway":
+            ipaddress.ip_address(value)
+        else:
+            ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def network_spec(n: NetworkInputs) -> NetworkSpec:
@@ -164,7 +177,16 @@ class NetworkProvider(HostProvider):
                 check(driver, news.get(key))
             except ContractError as err:
                 errors.append(err)
-        return [CheckFailure(err.field or "", f"{where}.{err.message}") for err in errors]
+        failures = [CheckFailure(err.field or "", f"{where}.{err.message}") for err in errors]
+        pools = news.get("ipam")
+        for i, pool in enumerate(pools if isinstance(pools, list) else []):
+            for key in ("subnet", "ip_range", "gateway"):
+                value = pool.get(key) if isinstance(pool, dict) else None
+                if isinstance(value, str) and value != UNKNOWN and not _parses(key, value):
+                    what = "an IP address" if key == "gateway" else "a network (a.b.c.d/len)"
+                    failures.append(CheckFailure("ipam", f"{where}: subnet {i}: {key} {value!r} "
+                                                         f"is not {what}"))
+        return failures
 
     def validate_on_host(self, agent: Agent, news: Props) -> list[CheckFailure]:
         return nic_missing(agent, news, "parent", "network")

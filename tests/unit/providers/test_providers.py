@@ -233,3 +233,29 @@ def test_key_from_secret_config() -> None:
     assert "PEM" not in repr(target)
     with pytest.raises(ProviderError, match=r"pulumi config set --secret sshKey < KEYFILE"):
         _host.target_of({"connection": h.connection()}, lambda _key: None)
+
+
+@pytest.mark.parametrize(("make", "key", "value", "reason"), [
+    (lambda: container(), "ipv4", "10.0.0.300", "sites.a.containers[0].ipv4: '10.0.0.300' is "
+                                                "not an IPv4 address"),
+    (lambda: container(), "ipv4", "fd00::1", "is not an IPv4 address"),
+    (lambda: container(), "ipv6", "fd00::zz", "sites.a.containers[0].ipv6: 'fd00::zz' is not "
+                                              "an IPv6 address"),
+    (lambda: container(), "mac", "zz:00", "sites.a.containers[0].mac: 'zz:00' is not a MAC "
+                                          "address"),
+    (lambda: network(), "ipam", [{"subnet": "192.0.2.0/33"}],
+     "sites.a.networks[0]: subnet 0: subnet '192.0.2.0/33' is not a network"),
+    (lambda: network(), "ipam", [{"subnet": "192.0.2.0/24", "gateway": "gw"}],
+     "sites.a.networks[0]: subnet 0: gateway 'gw' is not an IP address"),
+])
+def test_addresses_that_do_not_parse_are_check_failures_naming_the_key(
+        agent: TypedAgent, make: Any, key: str, value: object, reason: str) -> None:
+    """What the typed API lets through (the layout checks its own): a check failure at
+    preview, for a new resource and a changed one alike, never a ValueError traceback."""
+    bad = {**make(), key: value}
+    provider = ContainerProvider() if key in ("ipv4", "ipv6", "mac") else NetworkProvider()
+    olds: dict[str, Any]
+    for olds in ({}, make()):
+        failures = provider.check(olds, bad).failures
+        assert [f.property for f in failures] == [key] and reason in failures[0].reason
+    assert agent.calls == []  # refused before any host is asked
