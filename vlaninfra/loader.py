@@ -21,7 +21,11 @@ def read_stack_config(path: str | Path) -> dict[str, object]:
     Other namespaces and ``{secure: ...}`` values are returned untouched.
     Example: ``read_stack_config("stacks/Pulumi.lab.yaml")["sites"]``
     """
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise LayoutError((Problem(str(path), None, f"not UTF-8 text ({err.reason} at byte "
+                                                    f"{err.start}): save it as UTF-8"),)) from None
     try:
         document: Any = yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -425,3 +425,13 @@ def test_ctrl_c_lets_pulumi_save_before_the_command_stops(tmp_path: Path) -> Non
         proc.kill()
     assert (proc.returncode, out) == (130, "interrupted\n")
     assert log.read_text() == "started\nSIGINT\nsaved after 1 SIGINT\n"
+
+
+def test_a_stack_file_of_the_wrong_shape_is_left_to_the_layout_to_refuse(tmp_path: Path) -> None:
+    """`hosts: 3` is the layout's to refuse, naming the key; the engine helper reading the
+    stack file before pulumi runs must not fail on it with a TypeError."""
+    path = tmp_path / "Pulumi.prod.yaml"
+    path.write_text("config:\n  vlaninfra:sites:\n    a:\n      inventory: lab\n      hosts: 3\n"
+                    "      routers: gw\n")
+    is_lab_stack(path)
+    assert plaintext_keys(path) == []

@@ -132,7 +132,9 @@ def _members(sites: Any) -> list[Any]:
         m
         for site in sites.values()
         if isinstance(site, dict)
-        for m in [*(site.get("hosts") or []), *(site.get("routers") or [])]
+        for key in ("hosts", "routers")
+        if isinstance(site.get(key), list)  # anything else is the layout's to refuse
+        for m in site[key]
     ]
 
 

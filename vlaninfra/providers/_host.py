@@ -197,6 +197,11 @@ def _private_key(conn: Connection, config: ConfigLookup) -> str | None:
             raise ProviderError(
                 f"cannot read the SSH private key file {path}: {err.strerror}"
             ) from None
+        except UnicodeDecodeError:  # never quote its bytes: they may be the key
+            raise ProviderError(
+                f"the SSH private key file {path} is not text: give an OpenSSH or PEM key "
+                "file (`ssh-keygen -p -f FILE` rewrites one in OpenSSH format)"
+            ) from None
     name = conn.get("key_config")
     if not name:
         return None

@@ -167,6 +167,13 @@ def test_stack_file_yaml_errors_are_layout_errors(tmp_path: Path) -> None:
         load_stack_file(path)
 
 
+def test_a_stack_file_that_is_not_utf8_is_a_layout_error(tmp_path: Path) -> None:
+    path = tmp_path / "Pulumi.x.yaml"
+    path.write_text("config:\n  vlaninfra:sites: {}\n", encoding="utf-16")
+    with pytest.raises(LayoutError, match=r"not UTF-8 text .*: save it as UTF-8"):
+        load_stack_file(path)
+
+
 def test_committed_schema_is_current() -> None:
     assert SCHEMA_PATH.read_text(encoding="utf-8") == schema_text(), (
         "regenerate: .venv/bin/python -m vlaninfra.cli_plan --write-schema")

@@ -48,6 +48,14 @@ def test_a_key_file_is_read_on_the_controller_with_tilde(
     assert isinstance(target, SshTarget) and target.private_key == PEM
 
 
+def test_a_key_file_that_is_not_text_is_refused_without_quoting_it(tmp_path: Any) -> None:
+    (tmp_path / "id").write_bytes(b"0\x82\x04\xa4\xff\xfe secret-bytes")  # e.g. DER
+    h1 = _hosts({"private_key_file": str(tmp_path / "id")})[("a", "h1")]
+    with pytest.raises(VlanInfraError) as err:
+        _host.target_of({"connection": h1.connection()})
+    assert "is not text" in str(err.value) and "secret-bytes" not in str(err.value)
+
+
 @pytest.mark.parametrize(("ssh", "message"), [
     ({"private_key_file": "id_ed25519"}, r"private_key_file: give an absolute path or ~/"),
     ({"private_key_file": "/k", "private_key_config": "sshPrivateKey"},
