@@ -31,10 +31,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VlanInfraError as err:  # what a command did not report itself: one message
         print(f"vlaninfra {args.command}: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # Ctrl-C: the engine finished what it had started (Engine.run)
-        print(f"vlaninfra {args.command}: interrupted; any pulumi run it had started first "
-              "finished the steps under way and saved the stack's state; run the command "
-              "again to go on", file=sys.stderr)
+    except KeyboardInterrupt as err:  # Ctrl-C; how pulumi ended, from Engine.run
+        from vlaninfra.engine import Interrupted
+
+        if not isinstance(err, Interrupted):
+            what = ""
+        elif err.saved:
+            what = ("; pulumi finished the steps under way and saved the stack's state first: "
+                    "run the command again to go on")
+        else:
+            what = ("; pulumi stopped at once: the next `vlaninfra up` clears its lock and "
+                    "adopts what it made")
+        print(f"vlaninfra {args.command}: interrupted{what}", file=sys.stderr)
         return 130
 
 

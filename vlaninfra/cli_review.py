@@ -93,7 +93,8 @@ def write_graph(dot: str, path: Path) -> None:
     if kind not in GRAPH_FORMATS:
         raise VlanInfraError(f"-o {path}: give a file ending in .svg, .png or .dot")
     if not path.parent.is_dir():
-        raise VlanInfraError(f"-o {path}: the directory {path.parent} does not exist")
+        raise VlanInfraError(f"-o {path}: the directory {path.parent} does not exist: create "
+                             "it first, or give a path in an existing one")
     if kind == "dot":
         try:
             path.write_text(dot, encoding="utf-8")

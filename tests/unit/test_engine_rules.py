@@ -409,8 +409,8 @@ def test_ctrl_c_lets_pulumi_save_before_the_command_stops(tmp_path: Path) -> Non
         f"e = Engine(Path({str(tmp_path)!r}), backend=Path({str(tmp_path / 'b')!r}))\n"
         "try:\n"
         f"    e.run(None, 'version', cwd=Path({str(tmp_path)!r}))\n"
-        "except KeyboardInterrupt:\n"
-        "    print('interrupted', flush=True)\n"
+        "except KeyboardInterrupt as err:\n"
+        "    print(type(err).__name__, err.saved, flush=True)\n"
         "    sys.exit(130)\n")
     proc = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True,
                             start_new_session=True)  # a terminal's foreground group
@@ -423,15 +423,34 @@ def test_ctrl_c_lets_pulumi_save_before_the_command_stops(tmp_path: Path) -> Non
         out, _ = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert (proc.returncode, out) == (130, "interrupted\n")
+    assert (proc.returncode, out) == (130, "Interrupted True\n")
     assert log.read_text() == "started\nSIGINT\nsaved after 1 SIGINT\n"
 
 
 def test_a_stack_file_of_the_wrong_shape_is_left_to_the_layout_to_refuse(tmp_path: Path) -> None:
-    """`hosts: 3` is the layout's to refuse, naming the key; the engine helper reading the
-    stack file before pulumi runs must not fail on it with a TypeError."""
+    """`hosts: 3` or a file that is not UTF-8 is the layout's (or pulumi's) to refuse, naming
+    what is wrong; the engine helper reading the stack file before pulumi runs must not fail
+    on it with a TypeError or UnicodeDecodeError."""
     path = tmp_path / "Pulumi.prod.yaml"
     path.write_text("config:\n  vlaninfra:sites:\n    a:\n      inventory: lab\n      hosts: 3\n"
                     "      routers: gw\n")
     is_lab_stack(path)
     assert plaintext_keys(path) == []
+    path.write_text("config:\n  vlaninfra:sites: {}\n", encoding="utf-16")  # not UTF-8
+    assert (is_lab_stack(path), plaintext_keys(path)) == (False, [])
+
+
+def test_a_missing_working_directory_is_named_not_taken_for_a_missing_cli(
+        tmp_path: Path) -> None:
+    engine = Engine(tmp_path / "checkout", backend=tmp_path / "state" / "backend")
+    with pytest.raises(VlanInfraError, match=r"cannot run pulumi in .*/gone: No such file"):
+        engine.run(None, "version", cwd=tmp_path / "gone")
+
+
+def test_tools_pulumi_without_the_cli_says_to_run_setup(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "vlaninfra.engine", "exec", "version"],
+                          cwd=tmp_path, env={**os.environ, "PATH": str(tmp_path / "none")},
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 127, done.stderr
+    assert done.stderr.startswith("tools/pulumi: the `pulumi` CLI is not installed here")
+    assert "Traceback" not in done.stderr

@@ -35,6 +35,7 @@ __all__ = [
     "RUNS_PROGRAM",
     "Engine",
     "EngineError",
+    "Interrupted",
     "StackLockedError",
     "make_private",
     "skip_preview_checkpoints",
@@ -43,6 +44,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LAB_PASSPHRASE = "vlaninfra-lab"
+NO_CLI = ("the `pulumi` CLI is not installed here: run tools/setup.sh (it builds the engine "
+          "into .engine/bin)")
 """The passphrase of lab stacks' secrets when none is set: lab stacks only (`is_lab_stack`)."""
 _PASSPHRASE_ENV = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
 RUNS_PROGRAM = frozenset({"up", "update", "preview", "refresh", "destroy", "import", "watch"})
@@ -68,20 +71,30 @@ def skip_preview_checkpoints(env: dict[str, str], command: str) -> None:
         env["PULUMI_SKIP_CHECKPOINTS"] = "true"
 
 
-def _interrupted(proc: subprocess.Popen[str]) -> None:
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C while pulumi ran; `saved` says whether pulumi finished the steps under way and
+    saved the state (one Ctrl-C) or stopped at once or was killed (two or three)."""
+
+    def __init__(self, saved: bool) -> None:
+        super().__init__()
+        self.saved = saved
+
+
+def _interrupted(proc: subprocess.Popen[str]) -> Interrupted:
     """Ctrl-C while pulumi runs: the terminal sent pulumi the same SIGINT, on which it finishes
     the steps under way and saves the state; wait for that (subprocess.run killed it 0.25 s
     later, leaving a lock and pending creates). A second Ctrl-C reaches pulumi too, which then
     stops at once; a third kills it. Nothing is sent to pulumi before: a group kill (a CI
     runner's) still reaches it, and a SIGINT sent to this process alone lets it finish."""
-    for _ in range(2):
+    for saved in (True, False):
         try:
             proc.communicate()
-            return
+            return Interrupted(saved)
         except KeyboardInterrupt:
             continue
     proc.kill()
     proc.communicate()
+    return Interrupted(False)
 
 
 class EngineError(VlanInfraError, RuntimeError):
@@ -307,9 +320,11 @@ class Engine:
             proc = subprocess.Popen(
                 ["pulumi", *full], cwd=cwd or self.root, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, umask=0o077)
-        except FileNotFoundError:
-            raise EngineError(full, 127, "the `pulumi` CLI is not installed here: run "
-                              "tools/setup.sh (it builds the engine into .engine/bin)") from None
+        except FileNotFoundError as err:
+            if err.filename != "pulumi":  # the directory to run in
+                raise EngineError(full, 127, f"cannot run pulumi in {err.filename}: "
+                                  f"{err.strerror}") from None
+            raise EngineError(full, 127, NO_CLI) from None
         with proc:
             try:
                 stdout, stderr = proc.communicate(timeout=timeout)
@@ -319,8 +334,7 @@ class Engine:
                 raise EngineError(full, -9, f"{out}\nkilled after {timeout:g}s (timeout)"
                                   ) from None
             except KeyboardInterrupt:  # Ctrl-C: pulumi saves what it did (`_interrupted`)
-                _interrupted(proc)
-                raise
+                raise _interrupted(proc) from None
         if check and proc.returncode != 0:
             if stack is not None and _LOCKED in stdout + stderr:
                 raise StackLockedError(full, proc.returncode, stdout + stderr, stack)

@@ -13,7 +13,14 @@ from pathlib import Path
 
 from vlaninfra.errors import VlanInfraError
 
-from ._engine import _PASSPHRASE_ENV, LAB_PASSPHRASE, RUNS_PROGRAM, Engine, skip_preview_checkpoints
+from ._engine import (
+    _PASSPHRASE_ENV,
+    LAB_PASSPHRASE,
+    NO_CLI,
+    RUNS_PROGRAM,
+    Engine,
+    skip_preview_checkpoints,
+)
 from ._project import (
     is_lab_stack,
     refuse_missing_virtualenv,
@@ -96,9 +103,12 @@ def _exec_pulumi(args: Sequence[str]) -> int:
         skip_preview_checkpoints(env, command)
         os.umask(0o077)
         if stack is None and command not in _NO_STACK:
-            shown = subprocess.run(["pulumi", "stack", "--show-name", "--non-interactive"],
-                                   env=env, cwd=project, stdin=subprocess.DEVNULL,
-                                   capture_output=True, text=True, check=False)
+            try:
+                shown = subprocess.run(["pulumi", "stack", "--show-name", "--non-interactive"],
+                                       env=env, cwd=project, stdin=subprocess.DEVNULL,
+                                       capture_output=True, text=True, check=False)
+            except FileNotFoundError:
+                return _no_cli()
             if shown.returncode == 0 and shown.stdout.strip():
                 stack = shown.stdout.strip()
         if stack is not None and command in RUNS_PROGRAM:
@@ -109,7 +119,15 @@ def _exec_pulumi(args: Sequence[str]) -> int:
     if stack is not None and not any(env.get(k) for k in _PASSPHRASE_ENV) and is_lab_stack(
             stack_file(project, stack)):
         env["PULUMI_CONFIG_PASSPHRASE"] = LAB_PASSPHRASE
-    os.execvpe("pulumi", ["pulumi", *args], env)
+    try:
+        os.execvpe("pulumi", ["pulumi", *args], env)
+    except FileNotFoundError:
+        return _no_cli()
+
+
+def _no_cli() -> int:
+    print(f"tools/pulumi: {NO_CLI}", file=sys.stderr)
+    return 127
 
 
 def main(argv: Sequence[str]) -> int:

@@ -52,12 +52,18 @@ def stack_file(project: Path, stack: str) -> Path:
     return project / str(folder or ".") / f"Pulumi.{stack}.yaml"
 
 
+def _yaml_doc(path: Path) -> Any:
+    """The YAML document at `path`; ``{}`` when it is empty, unreadable, not UTF-8 or not
+    YAML (what reads it next, the layout or pulumi, says what is wrong with it)."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+
+
 def _meta(project: Path) -> dict[str, Any]:
     """The project's Pulumi.yaml (empty when unreadable)."""
-    try:
-        meta = yaml.safe_load((project / "Pulumi.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
+    meta = _yaml_doc(project / "Pulumi.yaml")
     return meta if isinstance(meta, dict) else {}
 
 
@@ -108,9 +114,8 @@ def is_lab_stack(path: Path) -> bool:
     Example: ``is_lab_stack(stack_file(root, "lab"))`` → True
     """
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-        sites = doc["config"]["vlaninfra:sites"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        sites = _yaml_doc(path)["config"]["vlaninfra:sites"]
+    except (KeyError, TypeError):
         return False
     if not isinstance(sites, dict) or not sites:
         return False
@@ -154,11 +159,8 @@ def plaintext_keys(path: Path) -> list[str]:
     `ssh.private_key_config` names and any value that looks like a private key, unless secret.
     The engine records the stack config in every update's history, so such a stack is refused
     before pulumi runs. Example: ``plaintext_keys(stack_file(root, "prod"))`` → ``[]``"""
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-        config = doc.get("config") or {}
-    except (OSError, yaml.YAMLError, AttributeError):
-        return []
+    doc = _yaml_doc(path)
+    config = doc.get("config") if isinstance(doc, dict) else None
     if not isinstance(config, dict):
         return []
     named = {
@@ -190,10 +192,7 @@ def refuse_plaintext_keys(project: Path, stack: str) -> None:
 
 
 def _secrets_provider(path: Path) -> str:
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return "passphrase"
+    doc = _yaml_doc(path)
     return str(doc.get("secretsprovider") or "passphrase") if isinstance(doc, dict) else ""
 
 
