@@ -98,8 +98,8 @@ def check_targets(targets: Mapping[str, DockerHost]) -> list[str]:
     none), the program may not: refused before anything is declared."""
     return [
         f"{where}.host_key: an SSH host needs its pinned host key, e.g. 'ssh-ed25519 AAAA...': "
-        f"add it from `ssh-keyscan -t ed25519 {host.address}` (without the host name), "
-        "checked out of band"
+        f"add it from `ssh-keyscan -t ed25519{'' if host.port == 22 else f' -p {host.port}'} "
+        f"{host.address.strip('[]')}` (without the host name), checked out of band"
         for where, host in targets.items() if host.address is not None and not host.host_key
     ]
 

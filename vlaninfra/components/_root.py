@@ -184,7 +184,7 @@ def _reach(args: SiteArgs, what: str) -> Mapping[str, res.DockerHost]:
     try:  # the program stops with the message, no traceback
         found = hosts_of(layout) if what == "hosts" else routers_of(layout)
     except VlanInfraError as err:
-        raise pulumi.RunError(f"site {args.site.name}: {err}") from None
+        raise pulumi.RunError(str(err)) from None
     problems = check_targets(by_config_path(layout, *((found, {}) if what == "hosts"
                                                       else ({}, found))))
     if problems:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from vlaninfra.errors import Severity
+from vlaninfra.host.contract import MAC
 
 from ._model import Network
 
@@ -30,7 +31,6 @@ HOSTNAME_MAX = 64
 _HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 CONTAINER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]+")
 OBJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 VLAN = re.compile(r"(.+)\.(\d+)")
 """An 802.1Q sub-interface name: ``<trunk>.<VLAN id>``, e.g. ``eth0.50``."""
 RESERVED_IFNAMES = frozenset({"lo", "eth0", "mgmt0", "docker0", "docker_gwbridge"})
@@ -63,7 +63,7 @@ def hostname_problem(name: str) -> str | None:
 
 def mac_problem(mac: str) -> tuple[Severity, str] | None:
     """(severity, message) when ``mac`` is no good for a container, e.g. ``"01:00:5e:00:00:01"``."""
-    if not _MAC.fullmatch(mac):
+    if not MAC.fullmatch(mac):
         return "error", "expected a MAC address like 02:42:c0:00:02:0a"
     first = int(mac[:2], 16)
     if first & 1:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from vlaninfra.host.contract import (
     CONTAINER_REMOVE,
     CONTAINER_START,
     CONTAINER_UPDATE,
+    MAC,
     NETWORK_CONNECT,
     NETWORK_DISCONNECT,
     ContainerCreate,
@@ -218,14 +218,13 @@ def _probe(agent: Agent, props: Props, probes: Sequence[Probe], keys: list[_Key]
 
 
 def _addr(value: object) -> str | None:
+    if value == UNKNOWN:  # known only once applied: compared as it is
+        return UNKNOWN
     return str(ipaddress.ip_address(str(value).split("/")[0])) if value else None
 
 
 def _mac(value: object) -> str | None:
     return str(value).lower() if value else None
-
-
-_MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 
 
 def _is_address(value: str, version: int) -> bool:
@@ -291,7 +290,7 @@ class ContainerProvider(HostProvider):
             and not _is_address(value.split("/")[0], version)
         ]
         mac = news.get("mac")
-        if isinstance(mac, str) and mac != UNKNOWN and not _MAC.fullmatch(mac):
+        if isinstance(mac, str) and mac not in ("", UNKNOWN) and not MAC.fullmatch(mac):
             failures.append(CheckFailure("mac", f"{where}.mac: {mac!r} is not a MAC address "
                                                 "(six hex pairs: 02:42:c0:00:02:82)"))
         policy = news.get("restart_policy") or RestartPolicy.UNLESS_STOPPED.value

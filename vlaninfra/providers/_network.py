@@ -85,7 +85,8 @@ def normalize_ipam(pools: Iterable[Props] | None) -> list[PoolInputs]:
     for pool in pools or []:
         aux = pool.get("aux_addresses") or {}
         out.append(PoolInputs(
-            subnet=str(ipaddress.ip_network(pool["subnet"], strict=False)),
+            subnet=(UNKNOWN if pool["subnet"] == UNKNOWN  # known once applied: as it is
+                    else str(ipaddress.ip_network(pool["subnet"], strict=False))),
             gateway=pool.get("gateway") or None,
             ip_range=pool.get("ip_range") or None,
             aux_addresses={str(k): str(aux[k]) for k in sorted(aux)},
@@ -180,12 +181,18 @@ class NetworkProvider(HostProvider):
         failures = [CheckFailure(err.field or "", f"{where}.{err.message}") for err in errors]
         pools = news.get("ipam")
         for i, pool in enumerate(pools if isinstance(pools, list) else []):
+            if not isinstance(pool, dict):
+                failures.append(CheckFailure("ipam", f"{where}.subnets[{i}]: {pool!r} is not a "
+                                                     "pool (subnet, gateway, ip_range)"))
+                continue
+            if not pool.get("subnet"):
+                failures.append(CheckFailure("ipam", f"{where}.subnets[{i}].subnet: missing"))
             for key in ("subnet", "ip_range", "gateway"):
-                value = pool.get(key) if isinstance(pool, dict) else None
+                value = pool.get(key)
                 if isinstance(value, str) and value != UNKNOWN and not _parses(key, value):
                     what = "an IP address" if key == "gateway" else "a network (a.b.c.d/len)"
-                    failures.append(CheckFailure("ipam", f"{where}: subnet {i}: {key} {value!r} "
-                                                         f"is not {what}"))
+                    failures.append(CheckFailure("ipam", f"{where}.subnets[{i}].{key}: "
+                                                         f"{value!r} is not {what}"))
         return failures
 
     def validate_on_host(self, agent: Agent, news: Props) -> list[CheckFailure]:

@@ -26,6 +26,8 @@ from pulumi.dynamic import Resource as _Dynamic
 from pulumi.dynamic import ResourceProvider
 from typing_extensions import Unpack
 
+from vlaninfra.errors import VlanInfraError
+
 from ._args import (
     ContainerArgs,
     ContainerArgsDict,
@@ -108,8 +110,12 @@ class _HostResource(_Dynamic):
                  config_path: Input[str] | None, props: Props, opts: _Opts) -> None:
         quiet_sdk_debug()
         owner = f"{pulumi.get_project()}/{pulumi.get_stack()}"
+        try:
+            connection = host.connection()
+        except VlanInfraError as err:  # the program stops with the message, no traceback
+            raise pulumi.RunError(f"{resource_name}: {err}") from None
         super().__init__(provider, resource_name,
-                         {HOST: host.name, CONNECTION: host.connection(),
+                         {HOST: host.name, CONNECTION: connection,
                           CONFIG_PATH: config_path, OWNER: owner, **props}, opts)
 
     @classmethod

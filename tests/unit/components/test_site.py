@@ -133,6 +133,22 @@ def test_a_site_whose_hosts_cannot_be_reached_stops_the_program_with_the_key(
     assert [t for t, _ in mocks.resources.values()] == ["vlaninfra:index:Site"]  # nothing in it
 
 
+def test_a_typed_resource_on_a_host_without_its_host_key_stops_the_program(
+        mocks: Mocks) -> None:
+    """A program that builds its own DockerHost without the pinned host key: the program stops
+    as a message naming the resource, not a traceback."""
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def run() -> None:
+        Container("web-h1", host=DockerHost("h1", "203.0.113.9"), container_name="web",
+                  image="busybox", network="pub")
+
+    with pytest.raises(pulumi.RunError, match=r"^web-h1: host h1: an SSH host needs its pinned "
+                       r"host_key"):
+        run()
+    assert mocks.resources == {}
+
+
 def test_get_reads_an_existing_object_by_name_and_id(mocks: Mocks) -> None:
     from vlaninfra.providers import DockerNetwork
 

@@ -244,9 +244,13 @@ def test_key_from_secret_config() -> None:
     (lambda: container(), "mac", "zz:00", "sites.a.containers[0].mac: 'zz:00' is not a MAC "
                                           "address"),
     (lambda: network(), "ipam", [{"subnet": "192.0.2.0/33"}],
-     "sites.a.networks[0]: subnet 0: subnet '192.0.2.0/33' is not a network"),
+     "sites.a.networks[0].subnets[0].subnet: '192.0.2.0/33' is not a network"),
     (lambda: network(), "ipam", [{"subnet": "192.0.2.0/24", "gateway": "gw"}],
-     "sites.a.networks[0]: subnet 0: gateway 'gw' is not an IP address"),
+     "sites.a.networks[0].subnets[0].gateway: 'gw' is not an IP address"),
+    (lambda: network(), "ipam", [{"gateway": "192.0.2.1"}],
+     "sites.a.networks[0].subnets[0].subnet: missing"),
+    (lambda: network(), "ipam", ["192.0.2.0/24"],
+     "sites.a.networks[0].subnets[0]: '192.0.2.0/24' is not a pool (subnet, gateway, ip_range)"),
 ])
 def test_addresses_that_do_not_parse_are_check_failures_naming_the_key(
         agent: TypedAgent, make: Any, key: str, value: object, reason: str) -> None:
@@ -259,3 +263,13 @@ def test_addresses_that_do_not_parse_are_check_failures_naming_the_key(
         failures = provider.check(olds, bad).failures
         assert [f.property for f in failures] == [key] and reason in failures[0].reason
     assert agent.calls == []  # refused before any host is asked
+
+
+def test_values_known_only_once_applied_are_compared_not_parsed(agent: TypedAgent) -> None:
+    """A preview of a typed program whose address or subnet comes from another resource's
+    output (unknown until applied): the update's check compares it as it is."""
+    from vlaninfra.providers._host import UNKNOWN
+
+    assert ContainerProvider().check(container(), {**container(), "ipv4": UNKNOWN}).failures == []
+    pools = [{"subnet": UNKNOWN, "gateway": None}]
+    assert NetworkProvider().check(network(), {**network(), "ipam": pools}).failures == []

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from vlaninfra.host.marks import ADHOC_OWNER
 
-__all__ = ["Mark", "Named", "Removed"]
+__all__ = ["MAC", "Mark", "Named", "Removed"]
+
+MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+"""A MAC address as Docker and the kernel take it: six hex pairs, ``02:42:c0:00:02:82``."""
 
 
 @dataclass(frozen=True)
