@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from typing import Any
 
 from vlaninfra._text import table
-from vlaninfra.engine import Engine, EngineError, is_lab_stack, project_root, stack_file
+from vlaninfra.engine import (
+    Engine,
+    EngineError,
+    is_lab_stack,
+    project_root,
+    run_attached,
+    stack_file,
+)
 from vlaninfra.lab import Inventory, http_ok, lab_up
 from vlaninfra.layout import Plan, plan
 from vlaninfra.loader import load_stack_file
@@ -110,15 +116,10 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 1
     print(f"vlaninfra: pulumi up --stack {args.stack}", flush=True)
-    done = subprocess.run(
-        ["pulumi", "up", "--yes", "--non-interactive", "--stack", args.stack],
-        cwd=root,
-        env=engine.env(args.stack),
-        check=False,
-        umask=0o077,
-    )
-    if done.returncode != 0:
-        return done.returncode
+    code = run_attached(["pulumi", "up", "--yes", "--non-interactive", "--stack", args.stack],
+                        cwd=root, env=engine.env(args.stack))
+    if code != 0:
+        return code
     the_plan = plan(load_stack_file(root / "stacks" / f"Pulumi.{args.stack}.yaml"))
     rows = reachability(the_plan, inventory)
     print("\n" + render_table(rows))

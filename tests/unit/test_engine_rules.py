@@ -378,7 +378,11 @@ def test_a_missing_pulumi_cli_is_one_message_saying_to_run_setup(
         engine.run(None, "version", cwd=tmp_path)
 
 
-def test_ctrl_c_lets_pulumi_save_before_the_command_stops(tmp_path: Path) -> None:
+@pytest.mark.parametrize("call", [
+    "e.run(None, 'version', cwd=here)",  # output captured
+    "run_attached(['pulumi', 'version'], cwd=here, env=e.env())",  # the demo's, on the terminal
+])
+def test_ctrl_c_lets_pulumi_save_before_the_command_stops(tmp_path: Path, call: str) -> None:
     """Ctrl-C in a command running pulumi: pulumi (here a stand-in that logs its signals)
     gets the terminal's one SIGINT and no kill after it; the command waits while pulumi
     finishes the steps under way, then stops (before: killed 0.25 s later, unsaved)."""
@@ -404,11 +408,12 @@ def test_ctrl_c_lets_pulumi_save_before_the_command_stops(tmp_path: Path) -> Non
     driver = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from vlaninfra.engine import Engine\n"
+        "from vlaninfra.engine import Engine, run_attached\n"
+        f"here = Path({str(tmp_path)!r})\n"
         f"Engine.env = lambda *a: {{'PATH': {str(bin_dir)!r}}}\n"
         f"e = Engine(Path({str(tmp_path)!r}), backend=Path({str(tmp_path / 'b')!r}))\n"
         "try:\n"
-        f"    e.run(None, 'version', cwd=Path({str(tmp_path)!r}))\n"
+        f"    {call}\n"
         "except KeyboardInterrupt as err:\n"
         "    print(type(err).__name__, err.saved, flush=True)\n"
         "    sys.exit(130)\n")

@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vlaninfra.errors import VlanInfraError
 
@@ -38,6 +39,7 @@ __all__ = [
     "Interrupted",
     "StackLockedError",
     "make_private",
+    "run_attached",
     "skip_preview_checkpoints",
 ]
 
@@ -80,7 +82,7 @@ class Interrupted(KeyboardInterrupt):
         self.saved = saved
 
 
-def _interrupted(proc: subprocess.Popen[str]) -> Interrupted:
+def _interrupted(proc: subprocess.Popen[Any]) -> Interrupted:
     """Ctrl-C while pulumi runs: the terminal sent pulumi the same SIGINT, on which it finishes
     the steps under way and saves the state; wait for that (subprocess.run killed it 0.25 s
     later, leaving a lock and pending creates). A second Ctrl-C reaches pulumi too, which then
@@ -95,6 +97,16 @@ def _interrupted(proc: subprocess.Popen[str]) -> Interrupted:
     proc.kill()
     proc.communicate()
     return Interrupted(False)
+
+
+def run_attached(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> int:
+    """Runs ``argv`` (pulumi) with this terminal's output, e.g. the demo's `up`; its exit
+    status. A Ctrl-C waits for pulumi as `Engine.run` does (`_interrupted`)."""
+    with subprocess.Popen(list(argv), cwd=cwd, env=env, umask=0o077) as proc:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            raise _interrupted(proc) from None
 
 
 class EngineError(VlanInfraError, RuntimeError):
