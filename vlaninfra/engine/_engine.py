@@ -46,9 +46,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LAB_PASSPHRASE = "vlaninfra-lab"
+"""The passphrase of lab stacks' secrets when none is set: lab stacks only (`is_lab_stack`)."""
 NO_CLI = ("the `pulumi` CLI is not installed here: run tools/setup.sh (it builds the engine "
           "into .engine/bin)")
-"""The passphrase of lab stacks' secrets when none is set: lab stacks only (`is_lab_stack`)."""
+"""What a command that found no `pulumi` to run says."""
 _PASSPHRASE_ENV = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
 RUNS_PROGRAM = frozenset({"up", "update", "preview", "refresh", "destroy", "import", "watch"})
 """Commands that run an update: the engine records the stack's config in its history."""
