@@ -291,6 +291,21 @@ def test_a_container_failing_to_start_on_h2_rolls_back(
     assert snapshot(lab_stack) == before
 
 
+def add_to_verified(stack: LabStack, new: dict[str, str]) -> tuple[dict[str, Any],
+                                                                    dict[str, Any]]:
+    """Writes the last version's layout (verified) plus container `new[host]` on each host;
+    returns that version's record and the hosts' snapshot before."""
+    last = history(stack.name, **kw(stack))[-1]
+    assert last["status"] == "verified"
+    before = snapshot(stack)
+    sites = json.loads(json.dumps(last["layout"]))
+    sites["a"]["containers"] += [
+        {"name": name, "host": host, "network": "pub_net", "image": IMAGE}
+        for host, name in new.items()]
+    stack.write(sites)
+    return last, before
+
+
 def test_a_controller_killed_mid_apply_is_converged_by_the_next_up(
     lab_stack: LabStack, tmp_path: Path,
 ) -> None:
@@ -299,16 +314,8 @@ def test_a_controller_killed_mid_apply_is_converged_by_the_next_up(
     the stale lock, adopts what the killed run made, verifies and records, and drops the
     killed run's pending creates (all recorded now); going back to the version
     before gives exactly the hosts as they were (nothing orphaned)."""
-    records = history(lab_stack.name, **kw(lab_stack))
-    last = records[-1]
-    assert last["status"] == "verified"
-    before = snapshot(lab_stack)
-    sites = json.loads(json.dumps(last["layout"]))
     new = {"h1": "web11", "h2": "web12"}
-    sites["a"]["containers"] += [
-        {"name": name, "host": host, "network": "pub_net", "image": IMAGE}
-        for host, name in new.items()]
-    lab_stack.write(sites)
+    last, before = add_to_verified(lab_stack, new)
 
     def made() -> list[str]:
         return [f"{h}/{n}" for h, n in new.items()
@@ -380,15 +387,8 @@ def test_ctrl_c_mid_apply_lets_pulumi_save_and_the_next_up_goes_on(
     under way and saves the state, then says so (exit 130, no traceback). No pulumi is left
     running, nor any lock or pending create, and the next `vlaninfra up` applies the rest and
     verifies; going back to the version before gives the hosts as they were."""
-    last = history(lab_stack.name, **kw(lab_stack))[-1]
-    assert last["status"] == "verified"
-    before = snapshot(lab_stack)
-    sites = json.loads(json.dumps(last["layout"]))
     new = {"h1": "web13", "h2": "web14"}
-    sites["a"]["containers"] += [
-        {"name": name, "host": host, "network": "pub_net", "image": IMAGE}
-        for host, name in new.items()]
-    lab_stack.write(sites)
+    last, before = add_to_verified(lab_stack, new)
     argv = cli_argv(lab_stack, "up", "--stack", lab_stack.name, "--yes")
     argv["env"]["TMPDIR"] = str(tmp_path)
     proc = subprocess.Popen(**argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
