@@ -185,8 +185,8 @@ def _reach(args: SiteArgs, what: str) -> Mapping[str, res.DockerHost]:
         found = hosts_of(layout) if what == "hosts" else routers_of(layout)
     except VlanInfraError as err:
         raise pulumi.RunError(str(err)) from None
-    problems = check_targets(by_config_path(layout, *((found, {}) if what == "hosts"
-                                                      else ({}, found))))
+    hosts, routers = (found, {}) if what == "hosts" else ({}, found)
+    problems = check_targets(by_config_path(layout, hosts, routers))
     if problems:
         raise pulumi.RunError("\n".join(problems))
     return {name: target for (_, name), target in found.items()}

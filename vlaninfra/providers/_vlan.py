@@ -121,8 +121,7 @@ class VlanParentProvider(HostProvider):
             # an adopted link is not ours to bring back: nothing to keep
             PERSIST: self.persisted(found, props) if ours else props.get(PERSIST),
         })
-        return self.read_result(id_, props, {**actual, "created": bool(props.get("created")),
-                                      "ifindex": found.index})
+        return self.read_result(id_, props, {**actual, "created": ours, "ifindex": found.index})
 
     def update(self, _id: str, olds: Props, news: Props) -> UpdateResult:
         # Only the transport properties and `persist` change in place; ownership stays as
