@@ -55,7 +55,10 @@ _SSH = Obj("ssh", "How vlaninfra reaches the host over SSH.", (
                      "not as user@)"), "Host name or IP address to connect to.", required=True),
     F("port", Int(1, 65535), "SSH port (22)."),
     F("user", Str(r"[^\s@:]+", "a login name (no @ or :)"), "Login user (root)."),
-    F("host_key", Str(r"\s*[a-z][a-z0-9@.-]*\s+[A-Za-z0-9+/]+={0,2}(\s.*)?\s*",
+    # Type, then base64: whole 4-character groups, the last one maybe padded (what
+    # SshTarget decodes); a comment may follow.
+    F("host_key", Str(r"\s*[a-z][a-z0-9@.-]*\s+(?:[A-Za-z0-9+/]{4})*"
+                      r"(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)(\s.*)?\s*",
                       "a host key: its type and base64, e.g. 'ssh-ed25519 AAAA...' (from "
                       "`ssh-keyscan -t ed25519 HOST`, without the host name in front)"),
       "Expected host key, e.g. 'ssh-ed25519 AAAA...'."),

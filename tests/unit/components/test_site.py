@@ -13,7 +13,7 @@ from vlaninfra.components import Site, SiteArgs, SiteOutputs
 from vlaninfra.layout import load_config
 from vlaninfra.providers import Container, ContainerArgs, ContainerArgsDict, DockerHost
 
-H1 = DockerHost("h1", "203.0.113.9", host_key="ssh-ed25519 AAAAh1", key_path="/k")
+H1 = DockerHost("h1", "203.0.113.9", host_key="ssh-ed25519 AAAAh1h1", key_path="/k")
 
 
 class Mocks(pulumi.runtime.Mocks):

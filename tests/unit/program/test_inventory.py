@@ -70,7 +70,7 @@ def test_the_production_path_never_imports_the_lab_or_yaml_into_layout() -> None
             "from vlaninfra.program import hosts_of; "
             "hosts_of(L.load_config({'sites': {'a': {'lan': {'subnet': '192.0.2.0/24'}, "
             "'hosts': [{'name': 'h1', 'ssh': {'address': '203.0.113.1', "
-            "'host_key': 'ssh-ed25519 AAAAh1'}}]}}})); "
+            "'host_key': 'ssh-ed25519 AAAAh1h1'}}]}}})); "
             "print(sorted(m for m in sys.modules if m.startswith('vlaninfra.lab')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

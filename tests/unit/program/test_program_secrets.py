@@ -70,6 +70,7 @@ def test_bad_key_sources_are_refused(ssh: dict[str, Any], message: str) -> None:
     ({"host_key": "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"}, "host_key",
      "expected a host key"),
     ({"host_key": "h1.example ssh-ed25519 AAAAC3Nz"}, "host_key", "without the host name"),
+    ({"host_key": "ssh-ed25519 AAAAC3NzaC1"}, "host_key", "expected a host key"),  # cut short
     ({"address": "root@203.0.113.9"}, "address", "not as user@"),
     ({"user": "admin@corp"}, "user", "expected a login name"),
 ])
