@@ -9,13 +9,16 @@ so every module that needs VM lab hosts shares it).
 from __future__ import annotations
 
 import os
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from vlaninfra.lab import Inventory, lab_down, lab_up
+from vlaninfra.lab._inventory import lab_root
 from vlaninfra.lab._vm import vm_unavailable_reason
 
 VM_LAB = "iv"
@@ -83,3 +86,35 @@ def vm_lab(vm_lab_boot: VmLabBoot) -> Inventory:
     links removed); a test that takes the lab down or changes it for good must come last in
     the session or bring it back (`up_vm_lab`)."""
     return up_vm_lab()
+
+
+_KERNEL_TROUBLE = re.compile(r"soft lockup|rcu.*stall|hung_task|BUG:|Oops|panic|Call Trace",
+                             re.IGNORECASE)
+
+
+def console_digest(console: Path, tail: int = 40) -> str:
+    """What a VM guest's serial console says of trouble: every line naming a kernel lockup,
+    stall, oops or panic (the first 40), then its last `tail` lines. Example:
+    ``console_digest(Path(".lab/iv/vm/v1/console.log"))`` → ``"trouble:\n[  61.2] watchdog: …"``
+    """
+    try:
+        lines = console.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        return f"cannot read {console}: {exc.strerror}"
+    trouble = [line for line in lines if _KERNEL_TROUBLE.search(line)][:40]
+    return "\n".join(["trouble:", *(trouble or ["(none)"]), f"last {tail} lines:",
+                      *lines[-tail:]])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test marked `vm` reports every VM guest's console (`console_digest`): a guest
+    that stopped answering under QEMU TCG says why only there, and the lab's state, with the
+    console, is gone once the session takes the lab down."""
+    report = yield
+    if report.failed and item.get_closest_marker("vm"):
+        for console in sorted(lab_root().glob("*/vm/*/console.log")):
+            report.sections.append((f"console {console}", console_digest(console)))
+    return report
