@@ -19,7 +19,7 @@ import pytest
 
 from vlaninfra.lab import Inventory, lab_down, lab_up
 from vlaninfra.lab._inventory import lab_root
-from vlaninfra.lab._vm import vm_unavailable_reason
+from vlaninfra.lab._vm import pid_from_state, vm_unavailable_reason
 
 VM_LAB = "iv"
 """Lab instance of the shared VM lab: site a with namespace host h1, VM host v1 and a VLAN 50
@@ -116,5 +116,7 @@ def pytest_runtest_makereport(
     report = yield
     if report.failed and item.get_closest_marker("vm"):
         for console in sorted(lab_root().glob("*/vm/*/console.log")):
-            report.sections.append((f"console {console}", console_digest(console)))
+            pid = pid_from_state(console.parent)
+            qemu = f"QEMU pid {pid} runs" if pid else "QEMU is not running"
+            report.sections.append((f"console {console} ({qemu})", console_digest(console)))
     return report

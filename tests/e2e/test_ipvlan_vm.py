@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import VmLabBoot, up_vm_lab
 from tests.e2e.observe import LabStack, destroy_at_teardown, sh
 from tests.e2e.vm_observe import (
     learnt_macs,
@@ -32,6 +33,13 @@ from vlaninfra.lab import Host, Inventory, http_ok
 pytestmark = [pytest.mark.lab, pytest.mark.engine, pytest.mark.vm]
 
 IMAGE = "vlaninfra/busybox:lab"
+
+
+@pytest.fixture(scope="class")
+def vm_lab(vm_lab_boot: VmLabBoot) -> Inventory:
+    """The session's VM lab, checked before each class (2-4 s): a guest that stopped answering
+    is booted again, so a stalled guest fails its own scenario, not every one after it."""
+    return up_vm_lab()
 
 
 def _v1(inv: Inventory) -> Host:
