@@ -215,7 +215,7 @@ def qemu_argv(
         # One vCPU. With two (multi-threaded TCG) Docker's per-container work ran about twice
         # as fast (the 50-container ipvlan test 188 s, 345 s with one), but guests stalled with
         # both vCPUs stuck in the kernel (soft lockups in runc, minutes long, once for good),
-        # in about one suite run in five; QEMU TCG with several vCPUs is known for that.
+        # in about one suite run in five (README, "The lab").
         # 2 GiB so 50 containers run without reclaim.
         ("-smp", "1"),
         ("-m", str(memory_mb)),
