@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from vlaninfra._hostkey import host_key_problem
 from vlaninfra.errors import LayoutError, Problem
 from vlaninfra.host.contract import IpvlanFlag, IpvlanMode, MacvlanMode, RestartPolicy
 
@@ -55,12 +56,13 @@ _SSH = Obj("ssh", "How vlaninfra reaches the host over SSH.", (
                      "not as user@)"), "Host name or IP address to connect to.", required=True),
     F("port", Int(1, 65535), "SSH port (22)."),
     F("user", Str(r"[^\s@:]+", "a login name (no @ or :)"), "Login user (root)."),
-    # Type, then base64: whole 4-character groups, the last one maybe padded (what
-    # SshTarget decodes); a comment may follow.
+    # Type, then base64: whole 4-character groups, the last one maybe padded; a comment may
+    # follow (the schema's part). `host_key_problem` then wants a whole key of that type.
     F("host_key", Str(r"\s*[a-z][a-z0-9@.-]*\s+(?:[A-Za-z0-9+/]{4})*"
                       r"(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)(\s.*)?\s*",
                       "a host key: its type and base64, e.g. 'ssh-ed25519 AAAA...' (from "
-                      "`ssh-keyscan -t ed25519 HOST`, without the host name in front)"),
+                      "`ssh-keyscan -t ed25519 HOST`, without the host name in front)",
+                      check=host_key_problem),
       "Expected host key, e.g. 'ssh-ed25519 AAAA...'."),
     F("private_key_file", _TEXT,
       "Private key file on the machine running Pulumi (absolute or ~/...); default: ssh-agent."),

@@ -79,12 +79,16 @@ class Str(Kind):
     pattern: str | None = None
     what: str = "a string"
     max_bytes: int | None = None
+    check: Callable[[str], str | None] | None = None
+    """Beyond the pattern (and not in the schema): why a value is refused, or None."""
 
     def parse(self, value: object, path: str, out: list[Problem]) -> Any:
         if not isinstance(value, str):
             return self.wrong(value, path, out, self.what)
         if self.pattern is not None and not re.fullmatch(self.pattern, value):
             return _refuse(out, path, value, f"expected {self.what}")
+        if self.check is not None and (why := self.check(value)) is not None:
+            return _refuse(out, path, value, why)
         if self.max_bytes is not None and len(value.encode()) > self.max_bytes:
             out.append(Problem(path, value, (
                 f"{len(value.encode())} bytes is too long: the kernel allows "

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import re
 import sys
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TypeAlias
 
+from vlaninfra._hostkey import host_key_problem
 from vlaninfra.transport._errors import TargetError
 
 __all__ = ["LocalTarget", "SshTarget", "Target"]
@@ -67,16 +67,9 @@ class SshTarget:
             raise TargetError(f"SshTarget.port must be 1-65535, not {self.port}")
         if not self.user or any(c.isspace() or c in "\0@:" for c in self.user):
             raise TargetError(f"SshTarget.user {self.user!r} is not a user name")
-        parts = self.host_key.split()
-        try:
-            ok = len(parts) >= 2 and bool(base64.b64decode(parts[1], validate=True))
-        except ValueError:
-            ok = False
-        if not ok:
-            raise TargetError(
-                "SshTarget.host_key must look like 'ssh-ed25519 AAAA...' "
-                "(e.g. the output of `ssh-keyscan -t ed25519 <host>` without the host name)"
-            )
+        problem = host_key_problem(self.host_key)
+        if problem is not None:
+            raise TargetError(f"{self.config_key or 'SshTarget.host_key'}: {problem}")
         _check_path(self.python, "SshTarget.python")
         _check_path(self.docker_socket, "SshTarget.docker_socket")
 

@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from tests.hostkeys import fake_host_key
 from vlaninfra.components import deploy
 from vlaninfra.layout import load_config, plan
 from vlaninfra.providers import DockerHost
@@ -26,15 +27,15 @@ class Mocks(pulumi.runtime.Mocks):
         return {}, []
 
 
-HOST = DockerHost("v1", "203.0.113.9", host_key="ssh-ed25519 AAAAv1v1", key_path="/k")
-GW = DockerHost("gw", "203.0.113.1", host_key="ssh-ed25519 AAAAgwgw", key_path="/k")
+HOST = DockerHost("v1", "203.0.113.9", host_key=fake_host_key("v1"), key_path="/k")
+GW = DockerHost("gw", "203.0.113.1", host_key=fake_host_key("gw"), key_path="/k")
 
 
 def _site(networks: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return {"sites": {"a": {
         "lan": {"subnet": "192.0.2.0/24", "gateway": "192.0.2.1"},
         "routers": [{"name": "gw", "address": "192.0.2.1", "managed": True,
-                     "ssh": {"address": "203.0.113.1", "host_key": "ssh-ed25519 AAAAgwgw"}}],
+                     "ssh": {"address": "203.0.113.1", "host_key": fake_host_key("gw")}}],
         "hosts": [{"name": "v1", "ssh": {"address": "203.0.113.9"}, "lan_address": "192.0.2.21",
                    "parents": ["eth0"]}],
         "networks": networks, **extra}}}  # fmt: skip

@@ -9,11 +9,12 @@ from typing import Any
 import pulumi
 import pytest
 
+from tests.hostkeys import fake_host_key
 from vlaninfra.components import Site, SiteArgs, SiteOutputs
 from vlaninfra.layout import load_config
 from vlaninfra.providers import Container, ContainerArgs, ContainerArgsDict, DockerHost
 
-H1 = DockerHost("h1", "203.0.113.9", host_key="ssh-ed25519 AAAAh1h1", key_path="/k")
+H1 = DockerHost("h1", "203.0.113.9", host_key=fake_host_key("h1"), key_path="/k")
 
 
 class Mocks(pulumi.runtime.Mocks):

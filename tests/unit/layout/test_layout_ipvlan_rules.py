@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from tests.hostkeys import fake_host_key
 from tests.unit.layout.layout_helpers import config, errors_of, site
 
 S = "sites.paris"
@@ -30,7 +31,7 @@ def test_a_managed_router_needs_ssh_outside_the_lab() -> None:
         "required: a managed router gets the upstream routes over SSH; give its ssh settings "
         "(or set managed: false and add the plan's routes by hand)")]
     with_ssh = copy.deepcopy(s)
-    with_ssh["routers"][0]["ssh"] = {"address": "203.0.113.1", "host_key": "ssh-ed25519 AAAA"}
+    with_ssh["routers"][0]["ssh"] = {"address": "203.0.113.1", "host_key": fake_host_key("gw")}
     assert errors_of(config(paris=with_ssh)) == []
     lab = copy.deepcopy(s)
     lab["inventory"] = "lab"

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.hostkeys import fake_host_key
 from vlaninfra import program
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.inventory import ENTRY_POINT_GROUP, register_inventory
@@ -30,7 +31,7 @@ def test_a_registered_inventory_resolves_hosts(monkeypatch: pytest.MonkeyPatch) 
 
     def resolve(site: str, role: str, name: str) -> SshTarget | None:
         asked.append((site, role, name))
-        return SshTarget(address="203.0.113.7", host_key="ssh-ed25519 AAAAx",
+        return SshTarget(address="203.0.113.7", host_key=fake_host_key("x"),
                          private_key_file="/keys/id")
 
     from vlaninfra import inventory
@@ -39,7 +40,7 @@ def test_a_registered_inventory_resolves_hosts(monkeypatch: pytest.MonkeyPatch) 
     h1 = program.hosts_of(_layout("lab"))[("a", "h1")]
     assert asked == [("a", "host", "h1")]
     assert (h1.address, h1.key_path, h1.host_key) == ("203.0.113.7", "/keys/id",
-                                                      "ssh-ed25519 AAAAx")
+                                                      fake_host_key("x"))
 
 
 def test_a_member_the_inventory_lacks_names_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,7 +71,7 @@ def test_the_production_path_never_imports_the_lab_or_yaml_into_layout() -> None
             "from vlaninfra.program import hosts_of; "
             "hosts_of(L.load_config({'sites': {'a': {'lan': {'subnet': '192.0.2.0/24'}, "
             "'hosts': [{'name': 'h1', 'ssh': {'address': '203.0.113.1', "
-            "'host_key': 'ssh-ed25519 AAAAh1h1'}}]}}})); "
+            f"'host_key': '{fake_host_key('h1')}'}}}}]}}}}}})); "
             "print(sorted(m for m in sys.modules if m.startswith('vlaninfra.lab')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
+from tests.hostkeys import fake_host_key
 from vlaninfra import program
 from vlaninfra.errors import VlanInfraError
 from vlaninfra.layout import load_config
 
-GW_KEY = "ssh-ed25519 AAAAgwgw"
+GW_KEY = fake_host_key("gw")
 
 
 def _layout(router: dict[str, Any], inventory: str | None = None) -> Any:
@@ -20,7 +21,7 @@ def _layout(router: dict[str, Any], inventory: str | None = None) -> Any:
         "lan": {"subnet": "192.0.2.0/24", "gateway": "192.0.2.1"},
         "routers": [router],
         "hosts": [{"name": "v1",
-                   "ssh": {"address": "203.0.113.9", "host_key": "ssh-ed25519 AAAAv1v1"},
+                   "ssh": {"address": "203.0.113.9", "host_key": fake_host_key("v1")},
                    "lan_address": "192.0.2.21"}],
         "networks": [{"name": "t3", "driver": "ipvlan", "mode": "l3", "parent": "eth0",
                       "hosts": ["v1"]}],

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.hostkeys import fake_host_key
 from vlaninfra import program
 from vlaninfra.engine import config_key
 from vlaninfra.errors import VlanInfraError
@@ -25,7 +26,7 @@ def _hosts(ssh: dict[str, Any]) -> dict[tuple[str, str], DockerHost]:
     site = {
         "lan": {"subnet": "192.0.2.0/24", "gateway": "192.0.2.1"},
         "hosts": [{"name": "h1", "lan_address": "192.0.2.11",
-                   "ssh": {"address": "203.0.113.9", "host_key": "ssh-ed25519 AAAAtest", **ssh}}],
+                   "ssh": {"address": "203.0.113.9", "host_key": fake_host_key("test"), **ssh}}],
     }
     return program.hosts_of(load_config({"sites": {"a": site}}))
 
@@ -71,6 +72,10 @@ def test_bad_key_sources_are_refused(ssh: dict[str, Any], message: str) -> None:
      "expected a host key"),
     ({"host_key": "h1.example ssh-ed25519 AAAAC3Nz"}, "host_key", "without the host name"),
     ({"host_key": "ssh-ed25519 AAAAC3NzaC1"}, "host_key", "expected a host key"),  # cut short
+    ({"host_key": fake_host_key("h1")[:-4]}, "host_key",  # cut where base64 still decodes
+     r"not a whole ssh-ed25519 key \(cut short\?\): copy the whole line again"),
+    ({"host_key": "ssh-rsa " + fake_host_key("h1").split()[1]}, "host_key",
+     "holds a key of type 'ssh-ed25519', not ssh-rsa"),
     ({"address": "root@203.0.113.9"}, "address", "not as user@"),
     ({"user": "admin@corp"}, "user", "expected a login name"),
 ])

@@ -10,6 +10,7 @@ import dill
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
+from tests.hostkeys import fake_host_key
 from vlaninfra.host.contract import (
     CONTAINER_INSPECT,
     CONTAINER_START,
@@ -31,7 +32,7 @@ from vlaninfra.transport import SshTarget
 from . import typed_host
 from .typed_host import TypedAgent
 
-H1 = DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAAtest")
+H1 = DockerHost("h1", "203.0.113.2", host_key=fake_host_key("test"))
 """Authenticated by ssh-agent: reaching it reads no key file (the typed stand-in answers)."""
 
 
@@ -121,7 +122,7 @@ def test_network_change_replaces_with_delete_first() -> None:
 
 
 def test_network_connection_change_is_an_update_not_a_replacement() -> None:
-    moved = DockerHost("h1", "203.0.113.6", host_key="ssh-ed25519 AAAAtest", key_path="/k")
+    moved = DockerHost("h1", "203.0.113.6", host_key=fake_host_key("test"), key_path="/k")
     result = NetworkProvider().diff("id", network(), network(connection=moved.connection()))
     assert result.changes is True
     assert result.replaces == []
@@ -226,7 +227,7 @@ def test_no_secret_in_properties_and_key_errors_name_the_file_not_the_key() -> N
 
 
 def test_key_from_secret_config() -> None:
-    h = DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAAtest", key_config="sshKey")
+    h = DockerHost("h1", "203.0.113.2", host_key=fake_host_key("test"), key_config="sshKey")
     config = {"vlaninfra:sshKey": "PEM"}
     target = _host.target_of({"connection": h.connection()}, config.get)
     assert isinstance(target, SshTarget) and target.private_key == "PEM"

@@ -12,6 +12,7 @@ import dill
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
+from tests.hostkeys import fake_host_key
 from vlaninfra.host.contract import (
     ROUTE_DELETE,
     ROUTE_ENSURE,
@@ -36,8 +37,8 @@ from vlaninfra.providers import (
 from . import typed_host
 from .typed_host import TypedAgent, link
 
-H1 = DockerHost("h1", "203.0.113.2", host_key="ssh-ed25519 AAAAtest")
-GW = DockerHost("gw", "203.0.113.1", host_key="ssh-ed25519 AAAAgwgw")
+H1 = DockerHost("h1", "203.0.113.2", host_key=fake_host_key("test"))
+GW = DockerHost("gw", "203.0.113.1", host_key=fake_host_key("gw"))
 
 
 def vlan(**over: Any) -> dict[str, Any]:

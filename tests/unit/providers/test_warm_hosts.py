@@ -11,6 +11,7 @@ import pytest
 from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config
 
+from tests.hostkeys import fake_host_key
 from tests.unit.providers.test_network_probe_ahead import lan, plan_of
 from tests.unit.providers.test_providers import network
 from vlaninfra.providers import NetworkProvider, _warm
@@ -20,7 +21,7 @@ from vlaninfra.transport.testing import FakeAgent, override_agents
 
 def _sites(*addresses: str) -> dict[str, Any]:
     hosts = [{"name": f"h{i}", "lan_address": f"192.0.2.{10 + i}",
-              "ssh": {"address": a, "host_key": "ssh-ed25519 AAAAtest"}}
+              "ssh": {"address": a, "host_key": fake_host_key("test")}}
              for i, a in enumerate(addresses, 1)]
     return {"a": {"lan": {"subnet": "192.0.2.0/24", "gateway": "192.0.2.1"}, "hosts": hosts}}
 

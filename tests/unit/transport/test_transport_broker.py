@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.hostkeys import fake_host_key
 from tests.unit.transport.fakes import FakeChannel
 from tests.unit.transport.test_transport_bounds import FakeConnector, hello_agent
 from tests.unit.transport.test_transport_unit import SECRET, target
@@ -33,7 +34,7 @@ SHA = "0" * 64
 
 def test_identity_follows_everything_that_makes_a_connection_equal() -> None:
     base = identity(target(), SHA)
-    other_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBG0gAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    other_key = fake_host_key("other")
     for changed in (target(host_key=other_key), target(port=2222), target(user="deploy"),
                     target(private_key=SECRET + "x"), target(passphrase="p"),
                     target(sudo=True), target(docker_socket="/run/d.sock")):
