@@ -88,8 +88,8 @@ def vm_lab(vm_lab_boot: VmLabBoot) -> Inventory:
     return up_vm_lab()
 
 
-_KERNEL_TROUBLE = re.compile(r"soft lockup|rcu.*stall|hung_task|BUG:|Oops|panic|Call Trace",
-                             re.IGNORECASE)
+_KERNEL_TROUBLE = re.compile(
+    r"(?i:soft lockup|rcu.*stall|hung_task|blocked for more than|panic)|BUG:|Oops|Call Trace")
 
 
 def console_digest(console: Path, tail: int = 40) -> str:
@@ -110,12 +110,13 @@ def console_digest(console: Path, tail: int = 40) -> str:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A failed test marked `vm` reports every VM guest's console (`console_digest`): a guest
+    """A failed test marked `vm` reports every VM guest's console (`console_digest`), and the
+    one of its boot before (``console.log.1``, kept when `lab up` boots a guest again): a guest
     that stopped answering under QEMU TCG says why only there, and the lab's state, with the
-    console, is gone once the session takes the lab down."""
+    consoles, is gone once the session takes the lab down."""
     report = yield
     if report.failed and item.get_closest_marker("vm"):
-        for console in sorted(lab_root().glob("*/vm/*/console.log")):
+        for console in sorted(lab_root().glob("*/vm/*/console.log*")):
             pid = pid_from_state(console.parent)
             qemu = f"QEMU pid {pid} runs" if pid else "QEMU is not running"
             report.sections.append((f"console {console} ({qemu})", console_digest(console)))

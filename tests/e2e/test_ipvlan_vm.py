@@ -37,8 +37,9 @@ IMAGE = "vlaninfra/busybox:lab"
 
 @pytest.fixture(scope="class")
 def vm_lab(vm_lab_boot: VmLabBoot) -> Inventory:
-    """The session's VM lab, checked before each class (2-4 s): a guest that stopped answering
-    is booted again, so a stalled guest fails its own scenario, not every one after it."""
+    """The session's VM lab, checked before each class (2-5 s): a guest that stopped answering
+    is booted again (its 30 s check and a boot), so a stalled guest fails its own scenario,
+    not every one after it."""
     return up_vm_lab()
 
 

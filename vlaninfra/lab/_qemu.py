@@ -157,7 +157,7 @@ def kernel_cmdline(
     """
     # A throwaway test guest under TCG: CPU-bug mitigations only slow its syscalls (lab up
     # 28 s -> 20 s, `docker ps` 3.7 s -> 1.8 s, measured); it runs nothing but the lab.
-    # loglevel=5: errors and warnings on the console (what `quiet` printed, and a lockup's
+    # loglevel=5: errors and warnings on the console (what `quiet` printed, and a soft lockup's
     # trace, which the kernel prints at the default level), no boot chatter.
     args = ["console=ttyS0", "panic=-1", "loglevel=5", "mitigations=off", f"vl.name={name}"]
     args.append(f"vl.lan={iface(lan_address, 'lan_address').with_prefixlen}")
@@ -216,9 +216,8 @@ def qemu_argv(
         # as fast (the 50-container ipvlan test 188 s, 345 s with one), but guests stalled with
         # both vCPUs stuck in the kernel (soft lockups in runc, minutes long, once for good),
         # in about one suite run in five (README, "The lab").
-        # 2 GiB so 50 containers run without reclaim.
         ("-smp", "1"),
-        ("-m", str(memory_mb)),
+        ("-m", str(memory_mb)),  # 2 GiB by default, so 50 containers run without reclaim
         ("-display", "none"),
         ("-monitor", "none"),
         ("-serial", f"file:{files.console}"),

@@ -237,7 +237,9 @@ def _prepare(
     """A fresh overlay, a new host key pinned for ``address``, the authorized keys; return the
     host key and the identity the readiness login uses (a probe key of its own without one)."""
     cleanup_links(list(tap_names(name)))  # leftovers (persistent taps are never created here)
-    stale = (files.console, files.qemu_log, files.overlay, files.host_key, files.pidfile)
+    if files.console.exists():  # the last boot's console, for a post-mortem of its end
+        files.console.replace(files.console.with_name(f"{files.console.name}.1"))
+    stale = (files.qemu_log, files.overlay, files.host_key, files.pidfile)
     for p in (*stale, Path(f"{files.host_key}.pub")):
         p.unlink(missing_ok=True)
     host_key = ensure_keypair(files.host_key, f"vlaninfra-vm-{name}")
