@@ -116,8 +116,9 @@ def pytest_runtest_makereport(
     consoles, is gone once the session takes the lab down."""
     report = yield
     if report.failed and item.get_closest_marker("vm"):
-        for console in sorted(lab_root().glob("*/vm/*/console.log*")):
-            pid = pid_from_state(console.parent)
+        for guest in sorted(lab_root().glob("*/vm/*/")):
+            pid = pid_from_state(guest)
             qemu = f"QEMU pid {pid} runs" if pid else "QEMU is not running"
-            report.sections.append((f"console {console} ({qemu})", console_digest(console)))
+            for console in sorted(guest.glob("console.log*")):
+                report.sections.append((f"{console} ({qemu})", console_digest(console)))
     return report

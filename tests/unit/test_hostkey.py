@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import base64
-
 import pytest
 
-from tests.hostkeys import fake_host_key
+from tests.hostkeys import fake_host_key, key_line
 from vlaninfra._hostkey import host_key_problem
 from vlaninfra.transport import SshTarget, TargetError
-
-
-def _line(kind: str, *fields: bytes) -> str:
-    blob = b"".join(len(f).to_bytes(4, "big") + f for f in (kind.encode(), *fields))
-    return f"{kind} {base64.b64encode(blob).decode()}"
 
 
 @pytest.mark.parametrize("line", [
     fake_host_key("h1"),
     f"  {fake_host_key('h1')}  root@h1\n",  # whitespace and a comment, as ssh-keygen writes
-    _line("ssh-rsa", b"\x01\x00\x01", b"\x00" + b"\xc3" * 256),
-    _line("ecdsa-sha2-nistp256", b"nistp256", b"\x04" + b"\x11" * 64),
-    _line("sk-ssh-ed25519@openssh.com", b"\x22" * 32, b"ssh:"),
-    _line("ssh-ed25519-cert-v01@openssh.com", b"nonce") + "AAAAAAAAAAAB",  # fields not all sized
+    key_line("ssh-rsa", b"\x01\x00\x01", b"\x00" + b"\xc3" * 256),
+    key_line("ecdsa-sha2-nistp256", b"nistp256", b"\x04" + b"\x11" * 64),
+    key_line("sk-ssh-ed25519@openssh.com", b"\x22" * 32, b"ssh:"),
+    key_line("ssh-ed25519-cert-v01@openssh.com", b"nonce") + "AAAAAAAAAAAB",  # fields not all sized
 ])
 def test_whole_public_key_lines_pass(line: str) -> None:
     assert host_key_problem(line) is None
@@ -33,7 +26,7 @@ def test_whole_public_key_lines_pass(line: str) -> None:
     ("ssh-ed25519 AAAAC", "its base64 does not decode"),
     (fake_host_key("h1")[:-4], "is not a whole ssh-ed25519 key (cut short?)"),
     (fake_host_key("h1")[:-8], "is not a whole ssh-ed25519 key (cut short?)"),
-    (_line("ssh-ed25519"), "is not a whole ssh-ed25519 key"),  # the type and no key
+    (key_line("ssh-ed25519"), "is not a whole ssh-ed25519 key"),  # the type and no key
     (fake_host_key("h1") + "AAAA", "is not a whole ssh-ed25519 key"),  # bytes after the key
     ("ssh-rsa " + fake_host_key("h1").split()[1], "holds a key of type 'ssh-ed25519', not ssh-rsa"),
 ])
