@@ -93,8 +93,14 @@ def localize(text: str, inv: Inventory) -> str:
     return text.replace("198.51.100.", prefix)
 
 
+VM_DOCKER_DEADLINE = "360"
+"""`VLANINFRA_DOCKER_DEADLINE` of the VM stacks: a Docker create in a one-vCPU TCG guest takes
+4-7 s alone and over 120 s (the default deadline) when ten run at once on a slower machine."""
+
+
 def vm_stack(inv: Inventory, work: Path, name: str, sites: dict[str, Any]) -> LabStack:
-    """A scratch project + backend running vlaninfra's program against lab instance `inv`."""
+    """A scratch project + backend running vlaninfra's program against lab instance `inv`,
+    with Docker deadlines that fit an emulated host (`VM_DOCKER_DEADLINE`)."""
     project = work / "project"
     project.mkdir(parents=True)
     (project / "Pulumi.yaml").write_text("name: vlaninfra\nruntime: python\n")
@@ -102,7 +108,8 @@ def vm_stack(inv: Inventory, work: Path, name: str, sites: dict[str, Any]) -> La
     stack = LabStack(
         engine=Engine(
             project_root(), backend=work / "backend", passphrase=LAB_PASSPHRASE,
-            extra_env={LAB_INSTANCE_ENV: inv.instance},
+            extra_env={LAB_INSTANCE_ENV: inv.instance,
+                       "VLANINFRA_DOCKER_DEADLINE": VM_DOCKER_DEADLINE},
         ),
         project=project,
         name=name,
