@@ -87,13 +87,15 @@ class Context:
 
     def docker(self) -> DockerApi:
         """This thread's Docker Engine API client (:class:`~vlaninfra.host.docker_api.
-        DockerClient`, the daemon's API version)."""
+        DockerClient`, the daemon's API version), bounded by the current ``docker_timeout``
+        (a later ``hello``, e.g. another controller through a broker, may have changed it)."""
         client = getattr(self._local, "docker", None)
         if client is None:
             from vlaninfra.host.docker_api import DockerClient
 
             client = DockerClient(os.path.abspath(self.docker_socket), self.docker_timeout)
             self._local.docker = client
+        client.timeout = self.docker_timeout
         return client
 
     def docker_available(self) -> bool:

@@ -129,6 +129,16 @@ def test_hello_sets_the_docker_timeout_to_the_controllers_deadline() -> None:
     assert by_id[2]["error"]["errno"] == errno.EINVAL
 
 
+def test_a_later_hello_bounds_the_docker_client_a_thread_already_has() -> None:
+    """A broker's agent serves one controller after another: the second one's Docker deadline
+    bounds the calls of worker threads that made their client under the first."""
+    ctx = Context(docker_socket="/nonexistent.sock")
+    _serve([protocol.request(1, "hello", {"docker_timeout": 120})], ctx)
+    client = ctx.docker()
+    _serve([protocol.request(2, "hello", {"docker_timeout": 360})], ctx)
+    assert ctx.docker() is client and getattr(client, "timeout", None) == 360
+
+
 def test_batch_runs_each_entry_and_reports_errors_inline() -> None:
     ctx = Context(docker_socket="/nonexistent.sock")
     out = agent.batch(ctx, [{"op": "ping", "args": {}}, {"op": "nope"},
