@@ -202,9 +202,8 @@ class TestIpvlanL2ManyContainers:
         inv = stack.inventory
         v1 = _v1(inv)
         switch, port = f"vl{inv.instance}-a-sw", f"vt-{v1.vm_name}-l"
-        # stack, Site, SiteNetwork, network, shim, 50 containers. Four creates at once: the
-        # guest's one vCPU does them no faster with more, and each waits longer (ten at once
-        # took over 120 s each on a slower machine).
+        # stack, Site, SiteNetwork, network, shim, 50 containers; 4 creates at once (README,
+        # "Each guest has one vCPU", says why)
         assert stack.changes("up", "--yes", "--parallel", "4") == {"create": 55}
         ips = _container_ips(inv)
         assert len(ips) == 50 and len(set(ips.values())) == 50
