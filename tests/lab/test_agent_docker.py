@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -12,7 +14,8 @@ import pytest
 
 from tests.lab._agent_fixtures import Dockerd, dockerd, netns
 from tests.typed_calls import call
-from vlaninfra.host import marks
+from vlaninfra.host import marks, oplock
+from vlaninfra.host.context import Context
 from vlaninfra.host.contract import (
     NETWORK_CREATE,
     NETWORK_INSPECT,
@@ -135,6 +138,52 @@ def test_container_lifecycle(agent: Agent, daemon: tuple[str, Dockerd]) -> None:
     assert call(agent, "docker.container.remove", name="web") == {"removed": True}
     assert call(agent, "docker.container.remove", name="web") == {"removed": False}
     assert agent.call("docker.container.inspect", name="web") is None
+
+
+
+def _earlier_agent(daemon: tuple[str, Dockerd], name: str, seconds: float) -> threading.Thread:
+    """An earlier run's agent finishing its failed create of ``name`` on "lan" (its run was
+    interrupted): it holds the change lock of ``name`` as an agent does, with the container
+    made, then removes it again after ``seconds`` and lets go."""
+    d = daemon[1]
+    api: Any = d.api()
+    made = api.create_container(d.image, command=["/bin/sleep", "3600"], name=name,
+                                host_config=api.create_host_config(network_mode="lan"))
+    api.start(made["Id"])
+    holding = threading.Event()
+
+    def finish() -> None:
+        with oplock.changing(Context(d.socket), "container", name):
+            holding.set()
+            time.sleep(seconds)
+            api.remove_container(made["Id"], force=True)
+
+    t = threading.Thread(target=finish)
+    t.start()
+    assert holding.wait(10)
+    return t
+
+
+def test_changes_wait_for_an_earlier_agents_change_of_the_same_container(
+        agent: Agent, daemon: tuple[str, Dockerd]) -> None:
+    """The network's removal (a `destroy` right after an interrupted `up`) waits for the
+    rollback of a container on it instead of failing EBUSY naming it; a create of that name
+    waits too and makes its own instead of adopting the one about to go."""
+    _lan(agent)
+    earlier = _earlier_agent(daemon, "web", 1.0)
+    started = time.monotonic()
+    assert run(agent, NETWORK_REMOVE, NetworkRemove("lan")) == Removed(True)
+    assert time.monotonic() - started >= 0.8
+    earlier.join()
+    _lan(agent)
+    earlier = _earlier_agent(daemon, "web", 1.0)
+    c = call(agent, "docker.container.create", name="web", image=daemon[1].image,
+             command=["/bin/sleep", "3600"], network="lan", ipv4="192.0.2.130")
+    earlier.join()
+    assert c["running"] is True and not c.get("adopted")
+    assert agent.call("docker.container.inspect", name="web")["id"] == c["id"]
+    assert not oplock.LOCK_DIR.joinpath(
+        oplock._path(Context(daemon[1].socket), "container", "web").name).exists()
 
 
 def test_connect_and_disconnect_are_idempotent(agent: Agent,

@@ -50,6 +50,7 @@ from vlaninfra.host.docker_facts import (
     network_inspect,
 )
 from vlaninfra.host.errors import OpError, raise_undone
+from vlaninfra.host.oplock import changes, wait_for
 from vlaninfra.host.untyped import DockerApi
 
 __all__ = [
@@ -149,6 +150,7 @@ def _claim_existing(what: str, existing: Inspected, owner: str,
         raise
 
 
+@changes("network", "spec.name")
 def network_create(ctx: Context, args: NetworkCreate) -> NetworkState:
     """Create the network ``args.spec`` labelled as ``args.mark``'s (owner, spec hash, config
     key). One that exists is taken over (``adopted``) when its labels name that owner and
@@ -240,13 +242,15 @@ def _stale_endpoints(name: str, exc: Exception) -> str:
             "containers and starts again those with a restart policy), then run this again")
 
 
+@changes("network", "name")
 def network_remove(ctx: Context, args: NetworkRemove) -> Removed:
     """Remove ``args.owner``'s network (its labels, or unlabelled and the ``args.id`` state
     recorded); ``removed: False`` if it is gone, plus ``kept`` when one of that name is not
     ours (left alone). Attached containers make it an ``EBUSY`` error naming them (they may be
-    another stack's: vlaninfra never disconnects them). Docker refusing while none is attached
-    (it still counts endpoints) is tried again 3 times over 3.5 s, then an ``EBUSY`` error
-    saying to restart dockerd.
+    another stack's: vlaninfra never disconnects them), once the changes of them under way
+    (another agent's, `oplock`) have ended. Docker refusing while none is attached (it still
+    counts endpoints) is tried again 3 times over 3.5 s, then an ``EBUSY`` error saying to
+    restart dockerd.
 
     Example: ``network_remove(ctx, NetworkRemove("lan"))`` → ``Removed(removed=True)``
     """
@@ -254,23 +258,31 @@ def network_remove(ctx: Context, args: NetworkRemove) -> Removed:
 
     def remove(net: NetworkInspect) -> None:
         waits = list(_STALE_ENDPOINTS_RETRY)
+        settled = False
         while True:
             attached = sorted(net["containers"])
-            if attached:
+            if attached and settled:
                 raise OpError(errno.EBUSY, f"network {name!r} has containers attached: "
                                            f"{', '.join(attached)}; remove or disconnect them "
                                            "first", containers=attached)
-            try:
-                ctx.docker().remove_network(net["id"])
-                return
-            except DockerError as exc:
-                # No container attached, yet Docker counts endpoints: one being released right
-                # now (gone on the next try) or a stale count (never gone).
-                if exc.status_code != 403 or not _active_endpoints(exc):
-                    raise
-                if not waits:
-                    raise OpError(errno.EBUSY, _stale_endpoints(name, exc)) from exc
-            time.sleep(waits.pop(0))
+            if attached:
+                # A change of one of them may be under way (an interrupted run's create that
+                # its agent is removing again): it ends first, then the network is looked at
+                # again.
+                wait_for(ctx, "container", attached)
+                settled = True
+            else:
+                try:
+                    ctx.docker().remove_network(net["id"])
+                    return
+                except DockerError as exc:
+                    # No container attached, yet Docker counts endpoints: one being released
+                    # right now (gone on the next try) or a stale count (never gone).
+                    if exc.status_code != 403 or not _active_endpoints(exc):
+                        raise
+                    if not waits:
+                        raise OpError(errno.EBUSY, _stale_endpoints(name, exc)) from exc
+                time.sleep(waits.pop(0))
             again = network_inspect(ctx, name)
             if again is None or again["id"] != net["id"]:
                 raise NotFound(404, f"network {name!r} was removed meanwhile")
@@ -280,6 +292,7 @@ def network_remove(ctx: Context, args: NetworkRemove) -> Removed:
                    remove)
 
 
+@changes("container", "spec.name")
 def container_create(ctx: Context, args: ContainerCreate) -> ContainerState:
     """Create and start the container ``args.spec`` attached to its network with a fixed
     IP/MAC, labelled as ``args.mark``'s (owner, spec hash, config key).
@@ -427,6 +440,7 @@ def _stop_and_remove(api: DockerApi, container_id: str, networks: Iterable[str] 
     api.remove_container(container_id, force=True)
 
 
+@changes("container", "name")
 def container_remove(ctx: Context, args: ContainerRef) -> Removed:
     """Removes ``args.owner``'s container (its labels, or unlabelled and the ``args.id`` state
     recorded): it leaves its networks, stops, then is force-removed (`_stop_and_remove`);
@@ -440,6 +454,7 @@ def container_remove(ctx: Context, args: ContainerRef) -> Removed:
                    lambda c: _stop_and_remove(ctx.docker(), c["id"], c["networks"]))
 
 
+@changes("container", "name")
 def container_update(ctx: Context, args: ContainerUpdate) -> ContainerState:
     """Change ``args.owner``'s container's restart policy in place; ``ENOENT`` if it does not
     exist, ``EPERM`` if it is not that owner's (see :func:`container_remove`).
@@ -457,6 +472,7 @@ def container_update(ctx: Context, args: ContainerUpdate) -> ContainerState:
     return ContainerState.of_inspect(result)
 
 
+@changes("container", "name")
 def container_start(ctx: Context, args: ContainerRef) -> ContainerState:
     """Start ``args.owner``'s stopped container (no-op if running); ``ENOENT`` if it does not
     exist, ``EPERM`` if it is not that owner's.
@@ -473,6 +489,7 @@ def container_start(ctx: Context, args: ContainerRef) -> ContainerState:
     return ContainerState.of_inspect(result)
 
 
+@changes("container", "container")
 def network_connect(ctx: Context, args: NetworkConnect) -> ContainerState:
     """Attach ``args.owner``'s container (``EPERM`` otherwise) to a network (no-op if
     attached); returns the container.
@@ -501,6 +518,7 @@ def network_connect(ctx: Context, args: NetworkConnect) -> ContainerState:
     return ContainerState.of_inspect(result)
 
 
+@changes("container", "container")
 def network_disconnect(ctx: Context, args: NetworkDisconnect) -> ContainerState | None:
     """Detach ``args.owner``'s container (``EPERM`` otherwise) from a network (no-op if not
     attached); returns the container, or None if it does not exist.

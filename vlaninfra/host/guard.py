@@ -47,6 +47,7 @@ from vlaninfra.host.context import Context, warmed_up
 from vlaninfra.host.errors import OpError
 from vlaninfra.host.facts import read_links, read_routes
 from vlaninfra.host.restore import restore, snapshot_of
+from vlaninfra.host.rundir import RUN_DIR, private_dir
 
 __all__ = [
     "GUARD_DIR",
@@ -64,7 +65,7 @@ log = logging.getLogger("vlaninfra.host.guard")
 State = dict[str, Any]
 """A guard's state file as read back (JSON written by :func:`arm`: owner, token, deadline,
 snapshot, boot files, restorer pid): the one untyped value here."""
-GUARD_DIR = Path("/run/vlaninfra/guard")
+GUARD_DIR = RUN_DIR / "guard"
 MAX_SECONDS = 86400.0
 """The longest window a guard accepts (one day)."""
 _POLL = 0.25
@@ -79,24 +80,6 @@ def _netns_inode() -> int:
 def _base(owner: str) -> Path:
     digest = hashlib.sha256(owner.encode()).hexdigest()[:12]
     return GUARD_DIR / f"{_netns_inode()}-{digest}"
-
-
-def _private_dir() -> None:
-    """``/run/vlaninfra/guard``: 0700, ours, no symlink, in a directory only we may write:
-    nobody else may plant or read a guard."""
-    for d in (GUARD_DIR.parent, GUARD_DIR):
-        try:
-            d.mkdir(mode=0o700, exist_ok=True)
-            st = d.lstat()
-        except PermissionError:
-            raise OpError(errno.EACCES, f"cannot create {d}: the guard needs root on the host "
-                                        "(give the host `sudo: true` in its ssh settings)"
-                          ) from None
-        # /run/vlaninfra may be shared with other tools (readable); the guard's own is 0700.
-        mask = 0o077 if d == GUARD_DIR else 0o022
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & mask:
-            raise OpError(errno.EPERM, f"{d} is not a directory of this user closed to others "
-                                       "(a symlink, or writable by others): remove it and retry")
 
 
 @contextlib.contextmanager
@@ -306,7 +289,7 @@ def arm(ctx: Context, owner: str, token: str, seconds: float) -> dict[str, objec
     if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
             or not 0 < seconds <= MAX_SECONDS):
         raise OpError(errno.EINVAL, f"guard: seconds must be 0-{MAX_SECONDS:g}, not {seconds!r}")
-    _private_dir()
+    private_dir(GUARD_DIR, "the guard")
     base = _base(owner)
     state_path = base.with_name(base.name + ".json")
     with _locked(base) as lock_fd:

@@ -6,7 +6,7 @@ import contextlib
 import shutil
 from pathlib import Path
 
-from vlaninfra.host import guard
+from vlaninfra.host import guard, oplock
 from vlaninfra.lab import _daemons as d
 from vlaninfra.lab import _labvm as vm
 from vlaninfra.lab import _netns as n
@@ -54,6 +54,7 @@ def teardown(instance: str, names: set[str], *, whole: bool) -> list[str]:
     leftovers = _guard_pidfiles(instance, inodes, whole)
     d.kill_processes(lambda: own_processes([*pidfiles(state, owners), *leftovers], inodes))
     guard.forget(inodes)
+    oplock.sweep()  # change locks of agents killed above (namespace hosts share /run)
     for p in leftovers:
         for stale in (p, p.with_suffix(".json")):
             stale.unlink(missing_ok=True)

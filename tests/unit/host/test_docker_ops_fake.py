@@ -83,6 +83,8 @@ class FakeApi:
 class Ctx:
     def __init__(self, api: FakeApi | None = None) -> None:
         self.api = api or FakeApi()
+        self.docker_socket = "/run/fake-docker.sock"
+        self.docker_timeout: float = 120
 
     def docker(self) -> FakeApi:
         return self.api

@@ -1,0 +1,34 @@
+"""``/run/vlaninfra`` on a host: the private directories the agent keeps state in (the guard's
+snapshots, the change locks)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from vlaninfra.host.errors import OpError
+
+__all__ = ["RUN_DIR", "private_dir"]
+
+RUN_DIR = Path("/run/vlaninfra")
+
+
+def private_dir(d: Path, who: str) -> None:
+    """Make ``d`` (a directory of `RUN_DIR`) 0700: ours, no symlink, in a directory only we
+    may write, so nobody else may plant or read what ``who`` (e.g. "the guard") keeps there.
+    ``EACCES`` when this user cannot make it (not root), ``EPERM`` when either is not so."""
+    for p in (d.parent, d):
+        try:
+            p.mkdir(mode=0o700, exist_ok=True)
+            st = p.lstat()
+        except PermissionError:
+            raise OpError(errno.EACCES, f"cannot create {p}: {who} needs root on the host "
+                                        "(give the host `sudo: true` in its ssh settings)"
+                          ) from None
+        # /run/vlaninfra may be shared with other tools (readable); ours is 0700.
+        mask = 0o077 if p == d else 0o022
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & mask:
+            raise OpError(errno.EPERM, f"{p} is not a directory of this user closed to others "
+                                       "(a symlink, or writable by others): remove it and retry")
