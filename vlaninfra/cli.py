@@ -43,8 +43,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             what = ("; pulumi stopped at once: the next `vlaninfra up` clears its lock and "
                     "adopts what it made")
         print(f"vlaninfra {args.command}: interrupted{what}", file=sys.stderr)
+        if isinstance(err, Interrupted) and (said := _pulumi_said(err.output)):
+            print(said, file=sys.stderr)
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _pulumi_said(output: str) -> str:
+    """What an interrupted pulumi run did and said before it stopped (from its ``--json``
+    output): its changes and error messages, e.g. ``pulumi: before it stopped: 2 created`` and
+    ``pulumi: update canceled`` (not its "Resource monitor has terminated" that follows)."""
+    from vlaninfra.engine._output import diagnostics, summary_of
+
+    done = [f"{n} {_DONE.get(k, k)}" for k, n in sorted(summary_of(output).items())
+            if k != "same" and n]
+    said = [m for m in diagnostics(output) if not m.startswith("Resource monitor has terminated")]
+    return "\n".join([*([f"pulumi: before it stopped: {', '.join(done)}"] if done else []),
+                      *(f"pulumi: {m}" for m in said)])
+
+
+_DONE = {"create": "created", "update": "updated", "delete": "deleted", "replace": "replaced"}

@@ -408,6 +408,7 @@ def test_ctrl_c_mid_apply_lets_pulumi_save_and_the_next_up_goes_on(
     print(f"\nCtrl-C mid-apply:\n{out[-1500:]}")
     assert proc.returncode == 130, out
     assert "vlaninfra up: interrupted; pulumi finished the steps under way and saved" in out, out
+    assert "\npulumi: before it stopped: " in out and "\npulumi: update canceled" in out, out
     assert "Traceback" not in out, out
     alive = [ln for ln in sh("ps", "-e", "-o", "pgid=,stat=,args=").splitlines()
              if ln.split()[0] == str(proc.pid) and not ln.split()[1].startswith("Z")]

@@ -76,11 +76,13 @@ def skip_preview_checkpoints(env: dict[str, str], command: str) -> None:
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C while pulumi ran; `saved` says whether pulumi finished the steps under way and
-    saved the state (one Ctrl-C) or stopped at once or was killed (two or three)."""
+    saved the state (one Ctrl-C) or stopped at once or was killed (two or three); `output`
+    is what pulumi printed, when it was captured (`Engine.run`)."""
 
-    def __init__(self, saved: bool) -> None:
+    def __init__(self, saved: bool, output: str = "") -> None:
         super().__init__()
         self.saved = saved
+        self.output = output
 
 
 def _interrupted(proc: subprocess.Popen[Any]) -> Interrupted:
@@ -91,13 +93,11 @@ def _interrupted(proc: subprocess.Popen[Any]) -> Interrupted:
     runner's) still reaches it, and a SIGINT sent to this process alone lets it finish."""
     for saved in (True, False):
         try:
-            proc.communicate()
-            return Interrupted(saved)
+            return Interrupted(saved, "".join(x or "" for x in proc.communicate()))
         except KeyboardInterrupt:
             continue
     proc.kill()
-    proc.communicate()
-    return Interrupted(False)
+    return Interrupted(False, "".join(x or "" for x in proc.communicate()))
 
 
 def run_attached(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> int:
