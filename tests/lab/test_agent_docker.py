@@ -140,7 +140,6 @@ def test_container_lifecycle(agent: Agent, daemon: tuple[str, Dockerd]) -> None:
     assert agent.call("docker.container.inspect", name="web") is None
 
 
-
 def _earlier_agent(daemon: tuple[str, Dockerd], name: str, seconds: float) -> threading.Thread:
     """An earlier run's agent finishing its failed create of ``name`` on "lan" (its run was
     interrupted): it holds the change lock of ``name`` as an agent does, with the container
@@ -183,7 +182,7 @@ def test_changes_wait_for_an_earlier_agents_change_of_the_same_container(
     assert c["running"] is True and not c.get("adopted")
     assert agent.call("docker.container.inspect", name="web")["id"] == c["id"]
     assert not oplock.LOCK_DIR.joinpath(
-        oplock._path(Context(daemon[1].socket), "container", "web").name).exists()
+        oplock.path_of(Context(daemon[1].socket), "container", "web").name).exists()
 
 
 def test_connect_and_disconnect_are_idempotent(agent: Agent,

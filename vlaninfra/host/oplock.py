@@ -4,14 +4,19 @@ An agent whose controller is gone (an interrupted run, a deadline that expired) 
 finishes the ops it started: an op is never cut in half, and a failed create removes what it
 made. The next run's agent may meanwhile reach the same object: adopt a container the first
 agent is about to remove again, or find it attached to the network it was asked to remove.
-So every change of a container or network holds an exclusive ``flock`` on a file named by the
-Docker socket, the kind and the name, in ``/run/vlaninfra/locks`` (0700, root's; namespace
-lab hosts share ``/run`` but not a Docker socket). A change of the same object waits for it,
-for at most half the Docker deadline (the rest is left for the change itself), then fails
-``EBUSY`` saying an earlier change is still under way. The file is removed when its holder
-is done; a holder that dies releases it with its descriptor.
+So each Docker change op holds an exclusive ``flock`` on a file named by the Docker socket,
+the kind and the name, in ``/run/vlaninfra/locks`` (0700, root's; namespace lab hosts share
+``/run`` but not a Docker socket): a container's create, start, update, connect, disconnect
+and remove; a network's create and remove (which also waits for changes of the containers it
+finds attached, `wait_for`). A change of the same object waits for it, all the waits of one
+op together for at most half the Docker deadline (the rest is left for the op itself), then
+fails ``EBUSY`` naming the process that holds it. The file holds its holder's pid and is
+removed when the holder is done; a holder that dies releases it with its descriptor (a child
+the agent forks, the guard's restorer, closes the descriptors it inherited). Locks are not
+re-entrant: a locked op must not call another on the same object. Netlink changes (shims,
+VLAN parents, routes) take milliseconds and are not locked.
 
-An agent that cannot make that directory (not root: a Docker-group user) changes objects
+An agent that may not make that directory (not root: a Docker-group user) changes objects
 without these locks, as before, and logs that once.
 
 Example::
@@ -40,7 +45,7 @@ from vlaninfra.host.context import Context
 from vlaninfra.host.errors import OpError
 from vlaninfra.host.rundir import RUN_DIR, private_dir
 
-__all__ = ["LOCK_DIR", "changes", "changing", "sweep", "wait_for"]
+__all__ = ["LOCK_DIR", "changes", "changing", "path_of", "sweep", "wait_for"]
 
 _A = TypeVar("_A")
 _R = TypeVar("_R")
@@ -50,11 +55,27 @@ log = logging.getLogger(__name__)
 LOCK_DIR = RUN_DIR / "locks"
 _POLL = 0.05
 """Seconds between tries of a lock another agent holds."""
-_unlocked = threading.Event()
-"""Set once this agent found it cannot make `LOCK_DIR` (logged once)."""
+_local = threading.local()
+"""``started``: when the outermost change of this thread began (its waits share one budget)."""
+_held: set[int] = set()
+"""Descriptors of the locks this process holds."""
+_warned = threading.Lock()
+"""Taken (never released) by the first op that found it may not lock: logged once."""
 
 
-def _path(ctx: Context, kind: str, name: str) -> Path:
+def _close_in_child() -> None:
+    # A forked child (the guard's restorer) must not keep this process's locks held.
+    for fd in list(_held):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
+
+
+def path_of(ctx: Context, kind: str, name: str) -> Path:
+    """The lock file of ``kind`` ``name`` on ``ctx``'s Docker."""
     key = f"{os.path.realpath(ctx.docker_socket)}\0{kind}\0{name}"
     return LOCK_DIR / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.lock"
 
@@ -66,38 +87,60 @@ def _try(path: Path) -> int | None:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        try:
             same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
             same = False
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
         if same:
             return fd
         os.close(fd)
 
 
-def _acquire(ctx: Context, kind: str, name: str, started: float) -> tuple[Path, int] | None:
-    """The lock of ``kind`` ``name``, waiting for another holder until half the Docker
-    deadline after ``started`` (then ``EBUSY``); None when this agent cannot lock."""
+def _may_lock() -> bool:
+    """Whether this agent can keep locks (``EACCES`` when not root: no, said once); any
+    other fault of the directory is an error."""
     try:
-        private_dir(LOCK_DIR, "the change locks")
-    except (OpError, OSError) as exc:
-        if not _unlocked.is_set():
-            _unlocked.set()
-            log.warning("changing Docker objects without change locks: %s", exc)
+        private_dir(LOCK_DIR, "a change lock")
+    except OpError as exc:
+        if exc.code != errno.EACCES:
+            raise
+        if _warned.acquire(blocking=False):
+            log.warning("changing Docker objects without change locks: %s", exc.message)
+        return False
+    return True
+
+
+def _holder(path: Path) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        return f" (by process {int(path.read_text())} on this host)"
+    return ""
+
+
+def _acquire(ctx: Context, kind: str, name: str) -> tuple[Path, int] | None:
+    """The lock of ``kind`` ``name``, waiting for another holder until half the Docker
+    deadline after this thread's change began (then ``EBUSY``); None when it may not lock."""
+    if not _may_lock():
         return None
-    path = _path(ctx, kind, name)
+    started = getattr(_local, "started", None) or time.monotonic()
+    path = path_of(ctx, kind, name)
     while (fd := _try(path)) is None:
         waited = time.monotonic() - started
         if waited > ctx.docker_timeout / 2:
-            raise OpError(errno.EBUSY, f"{kind} {name!r}: another change of it is still under "
-                          f"way on this host after {waited:.0f} s (an earlier run's agent "
-                          "finishing what it started after its run was interrupted or gave "
-                          "up); nothing was changed: run this again once it is done",
+            raise OpError(errno.EBUSY, f"{kind} {name!r}: another change of it{_holder(path)} "
+                          f"is still under way after {waited:.0f} s (an agent finishing the "
+                          "ops of a run that was interrupted or gave up, or another run); "
+                          "nothing was changed: run this again once it is done",
                           kind=kind, name=name)
         time.sleep(_POLL)
+    _held.add(fd)
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     if time.monotonic() - started > 1:
         log.info("%s %s: waited %.1f s for another change of it", kind, name,
                  time.monotonic() - started)
@@ -107,28 +150,40 @@ def _acquire(ctx: Context, kind: str, name: str, started: float) -> tuple[Path, 
 def _release(held: tuple[Path, int] | None) -> None:
     if held is not None:
         path, fd = held
-        with contextlib.suppress(FileNotFoundError):
+        try:
             path.unlink()  # while still held: a waiter then opens the path anew
-        os.close(fd)
+        except OSError as exc:
+            if not isinstance(exc, FileNotFoundError):
+                log.warning("could not remove the change lock %s: %s", path, exc)
+        finally:
+            _held.discard(fd)
+            os.close(fd)
 
 
 @contextlib.contextmanager
 def changing(ctx: Context, kind: str, name: str) -> Iterator[None]:
     """Hold the change lock of ``kind`` ``name`` (e.g. "container", "web") on this host's
     Docker; waits for another holder up to half the Docker deadline, then ``EBUSY``."""
-    held = _acquire(ctx, kind, name, time.monotonic())
+    outermost = getattr(_local, "started", None) is None
+    if outermost:
+        _local.started = time.monotonic()
     try:
-        yield
+        held = _acquire(ctx, kind, name)
+        try:
+            yield
+        finally:
+            _release(held)
     finally:
-        _release(held)
+        if outermost:
+            del _local.started
 
 
 def wait_for(ctx: Context, kind: str, names: list[str]) -> None:
     """Wait until no change of these objects is under way (each lock taken and given back at
-    once), for half the Docker deadline in all; ``EBUSY`` as `changing` when one stays held."""
-    started = time.monotonic()
+    once), within the budget of the change this thread makes; ``EBUSY`` as `changing`."""
     for name in names:
-        _release(_acquire(ctx, kind, name, started))
+        with changing(ctx, kind, name):
+            pass
 
 
 def changes(kind: str, field: str,
@@ -155,7 +210,7 @@ def sweep() -> int:
     removed = 0
     for path in LOCK_DIR.glob("*.lock"):
         with contextlib.suppress(OSError):
-            if (fd := _try(path)) is not None:
+            if path.exists() and (fd := _try(path)) is not None:
                 _release((path, fd))
                 removed += 1
     return removed
