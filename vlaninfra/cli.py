@@ -62,3 +62,7 @@ def _pulumi_said(output: str) -> str:
 
 
 _DONE = {"create": "created", "update": "updated", "delete": "deleted", "replace": "replaced"}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
