@@ -16,8 +16,8 @@ the agent forks, the guard's restorer, closes the descriptors it inherited). Loc
 re-entrant: a locked op must not call another on the same object. Netlink changes (shims,
 VLAN parents, routes) take milliseconds and are not locked.
 
-An agent that may not make that directory (not root: a Docker-group user) changes objects
-without these locks, as before, and logs that once.
+An agent that does not run as root (a Docker-group user) changes objects without these
+locks, as before, and logs that once.
 
 Example::
 
@@ -101,17 +101,19 @@ def _try(path: Path) -> int | None:
         os.close(fd)
 
 
+def _as_root() -> bool:
+    return os.geteuid() == 0
+
+
 def _may_lock() -> bool:
-    """Whether this agent can keep locks (``EACCES`` when not root: no, said once); any
-    other fault of the directory is an error."""
-    try:
-        private_dir(LOCK_DIR, "a change lock")
-    except OpError as exc:
-        if exc.code != errno.EACCES:
-            raise
+    """Whether this agent keeps change locks: not when it does not run as root (said once:
+    ``/run`` is root's); a fault of the directory is an error."""
+    if not _as_root():
         if _warned.acquire(blocking=False):
-            log.warning("changing Docker objects without change locks: %s", exc.message)
+            log.warning("changing Docker objects without change locks: the agent does not run "
+                        "as root (give the host `sudo: true` in its ssh settings)")
         return False
+    private_dir(LOCK_DIR, "a change lock")
     return True
 
 
