@@ -54,9 +54,13 @@ def _pulumi_said(output: str) -> str:
     ``pulumi: update canceled`` (not its "Resource monitor has terminated" that follows)."""
     from vlaninfra.engine._output import diagnostics, summary_of
 
-    done = [f"{n} {_DONE.get(k, k)}" for k, n in sorted(summary_of(output).items())
-            if k != "same" and n]
-    said = [m for m in diagnostics(output) if not m.startswith("Resource monitor has terminated")]
+    try:
+        done = [f"{n} {_DONE.get(k, k)}" for k, n in sorted(summary_of(output).items())
+                if k != "same" and n]
+        said = [m for m in diagnostics(output)
+                if not m.startswith("Resource monitor has terminated")]
+    except Exception:  # output of another shape: the "interrupted" line says enough
+        return ""
     return "\n".join([*([f"pulumi: before it stopped: {', '.join(done)}"] if done else []),
                       *(f"pulumi: {m}" for m in said)])
 

@@ -43,3 +43,16 @@ def test_an_interrupted_run_says_what_pulumi_did_and_said_before_it_stopped(
     assert cli.main(["plan", "--stack", "lab"]) == 130
     assert capsys.readouterr().err.splitlines()[1:] == [
         "pulumi: before it stopped: 2 created, 1 deleted", "pulumi: update canceled"]
+
+
+def test_an_interrupted_run_whose_output_is_of_another_shape_says_only_that(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vlaninfra.engine import Interrupted
+
+    def interrupted(args: argparse.Namespace) -> int:
+        raise Interrupted(True, '{"diagnosticEvent": "x"}\n{"changeSummary": [1]}\nplain {')
+
+    monkeypatch.setattr(cli_plan, "run", interrupted)
+    assert cli.main(["plan", "--stack", "lab"]) == 130
+    assert len(capsys.readouterr().err.splitlines()) == 1

@@ -57,18 +57,18 @@ _POLL = 0.05
 """Seconds between tries of a lock another agent holds."""
 _local = threading.local()
 """``started``: when the outermost change of this thread began (its waits share one budget)."""
-_held: set[int] = set()
-"""Descriptors of the locks this process holds."""
 _warned = threading.Lock()
 """Taken (never released) by the first op that found it may not lock: logged once."""
 
 
 def _close_in_child() -> None:
-    # A forked child (the guard's restorer) must not keep this process's locks held.
-    for fd in list(_held):
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _held.clear()
+    # A forked child (the guard's restorer) must not keep this process's locks held: every
+    # descriptor of a file in LOCK_DIR, also one another thread had just locked.
+    with contextlib.suppress(OSError):
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError, ValueError):
+                if os.readlink(f"/proc/self/fd/{fd}").startswith(f"{LOCK_DIR}/"):
+                    os.close(int(fd))
 
 
 os.register_at_fork(after_in_child=_close_in_child)
@@ -128,24 +128,24 @@ def _acquire(ctx: Context, kind: str, name: str) -> tuple[Path, int] | None:
     deadline after this thread's change began (then ``EBUSY``); None when it may not lock."""
     if not _may_lock():
         return None
-    started = getattr(_local, "started", None) or time.monotonic()
+    began = time.monotonic()
+    started = getattr(_local, "started", None) or began
     path = path_of(ctx, kind, name)
     while (fd := _try(path)) is None:
-        waited = time.monotonic() - started
-        if waited > ctx.docker_timeout / 2:
+        if time.monotonic() - started > ctx.docker_timeout / 2:
+            waited = time.monotonic() - began
             raise OpError(errno.EBUSY, f"{kind} {name!r}: another change of it{_holder(path)} "
-                          f"is still under way after {waited:.0f} s (an agent finishing the "
+                          f"is still under way after {waited:.1f} s (an agent finishing the "
                           "ops of a run that was interrupted or gave up, or another run); "
                           "nothing was changed: run this again once it is done",
                           kind=kind, name=name)
         time.sleep(_POLL)
-    _held.add(fd)
     with contextlib.suppress(OSError):
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    if time.monotonic() - started > 1:
+    if time.monotonic() - began > 1:
         log.info("%s %s: waited %.1f s for another change of it", kind, name,
-                 time.monotonic() - started)
+                 time.monotonic() - began)
     return path, fd
 
 
@@ -158,7 +158,6 @@ def _release(held: tuple[Path, int] | None) -> None:
             if not isinstance(exc, FileNotFoundError):
                 log.warning("could not remove the change lock %s: %s", path, exc)
         finally:
-            _held.discard(fd)
             os.close(fd)
 
 

@@ -24,9 +24,15 @@ def private_dir(d: Path, who: str) -> None:
             p.mkdir(mode=0o700, exist_ok=True)
             st = p.lstat()
         except PermissionError:
+            if os.geteuid() == 0:
+                raise OpError(errno.EACCES, f"cannot create {p} for {who}: permission denied "
+                                            "to root (a security module?)") from None
             raise OpError(errno.EACCES, f"cannot create {p}: {who} needs root on the host "
                                         "(give the host `sudo: true` in its ssh settings)"
                           ) from None
+        except OSError as exc:
+            raise OpError(exc.errno or errno.EIO, f"cannot create {p} for {who}: "
+                                                  f"{exc.strerror or exc}") from None
         # /run/vlaninfra may be shared with other tools (readable); ours is 0700.
         mask = 0o077 if p == d else 0o022
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & mask:
