@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import functools
 import hashlib
 import logging
@@ -43,7 +42,7 @@ from typing import TypeVar
 
 from vlaninfra.host.context import Context
 from vlaninfra.host.errors import OpError
-from vlaninfra.host.rundir import RUN_DIR, private_dir
+from vlaninfra.host.rundir import RUN_DIR, private_dir, try_lock
 
 __all__ = ["LOCK_DIR", "changes", "changing", "path_of", "sweep", "wait_for"]
 
@@ -80,27 +79,6 @@ def path_of(ctx: Context, kind: str, name: str) -> Path:
     return LOCK_DIR / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.lock"
 
 
-def _try(path: Path) -> int | None:
-    """The descriptor of ``path`` locked, or None while another holds it. A file its holder
-    removed (or replaced) meanwhile is not the lock any more: open it again."""
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        except BaseException:
-            os.close(fd)
-            raise
-        if same:
-            return fd
-        os.close(fd)
-
-
 def _as_root() -> bool:
     return os.geteuid() == 0
 
@@ -131,7 +109,7 @@ def _acquire(ctx: Context, kind: str, name: str) -> tuple[Path, int] | None:
     began = time.monotonic()
     started = getattr(_local, "started", None) or began
     path = path_of(ctx, kind, name)
-    while (fd := _try(path)) is None:
+    while (fd := try_lock(path)) is None:
         if time.monotonic() - started > ctx.docker_timeout / 2:
             waited = time.monotonic() - began
             raise OpError(errno.EBUSY, f"{kind} {name!r}: another change of it{_holder(path)} "
@@ -211,7 +189,7 @@ def sweep() -> int:
     removed = 0
     for path in LOCK_DIR.glob("*.lock"):
         with contextlib.suppress(OSError):
-            if path.exists() and (fd := _try(path)) is not None:
+            if path.exists() and (fd := try_lock(path)) is not None:
                 _release((path, fd))
                 removed += 1
     return removed

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import logging
@@ -53,6 +52,7 @@ from typing import Any
 
 from vlaninfra._env import env_seconds
 from vlaninfra.host import protocol
+from vlaninfra.host.rundir import try_lock
 from vlaninfra.transport import _errors
 from vlaninfra.transport._errors import TransportError
 from vlaninfra.transport._stats import bump
@@ -308,26 +308,12 @@ class BrokerConnector:
 
     def _lock(self, lock: Path) -> int:
         """Hold ``lock`` (one process starts a target's broker at a time): wait, abortably;
-        a lock file removed meanwhile (its broker left) is locked anew, so two processes never
-        hold two files of one name."""
-        while True:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if self._aborted:
-                            raise BrokerUnavailable("aborted") from None
-                        time.sleep(0.05)
-                with contextlib.suppress(FileNotFoundError):
-                    if os.fstat(fd).st_ino == os.stat(lock).st_ino:
-                        return fd
-            except BaseException:
-                os.close(fd)
-                raise
-            os.close(fd)
+        a lock file removed meanwhile (its broker left) is locked anew (`try_lock`)."""
+        while (fd := try_lock(lock)) is None:
+            if self._aborted:
+                raise BrokerUnavailable("aborted")
+            time.sleep(0.05)
+        return fd
 
     def _attach(self, path: Path, ident: str) -> BrokerChannel | None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
