@@ -185,6 +185,37 @@ def test_changes_wait_for_an_earlier_agents_change_of_the_same_container(
         oplock.path_of(Context(daemon[1].socket), "container", "web").name).exists()
 
 
+def test_a_container_leaves_its_network_after_an_earlier_agents_container_left_it(
+        agent: Agent, daemon: tuple[str, Dockerd]) -> None:
+    """An earlier run's agent is disconnecting a container of "lan" (moby/moby#43286: two at
+    once can leave Docker 20.10 counting an endpoint on it for good): this agent's removal
+    of another container of "lan" leaves the network only after it."""
+    _lan(agent)
+    call(agent, "docker.container.create", name="web", image=daemon[1].image,
+         command=["/bin/sleep", "3600"], network="lan", ipv4="192.0.2.130")
+    holding, go = threading.Event(), threading.Event()
+
+    def earlier() -> None:
+        with oplock.changing(Context(daemon[1].socket), "endpoints", "lan"):
+            holding.set()
+            go.wait(10)
+
+    t = threading.Thread(target=earlier)
+    t.start()
+    assert holding.wait(10)
+    removal = threading.Thread(target=lambda: call(agent, "docker.container.remove",
+                                                    name="web"))
+    removal.start()
+    time.sleep(1.0)
+    found = agent.call("docker.container.inspect", name="web")
+    assert found is not None and "lan" in found["networks"]  # still waiting to leave "lan"
+    go.set()
+    t.join()
+    removal.join(30)
+    assert agent.call("docker.container.inspect", name="web") is None
+    assert run(agent, NETWORK_REMOVE, NetworkRemove("lan")) == Removed(True)
+
+
 def test_connect_and_disconnect_are_idempotent(agent: Agent,
                                                daemon: tuple[str, Dockerd]) -> None:
     _lan(agent)

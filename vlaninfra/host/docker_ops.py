@@ -50,7 +50,7 @@ from vlaninfra.host.docker_facts import (
     network_inspect,
 )
 from vlaninfra.host.errors import OpError, raise_undone
-from vlaninfra.host.oplock import changes, wait_for
+from vlaninfra.host.oplock import changes, changing, wait_for
 from vlaninfra.host.untyped import DockerApi
 
 __all__ = [
@@ -371,7 +371,7 @@ def container_create(ctx: Context, args: ContainerCreate) -> ContainerState:
                         owner, spec or ""):
                     container_id = found["id"]
             if container_id is not None:
-                _stop_and_remove(api, container_id)
+                _stop_and_remove(ctx, container_id)
         except NotFound:
             container_id = None
         except Exception:
@@ -406,14 +406,21 @@ _NETWORK_LOCKS: dict[str, threading.Lock] = {}
 _NETWORK_LOCKS_GUARD = threading.Lock()
 
 
-def _network_lock(network: str) -> threading.Lock:
+def _leave(ctx: Context, container_id: str, network: str, force: bool = False) -> None:
+    """Disconnect a container from ``network``, one container of that network at a time on
+    this Docker, whichever agent disconnects it (moby/moby#43286, see `_stop_and_remove`): an
+    agent still finishing an interrupted run's removals and the next run's agent are
+    serialized too. The agent's own threads queue on a lock of the process, so a queue of
+    disconnects hands over at once, and only another agent is polled for (`oplock`)."""
     with _NETWORK_LOCKS_GUARD:
-        return _NETWORK_LOCKS.setdefault(network, threading.Lock())
+        lock = _NETWORK_LOCKS.setdefault(network, threading.Lock())
+    with lock, changing(ctx, "endpoints", network):
+        ctx.docker().disconnect_container_from_network(container_id, network, force=force)
 
 
-def _stop_and_remove(api: DockerApi, container_id: str, networks: Iterable[str] = ()) -> None:
+def _stop_and_remove(ctx: Context, container_id: str, networks: Iterable[str] = ()) -> None:
     """Remove a container as ``docker rm -f`` does (no grace period), after it has left
-    ``networks`` (one container of a network at a time) and stopped.
+    ``networks`` (one container of a network at a time, `_leave`) and stopped.
 
     Docker 20.10, removing containers of one network at the same time (as a destroy does),
     can leave that network's endpoint count above zero: it then refuses to remove the network
@@ -423,13 +430,13 @@ def _stop_and_remove(api: DockerApi, container_id: str, networks: Iterable[str] 
     is manual: a restart policy does not start the container again. A disconnect or stop
     Docker refuses leaves it to the force-removal.
     """
+    api = ctx.docker()
     for network in sorted(networks):
-        with _network_lock(network):
-            try:
-                api.disconnect_container_from_network(container_id, network)
-            except DockerError as exc:
-                log.warning("disconnecting container %s from %s failed (%s); force-removing "
-                            "it", container_id, network, _short(exc))
+        try:
+            _leave(ctx, container_id, network)
+        except DockerError as exc:
+            log.warning("disconnecting container %s from %s failed (%s); force-removing "
+                        "it", container_id, network, _short(exc))
     try:
         api.stop(container_id, timeout=0)
     except DockerError as exc:
@@ -451,7 +458,7 @@ def container_remove(ctx: Context, args: ContainerRef) -> Removed:
     """
     name = _check_name(args.name, "container name")
     return _remove(f"container {name!r}", container_inspect(ctx, name), args.owner, args.id,
-                   lambda c: _stop_and_remove(ctx.docker(), c["id"], c["networks"]))
+                   lambda c: _stop_and_remove(ctx, c["id"], c["networks"]))
 
 
 @changes("container", "name")
@@ -531,7 +538,6 @@ def network_disconnect(ctx: Context, args: NetworkDisconnect) -> ContainerState 
     if current is not None and network in current["networks"]:
         _ours(f"container {container!r}", current, args.owner, args.id)
         with contextlib.suppress(NotFound):
-            ctx.docker().disconnect_container_from_network(current["id"], network,
-                                                           force=args.force)
+            _leave(ctx, current["id"], network, force=args.force)
         current = container_inspect(ctx, container)
     return None if current is None else ContainerState.of_inspect(current)

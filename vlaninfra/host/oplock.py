@@ -1,20 +1,21 @@
 """One change of a Docker object at a time on a host, whichever agent makes it.
 
-An agent whose controller is gone (an interrupted run, a deadline that expired) still
-finishes the ops it started: an op is never cut in half, and a failed create removes what it
-made. The next run's agent may meanwhile reach the same object: adopt a container the first
-agent is about to remove again, or find it attached to the network it was asked to remove.
-So each Docker change op holds an exclusive ``flock`` on a file named by the Docker socket,
-the kind and the name, in ``/run/vlaninfra/locks`` (0700, root's; namespace lab hosts share
-``/run`` but not a Docker socket): a container's create, start, update, connect, disconnect
-and remove; a network's create and remove (which also waits for changes of the containers it
-finds attached, `wait_for`). A change of the same object waits for it, all the waits of one
-op together for at most half the Docker deadline (the rest is left for the op itself), then
-fails ``EBUSY`` naming the process that holds it. The file holds its holder's pid and is
+An agent whose controller is gone (an interrupted run, a deadline that expired) still finishes
+the ops it started: an op is never cut in half, and a failed create removes what it made. The
+next run's agent may meanwhile reach the same object: adopt a container the first agent is
+about to remove again, or find it attached to the network it was asked to remove. So each
+Docker change op holds an exclusive ``flock`` on a file named by the Docker socket, the kind
+and the name, in ``/run/vlaninfra/locks`` (0700, root's; namespace lab hosts share ``/run`` but
+not a Docker socket): a container's create, start, update, connect, disconnect and remove; a
+network's create and remove (which also waits for changes of the containers it finds attached,
+`wait_for`); and a network's endpoints while a container leaves it (one at a time per network,
+moby/moby#43286: `docker_ops._leave`). A change of the same object waits for it, all the waits
+of one op together for at most half the Docker deadline (the rest is left for the op itself),
+then fails ``EBUSY`` naming the process that holds it. The file holds its holder's pid and is
 removed when the holder is done; a holder that dies releases it with its descriptor (a child
 the agent forks, the guard's restorer, closes the descriptors it inherited). Locks are not
-re-entrant: a locked op must not call another on the same object. Netlink changes (shims,
-VLAN parents, routes) take milliseconds and are not locked.
+re-entrant: a locked op must not call another on the same object. Netlink changes (shims, VLAN
+parents, routes) take milliseconds and are not locked.
 
 An agent that does not run as root (a Docker-group user) changes objects without these
 locks, as before, and logs that once.

@@ -59,7 +59,8 @@ class FakeApi:
     def create_container(self, *a: Any, **kw: Any) -> Any:
         raise Conflict("409 Conflict: the name is in use")
 
-    def disconnect_container_from_network(self, ref: str, network: str) -> None:
+    def disconnect_container_from_network(self, ref: str, network: str,
+                                          force: bool = False) -> None:
         self.calls.append(f"disconnect {ref} {network}")
         if self.stop_error is not None:
             raise self.stop_error
@@ -119,7 +120,7 @@ _LAN = NetworkRemove("lan", "infra/prod")
 
 def _container(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(docker_ops, "container_inspect", lambda _ctx, _name: {
-        "id": "c1", "labels": _OURS, "running": True, "networks": {"lan": {}}})
+        "id": "c1", "name": "web", "labels": _OURS, "running": True, "networks": {"lan": {}}})
 
 
 def test_a_container_leaves_its_network_and_stops_before_it_is_removed(

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.unit.host.test_docker_ops_fake import _LAN, Ctx, _net
+from tests.unit.host.test_docker_ops_fake import _LAN, _WEB, Ctx, _container, _net
 from vlaninfra.host import docker_ops, oplock
+from vlaninfra.host.contract import NetworkDisconnect
 from vlaninfra.host.errors import OpError
 
 
@@ -227,6 +228,27 @@ def test_a_network_names_containers_still_attached_once_their_changes_ended(
     assert info.value.code == errno.EBUSY and info.value.details["containers"] == ["web"]
     assert ctx.api.calls == []
     assert os.listdir(oplock.LOCK_DIR) == []
+
+
+def test_a_container_leaves_its_network_only_while_no_other_agent_leaves_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another agent (an interrupted run's, finishing its removals) is disconnecting a
+    container of "lan": this one's disconnect waits for it (moby/moby#43286), on another
+    network it does not."""
+    _container(monkeypatch)
+    ctx = _ctx()
+    other = _Elsewhere(ctx, "endpoints", "lan",
+                       then=lambda: ctx.api.calls.append("other left lan"))
+    other.release(after=0.3)
+    assert docker_ops.container_remove(ctx, _WEB).removed is True
+    other.join()
+    assert ctx.api.calls == ["other left lan", "disconnect c1 lan", "stop c1 t=0", "rm c1"]
+    ctx.api.calls.clear()
+    other = _Elsewhere(ctx, "endpoints", "wan")
+    assert docker_ops.network_disconnect(ctx, NetworkDisconnect("lan", "web", owner="infra/prod")
+                                         ) is not None
+    other.join()
+    assert ctx.api.calls == ["disconnect c1 lan"]
 
 
 def test_every_docker_change_op_holds_its_objects_lock() -> None:
