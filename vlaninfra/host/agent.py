@@ -23,10 +23,11 @@ import logging
 import os
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
-from vlaninfra.host import persist, protocol
+from vlaninfra.host import oplock, persist, protocol
 from vlaninfra.host.context import Context, warm_up
 from vlaninfra.host.dispatch import (
     OPS,
@@ -79,8 +80,9 @@ class _Writer:
                 pass  # the transport is gone; the op's effect stands, nobody listens
 
 
-def _respond(ctx: Context, writer: _Writer, message: JsonObject) -> None:
-    writer.write(run_request(ctx, message))
+def _respond(ctx: Context, writer: _Writer, message: JsonObject, arrived: float) -> None:
+    with oplock.counted_from(arrived):
+        writer.write(run_request(ctx, message))
 
 
 def serve(ctx: Context, stdin: BinaryIO, stdout: BinaryIO, workers: int = MAX_WORKERS,
@@ -107,9 +109,9 @@ def serve(ctx: Context, stdin: BinaryIO, stdout: BinaryIO, workers: int = MAX_WO
                 log.error("dropping malformed request: %s", exc)
                 continue
             if message.get("op") == "ping":
-                _respond(ctx, writer, message)
+                _respond(ctx, writer, message, time.monotonic())
             else:
-                pool.submit(_respond, ctx, writer, message)
+                pool.submit(_respond, ctx, writer, message, time.monotonic())
     log.info("stdin closed; exiting")
 
 

@@ -10,12 +10,12 @@ not a Docker socket): a container's create, start, update, connect, disconnect a
 network's create and remove (which also waits for changes of the containers it finds attached,
 `wait_for`); and a network's endpoints while a container leaves it (one at a time per network,
 moby/moby#43286: `docker_ops._leave`). A change of the same object waits for it, all the waits
-of one op together for at most half the Docker deadline (the rest is left for the op itself),
-then fails ``EBUSY`` naming the process that holds it. The file holds its holder's pid and is
-removed when the holder is done; a holder that dies releases it with its descriptor (a child
-the agent forks, the guard's restorer, closes the descriptors it inherited). Locks are not
-re-entrant: a locked op must not call another on the same object. Netlink changes (shims, VLAN
-parents, routes) take milliseconds and are not locked.
+of one op together for at most half the Docker deadline counted from the request's arrival (the
+rest is left for the op itself), then fails ``EBUSY`` naming the process that holds it. The
+file holds its holder's pid and is removed when the holder is done; a holder that dies releases
+it with its descriptor (a child the agent forks, the guard's restorer, closes the descriptors
+it inherited). Locks are not re-entrant: a locked op must not call another on the same object.
+Netlink changes (shims, VLAN parents, routes) take milliseconds and are not locked.
 
 An agent that does not run as root (a Docker-group user) changes objects without these
 locks, as before, and logs that once.
@@ -45,7 +45,7 @@ from vlaninfra.host.context import Context
 from vlaninfra.host.errors import OpError
 from vlaninfra.host.rundir import RUN_DIR, private_dir, try_lock
 
-__all__ = ["LOCK_DIR", "changes", "changing", "path_of", "sweep", "wait_for"]
+__all__ = ["LOCK_DIR", "changes", "changing", "counted_from", "path_of", "sweep", "wait_for"]
 
 _A = TypeVar("_A")
 _R = TypeVar("_R")
@@ -56,7 +56,8 @@ LOCK_DIR = RUN_DIR / "locks"
 _POLL = 0.05
 """Seconds between tries of a lock another agent holds."""
 _local = threading.local()
-"""``started``: when the outermost change of this thread began (its waits share one budget)."""
+"""``started``: when the request of this thread's op arrived (`counted_from`), else when its
+outermost change began: the op's waits share one budget from then."""
 _warned = threading.Lock()
 """Taken (never released) by the first op that found it may not lock: logged once."""
 
@@ -156,6 +157,18 @@ def changing(ctx: Context, kind: str, name: str) -> Iterator[None]:
     finally:
         if outermost:
             del _local.started
+
+
+@contextlib.contextmanager
+def counted_from(arrived: float) -> Iterator[None]:
+    """The waits of the changes this thread makes meanwhile count from ``arrived`` (monotonic
+    seconds: when the agent read the request), so time the op queued behind the agent's busy
+    workers is in its budget too, as it is in the controller's deadline."""
+    _local.started = arrived
+    try:
+        yield
+    finally:
+        del _local.started
 
 
 def wait_for(ctx: Context, kind: str, names: list[str]) -> None:

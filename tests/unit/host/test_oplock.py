@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import errno
+import io
+import json
 import logging
 import os
 import re
@@ -20,7 +22,8 @@ from typing import Any
 import pytest
 
 from tests.unit.host.test_docker_ops_fake import _LAN, _WEB, Ctx, _container, _net
-from vlaninfra.host import docker_ops, oplock
+from vlaninfra.host import agent, docker_ops, oplock, protocol
+from vlaninfra.host.context import Context
 from vlaninfra.host.contract import NetworkDisconnect
 from vlaninfra.host.errors import OpError
 
@@ -249,6 +252,25 @@ def test_a_container_leaves_its_network_only_while_no_other_agent_leaves_it(
                                          ) is not None
     other.join()
     assert ctx.api.calls == ["disconnect c1 lan"]
+
+
+def test_an_ops_budget_counts_the_time_it_queued_behind_busy_workers() -> None:
+    """The controller's deadline runs from when it sent the request: an op that queued 0.6 s
+    behind the agent's one busy worker has spent 0.6 s of its 0.5 s budget (half a 1 s
+    deadline) and fails EBUSY at its first wait, instead of waiting 0.5 s more."""
+    ctx = Context(docker_socket="/nonexistent.sock")
+    ctx.docker_timeout = 1
+    other = _Elsewhere(ctx, "container", "web")
+    out = io.BytesIO()
+    started = time.monotonic()
+    agent.serve(ctx, io.BytesIO(b"".join(map(protocol.encode, [
+        protocol.request(1, "debug.sleep", {"seconds": 0.6}),
+        protocol.request(2, "docker.container.remove", {"name": "web"})]))), out, workers=1)
+    took = time.monotonic() - started
+    other.join()
+    answer = json.loads(out.getvalue().splitlines()[-1])
+    assert answer["id"] == 2 and answer["error"]["errno"] == errno.EBUSY
+    assert took < 0.9  # 1.1 s when the budget began at the worker's pickup
 
 
 def test_every_docker_change_op_holds_its_objects_lock() -> None:
