@@ -459,3 +459,28 @@ def test_tools_pulumi_without_the_cli_says_to_run_setup(tmp_path: Path) -> None:
     assert done.returncode == 127, done.stderr
     assert done.stderr.startswith("tools/pulumi: the `pulumi` CLI is not installed here")
     assert "Traceback" not in done.stderr
+
+
+class _Pulumi:
+    """A pulumi process that printed ``output`` once Ctrl-C reached it."""
+
+    def __init__(self, output: str) -> None:
+        self.output = output
+
+    def communicate(self) -> tuple[str, str]:
+        return self.output, ""
+
+
+@pytest.mark.parametrize(("output", "saved"), [
+    ('{"stdoutEvent": {"message": "^C received; cancelling. If you would like to terminate '
+     'immediately, press ^C again.\\n"}}', True),
+    # two Ctrl-C close together reach this process as one, pulumi as two: it stopped at once
+    ('{"stdoutEvent": {"message": "^C received; cancelling. ..."}}\n'
+     '{"stdoutEvent": {"message": "<{%fg 9%}>^C received; terminating<{%reset%}>"}}', False),
+])
+def test_an_interrupted_run_is_saved_unless_pulumi_says_it_terminated(
+        output: str, saved: bool) -> None:
+    from vlaninfra.engine._engine import _interrupted
+
+    got = _interrupted(_Pulumi(output))  # type: ignore[arg-type]
+    assert (got.saved, got.output) == (saved, output)

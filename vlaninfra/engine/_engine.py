@@ -85,17 +85,24 @@ class Interrupted(KeyboardInterrupt):
         self.output = output
 
 
+_TERMINATED = " received; terminating"
+"""What pulumi prints when a second Ctrl-C (or SIGTERM) stops it at once, unsaved."""
+
+
 def _interrupted(proc: subprocess.Popen[Any]) -> Interrupted:
     """Ctrl-C while pulumi runs: the terminal sent pulumi the same SIGINT, on which it finishes
     the steps under way and saves the state; wait for that (subprocess.run killed it 0.25 s
     later, leaving a lock and pending creates). A second Ctrl-C reaches pulumi too, which then
     stops at once; a third kills it. Nothing is sent to pulumi before: a group kill (a CI
-    runner's) still reaches it, and a SIGINT sent to this process alone lets it finish."""
+    runner's) still reaches it, and a SIGINT sent to this process alone lets it finish. Two
+    Ctrl-C close together can reach this process as one, so what pulumi printed decides too:
+    it says "^C received; terminating" when it stops at once."""
     for saved in (True, False):
         try:
-            return Interrupted(saved, "".join(x or "" for x in proc.communicate()))
+            output = "".join(x or "" for x in proc.communicate())
         except KeyboardInterrupt:
             continue
+        return Interrupted(saved and _TERMINATED not in output, output)
     proc.kill()
     return Interrupted(False, "".join(x or "" for x in proc.communicate()))
 
