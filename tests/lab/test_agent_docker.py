@@ -209,6 +209,7 @@ def test_a_container_leaves_its_network_after_an_earlier_agents_container_left_i
     time.sleep(1.0)
     found = agent.call("docker.container.inspect", name="web")
     assert found is not None and "lan" in found["networks"]  # still waiting to leave "lan"
+    assert removal.is_alive()
     go.set()
     t.join()
     removal.join(30)

@@ -96,7 +96,8 @@ def _interrupted(proc: subprocess.Popen[Any]) -> Interrupted:
     stops at once; a third kills it. Nothing is sent to pulumi before: a group kill (a CI
     runner's) still reaches it, and a SIGINT sent to this process alone lets it finish. Two
     Ctrl-C close together can reach this process as one, so what pulumi printed decides too:
-    it says "^C received; terminating" when it stops at once."""
+    it says "^C received; terminating" when it stops at once (when its output is captured:
+    `run_attached` leaves it on the terminal and counts the Ctrl-C alone)."""
     for saved in (True, False):
         try:
             output = "".join(x or "" for x in proc.communicate())

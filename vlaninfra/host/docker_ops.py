@@ -406,6 +406,12 @@ _NETWORK_LOCKS: dict[str, threading.Lock] = {}
 _NETWORK_LOCKS_GUARD = threading.Lock()
 
 
+LEAVE_GRACE = 2.0
+"""Seconds a container waits to leave a network while another agent's container leaves it,
+even once its op's wait budget is spent (each leave takes a fraction of a second; the agent
+polls for another agent's lock while its own threads hand it over at once)."""
+
+
 def _leave(ctx: Context, container_id: str, network: str, force: bool = False) -> None:
     """Disconnect a container from ``network``, one container of that network at a time on
     this Docker, whichever agent disconnects it (moby/moby#43286, see `_stop_and_remove`): an
@@ -414,7 +420,8 @@ def _leave(ctx: Context, container_id: str, network: str, force: bool = False) -
     disconnects hands over at once, and only another agent is polled for (`oplock`)."""
     with _NETWORK_LOCKS_GUARD:
         lock = _NETWORK_LOCKS.setdefault(network, threading.Lock())
-    with lock, changing(ctx, "endpoints", network):
+    with lock, changing(ctx, "endpoints", network, at_least=LEAVE_GRACE,
+                        what=f"network {network!r} (its containers leave it one at a time)"):
         ctx.docker().disconnect_container_from_network(container_id, network, force=force)
 
 
@@ -428,15 +435,23 @@ def _stop_and_remove(ctx: Context, container_id: str, networks: Iterable[str] = 
     Docker 20.10 really do"). Leaving the network is the call that lowers the count; it is
     done in turn per network, and the stop and removal that follow no longer touch it. A stop
     is manual: a restart policy does not start the container again. A disconnect or stop
-    Docker refuses leaves it to the force-removal.
+    Docker refuses leaves it to the force-removal; one that must wait too long for another
+    agent's is ``EBUSY`` (not force-removed: that would be the race).
     """
     api = ctx.docker()
+    left: list[str] = []
     for network in sorted(networks):
         try:
             _leave(ctx, container_id, network)
+            left.append(network)
         except DockerError as exc:
             log.warning("disconnecting container %s from %s failed (%s); force-removing "
                         "it", container_id, network, _short(exc))
+        except OpError as exc:
+            if not left:
+                raise
+            raise OpError(exc.code, exc.message.replace("nothing was changed", (
+                f"the container has left {', '.join(left)} already")), **exc.details) from None
     try:
         api.stop(container_id, timeout=0)
     except DockerError as exc:

@@ -103,20 +103,26 @@ def _holder(path: Path) -> str:
     return ""
 
 
-def _acquire(ctx: Context, kind: str, name: str) -> tuple[Path, int] | None:
+def _acquire(ctx: Context, kind: str, name: str, what: str, at_least: float,
+             ) -> tuple[Path, int] | None:
     """The lock of ``kind`` ``name``, waiting for another holder until half the Docker
-    deadline after this thread's change began (then ``EBUSY``); None when it may not lock."""
+    deadline after the request arrived (`counted_from`), else after this thread's outermost
+    change began, but ``at_least`` seconds; then ``EBUSY`` naming ``what``. None when it may
+    not lock."""
     if not _may_lock():
         return None
     began = time.monotonic()
     started = getattr(_local, "started", None) or began
+    budget = ctx.docker_timeout / 2
     path = path_of(ctx, kind, name)
     while (fd := try_lock(path)) is None:
-        if time.monotonic() - started > ctx.docker_timeout / 2:
-            waited = time.monotonic() - began
-            raise OpError(errno.EBUSY, f"{kind} {name!r}: another change of it{_holder(path)} "
-                          f"is still under way after {waited:.1f} s (an agent finishing the "
-                          "ops of a run that was interrupted or gave up, or another run); "
+        now = time.monotonic()
+        if now - started > budget and now - began > at_least:
+            queued = (" (its wait budget, half the Docker deadline, was spent while it queued "
+                      "behind the agent's other ops)" if began - started > budget else "")
+            raise OpError(errno.EBUSY, f"{what}: another change of it{_holder(path)} is still "
+                          f"under way after {now - began:.1f} s{queued} (an agent finishing "
+                          "the ops of a run that was interrupted or gave up, or another run); "
                           "nothing was changed: run this again once it is done",
                           kind=kind, name=name)
         time.sleep(_POLL)
@@ -142,14 +148,16 @@ def _release(held: tuple[Path, int] | None) -> None:
 
 
 @contextlib.contextmanager
-def changing(ctx: Context, kind: str, name: str) -> Iterator[None]:
+def changing(ctx: Context, kind: str, name: str, what: str | None = None,
+             at_least: float = 0.0) -> Iterator[None]:
     """Hold the change lock of ``kind`` ``name`` (e.g. "container", "web") on this host's
-    Docker; waits for another holder up to half the Docker deadline, then ``EBUSY``."""
+    Docker; waits for another holder up to half the Docker deadline (but ``at_least``
+    seconds), then ``EBUSY`` naming ``what`` (default: the kind and name)."""
     outermost = getattr(_local, "started", None) is None
     if outermost:
         _local.started = time.monotonic()
     try:
-        held = _acquire(ctx, kind, name)
+        held = _acquire(ctx, kind, name, what or f"{kind} {name!r}", at_least)
         try:
             yield
         finally:
@@ -164,11 +172,12 @@ def counted_from(arrived: float) -> Iterator[None]:
     """The waits of the changes this thread makes meanwhile count from ``arrived`` (monotonic
     seconds: when the agent read the request), so time the op queued behind the agent's busy
     workers is in its budget too, as it is in the controller's deadline."""
+    before = getattr(_local, "started", None)
     _local.started = arrived
     try:
         yield
     finally:
-        del _local.started
+        _local.started = before
 
 
 def wait_for(ctx: Context, kind: str, names: list[str]) -> None:
