@@ -318,6 +318,20 @@ def test_broker_never_serves_a_changed_host_key(host: Host, brokered: None,
     assert agent_for(host.target()).call("ping")["uid"] == 0
 
 
+def test_a_client_with_another_docker_deadline_gets_an_agent_of_its_own(
+        host: Host, brokered: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each client's hello sets the agent's Docker timeout: a run with another
+    VLANINFRA_DOCKER_DEADLINE must not change it under a run already using the agent."""
+    pid = agent_for(host.target()).call("ping")["pid"]
+    close_all()
+    monkeypatch.setenv("VLANINFRA_DOCKER_DEADLINE", "300")
+    assert agent_for(host.target()).call("ping")["pid"] != pid
+    assert len(running_brokers()) == 2
+    close_all()
+    monkeypatch.delenv("VLANINFRA_DOCKER_DEADLINE")
+    assert agent_for(host.target()).call("ping")["pid"] == pid  # the first one's again
+
+
 def test_killed_broker_is_replaced(host: Host, brokered: None) -> None:
     accepted = host.sshd.accepted()
     agent = agent_for(host.target())

@@ -61,6 +61,12 @@ class _Connector(Protocol):
     def close(self) -> None: ...
 
 
+
+def docker_deadline() -> float:
+    """Seconds for the Docker ops in :data:`DOCKER_OPS` (``VLANINFRA_DOCKER_DEADLINE``, 120):
+    the controller's deadline for each, and the agent's own Docker timeout (its ``hello``)."""
+    return env_seconds("VLANINFRA_DOCKER_DEADLINE", 120.0)
+
 class Agent:
     """A handle on the agent process of one host; safe to share between threads.
 
@@ -96,7 +102,7 @@ class Agent:
         """The agent's ``hello`` answer (pid, python, kernel, hostname...) once started."""
         self.op_deadline = env_seconds("VLANINFRA_OP_DEADLINE", 30.0)
         """Seconds for facts, netlink ops, ping and batch."""
-        self.docker_deadline = env_seconds("VLANINFRA_DOCKER_DEADLINE", 120.0)
+        self.docker_deadline = docker_deadline()
         """Seconds for the Docker ops in :data:`DOCKER_OPS`."""
         self.start_deadline = env_seconds("VLANINFRA_START_DEADLINE", 60.0)
         """Seconds for connecting, uploading, starting the agent and its ``hello``."""

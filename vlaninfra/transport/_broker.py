@@ -11,7 +11,8 @@ call (a deadline or a silent peer: that connection is never reused).
 
 Identity: the socket is named by a hash of everything that makes the connection trustworthy
 and equal (host, port, user, the pinned host key, a digest of the client key, sudo, python,
-Docker socket, the agent archive's sha256, this relay's protocol): a target whose pinned host
+Docker socket, the agent archive's sha256, the Docker deadline each client's ``hello`` gives
+the agent, this relay's protocol): a target whose pinned host
 key changed in the config never reaches a broker whose connection was verified with the old
 one. The attaching client repeats the identity and the broker checks it.
 
@@ -127,8 +128,10 @@ def _private(path: Path, uid: int) -> bool:
     return stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o022
 
 
-def identity(target: SshTarget, bundle_sha256: str) -> str:
-    """The hex digest naming the broker of ``target`` running archive ``bundle_sha256``.
+def identity(target: SshTarget, bundle_sha256: str, docker_deadline: float) -> str:
+    """The hex digest naming the broker of ``target`` running archive ``bundle_sha256`` for
+    clients whose Docker deadline is ``docker_deadline`` (each client's ``hello`` sets the
+    agent's Docker timeout: clients with another deadline get an agent of their own).
 
     The client key enters only as a digest of the key text (never the key); with ssh-agent
     authentication the agent socket's path stands for it."""
@@ -139,7 +142,7 @@ def identity(target: SshTarget, bundle_sha256: str) -> str:
         key = "ssh-agent:" + os.environ.get("SSH_AUTH_SOCK", "")
     fields = [RELAY_VERSION, protocol.PROTOCOL_VERSION, target.host, target.port, target.user,
               target.host_key.split()[:2], key, target.sudo, target.python,
-              target.docker_socket, bundle_sha256]
+              target.docker_socket, bundle_sha256, docker_deadline]
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
 
@@ -289,7 +292,9 @@ class BrokerConnector:
         where = runtime_dir()
         if where is None:
             raise BrokerUnavailable("no private runtime directory")
-        ident = identity(self.target, bundle.sha256)
+        from vlaninfra.transport._agent import docker_deadline
+
+        ident = identity(self.target, bundle.sha256, docker_deadline())
         path = where / f"{ident[:32]}.sock"
         fd = self._lock(where / f"{ident[:32]}.lock")
         try:
@@ -616,7 +621,7 @@ def _start_stats(counts: dict[str, int]) -> dict[str, int]:
 def main() -> int:
     """The broker process: reads its config (with the key) from stdin, starts the agent,
     answers ``{"ok": ...}`` on stdout, then relays until idle or the agent ends."""
-    from vlaninfra.transport._agent import Agent
+    from vlaninfra.transport._agent import Agent, docker_deadline
     from vlaninfra.transport._ssh import SshConnector
     from vlaninfra.transport._stats import stats
 
@@ -627,7 +632,8 @@ def main() -> int:
     target = SshTarget(**config["target"])
     from vlaninfra.transport._zipapp import build_bundle
 
-    if identity(target, build_bundle().sha256) != config["identity"]:
+    # the client's VLANINFRA_ settings reach this process: its Docker deadline too
+    if identity(target, build_bundle().sha256, docker_deadline()) != config["identity"]:
         return 2  # it would run another archive than its name says: the client goes direct
     ready = sys.stdout.buffer
     agent = Agent(target, SshConnector(target))

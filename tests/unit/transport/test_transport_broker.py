@@ -33,14 +33,16 @@ SHA = "0" * 64
 
 
 def test_identity_follows_everything_that_makes_a_connection_equal() -> None:
-    base = identity(target(), SHA)
+    base = identity(target(), SHA, 120.0)
     other_key = fake_host_key("other")
     for changed in (target(host_key=other_key), target(port=2222), target(user="deploy"),
                     target(private_key=SECRET + "x"), target(passphrase="p"),
                     target(sudo=True), target(docker_socket="/run/d.sock")):
-        assert identity(changed, SHA) != base
-    assert identity(target(), "1" * 64) != base  # another agent archive
-    assert identity(target(config_key="sites.a.hosts[0].ssh"), SHA) == base
+        assert identity(changed, SHA, 120.0) != base
+    assert identity(target(), "1" * 64, 120.0) != base  # another agent archive
+    # the agent's Docker timeout is the last hello's: another deadline, another agent
+    assert identity(target(), SHA, 300.0) != base
+    assert identity(target(config_key="sites.a.hosts[0].ssh"), SHA, 120.0) == base
     assert "c2VjcmV0" not in base
 
 
