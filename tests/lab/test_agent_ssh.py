@@ -322,6 +322,8 @@ def test_a_client_with_another_docker_deadline_gets_an_agent_of_its_own(
         host: Host, brokered: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each client's hello sets the agent's Docker timeout: a run with another
     VLANINFRA_DOCKER_DEADLINE must not change it under a run already using the agent."""
+    # the first broker must outlive the second's start on a busy machine
+    monkeypatch.setenv("VLANINFRA_BROKER_IDLE", "60")
     pid = agent_for(host.target()).call("ping")["pid"]
     close_all()
     monkeypatch.setenv("VLANINFRA_DOCKER_DEADLINE", "300")

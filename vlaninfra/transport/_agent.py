@@ -61,11 +61,11 @@ class _Connector(Protocol):
     def close(self) -> None: ...
 
 
-
 def docker_deadline() -> float:
     """Seconds for the Docker ops in :data:`DOCKER_OPS` (``VLANINFRA_DOCKER_DEADLINE``, 120):
     the controller's deadline for each, and the agent's own Docker timeout (its ``hello``)."""
     return env_seconds("VLANINFRA_DOCKER_DEADLINE", 120.0)
+
 
 class Agent:
     """A handle on the agent process of one host; safe to share between threads.

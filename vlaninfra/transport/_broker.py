@@ -9,12 +9,12 @@ processes with the same target attach to it. It exits :data:`IDLE` seconds after
 client left, and at once when its agent or connection ends or when a client gives up on a
 call (a deadline or a silent peer: that connection is never reused).
 
-Identity: the socket is named by a hash of everything that makes the connection trustworthy
-and equal (host, port, user, the pinned host key, a digest of the client key, sudo, python,
-Docker socket, the agent archive's sha256, the Docker deadline each client's ``hello`` gives
-the agent, this relay's protocol): a target whose pinned host
-key changed in the config never reaches a broker whose connection was verified with the old
-one. The attaching client repeats the identity and the broker checks it.
+Identity: the socket is named by a hash of everything that makes the connection trustworthy and
+equal (host, port, user, the pinned host key, a digest of the client key, sudo, python, Docker
+socket, the agent archive's sha256, the Docker deadline each client's ``hello`` gives the
+agent, this relay's protocol): a target whose pinned host key changed in the config never
+reaches a broker whose connection was verified with the old one. The attaching client repeats
+the identity and the broker checks it.
 
 Security: sockets live in a 0700 directory owned by the user (``$XDG_RUNTIME_DIR/vlaninfra``,
 ``/run/vlaninfra`` for root, else ``/tmp/vlaninfra-broker-<uid>``; refused when it is a
