@@ -118,9 +118,10 @@ _WEB = ContainerRef("web", "infra/prod")
 _LAN = NetworkRemove("lan", "infra/prod")
 
 
-def _container(monkeypatch: pytest.MonkeyPatch) -> None:
+def _container(monkeypatch: pytest.MonkeyPatch, networks: tuple[str, ...] = ("lan",)) -> None:
     monkeypatch.setattr(docker_ops, "container_inspect", lambda _ctx, _name: {
-        "id": "c1", "name": "web", "labels": _OURS, "running": True, "networks": {"lan": {}}})
+        "id": "c1", "name": "web", "labels": _OURS, "running": True,
+        "networks": {n: {} for n in networks}})
 
 
 def test_a_container_leaves_its_network_and_stops_before_it_is_removed(

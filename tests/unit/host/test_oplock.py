@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.host.test_docker_ops_fake import _LAN, _OURS, _WEB, Ctx, _container, _net
+from tests.unit.host.test_docker_ops_fake import _LAN, _WEB, Ctx, _container, _net
 from vlaninfra.host import agent, docker_ops, oplock, protocol
 from vlaninfra.host.context import Context
 from vlaninfra.host.contract import NetworkDisconnect
@@ -268,9 +268,7 @@ def test_a_leave_waits_a_little_even_once_its_budget_is_spent(
     other.join()
     assert ctx.api.calls == ["disconnect c1 lan"]
     monkeypatch.setattr(docker_ops, "LEAVE_GRACE", 0.2)
-    monkeypatch.setattr(docker_ops, "container_inspect", lambda _ctx, _name: {
-        "id": "c1", "name": "web", "labels": _OURS, "running": True,
-        "networks": {"a": {}, "lan": {}}})
+    _container(monkeypatch, ("a", "lan"))
     other = _Elsewhere(ctx, "endpoints", "lan")
     with oplock.counted_from(time.monotonic() - 100), pytest.raises(OpError) as info:
         docker_ops.container_remove(ctx, _WEB)
